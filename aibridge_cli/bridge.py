@@ -1,0 +1,435 @@
+"""The interception engine: upstream attempts with key failover, the agentic loop, and
+the relay and loop tasks that share a streaming client connection.
+
+Per streaming request one nursery runs two tasks:
+
+* the **relay task** takes client-facing frames off a channel and writes them; it
+  initiates the stream (status 200 and SSE headers) and then sets ``initiated``, a
+  ``trio.Event``; it writes every frame it has waiting in one send, and a ping after
+  ``ping_interval`` seconds without a write;
+* the **loop task** talks to the upstream, runs injected tools and puts frames on the
+  channel.
+
+An error must reach the client in exactly one shape: an HTTP status with a JSON body
+before the stream is initiated, one in-stream error after. How the loop decides is the
+``stream_initiation`` mode:
+
+* ``eager`` (the fix): before every agentic continuation the loop asks the relay to
+  initiate and waits for ``initiated``; an error goes down the channel like any frame and
+  the relay, the only writer, picks its shape. No interleaving can mix the two.
+* ``lazy`` (the Go gateway before coder/coder#26139, kept as a fuzzing target): only the
+  relay initiates, on its first frame; on error the loop looks at ``initiated`` and at the
+  channel alone and, seeing neither, writes a JSON error itself, while the relay may be
+  about to write the SSE it already took off the channel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import trio
+
+from .errors import (
+    ClientFacingError,
+    LoopLimitExceeded,
+    UpstreamBroken,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from .interception import Interception, ToolCallRecord, UpstreamExchange
+from .keypool import KeyPool
+from .providers.base import API, Conversation, ToolCall, dumps
+from .server import ResponseWriter
+from .sse import SSEDecoder
+from .tools import InjectedTool, ToolOutcome, ToolSet
+
+log = logging.getLogger("aibridge.bridge")
+
+StreamInitiation = Literal["eager", "lazy"]
+Headers = list[tuple[str, str]]
+
+SSE_HEADERS: Headers = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache"),
+    ("connection", "keep-alive"),
+    ("x-accel-buffering", "no"),
+]
+# Hop-by-hop and framing headers never cross the proxy; the rest of a relayed response's
+# headers (request ids, rate-limit hints) do.
+_DROP_RESPONSE = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
+     "date", "server", "proxy-connection", "upgrade", "trailer", "te"}
+)
+# Client headers that are the proxy's business, not the upstream's.
+_DROP_REQUEST = _DROP_RESPONSE | {
+    "host", "accept-encoding", "content-type", "x-api-key", "authorization", "cookie"
+}
+
+
+def forwarded_response_headers(headers: httpx.Headers | Headers) -> Headers:
+    items = headers.multi_items() if isinstance(headers, httpx.Headers) else headers
+    return [(k, v) for k, v in items if k.lower() not in _DROP_RESPONSE]
+
+
+def forwarded_request_headers(headers: Headers, byok: bool) -> Headers:
+    """The client's headers as sent upstream; its credentials only without a key pool."""
+    kept = [(k, v) for k, v in headers if k not in _DROP_REQUEST]
+    if byok:
+        kept += [(k, v) for k, v in headers if k in ("x-api-key", "authorization")]
+    return [*kept, ("accept-encoding", "identity")]
+
+
+ToolRunner = Callable[[InjectedTool, Any], Awaitable[ToolOutcome]]
+
+
+async def run_tool(tool: InjectedTool, arguments: Any) -> ToolOutcome:
+    return await tool.run(arguments)
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    stream_initiation: StreamInitiation = "eager"
+    max_iterations: int = 10
+    ping_interval: float = 10.0
+    channel_size: int = 128
+
+
+@dataclass
+class Upstream:
+    """One provider's upstream: its base URL and key pool (empty: bring your own key)."""
+
+    base_url: str
+    pool: KeyPool = field(default_factory=KeyPool)
+    auth: Literal["x-api-key", "bearer"] = "x-api-key"
+
+    def auth_headers(self, key: str) -> Headers:
+        """How a pool key is sent: Anthropic's ``x-api-key`` or OpenAI's bearer token."""
+        if self.auth == "bearer":
+            return [("authorization", f"Bearer {key}")]
+        return [("x-api-key", key)]
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
+
+
+@dataclass
+class Environment:
+    """What every interception shares: the client, the tools, the clocks."""
+
+    client: httpx.AsyncClient
+    tools: ToolSet
+    config: BridgeConfig
+    run_tool: ToolRunner = run_tool
+    wall_clock: Callable[[], float] = time.time
+
+
+class _Initiate:
+    """Channel item: the loop asks the relay to initiate the stream now."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """Channel item: the loop failed; the relay writes the error in the right shape."""
+
+    error: ClientFacingError
+
+
+_INITIATE = _Initiate()
+_Item = bytes | _Initiate | _Failure
+
+
+def error_payload(api: API, error: ClientFacingError) -> Any:
+    """The error body in the provider's shape (an upstream's own error body when it is one)."""
+    if isinstance(error, UpstreamStatusError):
+        try:
+            payload = json.loads(error.body)
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            return payload
+    return api.error_body(error.kind, error.message)
+
+
+async def write_error_response(
+    api: API, writer: ResponseWriter, error: ClientFacingError, *, whole: bool = True
+) -> None:
+    """Answer ``error`` as an HTTP status with a JSON body.
+
+    ``whole`` sends it with a Content-Length and ends the response; the lazy loop sends it
+    as a start and a write, the way the Go gateway did, so a racing relay can append to it.
+    """
+    headers: Headers = [("content-type", "application/json")]
+    if isinstance(error, UpstreamStatusError):
+        body = error.body
+        headers = forwarded_response_headers(error.headers) or headers
+    else:
+        body = dumps(api.error_body(error.kind, error.message)).encode()
+        if error.retry_after is not None:
+            headers.append(("retry-after", str(error.retry_after)))
+    if whole:
+        await writer.respond(error.status, headers, body)
+    else:
+        await writer.start(error.status, headers)
+        await writer.send(body)
+
+
+class ClientStream:
+    """The streaming side of one request: the channel, the relay task, initiation."""
+
+    def __init__(self, api: API, writer: ResponseWriter, config: BridgeConfig) -> None:
+        self.api = api
+        self.writer = writer
+        self.config = config
+        self.initiated = trio.Event()
+        self.sender, self.receiver = trio.open_memory_channel[_Item](config.channel_size)
+        self.failed = False
+
+    async def put(self, frames: list[bytes]) -> None:
+        if frames:
+            await self.sender.send(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    async def initiate(self) -> None:
+        """Eager mode: have the relay initiate the stream, and wait until it has."""
+        if not self.initiated.is_set():
+            await self.sender.send(_INITIATE)
+            await self.initiated.wait()
+
+    async def fail(self, error: ClientFacingError) -> None:
+        """Hand an error to the client in the shape the mode decides."""
+        self.failed = True
+        if self.config.stream_initiation == "lazy":
+            waiting = self.sender.statistics().current_buffer_used
+            if not self.initiated.is_set() and not waiting:
+                # The pre-fix check: nothing initiated, nothing queued, so answer in JSON,
+                # although the relay may hold a frame it is about to write.
+                await write_error_response(self.api, self.writer, error, whole=False)
+                return
+        await self.sender.send(_Failure(error))
+
+    async def relay(self) -> None:
+        """Write frames as they come; initiate on the first; ping while idle."""
+        async with self.receiver:
+            while True:
+                with trio.move_on_after(self.config.ping_interval) as idle:
+                    try:
+                        first = await self.receiver.receive()
+                    except trio.EndOfChannel:
+                        return
+                if idle.cancelled_caught:
+                    if self.initiated.is_set():
+                        await self.writer.send(self.api.ping_frame)
+                    continue
+                if await self._write_batch(self._drain(first)):
+                    return
+
+    def _drain(self, first: _Item) -> list[_Item]:
+        batch = [first]
+        while True:
+            try:
+                batch.append(self.receiver.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return batch
+
+    async def _write_batch(self, batch: list[_Item]) -> bool:
+        """Write one batch in one send; True when the stream is over (an error went out)."""
+        out: list[bytes] = []
+        failure: _Failure | None = None
+        for item in batch:
+            if isinstance(item, bytes):
+                out.append(item)
+            elif isinstance(item, _Failure):
+                failure = item
+                break
+        if failure is not None and not out and not self.initiated.is_set():
+            await write_error_response(self.api, self.writer, failure.error)
+            return True
+        if not self.initiated.is_set():
+            await self.writer.start(200, SSE_HEADERS)
+            self.initiated.set()
+        if failure is not None:
+            out.append(self.api.error_frame(error_payload(self.api, failure.error)))
+        if out:
+            await self.writer.send(b"".join(out))
+        return failure is not None
+
+
+class Interceptor:
+    """Runs one intercepted request: the agentic loop, streaming or blocking."""
+
+    def __init__(
+        self,
+        api: API,
+        upstream: Upstream,
+        env: Environment,
+        request_headers: Headers,
+        record: Interception,
+    ) -> None:
+        self.api = api
+        self.upstream = upstream
+        self.env = env
+        self.request_headers = request_headers
+        self.record = record
+
+    # -- upstream attempts ---------------------------------------------------------------
+    @asynccontextmanager
+    async def open_upstream(
+        self, body: dict[str, Any]
+    ) -> AsyncIterator[tuple[httpx.Response, UpstreamExchange]]:
+        """An upstream response with a 2xx status, after failing over keys as needed."""
+        pool = self.upstream.pool
+        tried: set[int] = set()
+        content = dumps(body).encode()
+        base_headers = forwarded_request_headers(self.request_headers, byok=not pool)
+        base_headers.append(("content-type", "application/json"))
+        while True:
+            headers = list(base_headers)
+            key = None
+            if pool:
+                key = pool.acquire(trio.current_time(), frozenset(tried))
+                tried.add(key.index)
+                headers += self.upstream.auth_headers(key.secret)
+            exchange = self.record.new_exchange(
+                "POST", self.api.upstream_path, body, key.masked if key else None
+            )
+            request = self.env.client.build_request(
+                "POST", self.upstream.url(self.api.upstream_path), content=content, headers=headers
+            )
+            with translate_upstream_errors(exchange):
+                response = await self.env.client.send(request, stream=True)
+            try:
+                exchange.response.started(response.status_code, list(response.headers.multi_items()))
+                if response.status_code >= 400:
+                    with translate_upstream_errors(exchange):
+                        data = await response.aread()
+                    exchange.response.wrote(data)
+                    if key is not None and pool.report(
+                        key,
+                        response.status_code,
+                        response.headers.get("retry-after"),
+                        trio.current_time(),
+                        self.env.wall_clock(),
+                    ):
+                        log.info("key %s answered %d: failing over", key.masked, response.status_code)
+                        continue
+                    raise UpstreamStatusError(
+                        response.status_code, list(response.headers.multi_items()), data
+                    )
+                yield response, exchange
+            finally:
+                await response.aclose()
+            return
+
+    # -- the loop ------------------------------------------------------------------------
+    async def _run_tools(self, calls: list[ToolCall]) -> list[ToolOutcome]:
+        outcomes = []
+        for call in calls:
+            tool = self.env.tools.get(call.name)
+            assert tool is not None, "only injected tools are returned as calls"
+            outcome = await self.env.run_tool(tool, call.input)
+            self.record.tool_calls.append(
+                ToolCallRecord(call.name, call.input, outcome.text, outcome.is_error)
+            )
+            outcomes.append(outcome)
+        return outcomes
+
+    async def run_blocking(self, conversation: Conversation, writer: ResponseWriter) -> None:
+        try:
+            for _ in range(self.env.config.max_iterations):
+                async with self.open_upstream(conversation.upstream_body()) as (response, exchange):
+                    with translate_upstream_errors(exchange):
+                        data = await response.aread()
+                    exchange.response.wrote(data)
+                try:
+                    body = json.loads(data)
+                except ValueError:
+                    raise UpstreamBroken("upstream response is not valid JSON") from None
+                calls = conversation.on_body(body)
+                if not calls:
+                    await writer.respond(
+                        200,
+                        [("content-type", "application/json")],
+                        dumps(conversation.client_body()).encode(),
+                    )
+                    return
+                conversation.add_results(calls, await self._run_tools(calls))
+            raise self._loop_limit()
+        except ClientFacingError as error:
+            self.record.outcome = f"error: {error.message}"
+            await write_error_response(self.api, writer, error)
+
+    def _loop_limit(self) -> LoopLimitExceeded:
+        return LoopLimitExceeded(
+            f"the agentic loop did not finish in {self.env.config.max_iterations} iterations"
+        )
+
+    async def run_streaming(self, conversation: Conversation, writer: ResponseWriter) -> None:
+        client = ClientStream(self.api, writer, self.env.config)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.relay)
+            async with client.sender:
+                try:
+                    await self._loop(conversation, client)
+                except ClientFacingError as error:
+                    self.record.outcome = f"error: {error.message}"
+                    await client.fail(error)
+
+    async def _loop(self, conversation: Conversation, client: ClientStream) -> None:
+        eager = self.env.config.stream_initiation == "eager"
+        for iteration in range(self.env.config.max_iterations):
+            if iteration and eager:
+                await client.initiate()
+            async with self.open_upstream(conversation.upstream_body()) as (response, exchange):
+                await self._pump(response, exchange, conversation, client)
+            if conversation.failed:
+                return
+            calls = conversation.end_stream()
+            if not calls:
+                await client.put(conversation.closing_frames())
+                return
+            conversation.add_results(calls, await self._run_tools(calls))
+        raise self._loop_limit()
+
+    async def _pump(
+        self,
+        response: httpx.Response,
+        exchange: UpstreamExchange,
+        conversation: Conversation,
+        client: ClientStream,
+    ) -> None:
+        decoder = SSEDecoder()
+        with translate_upstream_errors(exchange):
+            async for chunk in response.aiter_raw():
+                exchange.response.wrote(chunk)
+                frames: list[bytes] = []
+                for event in decoder.feed(chunk):
+                    frames += conversation.on_event(event)
+                    if conversation.failed:
+                        break
+                await client.put(frames)
+                if conversation.failed:
+                    return
+
+
+@contextmanager
+def translate_upstream_errors(exchange: UpstreamExchange | None = None) -> Iterator[None]:
+    """Turn httpx's transport errors into the client-facing upstream errors."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        if exchange is not None:
+            exchange.error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, httpx.ConnectTimeout):
+            raise UpstreamTimeout("upstream did not accept a connection in time") from exc
+        if isinstance(exc, httpx.TimeoutException):
+            raise UpstreamTimeout(f"upstream timed out: {type(exc).__name__}") from exc
+        if isinstance(exc, httpx.ConnectError):
+            raise UpstreamUnreachable(f"upstream unreachable: {exc}") from exc
+        raise UpstreamBroken(f"upstream connection lost: {type(exc).__name__}") from exc

@@ -1,0 +1,116 @@
+"""What one interception did, as plain data: the record that fixtures are made of.
+
+The bridge fills an ``Interception`` while it works (the client's request, every upstream
+exchange with its chunks and their timing, every injected tool call, the client-facing
+response) and hands it to the recorder when the request is over. Secrets never get in:
+headers are redacted on the way in and keys are kept masked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+Headers = list[tuple[str, str]]
+
+SECRET_HEADERS = frozenset(
+    {"x-api-key", "authorization", "proxy-authorization", "cookie", "set-cookie", "api-key"}
+)
+REDACTED = "[redacted]"
+
+
+def redact_headers(headers: Iterable[tuple[str, str]], extra: Iterable[str] = ()) -> Headers:
+    """Headers with every secret value replaced; names compare case-insensitively."""
+    secret = SECRET_HEADERS | {name.lower() for name in extra}
+    return [(k, REDACTED if k.lower() in secret else v) for k, v in headers]
+
+
+@dataclass
+class Chunk:
+    """Bytes as they went over the wire, ``offset_ms`` after the client's request arrived."""
+
+    offset_ms: float
+    data: bytes
+
+
+@dataclass
+class ResponseLog:
+    """A response as sent or received: status, headers and timed chunks."""
+
+    clock: Callable[[], float] = field(repr=False, default=lambda: 0.0)
+    status: int | None = None
+    headers: Headers = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+
+    def started(self, status: int, headers: Headers) -> None:
+        if self.status is None:
+            self.status = status
+            self.headers = list(headers)
+
+    def wrote(self, data: bytes) -> None:
+        self.chunks.append(Chunk(self.clock(), data))
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(chunk.data for chunk in self.chunks)
+
+
+@dataclass
+class UpstreamExchange:
+    """One upstream attempt: what was sent, with which (masked) key, and what came back."""
+
+    method: str
+    path: str
+    request_body: Any
+    key: str | None
+    response: ResponseLog
+    error: str | None = None
+
+
+@dataclass
+class ToolCallRecord:
+    """One injected tool run by the loop."""
+
+    name: str
+    input: Any
+    result: str
+    is_error: bool
+
+
+@dataclass
+class ClientRequest:
+    method: str
+    path: str
+    headers: Headers
+    body: Any
+
+
+@dataclass
+class Interception:
+    """Everything one intercepted request did, in the order it happened."""
+
+    api: str
+    request: ClientRequest
+    started_at: float
+    clock: Callable[[], float] = field(repr=False, default=lambda: 0.0)
+    upstream: list[UpstreamExchange] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    response: ResponseLog = field(default_factory=ResponseLog)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str = "ok"
+
+    def __post_init__(self) -> None:
+        self.response.clock = self.clock
+
+    def new_exchange(self, method: str, path: str, body: Any, key: str | None) -> UpstreamExchange:
+        exchange = UpstreamExchange(method, path, body, key, ResponseLog(self.clock))
+        self.upstream.append(exchange)
+        return exchange
+
+    @property
+    def keys_used(self) -> list[str]:
+        return [exchange.key for exchange in self.upstream if exchange.key is not None]
+
+
+Recorder = Callable[[Interception], None]

@@ -1,0 +1,111 @@
+"""What a provider API must say for the bridge to intercept it.
+
+The bridge (``aibridge_cli.bridge``) owns the I/O: the upstream attempts with key
+failover, the relay and loop tasks, the tools. An ``API`` owns everything specific to one
+provider's wire format, with no I/O: how a request is validated, how upstream events map
+to client events across agentic iterations, what its errors look like.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..errors import ErrorKind, RequestError
+from ..sse import SSEEvent
+from ..tools import ToolOutcome, ToolSet
+
+Headers = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """An injected tool call the model asked for."""
+
+    id: str
+    name: str
+    input: Any
+
+
+class Conversation(Protocol):
+    """The per-request state of one intercepted exchange, across agentic iterations."""
+
+    failed: bool
+    """True once an upstream error event was relayed: the stream ends there."""
+
+    def upstream_body(self) -> dict[str, Any]:
+        """The JSON body of the next upstream request (injected tools included)."""
+        ...
+
+    def on_event(self, event: SSEEvent) -> list[bytes]:
+        """Streaming: one upstream event in, the SSE frames for the client out."""
+        ...
+
+    def end_stream(self) -> list[ToolCall]:
+        """Streaming: the upstream stream ended; the injected calls to run, if any.
+
+        Raises ``UpstreamBroken`` when the stream ended before its terminal event.
+        """
+        ...
+
+    def on_body(self, body: Any) -> list[ToolCall]:
+        """Blocking: one upstream response body in; the injected calls to run, if any."""
+        ...
+
+    def add_results(self, calls: list[ToolCall], outcomes: list[ToolOutcome]) -> None:
+        """Append the assistant turn and the tools' results for the next iteration."""
+        ...
+
+    def closing_frames(self) -> list[bytes]:
+        """Streaming: frames sent after the last iteration (e.g. ``data: [DONE]``)."""
+        ...
+
+    def client_body(self) -> dict[str, Any]:
+        """Blocking: the one response the client gets."""
+        ...
+
+
+class API(Protocol):
+    """One intercepted provider API (Anthropic Messages, OpenAI Chat, OpenAI Responses)."""
+
+    name: str
+    """Short name used in routes, fixtures and logs (``anthropic``, ``openai-chat``...)."""
+    provider: str
+    """The key pool and base URL it uses (``anthropic`` or ``openai``)."""
+    upstream_path: str
+    """Path appended to the provider's base URL."""
+    ping_frame: bytes
+    """What the relay sends after 10 s without a write."""
+
+    def validate(self, raw: bytes) -> dict[str, Any]:
+        """The request body, checked; raises ``RequestError`` saying what is wrong."""
+        ...
+
+    def conversation(self, body: dict[str, Any], tools: ToolSet) -> Conversation: ...
+
+    def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]: ...
+
+    def error_frame(self, payload: Any) -> bytes:
+        """An in-stream error carrying ``payload`` (an error body of this provider)."""
+        ...
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a ``RequestError`` saying what is wrong."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RequestError(f"request body must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def is_streaming(body: dict[str, Any]) -> bool:
+    return body.get("stream") is True
+
+
+def dumps(data: Any) -> str:
+    """Compact JSON, the way the providers write it."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,429 @@
+"""An HTTP/1.1 server on trio and h11 that serves any ``trio.abc.Stream``.
+
+One ``HTTPConnection`` owns one stream: it reads a request head under the header timeout,
+reads the body under the body timeout and size limit, then runs the app's handler while a
+watcher task reads the stream, so a client that goes away cancels the handler (and with it
+any upstream request) at once. Keep-alive cycles the same connection; shutdown lets
+in-flight requests finish within a grace period, then cuts them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import h11
+import trio
+
+from .errors import ClientDisconnected
+
+log = logging.getLogger("aibridge.server")
+
+Headers = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits and timeouts of the HTTP server, all explicit."""
+
+    max_body_size: int = 32 * 1024 * 1024
+    max_header_size: int = 64 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    write_timeout: float = 60.0
+    grace_period: float = 10.0
+
+
+@dataclass(frozen=True)
+class Request:
+    """A complete request: header names are lower-case, the body is read in full."""
+
+    method: str
+    target: str
+    headers: Headers
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class AbortConnection(Exception):
+    """Raised by a handler to drop the connection at once, mid-response if need be.
+
+    Fake upstreams use it to play a connection reset.
+    """
+
+
+class ResponseObserver(Protocol):
+    """Sees what a response writer sends: used to record the client-facing response."""
+
+    def started(self, status: int, headers: Headers) -> None: ...
+
+    def wrote(self, data: bytes) -> None: ...
+
+
+class App(Protocol):
+    """What the server runs for each request."""
+
+    async def handle(self, request: Request, response: ResponseWriter) -> None: ...
+
+    def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
+        """Headers and body for an error the server itself detects (413, 431, ...)."""
+        ...
+
+
+class ResponseWriter:
+    """Writes one response. Safe to use from two tasks at once.
+
+    Like Go's ``http.ResponseWriter``, a second ``start`` is superfluous: it is ignored
+    (and counted), and data written after it joins the body already started. That is what
+    lets lazy stream initiation reproduce the JSON-then-SSE body of the seed race.
+    """
+
+    def __init__(self, connection: HTTPConnection, observer: ResponseObserver | None = None):
+        self._connection = connection
+        self._lock = trio.StrictFIFOLock()
+        self.observer = observer
+        self.status: int | None = None
+        self.headers: Headers = []
+        self.finished = False
+        self.superfluous_starts = 0
+        self.bytes_sent = 0
+
+    @property
+    def started(self) -> bool:
+        return self.status is not None
+
+    async def start(self, status: int, headers: Headers) -> None:
+        """Send the status line and headers; a second call is logged and ignored."""
+        async with self._lock:
+            if self.status is not None:
+                self.superfluous_starts += 1
+                log.warning("superfluous response start %d after %d", status, self.status)
+                return
+            await self._start(status, headers)
+
+    async def _start(self, status: int, headers: Headers) -> None:
+        self.status = status
+        if self._connection.closing:
+            headers = [*headers, ("connection", "close")]
+        self.headers = headers
+        if self.observer is not None:
+            self.observer.started(status, headers)
+        await self._connection.send_event(h11.Response(status_code=status, headers=headers))
+
+    async def send(self, data: bytes) -> None:
+        """Send body bytes, starting a 200 response first if nothing was started."""
+        async with self._lock:
+            if self.status is None:
+                await self._start(200, [])
+            if data:
+                if self.observer is not None:
+                    self.observer.wrote(data)
+                self.bytes_sent += len(data)
+                await self._connection.send_event(h11.Data(data=data))
+
+    async def respond(self, status: int, headers: Headers, body: bytes) -> None:
+        """A whole response with a ``Content-Length``, ended at once."""
+        async with self._lock:
+            if self.status is not None:
+                self.superfluous_starts += 1
+                log.warning("superfluous response %d after %d", status, self.status)
+                return
+            await self._start(status, [*headers, ("content-length", str(len(body)))])
+            if body:
+                if self.observer is not None:
+                    self.observer.wrote(body)
+                self.bytes_sent += len(body)
+                await self._connection.send_event(h11.Data(data=body))
+            await self._finish()
+
+    async def finish(self) -> None:
+        """End the response (idempotent)."""
+        async with self._lock:
+            await self._finish()
+
+    async def _finish(self) -> None:
+        if not self.finished and self.status is not None:
+            self.finished = True
+            await self._connection.send_event(h11.EndOfMessage())
+
+
+class HTTPConnection:
+    """One client connection: its stream, its h11 state, and its request cycle."""
+
+    def __init__(self, stream: trio.abc.Stream, app: App, config: ServerConfig, server: Server):
+        self.stream = stream
+        self.app = app
+        self.config = config
+        self.server = server
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
+        self.idle = True
+        self.scope = trio.CancelScope()
+        self.peer_gone = False
+        self.cycles = 0
+
+    @property
+    def closing(self) -> bool:
+        return self.server.shutting_down
+
+    async def send_event(self, event: h11.Event) -> None:
+        data = self.h11.send(event)
+        if data:
+            try:
+                with trio.fail_after(self.config.write_timeout):
+                    await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                # The peer reset or closed the socket: nothing more can be said to it.
+                self.peer_gone = True
+                raise ClientDisconnected("client connection closed") from exc
+            except trio.TooSlowError:
+                self.peer_gone = True
+                raise ClientDisconnected(
+                    f"client read nothing for {self.config.write_timeout:g} s"
+                ) from None
+
+    async def run(self) -> None:
+        """Serve requests until the peer closes, a timeout fires or shutdown."""
+        with self.scope:
+            try:
+                while True:
+                    request = await self._read_request()
+                    if request is None:
+                        break
+                    self.idle = False
+                    await self._handle(request)
+                    self.idle = True
+                    self.cycles += 1
+                    if (
+                        self.peer_gone
+                        or self.closing
+                        or self.h11.our_state is not h11.DONE
+                        or self.h11.their_state is not h11.DONE
+                    ):
+                        break
+                    self.h11.start_next_cycle()
+            except (ClientDisconnected, AbortConnection):
+                pass  # the peer went away, or the app dropped it: nobody to answer
+        await self._close()
+
+    async def _close(self) -> None:
+        # Closing may race a peer that already reset the socket: either way it is gone.
+        with trio.CancelScope(shield=True):
+            try:
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _receive(self) -> bool:
+        """Read more bytes into h11; False on EOF or a broken stream."""
+        try:
+            data = await self.stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        self.h11.receive_data(data)
+        if not data:
+            self.peer_gone = True
+        return bool(data)
+
+    async def _next_event(self, timeout: float) -> h11.Event | type[h11.PAUSED] | None:
+        """The next h11 event, reading as needed; None when the time ran out."""
+        with trio.move_on_after(timeout):
+            while True:
+                event = self.h11.next_event()
+                if event is not h11.NEED_DATA:
+                    return event
+                await self._receive()
+        return None
+
+    async def _read_request(self) -> Request | None:
+        first_wait = (
+            self.config.header_timeout
+            if self.cycles == 0
+            else self.config.keepalive_timeout
+        )
+        try:
+            if not self.h11.trailing_data[0]:
+                # Idle keep-alive: wait for the first byte of the next request.
+                with trio.move_on_after(first_wait) as idle_scope:
+                    if not await self._receive():
+                        return None
+                if idle_scope.cancelled_caught:
+                    return None
+            head = await self._next_event(self.config.header_timeout)
+            if head is None:
+                await self._reject(408, "request header timeout", target="/")
+                return None
+            if not isinstance(head, h11.Request):
+                return None  # ConnectionClosed: the peer is done
+            target = head.target.decode("latin-1")
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
+            length = _content_length(headers)
+            if length is not None and length > self.config.max_body_size:
+                await self._reject(413, self._too_large(), target=target)
+                return None
+            body = await self._read_body(target)
+            if body is None:
+                return None
+        except h11.RemoteProtocolError as exc:
+            if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                await self._reject(exc.error_status_hint, f"bad request: {exc}", target="/")
+            return None
+        return Request(head.method.decode("ascii"), target, headers, body)
+
+    def _too_large(self) -> str:
+        return f"request body is larger than the limit of {self.config.max_body_size} bytes"
+
+    async def _read_body(self, target: str) -> bytes | None:
+        if self.h11.they_are_waiting_for_100_continue:
+            await self.send_event(h11.InformationalResponse(status_code=100, headers=[]))
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = await self._next_event(self.config.body_timeout)
+            if event is None:
+                await self._reject(408, "request body timeout", target=target)
+                return None
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > self.config.max_body_size:
+                    await self._reject(413, self._too_large(), target=target)
+                    return None
+                parts.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)
+            else:
+                return None
+
+    async def _reject(self, status: int, message: str, *, target: str) -> None:
+        """Answer an error the server found itself, then the connection closes."""
+        if self.h11.our_state is not h11.SEND_RESPONSE and self.h11.our_state is not h11.IDLE:
+            return
+        headers, body = self.app.error_response(target, status, message)
+        try:
+            writer = ResponseWriter(self)
+            await writer.respond(status, [*headers, ("connection", "close")], body)
+        except (ClientDisconnected, h11.LocalProtocolError):
+            pass  # the peer is gone or the state forbids an answer: closing says enough
+        log.info("rejected %s: %d %s", target, status, message)
+
+    async def _handle(self, request: Request) -> None:
+        writer = ResponseWriter(self)
+        async with trio.open_nursery() as nursery:
+            if not self.h11.trailing_data[0]:
+                nursery.start_soon(self._watch_peer, nursery.cancel_scope)
+            try:
+                await self.app.handle(request, writer)
+                if not writer.started:
+                    await writer.respond(500, [], b"")
+                await writer.finish()
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _watch_peer(self, handler_scope: trio.CancelScope) -> None:
+        """Cancel the handler when the client goes away while it is being answered."""
+        try:
+            data = await self.stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if data:
+            # A pipelined request: keep it for the next cycle and stop watching.
+            self.h11.receive_data(data)
+            return
+        self.peer_gone = True
+        handler_scope.cancel()
+
+
+def _content_length(headers: Sequence[tuple[str, str]]) -> int | None:
+    for key, value in headers:
+        if key == "content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+@dataclass
+class Server:
+    """Runs connections for an app; ``shutdown`` starts a graceful stop."""
+
+    app: App
+    config: ServerConfig = field(default_factory=ServerConfig)
+    shutting_down: bool = False
+    connections: set[HTTPConnection] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._shutdown = trio.Event()
+        self.stopped = trio.Event()
+
+    def shutdown(self) -> None:
+        """Stop accepting; idle connections close now, busy ones at the end of the grace."""
+        self.shutting_down = True
+        self._shutdown.set()
+        for connection in list(self.connections):
+            if connection.idle:
+                connection.scope.cancel()
+
+    async def serve_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one connection over any stream (a TCP socket or an in-memory pipe)."""
+        connection = HTTPConnection(stream, self.app, self.config, self)
+        self.connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self.connections.discard(connection)
+
+    async def serve_tcp(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on host:port and serve until shutdown; reports the bound address."""
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        await self.serve_listeners(listeners, task_status=task_status)
+
+    async def serve_listeners(
+        self,
+        listeners: Sequence[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        sockname = listeners[0].socket.getsockname()
+        try:
+            await self._serve_listeners(listeners, sockname, task_status)
+        finally:
+            self.stopped.set()
+
+    async def _serve_listeners(
+        self,
+        listeners: Sequence[trio.SocketListener],
+        sockname: tuple[str, int],
+        task_status: trio.TaskStatus[tuple[str, int]],
+    ) -> None:
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as acceptors:
+                for listener in listeners:
+                    acceptors.start_soon(self._accept_loop, listener, connections)
+                task_status.started((sockname[0], sockname[1]))
+                await self._shutdown.wait()
+                acceptors.cancel_scope.cancel()
+            for listener in listeners:
+                await listener.aclose()
+            connections.cancel_scope.deadline = trio.current_time() + self.config.grace_period
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                # Out of file descriptors and the like: wait a little, the pressure passes.
+                log.warning("accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(self.serve_stream, stream)

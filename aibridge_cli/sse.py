@@ -1,0 +1,98 @@
+"""Server-sent events, sans-io: bytes in, events out, and back.
+
+Theory of operation: ``SSEDecoder.feed`` takes bytes exactly as they arrive (a frame may
+be split at any byte, several frames may come in one chunk) and returns every event that
+became complete. Lines end in CRLF, LF or CR; a CR at the very end of a chunk is held
+back until the next byte shows whether an LF follows. Each event keeps ``raw``, the exact
+bytes it was made from, so a relay can pass an untouched event on without re-encoding it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One dispatched event. ``event`` is None when the frame had no ``event:`` field."""
+
+    event: str | None
+    data: str
+    raw: bytes = b""
+    id: str | None = None
+
+
+class SSEDecoder:
+    """Incremental SSE parser (WHATWG rules: comments, multi-line data, optional space)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""  # bytes from the start of the current frame
+        self._scan = 0  # where in _buffer the unparsed lines begin
+        self._event: str | None = None
+        self._data: list[str] = []
+        self._id: str | None = None
+        self._has_fields = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Add bytes; return the events they completed, in order."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        events: list[SSEEvent] = []
+        pos = self._scan
+        frame_start = 0
+        size = len(buffer)
+        for match in _LINE_END.finditer(buffer, pos):
+            end = match.end()
+            if end == size and match.group() == b"\r":
+                break  # maybe the first half of CRLF: wait for the next byte
+            line = buffer[pos : match.start()]
+            pos = end
+            if line:
+                self._field(line)
+            elif self._has_fields:
+                events.append(self._dispatch(buffer[frame_start:end]))
+                frame_start = end
+            else:
+                frame_start = end  # a stray blank line
+        self._buffer = buffer[frame_start:]
+        self._scan = pos - frame_start
+        return events
+
+    def pending(self) -> bool:
+        """True when bytes of an unfinished event are held (a stream cut mid-frame)."""
+        return self._has_fields or bool(self._buffer[self._scan :].strip())
+
+    def _field(self, line: bytes) -> None:
+        if line[:1] == b":":
+            return  # comment
+        text = line.decode("utf-8", errors="replace")
+        name, sep, value = text.partition(":")
+        if sep and value[:1] == " ":
+            value = value[1:]
+        self._has_fields = True
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id":
+            self._id = value
+
+    def _dispatch(self, raw: bytes) -> SSEEvent:
+        event = SSEEvent(self._event, "\n".join(self._data), raw, self._id)
+        self._event = None
+        self._data = []
+        self._id = None
+        self._has_fields = False
+        return event
+
+
+def encode_event(event: str | None, data: str) -> bytes:
+    """One SSE frame: an optional ``event:`` line, ``data:`` lines, a blank line."""
+    head = f"event: {event}\n" if event is not None else ""
+    if "\n" in data or "\r" in data:
+        body = "".join(f"data: {line}\n" for line in data.splitlines())
+    else:
+        body = f"data: {data}\n"
+    return f"{head}{body}\n".encode()

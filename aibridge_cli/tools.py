@@ -1,0 +1,161 @@
+"""Injected tools: loaded from a TOML file, offered upstream, run by the agentic loop.
+
+Each ``[[tool]]`` has ``name``, ``description``, ``input_schema`` and exactly one of
+``result`` (canned text), ``command`` (argv; the tool input arrives as JSON on stdin,
+stdout is the result, a non-zero exit is a tool error) or ``error`` (canned error text).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .errors import ConfigError
+
+DEFAULT_TOOL_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """What running a tool gave: the text for the model, and whether it failed."""
+
+    text: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class InjectedTool:
+    name: str
+    description: str
+    input_schema: Mapping[str, Any]
+    result: str | None = None
+    command: tuple[str, ...] | None = None
+    error: str | None = None
+    timeout: float = DEFAULT_TOOL_TIMEOUT
+
+    async def run(self, arguments: Any) -> ToolOutcome:
+        """Run the tool on the model's input. Never raises for a tool failure."""
+        if self.result is not None:
+            return ToolOutcome(self.result)
+        if self.error is not None:
+            return ToolOutcome(self.error, is_error=True)
+        assert self.command is not None
+        payload = json.dumps(arguments).encode()
+        try:
+            with trio.fail_after(self.timeout):
+                done = await trio.run_process(
+                    list(self.command),
+                    stdin=payload,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+        except trio.TooSlowError:
+            return ToolOutcome(f"tool {self.name} timed out after {self.timeout:g} s", True)
+        except OSError as exc:
+            return ToolOutcome(f"tool {self.name} could not start: {exc}", True)
+        out = done.stdout.decode("utf-8", errors="replace")
+        if done.returncode != 0:
+            err = done.stderr.decode("utf-8", errors="replace").strip()
+            return ToolOutcome(err or out or f"tool {self.name} exited {done.returncode}", True)
+        return ToolOutcome(out)
+
+    def as_spec(self) -> dict[str, Any]:
+        """The tool definition in Anthropic's shape (other providers convert it)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": dict(self.input_schema),
+        }
+
+    def to_toml_fields(self) -> dict[str, Any]:
+        """The tool as plain data, the way a fixture records it."""
+        data: dict[str, Any] = self.as_spec()
+        if self.result is not None:
+            data["result"] = self.result
+        if self.error is not None:
+            data["error"] = self.error
+        if self.command is not None:
+            data["command"] = list(self.command)
+        return data
+
+
+@dataclass(frozen=True)
+class ToolSet:
+    """The injected tools by name; empty when no tools file was given."""
+
+    tools: Mapping[str, InjectedTool] = field(default_factory=dict)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.tools
+
+    def __iter__(self) -> Any:
+        return iter(self.tools.values())
+
+    def __len__(self) -> int:
+        return len(self.tools)
+
+    def get(self, name: str) -> InjectedTool | None:
+        return self.tools.get(name)
+
+    @classmethod
+    def of(cls, tools: Iterable[InjectedTool]) -> ToolSet:
+        return cls({tool.name: tool for tool in tools})
+
+
+def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
+    """One tool from its table; ``where`` names it in error messages."""
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: 'name' must be a non-empty string")
+    schema = entry.get("input_schema", {"type": "object", "properties": {}})
+    if not isinstance(schema, Mapping):
+        raise ConfigError(f"{where} ({name}): 'input_schema' must be a table")
+    actions = [key for key in ("result", "command", "error") if key in entry]
+    if len(actions) != 1:
+        raise ConfigError(
+            f"{where} ({name}): give exactly one of result, command, error (got {actions or 'none'})"
+        )
+    command = entry.get("command")
+    if command is not None and (
+        not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command)
+    ):
+        raise ConfigError(f"{where} ({name}): 'command' must be a non-empty list of strings")
+    timeout = entry.get("timeout", DEFAULT_TOOL_TIMEOUT)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise ConfigError(f"{where} ({name}): 'timeout' must be a positive number")
+    return InjectedTool(
+        name=name,
+        description=str(entry.get("description", "")),
+        input_schema=schema,
+        result=str(entry["result"]) if "result" in entry else None,
+        command=tuple(command) if command is not None else None,
+        error=str(entry["error"]) if "error" in entry else None,
+        timeout=float(timeout),
+    )
+
+
+def load_tools(path: Path) -> ToolSet:
+    """Read a tools file; every problem becomes a ``ConfigError`` naming the file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read tools file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    entries = data.get("tool", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected [[tool]] tables")
+    tools = [tool_from_mapping(entry, f"{path}: tool #{i + 1}") for i, entry in enumerate(entries)]
+    names = [tool.name for tool in tools]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: duplicate tool names: {', '.join(dupes)}")
+    return ToolSet.of(tools)
+

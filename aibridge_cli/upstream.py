@@ -1,0 +1,124 @@
+"""The upstream HTTP client: httpx over a pluggable httpcore network backend.
+
+Real runs use httpcore's trio backend; the simulation passes a backend whose streams are
+in-memory pipes. Everything above this module only sees an ``httpx.AsyncClient``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpcore
+import httpx
+
+# httpcore's exceptions and the httpx ones they become; most specific first.
+_EXCEPTIONS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+]
+
+
+@contextlib.contextmanager
+def _httpx_errors() -> Iterator[None]:
+    """Re-raise httpcore's exceptions as httpx's, so callers catch one family."""
+    try:
+        yield
+    except Exception as exc:
+        for core, mapped in _EXCEPTIONS:
+            if isinstance(exc, core):
+                raise mapped(str(exc)) from exc
+        raise
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors():
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        with _httpx_errors():
+            await self._stream.aclose()
+
+
+class PoolTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an ``httpcore.AsyncConnectionPool`` we build ourselves."""
+
+    def __init__(self, pool: httpcore.AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,  # type: ignore[arg-type]
+            extensions=request.extensions,
+        )
+        with _httpx_errors():
+            response = await self._pool.handle_async_request(core_request)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+@dataclass(frozen=True)
+class UpstreamTimeouts:
+    """Every upstream timeout, explicit. ``read`` is the idle time allowed between bytes."""
+
+    connect: float = 10.0
+    read: float = 300.0
+    write: float = 30.0
+    pool: float = 10.0
+
+    def as_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+def make_client(
+    timeouts: UpstreamTimeouts | None = None,
+    network_backend: httpcore.AsyncNetworkBackend | None = None,
+    max_connections: int = 512,
+) -> httpx.AsyncClient:
+    """The one upstream client of a proxy; the simulation passes its own backend."""
+    timeouts = timeouts or UpstreamTimeouts()
+    pool = httpcore.AsyncConnectionPool(
+        max_connections=max_connections,
+        max_keepalive_connections=64,
+        keepalive_expiry=30.0,
+        network_backend=network_backend or httpcore.TrioBackend(),
+    )
+    return httpx.AsyncClient(
+        transport=PoolTransport(pool),
+        timeout=timeouts.as_httpx(),
+        follow_redirects=False,
+        trust_env=False,
+    )
