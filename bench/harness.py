@@ -46,6 +46,11 @@ class Service:
     def peak_rss_kib(self) -> int:
         return _status_kib(self.process.pid, "VmHWM")
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def reset_peak(self) -> None:
         """Restart VmHWM at the current RSS (Linux: write 5 to clear_refs)."""
         try:

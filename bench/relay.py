@@ -98,7 +98,8 @@ async def stream_once(service: Service, events: int) -> tuple[float, int, str | 
 async def measure(services: list[Service], rounds: int, events: int, ttfb_n: int,
                   rps_n: int) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {
-        s.name: {"stream": [], "events": 0, "ttfb": [], "rps": [], "errors": []} for s in services
+        s.name: {"stream": [], "events": 0, "ttfb": [], "rps": [], "errors": [], "cpu": []}
+        for s in services
     }
     clients = {s.name: Client(s) for s in services}
     small = messages_body(True)
@@ -108,8 +109,10 @@ async def measure(services: list[Service], rounds: int, events: int, ttfb_n: int
         await clients[s.name].request(blocking)
     for _ in range(rounds):
         for s in services:
+            cpu = s.cpu_seconds()
             elapsed, got, error = await stream_once(s, events)
             row = out[s.name]
+            row["cpu"].append(s.cpu_seconds() - cpu)  # type: ignore[union-attr]
             row["stream"].append(elapsed)  # type: ignore[union-attr]
             row["events"] = got
             if error:
@@ -135,24 +138,27 @@ async def measure(services: list[Service], rounds: int, events: int, ttfb_n: int
 
 def report(results: dict[str, dict[str, object]], events: int, missing: list[str]) -> None:
     direct = results["direct"]
-    d_stream = median(direct["stream"])  # type: ignore[arg-type]
     d_ttfb = median(direct["ttfb"])  # type: ignore[arg-type]
     d_rps = median(direct["rps"])  # type: ignore[arg-type]
     rows = []
     for name, row in results.items():
+        # each round's time against direct's in the same round: noise from other
+        # processes on the machine hits both sides of a pair alike
+        ratios = [d / t for d, t in zip(direct["stream"], row["stream"], strict=True)]  # type: ignore[call-overload]
+        cpu_us = sum(row["cpu"]) / (events * len(row["cpu"])) * 1e6  # type: ignore[arg-type]
         stream = median(row["stream"])  # type: ignore[arg-type]
         ttfb = median(row["ttfb"])  # type: ignore[arg-type]
         rps = median(row["rps"])  # type: ignore[arg-type]
         rows.append([
             name,
-            f"{events / stream:,.0f}", f"{d_stream / stream:.2f}",
+            f"{events / stream:,.0f}", f"{median(ratios):.2f}", f"{cpu_us:.1f}",
             f"{ttfb * 1000:.2f}", f"{(ttfb - d_ttfb) * 1000:+.2f}",
             f"{rps:,.0f}", f"{rps / d_rps:.2f}",
             f"{row['events']}", len(row["errors"]),  # type: ignore[arg-type]
         ])
     print_table(
         f"Relay cost, {events:,}-event stream and small requests ({machine()})",
-        ["target", "events/s", "x direct", "TTFB ms", "added ms", "req/s", "x direct",
+        ["target", "events/s", "x direct", "CPU us/event", "TTFB ms", "added ms", "req/s", "x direct",
          "events seen", "errors"],
         rows,
     )
