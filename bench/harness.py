@@ -150,7 +150,9 @@ def aibridge(
 ) -> contextmanager[Service]:  # type: ignore[valid-type]
     """``aibridge serve`` in front of ``upstream``; ``profile``: a pyinstrument text report."""
     runner = [sys.executable]
-    if profile:
+    if profile and profile.endswith(".prof"):
+        runner += ["-m", "cProfile", "-o", profile]
+    elif profile:
         runner += ["-m", "pyinstrument", "-r", "text", "-o", profile]
     argv = [*runner, "-m", "aibridge_cli", "serve", "--port", "0",
             "--anthropic-base-url", f"http://{upstream.host}:{upstream.port}",
