@@ -195,27 +195,30 @@ class HTTPConnection:
 
     async def run(self) -> None:
         """Serve requests until the peer closes, a timeout fires or shutdown."""
-        with self.scope:
-            try:
-                while True:
-                    request = await self._read_request()
-                    if request is None:
-                        break
-                    self.idle = False
-                    await self._handle(request)
-                    self.idle = True
-                    self.cycles += 1
-                    if (
-                        self.peer_gone
-                        or self.closing
-                        or self.h11.our_state is not h11.DONE
-                        or self.h11.their_state is not h11.DONE
-                    ):
-                        break
-                    self.h11.start_next_cycle()
-            except (ClientDisconnected, AbortConnection):
-                pass  # the peer went away, or the app dropped it: nobody to answer
-        await self._close()
+        try:
+            with self.scope:
+                try:
+                    while True:
+                        request = await self._read_request()
+                        if request is None:
+                            break
+                        self.idle = False
+                        await self._handle(request)
+                        self.idle = True
+                        self.cycles += 1
+                        if (
+                            self.peer_gone
+                            or self.closing
+                            or self.h11.our_state is not h11.DONE
+                            or self.h11.their_state is not h11.DONE
+                        ):
+                            break
+                        self.h11.start_next_cycle()
+                except (ClientDisconnected, AbortConnection):
+                    pass  # the peer went away, or the app dropped it: nobody to answer
+        finally:
+            # Also when the grace period's deadline cuts us: the socket must not leak.
+            await self._close()
 
     async def _close(self) -> None:
         # Closing may race a peer that already reset the socket: either way it is gone.
