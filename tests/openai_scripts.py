@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import openai
+import pytest
 
 from aibridge_cli.scripted import Reply
+
+if TYPE_CHECKING:
+    from .conftest import Stack
+
+# The openai SDK stops at ``[DONE]`` without closing its inner async generators; trio then
+# warns when they are collected. That is the SDK's hygiene, not the proxy's.
+SDK_GENERATORS = pytest.mark.filterwarnings(
+    "ignore:Async generator .* was garbage collected:ResourceWarning"
+)
+
+
+class SDKClients:
+    """Official ``AsyncOpenAI`` clients pointed at a proxy, closed after each test."""
+
+    def __init__(self) -> None:
+        self.clients: list[openai.AsyncOpenAI] = []
+
+    def open(self, stack: Stack) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(
+            base_url=stack.proxy_url + "/openai/v1", api_key="sk-client", max_retries=0
+        )
+        self.clients.append(client)
+        return client
+
+    async def aclose(self) -> None:
+        while self.clients:
+            await self.clients.pop().close()
 
 CHAT_ID = "chatcmpl-up"
 

@@ -16,6 +16,8 @@ from aibridge_cli.scripted import Reply
 
 from .conftest import WEATHER, Stack, StackFactory
 from .openai_scripts import (
+    SDK_GENERATORS,
+    SDKClients,
     chat_body,
     chat_stream,
     chat_text,
@@ -26,34 +28,19 @@ from .openai_scripts import (
     tool_delta,
 )
 
-# The openai SDK stops at ``[DONE]`` without closing its inner async generators; trio then
-# warns when they are collected. That is the SDK's hygiene, not the proxy's.
-SDK_GENERATORS = pytest.mark.filterwarnings(
-    "ignore:Async generator .* was garbage collected:ResourceWarning"
-)
 pytestmark = SDK_GENERATORS
 
 KEYS = ["sk-first-1111aaaa", "sk-second-2222bbbb"]
 MESSAGES: list[Any] = [{"role": "user", "content": "weather in Paris?"}]
 CLIENT_TOOL = {"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}
-
-
-_clients: list[openai.AsyncOpenAI] = []
-
-
-def client_for(stack: Stack) -> openai.AsyncOpenAI:
-    client = openai.AsyncOpenAI(
-        base_url=stack.proxy_url + "/openai/v1", api_key="sk-client", max_retries=0
-    )
-    _clients.append(client)
-    return client
+_clients = SDKClients()
+client_for = _clients.open
 
 
 @pytest.fixture(autouse=True)
 async def _close_clients() -> AsyncIterator[None]:
     yield
-    while _clients:
-        await _clients.pop().close()
+    await _clients.aclose()
 
 
 def keys_seen(stack: Stack) -> list[str | None]:
