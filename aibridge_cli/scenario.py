@@ -10,6 +10,7 @@ made this way.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +18,11 @@ from typing import Any
 import httpx
 import trio
 
+from .errors import FixtureError
 from .fixture import Fixture, provider_of
 from .interception import Interception
 from .providers.base import dumps
-from .scripted import Reply, ScriptedUpstream
+from .scripted import Reply, ScriptedUpstream, SeenRequest
 from .serve import ServeOptions, build_app
 from .server import Server
 from .tools import InjectedTool, ToolSet
@@ -34,6 +36,10 @@ _CLIENT_HEADERS = {
     "anthropic": [("anthropic-version", "2023-06-01"), ("x-api-key", "client-key")],
     "openai": [("authorization", "Bearer client-key")],
 }
+_RECORD_WAIT = 5.0
+_EXHAUSTED = Reply.json(
+    {"type": "error", "error": {"type": "api_error", "message": "scenario: no reply left"}}, 500
+)
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,22 @@ def split_sse(text: str) -> list[bytes]:
 
 async def record_session(session: Session, path: str = "<session>") -> Fixture:
     """Run ``session`` through the proxy and return the fixture it records."""
-    replies = [reply for step in session.steps for reply in step.replies]
-    upstream = ScriptedUpstream(replies)
+    # Each step plays its own replies: one the proxy did not ask for never leaks into the next.
+    pending: deque[Reply] = deque()
+
+    def play(seen: SeenRequest, index: int) -> Reply:
+        return pending.popleft() if pending else _EXHAUSTED
+
+    upstream = ScriptedUpstream(script=play)
     records: list[Interception] = []
+    recorded = trio.Event()
+
+    def record(interception: Interception) -> None:
+        records.append(interception)
+        recorded.set()
+
     options = dict(session.options)
+    failure: str | None = None
     async with trio.open_nursery() as nursery:
         upstream_server = Server(upstream)
         host, port = await nursery.start(upstream_server.serve_tcp, "127.0.0.1", 0)
@@ -84,13 +102,16 @@ async def record_session(session: Session, path: str = "<session>") -> Fixture:
                 **options,
             ),
             tools=ToolSet.of(session.tools),
-            recorder=records.append,
+            recorder=record,
         )
         proxy = Server(app)
         phost, pport = await nursery.start(proxy.serve_tcp, "127.0.0.1", 0)
         try:
             async with httpx.AsyncClient(timeout=60) as client:
                 for step in session.steps:
+                    pending.clear()
+                    pending.extend(step.replies)
+                    recorded = trio.Event()
                     headers = [
                         ("content-type", "application/json"),
                         *_CLIENT_HEADERS[provider_of(step.api)],
@@ -100,12 +121,22 @@ async def record_session(session: Session, path: str = "<session>") -> Fixture:
                         "POST", url_, headers=headers, content=dumps(step.body).encode()
                     ) as response:
                         await response.aread()
-                    await upstream.all_closed.wait()
+                    # A whole JSON answer can reach the client just before the recorder runs.
+                    with trio.move_on_after(_RECORD_WAIT):
+                        await recorded.wait()
+                    if not recorded.is_set():
+                        failure = (
+                            f"{path}: the proxy did not intercept {step.api} "
+                            f"({CLIENT_PATHS[step.api]} answered {response.status_code})"
+                        )
+                        break
         finally:
             await app.env.client.aclose()
             proxy.shutdown()
             upstream_server.shutdown()
             nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise FixtureError(failure)
     proxy_options = {
         "stream_initiation": options.get("stream_initiation", "eager"),
         "max_iterations": options.get("max_iterations", 10),
