@@ -19,6 +19,7 @@ from .errors import FixtureError
 from .fixture import Fixture, encode_interception, header_line, parse_fixture
 from .interception import Interception
 from .keypool import mask_key
+from .serve import ServeOptions
 
 log = logging.getLogger("aibridge.recording")
 
@@ -87,3 +88,16 @@ class FixtureWriter:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def open_recorder(path: Path, options: ServeOptions, redact: Sequence[str]) -> FixtureWriter:
+    """The recorder for ``serve --record`` and ``record``: every key the proxy holds is scrubbed."""
+    return FixtureWriter(
+        path,
+        redact=redact,
+        secrets=[*options.anthropic_keys, *options.openai_keys],
+        proxy={
+            "stream_initiation": options.stream_initiation,
+            "max_iterations": options.max_iterations,
+        },
+    )
