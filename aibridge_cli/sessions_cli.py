@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from functools import partial
 from typing import Annotated
@@ -55,6 +56,21 @@ TimingOpt = Annotated[
 ]
 
 
+@contextmanager
+def exits_on_errors(os_error: str, os_code: int = 2) -> Iterator[None]:
+    """Domain errors become one red line and exit 2; ``os_error`` says what an OSError meant."""
+    try:
+        yield
+    except AibridgeError as exc:
+        print_error(str(exc))
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        print_error(f"{os_error}: {exc.strerror}")
+        raise typer.Exit(os_code) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
 def _timing(value: str) -> Timing:
     if value not in ("recorded", "fast"):
         raise FixtureError(f"--timing must be recorded or fast, not {value!r}")
@@ -91,20 +107,20 @@ async def record_command(
 def record(
     command: Annotated[list[str], typer.Argument(help="The command to run, after --.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Fixture file to append to.")],
-    port: Annotated[int, typer.Option(help="Port for the proxy; 0 picks a free one.")] = 0,
-    anthropic_base_url: AnthropicURLOpt = DEFAULT_ANTHROPIC_URL,
-    openai_base_url: OpenAIURLOpt = DEFAULT_OPENAI_URL,
     anthropic_key: AnthropicKeyOpt = None,
     openai_key: OpenAIKeyOpt = None,
     tools: ToolsOpt = None,
+    redact: RedactOpt = None,
+    anthropic_base_url: AnthropicURLOpt = DEFAULT_ANTHROPIC_URL,
+    openai_base_url: OpenAIURLOpt = DEFAULT_OPENAI_URL,
+    port: Annotated[int, typer.Option(help="Port for the proxy; 0 picks a free one.")] = 0,
     stream_initiation: InitiationOpt = "eager",
     max_iterations: Annotated[int, typer.Option(help="Bound on agentic-loop iterations.")] = 10,
-    redact: RedactOpt = None,
     log_level: LogLevelOpt = "warning",
 ) -> None:
     """Run COMMAND with ANTHROPIC_BASE_URL and OPENAI_BASE_URL pointing at a recording proxy."""
     setup_logging(log_level)
-    try:
+    with exits_on_errors(f"cannot run {command[0]}", 127):
         options = serve_options(
             "127.0.0.1", port, anthropic_base_url, openai_base_url, anthropic_key, openai_key,
             tools, stream_initiation, max_iterations, 32 * 1024 * 1024, 10.0, 300.0, 10.0,
@@ -114,12 +130,6 @@ def record(
             code = trio.run(record_command, options, writer, command, redact or [])
         finally:
             writer.close()
-    except AibridgeError as exc:
-        print_error(str(exc))
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        print_error(f"cannot run {command[0]}: {exc.strerror}")
-        raise typer.Exit(127) from None
     stderr.print(f"recorded {writer.written} interceptions to {output}", highlight=False)
     raise typer.Exit(code)
 
@@ -150,21 +160,13 @@ def mock(
 ) -> None:
     """Serve the recorded upstream exchanges as a fake Anthropic/OpenAI server."""
     setup_logging(log_level)
-    try:
+    with exits_on_errors(f"cannot listen on {host}:{port}"):
         loaded = [load_fixture(path) for path in fixtures]
         for fixture in loaded:
             for warning in fixture.warnings:
                 stderr.print(f"warning: {warning}", highlight=False)
         upstream = MockUpstream(loaded, _timing(timing))
         trio.run(serve_mock, upstream, host, port)
-    except AibridgeError as exc:
-        print_error(str(exc))
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        print_error(f"cannot listen on {host}:{port}: {exc.strerror}")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
 
 
 # -- replay --------------------------------------------------------------------------------
@@ -222,7 +224,7 @@ def replay(
 ) -> None:
     """Replay fixtures through a proxy and compare what the client gets with the recording."""
     setup_logging(log_level)
-    try:
+    with exits_on_errors(f"cannot start the mock upstream on port {upstream_port}"):
         if target is not None and not upstream_port:
             raise FixtureError("--target needs --upstream-port, where its upstream points")
         if builtin:
@@ -232,12 +234,6 @@ def replay(
         else:
             loaded = [load_fixture(path) for path in fixtures]
         results = trio.run(replay_all, loaded, target, upstream_port, _timing(timing))
-    except AibridgeError as exc:
-        print_error(str(exc))
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        print_error(f"cannot start the mock upstream on port {upstream_port}: {exc.strerror}")
-        raise typer.Exit(2) from None
     if as_json:
         sys.stdout.write(json.dumps([r.as_json() for r in results], indent=2) + "\n")
     else:
