@@ -405,7 +405,9 @@ class Interceptor:
         client: ClientStream,
     ) -> None:
         decoder = SSEDecoder()
-        with translate_upstream_errors(exchange):
+        # Leaving mid-stream by cancellation, not ``return``: the cancel is raised inside
+        # httpx's nested async generators, so none is left suspended for the GC to find.
+        with translate_upstream_errors(exchange), trio.CancelScope() as stop:
             async for chunk in response.aiter_raw():
                 exchange.response.wrote(chunk)
                 frames: list[bytes] = []
@@ -415,7 +417,7 @@ class Interceptor:
                         break
                 await client.put(frames)
                 if conversation.failed:
-                    return
+                    stop.cancel()
 
 
 @contextmanager

@@ -204,7 +204,9 @@ class _ResponsesFacts(_Facts):
         super().event(name, data)
         if not isinstance(data, dict):
             return
-        if name == "response.output_text.delta":
+        if name == "error":
+            self.error_type = data.get("code") or data.get("type")
+        elif name == "response.output_text.delta":
             self.text.append(data.get("delta", ""))
         elif name == "response.output_item.done":
             self._item(data.get("output_index"), data.get("item") or {})

@@ -24,6 +24,7 @@ from .interception import REDACTED, Interception
 from .mock import Hit, MockUpstream, Timing, replayable, upstream_route
 from .normalize import diff_normalized, normalize_response
 from .providers.base import dumps
+from .scenario import stop_servers
 from .serve import ServeOptions, build_app
 from .server import Server
 from .tools import InjectedTool, ToolOutcome, ToolSet, tool_from_mapping
@@ -194,8 +195,8 @@ async def replay_fixture(
         finally:
             if proxy_server is not None:
                 await app.env.client.aclose()
-                proxy_server.shutdown()
-            mock_server.shutdown()
+                await stop_servers(proxy_server)
+            await stop_servers(mock_server)
             nursery.cancel_scope.cancel()
     return outcome
 

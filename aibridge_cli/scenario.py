@@ -42,6 +42,15 @@ _EXHAUSTED = Reply.json(
 )
 
 
+async def stop_servers(*servers: Server, grace: float = 5.0) -> None:
+    """Shut servers down and wait until their connections are closed (bounded)."""
+    for server in servers:
+        server.shutdown()
+    with trio.move_on_after(grace):
+        for server in servers:
+            await server.stopped.wait()
+
+
 @dataclass(frozen=True)
 class Step:
     """One client request and the upstream replies, in order, that the proxy will get."""
@@ -132,9 +141,7 @@ async def record_session(session: Session, path: str = "<session>") -> Fixture:
                         break
         finally:
             await app.env.client.aclose()
-            proxy.shutdown()
-            upstream_server.shutdown()
-            nursery.cancel_scope.cancel()
+            await stop_servers(proxy, upstream_server)
     if failure is not None:
         raise FixtureError(failure)
     proxy_options = {
