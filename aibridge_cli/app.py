@@ -228,4 +228,4 @@ def _maybe_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except ValueError:
-        return body.decode("utf-8", errors="replace")
+        return body  # kept as bytes: the fixture stores it as text or base64

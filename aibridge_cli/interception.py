@@ -8,6 +8,7 @@ headers are redacted on the way in and keys are kept masked.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +105,8 @@ class Interception:
         self.response.clock = self.clock
 
     def new_exchange(self, method: str, path: str, body: Any, key: str | None) -> UpstreamExchange:
-        exchange = UpstreamExchange(method, path, body, key, ResponseLog(self.clock))
+        # A snapshot: the conversation's message list keeps growing after this attempt.
+        exchange = UpstreamExchange(method, path, copy.deepcopy(body), key, ResponseLog(self.clock))
         self.upstream.append(exchange)
         return exchange
 
