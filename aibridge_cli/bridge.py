@@ -409,10 +409,16 @@ class Interceptor:
             async for chunk in response.aiter_raw():
                 exchange.response.wrote(chunk)
                 frames: list[bytes] = []
-                for event in decoder.feed(chunk):
-                    frames += conversation.on_event(event)
-                    if conversation.failed:
-                        break
+                try:
+                    for event in decoder.feed(chunk):
+                        frames += conversation.on_event(event)
+                        if conversation.failed:
+                            break
+                except UpstreamBroken:
+                    # The events before the broken one are good: relay them whatever the
+                    # chunk boundaries were, so the client sees the same stream either way.
+                    await client.put(frames)
+                    raise
                 await client.put(frames)
                 if conversation.failed:
                     return

@@ -213,8 +213,10 @@ class HTTPConnection:
                     ):
                         break
                     self.h11.start_next_cycle()
-            except (ClientDisconnected, AbortConnection):
-                pass  # the peer went away, or the app dropped it: nobody to answer
+            except* (ClientDisconnected, AbortConnection):
+                # The peer went away, or the app dropped it: nobody to answer. ``except*``
+                # because the handler runs inside a nursery, which wraps what it raises.
+                pass
         await self._close()
 
     async def _close(self) -> None:

@@ -37,6 +37,7 @@ FAULT_KINDS: dict[str, str] = {
     "client-disconnect": "the client hangs up after AT body bytes (0: before reading)",
 }
 KEY_FAULTS = ("429-one", "429-all", "401", "403")
+BODY_FAULTS = ("reset-in-body", "error-event", "stall", "malformed-sse")
 RETRY_AFTER = ("0", "1", "5", "30", None, "date", "soon")
 _CHECKPOINT_POINTS = ("downstream-send", "downstream-receive", "upstream-send", "upstream-receive", "tool")
 _ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error",
@@ -115,8 +116,12 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
     if rng.random() < 0.5:
         for _ in range(1 if rng.random() < 0.8 else 2):
             kind = rng.choice(list(FAULT_KINDS))
-            e = rng.randrange(len(exchanges))
-            at = rng.randrange(len(exchanges[e].chunks) + 1)
+            # Body faults strike answers that have a body worth breaking (2xx).
+            fit = [i for i, x in enumerate(exchanges) if kind not in BODY_FAULTS or x.status < 400]
+            e = rng.choice(fit) if fit else 0
+            # In-body faults strike inside the message: after its last frame the upstream
+            # has nothing left to break.
+            at = rng.randrange(len(exchanges[e].chunks))
             if kind == "client-disconnect":
                 at = rng.choice([0, 1, rng.randrange(1, 400)])
             retry = rng.choice(RETRY_AFTER) if kind in ("429-one", "429-all") else None

@@ -66,7 +66,7 @@ class Attempt:
 
     time: float
     key: int | None  # index into the configured keys; None: no or unknown key
-    status: int
+    status: int | None  # None: the connection was dropped before a status line
     retry_after: str | None
 
 
@@ -171,7 +171,8 @@ class _World:
         secret = seen.header("x-api-key")
         key = self.spec.keys.index(secret) if secret in self.spec.keys else None
         retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
-        self.attempts.append(Attempt(trio.current_time(), key, reply.status, retry))
+        status = None if reply.fault == "reset-before-body" else reply.status
+        self.attempts.append(Attempt(trio.current_time(), key, status, retry))
         self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
         return reply
 
