@@ -158,3 +158,8 @@ def serve(
 
 def main() -> None:
     app()
+
+
+from .fuzz.command import register as _register_fuzz  # noqa: E402
+
+_register_fuzz(app)

@@ -40,14 +40,23 @@ class Yields:
 class YieldingStream(trio.abc.Stream):
     """A stream whose sends and receives pass through ``Yields`` points first."""
 
-    def __init__(self, inner: trio.abc.Stream, yields: Yields, name: str) -> None:
+    def __init__(
+        self,
+        inner: trio.abc.Stream,
+        yields: Yields,
+        name: str,
+        note: Callable[[str], None] | None = None,
+    ) -> None:
         self.inner = inner
+        self.note = note
         self.yields = yields
         self._send_point = f"{name}-send"
         self._receive_point = f"{name}-receive"
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.yields.at(self._send_point)
+        if self.note is not None:
+            self.note(f"{self._send_point} {len(data)} bytes: {bytes(data[:40])!r}")
         await self.inner.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:

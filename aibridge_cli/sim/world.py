@@ -82,43 +82,79 @@ class WorldResult:
     timeline: list[str] | None = None
 
 
+# Display names for the tasks a timeline shows; trio's internal tasks are left out.
+TASK_NAMES = {
+    "aibridge_cli.sim.world._World.run": "client",
+    "proxy-conn": "proxy handler/loop",
+    "aibridge_cli.bridge.ClientStream.relay": "proxy relay",
+    "aibridge_cli.server.HTTPConnection._watch_peer": "watch peer",
+}
+_HIDDEN = ("<init>", "<TrioToken.run_sync_soon task>")
+
+
 class Timeline(trio.abc.Instrument):
-    """Who ran when: one line per run of consecutive steps of one task, plus notes."""
+    """Who ran when (virtual time, task, action), with notes from the world.
+
+    Consecutive steps of one task make one line; two tasks handing control back and forth
+    at one instant make one line too, so the interesting moments stand out.
+    """
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._last: str | None = None
-        self._steps = 0
+        self.entries: list[list[Any]] = []  # [time, who, action, count]
 
-    def _flush(self) -> None:
-        if self._last is not None:
-            self.lines[-1] += f" x{self._steps}" if self._steps > 1 else ""
-        self._last = None
-        self._steps = 0
+    def _add(self, who: str, action: str) -> None:
+        now = trio.current_time()
+        entries = self.entries
+        if entries and entries[-1][:3] == [now, who, action] and action == "step":
+            entries[-1][3] += 1
+            return
+        if (
+            action == "step"
+            and len(entries) >= 3
+            and entries[-1][2] == "step"
+            and entries[-2][:3] == [now, who, "step"]
+            and entries[-3][:3] == [now, entries[-1][1], "step"]
+        ):
+            # A and B alternating at one instant: fold into "A <-> B".
+            pair = f"{entries[-1][1]} <-> {who}"
+            entries[-3:] = [[now, pair, "steps", entries[-3][3] + entries[-2][3] + entries[-1][3] + 1]]
+            return
+        if action == "step" and entries and entries[-1][:3] == [now, f"{entries[-1][1]}", "steps"]:
+            names = entries[-1][1].split(" <-> ")
+            if who in names:
+                entries[-1][3] += 1
+                return
+        entries.append([now, who, action, 1])
 
-    def _line(self, who: str, action: str) -> None:
-        self.lines.append(f"{trio.current_time():12.6f}  {who:<44} {action}")
+    @staticmethod
+    def _who(task: trio.lowlevel.Task) -> str:
+        name = TASK_NAMES.get(task.name, task.name)
+        if name == "watch peer" and task.parent_nursery is not None:
+            owner = task.parent_nursery.parent_task.name
+            name = "proxy watch peer" if owner == "proxy-conn" else f"{owner} watch peer"
+        return name
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name == self._last:
-            self._steps += 1
-            return
-        self._flush()
-        self._last = task.name
-        self._steps = 1
-        self._line(task.name, "step")
+        if task.name not in _HIDDEN:
+            self._add(self._who(task), "step")
 
     def task_spawned(self, task: trio.lowlevel.Task) -> None:
-        self._flush()
-        self._line(task.name, "spawned")
+        if task.name not in _HIDDEN:
+            self._add(self._who(task), "spawned")
 
     def task_exited(self, task: trio.lowlevel.Task) -> None:
-        self._flush()
-        self._line(task.name, "exited")
+        if task.name not in _HIDDEN:
+            self._add(self._who(task), "exited")
 
     def note(self, text: str) -> None:
-        self._flush()
-        self._line("--", text)
+        self._add("--", text)
+
+    def render(self) -> list[str]:
+        lines = []
+        for now, who, action, count in self.entries:
+            times = f" x{count}" if count > 1 else ""
+            lines.append(f"{now:10.6f}  {who:<36} {action}{times}")
+        return lines
 
 
 def _quiet_logs() -> None:
@@ -143,8 +179,7 @@ def run_world(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
         )
         result.deviations = scheduler.deviations
     if recorder is not None:
-        recorder._flush()
-        result.timeline = recorder.lines
+        result.timeline = recorder.render()
     return result
 
 
@@ -222,7 +257,7 @@ class _World:
             near, far = trio.testing.lockstep_stream_pair()
             services.start_soon(
                 self._guard(proxy.serve_stream, "the proxy"),
-                YieldingStream(far, self.yields, "downstream"),
+                YieldingStream(far, self.yields, "downstream", self.note if self.timeline else None),
                 name="proxy-conn",
             )
             client = ClientResult()
