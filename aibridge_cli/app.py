@@ -160,6 +160,7 @@ class BridgeApp:
             started_at=self.env.wall_clock(),
             clock=lambda: round((trio.current_time() - clock_zero) * 1000, 3),
             tools=[tool.to_toml_fields() for tool in self.env.tools],
+            keep_chunks=self.recorder is not None,
         )
         writer.observer = record.response
         try:
