@@ -8,6 +8,7 @@ headers are redacted on the way in and keys are kept masked.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,8 +109,10 @@ class Interception:
         self.response.keep_chunks = self.keep_chunks
 
     def new_exchange(self, method: str, path: str, body: Any, key: str | None) -> UpstreamExchange:
+        # A snapshot when recording: the conversation's message list keeps growing.
+        snapshot = copy.deepcopy(body) if self.keep_chunks else body
         log = ResponseLog(self.clock, keep_chunks=self.keep_chunks)
-        exchange = UpstreamExchange(method, path, body, key, log)
+        exchange = UpstreamExchange(method, path, snapshot, key, log)
         self.upstream.append(exchange)
         return exchange
 

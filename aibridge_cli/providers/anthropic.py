@@ -174,7 +174,7 @@ class AnthropicConversation:
                 block.close()
             return self._renumbered(event, data, block.client_index)
         if kind == "message_delta":
-            return self._message_delta(data)
+            return self._message_delta(data, event.raw)
         if kind == "message_stop":
             self.stopped = True
             return [] if self.continuing else [event.raw]
@@ -201,7 +201,7 @@ class AnthropicConversation:
             return [event.raw]
         return [encode_event(event.event, dumps({**data, "index": index}))]
 
-    def _message_delta(self, data: dict[str, Any]) -> list[bytes]:
+    def _message_delta(self, data: dict[str, Any], raw: bytes) -> list[bytes]:
         self.iter_usage.update(_numeric(data.get("usage")))
         content = [self.blocks[i].joined() for i in sorted(self.blocks)]
         for block in content:
@@ -214,11 +214,11 @@ class AnthropicConversation:
         _sum_usage(self.usage, self.iter_usage)
         if self.continuing:
             return []
-        usage = dict(data.get("usage") or {})
-        for key in usage:
-            if key in self.usage:
-                usage[key] = self.usage[key]
-        usage["output_tokens"] = self.usage.get("output_tokens", 0)
+        if self.iteration == 0:
+            return [raw]  # nothing to add up: relay it untouched
+        # The client saw only the first message_start, so the final delta carries every
+        # summed count (input tokens included), not just the ones upstream put in it.
+        usage = {**(data.get("usage") or {}), **self.usage}
         return [encode_event("message_delta", dumps({**data, "usage": usage}))]
 
     def end_stream(self) -> list[ToolCall]:
