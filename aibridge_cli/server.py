@@ -122,6 +122,15 @@ class ResponseWriter:
             self.observer.started(status, headers)
         await self._connection.send_event(h11.Response(status_code=status, headers=headers))
 
+    async def wait_writable(self) -> None:
+        """Wait until the client can take bytes without blocking (it is reading).
+
+        Held under the write lock, since a trio stream allows one sender at a time; a
+        writer that queues meanwhile goes first once the client reads.
+        """
+        async with self._lock:
+            await self._connection.wait_writable()
+
     async def send(self, data: bytes) -> None:
         """Send body bytes, starting a 200 response first if nothing was started."""
         async with self._lock:
@@ -192,6 +201,19 @@ class HTTPConnection:
                 raise ClientDisconnected(
                     f"client read nothing for {self.config.write_timeout:g} s"
                 ) from None
+
+    async def wait_writable(self) -> None:
+        try:
+            with trio.fail_after(self.config.write_timeout):
+                await self.stream.wait_send_all_might_not_block()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.peer_gone = True
+            raise ClientDisconnected("client connection closed") from exc
+        except trio.TooSlowError:
+            self.peer_gone = True
+            raise ClientDisconnected(
+                f"client read nothing for {self.config.write_timeout:g} s"
+            ) from None
 
     async def run(self) -> None:
         """Serve requests until the peer closes, a timeout fires or shutdown."""

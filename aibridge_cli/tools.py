@@ -29,6 +29,12 @@ class ToolOutcome:
     is_error: bool = False
 
 
+async def _kill(process: trio.Process) -> None:
+    # A tool past its timeout is killed outright: trio's default (SIGTERM, then a
+    # 5 s wait and a RuntimeWarning) would stretch the timeout for no benefit.
+    process.kill()
+
+
 @dataclass(frozen=True)
 class InjectedTool:
     name: str
@@ -55,6 +61,7 @@ class InjectedTool:
                     capture_stdout=True,
                     capture_stderr=True,
                     check=False,
+                    deliver_cancel=_kill,
                 )
         except trio.TooSlowError:
             return ToolOutcome(f"tool {self.name} timed out after {self.timeout:g} s", True)
