@@ -193,8 +193,18 @@ class ClientStream:
         self.failed = False
 
     async def put(self, frames: list[bytes]) -> None:
+        """Queue frames for the relay without yielding unless the channel is full.
+
+        Not checkpointing here lets the loop turn every upstream chunk already read into
+        frames before the relay runs, so the relay writes them all in one send; the
+        upstream read that follows is the checkpoint.
+        """
         if frames:
-            await self.sender.send(frames[0] if len(frames) == 1 else b"".join(frames))
+            item = frames[0] if len(frames) == 1 else b"".join(frames)
+            try:
+                self.sender.send_nowait(item)
+            except trio.WouldBlock:
+                await self.sender.send(item)
 
     async def initiate(self) -> None:
         """Eager mode: have the relay initiate the stream, and wait until it has."""
