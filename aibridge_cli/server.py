@@ -10,7 +10,8 @@ in-flight requests finish within a grace period, then cuts them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -197,24 +198,21 @@ class HTTPConnection:
     async def send_event(self, event: h11.Event) -> None:
         data = self.h11.send(event)
         if data:
-            try:
-                with trio.fail_after(self.config.write_timeout):
-                    await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                # The peer reset or closed the socket: nothing more can be said to it.
-                self.peer_gone = True
-                raise ClientDisconnected("client connection closed") from exc
-            except trio.TooSlowError:
-                self.peer_gone = True
-                raise ClientDisconnected(
-                    f"client read nothing for {self.config.write_timeout:g} s"
-                ) from None
+            with self._writing():
+                await self.stream.send_all(data)
 
     async def wait_writable(self) -> None:
+        with self._writing():
+            await self.stream.wait_send_all_might_not_block()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Bound a write by the write timeout; a gone or stalled peer is ClientDisconnected."""
         try:
             with trio.fail_after(self.config.write_timeout):
-                await self.stream.wait_send_all_might_not_block()
+                yield
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            # The peer reset or closed the socket: nothing more can be said to it.
             self.peer_gone = True
             raise ClientDisconnected("client connection closed") from exc
         except trio.TooSlowError:

@@ -34,12 +34,6 @@ class ToolOutcome:
     is_error: bool = False
 
 
-async def _kill(process: trio.Process) -> None:
-    # A tool past its timeout is killed outright: trio's default (SIGTERM, then a
-    # 5 s wait and a RuntimeWarning) would stretch the timeout for no benefit.
-    process.kill()
-
-
 @dataclass(frozen=True)
 class InjectedTool:
     name: str

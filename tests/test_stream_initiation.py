@@ -20,18 +20,18 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from trio._core import _run as trio_run
 
 from aibridge_cli.bridge import StreamInitiation
 from aibridge_cli.scripted import ScriptedUpstream
 from aibridge_cli.serve import ServeOptions, build_app
 from aibridge_cli.server import Server
+from aibridge_cli.sim.network import MemoryNetwork, Yields
+from aibridge_cli.sim.sched import Scheduler, deterministic
 from aibridge_cli.sse import SSEDecoder
 from aibridge_cli.tools import InjectedTool, ToolOutcome, ToolSet
 
 from .anthropic_script import TOOL_ONLY_TURN, rate_limited
 from .conftest import WEATHER
-from .memnet import MemoryNetwork
 from .rawhttp import RawClient, RawResponse
 
 KEYS = ["sk-ant-seed-key-zero-0000", "sk-ant-seed-key-one-11111"]
@@ -49,17 +49,18 @@ class Schedule:
 
 
 @pytest.fixture
-def seeded_scheduler(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Trio's hook for a deterministic, seed-driven order of each batch of runnable tasks."""
-    monkeypatch.setattr(trio_run, "_ALLOW_DETERMINISTIC_SCHEDULING", True)
-    state = trio_run._r.getstate()
-    yield
-    trio_run._r.setstate(state)
+def scheduler() -> Iterator[Scheduler]:
+    """trio's seeded scheduler hook (``aibridge_cli.sim.sched``), for this test's run."""
+    with deterministic(Scheduler()) as installed:
+        yield installed
 
 
-async def run_seed_case(mode: StreamInitiation, schedule: Schedule) -> tuple[RawResponse, list[str | None]]:
+async def run_seed_case(
+    scheduler: Scheduler, mode: StreamInitiation, schedule: Schedule
+) -> tuple[RawResponse, list[str | None]]:
     """One request through the seed case; the raw response and the keys upstream saw."""
-    trio_run._r.seed(schedule.seed)
+    # Seed 0 is trio's FIFO order; other seeds reorder batches of runnable tasks freely.
+    scheduler.configure(schedule.seed, budget=0 if schedule.seed == 0 else 10_000, rate=0.5)
     first = TOOL_ONLY_TURN
     first = dataclasses.replace(first, delays=[schedule.upstream_delay] * len(first.chunks))
     upstream = ScriptedUpstream([first, rate_limited("7"), rate_limited("3")])
@@ -76,7 +77,7 @@ async def run_seed_case(mode: StreamInitiation, schedule: Schedule) -> tuple[Raw
                 stream_initiation=mode,
             ),
             tools=ToolSet.of([WEATHER]),
-            network_backend=MemoryNetwork(nursery, Server(upstream)),
+            network_backend=MemoryNetwork(nursery, Server(upstream).serve_stream, Yields({})),
         )
         app.env.run_tool = slow_tool
         client_side, server_side = trio.testing.lockstep_stream_pair()
@@ -126,14 +127,13 @@ SCHEDULES = [
 ]
 
 
-@pytest.mark.usefixtures("seeded_scheduler")
 async def test_lazy_initiation_sends_json_then_sse_under_some_schedules(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, scheduler: Scheduler
 ) -> None:
     outcomes: Counter[str] = Counter()
     malformed: list[tuple[Schedule, RawResponse]] = []
     for schedule in SCHEDULES:
-        response, keys = await run_seed_case("lazy", schedule)
+        response, keys = await run_seed_case(scheduler, "lazy", schedule)
         assert keys == [KEYS[0], KEYS[0], KEYS[1]]
         outcome = classify(response)
         outcomes[outcome] += 1
@@ -149,17 +149,16 @@ async def test_lazy_initiation_sends_json_then_sse_under_some_schedules(
     assert response.body.startswith(json.dumps(RATE_LIMITED, separators=(",", ":")).encode())
     assert b"event: message_start" in response.body
     # Replaying that schedule gives that body again, byte for byte.
-    again, _ = await run_seed_case("lazy", schedule)
+    again, _ = await run_seed_case(scheduler, "lazy", schedule)
     assert (again.status, again.body) == (response.status, response.body)
 
 
-@pytest.mark.usefixtures("seeded_scheduler")
 async def test_eager_initiation_never_sends_the_seed_failure(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, scheduler: Scheduler
 ) -> None:
     outcomes: Counter[str] = Counter()
     for schedule in SCHEDULES:
-        response, keys = await run_seed_case("eager", schedule)
+        response, keys = await run_seed_case(scheduler, "eager", schedule)
         assert keys == [KEYS[0], KEYS[0], KEYS[1]]
         outcomes[classify(response)] += 1
     assert outcomes == Counter({"sse": len(SCHEDULES)})
