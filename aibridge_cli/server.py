@@ -263,7 +263,7 @@ class HTTPConnection:
     async def _receive(self) -> bool:
         """Read more bytes into h11; False on EOF or a broken stream."""
         try:
-            data = await self.stream.receive_some(65536)
+            data = bytes(await self.stream.receive_some(65536))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         self.h11.receive_data(data)
@@ -277,7 +277,7 @@ class HTTPConnection:
             while True:
                 event = self.h11.next_event()
                 if event is not h11.NEED_DATA:
-                    return event
+                    return event  # type: ignore[return-value]  # NEED_DATA is excluded
                 await self._receive()
         return None
 
@@ -373,7 +373,7 @@ class HTTPConnection:
             data = b""
         if data:
             # A pipelined request: keep it for the next cycle and stop watching.
-            self.h11.receive_data(data)
+            self.h11.receive_data(bytes(data))
             return
         self.peer_gone = True
         handler_scope.cancel()

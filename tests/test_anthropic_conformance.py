@@ -50,7 +50,8 @@ def _cases(section: str) -> list[str]:
     if FIXTURES is None:
         return []
     return sorted(
-        p.name for p in FIXTURES.glob("*.txtar")
+        p.name
+        for p in FIXTURES.glob("*.txtar")
         if section in parse_txtar(p.read_text(encoding="utf-8")).sections
         and "request" in parse_txtar(p.read_text(encoding="utf-8")).sections
     )
@@ -63,7 +64,9 @@ class Expected:
     texts: list[str] = field(default_factory=list)
     tools: list[tuple[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
-    error: tuple[int, Any] | None = None  # (status, body) before the stream; in-stream: (200, error)
+    error: tuple[int, Any] | None = (
+        None  # (status, body) before the stream; in-stream: (200, error)
+    )
     injected: set[str] = field(default_factory=set)
 
 
@@ -148,8 +151,11 @@ async def _start(stack: StackFactory, name: str, base: str) -> tuple[Any, dict[s
         InjectedTool(n, "injected", {"type": "object", "properties": {}}, result=CANNED)
         for n in sorted(expected.injected)
     )
-    s = await stack([_as_reply(section, streaming) for section in sections],
-                    keys=["sk-ant-conformance-key-0000"], tools=tools)
+    s = await stack(
+        [_as_reply(section, streaming) for section in sections],
+        keys=["sk-ant-conformance-key-0000"],
+        tools=tools,
+    )
     return s, json.loads(fixture.sections["request"]), expected
 
 

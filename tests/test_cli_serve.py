@@ -24,12 +24,23 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
 
 
 async def test_serve_announces_serves_and_stops_on_sigterm() -> None:
-    command = [sys.executable, "-m", "aibridge_cli", "serve", "--port", "0",
-               "--anthropic-base-url", "http://127.0.0.1:9", "--anthropic-key", SECRET]
+    command = [
+        sys.executable,
+        "-m",
+        "aibridge_cli",
+        "serve",
+        "--port",
+        "0",
+        "--anthropic-base-url",
+        "http://127.0.0.1:9",
+        "--anthropic-key",
+        SECRET,
+    ]
     process = await trio.lowlevel.open_process(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     errors = b""
     try:
         with trio.fail_after(30):
@@ -57,21 +68,37 @@ async def test_serve_announces_serves_and_stops_on_sigterm() -> None:
     assert rest == b""  # exactly one line on stdout
     log = errors.decode()
     assert re.search(r"GET /healthz 200 \d+ms", log), log
-    assert SECRET not in log and SECRET[4:-4] not in log
+    assert SECRET not in log
+    assert SECRET[4:-4] not in log
     assert SECRET not in status.text
 
 
 def test_serve_help_documents_every_option() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "aibridge_cli", "serve", "--help"],
-        capture_output=True, text=True, timeout=60, env={"COLUMNS": "200", "TERM": "dumb"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "200", "TERM": "dumb"},
     )
     assert done.returncode == 0
-    for option in ("--host", "--port", "--anthropic-base-url", "--anthropic-key", "--tools",
-                   "--stream-initiation", "--log-level", "--max-body-size", "--connect-timeout",
-                   "--read-timeout", "--grace-period", "--max-iterations"):
+    for option in (
+        "--host",
+        "--port",
+        "--anthropic-base-url",
+        "--anthropic-key",
+        "--tools",
+        "--stream-initiation",
+        "--log-level",
+        "--max-body-size",
+        "--connect-timeout",
+        "--read-timeout",
+        "--grace-period",
+        "--max-iterations",
+    ):
         assert option in done.stdout, option
-    assert "eager" in done.stdout and "lazy" in done.stdout
+    assert "eager" in done.stdout
+    assert "lazy" in done.stdout
 
 
 def test_bad_tools_file_is_a_one_line_error(tmp_path: object) -> None:
@@ -81,7 +108,10 @@ def test_bad_tools_file_is_a_one_line_error(tmp_path: object) -> None:
     path.write_text("[[tool]]\nname = 'x'\n")
     done = subprocess.run(
         [sys.executable, "-m", "aibridge_cli", "serve", "--port", "0", "--tools", str(path)],
-        capture_output=True, text=True, timeout=60, env={"COLUMNS": "200", "TERM": "dumb"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "200", "TERM": "dumb"},
     )
     assert done.returncode == 2
     assert "exactly one of result, command, error" in done.stderr

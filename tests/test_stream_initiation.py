@@ -35,8 +35,10 @@ from .conftest import WEATHER
 from .rawhttp import RawClient, RawResponse
 
 KEYS = ["sk-ant-seed-key-zero-0000", "sk-ant-seed-key-one-11111"]
-RATE_LIMITED = {"type": "error", "error": {
-    "type": "rate_limit_error", "message": "all configured keys are rate-limited"}}
+RATE_LIMITED = {
+    "type": "error",
+    "error": {"type": "rate_limit_error", "message": "all configured keys are rate-limited"},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,10 +85,18 @@ async def run_seed_case(
         client_side, server_side = trio.testing.lockstep_stream_pair()
         nursery.start_soon(Server(app).serve_stream, server_side)
         client = RawClient(client_side)
-        body = {"model": "m", "max_tokens": 5, "stream": True,
-                "messages": [{"role": "user", "content": "hi"}]}
-        await client.send_request("POST", "/anthropic/v1/messages", json.dumps(body).encode(),
-                                  [("content-type", "application/json")])
+        body = {
+            "model": "m",
+            "max_tokens": 5,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        await client.send_request(
+            "POST",
+            "/anthropic/v1/messages",
+            json.dumps(body).encode(),
+            [("content-type", "application/json")],
+        )
         await trio.sleep(schedule.read_delay)
         response = await client.read_response(schedule.read_size)
         await client_side.aclose()
