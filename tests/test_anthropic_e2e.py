@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from aibridge_cli.scripted import Reply
+from aibridge_cli.scripted import Fault, Reply
 from aibridge_cli.sse import SSEDecoder, SSEEvent
 
 from .anthropic_script import (
@@ -113,6 +113,17 @@ async def one_request(s: Stack, streaming: bool) -> anthropic.types.Message:
             return await client.messages.create(model="claude-test", max_tokens=5, messages=HELLO)
         async with client.messages.stream(model="claude-test", max_tokens=5, messages=HELLO) as st:
             return await st.get_final_message()
+
+
+def hello_cut_after_first_delta(fault: Fault) -> Reply:
+    """'Hello' streamed in two deltas; ``fault`` strikes before the second."""
+    return stream(
+        message_start(),
+        text_block(0, "Hel", "lo"),
+        message_end("end_turn", 1),
+        fault=fault,
+        fault_at=3,
+    )
 
 
 def upstream_keys(s: Stack) -> list[str | None]:
@@ -455,13 +466,7 @@ async def test_upstream_error_event_mid_stream_is_relayed(
 async def test_upstream_connection_lost_mid_stream_is_an_sse_api_error(
     stack: StackFactory, http: httpx.AsyncClient
 ) -> None:
-    broken = stream(
-        message_start(),
-        text_block(0, "Hel", "lo"),
-        message_end("end_turn", 1),
-        fault="reset-in-body",
-        fault_at=3,
-    )
+    broken = hello_cut_after_first_delta("reset-in-body")
     s = await stack([broken], keys=[K0])
     response = await raw_stream(http, s)
     assert response.status_code == 200
@@ -493,13 +498,7 @@ async def test_upstream_stream_that_ends_early_is_an_sse_api_error(
 async def test_client_disconnect_mid_stream_closes_the_upstream_within_a_second(
     stack: StackFactory,
 ) -> None:
-    stalling = stream(
-        message_start(),
-        text_block(0, "Hel", "lo"),
-        message_end("end_turn", 1),
-        fault="stall",
-        fault_at=3,
-    )
+    stalling = hello_cut_after_first_delta("stall")
     s = await stack([stalling], keys=[K0])
     host, port = s.proxy_url.removeprefix("http://").split(":")
     client = RawClient(await trio.open_tcp_stream(host, int(port)))
