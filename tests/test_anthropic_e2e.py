@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import httpcore
 import httpx
 import pytest
 import trio
 import trio.testing
 
 from aibridge_cli.scripted import Fault, Reply
+from aibridge_cli.serve import ServeOptions, build_app
+from aibridge_cli.server import Server
 from aibridge_cli.sse import SSEDecoder, SSEEvent
+from aibridge_cli.tools import InjectedTool, ToolSet
 
 from .anthropic_script import (
     FINAL_TURN,
@@ -633,3 +638,93 @@ async def test_status_and_logs_show_keys_masked_only(
     for secret in (K0, K1, CLIENT_KEY):
         assert secret not in everything
         assert secret[4:-4] not in everything
+
+
+# -- the agentic loop's edges -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+async def test_agentic_loop_is_bounded(
+    stack: StackFactory, http: httpx.AsyncClient, streaming: bool
+) -> None:
+    call = (
+        TOOL_ONLY_TURN
+        if streaming
+        else message(
+            [{"type": "tool_use", "id": "toolu_1", "name": "bmcp_weather", "input": {}}],
+            "tool_use",
+            1,
+        )
+    )
+    s = await stack([call] * 5, keys=[K0], max_iterations=3)
+    payload = {"model": "m", "max_tokens": 5, "stream": streaming, "messages": HELLO}
+    response = await http.post(s.proxy_url + "/anthropic/v1/messages", json=payload)
+    message_text = "the agentic loop did not finish in 3 iterations"
+    if streaming:  # the stream was initiated before iteration 2: an SSE error
+        assert response.status_code == 200
+        events = parse_sse_strictly(response.content)
+        assert [e.event for e in events] == ["message_start", "error"]
+        assert json.loads(events[1].data)["error"] == {"type": "api_error", "message": message_text}
+    else:
+        assert response.status_code == 502
+        assert response.json()["error"] == {"type": "api_error", "message": message_text}
+    assert len(s.upstream.seen) == 3
+
+
+async def test_failing_injected_tool_sends_an_error_result_upstream(stack: StackFactory) -> None:
+    failing = InjectedTool(
+        "bmcp_weather",
+        "Weather",
+        {"type": "object"},
+        command=(sys.executable, "-c", "import sys; sys.stderr.write('no data'); sys.exit(1)"),
+    )
+    s = await stack([TOOL_TURN, FINAL_TURN], keys=[K0], tools=ToolSet.of([failing]))
+    final = await one_request(s, streaming=True)
+    assert final.stop_reason == "end_turn"
+    result = s.upstream.seen[1].json()["messages"][-1]["content"][0]
+    assert result == {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "content": "no data",
+        "is_error": True,
+    }
+
+
+async def test_upstream_connect_timeout_is_504(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    class Blackhole(httpcore.AsyncNetworkBackend):
+        """A network where connecting never completes."""
+
+        async def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,  # noqa: ASYNC109  (httpcore's interface)
+            local_address: str | None = None,
+            socket_options: Any = None,
+        ) -> httpcore.AsyncNetworkStream:
+            try:
+                with trio.fail_after(float("inf") if timeout is None else timeout):
+                    await trio.sleep_forever()
+            except trio.TooSlowError:
+                raise httpcore.ConnectTimeout("connect timed out") from None
+
+    app = build_app(
+        ServeOptions(anthropic_base_url="http://upstream.test", anthropic_keys=[K0]),
+        tools=ToolSet(),
+        network_backend=Blackhole(),
+    )
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    nursery.start_soon(Server(app).serve_stream, server_stream)
+    client = RawClient(client_stream)
+    start = trio.current_time()
+    body = json.dumps({"model": "m", "max_tokens": 5, "stream": True, "messages": HELLO})
+    response = await client.request("POST", "/anthropic/v1/messages", body.encode())
+    await app.env.client.aclose()
+    assert response.status == 504
+    assert json.loads(response.body)["error"] == {
+        "type": "api_error",
+        "message": "upstream did not accept a connection in time",
+    }
+    assert trio.current_time() - start == pytest.approx(10.0)  # the default connect timeout
