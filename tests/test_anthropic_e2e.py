@@ -611,6 +611,7 @@ async def test_models_and_count_tokens_pass_through_unchanged(stack: StackFactor
         "model": "claude-test",
         "messages": HELLO,
     }  # untouched: no tools added
+    assert counting.header("content-type") == "application/json"
     assert upstream_keys(s) == [K0, K0]
 
 

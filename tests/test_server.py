@@ -157,6 +157,8 @@ async def test_unknown_route_404_wrong_method_405(
         (b'{"model": 3, "messages": []}', "model: field required"),
         (b'{"model": "m"}', "messages: field required"),
         (b'{"model": "m", "messages": {}}', "messages: field required"),
+        (b'{"model": "m", "messages": [], "tools": 5}', "tools: must be a list of tool objects"),
+        (b'{"model": "m", "messages": [], "tools": [1]}', "tools: must be a list of tool objects"),
     ],
 )
 async def test_bad_request_body_is_400_invalid_request(
