@@ -318,6 +318,13 @@ async def test_failover_to_the_next_key(
     assert keys[0]["last_status"] == status
 
 
+async def test_each_loop_iteration_fails_over_on_its_own(stack: StackFactory) -> None:
+    s = await stack([TOOL_TURN, rate_limited("7"), FINAL_TURN], keys=[K0, K1])
+    final = await one_request(s, streaming=True)
+    assert [b.text for b in final.content] == ["Let me check.", "Sunny in Paris."]  # type: ignore[union-attr]
+    assert upstream_keys(s) == [K0, K0, K1]
+
+
 @pytest.mark.parametrize("streaming", [True, False])
 async def test_all_keys_rate_limited_is_429_with_the_smallest_retry_after(
     stack: StackFactory, streaming: bool
