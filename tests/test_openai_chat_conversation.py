@@ -203,7 +203,7 @@ def test_blocking_tool_turn_then_answer() -> None:
     assert conv.on_body(second) == []
     body = conv.client_body()
     assert body["id"] == "one"
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Checking. Sunny."}
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Sunny."}
     assert body["usage"]["completion_tokens"] == 14
 
 

@@ -11,6 +11,9 @@ usage and ``[DONE]`` are swallowed, and the loop runs the calls. Upstream ``[DON
 never relayed: the bridge sends one after the last iteration. Usage chunks of the last
 iteration carry usage summed over every iteration. The assistant turn (text and calls) is
 rebuilt from the deltas, so it can be sent back upstream with the tool results.
+
+Blocking: the client gets the last completion under the first id with usage summed; the
+text of intermediate turns is dropped, as the Go gateway does.
 """
 
 from __future__ import annotations
@@ -84,7 +87,6 @@ class ChatConversation:
         self.id: str | None = None
         self.usage: dict[str, Any] = {}  # summed over finished iterations
         self.failed = False
-        self.text: list[str] = []  # blocking: text of earlier iterations
         self.last: dict[str, Any] = {}
         self._reset()
 
@@ -250,23 +252,15 @@ class ChatConversation:
         if first.get("finish_reason") != "tool_calls":
             return []
         parts = [p for p in message.get("tool_calls") or [] if isinstance(p, dict)]
-        calls = self._take_calls(message, parts)
-        if calls and isinstance(message.get("content"), str):
-            self.text.append(message["content"])
-        return calls
+        return self._take_calls(message, parts)
 
     def client_body(self) -> dict[str, Any]:
+        """The last completion under the first id, with usage summed (as the Go gateway)."""
         body = dict(self.last)
         if self.id is not None:
             body["id"] = self.id
         if "usage" in body or self.usage:
             body["usage"] = {**(body.get("usage") or {}), **self.usage}
-        if self.text and isinstance(body.get("choices"), list) and body["choices"]:
-            first = dict(body["choices"][0])
-            message = dict(first.get("message") or {})
-            message["content"] = "".join(self.text) + (message.get("content") or "")
-            first["message"] = message
-            body["choices"] = [first, *body["choices"][1:]]
         return body
 
 
