@@ -19,7 +19,9 @@ TOOLS = ToolSet.of([WEATHER])
 
 
 def conversation(**body: Any) -> ChatConversation:
-    return ChatConversation({"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}], **body}, TOOLS)
+    return ChatConversation(
+        {"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}], **body}, TOOLS
+    )
 
 
 def event(data: Any) -> SSEEvent:
@@ -45,8 +47,12 @@ def deltas(frames: list[dict[str, Any]]) -> list[Any]:
     return [f["choices"][0]["delta"] if f["choices"] else None for f in frames]
 
 
-USAGE = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12,
-         "prompt_tokens_details": {"cached_tokens": 2}}
+USAGE = {
+    "prompt_tokens": 5,
+    "completion_tokens": 7,
+    "total_tokens": 12,
+    "prompt_tokens_details": {"cached_tokens": 2},
+}
 
 
 def test_untouched_chunks_pass_as_raw_bytes() -> None:
@@ -58,7 +64,10 @@ def test_untouched_chunks_pass_as_raw_bytes() -> None:
 
 def test_upstream_done_is_swallowed_and_sent_once_at_the_end() -> None:
     conv = conversation()
-    assert feed(conv, chunk({"content": "hi"}, "stop"), "[DONE]")[0]["choices"][0]["finish_reason"] == "stop"
+    assert (
+        feed(conv, chunk({"content": "hi"}, "stop"), "[DONE]")[0]["choices"][0]["finish_reason"]
+        == "stop"
+    )
     assert conv.end_stream() == []
     assert conv.closing_frames() == [DONE_FRAME]
 
@@ -98,30 +107,57 @@ def test_nonzero_index_injected_call_after_text() -> None:
     conv.add_results([call], [ToolOutcome("sunny")])
     messages = conv.upstream_body()["messages"]
     assert messages[1:] == [
-        {"role": "assistant", "content": "Now listing", "tool_calls": [
-            {"id": "call_9", "type": "function", "function": {"name": "bmcp_weather", "arguments": ""}}]},
+        {
+            "role": "assistant",
+            "content": "Now listing",
+            "tool_calls": [
+                {
+                    "id": "call_9",
+                    "type": "function",
+                    "function": {"name": "bmcp_weather", "arguments": ""},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_9", "content": "sunny"},
     ]
 
 
 def test_second_iteration_keeps_the_first_id_and_sums_usage() -> None:
     conv = conversation()
-    feed(conv, chunk(tool_delta(0, "bmcp_weather", "{}", "call_1"), id="first"),
-         chunk({}, "tool_calls", id="first", usage=USAGE), "[DONE]")
+    feed(
+        conv,
+        chunk(tool_delta(0, "bmcp_weather", "{}", "call_1"), id="first"),
+        chunk({}, "tool_calls", id="first", usage=USAGE),
+        "[DONE]",
+    )
     conv.add_results(conv.end_stream(), [ToolOutcome("boom", is_error=True)])
     assert conv.upstream_body()["messages"][-1]["content"] == "error: boom"
-    frames = feed(conv, chunk({"role": "assistant", "content": "Sunny."}, id="second"),
-                  chunk({}, "stop", id="second"), (None, {"id": "second", "choices": [], "usage": USAGE}), "[DONE]")
+    frames = feed(
+        conv,
+        chunk({"role": "assistant", "content": "Sunny."}, id="second"),
+        chunk({}, "stop", id="second"),
+        (None, {"id": "second", "choices": [], "usage": USAGE}),
+        "[DONE]",
+    )
     assert {f["id"] for f in frames} == {"first"}
-    assert frames[-1]["usage"] == {"prompt_tokens": 10, "completion_tokens": 14, "total_tokens": 24,
-                                   "prompt_tokens_details": {"cached_tokens": 4}}
+    assert frames[-1]["usage"] == {
+        "prompt_tokens": 10,
+        "completion_tokens": 14,
+        "total_tokens": 24,
+        "prompt_tokens_details": {"cached_tokens": 4},
+    }
     assert conv.end_stream() == []
 
 
 def test_separate_usage_chunk_of_an_intermediate_iteration_is_swallowed() -> None:
     conv = conversation()
-    frames = feed(conv, chunk(tool_delta(0, "bmcp_weather", "{}", "c")), chunk({}, "tool_calls"),
-                  (None, {"id": "x", "choices": [], "usage": USAGE}), "[DONE]")
+    frames = feed(
+        conv,
+        chunk(tool_delta(0, "bmcp_weather", "{}", "c")),
+        chunk({}, "tool_calls"),
+        (None, {"id": "x", "choices": [], "usage": USAGE}),
+        "[DONE]",
+    )
     assert frames == []
     assert conv.usage["completion_tokens"] == 7
 
@@ -145,10 +181,24 @@ def test_mixed_injected_and_client_calls_end_the_loop_without_the_injected_one()
     conv = conversation()
     frames = feed(
         conv,
-        chunk({"tool_calls": [
-            {"index": 0, "id": "a", "type": "function", "function": {"name": "bmcp_weather", "arguments": "{}"}},
-            {"index": 1, "id": "b", "type": "function", "function": {"name": "read_file", "arguments": "{}"}},
-        ]}),
+        chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "a",
+                        "type": "function",
+                        "function": {"name": "bmcp_weather", "arguments": "{}"},
+                    },
+                    {
+                        "index": 1,
+                        "id": "b",
+                        "type": "function",
+                        "function": {"name": "read_file", "arguments": "{}"},
+                    },
+                ]
+            }
+        ),
         chunk({}, "tool_calls"),
         "[DONE]",
     )
@@ -160,7 +210,9 @@ def test_mixed_injected_and_client_calls_end_the_loop_without_the_injected_one()
 def test_client_defined_tool_of_the_same_name_is_not_injected() -> None:
     conv = conversation(tools=[{"type": "function", "function": {"name": "bmcp_weather"}}])
     assert [t["function"]["name"] for t in conv.upstream_body()["tools"]] == ["bmcp_weather"]
-    frames = feed(conv, chunk(tool_delta(0, "bmcp_weather", "{}", "c")), chunk({}, "tool_calls"), "[DONE]")
+    frames = feed(
+        conv, chunk(tool_delta(0, "bmcp_weather", "{}", "c")), chunk({}, "tool_calls"), "[DONE]"
+    )
     assert len(frames) == 2
     assert conv.end_stream() == []
 
@@ -193,13 +245,39 @@ def test_injected_call_with_bad_arguments_is_broken() -> None:
 
 def test_blocking_tool_turn_then_answer() -> None:
     conv = conversation()
-    call_part = {"id": "c1", "type": "function", "function": {"name": "bmcp_weather", "arguments": "{}"}}
-    first = {"id": "one", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-        "role": "assistant", "content": "Checking. ", "tool_calls": [call_part]}}], "usage": USAGE}
+    call_part = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "bmcp_weather", "arguments": "{}"},
+    }
+    first = {
+        "id": "one",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": "Checking. ",
+                    "tool_calls": [call_part],
+                },
+            }
+        ],
+        "usage": USAGE,
+    }
     (call,) = conv.on_body(first)
     conv.add_results([call], [ToolOutcome("sunny")])
-    second = {"id": "two", "choices": [{"index": 0, "finish_reason": "stop", "message": {
-        "role": "assistant", "content": "Sunny."}}], "usage": USAGE}
+    second = {
+        "id": "two",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "Sunny."},
+            }
+        ],
+        "usage": USAGE,
+    }
     assert conv.on_body(second) == []
     body = conv.client_body()
     assert body["id"] == "one"
@@ -211,4 +289,4 @@ def test_error_frame_is_a_data_frame_holding_an_error_object() -> None:
     api = OpenAIChat()
     frame = api.error_frame(api.error_body("rate_limit", "slow down"))
     assert frame.startswith(b"data: ")
-    assert json.loads(frame[len(b"data: "):])["error"]["type"] == "rate_limit_error"
+    assert json.loads(frame[len(b"data: ") :])["error"]["type"] == "rate_limit_error"

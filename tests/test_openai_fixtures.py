@@ -4,9 +4,9 @@ client what the Go gateway gives. Skipped when the reference folder is absent.
 Each fixture's upstream sections are played in order (the reply, then the reply to the
 follow-up carrying the injected tool's result); ``bmcp_*`` tools are injected with canned
 results. No key pool is configured: as in the Go gateway's fixture tests, upstream errors
-reach the client as they came. Chat Completions is checked through the official SDK (text, tool calls, finish
-reason, errors); Responses streams are compared event by event, as the Go gateway relays
-the last upstream response verbatim.
+reach the client as they came. Chat Completions is checked through the official SDK
+(text, tool calls, finish reason, errors); Responses streams are compared event by event,
+as the Go gateway relays the last upstream response verbatim.
 """
 
 from __future__ import annotations
@@ -47,8 +47,15 @@ OPENAI = FIXTURES / "openai" if FIXTURES else None
 
 def cases(sub: str) -> list[Any]:
     if OPENAI is None or not (OPENAI / sub).is_dir():
-        return [pytest.param(None, id=f"{sub}-absent", marks=pytest.mark.skip(reason="no reference fixtures"))]
-    return [pytest.param(p, id=f"{sub.rsplit('/', 1)[-1]}-{p.stem}") for p in sorted((OPENAI / sub).glob("*.txtar"))]
+        return [
+            pytest.param(
+                None, id=f"{sub}-absent", marks=pytest.mark.skip(reason="no reference fixtures")
+            )
+        ]
+    return [
+        pytest.param(p, id=f"{sub.rsplit('/', 1)[-1]}-{p.stem}")
+        for p in sorted((OPENAI / sub).glob("*.txtar"))
+    ]
 
 
 def load(path: Path) -> Txtar:
@@ -60,8 +67,13 @@ def tools_for(path: Path, fixture: Txtar) -> ToolSet:
     names = sorted(set(re.findall(r"bmcp_[A-Za-z0-9_]+", text)))
     failing = path.stem.endswith("_error")
     tools = [
-        InjectedTool(name, "", {"type": "object", "properties": {}},
-                     result=None if failing else '{"ok": true}', error="tool failed" if failing else None)
+        InjectedTool(
+            name,
+            "",
+            {"type": "object", "properties": {}},
+            result=None if failing else '{"ok": true}',
+            error="tool failed" if failing else None,
+        )
         for name in names
     ]
     return ToolSet.of([*tools, WEATHER])  # always offer one: the hold/hide machinery runs
@@ -71,7 +83,11 @@ def reply(section: str, streaming: bool) -> Reply:
     http = parse_http_section(section)
     headers = [(k, v) for k, v in http.headers if k not in ("content-length", "content-type")]
     kind = "text/event-stream" if streaming and http.status == 200 else "application/json"
-    chunks = [c.encode() for c in re.split(r"(?<=\n\n)", http.body) if c] if streaming else [http.body.encode()]
+    chunks = (
+        [c.encode() for c in re.split(r"(?<=\n\n)", http.body) if c]
+        if streaming
+        else [http.body.encode()]
+    )
     return Reply(http.status, [("content-type", kind), *headers], chunks)
 
 
@@ -125,10 +141,17 @@ def chat_expectation(fixture: Txtar, mode: str, injected: ToolSet) -> dict[str, 
         return {"status": final.status, "error": json.loads(final.body)["error"]["message"]}
     if mode == "non-streaming":
         choice = json.loads(final.body)["choices"][0]
-        calls = [(c["function"]["name"], c["function"]["arguments"]) for c in choice["message"].get("tool_calls") or []]
-        return {"text": choice["message"].get("content") or "", "calls": calls, "finish": choice["finish_reason"]}
+        calls = [
+            (c["function"]["name"], c["function"]["arguments"])
+            for c in choice["message"].get("tool_calls") or []
+        ]
+        return {
+            "text": choice["message"].get("content") or "",
+            "calls": calls,
+            "finish": choice["finish_reason"],
+        }
     text, error, finish = "", None, None
-    calls: dict[int, list[str]] = {}
+    pieces: dict[int, list[str]] = {}
     sections = [fixture.sections[n] for n in (mode, f"{mode}/tool-call") if n in fixture.sections]
     for section in sections:
         for chunk in data_events(section):
@@ -141,10 +164,10 @@ def chat_expectation(fixture: Txtar, mode: str, injected: ToolSet) -> dict[str, 
                 if section is sections[-1]:
                     finish = choice.get("finish_reason") or finish
                     for tc in delta.get("tool_calls") or []:
-                        entry = calls.setdefault(tc["index"], ["", ""])
+                        entry = pieces.setdefault(tc["index"], ["", ""])
                         entry[0] += tc.get("function", {}).get("name") or ""
                         entry[1] += tc.get("function", {}).get("arguments") or ""
-    client_calls = [(n, a) for n, a in calls.values() if n not in injected]
+    client_calls = [(n, a) for n, a in pieces.values() if n not in injected]
     return {"text": text, "calls": client_calls, "finish": finish, "error": error}
 
 
@@ -164,19 +187,24 @@ async def test_chat_fixture(stack: StackFactory, path: Path, mode: str) -> None:
     streaming = mode == "streaming"
     rest = {k: v for k, v in request.items() if k not in ("model", "messages", "stream")}
     call = client.chat.completions.create(
-        model=request["model"], messages=request["messages"], stream=streaming, extra_body=rest)
+        model=request["model"], messages=request["messages"], stream=streaming, extra_body=rest
+    )
     if "status" in expected:
         with pytest.raises(openai.APIStatusError) as caught:
             await call
         assert caught.value.status_code == expected["status"]
-        assert isinstance(caught.value.body, dict) and caught.value.body["message"] == expected["error"]
+        assert isinstance(caught.value.body, dict)
+        assert caught.value.body["message"] == expected["error"]
         return
     if not streaming:
         done = await call
         message = done.choices[0].message
         calls = [(c.function.name, c.function.arguments) for c in message.tool_calls or []]  # type: ignore[union-attr]
         assert (message.content or "", calls, done.choices[0].finish_reason) == (
-            expected["text"], expected["calls"], expected["finish"])
+            expected["text"],
+            expected["calls"],
+            expected["finish"],
+        )
         check_first_request(s, request, streaming)
         check_follow_up(s, fixture, mode)
         return
@@ -225,7 +253,9 @@ async def test_responses_fixture(stack: StackFactory, path: Path) -> None:
     streaming = mode == "streaming"
     s = await stack(replies(fixture, mode), tools=tools_for(path, fixture))
     async with httpx.AsyncClient() as http:
-        response = await http.post(s.proxy_url + "/openai/v1/responses", json={**request, "stream": streaming})
+        response = await http.post(
+            s.proxy_url + "/openai/v1/responses", json={**request, "stream": streaming}
+        )
     final = parse_http_section(final_section(fixture, mode))
     check_first_request(s, request, streaming)
     if path.stem == "wrong_response_format" and not streaming:

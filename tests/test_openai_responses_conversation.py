@@ -15,8 +15,10 @@ from aibridge_cli.tools import ToolOutcome, ToolSet
 from .conftest import WEATHER
 from .openai_scripts import function_item, message_item, responses_stream
 
+INJECTED = ToolSet.of([WEATHER])
 
-def conversation(tools: ToolSet = ToolSet.of([WEATHER]), **body: Any) -> ResponsesConversation:
+
+def conversation(tools: ToolSet = INJECTED, **body: Any) -> ResponsesConversation:
     return ResponsesConversation({"model": "gpt-x", "input": "hi", **body}, tools)
 
 
@@ -48,7 +50,10 @@ def test_iteration_is_held_until_it_ends_then_released_whole() -> None:
 
 def test_injected_call_iteration_is_dropped_and_its_call_returned() -> None:
     conv = conversation()
-    assert run(conv, events("r1", [message_item("m0", "Checking."), function_item("bmcp_weather")])) == []
+    assert (
+        run(conv, events("r1", [message_item("m0", "Checking."), function_item("bmcp_weather")]))
+        == []
+    )
     (call,) = conv.end_stream()
     assert (call.id, call.name, call.input) == ("call_1", "bmcp_weather", {"city": "Paris"})
     conv.add_results([call], [ToolOutcome("sunny")])
@@ -70,7 +75,9 @@ def test_conversation_follow_up_sends_only_the_outputs() -> None:
     conv.add_results(conv.end_stream(), [ToolOutcome("bad", is_error=True)])
     body = conv.upstream_body()
     assert body["conversation"] == "conv_1"
-    assert body["input"] == [{"type": "function_call_output", "call_id": "call_1", "output": "error: bad"}]
+    assert body["input"] == [
+        {"type": "function_call_output", "call_id": "call_1", "output": "error: bad"}
+    ]
 
 
 def test_client_call_ends_the_loop_and_is_relayed() -> None:
@@ -83,7 +90,9 @@ def test_client_call_ends_the_loop_and_is_relayed() -> None:
 def test_error_event_releases_what_was_held() -> None:
     conv = conversation()
     evs = events("r1", [message_item("m", "hi")])[:3]
-    error = SSEDecoder().feed(b'event: error\ndata: {"type":"error","code":"x","message":"bad","sequence_number":3}\n\n')
+    error = SSEDecoder().feed(
+        b'event: error\ndata: {"type":"error","code":"x","message":"bad","sequence_number":3}\n\n'
+    )
     assert run(conv, evs + error) == [e.raw for e in evs + error]
     assert conv.failed
     assert conv.end_stream() == []

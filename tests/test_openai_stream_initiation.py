@@ -41,10 +41,14 @@ class ScriptTransport(httpx.AsyncBaseTransport):
         self.seen.append(request.headers.get("authorization"))
         await trio.lowlevel.checkpoint()  # a network round trip lets other tasks run
         reply = self.replies.pop(0)
-        return httpx.Response(reply.status, headers=reply.headers, stream=httpx.ByteStream(b"".join(reply.chunks)))
+        return httpx.Response(
+            reply.status, headers=reply.headers, stream=httpx.ByteStream(b"".join(reply.chunks))
+        )
 
 
-async def exchange(mode: StreamInitiation, replies: Sequence[Reply], *, slow_reader: bool) -> tuple[int, bytes, list[str | None]]:
+async def exchange(
+    mode: StreamInitiation, replies: Sequence[Reply], *, slow_reader: bool
+) -> tuple[int, bytes, list[str | None]]:
     """One streaming request through the proxy; the status and body the client got."""
     app = build_app(
         ServeOptions(openai_keys=["sk-key0-0000aaaa", "sk-key1-1111bbbb"], stream_initiation=mode),
@@ -58,9 +62,20 @@ async def exchange(mode: StreamInitiation, replies: Sequence[Reply], *, slow_rea
     status, body = 0, b""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(Server(app).serve_stream, server_end)
-        request = h11.Request(method="POST", target="/openai/v1/chat/completions", headers=[
-            ("host", "proxy"), ("content-type", "application/json"), ("content-length", str(len(BODY)))])
-        await client_end.send_all(client.send(request) + client.send(h11.Data(data=BODY)) + client.send(h11.EndOfMessage()))
+        request = h11.Request(
+            method="POST",
+            target="/openai/v1/chat/completions",
+            headers=[
+                ("host", "proxy"),
+                ("content-type", "application/json"),
+                ("content-length", str(len(BODY))),
+            ],
+        )
+        await client_end.send_all(
+            client.send(request)
+            + client.send(h11.Data(data=BODY))
+            + client.send(h11.EndOfMessage())
+        )
         if slow_reader:
             await trio.testing.wait_all_tasks_blocked()
         while True:
@@ -102,8 +117,10 @@ async def test_lazy_mode_reproduces_the_malformed_body() -> None:
     assert b'data: {"id": "chatcmpl-t1"' in body
     frames = [f for f in body.split(b"\n\n") if f]
     unframed = [f for f in frames if not f.startswith(b"data: ")]
-    assert unframed == [b'{"error":{"message":"all configured keys are rate-limited",'
-                        b'"type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}']
+    assert unframed == [
+        b'{"error":{"message":"all configured keys are rate-limited",'
+        b'"type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}'
+    ]
     assert not well_formed_sse(body)
 
 
@@ -113,12 +130,16 @@ async def test_eager_mode_always_gives_one_well_formed_stream(slow_reader: bool)
     assert status == 200
     assert well_formed_sse(body)
     frames = [f for f in body.split(b"\n\n") if f]
-    assert frames[-1].startswith(b'data: {"error":{"message":"all configured keys are rate-limited"')
+    assert frames[-1].startswith(
+        b'data: {"error":{"message":"all configured keys are rate-limited"'
+    )
     assert len(seen) == 3
 
 
 async def test_lazy_mode_without_an_error_is_a_normal_stream() -> None:
-    status, body, _ = await exchange("lazy", [chat_tool_turn("bmcp_weather"), chat_text("Sunny.")], slow_reader=True)
+    status, body, _ = await exchange(
+        "lazy", [chat_tool_turn("bmcp_weather"), chat_text("Sunny.")], slow_reader=True
+    )
     assert status == 200
     assert well_formed_sse(body)
     assert body.endswith(b"data: [DONE]\n\n")

@@ -29,6 +29,7 @@ from .base import ToolCall, dumps, parse_json_object
 from .openai_common import (
     PING_FRAME,
     add_usage,
+    as_object,
     error_object,
     event_json,
     function_parameters,
@@ -81,7 +82,8 @@ class ChatConversation:
         }
         self.injected = injected_names(client_names, tools)
         self.tool_specs = [
-            *client_tools, *(chat_tool_spec(t) for t in tools if t.name in self.injected)
+            *client_tools,
+            *(chat_tool_spec(t) for t in tools if t.name in self.injected),
         ]
         self.iteration = 0
         self.id: str | None = None
@@ -116,13 +118,14 @@ class ChatConversation:
 
     def _take_calls(self, message: dict[str, Any], parts: list[dict[str, Any]]) -> list[ToolCall]:
         """The injected calls of a turn, or none when it must go to the client."""
-        names = [(p.get("function") or {}).get("name") for p in parts]
+        functions = [as_object(p.get("function")) for p in parts]
+        names = [f.get("name") for f in functions]
         if not parts or not all(name in self.injected for name in names):
             return []  # client tool calls end the loop: the client runs them
         self.messages.append({**message, "role": "assistant", "tool_calls": parts})
         return [
-            ToolCall(p.get("id", ""), name, parse_arguments((p.get("function") or {}).get("arguments")))
-            for p, name in zip(parts, names, strict=True)
+            ToolCall(str(p.get("id", "")), str(f["name"]), parse_arguments(f.get("arguments")))
+            for p, f in zip(parts, functions, strict=True)
         ]
 
     # -- streaming ---------------------------------------------------------------------
@@ -132,7 +135,9 @@ class ChatConversation:
             return []
         data = event_json(event)
         if data is None:
-            raise UpstreamBroken(f"upstream sent a chunk that is not a JSON object: {event.data[:80]!r}")
+            raise UpstreamBroken(
+                f"upstream sent a chunk that is not a JSON object: {event.data[:80]!r}"
+            )
         if data.get("error"):
             self.failed = True
             return [event.raw]
@@ -203,9 +208,11 @@ class ChatConversation:
             result = {**result, "delta": new_delta}
         if result is choice:
             return choice
-        says_something = result.get("finish_reason") is not None or any(
-            v is not None for k, v in new_delta.items() if k != "content"
-        ) or bool(new_delta.get("content"))
+        says_something = (
+            result.get("finish_reason") is not None
+            or any(v is not None for k, v in new_delta.items() if k != "content")
+            or bool(new_delta.get("content"))
+        )
         return result if says_something else None
 
     def _tool_delta(self, tc: Any) -> Any:
@@ -213,7 +220,7 @@ class ChatConversation:
         if not isinstance(tc, dict):
             return tc
         index = tc.get("index", 0)
-        function = tc.get("function") if isinstance(tc.get("function"), dict) else {}
+        function = as_object(tc.get("function"))
         call = self.calls.get(index)
         if call is None:
             name = function.get("name") or ""
@@ -247,8 +254,8 @@ class ChatConversation:
             self.id = body["id"]
         add_usage(self.usage, body.get("usage"))
         self.last = body
-        first = choices[0] if choices and isinstance(choices[0], dict) else {}
-        message = first.get("message") if isinstance(first.get("message"), dict) else {}
+        first = as_object(choices[0] if choices else None)
+        message = as_object(first.get("message"))
         if first.get("finish_reason") != "tool_calls":
             return []
         parts = [p for p in message.get("tool_calls") or [] if isinstance(p, dict)]
