@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -145,6 +146,15 @@ def tool_call_part(
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
+RATE_LIMITED: dict[str, Any] = {
+    "message": "all configured keys are rate-limited",
+    "type": "rate_limit_error",
+    "param": None,
+    "code": "rate_limit_exceeded",
+}
+"""The error object the proxy answers when every key is cooling down."""
+
+
 def openai_error_reply(status: int, message: str = "nope", retry_after: str | None = None) -> Reply:
     kinds = {429: "rate_limit_error", 401: "authentication_error", 403: "permission_error"}
     headers = [("retry-after", retry_after)] if retry_after else []
@@ -227,36 +237,11 @@ def responses_stream(response_id: str, items: list[dict[str, Any]]) -> Reply:
                 item={**item, "status": "in_progress", "content": []},
             )
             part = {"type": "output_text", "text": "", "annotations": []}
-            add(
-                "response.content_part.added",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                part=part,
-            )
-            add(
-                "response.output_text.delta",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                delta=text,
-                logprobs=[],
-            )
-            add(
-                "response.output_text.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                text=text,
-                logprobs=[],
-            )
-            add(
-                "response.content_part.done",
-                item_id=item["id"],
-                output_index=index,
-                content_index=0,
-                part={**part, "text": text},
-            )
+            at = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            add("response.content_part.added", **at, part=part)
+            add("response.output_text.delta", **at, delta=text, logprobs=[])
+            add("response.output_text.done", **at, text=text, logprobs=[])
+            add("response.content_part.done", **at, part={**part, "text": text})
         else:
             add(
                 "response.output_item.added",
@@ -278,3 +263,19 @@ def responses_stream(response_id: str, items: list[dict[str, Any]]) -> Reply:
         add("response.output_item.done", output_index=index, item=item)
     add("response.completed", response=response_object(response_id, items))
     return Reply.sse(events)
+
+
+def stalled_after_created() -> Reply:
+    """``response.created``, then the upstream stalls forever."""
+    created = {
+        "type": "response.created",
+        "sequence_number": 0,
+        "response": response_object("r", [], "in_progress"),
+    }
+    return Reply(
+        200,
+        [("content-type", "text/event-stream")],
+        [f"event: response.created\ndata: {json.dumps(created)}\n\n".encode()],
+        fault="stall",
+        fault_at=1,
+    )

@@ -16,6 +16,7 @@ from aibridge_cli.scripted import Reply
 
 from .conftest import WEATHER, Stack, StackFactory
 from .openai_scripts import (
+    RATE_LIMITED,
     SDK_GENERATORS,
     SDKClients,
     chat_body,
@@ -215,25 +216,26 @@ async def test_failover_to_next_key(stack: StackFactory, status: int, streaming:
 
 
 @pytest.mark.parametrize("streaming", [True, False])
+@pytest.mark.parametrize("api", ["chat", "responses"])
 async def test_all_keys_rate_limited_gives_smallest_retry_after(
-    stack: StackFactory, streaming: bool
+    stack: StackFactory, api: str, streaming: bool
 ) -> None:
+    """Both OpenAI APIs share the key pool's answer (the Responses tests lean on this one)."""
     s = await stack(
         [openai_error_reply(429, retry_after="30"), openai_error_reply(429, retry_after="7")],
         openai_keys=KEYS,
     )
+    client = client_for(s)
+    call = (
+        client.chat.completions.create(model="gpt-x", messages=MESSAGES, stream=streaming)
+        if api == "chat"
+        else client.responses.create(model="gpt-x", input="x", stream=streaming)
+    )
     with pytest.raises(openai.RateLimitError) as caught:
-        await client_for(s).chat.completions.create(
-            model="gpt-x", messages=MESSAGES, stream=streaming
-        )
+        await call
     assert caught.value.status_code == 429
     assert caught.value.response.headers["retry-after"] == "7"
-    assert caught.value.body == {  # the SDK hands over the inner error object
-        "message": "all configured keys are rate-limited",
-        "type": "rate_limit_error",
-        "param": None,
-        "code": "rate_limit_exceeded",
-    }
+    assert caught.value.body == RATE_LIMITED  # the SDK hands over the inner error object
 
 
 async def test_all_keys_unauthorized_is_502(stack: StackFactory) -> None:
@@ -282,12 +284,7 @@ async def test_seed_case_ends_in_an_in_stream_error(stack: StackFactory) -> None
     )
     with pytest.raises(openai.APIError, match="all configured keys are rate-limited") as caught:
         await collect(stream)
-    assert caught.value.body == {
-        "message": "all configured keys are rate-limited",
-        "type": "rate_limit_error",
-        "param": None,
-        "code": "rate_limit_exceeded",
-    }
+    assert caught.value.body == RATE_LIMITED
     assert keys_seen(s) == [f"Bearer {k}" for k in (KEYS[0], KEYS[0], KEYS[1])]
 
 
@@ -315,14 +312,7 @@ async def test_seed_case_raw_stream_is_well_formed(stack: StackFactory) -> None:
     frames = [f for f in body.split("\n\n") if f]
     assert all(f.startswith("data: ") for f in frames)
     parsed = [json.loads(f[len("data: ") :]) for f in frames]
-    assert parsed[-1] == {
-        "error": {
-            "message": "all configured keys are rate-limited",
-            "type": "rate_limit_error",
-            "param": None,
-            "code": "rate_limit_exceeded",
-        }
-    }
+    assert parsed[-1] == {"error": RATE_LIMITED}
     # Before it, only the first iteration's visible chunk (the role), no injected call.
     assert [p["choices"][0]["delta"] for p in parsed[:-1]] == [
         {"role": "assistant", "content": None}

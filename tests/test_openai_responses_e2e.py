@@ -25,6 +25,7 @@ from .openai_scripts import (
     openai_error_reply,
     response_object,
     responses_stream,
+    stalled_after_created,
 )
 
 pytestmark = SDK_GENERATORS
@@ -200,25 +201,6 @@ async def test_failover_to_next_key(stack: StackFactory, status: int, streaming:
     assert keys_seen(s) == [f"Bearer {KEYS[0]}", f"Bearer {KEYS[1]}"]
 
 
-@pytest.mark.parametrize("streaming", [True, False])
-async def test_all_keys_rate_limited_gives_smallest_retry_after(
-    stack: StackFactory, streaming: bool
-) -> None:
-    s = await stack(
-        [openai_error_reply(429, retry_after="30"), openai_error_reply(429, retry_after="7")],
-        openai_keys=KEYS,
-    )
-    with pytest.raises(openai.RateLimitError) as caught:
-        await client_for(s).responses.create(model="gpt-x", input="x", stream=streaming)
-    assert caught.value.response.headers["retry-after"] == "7"
-    assert caught.value.body == {
-        "message": "all configured keys are rate-limited",
-        "type": "rate_limit_error",
-        "param": None,
-        "code": "rate_limit_exceeded",
-    }
-
-
 async def test_all_keys_unauthorized_is_502(stack: StackFactory) -> None:
     s = await stack([openai_error_reply(401), openai_error_reply(403)], openai_keys=KEYS)
     with pytest.raises(openai.InternalServerError) as caught:
@@ -280,18 +262,7 @@ async def test_seed_case_raw_stream_is_one_error_event(stack: StackFactory) -> N
 
 
 async def test_client_disconnect_closes_upstream_within_a_second(stack: StackFactory) -> None:
-    created = {
-        "type": "response.created",
-        "sequence_number": 0,
-        "response": response_object("r", [], "in_progress"),
-    }
-    stalled = Reply(
-        200,
-        [("content-type", "text/event-stream")],
-        [f"event: response.created\ndata: {json.dumps(created)}\n\n".encode()],
-        fault="stall",
-        fault_at=1,
-    )
+    stalled = stalled_after_created()
     s = await stack([stalled], openai_keys=KEYS, tools=ToolSet())  # no tools: events flow live
     client = client_for(s)
     stream = await client.responses.create(model="gpt-x", input="x", stream=True)
@@ -308,18 +279,7 @@ async def test_client_disconnect_closes_upstream_within_a_second(stack: StackFac
 async def test_client_disconnect_while_an_iteration_is_held(stack: StackFactory) -> None:
     """With injected tools the proxy holds the events back; a client that gives up still
     gets the upstream connection closed."""
-    created = {
-        "type": "response.created",
-        "sequence_number": 0,
-        "response": response_object("r", [], "in_progress"),
-    }
-    stalled = Reply(
-        200,
-        [("content-type", "text/event-stream")],
-        [f"event: response.created\ndata: {json.dumps(created)}\n\n".encode()],
-        fault="stall",
-        fault_at=1,
-    )
+    stalled = stalled_after_created()
     s = await stack([], openai_keys=KEYS)
     arrived = trio.Event()
 
