@@ -160,6 +160,7 @@ class BridgeApp:
             started_at=self.env.wall_clock(),
             clock=lambda: round((trio.current_time() - clock_zero) * 1000, 3),
             tools=[tool.to_toml_fields() for tool in self.env.tools],
+            keep_chunks=self.recorder is not None,
         )
         writer.observer = record.response
         try:
@@ -228,4 +229,4 @@ def _maybe_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except ValueError:
-        return body.decode("utf-8", errors="replace")
+        return body  # kept as bytes: the fixture stores it as text or base64
