@@ -12,7 +12,6 @@ as the Go gateway relays the last upstream response verbatim.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,10 @@ import httpx
 import openai
 import pytest
 
+from aibridge_cli.importer import txtar_session
 from aibridge_cli.scripted import Reply
 from aibridge_cli.sse import SSEDecoder
-from aibridge_cli.tools import InjectedTool, ToolSet
+from aibridge_cli.tools import ToolSet
 from aibridge_cli.txtar import Txtar, parse_http_section, parse_txtar
 
 from .conftest import WEATHER, Stack, StackFactory
@@ -62,38 +62,12 @@ def load(path: Path) -> Txtar:
     return parse_txtar(path.read_text(encoding="utf-8"))
 
 
-def tools_for(path: Path, fixture: Txtar) -> ToolSet:
-    text = "\n".join(fixture.sections.values())
-    names = sorted(set(re.findall(r"bmcp_[A-Za-z0-9_]+", text)))
-    failing = path.stem.endswith("_error")
-    tools = [
-        InjectedTool(
-            name,
-            "",
-            {"type": "object", "properties": {}},
-            result=None if failing else '{"ok": true}',
-            error="tool failed" if failing else None,
-        )
-        for name in names
-    ]
-    return ToolSet.of([*tools, WEATHER])  # always offer one: the hold/hide machinery runs
-
-
-def reply(section: str, streaming: bool) -> Reply:
-    http = parse_http_section(section)
-    headers = [(k, v) for k, v in http.headers if k not in ("content-length", "content-type")]
-    kind = "text/event-stream" if streaming and http.status == 200 else "application/json"
-    chunks = (
-        [c.encode() for c in re.split(r"(?<=\n\n)", http.body) if c]
-        if streaming
-        else [http.body.encode()]
-    )
-    return Reply(http.status, [("content-type", kind), *headers], chunks)
-
-
-def replies(fixture: Txtar, mode: str) -> list[Reply]:
-    names = [mode, f"{mode}/tool-call"]
-    return [reply(fixture.sections[n], mode == "streaming") for n in names if n in fixture.sections]
+def served(path: Path, mode: str) -> tuple[list[Reply], ToolSet]:
+    """The upstream replies of one variant and the injected tools, as ``aibridge import``
+    reads them; one more tool is always offered so the hold/hide machinery runs."""
+    session = txtar_session(path, path.read_text(encoding="utf-8"))
+    (step,) = [step for step in session.steps if step.label == mode]
+    return list(step.replies), ToolSet.of([*session.tools, WEATHER])
 
 
 def final_section(fixture: Txtar, mode: str) -> str:
@@ -180,8 +154,8 @@ async def test_chat_fixture(stack: StackFactory, path: Path, mode: str) -> None:
     if mode not in fixture.sections:
         pytest.skip(f"no {mode} section")
     request = json.loads(fixture.sections["request"])
-    tools = tools_for(path, fixture)
-    s = await stack(replies(fixture, mode), tools=tools)
+    upstream_replies, tools = served(path, mode)
+    s = await stack(upstream_replies, tools=tools)
     expected = chat_expectation(fixture, mode, tools)
     client = _clients.open(s)
     streaming = mode == "streaming"
@@ -237,7 +211,8 @@ async def test_models_fall_through(stack: StackFactory) -> None:
     if OPENAI is None:
         pytest.skip("no reference fixtures")
     fixture = load(OPENAI / "chatcompletions" / "fallthrough.txtar")
-    s = await stack([reply(fixture.sections["non-streaming"], False)])
+    listing = parse_http_section(fixture.sections["non-streaming"]).body.encode()
+    s = await stack([Reply(200, [("content-type", "application/json")], [listing])])
     models = await _clients.open(s).models.list()
     expected = [m["id"] for m in json.loads(fixture.sections["non-streaming"])["data"]]
     assert [m.id for m in models.data] == expected
@@ -251,7 +226,8 @@ async def test_responses_fixture(stack: StackFactory, path: Path) -> None:
     mode = "streaming" if "streaming" in fixture.sections else "non-streaming"
     request = json.loads(fixture.sections["request"])
     streaming = mode == "streaming"
-    s = await stack(replies(fixture, mode), tools=tools_for(path, fixture))
+    upstream_replies, tools = served(path, mode)
+    s = await stack(upstream_replies, tools=tools)
     async with httpx.AsyncClient() as http:
         response = await http.post(
             s.proxy_url + "/openai/v1/responses", json={**request, "stream": streaming}
