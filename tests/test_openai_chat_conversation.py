@@ -290,3 +290,22 @@ def test_error_frame_is_a_data_frame_holding_an_error_object() -> None:
     frame = api.error_frame(api.error_body("rate_limit", "slow down"))
     assert frame.startswith(b"data: ")
     assert json.loads(frame[len(b"data: ") :])["error"]["type"] == "rate_limit_error"
+
+
+def test_injected_call_ending_in_stop_still_runs() -> None:
+    """Some OpenAI-compatible providers end a tool turn with ``stop``."""
+    conv = conversation()
+    frames = feed(
+        conv, chunk(tool_delta(0, "bmcp_weather", "{}", "c")), chunk({}, "stop"), "[DONE]"
+    )
+    assert frames == []
+    assert [call.id for call in conv.end_stream()] == ["c"]
+
+
+def test_injected_call_cut_by_length_goes_to_the_client_as_is() -> None:
+    conv = conversation()
+    frames = feed(
+        conv, chunk(tool_delta(0, "bmcp_weather", "{", "c")), chunk({}, "length"), "[DONE]"
+    )
+    assert [f["choices"][0]["finish_reason"] for f in frames] == ["length"]
+    assert conv.end_stream() == []

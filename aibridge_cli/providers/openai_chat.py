@@ -6,8 +6,8 @@ classified on its first delta (the one naming the function): an injected call's 
 are stripped from every chunk, and a chunk left with nothing to say is dropped; a client
 call keeps its deltas under a client index counted from 0, whatever index the provider
 used (some continue counting from a previous response). An iteration that ends with
-``finish_reason: tool_calls`` and only injected calls is "continuing": its finish chunk,
-usage and ``[DONE]`` are swallowed, and the loop runs the calls. Upstream ``[DONE]`` is
+``finish_reason: tool_calls`` (or ``stop``) and only injected calls is "continuing": its
+finish chunk, usage and ``[DONE]`` are swallowed, and the loop runs the calls. Upstream ``[DONE]`` is
 never relayed: the bridge sends one after the last iteration. Usage chunks of the last
 iteration carry usage summed over every iteration. The assistant turn (text and calls) is
 rebuilt from the deltas, so it can be sent back upstream with the tool results.
@@ -39,6 +39,9 @@ from .openai_common import (
 )
 
 DONE_FRAME = b"data: [DONE]\n\n"
+# Finish reasons after which a turn's injected calls are run. Some OpenAI-compatible
+# providers end a tool turn with "stop"; "length" cuts the arguments short, so never that.
+CALL_ENDINGS = frozenset({"tool_calls", "stop"})
 
 
 def chat_tool_spec(tool: InjectedTool) -> dict[str, Any]:
@@ -195,7 +198,7 @@ class ChatConversation:
         result: dict[str, Any] = choice
         if finish is not None:
             self.finished = True
-            if finish == "tool_calls":
+            if finish in CALL_ENDINGS:
                 hidden = [c for c in self.calls.values() if c.client_index is None]
                 self.continuing = bool(hidden) and len(hidden) == len(self.calls)
                 if self.continuing:
@@ -256,7 +259,7 @@ class ChatConversation:
         self.last = body
         first = as_object(choices[0] if choices else None)
         message = as_object(first.get("message"))
-        if first.get("finish_reason") != "tool_calls":
+        if first.get("finish_reason") not in CALL_ENDINGS:
             return []
         parts = [p for p in message.get("tool_calls") or [] if isinstance(p, dict)]
         return self._take_calls(message, parts)
@@ -266,7 +269,7 @@ class ChatConversation:
         body = dict(self.last)
         if self.id is not None:
             body["id"] = self.id
-        if "usage" in body or self.usage:
+        if self.usage:
             body["usage"] = {**(body.get("usage") or {}), **self.usage}
         return body
 
