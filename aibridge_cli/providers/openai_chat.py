@@ -7,8 +7,8 @@ are stripped from every chunk, and a chunk left with nothing to say is dropped; 
 call keeps its deltas under a client index counted from 0, whatever index the provider
 used (some continue counting from a previous response). An iteration that ends with
 ``finish_reason: tool_calls`` (or ``stop``) and only injected calls is "continuing": its
-finish chunk, usage and ``[DONE]`` are swallowed, and the loop runs the calls. Upstream ``[DONE]`` is
-never relayed: the bridge sends one after the last iteration. Usage chunks of the last
+finish chunk, usage and ``[DONE]`` are swallowed, and the loop runs the calls. Upstream
+``[DONE]`` is never relayed: the bridge sends one after the last iteration. Usage chunks of the last
 iteration carry usage summed over every iteration. The assistant turn (text and calls) is
 rebuilt from the deltas, so it can be sent back upstream with the tool results.
 
