@@ -171,3 +171,6 @@ def main() -> None:
 
 
 from . import sessions_cli  # noqa: E402, F401  (record, mock, replay, import)
+from .fuzz.command import register as _register_fuzz  # noqa: E402
+
+_register_fuzz(app)

@@ -1,0 +1,268 @@
+"""A fuzz campaign: many iterations (in worker processes if asked), then the findings.
+
+Iteration ``i`` depends only on the seed and ``i``. ``--shard K/N`` runs the indexes
+``i`` with ``i % N == K - 1``, so N shards together run exactly the iterations one
+unsharded run would. Workers live for the whole campaign and keep their canonical runs.
+For every (scenario, oracle) that failed, the first failing iteration is shrunk and run
+once more with a timeline: that is a finding, written as ``repro-SEED.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..bridge import StreamInitiation
+from ..errors import FixtureError
+from .oracles import Violation
+from .plan import Plan
+from .runner import Judge, Outcome, draw_iteration
+from .scenario import Scenario
+from .shrink import shrink
+
+BATCH = 25
+REPRO_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    scenarios: tuple[Scenario, ...]
+    seed: int
+    iterations: int
+    stream_initiation: StreamInitiation = "eager"
+    jobs: int = 1
+    shard: tuple[int, int] = (1, 1)
+    time_budget: float | None = None
+
+    def indexes(self) -> list[int]:
+        k, n = self.shard
+        return [i for i in range(self.iterations) if i % n == k - 1]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A shrunk failure, ready to print and to replay."""
+
+    seed: int
+    iteration: int
+    iteration_seed: int
+    scenario: Scenario
+    stream_initiation: StreamInitiation
+    original: Plan
+    plan: Plan
+    violation: Violation
+    violations: tuple[Violation, ...]
+    timeline: tuple[str, ...]
+    shrink_runs: int
+
+    @property
+    def oracle(self) -> str:
+        return self.violation.oracle
+
+    def repro_lines(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "kind": "fuzz-repro",
+                "version": REPRO_VERSION,
+                "seed": self.seed,
+                "iteration": self.iteration,
+                "iteration_seed": self.iteration_seed,
+                "stream_initiation": self.stream_initiation,
+                "oracle": self.violation.oracle,
+                "message": self.violation.message,
+            },
+            {"kind": "scenario", **self.scenario.to_json()},
+            {"kind": "plan", **self.plan.to_json()},
+        ]
+
+
+@dataclass
+class Campaign:
+    settings: Settings
+    outcomes: list[Outcome] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    elapsed: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.failed]
+
+
+Progress = Callable[[int, int], None]  # (iterations done, failures so far)
+
+# -- workers -----------------------------------------------------------------------------------
+
+_worker: tuple[Judge, tuple[Scenario, ...], int] | None = None
+
+
+def _init_worker(scenarios: tuple[Scenario, ...], seed: int, mode: StreamInitiation) -> None:
+    global _worker
+    _worker = (Judge(mode), scenarios, seed)
+
+
+def _run_batch(indexes: Sequence[int]) -> list[Outcome]:
+    assert _worker is not None
+    judge, scenarios, seed = _worker
+    return [judge.iteration(scenarios, seed, i) for i in indexes]
+
+
+def _batches(indexes: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(indexes), BATCH):
+        yield indexes[start : start + BATCH]
+
+
+def run_campaign(settings: Settings, progress: Progress | None = None) -> Campaign:
+    """Run every iteration of ``settings`` and shrink what failed."""
+    campaign = Campaign(settings)
+    started = time.monotonic()
+    deadline = started + settings.time_budget if settings.time_budget else None
+    indexes = settings.indexes()
+    failures = 0
+
+    def collect(batch: list[Outcome]) -> None:
+        nonlocal failures
+        campaign.outcomes.extend(batch)
+        failures += sum(o.failed for o in batch)
+        if progress is not None:
+            progress(len(campaign.outcomes), failures)
+
+    if settings.jobs <= 1:
+        _init_worker(settings.scenarios, settings.seed, settings.stream_initiation)
+        for batch in _batches(indexes):
+            if deadline is not None and time.monotonic() > deadline:
+                campaign.stopped_early = True
+                break
+            collect(_run_batch(batch))
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["aibridge_cli.fuzz.campaign"])
+        with ProcessPoolExecutor(
+            settings.jobs,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(settings.scenarios, settings.seed, settings.stream_initiation),
+        ) as pool:
+            pending: set[Future[list[Outcome]]] = set()
+            batches = _batches(indexes)
+            for batch in batches:
+                pending.add(pool.submit(_run_batch, batch))
+                if len(pending) >= settings.jobs * 2:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=id):
+                    collect(future.result())
+                if deadline is not None and time.monotonic() > deadline:
+                    campaign.stopped_early = True
+                    for future in pending:
+                        future.cancel()
+                    break
+                for batch in batches:
+                    pending.add(pool.submit(_run_batch, batch))
+                    if len(pending) >= settings.jobs * 2:
+                        break
+    campaign.outcomes.sort(key=lambda o: o.iteration)
+    campaign.elapsed = time.monotonic() - started
+    campaign.findings = find(settings, campaign.failures)
+    return campaign
+
+
+# -- findings ----------------------------------------------------------------------------------
+
+
+def find(settings: Settings, failures: Sequence[Outcome]) -> list[Finding]:
+    """Shrink the first failure of every (scenario, oracle) pair."""
+    firsts: dict[tuple[str, str], Outcome] = {}
+    for outcome in failures:
+        assert outcome.oracle is not None
+        firsts.setdefault((outcome.scenario, outcome.oracle), outcome)
+    judge = Judge(settings.stream_initiation)
+    return [
+        investigate(judge, settings, outcome)
+        for outcome in sorted(firsts.values(), key=lambda o: o.iteration)
+    ]
+
+
+def investigate(judge: Judge, settings: Settings, outcome: Outcome) -> Finding:
+    scenario, plan, this_seed = draw_iteration(settings.scenarios, settings.seed, outcome.iteration)
+    oracle = outcome.oracle
+    return minimize(judge, scenario, plan, oracle or "", settings.seed, outcome.iteration, this_seed)
+
+
+def minimize(
+    judge: Judge,
+    scenario: Scenario,
+    plan: Plan,
+    oracle: str,
+    seed: int,
+    iteration: int,
+    this_seed: int,
+) -> Finding:
+    """Shrink ``plan`` while it still violates ``oracle``; rerun the result with a timeline."""
+    _, world = judge.evaluate(scenario, plan)
+    plan = replace(plan, schedule_budget=min(plan.schedule_budget, world.deviations))
+
+    def fails(candidate: Plan) -> bool:
+        violations, _ = judge.evaluate(scenario, candidate)
+        return any(v.oracle == oracle for v in violations)
+
+    original = plan
+    small, runs = shrink(plan, fails) if fails(plan) else (plan, 0)
+    return replay(judge, scenario, small, oracle, seed, iteration, this_seed, original, runs)
+
+
+def replay(
+    judge: Judge,
+    scenario: Scenario,
+    plan: Plan,
+    oracle: str,
+    seed: int,
+    iteration: int,
+    this_seed: int,
+    original: Plan | None = None,
+    shrink_runs: int = 0,
+) -> Finding:
+    """Run ``plan`` once with a timeline and describe what it violates."""
+    violations, world = judge.evaluate(scenario, plan, timeline=True)
+    chosen = next((v for v in violations if v.oracle == oracle), violations[0] if violations else Violation("none", "the plan no longer fails"))
+    return Finding(
+        seed, iteration, this_seed, scenario, judge.stream_initiation, original or plan, plan,
+        chosen, tuple(violations), tuple(world.timeline or ()), shrink_runs,
+    )
+
+
+def write_repro(finding: Finding, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"repro-{finding.iteration_seed}.jsonl"
+    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in finding.repro_lines()))
+    return path
+
+
+def load_repro(path: Path) -> tuple[dict[str, Any], Scenario, Plan]:
+    """The header, scenario and plan of a repro file; ``FixtureError`` when it is not one."""
+    try:
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise FixtureError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise FixtureError(f"{path}: not JSON lines: {exc}") from None
+    by_kind = {line.get("kind"): line for line in lines if isinstance(line, dict)}
+    missing = [k for k in ("fuzz-repro", "scenario", "plan") if k not in by_kind]
+    if missing:
+        raise FixtureError(f"{path}: not a fuzz repro file (missing {', '.join(missing)} line)")
+    header = by_kind["fuzz-repro"]
+    if header.get("version") != REPRO_VERSION:
+        raise FixtureError(f"{path}: repro version {header.get('version')}, expected {REPRO_VERSION}")
+    try:
+        scenario = Scenario.from_json({k: v for k, v in by_kind["scenario"].items() if k != "kind"})
+        plan = Plan.from_json({k: v for k, v in by_kind["plan"].items() if k != "kind"})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FixtureError(f"{path}: malformed scenario or plan: {exc}") from None
+    return header, scenario, plan

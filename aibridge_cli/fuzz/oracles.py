@@ -1,0 +1,184 @@
+"""The oracles: what must hold for every run, whatever the faults and the schedule.
+
+* ``malformed-body``: the client got a JSON error with its status or a well-formed event
+  stream, never a mix; the provider grammar holds; no injected tool is visible.
+* ``schedule-dependence``: the normalized response equals the canonical run's (same
+  scenario and faults, no perturbation, FIFO scheduling).
+* ``key-pool``: replaying the upstream's log through the documented key rules predicts
+  each attempt's key, the client's status and Retry-After, and the pool afterwards.
+* ``liveness``: the client was done within the virtual-time bound.
+* ``hygiene``: no task left behind, no unhandled exception, every connection closed.
+
+The key-pool model here is written from the rules in BEHAVIOR.md, not from ``keypool.py``,
+so a bug planted there shows as a disagreement.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..sim.world import WALL_EPOCH, Attempt, WorldResult
+from .grammar import Response, normalize, parse_events, response_problems
+from .plan import Plan
+from .scenario import Scenario
+
+ORACLES: dict[str, str] = {
+    "hygiene": "no task left behind, no unhandled exception, every connection closed",
+    "liveness": "the client is done within the virtual-time bound",
+    "malformed-body": "a JSON error or a well-formed event stream, never a mix; grammar holds",
+    "key-pool": "keys tried in order, cooldowns from Retry-After, status and Retry-After right",
+    "schedule-dependence": "the normalized response equals the canonical run's",
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    oracle: str
+    message: str
+
+
+def client_response(world: WorldResult, plan: Plan) -> Response:
+    c = world.client
+    return Response(c.status, c.headers, c.body, c.complete, truncated=plan.disconnects and not c.complete)
+
+
+# -- key pool model ----------------------------------------------------------------------
+
+
+def _cooldown(value: str | None, now: float) -> float:
+    """Seconds a 429 cools its key for: delta-seconds, an HTTP-date, else 60."""
+    if value is None:
+        return 60.0
+    text = value.strip()
+    if text.replace(".", "", 1).isdigit():
+        return float(text)
+    try:
+        date = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return 60.0
+    return max(0.0, date.timestamp() - (WALL_EPOCH + now))
+
+
+@dataclass
+class _ModelKey:
+    disabled: bool = False
+    until: float = 0.0
+    attempts: int = 0
+    last: int | None = None
+
+    def usable(self, now: float) -> bool:
+        return not self.disabled and now >= self.until
+
+
+def _expected_outcome(keys: list[_ModelKey], tried: set[int], now: float) -> tuple[int, int | None]:
+    """(status, Retry-After) when no key is left for an attempt at ``now``."""
+    waits = [
+        max(0.0, key.until - now)
+        for i, key in enumerate(keys)
+        if not key.disabled and (i in tried or not key.usable(now))
+    ]
+    if waits:
+        return 429, max(1, math.ceil(min(waits) - 1e-9))
+    return 502, None
+
+
+def key_pool_problems(scenario: Scenario, plan: Plan, world: WorldResult) -> list[str]:
+    attempts: Sequence[Attempt] = world.attempts
+    if scenario.keys == 0:
+        return []  # bring your own key: no pool, the upstream's status is relayed as is
+    keys = [_ModelKey() for _ in range(scenario.keys)]
+    problems: list[str] = []
+    tried: set[int] = set()
+    for n, attempt in enumerate(attempts):
+        due = next((i for i, k in enumerate(keys) if i not in tried and k.usable(attempt.time)), None)
+        if due is None:
+            problems.append(f"attempt {n} was made although no key was usable")
+            return problems
+        if attempt.key != due:
+            problems.append(f"attempt {n} used key {attempt.key}, key {due} was due")
+            return problems
+        key = keys[due]
+        key.attempts += 1
+        if attempt.status is not None and attempt.status >= 400:
+            key.last = attempt.status  # the pool remembers the last error it saw
+        tried.add(due)
+        if attempt.status == 429:
+            key.until = max(key.until, attempt.time + _cooldown(attempt.retry_after, attempt.time))
+        elif attempt.status in (401, 403):
+            key.disabled = True
+        else:
+            tried = set()  # the turn is over: the next one starts from the first key
+    if plan.disconnects or not world.live:
+        return problems  # a client that left may have cut the last attempt short
+    if attempts and attempts[-1].status in (401, 403, 429):
+        status, retry = _expected_outcome(keys, tried, attempts[-1].time)
+        problems += _final_error_problems(world, plan, status, retry)
+    for i, (key, row) in enumerate(zip(keys, world.pool, strict=True)):
+        state = "disabled" if key.disabled else "cooling" if world.end_time < key.until else "valid"
+        seen = (row["state"], row["attempts"], row["last_status"])
+        if seen != (state, key.attempts, key.last):
+            problems.append(
+                f"key {i} is {seen[0]} after {seen[1]} attempts (last {seen[2]}); "
+                f"the rules say {state} after {key.attempts} (last {key.last})"
+            )
+    return problems
+
+
+def _final_error_problems(world: WorldResult, plan: Plan, status: int, retry: int | None) -> list[str]:
+    response = client_response(world, plan)
+    kind = "rate_limit_error" if status == 429 else "api_error"
+    if response.status == 200:
+        events, _ = parse_events(response.body)
+        last = events[-1] if events else (None, None)
+        error = (last[1] or {}).get("error") if isinstance(last[1], dict) else None
+        if last[0] != "error" or not isinstance(error, dict) or error.get("type") != kind:
+            return [f"all keys failed: the stream should end in a {kind} error event"]
+        return []
+    problems = []
+    if response.status != status:
+        problems.append(f"all keys failed: status {response.status}, the rules say {status}")
+    got = next((v for k, v in response.headers if k.lower() == "retry-after"), None)
+    if retry is not None and got != str(retry):
+        problems.append(f"all keys failed: Retry-After {got}, the rules say {retry}")
+    return problems
+
+
+# -- all together --------------------------------------------------------------------------
+
+
+def judge(
+    scenario: Scenario, plan: Plan, world: WorldResult, canonical: Any | None
+) -> list[Violation]:
+    """Every violation of this run, most fundamental first.
+
+    ``canonical`` is the normalized canonical response (None: this run is the canonical one).
+    """
+    found: list[Violation] = [Violation("hygiene", h) for h in world.hygiene]
+    if not world.live:
+        found.append(Violation("liveness", f"the client was not done after {world.end_time:g} virtual seconds"))
+    response = client_response(world, plan)
+    injected = {tool.name for tool in scenario.tools}
+    for problem in response_problems(response, streaming=scenario.streaming, injected=injected):
+        found.append(Violation("malformed-body", problem))
+    for problem in key_pool_problems(scenario, plan, world):
+        found.append(Violation("key-pool", problem))
+    if canonical is not None and not plan.disconnects and world.live:
+        shape = normalize(response)
+        if shape != canonical:
+            found.append(Violation("schedule-dependence", _difference(canonical, shape)))
+    return found
+
+
+def _difference(expected: Any, got: Any) -> str:
+    for key in ("status", "media", "complete", "json", "raw", "framing"):
+        if expected.get(key) != got.get(key):
+            return f"{key}: canonical {expected.get(key)!r:.100}, this run {got.get(key)!r:.100}"
+    a, b = expected.get("events", []), got.get("events", [])
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return f"event {i}: canonical {x!r:.100}, this run {y!r:.100}"
+    return f"canonical has {len(a)} events, this run {len(b)}"

@@ -1,0 +1,80 @@
+"""Running iterations: one seed, one scenario, one plan, one judged run.
+
+An iteration's scenario and plan come from ``iteration_seed(seed, i)`` alone, so any
+process can run any iteration: workers split the indexes, shards take every N-th one, and
+the results, put back in index order, are the same as one process would give.
+The canonical run of each (scenario, faults) pair is computed once per process.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..bridge import StreamInitiation
+from ..sim.world import WorldResult, run_world
+from .grammar import normalize
+from .oracles import Violation, client_response, judge
+from .plan import Plan, draw_plan, iteration_seed, world_spec
+from .scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One iteration's verdict; the plan travels only when something failed."""
+
+    iteration: int
+    seed: int
+    scenario: str
+    violations: tuple[Violation, ...]
+    plan: Plan | None = None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.violations)
+
+    @property
+    def oracle(self) -> str | None:
+        return self.violations[0].oracle if self.violations else None
+
+
+@dataclass
+class Judge:
+    """Runs and judges plans; keeps the canonical runs it has computed."""
+
+    stream_initiation: StreamInitiation
+    canonical: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def canonical_shape(self, scenario: Scenario, plan: Plan) -> Any:
+        base = plan.canonical()
+        key = (scenario.name, base.key())
+        if key not in self.canonical:
+            world = run_world(world_spec(scenario, base, self.stream_initiation))
+            self.canonical[key] = normalize(client_response(world, base))
+        return self.canonical[key]
+
+    def evaluate(
+        self, scenario: Scenario, plan: Plan, *, timeline: bool = False
+    ) -> tuple[list[Violation], WorldResult]:
+        world = run_world(world_spec(scenario, plan, self.stream_initiation), timeline=timeline)
+        canonical = None if plan == plan.canonical() else self.canonical_shape(scenario, plan)
+        return judge(scenario, plan, world, canonical), world
+
+    def iteration(self, scenarios: Sequence[Scenario], seed: int, index: int) -> Outcome:
+        scenario, plan, this_seed = draw_iteration(scenarios, seed, index)
+        violations, _ = self.evaluate(scenario, plan)
+        return Outcome(
+            index, this_seed, scenario.name, tuple(violations), plan if violations else None
+        )
+
+
+def draw_iteration(
+    scenarios: Sequence[Scenario], seed: int, index: int
+) -> tuple[Scenario, Plan, int]:
+    """The scenario and plan of iteration ``index`` of a run seeded with ``seed``."""
+    this_seed = iteration_seed(seed, index)
+    rng = random.Random(this_seed)
+    scenario = scenarios[rng.randrange(len(scenarios))]
+    return scenario, draw_plan(rng, scenario), this_seed

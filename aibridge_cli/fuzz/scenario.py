@@ -1,0 +1,105 @@
+"""Fuzz scenarios: one client request and the upstream exchanges that answer it.
+
+A scenario is made from an ``Interception`` (what a fixture holds): the client's request
+body, the upstream exchanges in order (status, headers, chunks; the key each used), and the
+injected tools. The number of pool keys is the number of distinct keys the exchanges used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..interception import Interception
+from ..tools import InjectedTool, ToolSet, tool_from_mapping
+
+Headers = tuple[tuple[str, str], ...]
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
+
+
+@dataclass(frozen=True)
+class Exchange:
+    status: int
+    headers: Headers
+    chunks: tuple[bytes, ...]
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    @property
+    def streaming(self) -> bool:
+        return any(k == "content-type" and "event-stream" in v for k, v in self.headers)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    api: str
+    path: str
+    body: bytes
+    exchanges: tuple[Exchange, ...]
+    tools: tuple[InjectedTool, ...]
+    keys: int
+
+    @property
+    def streaming(self) -> bool:
+        return json.loads(self.body).get("stream") is True
+
+    @property
+    def toolset(self) -> ToolSet:
+        return ToolSet.of(self.tools)
+
+    @property
+    def key_secrets(self) -> list[str]:
+        return [f"sk-sim-key-{i}-0123456789abcdef" for i in range(self.keys)]
+
+    @classmethod
+    def from_interception(cls, name: str, record: Interception) -> Scenario:
+        exchanges = tuple(
+            Exchange(
+                exchange.response.status or 200,
+                tuple((k.lower(), v) for k, v in exchange.response.headers if k.lower() not in _FRAMING),
+                tuple(chunk.data for chunk in exchange.response.chunks),
+            )
+            for exchange in record.upstream
+        )
+        keys = len({e.key for e in record.upstream if e.key is not None})
+        tools = tuple(
+            tool_from_mapping(entry, f"{name}: tool #{i + 1}") for i, entry in enumerate(record.tools)
+        )
+        body = record.request.body
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return cls(name, record.api, record.request.path, raw, exchanges, tools, keys)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "api": self.api,
+            "path": self.path,
+            "body": self.body.decode(),
+            "keys": self.keys,
+            "tools": [tool.to_toml_fields() for tool in self.tools],
+            "exchanges": [
+                {"status": e.status, "headers": [list(h) for h in e.headers],
+                 "chunks": [c.decode() for c in e.chunks]}
+                for e in self.exchanges
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Scenario:
+        return cls(
+            data["name"],
+            data["api"],
+            data["path"],
+            data["body"].encode(),
+            tuple(
+                Exchange(e["status"], tuple((k, v) for k, v in e["headers"]),
+                         tuple(c.encode() for c in e["chunks"]))
+                for e in data["exchanges"]
+            ),
+            tuple(tool_from_mapping(t, data["name"]) for t in data["tools"]),
+            data["keys"],
+        )

@@ -1,0 +1,75 @@
+"""Seeded, deterministic trio scheduling: the one module that touches trio's private hook.
+
+trio keeps a hook for Hypothesis: when ``trio._core._run._ALLOW_DETERMINISTIC_SCHEDULING``
+is true, each batch of runnable tasks is sorted by task creation order and handed to
+``trio._core._run._r.shuffle``. We install a ``Scheduler`` as ``_r``, so one seed gives one
+schedule. Its shuffle leaves a batch in FIFO order (oldest task first) unless it spends
+one of its ``budget`` deviations, each drawn with probability ``rate``: a budget of 0 is
+the canonical schedule, and shrinking a failure lowers the budget.
+
+``check_hook`` fails loudly when a trio release moves these names
+(``tests/test_sim_sched.py`` runs it).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, MutableSequence
+from contextlib import contextmanager
+from typing import Any
+
+from trio._core import _run as _trio_run
+
+_FLAG = "_ALLOW_DETERMINISTIC_SCHEDULING"
+_RANDOM = "_r"
+
+
+class HookMissing(RuntimeError):
+    """trio no longer has the deterministic-scheduling hook this module relies on."""
+
+
+class Scheduler(random.Random):
+    """Stands in for trio's ``_r``: decides the order of every batch of runnable tasks."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.budget = 0
+        self.rate = 0.0
+        self.deviations = 0
+
+    def configure(self, seed: int, budget: int, rate: float) -> None:
+        self.seed(seed)
+        self.budget = budget
+        self.rate = rate
+        self.deviations = 0
+
+    def shuffle(self, x: MutableSequence[Any]) -> None:  # type: ignore[override]
+        # trio pops tasks from the end of the batch: reversed creation order is FIFO.
+        if len(x) > 1 and self.deviations < self.budget and self.random() < self.rate:
+            self.deviations += 1
+            super().shuffle(x)
+        else:
+            x.reverse()
+
+
+def check_hook() -> None:
+    """Raise ``HookMissing`` unless trio still has the hook, with the expected shape."""
+    if not isinstance(getattr(_trio_run, _FLAG, None), bool):
+        raise HookMissing(f"trio._core._run.{_FLAG} is gone: the simulation cannot be seeded")
+    current = getattr(_trio_run, _RANDOM, None)
+    if not isinstance(current, random.Random):
+        raise HookMissing(f"trio._core._run.{_RANDOM} is not a random.Random any more")
+
+
+@contextmanager
+def deterministic(scheduler: Scheduler) -> Iterator[Scheduler]:
+    """Make trio runs started inside this block use ``scheduler`` (restored on exit)."""
+    check_hook()
+    saved = getattr(_trio_run, _FLAG), getattr(_trio_run, _RANDOM)
+    setattr(_trio_run, _FLAG, True)
+    setattr(_trio_run, _RANDOM, scheduler)
+    try:
+        yield scheduler
+    finally:
+        setattr(_trio_run, _FLAG, saved[0])
+        setattr(_trio_run, _RANDOM, saved[1])

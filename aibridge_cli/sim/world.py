@@ -1,0 +1,298 @@
+"""One simulated run: client, proxy and mock upstream in one trio run, in virtual time.
+
+The proxy is the real one (``serve.build_app`` and ``Server.serve_stream``); only the
+network underneath is swapped: the client talks to it over a lockstep stream (a send
+blocks until the client reads, so a slow reader creates backpressure), and its upstream
+client reaches a ``ScriptedUpstream`` through ``MemoryNetwork``. Time is a
+``MockClock(autojump_threshold=0)``; the scheduler is a seeded ``sched.Scheduler``. One
+``WorldSpec`` therefore gives one exact run.
+
+After the client is done the world checks its own hygiene: the proxy must let go of the
+client connection, closing the upstream client must close every upstream connection, and
+no task may be left in the world's nursery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+import trio.testing
+
+from ..bridge import StreamInitiation
+from ..scripted import Reply, ScriptedUpstream, SeenRequest
+from ..serve import ServeOptions, build_app
+from ..server import Server, ServerConfig
+from ..tools import InjectedTool, ToolOutcome, ToolSet
+from ..upstream import UpstreamTimeouts
+from .client import ClientResult, Pace, exchange
+from .network import CheckpointPlan, MemoryNetwork, Yields, YieldingStream
+from .sched import Scheduler, deterministic
+
+# A fixed wall clock: Retry-After dates and records never read the real time.
+WALL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+UPSTREAM_URL = "http://upstream.sim"
+READ_TIMEOUT = 30.0
+GRACE = 5.0
+
+_scheduler = Scheduler()
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Everything one run depends on."""
+
+    path: str
+    body: bytes
+    replies: Sequence[Reply]
+    keys: Sequence[str]
+    tools: ToolSet
+    stream_initiation: StreamInitiation = "eager"
+    pace: Pace = field(default_factory=Pace)
+    tool_latency: Sequence[float] = ()
+    checkpoints: CheckpointPlan = field(default_factory=dict)
+    schedule_seed: int = 0
+    schedule_budget: int = 0
+    schedule_rate: float = 0.0
+    bound: float = 600.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request as the upstream saw it."""
+
+    time: float
+    key: int | None  # index into the configured keys; None: no or unknown key
+    status: int | None  # None: the connection was dropped before a status line
+    retry_after: str | None
+
+
+@dataclass
+class WorldResult:
+    client: ClientResult
+    attempts: list[Attempt]
+    pool: list[dict[str, Any]]  # the key pool's snapshot when the client was done
+    end_time: float
+    live: bool  # the client was done within the bound
+    hygiene: list[str]
+    deviations: int
+    timeline: list[str] | None = None
+
+
+# Display names for the tasks a timeline shows; trio's internal tasks are left out.
+TASK_NAMES = {
+    "aibridge_cli.sim.world._World.run": "client",
+    "proxy-conn": "proxy handler/loop",
+    "aibridge_cli.bridge.ClientStream.relay": "proxy relay",
+    "aibridge_cli.server.HTTPConnection._watch_peer": "watch peer",
+}
+_HIDDEN = ("<init>", "<TrioToken.run_sync_soon task>")
+
+
+class Timeline(trio.abc.Instrument):
+    """Who ran when (virtual time, task, action), with notes from the world.
+
+    Consecutive steps of one task make one line; two tasks handing control back and forth
+    at one instant make one line too, so the interesting moments stand out.
+    """
+
+    def __init__(self) -> None:
+        self.entries: list[list[Any]] = []  # [time, who, action, count]
+
+    def _add(self, who: str, action: str) -> None:
+        now = trio.current_time()
+        entries = self.entries
+        if entries and entries[-1][:3] == [now, who, action] and action == "step":
+            entries[-1][3] += 1
+            return
+        if (
+            action == "step"
+            and len(entries) >= 3
+            and entries[-1][2] == "step"
+            and entries[-2][:3] == [now, who, "step"]
+            and entries[-3][:3] == [now, entries[-1][1], "step"]
+        ):
+            # A and B alternating at one instant: fold into "A <-> B".
+            pair = f"{entries[-1][1]} <-> {who}"
+            entries[-3:] = [[now, pair, "steps", entries[-3][3] + entries[-2][3] + entries[-1][3] + 1]]
+            return
+        if action == "step" and entries and entries[-1][:3] == [now, f"{entries[-1][1]}", "steps"]:
+            names = entries[-1][1].split(" <-> ")
+            if who in names:
+                entries[-1][3] += 1
+                return
+        entries.append([now, who, action, 1])
+
+    @staticmethod
+    def _who(task: trio.lowlevel.Task) -> str:
+        name = TASK_NAMES.get(task.name, task.name)
+        if name == "watch peer" and task.parent_nursery is not None:
+            owner = task.parent_nursery.parent_task.name
+            name = "proxy watch peer" if owner == "proxy-conn" else f"{owner} watch peer"
+        return name
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name not in _HIDDEN:
+            self._add(self._who(task), "step")
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        if task.name not in _HIDDEN:
+            self._add(self._who(task), "spawned")
+
+    def task_exited(self, task: trio.lowlevel.Task) -> None:
+        if task.name not in _HIDDEN:
+            self._add(self._who(task), "exited")
+
+    def note(self, text: str) -> None:
+        self._add("--", text)
+
+    def render(self) -> list[str]:
+        lines = []
+        for now, who, action, count in self.entries:
+            times = f" x{count}" if count > 1 else ""
+            lines.append(f"{now:10.6f}  {who:<36} {action}{times}")
+        return lines
+
+
+def _quiet_logs() -> None:
+    # The proxy logs superfluous starts and failovers; thousands of runs need silence.
+    logger = logging.getLogger("aibridge")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+
+
+def run_world(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
+    """Run ``spec`` once in a fresh trio run; deterministic for a given spec."""
+    _quiet_logs()
+    recorder = Timeline() if timeline else None
+    with deterministic(_scheduler) as scheduler:
+        scheduler.configure(spec.schedule_seed, spec.schedule_budget, spec.schedule_rate)
+        result = trio.run(
+            _World(spec, recorder).run,
+            clock=trio.testing.MockClock(autojump_threshold=0),
+            instruments=[recorder] if recorder is not None else [],
+            strict_exception_groups=True,
+        )
+        result.deviations = scheduler.deviations
+    if recorder is not None:
+        result.timeline = recorder.render()
+    return result
+
+
+class _World:
+    def __init__(self, spec: WorldSpec, timeline: Timeline | None) -> None:
+        self.spec = spec
+        self.timeline = timeline
+        self.attempts: list[Attempt] = []
+        self.errors: list[str] = []
+        self.tool_calls = 0
+        self.yields = Yields(spec.checkpoints)
+
+    def note(self, text: str) -> None:
+        if self.timeline is not None:
+            self.timeline.note(text)
+
+    def _script(self, seen: SeenRequest, index: int) -> Reply:
+        if index < len(self.spec.replies):
+            reply = self.spec.replies[index]
+        else:
+            reply = Reply.json(
+                {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}}, 500
+            )
+        secret = seen.header("x-api-key")
+        key = self.spec.keys.index(secret) if secret in self.spec.keys else None
+        retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
+        status = None if reply.fault == "reset-before-body" else reply.status
+        self.attempts.append(Attempt(trio.current_time(), key, status, retry))
+        self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
+        return reply
+
+    def _guard(self, serve: Callable[[trio.abc.Stream], Any], what: str) -> Callable[[trio.abc.Stream], Any]:
+        async def guarded(stream: trio.abc.Stream) -> None:
+            try:
+                await serve(stream)
+            except Exception as exc:  # the finding itself: an exception escaped a server
+                self.errors.append(f"unhandled exception in {what}: {type(exc).__name__}: {exc}")
+
+        return guarded
+
+    async def _run_tool(self, tool: InjectedTool, arguments: Any) -> ToolOutcome:
+        latency = self.spec.tool_latency
+        index = self.tool_calls
+        self.tool_calls += 1
+        await self.yields.at("tool")
+        if index < len(latency) and latency[index]:
+            await trio.sleep(latency[index])
+        self.note(f"tool {tool.name} ran")
+        return await tool.run(arguments)
+
+    async def run(self) -> WorldResult:
+        spec = self.spec
+        upstream = ScriptedUpstream(script=self._script)
+        upstream_server = Server(upstream, ServerConfig())
+        hygiene: list[str] = []
+        async with trio.open_nursery() as services:
+            network = MemoryNetwork(
+                services, self._guard(upstream_server.serve_stream, "the upstream"), self.yields
+            )
+            app = build_app(
+                ServeOptions(
+                    anthropic_base_url=UPSTREAM_URL,
+                    openai_base_url=UPSTREAM_URL + "/v1",
+                    anthropic_keys=list(spec.keys),
+                    openai_keys=list(spec.keys),
+                    stream_initiation=spec.stream_initiation,
+                    timeouts=UpstreamTimeouts(read=READ_TIMEOUT),
+                ),
+                tools=spec.tools,
+                network_backend=network,
+            )
+            app.env.run_tool = self._run_tool
+            app.env.wall_clock = lambda: WALL_EPOCH + trio.current_time()
+            proxy = Server(app, ServerConfig())
+            near, far = trio.testing.lockstep_stream_pair()
+            services.start_soon(
+                self._guard(proxy.serve_stream, "the proxy"),
+                YieldingStream(far, self.yields, "downstream", self.note if self.timeline else None),
+                name="proxy-conn",
+            )
+            client = ClientResult()
+            with trio.move_on_after(spec.bound) as bound:
+                client = await exchange(near, "POST", spec.path, spec.body, spec.pace, self.note)
+            live = not bound.cancelled_caught
+            end_time = trio.current_time()
+            provider = "openai" if spec.path.startswith("/openai") else "anthropic"
+            pool = app.upstreams[provider].pool.snapshot(end_time)
+            self.note("client done")
+            await near.aclose()
+            if not await _settle(lambda: not proxy.connections):
+                hygiene.append("the proxy kept the client connection open after the client left")
+            with trio.move_on_after(GRACE):
+                await app.env.client.aclose()
+            if network.open_connections:
+                hygiene.append(f"{network.open_connections} upstream connection(s) left open")
+            if not await _settle(lambda: not services.child_tasks):
+                names = sorted(task.name for task in services.child_tasks)
+                hygiene.append(f"task(s) left behind: {', '.join(names)}")
+            if upstream.open_responses:
+                hygiene.append(f"{upstream.open_responses} upstream response(s) never finished")
+            services.cancel_scope.cancel()
+        hygiene.extend(self.errors)
+        return WorldResult(client, self.attempts, pool, end_time, live, hygiene, 0)
+
+
+async def _settle(done: Callable[[], bool]) -> bool:
+    """Wait (in virtual time, up to ``GRACE``) until ``done()``."""
+    with trio.move_on_after(GRACE):
+        while not done():
+            await trio.sleep(0.01)
+    return done()
+
+
+__all__ = ["Attempt", "Pace", "WorldResult", "WorldSpec", "run_world"]
+
+
