@@ -23,7 +23,7 @@ import trio
 import trio.testing
 
 from ..bridge import StreamInitiation
-from ..scripted import Reply, ScriptedUpstream, SeenRequest
+from ..scripted import Reply
 from ..serve import ServeOptions, build_app
 from ..server import Server, ServerConfig
 from ..tools import InjectedTool, ToolOutcome, ToolSet
@@ -31,6 +31,7 @@ from ..upstream import UpstreamTimeouts
 from .client import ClientResult, Pace, exchange
 from .network import CheckpointPlan, MemoryNetwork, Yields, YieldingStream
 from .sched import Scheduler, deterministic
+from .upstream import RawUpstream
 
 # A fixed wall clock: Retry-After dates and records never read the real time.
 WALL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -196,14 +197,14 @@ class _World:
         if self.timeline is not None:
             self.timeline.note(text)
 
-    def _script(self, seen: SeenRequest, index: int) -> Reply:
+    def _script(self, headers: list[tuple[str, str]], index: int) -> Reply:
         if index < len(self.spec.replies):
             reply = self.spec.replies[index]
         else:
             reply = Reply.json(
                 {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}}, 500
             )
-        secret = seen.header("x-api-key")
+        secret = next((v for k, v in headers if k == "x-api-key"), None)
         key = self.spec.keys.index(secret) if secret in self.spec.keys else None
         retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
         status = None if reply.fault == "reset-before-body" else reply.status
@@ -232,12 +233,11 @@ class _World:
 
     async def run(self) -> WorldResult:
         spec = self.spec
-        upstream = ScriptedUpstream(script=self._script)
-        upstream_server = Server(upstream, ServerConfig())
+        upstream = RawUpstream(self._script)
         hygiene: list[str] = []
         async with trio.open_nursery() as services:
             network = MemoryNetwork(
-                services, self._guard(upstream_server.serve_stream, "the upstream"), self.yields
+                services, self._guard(upstream.serve_stream, "the upstream"), self.yields
             )
             app = build_app(
                 ServeOptions(
