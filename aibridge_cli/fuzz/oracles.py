@@ -119,11 +119,13 @@ def key_pool_problems(scenario: Scenario, plan: Plan, world: WorldResult) -> lis
         problems += _final_error_problems(world, plan, status, retry)
     for i, (key, row) in enumerate(zip(keys, world.pool, strict=True)):
         state = "disabled" if key.disabled else "cooling" if world.end_time < key.until else "valid"
-        seen = (row["state"], row["attempts"], row["last_status"])
-        if seen != (state, key.attempts, key.last):
+        remaining = round(key.until - world.end_time, 3) if state == "cooling" else 0
+        seen = (row["state"], row["attempts"], row["last_status"], row["cooldown_remaining"])
+        if seen != (state, key.attempts, key.last, remaining):
             problems.append(
-                f"key {i} is {seen[0]} after {seen[1]} attempts (last {seen[2]}); "
-                f"the rules say {state} after {key.attempts} (last {key.last})"
+                f"key {i} is {seen[0]} ({seen[3]} s left) after {seen[1]} attempts "
+                f"(last {seen[2]}); the rules say {state} ({remaining} s left) after "
+                f"{key.attempts} (last {key.last})"
             )
     return problems
 

@@ -215,7 +215,8 @@ def _exchange_reply(exchange: Exchange, e: int, plan: Plan, faults: list[Fault])
     pieces = _rechunk(tuple(chunks), cuts, fault_offset)
     delays = [0.0] * len(pieces)
     for de, chunk, seconds in plan.delays:
-        if de == e and chunk < len(pieces):
+        # Error bodies come at once: the key pool's clock starts when the body is read.
+        if de == e and chunk < len(pieces) and exchange.status < 400:
             delays[chunk] = seconds
     fault_at = 0
     if fault_offset is not None:

@@ -15,6 +15,7 @@ no task may be left in the world's nursery.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,7 +171,11 @@ def run_world(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
     """Run ``spec`` once in a fresh trio run; deterministic for a given spec."""
     _quiet_logs()
     recorder = Timeline() if timeline else None
-    with deterministic(_scheduler) as scheduler:
+    with deterministic(_scheduler) as scheduler, warnings.catch_warnings():
+        # Breaking out of a streamed httpx body leaves httpx's and httpcore's async
+        # generators to trio's finalizer, which warns; it does close them, so that is
+        # noise here, not a leak.
+        warnings.filterwarnings("ignore", "Async generator", ResourceWarning)
         scheduler.configure(spec.schedule_seed, spec.schedule_budget, spec.schedule_rate)
         result = trio.run(
             _World(spec, recorder).run,
