@@ -23,6 +23,9 @@ from .errors import ClientDisconnected, ClientFacingError, RequestError, kind_fo
 from .interception import ClientRequest, Interception, Recorder, redact_headers
 from .providers.anthropic import AnthropicMessages, anthropic_error
 from .providers.base import API, dumps, is_streaming
+from .providers.openai_chat import OpenAIChat
+from .providers.openai_common import openai_error
+from .providers.openai_responses import OpenAIResponses
 from .server import Headers, Request, ResponseWriter
 
 log = logging.getLogger("aibridge.requests")
@@ -42,6 +45,8 @@ class PassThrough:
 Route = Intercept | PassThrough
 
 ANTHROPIC = AnthropicMessages()
+OPENAI_CHAT = OpenAIChat()
+OPENAI_RESPONSES = OpenAIResponses()
 
 # (method, path) -> route. Providers add their routes here.
 ROUTES: dict[tuple[str, str], Route] = {
@@ -49,11 +54,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/anthropic/v1/models"): PassThrough("anthropic", "/anthropic"),
     ("POST", "/anthropic/v1/messages/count_tokens"): PassThrough("anthropic", "/anthropic"),
     ("GET", "/openai/v1/models"): PassThrough("openai", "/openai/v1"),
+    ("POST", "/openai/v1/chat/completions"): Intercept(OPENAI_CHAT),
+    ("POST", "/openai/v1/responses"): Intercept(OPENAI_RESPONSES),
 }
 
 # Error shape by path prefix, for errors found before a route is known.
 ErrorShaper = Callable[[str, str], dict[str, Any]]
-ERROR_SHAPES: dict[str, ErrorShaper] = {}
+ERROR_SHAPES: dict[str, ErrorShaper] = {"/openai/": openai_error}  # type: ignore[dict-item]
 
 
 def error_shape_for(path: str) -> ErrorShaper:
@@ -153,6 +160,7 @@ class BridgeApp:
             started_at=self.env.wall_clock(),
             clock=lambda: round((trio.current_time() - clock_zero) * 1000, 3),
             tools=[tool.to_toml_fields() for tool in self.env.tools],
+            keep_chunks=self.recorder is not None,
         )
         writer.observer = record.response
         try:
@@ -221,4 +229,4 @@ def _maybe_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except ValueError:
-        return body.decode("utf-8", errors="replace")
+        return body  # kept as bytes: the fixture stores it as text or base64

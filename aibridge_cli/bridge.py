@@ -193,8 +193,18 @@ class ClientStream:
         self.failed = False
 
     async def put(self, frames: list[bytes]) -> None:
+        """Queue frames for the relay without yielding unless the channel is full.
+
+        Not checkpointing here lets the loop turn every upstream chunk already read into
+        frames before the relay runs, so the relay writes them all in one send; the
+        upstream read that follows is the checkpoint.
+        """
         if frames:
-            await self.sender.send(frames[0] if len(frames) == 1 else b"".join(frames))
+            item = frames[0] if len(frames) == 1 else b"".join(frames)
+            try:
+                self.sender.send_nowait(item)
+            except trio.WouldBlock:
+                await self.sender.send(item)
 
     async def initiate(self) -> None:
         """Eager mode: have the relay initiate the stream, and wait until it has."""
@@ -405,8 +415,11 @@ class Interceptor:
         client: ClientStream,
     ) -> None:
         decoder = SSEDecoder()
-        with translate_upstream_errors(exchange):
+        broken: UpstreamBroken | None = None
+        with translate_upstream_errors(exchange), trio.CancelScope() as reading:
             async for chunk in response.aiter_raw():
+                if reading.cancel_called:
+                    continue  # bytes httpx had buffered before the cancel lands: ignored
                 exchange.response.wrote(chunk)
                 frames: list[bytes] = []
                 try:
@@ -414,14 +427,16 @@ class Interceptor:
                         frames += conversation.on_event(event)
                         if conversation.failed:
                             break
-                except UpstreamBroken:
-                    # The events before the broken one are good: relay them whatever the
-                    # chunk boundaries were, so the client sees the same stream either way.
-                    await client.put(frames)
-                    raise
+                except UpstreamBroken as exc:
+                    broken = exc
                 await client.put(frames)
-                if conversation.failed:
-                    return
+                if conversation.failed or broken is not None:
+                    # Stop by cancelling the read rather than leaving the loop: the
+                    # Cancelled unwinds every async generator under aiter_raw, so none
+                    # is left half-consumed for the garbage collector to warn about.
+                    reading.cancel()
+        if broken is not None:
+            raise broken
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from . import __version__
 from .bridge import StreamInitiation
 from .console import print_error, setup_logging
 from .errors import AibridgeError
+from .recording import open_recorder
 from .serve import (
     DEFAULT_ANTHROPIC_URL,
     DEFAULT_OPENAI_URL,
@@ -135,6 +136,13 @@ def serve(
         float, typer.Option(help="Seconds in-flight requests get on Ctrl-C/SIGTERM.")
     ] = 10.0,
     log_level: LogLevelOpt = "info",
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Append every interception to this fixture file.")
+    ] = None,
+    redact: Annotated[
+        list[str] | None,
+        typer.Option("--redact", help="Another header kept out of recordings; repeat for more."),
+    ] = None,
 ) -> None:
     """Run the proxy. Prints 'listening on http://HOST:PORT' when ready."""
     setup_logging(log_level)
@@ -144,7 +152,9 @@ def serve(
             stream_initiation, max_iterations, max_body_size, connect_timeout, read_timeout,
             grace_period,
         )
-        bridge = build_app(options)
+        recorder = open_recorder(record, options, redact or []) if record else None
+        bridge = build_app(options, recorder=recorder)
+        bridge.redact = tuple(redact or [])
         trio.run(serve_proxy, bridge, options)
     except AibridgeError as exc:
         print_error(str(exc))
@@ -160,6 +170,7 @@ def main() -> None:
     app()
 
 
+from . import sessions_cli  # noqa: E402, F401  (record, mock, replay, import)
 from .fuzz.command import register as _register_fuzz  # noqa: E402
 
 _register_fuzz(app)

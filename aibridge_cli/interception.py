@@ -8,6 +8,7 @@ headers are redacted on the way in and keys are kept masked.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ class ResponseLog:
     status: int | None = None
     headers: Headers = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
+    keep_chunks: bool = True  # False when nothing will read them: a stream is not buffered
 
     def started(self, status: int, headers: Headers) -> None:
         if self.status is None:
@@ -49,7 +51,8 @@ class ResponseLog:
             self.headers = list(headers)
 
     def wrote(self, data: bytes) -> None:
-        self.chunks.append(Chunk(self.clock(), data))
+        if self.keep_chunks:
+            self.chunks.append(Chunk(self.clock(), data))
 
     @property
     def body(self) -> bytes:
@@ -99,12 +102,17 @@ class Interception:
     response: ResponseLog = field(default_factory=ResponseLog)
     tools: list[dict[str, Any]] = field(default_factory=list)
     outcome: str = "ok"
+    keep_chunks: bool = True  # False: responses keep status and headers only
 
     def __post_init__(self) -> None:
         self.response.clock = self.clock
+        self.response.keep_chunks = self.keep_chunks
 
     def new_exchange(self, method: str, path: str, body: Any, key: str | None) -> UpstreamExchange:
-        exchange = UpstreamExchange(method, path, body, key, ResponseLog(self.clock))
+        # A snapshot when recording: the conversation's message list keeps growing.
+        snapshot = copy.deepcopy(body) if self.keep_chunks else body
+        log = ResponseLog(self.clock, keep_chunks=self.keep_chunks)
+        exchange = UpstreamExchange(method, path, snapshot, key, log)
         self.upstream.append(exchange)
         return exchange
 

@@ -124,7 +124,13 @@ class ResponseWriter:
 
     async def send(self, data: bytes) -> None:
         """Send body bytes, starting a 200 response first if nothing was started."""
-        async with self._lock:
+        # The relay's hot path: an uncontended lock is taken without the checkpoint that
+        # ``acquire`` makes (a trip through the scheduler); the socket write is one.
+        try:
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lock.acquire()
+        try:
             if self.status is None:
                 await self._start(200, [])
             if data:
@@ -132,6 +138,8 @@ class ResponseWriter:
                     self.observer.wrote(data)
                 self.bytes_sent += len(data)
                 await self._connection.send_event(h11.Data(data=data))
+        finally:
+            self._lock.release()
 
     async def respond(self, status: int, headers: Headers, body: bytes) -> None:
         """A whole response with a ``Content-Length``, ended at once."""
@@ -195,29 +203,34 @@ class HTTPConnection:
 
     async def run(self) -> None:
         """Serve requests until the peer closes, a timeout fires or shutdown."""
-        with self.scope:
-            try:
-                while True:
-                    request = await self._read_request()
-                    if request is None:
-                        break
-                    self.idle = False
-                    await self._handle(request)
-                    self.idle = True
-                    self.cycles += 1
-                    if (
-                        self.peer_gone
-                        or self.closing
-                        or self.h11.our_state is not h11.DONE
-                        or self.h11.their_state is not h11.DONE
-                    ):
-                        break
-                    self.h11.start_next_cycle()
-            except* (ClientDisconnected, AbortConnection):
-                # The peer went away, or the app dropped it: nobody to answer. ``except*``
-                # because the handler runs inside a nursery, which wraps what it raises.
-                pass
-        await self._close()
+        try:
+            with self.scope:
+                try:
+                    while True:
+                        request = await self._read_request()
+                        if request is None:
+                            break
+                        self.idle = False
+                        await self._handle(request)
+                        self.idle = True
+                        self.cycles += 1
+                        if (
+                            self.peer_gone
+                            or self.closing
+                            or self.h11.our_state is not h11.DONE
+                            or self.h11.their_state is not h11.DONE
+                        ):
+                            break
+                        self.h11.start_next_cycle()
+                # The handler's nursery wraps what it raises in an ExceptionGroup.
+                except* (ClientDisconnected, AbortConnection):
+                    pass  # the peer went away, or the app dropped it: nobody to answer
+                except* Exception as group:
+                    # A bug in a handler must cost its connection, not the whole server.
+                    log.error("request handler failed; closing the connection", exc_info=group)
+        finally:
+            # Also when the grace period's deadline cuts us: the socket must not leak.
+            await self._close()
 
     async def _close(self) -> None:
         # Closing may race a peer that already reset the socket: either way it is gone.
@@ -409,14 +422,18 @@ class Server:
         task_status: trio.TaskStatus[tuple[str, int]],
     ) -> None:
         async with trio.open_nursery() as connections:
-            async with trio.open_nursery() as acceptors:
-                for listener in listeners:
-                    acceptors.start_soon(self._accept_loop, listener, connections)
-                task_status.started((sockname[0], sockname[1]))
-                await self._shutdown.wait()
-                acceptors.cancel_scope.cancel()
-            for listener in listeners:
-                await listener.aclose()
+            try:
+                async with trio.open_nursery() as acceptors:
+                    for listener in listeners:
+                        acceptors.start_soon(self._accept_loop, listener, connections)
+                    task_status.started((sockname[0], sockname[1]))
+                    await self._shutdown.wait()
+                    acceptors.cancel_scope.cancel()
+            finally:
+                # Also when cancelled from outside: the listening sockets must not leak.
+                with trio.CancelScope(shield=True):
+                    for listener in listeners:
+                        await listener.aclose()
             connections.cancel_scope.deadline = trio.current_time() + self.config.grace_period
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:

@@ -21,6 +21,11 @@ from .errors import ConfigError
 DEFAULT_TOOL_TIMEOUT = 30.0
 
 
+async def _kill(process: trio.Process) -> None:
+    """A tool past its timeout is killed at once: its answer can no longer be used."""
+    process.kill()
+
+
 @dataclass(frozen=True)
 class ToolOutcome:
     """What running a tool gave: the text for the model, and whether it failed."""
@@ -55,6 +60,7 @@ class InjectedTool:
                     capture_stdout=True,
                     capture_stderr=True,
                     check=False,
+                    deliver_cancel=_kill,
                 )
         except trio.TooSlowError:
             return ToolOutcome(f"tool {self.name} timed out after {self.timeout:g} s", True)

@@ -79,3 +79,8 @@ async def stack(nursery: trio.Nursery) -> AsyncIterator[StackFactory]:
         await s.app.env.client.aclose()
         s.proxy_server.shutdown()
         s.upstream_server.shutdown()
+    # Wait for the servers to close their listeners before the nursery is cancelled.
+    with trio.move_on_after(5):
+        for s in started:
+            await s.proxy_server.stopped.wait()
+            await s.upstream_server.stopped.wait()

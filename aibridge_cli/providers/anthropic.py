@@ -46,19 +46,29 @@ class _Block:
     content: dict[str, Any]
     client_index: int | None  # None: an injected tool_use, hidden from the client
     partial_json: list[str] = field(default_factory=list)
+    # text and thinking deltas not yet joined into ``content``: adding each delta to a str
+    # would copy the whole text every time, quadratic in a long stream
+    pending: dict[str, list[str]] = field(default_factory=dict)
 
     def apply(self, delta: dict[str, Any]) -> None:
         kind = delta.get("type")
         if kind == "text_delta":
-            self.content["text"] = self.content.get("text", "") + delta.get("text", "")
+            self.pending.setdefault("text", []).append(delta.get("text", ""))
         elif kind == "input_json_delta":
             self.partial_json.append(delta.get("partial_json", ""))
         elif kind == "thinking_delta":
-            self.content["thinking"] = self.content.get("thinking", "") + delta.get("thinking", "")
+            self.pending.setdefault("thinking", []).append(delta.get("thinking", ""))
         elif kind == "signature_delta":
             self.content["signature"] = delta.get("signature", "")
         elif kind == "citations_delta":
             self.content.setdefault("citations", []).append(delta.get("citation"))
+
+    def joined(self) -> dict[str, Any]:
+        """The block's content with every delta so far applied."""
+        for key, parts in self.pending.items():
+            self.content[key] = self.content.get(key, "") + "".join(parts)
+        self.pending.clear()
+        return self.content
 
     def close(self) -> None:
         if self.partial_json:
@@ -164,7 +174,7 @@ class AnthropicConversation:
                 block.close()
             return self._renumbered(event, data, block.client_index)
         if kind == "message_delta":
-            return self._message_delta(data)
+            return self._message_delta(data, event.raw)
         if kind == "message_stop":
             self.stopped = True
             return [] if self.continuing else [event.raw]
@@ -191,9 +201,9 @@ class AnthropicConversation:
             return [event.raw]
         return [encode_event(event.event, dumps({**data, "index": index}))]
 
-    def _message_delta(self, data: dict[str, Any]) -> list[bytes]:
+    def _message_delta(self, data: dict[str, Any], raw: bytes) -> list[bytes]:
         self.iter_usage.update(_numeric(data.get("usage")))
-        content = [self.blocks[i].content for i in sorted(self.blocks)]
+        content = [self.blocks[i].joined() for i in sorted(self.blocks)]
         for block in content:
             if block.get("type") in ("tool_use", "server_tool_use"):
                 block.setdefault("input", {})
@@ -204,11 +214,11 @@ class AnthropicConversation:
         _sum_usage(self.usage, self.iter_usage)
         if self.continuing:
             return []
-        usage = dict(data.get("usage") or {})
-        for key in usage:
-            if key in self.usage:
-                usage[key] = self.usage[key]
-        usage["output_tokens"] = self.usage.get("output_tokens", 0)
+        if self.iteration == 0:
+            return [raw]  # nothing to add up: relay it untouched
+        # The client saw only the first message_start, so the final delta carries every
+        # summed count (input tokens included), not just the ones upstream put in it.
+        usage = {**(data.get("usage") or {}), **self.usage}
         return [encode_event("message_delta", dumps({**data, "usage": usage}))]
 
     def end_stream(self) -> list[ToolCall]:

@@ -1,0 +1,298 @@
+"""OpenAI Chat Completions: chunk grammar, agentic turns and error shape, sans-io.
+
+Theory of operation, streaming: the client must see one completion however many upstream
+iterations the loop runs. Every chunk carries the first iteration's ``id``. A tool call is
+classified on its first delta (the one naming the function): an injected call's deltas
+are stripped from every chunk, and a chunk left with nothing to say is dropped; a client
+call keeps its deltas under a client index counted from 0, whatever index the provider
+used (some continue counting from a previous response). An iteration that ends with
+``finish_reason: tool_calls`` and only injected calls is "continuing": its finish chunk,
+usage and ``[DONE]`` are swallowed, and the loop runs the calls. Upstream ``[DONE]`` is
+never relayed: the bridge sends one after the last iteration. Usage chunks of the last
+iteration carry usage summed over every iteration. The assistant turn (text and calls) is
+rebuilt from the deltas, so it can be sent back upstream with the tool results.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ErrorKind, RequestError, UpstreamBroken
+from ..sse import SSEEvent, encode_event
+from ..tools import InjectedTool, ToolOutcome, ToolSet
+from .base import ToolCall, dumps, parse_json_object
+from .openai_common import (
+    PING_FRAME,
+    add_usage,
+    error_object,
+    event_json,
+    function_parameters,
+    injected_names,
+    openai_error,
+    parse_arguments,
+)
+
+DONE_FRAME = b"data: [DONE]\n\n"
+
+
+def chat_tool_spec(tool: InjectedTool) -> dict[str, Any]:
+    """An injected tool as a Chat Completions ``function`` tool."""
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": function_parameters(tool),
+        },
+    }
+
+
+@dataclass
+class _Call:
+    """One upstream tool call of the current iteration, rebuilt from its deltas."""
+
+    id: str
+    name: str
+    client_index: int | None  # None: injected, hidden from the client
+    arguments: list[str] = field(default_factory=list)
+
+    def as_message_part(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": "".join(self.arguments)},
+        }
+
+
+class ChatConversation:
+    """One intercepted Chat Completions request across its agentic iterations."""
+
+    def __init__(self, body: dict[str, Any], tools: ToolSet) -> None:
+        self.body = body
+        self.messages: list[Any] = list(body["messages"])
+        client_tools = body.get("tools") or []
+        client_names = {
+            (t.get("function") or {}).get("name") for t in client_tools if isinstance(t, dict)
+        }
+        self.injected = injected_names(client_names, tools)
+        self.tool_specs = [
+            *client_tools, *(chat_tool_spec(t) for t in tools if t.name in self.injected)
+        ]
+        self.iteration = 0
+        self.id: str | None = None
+        self.usage: dict[str, Any] = {}  # summed over finished iterations
+        self.failed = False
+        self.text: list[str] = []  # blocking: text of earlier iterations
+        self.last: dict[str, Any] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.calls: dict[int, _Call] = {}
+        self.content: list[str] = []
+        self.next_client_index = 0
+        self.finished = False
+        self.done = False
+        self.continuing = False
+        self.pending: list[ToolCall] = []
+
+    # -- requests ----------------------------------------------------------------------
+    def upstream_body(self) -> dict[str, Any]:
+        body = dict(self.body)
+        body["messages"] = self.messages
+        if self.tool_specs:
+            body["tools"] = self.tool_specs
+        return body
+
+    def add_results(self, calls: list[ToolCall], outcomes: list[ToolOutcome]) -> None:
+        for call, outcome in zip(calls, outcomes, strict=True):
+            text = f"error: {outcome.text}" if outcome.is_error else outcome.text
+            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+        self.iteration += 1
+        self._reset()
+
+    def _take_calls(self, message: dict[str, Any], parts: list[dict[str, Any]]) -> list[ToolCall]:
+        """The injected calls of a turn, or none when it must go to the client."""
+        names = [(p.get("function") or {}).get("name") for p in parts]
+        if not parts or not all(name in self.injected for name in names):
+            return []  # client tool calls end the loop: the client runs them
+        self.messages.append({**message, "role": "assistant", "tool_calls": parts})
+        return [
+            ToolCall(p.get("id", ""), name, parse_arguments((p.get("function") or {}).get("arguments")))
+            for p, name in zip(parts, names, strict=True)
+        ]
+
+    # -- streaming ---------------------------------------------------------------------
+    def on_event(self, event: SSEEvent) -> list[bytes]:
+        if event.data.strip() == "[DONE]":
+            self.done = True
+            return []
+        data = event_json(event)
+        if data is None:
+            raise UpstreamBroken(f"upstream sent a chunk that is not a JSON object: {event.data[:80]!r}")
+        if data.get("error"):
+            self.failed = True
+            return [event.raw]
+        if self.id is None and isinstance(data.get("id"), str):
+            self.id = data["id"]
+        changed = False
+        choices = data.get("choices")
+        kept: list[Any] = []
+        if isinstance(choices, list):
+            for choice in choices:
+                out = self._choice(choice) if isinstance(choice, dict) else choice
+                changed |= out is not choice
+                if out is not None:
+                    kept.append(out)
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            changed = True
+            if self.continuing:
+                add_usage(self.usage, usage)
+                usage = None
+            else:
+                total = copy.deepcopy(self.usage)
+                add_usage(total, usage)
+                usage = {**usage, **total}
+        if self.continuing and not kept and usage is None:
+            return []  # the swallowed end of an intermediate iteration
+        if changed and isinstance(choices, list) and choices and not kept and usage is None:
+            return []  # every delta in it was an injected call's
+        if self.id is not None and data.get("id") != self.id:
+            changed = True
+        if not changed:
+            return [event.raw]
+        out = {**data, "choices": kept if isinstance(choices, list) else choices}
+        if self.id is not None:
+            out["id"] = self.id
+        if "usage" in data:
+            out["usage"] = usage
+        return [encode_event(None, dumps(out))]
+
+    def _choice(self, choice: dict[str, Any]) -> dict[str, Any] | None:
+        """A choice as the client sees it: the same object when nothing changed, None to drop."""
+        delta = choice.get("delta")
+        delta = delta if isinstance(delta, dict) else {}
+        if isinstance(delta.get("content"), str):
+            self.content.append(delta["content"])
+        new_delta = delta
+        tool_calls = delta.get("tool_calls")
+        if isinstance(tool_calls, list) and tool_calls:
+            visible = [out for tc in tool_calls if (out := self._tool_delta(tc)) is not None]
+            if visible != tool_calls:
+                new_delta = {**delta, "tool_calls": visible}
+                if not visible:
+                    del new_delta["tool_calls"]
+        finish = choice.get("finish_reason")
+        result: dict[str, Any] = choice
+        if finish is not None:
+            self.finished = True
+            if finish == "tool_calls":
+                hidden = [c for c in self.calls.values() if c.client_index is None]
+                self.continuing = bool(hidden) and len(hidden) == len(self.calls)
+                if self.continuing:
+                    self.pending = self._take_calls(
+                        {"content": "".join(self.content) or None},
+                        [self.calls[i].as_message_part() for i in sorted(self.calls)],
+                    )
+                    result = {**choice, "finish_reason": None}
+        if new_delta is not delta:
+            result = {**result, "delta": new_delta}
+        if result is choice:
+            return choice
+        says_something = result.get("finish_reason") is not None or any(
+            v is not None for k, v in new_delta.items() if k != "content"
+        ) or bool(new_delta.get("content"))
+        return result if says_something else None
+
+    def _tool_delta(self, tc: Any) -> Any:
+        """One tool-call delta as the client sees it (None when it is an injected call's)."""
+        if not isinstance(tc, dict):
+            return tc
+        index = tc.get("index", 0)
+        function = tc.get("function") if isinstance(tc.get("function"), dict) else {}
+        call = self.calls.get(index)
+        if call is None:
+            name = function.get("name") or ""
+            hidden = name in self.injected
+            call = _Call(tc.get("id") or "", name, None if hidden else self.next_client_index)
+            if not hidden:
+                self.next_client_index += 1
+            self.calls[index] = call
+        if isinstance(function.get("arguments"), str):
+            call.arguments.append(function["arguments"])
+        if call.client_index is None:
+            return None
+        return tc if call.client_index == index else {**tc, "index": call.client_index}
+
+    def end_stream(self) -> list[ToolCall]:
+        if self.failed:
+            return []
+        if not (self.done or self.finished):
+            raise UpstreamBroken("upstream stream ended before its finish_reason and [DONE]")
+        return self.pending if self.continuing else []
+
+    def closing_frames(self) -> list[bytes]:
+        return [DONE_FRAME]
+
+    # -- blocking ----------------------------------------------------------------------
+    def on_body(self, body: Any) -> list[ToolCall]:
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list):
+            raise UpstreamBroken("upstream response is not a chat completion")
+        if self.id is None and isinstance(body.get("id"), str):
+            self.id = body["id"]
+        add_usage(self.usage, body.get("usage"))
+        self.last = body
+        first = choices[0] if choices and isinstance(choices[0], dict) else {}
+        message = first.get("message") if isinstance(first.get("message"), dict) else {}
+        if first.get("finish_reason") != "tool_calls":
+            return []
+        parts = [p for p in message.get("tool_calls") or [] if isinstance(p, dict)]
+        calls = self._take_calls(message, parts)
+        if calls and isinstance(message.get("content"), str):
+            self.text.append(message["content"])
+        return calls
+
+    def client_body(self) -> dict[str, Any]:
+        body = dict(self.last)
+        if self.id is not None:
+            body["id"] = self.id
+        if "usage" in body or self.usage:
+            body["usage"] = {**(body.get("usage") or {}), **self.usage}
+        if self.text and isinstance(body.get("choices"), list) and body["choices"]:
+            first = dict(body["choices"][0])
+            message = dict(first.get("message") or {})
+            message["content"] = "".join(self.text) + (message.get("content") or "")
+            first["message"] = message
+            body["choices"] = [first, *body["choices"][1:]]
+        return body
+
+
+class OpenAIChat:
+    """``POST /openai/v1/chat/completions``."""
+
+    name = "openai-chat"
+    provider = "openai"
+    upstream_path = "/chat/completions"
+    ping_frame = PING_FRAME
+
+    def conversation(self, body: dict[str, Any], tools: ToolSet) -> ChatConversation:
+        return ChatConversation(body, tools)
+
+    @staticmethod
+    def validate(raw: bytes) -> dict[str, Any]:
+        body = parse_json_object(raw)
+        if not isinstance(body.get("model"), str):
+            raise RequestError("model: field required (a string)")
+        if not isinstance(body.get("messages"), list):
+            raise RequestError("messages: field required (a list)")
+        return body
+
+    def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]:
+        return openai_error(kind, message)
+
+    def error_frame(self, payload: Any) -> bytes:
+        """A ``data:`` frame holding an ``error`` object: the openai SDK raises on it."""
+        return encode_event(None, dumps({"error": error_object(payload)}))

@@ -1,0 +1,201 @@
+"""OpenAI Responses: event stream, agentic turns and error shape, sans-io.
+
+Theory of operation: a Responses answer is a stored object the client may continue from
+(``previous_response_id``), so the response the client sees must be the one the upstream
+stored last, whole: its id, its ``sequence_number``s and ``output_index``es as the
+upstream gave them. When injected tools are offered, an iteration's events are therefore
+held until its terminal event: a ``response.completed`` whose function calls are all
+injected is dropped with everything before it and the loop runs the calls; any other
+ending releases the iteration's events as they came (the Go gateway does the same). With
+no injected tools there is nothing to hide and events flow through as they arrive.
+
+The follow-up request carries the tool results as ``function_call_output`` items. With
+``conversation`` set, the upstream already appended the input and output items to the
+conversation, so only the outputs are sent; otherwise the input grows by the iteration's
+output items and the outputs, and ``previous_response_id`` is passed on as the client gave it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ErrorKind, RequestError, UpstreamBroken
+from ..sse import SSEEvent, encode_event
+from ..tools import InjectedTool, ToolOutcome, ToolSet
+from .base import ToolCall, dumps, parse_json_object
+from .openai_common import (
+    PING_FRAME,
+    error_object,
+    event_json,
+    function_parameters,
+    injected_names,
+    openai_error,
+    parse_arguments,
+)
+
+TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
+# Output items the API takes back as input items; the others are output-only.
+REPLAYABLE = frozenset(
+    {"message", "function_call", "reasoning", "file_search_call", "web_search_call",
+     "computer_call", "code_interpreter_call", "custom_tool_call", "image_generation_call",
+     "compaction"}
+)
+
+
+def responses_tool_spec(tool: InjectedTool) -> dict[str, Any]:
+    """An injected tool as a Responses ``function`` tool."""
+    return {
+        "type": "function",
+        "name": tool.name,
+        "description": tool.description,
+        "parameters": function_parameters(tool),
+        "strict": False,
+    }
+
+
+class ResponsesConversation:
+    """One intercepted Responses request across its agentic iterations."""
+
+    def __init__(self, body: dict[str, Any], tools: ToolSet) -> None:
+        self.body = body
+        self.input: Any = body["input"]
+        client_tools = body.get("tools") or []
+        client_names = {t.get("name") for t in client_tools if isinstance(t, dict)}
+        self.injected = injected_names(client_names, tools)
+        self.tool_specs = [
+            *client_tools, *(responses_tool_spec(t) for t in tools if t.name in self.injected)
+        ]
+        self.in_conversation = body.get("conversation") is not None
+        self.failed = False
+        self.iteration = 0
+        self.last: dict[str, Any] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.held: list[bytes] = []
+        self.ended = False
+        self.pending: list[ToolCall] = []
+        self.output: list[Any] = []
+
+    # -- requests ----------------------------------------------------------------------
+    def upstream_body(self) -> dict[str, Any]:
+        body = dict(self.body)
+        body["input"] = self.input
+        if self.tool_specs:
+            body["tools"] = self.tool_specs
+        if self.injected:
+            body["parallel_tool_calls"] = False  # one injected call per turn, as the Go gateway
+        return body
+
+    def add_results(self, calls: list[ToolCall], outcomes: list[ToolOutcome]) -> None:
+        outputs = [
+            {
+                "type": "function_call_output",
+                "call_id": call.id,
+                "output": f"error: {outcome.text}" if outcome.is_error else outcome.text,
+            }
+            for call, outcome in zip(calls, outcomes, strict=True)
+        ]
+        if self.in_conversation:
+            self.input = outputs
+        else:
+            items = (
+                [{"role": "user", "content": self.input}]
+                if isinstance(self.input, str)
+                else list(self.input)
+            )
+            replayed = [i for i in self.output if isinstance(i, dict) and i.get("type") in REPLAYABLE]
+            self.input = [*items, *replayed, *outputs]
+        self.iteration += 1
+        self._reset()
+
+    def _take_calls(self, output: Any) -> list[ToolCall]:
+        """The injected calls of a finished response, or none when it goes to the client."""
+        if not isinstance(output, list):
+            return []
+        calls = [i for i in output if isinstance(i, dict) and i.get("type") == "function_call"]
+        if not calls or not all(c.get("name") in self.injected for c in calls):
+            return []  # client calls end the loop: the client runs them
+        self.output = output
+        return [
+            ToolCall(c.get("call_id") or c.get("id") or "", c["name"], parse_arguments(c.get("arguments")))
+            for c in calls
+        ]
+
+    # -- streaming ---------------------------------------------------------------------
+    def on_event(self, event: SSEEvent) -> list[bytes]:
+        data = event_json(event)
+        kind = (data or {}).get("type") or event.event
+        if kind == "error":
+            self.failed = True
+        elif kind in TERMINAL:
+            self.ended = True
+            response = (data or {}).get("response")
+            if kind == "response.completed" and isinstance(response, dict):
+                self.pending = self._take_calls(response.get("output"))
+                if self.pending:
+                    self.held = []
+                    return []
+        if not self.injected:
+            return [event.raw]  # nothing to hide: relay (malformed events too) as it came
+        self.held.append(event.raw)
+        if self.failed or self.ended:
+            held, self.held = self.held, []
+            return held
+        return []
+
+    def end_stream(self) -> list[ToolCall]:
+        if self.failed:
+            return []
+        if not self.ended:
+            raise UpstreamBroken("upstream stream ended before response.completed")
+        return self.pending
+
+    def closing_frames(self) -> list[bytes]:
+        return []
+
+    # -- blocking ----------------------------------------------------------------------
+    def on_body(self, body: Any) -> list[ToolCall]:
+        if not isinstance(body, dict) or not isinstance(body.get("output"), list):
+            raise UpstreamBroken("upstream response is not a Responses API response")
+        self.last = body
+        return self._take_calls(body["output"])
+
+    def client_body(self) -> dict[str, Any]:
+        return self.last
+
+
+class OpenAIResponses:
+    """``POST /openai/v1/responses``."""
+
+    name = "openai-responses"
+    provider = "openai"
+    upstream_path = "/responses"
+    ping_frame = PING_FRAME
+
+    def conversation(self, body: dict[str, Any], tools: ToolSet) -> ResponsesConversation:
+        return ResponsesConversation(body, tools)
+
+    @staticmethod
+    def validate(raw: bytes) -> dict[str, Any]:
+        body = parse_json_object(raw)
+        if not isinstance(body.get("model"), str):
+            raise RequestError("model: field required (a string)")
+        if not isinstance(body.get("input"), str | list):
+            raise RequestError("input: field required (a string or a list)")
+        return body
+
+    def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]:
+        return openai_error(kind, message)
+
+    def error_frame(self, payload: Any) -> bytes:
+        """An ``error`` event; its ``error`` object is what makes the openai SDK raise."""
+        error = error_object(payload)
+        event = {
+            "type": "error",
+            "code": error.get("code"),
+            "message": error.get("message"),
+            "param": error.get("param"),
+            "error": error,
+        }
+        return encode_event("error", dumps(event))

@@ -1,0 +1,280 @@
+"""``aibridge record``, ``mock``, ``replay`` and ``import``: thin commands over sessions code.
+
+Exit codes: replay 0 when everything matches, 1 on a mismatch, 2 on usage or fixture
+errors; record exits with its command's status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from functools import partial
+from typing import Annotated
+
+import trio
+import typer
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .builtin import load_builtin
+from .cli import (
+    AnthropicKeyOpt,
+    AnthropicURLOpt,
+    InitiationOpt,
+    LogLevelOpt,
+    OpenAIKeyOpt,
+    OpenAIURLOpt,
+    ToolsOpt,
+    app,
+    serve_options,
+)
+from .console import print_error, setup_logging, stderr, stdout
+from .errors import AibridgeError, FixtureError
+from .fixture import Fixture, dump_fixture
+from .importer import import_txtar, output_name
+from .mock import MockUpstream, Timing
+from .recording import FixtureWriter, load_fixture, open_recorder
+from .replay import FixtureResult, exit_code, replay_fixture
+from .serve import DEFAULT_ANTHROPIC_URL, DEFAULT_OPENAI_URL, ServeOptions, build_app, serve_proxy
+from .server import Server
+
+RedactOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--redact",
+        help="Another header whose value never reaches the fixture (x-api-key, authorization "
+        "and cookie always are); repeat for more.",
+    ),
+]
+TimingOpt = Annotated[
+    str, typer.Option(help="recorded: reproduce the recorded gaps between chunks; fast: none.")
+]
+
+
+@contextmanager
+def exits_on_errors(os_error: str, os_code: int = 2) -> Iterator[None]:
+    """Domain errors become one red line and exit 2; ``os_error`` says what an OSError meant."""
+    try:
+        yield
+    except AibridgeError as exc:
+        print_error(str(exc))
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        print_error(f"{os_error}: {exc.strerror}")
+        raise typer.Exit(os_code) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _timing(value: str) -> Timing:
+    if value not in ("recorded", "fast"):
+        raise FixtureError(f"--timing must be recorded or fast, not {value!r}")
+    return "recorded" if value == "recorded" else "fast"
+
+
+# -- record --------------------------------------------------------------------------------
+async def record_command(
+    options: ServeOptions, writer: FixtureWriter, argv: list[str], redact: Sequence[str]
+) -> int:
+    """Serve on a free port, run ``argv`` pointed at it, stop when it exits; its status."""
+    bridge = build_app(options, recorder=writer)
+    bridge.redact = tuple(redact)
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(partial(serve_proxy, bridge, options, announce=False))
+        base = f"http://{host}:{port}"
+        stderr.print(f"recording to {writer.path} through {base}", highlight=False)
+        env = {
+            **os.environ,
+            "ANTHROPIC_BASE_URL": f"{base}/anthropic",
+            "OPENAI_BASE_URL": f"{base}/openai/v1",
+        }
+        try:
+            done = await trio.run_process(argv, check=False, env=env, stdin=None)
+        finally:
+            nursery.cancel_scope.cancel()
+    code = done.returncode
+    return 128 - code if code < 0 else code
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def record(
+    command: Annotated[list[str], typer.Argument(help="The command to run, after --.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Fixture file to append to.")],
+    anthropic_key: AnthropicKeyOpt = None,
+    openai_key: OpenAIKeyOpt = None,
+    tools: ToolsOpt = None,
+    redact: RedactOpt = None,
+    anthropic_base_url: AnthropicURLOpt = DEFAULT_ANTHROPIC_URL,
+    openai_base_url: OpenAIURLOpt = DEFAULT_OPENAI_URL,
+    port: Annotated[int, typer.Option(help="Port for the proxy; 0 picks a free one.")] = 0,
+    stream_initiation: InitiationOpt = "eager",
+    max_iterations: Annotated[int, typer.Option(help="Bound on agentic-loop iterations.")] = 10,
+    log_level: LogLevelOpt = "warning",
+) -> None:
+    """Run COMMAND with ANTHROPIC_BASE_URL and OPENAI_BASE_URL pointing at a recording proxy."""
+    setup_logging(log_level)
+    with exits_on_errors(f"cannot run {command[0]}", 127):
+        options = serve_options(
+            "127.0.0.1", port, anthropic_base_url, openai_base_url, anthropic_key, openai_key,
+            tools, stream_initiation, max_iterations, 32 * 1024 * 1024, 10.0, 300.0, 10.0,
+        )
+        writer = open_recorder(output, options, redact or [])
+        try:
+            code = trio.run(record_command, options, writer, command, redact or [])
+        finally:
+            writer.close()
+    stderr.print(f"recorded {writer.written} interceptions to {output}", highlight=False)
+    raise typer.Exit(code)
+
+
+# -- mock ----------------------------------------------------------------------------------
+async def serve_mock(mock: MockUpstream, host: str, port: int) -> None:
+    """Serve the mock until SIGINT/SIGTERM, announcing its address like ``serve``."""
+    from .serve import _watch_signals
+
+    server = Server(mock.app)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals, server)
+        bound_host, bound_port = await nursery.start(server.serve_tcp, host, port)
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        sys.stdout.write(f"listening on http://{shown}:{bound_port}\n")
+        sys.stdout.flush()
+        await server.stopped.wait()
+        nursery.cancel_scope.cancel()
+
+
+@app.command()
+def mock(
+    fixtures: Annotated[list[Path], typer.Argument(help="Fixture files to serve, in order.")],
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 0,
+    timing: TimingOpt = "recorded",
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Serve the recorded upstream exchanges as a fake Anthropic/OpenAI server."""
+    setup_logging(log_level)
+    with exits_on_errors(f"cannot listen on {host}:{port}"):
+        loaded = [load_fixture(path) for path in fixtures]
+        for fixture in loaded:
+            for warning in fixture.warnings:
+                stderr.print(f"warning: {warning}", highlight=False)
+        upstream = MockUpstream(loaded, _timing(timing))
+        trio.run(serve_mock, upstream, host, port)
+
+
+# -- replay --------------------------------------------------------------------------------
+def format_result(result: FixtureResult, max_lines: int = 20) -> RenderableType:
+    """A table of one fixture's interceptions, then the differences of each mismatch."""
+    table = Table(title=result.path, title_justify="left", expand=False)
+    for column in ("#", "label", "api", "path", "result"):
+        table.add_column(column)
+    parts: list[RenderableType] = [table]
+    styles = {"match": "green", "mismatch": "bold red", "skipped": "yellow"}
+    for i, item in enumerate(result.results, start=1):
+        table.add_row(
+            str(i), item.label, item.api, item.path, Text(item.status, style=styles[item.status])
+        )
+        if item.status == "mismatch":
+            lines = item.problems[:max_lines]
+            more = len(item.problems) - len(lines)
+            text = Text(f"{item.label}: {len(item.problems)} differences\n", style="bold")
+            for line in lines:
+                text.append(f"  {line}\n")
+            if more:
+                text.append(f"  ... and {more} more\n")
+            parts.append(text)
+    for warning in result.warnings:
+        parts.append(Text(f"warning: {warning}", style="yellow"))
+    return Group(*parts)
+
+
+async def replay_all(
+    fixtures: list[Fixture], target: str | None, upstream_port: int, timing: Timing
+) -> list[FixtureResult]:
+    return [
+        await replay_fixture(f, target=target, upstream_port=upstream_port, timing=timing)
+        for f in fixtures
+    ]
+
+
+@app.command()
+def replay(
+    fixtures: Annotated[
+        list[str] | None,
+        typer.Argument(help="Fixture files; with --builtin, built-in names (none: all)."),
+    ] = None,
+    builtin: Annotated[bool, typer.Option("--builtin", help="Replay built-in fixtures.")] = False,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Replay against this proxy (base URL) instead of an in-process one."),
+    ] = None,
+    upstream_port: Annotated[
+        int, typer.Option(help="Port for the mock upstream (point --target's upstream at it).")
+    ] = 0,
+    timing: TimingOpt = "fast",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    log_level: LogLevelOpt = "warning",
+) -> None:
+    """Replay fixtures through a proxy and compare what the client gets with the recording."""
+    setup_logging(log_level)
+    with exits_on_errors(f"cannot start the mock upstream on port {upstream_port}"):
+        if target is not None and not upstream_port:
+            raise FixtureError("--target needs --upstream-port, where its upstream points")
+        if builtin:
+            loaded = [f for name in (fixtures or [None]) for f in load_builtin(name)]
+        elif not fixtures:
+            raise FixtureError("give fixture files, or --builtin")
+        else:
+            loaded = [load_fixture(path) for path in fixtures]
+        results = trio.run(replay_all, loaded, target, upstream_port, _timing(timing))
+    if as_json:
+        sys.stdout.write(json.dumps([r.as_json() for r in results], indent=2) + "\n")
+    else:
+        for result in results:
+            stdout.print(format_result(result))
+        matched = sum(1 for r in results if r.ok)
+        stdout.print(f"{matched}/{len(results)} fixtures match")
+    raise typer.Exit(exit_code(results))
+
+
+# -- import --------------------------------------------------------------------------------
+async def import_all(paths: list[Path], out: Path) -> tuple[list[Path], list[str]]:
+    written: list[Path] = []
+    failed: list[str] = []
+    for path in paths:
+        try:
+            fixture = await import_txtar(path)
+        except FixtureError as exc:
+            failed.append(str(exc))
+            continue
+        target = out / output_name(path)
+        target.write_text(dump_fixture(fixture), encoding="utf-8")
+        written.append(target)
+    return written, failed
+
+
+@app.command("import")
+def import_(
+    txtars: Annotated[list[Path], typer.Argument(help="The Go gateway's .txtar fixtures.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the fixtures.")],
+) -> None:
+    """Convert txtar fixtures to JSONL ones (client side produced by aibridge's proxy)."""
+    setup_logging("warning")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print_error(f"{output}: cannot create: {exc.strerror}")
+        raise typer.Exit(2) from None
+    written, failed = trio.run(import_all, txtars, output)
+    for path in written:
+        stdout.print(f"wrote {path}")
+    for message in failed:
+        print_error(message)
+    raise typer.Exit(2 if failed else 0)

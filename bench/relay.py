@@ -1,0 +1,203 @@
+"""Benchmark 1, relay cost: client <- proxy <- bench upstream, against client <- upstream.
+
+For each target (direct, aibridge serve, and LiteLLM's proxy and mitmdump when they are
+installed: ``pip install -e ".[bench]"``), in interleaved rounds so that machine noise hits
+every target alike:
+
+* events/s of a 10,000-event Messages stream (median of the rounds),
+* time to first byte of a 6-event stream (median of many),
+* requests/s of a small blocking request on one keep-alive connection.
+
+Ratios are to direct. ``--profile`` runs aibridge under pyinstrument (an extra).
+
+    python bench/relay.py [--rounds 5] [--events 10000] [--only aibridge]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # noqa: E402
+    Client,
+    Service,
+    aibridge,
+    bench_upstream,
+    find_tool,
+    free_port,
+    machine,
+    median,
+    messages_body,
+    one_request,
+    print_table,
+    spawn,
+)
+
+LITELLM_CONFIG = """\
+model_list:
+  - model_name: claude-bench
+    litellm_params:
+      model: anthropic/claude-bench
+      api_base: {base}
+      api_key: sk-ant-bench-0000000000000000
+"""
+# No phoning home for a price list or telemetry: every byte stays on loopback.
+LITELLM_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_TELEMETRY": "False",
+    "LITELLM_LOG": "ERROR",
+    "DISABLE_SCHEMA_UPDATE": "True",
+}
+
+
+@contextmanager
+def litellm(upstream: Service, workdir: Path) -> Iterator[Service | str]:
+    """LiteLLM's proxy with the bench upstream as its Anthropic model, or why not."""
+    exe = find_tool("litellm")
+    if exe is None:
+        yield "litellm not installed (pip install -e '.[bench]')"
+        return
+    config = workdir / "litellm.yaml"
+    config.write_text(LITELLM_CONFIG.format(base=f"http://{upstream.host}:{upstream.port}"))
+    port = free_port()
+    argv = [exe, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+            "--num_workers", "1"]
+    with spawn("litellm", argv, "/v1/messages", port=port, timeout=120, env=LITELLM_ENV) as svc:
+        yield svc
+
+
+@contextmanager
+def mitmdump(upstream: Service) -> Iterator[Service | str]:
+    """mitmproxy in reverse-proxy mode in front of the bench upstream, or why not."""
+    exe = find_tool("mitmdump")
+    if exe is None:
+        yield "mitmdump not installed (pip install -e '.[bench]')"
+        return
+    port = free_port()
+    argv = [exe, "--mode", f"reverse:http://{upstream.host}:{upstream.port}",
+            "--listen-host", "127.0.0.1", "-p", str(port), "-q"]
+    with spawn("mitmdump", argv, "/v1/messages", port=port, timeout=60) as svc:
+        yield svc
+
+
+async def stream_once(service: Service, events: int) -> tuple[float, int, str | None]:
+    result = await one_request(service, messages_body(True), {"x-bench-events": str(events)})
+    error = result.error or (None if result.status == 200 else f"status {result.status}")
+    return result.elapsed, result.events, error
+
+
+async def measure(services: list[Service], rounds: int, events: int, ttfb_n: int,
+                  rps_n: int) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {
+        s.name: {"stream": [], "events": 0, "ttfb": [], "rps": [], "errors": [], "cpu": []}
+        for s in services
+    }
+    clients = {s.name: Client(s) for s in services}
+    small = messages_body(True)
+    blocking = messages_body(False)
+    for s in services:  # warm-up: connections, imports, caches
+        await stream_once(s, 100)
+        await clients[s.name].request(blocking)
+    for _ in range(rounds):
+        for s in services:
+            cpu = s.cpu_seconds()
+            elapsed, got, error = await stream_once(s, events)
+            row = out[s.name]
+            row["cpu"].append(s.cpu_seconds() - cpu)  # type: ignore[union-attr]
+            row["stream"].append(elapsed)  # type: ignore[union-attr]
+            row["events"] = got
+            if error:
+                row["errors"].append(error)  # type: ignore[union-attr]
+        for s in services:
+            client = clients[s.name]
+            for _ in range(ttfb_n // rounds):
+                result = await client.request(small, {"x-bench-events": "6"})
+                out[s.name]["ttfb"].append(result.ttfb)  # type: ignore[union-attr]
+                if result.error or result.status != 200:
+                    out[s.name]["errors"].append(result.error or result.status)  # type: ignore[union-attr]
+            started = time.perf_counter()
+            n = rps_n // rounds
+            for _ in range(n):
+                result = await client.request(blocking)
+                if result.error or result.status != 200:
+                    out[s.name]["errors"].append(result.error or result.status)  # type: ignore[union-attr]
+            out[s.name]["rps"].append(n / (time.perf_counter() - started))  # type: ignore[union-attr]
+    for client in clients.values():
+        await client.aclose()
+    return out
+
+
+def report(results: dict[str, dict[str, object]], events: int, missing: list[str]) -> None:
+    direct = results["direct"]
+    d_ttfb = median(direct["ttfb"])  # type: ignore[arg-type]
+    d_rps = median(direct["rps"])  # type: ignore[arg-type]
+    rows = []
+    for name, row in results.items():
+        # each round's time against direct's in the same round: noise from other
+        # processes on the machine hits both sides of a pair alike
+        ratios = [d / t for d, t in zip(direct["stream"], row["stream"], strict=True)]  # type: ignore[call-overload]
+        cpu_us = sum(row["cpu"]) / (events * len(row["cpu"])) * 1e6  # type: ignore[arg-type]
+        stream = median(row["stream"])  # type: ignore[arg-type]
+        ttfb = median(row["ttfb"])  # type: ignore[arg-type]
+        rps = median(row["rps"])  # type: ignore[arg-type]
+        rows.append([
+            name,
+            f"{events / stream:,.0f}", f"{median(ratios):.2f}", f"{cpu_us:.1f}",
+            f"{ttfb * 1000:.2f}", f"{(ttfb - d_ttfb) * 1000:+.2f}",
+            f"{rps:,.0f}", f"{rps / d_rps:.2f}",
+            f"{row['events']}", len(row["errors"]),  # type: ignore[arg-type]
+        ])
+    print_table(
+        f"Relay cost, {events:,}-event stream and small requests ({machine()})",
+        ["target", "events/s", "x direct", "CPU us/event", "TTFB ms", "added ms", "req/s", "x direct",
+         "events seen", "errors"],
+        rows,
+    )
+    for name, row in results.items():
+        if row["errors"]:
+            print(f"{name} errors: {row['errors'][:3]}")  # type: ignore[index]
+    for line in missing:
+        print(f"not run: {line}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--ttfb", type=int, default=200, help="small streams per target")
+    parser.add_argument("--rps", type=int, default=1000, help="blocking requests per target")
+    parser.add_argument("--only", action="append", default=[],
+                        help="targets besides direct (aibridge, litellm, mitmdump)")
+    parser.add_argument("--profile", metavar="TXT", help="run aibridge under pyinstrument")
+    parser.add_argument("--write-size", type=int, default=1,
+                        help="upstream bytes per write, in whole frames (1: a frame per write)")
+    args = parser.parse_args()
+    wanted = set(args.only or ["aibridge", "litellm", "mitmdump"])
+    missing: list[str] = []
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        upstream = stack.enter_context(bench_upstream(args.write_size))
+        upstream.name = "direct"
+        services = [upstream]
+        if "aibridge" in wanted:
+            services.append(stack.enter_context(aibridge(upstream, profile=args.profile)))
+        if "litellm" in wanted:
+            svc = stack.enter_context(litellm(upstream, Path(tmp)))
+            services.append(svc) if isinstance(svc, Service) else missing.append(svc)
+        if "mitmdump" in wanted:
+            svc = stack.enter_context(mitmdump(upstream))
+            services.append(svc) if isinstance(svc, Service) else missing.append(svc)
+        results = trio.run(measure, services, args.rounds, args.events, args.ttfb, args.rps)
+    report(results, args.events, missing)
+
+
+if __name__ == "__main__":
+    main()

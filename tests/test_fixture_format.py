@@ -1,0 +1,115 @@
+"""The JSONL fixture format: round trips, bad lines, cut lines, secrets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aibridge_cli.errors import FixtureError
+from aibridge_cli.fixture import Fixture, dump_fixture, header_line, parse_fixture
+from aibridge_cli.interception import ClientRequest, Interception
+from aibridge_cli.recording import FixtureWriter, load_fixture
+
+
+def make_record(data: bytes = b"event: x\ndata: {}\n\n") -> Interception:
+    record = Interception(
+        api="anthropic",
+        request=ClientRequest(
+            "POST", "/anthropic/v1/messages", [("x-api-key", "sk-client-secret-123456")], {"a": 1}
+        ),
+        started_at=1.5,
+    )
+    exchange = record.new_exchange("POST", "/v1/messages", {"a": 1}, "sk-a…aaaa")
+    exchange.response.started(200, [("content-type", "text/event-stream")])
+    exchange.response.wrote(data)
+    record.response.started(200, [("content-type", "text/event-stream")])
+    record.response.wrote(data)
+    return record
+
+
+def test_round_trip_keeps_chunks_and_non_utf8_bytes() -> None:
+    raw = b"\xff\xfe not utf-8"
+    fixture = Fixture("f", [make_record(raw)], ["one"])
+    text = dump_fixture(fixture)
+    assert '"b64"' in text
+    again = parse_fixture(text, "f")
+    assert again.labels == ["one"]
+    record = again.interceptions[0]
+    assert record.upstream[0].response.chunks[0].data == raw
+    assert record.response.body == raw
+    assert record.request.headers == [("x-api-key", "[redacted]")]
+    assert dump_fixture(again).splitlines()[1:] == text.splitlines()[1:]
+
+
+def test_each_line_is_one_json_object() -> None:
+    text = dump_fixture(Fixture("f", [make_record(), make_record()], ["#1", "#2"]))
+    lines = text.splitlines()
+    assert len(lines) == 3
+    assert json.loads(lines[0])["aibridge_fixture"] == 1
+    assert all(json.loads(line)["api"] == "anthropic" for line in lines[1:])
+
+
+def test_a_bad_line_is_named_with_file_and_line() -> None:
+    good = dump_fixture(Fixture("f", [make_record()], ["#1"]))
+    bad = good + '{"api": "anthropic"}\n' + good.splitlines()[1] + "\n"
+    with pytest.raises(FixtureError, match=r"^f\.jsonl:3: missing field 'request'"):
+        parse_fixture(bad, "f.jsonl")
+    with pytest.raises(FixtureError, match=r"^f\.jsonl:2: not valid JSON"):
+        parse_fixture(header_line() + "\n{oops\n" + good.splitlines()[1] + "\n", "f.jsonl")
+
+
+def test_a_missing_or_foreign_header_is_rejected() -> None:
+    with pytest.raises(FixtureError, match=r"f:1: expected the header line"):
+        parse_fixture('{"api": "anthropic"}\n', "f")
+    with pytest.raises(FixtureError, match=r"f:1: fixture format version 99"):
+        parse_fixture('{"aibridge_fixture": 99}\n', "f")
+    with pytest.raises(FixtureError, match=r"f:1: empty file"):
+        parse_fixture("", "f")
+
+
+def test_a_cut_last_line_is_reported_and_skipped() -> None:
+    good = dump_fixture(Fixture("f", [make_record()], ["#1"]))
+    cut = good + good.splitlines()[1][:40]
+    fixture = parse_fixture(cut, "f")
+    assert len(fixture.interceptions) == 1
+    assert fixture.warnings == ["f:3: truncated last line skipped (a crash mid-write?)"]
+
+
+def test_writer_appends_and_drops_a_cut_line_before_appending(tmp_path: Path) -> None:
+    path = tmp_path / "rec.jsonl"
+    writer = FixtureWriter(path)
+    writer(make_record())
+    writer.close()
+    with path.open("a") as f:
+        f.write('{"api": "anthr')  # what a crash mid-write leaves
+    assert load_fixture(path).warnings
+    writer = FixtureWriter(path)
+    writer(make_record())
+    writer.close()
+    fixture = load_fixture(path)
+    assert (len(fixture.interceptions), fixture.warnings) == (2, [])
+
+
+def test_writer_scrubs_keys_and_extra_headers(tmp_path: Path) -> None:
+    path = tmp_path / "rec.jsonl"
+    record = make_record(b'data: {"echo": "sk-ant-api03-verysecretkey-0001"}\n\n')
+    record.request.headers.append(("x-team-token", "team-secret-value"))
+    writer = FixtureWriter(
+        path, redact=["X-Team-Token"], secrets=["sk-ant-api03-verysecretkey-0001"]
+    )
+    writer(record)
+    writer.close()
+    text = path.read_text()
+    assert "verysecretkey" not in text
+    assert "team-secret-value" not in text
+    assert "sk-client-secret" not in text
+
+
+def test_load_fixture_names_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(FixtureError, match="cannot read"):
+        load_fixture(tmp_path / "absent.jsonl")
+    (tmp_path / "bin.jsonl").write_bytes(header_line().encode() + b"\n\xff\n")
+    with pytest.raises(FixtureError, match=r"bin\.jsonl:2: not UTF-8"):
+        load_fixture(tmp_path / "bin.jsonl")

@@ -1,0 +1,95 @@
+"""The SSE decoder, fed each case whole, one byte at a time, and with trailing data."""
+
+from __future__ import annotations
+
+import pytest
+
+from aibridge_cli.sse import SSEDecoder, SSEEvent, encode_event
+
+# (wire bytes, the events they hold as (event, data, raw))
+CASES: list[tuple[bytes, list[tuple[str | None, str, bytes]]]] = [
+    (b"event: ping\ndata: {}\n\n", [("ping", "{}", b"event: ping\ndata: {}\n\n")]),
+    (b"data: a\r\n\r\n", [(None, "a", b"data: a\r\n\r\n")]),
+    (
+        b"data: a\r\rdata: b\r\n\r\n",
+        [(None, "a", b"data: a\r\r"), (None, "b", b"data: b\r\n\r\n")],
+    ),
+    (b"data: one\ndata: two\n\n", [(None, "one\ntwo", b"data: one\ndata: two\n\n")]),
+    (b"data:nospace\n\n", [(None, "nospace", b"data:nospace\n\n")]),
+    (b"data:  two spaces\n\n", [(None, " two spaces", b"data:  two spaces\n\n")]),
+    (b": comment\n\n", []),
+    (
+        b": keep-alive\nevent: x\ndata: 1\n\n",
+        [("x", "1", b": keep-alive\nevent: x\ndata: 1\n\n")],
+    ),
+    (b"\n\n\nevent: x\ndata: 1\n\n", [("x", "1", b"event: x\ndata: 1\n\n")]),
+    (
+        b"event: a\ndata: 1\n\nevent: b\ndata: 2\r\n\r\n",
+        [("a", "1", b"event: a\ndata: 1\n\n"), ("b", "2", b"event: b\ndata: 2\r\n\r\n")],
+    ),
+    (b"data\n\n", [(None, "", b"data\n\n")]),
+    ("data: caf\u00e9 \u2603\n\n".encode(), [(None, "caf\u00e9 \u2603", "data: caf\u00e9 \u2603\n\n".encode())]),
+]
+
+
+def _shape(events: list[SSEEvent]) -> list[tuple[str | None, str, bytes]]:
+    return [(e.event, e.data, e.raw) for e in events]
+
+
+@pytest.mark.parametrize(("wire", "expected"), CASES)
+def test_whole(wire: bytes, expected: list[tuple[str | None, str, bytes]]) -> None:
+    decoder = SSEDecoder()
+    assert _shape(decoder.feed(wire)) == expected
+    assert not decoder.pending()
+
+
+@pytest.mark.parametrize(("wire", "expected"), CASES)
+def test_one_byte_at_a_time(wire: bytes, expected: list[tuple[str | None, str, bytes]]) -> None:
+    decoder = SSEDecoder()
+    events: list[SSEEvent] = []
+    for i in range(len(wire)):
+        events += decoder.feed(wire[i : i + 1])
+    assert _shape(events) == expected
+
+
+@pytest.mark.parametrize(("wire", "expected"), CASES)
+def test_trailing_data_is_kept_for_later(
+    wire: bytes, expected: list[tuple[str | None, str, bytes]]
+) -> None:
+    decoder = SSEDecoder()
+    trailing = b"event: next\ndata: par"
+    got = decoder.feed(wire + trailing)
+    assert _shape(got) == expected
+    assert decoder.pending()
+    assert _shape(decoder.feed(b"tial\n\n")) == [
+        ("next", "partial", b"event: next\ndata: partial\n\n")
+    ]
+    assert not decoder.pending()
+
+
+def test_cr_at_chunk_end_then_lf_is_one_line_end() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"\n\r") == []
+    assert _shape(decoder.feed(b"\n")) == [(None, "a", b"data: a\r\n\r\n")]
+
+
+def test_id_field_is_kept() -> None:
+    (event,) = SSEDecoder().feed(b"id: 7\nevent: x\ndata: y\n\n")
+    assert event.id == "7"
+
+
+def test_cut_mid_frame_is_pending() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"event: message_start\n") == []
+    assert decoder.pending()
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("ping", '{"type": "ping"}'), (None, "plain"), ("multi", "line one\nline two")],
+)
+def test_encode_round_trips(name: str | None, data: str) -> None:
+    frame = encode_event(name, data)
+    (event,) = SSEDecoder().feed(frame)
+    assert (event.event, event.data, event.raw) == (name, data, frame)
