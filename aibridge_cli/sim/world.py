@@ -210,6 +210,9 @@ class _World:
                 {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}}, 500
             )
         secret = next((v for k, v in headers if k == "x-api-key"), None)
+        bearer = next((v for k, v in headers if k == "authorization"), "")
+        if secret is None and bearer.startswith("Bearer "):
+            secret = bearer[len("Bearer ") :]
         key = self.spec.keys.index(secret) if secret in self.spec.keys else None
         retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
         status = None if reply.fault == "reset-before-body" else reply.status
