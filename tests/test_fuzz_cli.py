@@ -36,7 +36,7 @@ def _fuzz(tmp_path: Path, hash_seed: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed, "COLUMNS": "200"}
     return subprocess.Popen(
         [sys.executable, "-m", "aibridge_cli", "fuzz", "--scenario", SEED_CASE,
-         "--stream-initiation", "lazy", "--iterations", "14", "--seed", "1",
+         "--stream-initiation", "lazy", "--iterations", "3", "--seed", "1",
          "--out", str(tmp_path / hash_seed)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
@@ -67,7 +67,7 @@ def test_a_failing_seed_gives_the_same_report_in_two_processes(tmp_path: Path) -
 
 
 def test_shards_together_run_and_find_exactly_what_one_run_does() -> None:
-    scenarios = (builtin(SEED_CASE), builtin("anthropic/simple-stream"))
+    scenarios = (*builtin(SEED_CASE), *builtin("anthropic/simple#streaming"))
     whole = run_campaign(Settings(scenarios, 3, 30, "lazy"), investigate=False)
     parts = [
         run_campaign(Settings(scenarios, 3, 30, "lazy", shard=(k, 4)), investigate=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aibridge_cli.fuzz.grammar import Response, normalize, response_problems
+from aibridge_cli.fuzz.grammar import Response, response_problems
 from aibridge_cli.sse import encode_event
 
 SSE = [("content-type", "text/event-stream")]
@@ -28,7 +28,9 @@ ERROR = {"type": "error", "error": {"type": "rate_limit_error", "message": "slow
 def problems(status: int, headers: list[tuple[str, str]], body: bytes, **kw: bool) -> list[str]:
     truncated = kw.get("truncated", False)
     response = Response(status, headers, body, complete=not truncated, truncated=truncated)
-    return response_problems(response, streaming=kw.get("streaming", True), injected={"bmcp_weather"})
+    return response_problems(
+        "anthropic", response, streaming=kw.get("streaming", True), injected={"bmcp_weather"}
+    )
 
 
 def test_a_whole_stream_and_a_json_error_are_well_formed() -> None:
@@ -65,9 +67,33 @@ def test_a_stream_without_its_end_is_malformed_unless_the_client_hung_up() -> No
     assert problems(200, SSE, cut, truncated=True) == []
 
 
-def test_normalize_forgets_ids_pings_and_chunking() -> None:
-    ping = encode_event("ping", '{"type": "ping"}')
-    a = Response(200, SSE, frames(START, *BLOCK, *END), True)
-    other = {**START, "message": {"id": "msg_2", "content": []}}
-    b = Response(200, SSE, ping + frames(other, *BLOCK) + ping + frames(*END), True)
-    assert normalize(a) == normalize(b)
+def chat(*chunks: object) -> bytes:
+    return b"".join(encode_event(None, c if isinstance(c, str) else json.dumps(c)) for c in chunks)
+
+
+CHUNK = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "hi"}}]}
+
+
+def test_openai_chat_streams_end_in_done_or_an_error() -> None:
+    def check(body: bytes) -> list[str]:
+        response = Response(200, SSE, body, complete=True)
+        return response_problems("openai-chat", response, streaming=True, injected={"bmcp_weather"})
+
+    assert check(chat(CHUNK, "[DONE]")) == []
+    assert check(chat(CHUNK, {"error": {"message": "boom", "type": "server_error"}})) == []
+    assert check(chat(CHUNK)) == ["the stream ended without [DONE] or an error"]
+    assert check(chat(CHUNK, "[DONE]", CHUNK)) == ["a frame after the terminal [DONE]"]
+
+
+def test_openai_responses_sequence_numbers_increase() -> None:
+    def event(kind: str, n: int) -> bytes:
+        return encode_event(kind, json.dumps({"type": kind, "sequence_number": n}))
+
+    def check(body: bytes) -> list[str]:
+        response = Response(200, SSE, body, complete=True)
+        return response_problems("openai-responses", response, streaming=True, injected=())
+
+    assert check(event("response.created", 0) + event("response.completed", 1)) == []
+    assert check(event("response.created", 1) + event("response.completed", 1)) == [
+        "sequence_number 1 after 1"
+    ]

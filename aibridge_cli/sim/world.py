@@ -159,17 +159,38 @@ class Timeline(trio.abc.Instrument):
         return lines
 
 
+class _ErrorLog(logging.Handler):
+    """Keeps what the proxy logs at ERROR: a handler failure it survived is still a finding."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            inner = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) and exc.exceptions else exc
+            text += f" ({type(inner).__name__}: {inner})"
+        self.records.append(f"{record.name} logged an error: {text}")
+
+
+_error_log = _ErrorLog()
+
+
 def _quiet_logs() -> None:
-    # The proxy logs superfluous starts and failovers; thousands of runs need silence.
+    # The proxy logs superfluous starts and failovers; thousands of runs need silence,
+    # except for errors, which the world keeps.
     logger = logging.getLogger("aibridge")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
+    if _error_log not in logger.handlers:
+        logger.handlers[:] = [_error_log]
         logger.propagate = False
 
 
 def run_world(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
     """Run ``spec`` once in a fresh trio run; deterministic for a given spec."""
     _quiet_logs()
+    _error_log.records.clear()
     recorder = Timeline() if timeline else None
     with deterministic(_scheduler) as scheduler, warnings.catch_warnings():
         # Breaking out of a streamed httpx body leaves httpx's and httpcore's async
@@ -290,6 +311,7 @@ class _World:
                 hygiene.append(f"{upstream.open_responses} upstream response(s) never finished")
             services.cancel_scope.cancel()
         hygiene.extend(self.errors)
+        hygiene.extend(_error_log.records)
         return WorldResult(client, self.attempts, pool, end_time, live, hygiene, 0)
 
 
