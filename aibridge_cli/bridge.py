@@ -177,8 +177,7 @@ async def write_error_response(
     if whole:
         await writer.respond(error.status, headers, body)
     else:
-        await writer.start(error.status, headers)
-        await writer.send(body)
+        await writer.start(error.status, headers, body)
 
 
 class ClientStream:

@@ -111,16 +111,16 @@ def well_formed_sse(body: bytes) -> bool:
 async def test_lazy_mode_reproduces_the_malformed_body() -> None:
     status, body, seen = await exchange("lazy", seed_replies(), slow_reader=True)
     assert seen == ["Bearer sk-key0-0000aaaa", "Bearer sk-key0-0000aaaa", "Bearer sk-key1-1111bbbb"]
-    # The relay's SSE start won the status line; the loop, seeing nothing initiated and
-    # nothing queued, wrote its JSON error into the same body, next to the SSE frame.
-    assert status == 200
-    assert b'data: {"id": "chatcmpl-t1"' in body
-    frames = [f for f in body.split(b"\n\n") if f]
-    unframed = [f for f in frames if not f.startswith(b"data: ")]
-    assert unframed == [
+    # The relay took the first chunk off the channel but waits for the slow client; the
+    # loop, seeing nothing initiated and nothing queued, answered 429 with a JSON error,
+    # and the relay's SSE then joined the same body: the seed's JSON-then-SSE failure.
+    assert status == 429
+    error = (
         b'{"error":{"message":"all configured keys are rate-limited",'
         b'"type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}'
-    ]
+    )
+    assert body.startswith(error)
+    assert body[len(error) :].startswith(b'data: {"id": "chatcmpl-t1"')
     assert not well_formed_sse(body)
 
 
