@@ -17,7 +17,6 @@ import trio
 from aibridge_cli.recording import load_fixture
 from aibridge_cli.scenario import stop_servers
 from aibridge_cli.scripted import Reply, ScriptedUpstream
-from aibridge_cli.server import Server
 
 from .cli_process import run_cli, start_cli, stop_cli
 from .conftest import start_server
@@ -36,59 +35,134 @@ TOOLS = textwrap.dedent(
 
 
 def start(n: int) -> tuple[str, object]:
-    return ("message_start", {"type": "message_start", "message": {
-        "id": f"msg_{n}", "type": "message", "role": "assistant", "model": "m", "content": [],
-        "stop_reason": None, "usage": {"input_tokens": 5, "output_tokens": 1}}})
+    return (
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": f"msg_{n}",
+                "type": "message",
+                "role": "assistant",
+                "model": "m",
+                "content": [],
+                "stop_reason": None,
+                "usage": {"input_tokens": 5, "output_tokens": 1},
+            },
+        },
+    )
 
 
 def text(index: int, *parts: str) -> list[tuple[str, object]]:
     return [
-        ("content_block_start", {"type": "content_block_start", "index": index,
-                                 "content_block": {"type": "text", "text": ""}}),
-        *[("content_block_delta", {"type": "content_block_delta", "index": index,
-                                   "delta": {"type": "text_delta", "text": p}}) for p in parts],
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        *[
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": p},
+                },
+            )
+            for p in parts
+        ],
         ("content_block_stop", {"type": "content_block_stop", "index": index}),
     ]
 
 
 def tool(index: int) -> list[tuple[str, object]]:
     return [
-        ("content_block_start", {"type": "content_block_start", "index": index, "content_block": {
-            "type": "tool_use", "id": "toolu_1", "name": "bmcp_weather", "input": {}}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": index,
-                                 "delta": {"type": "input_json_delta", "partial_json": '{"city": "Paris"}'}}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "bmcp_weather",
+                    "input": {},
+                },
+            },
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": '{"city": "Paris"}'},
+            },
+        ),
         ("content_block_stop", {"type": "content_block_stop", "index": index}),
     ]
 
 
 def end(reason: str) -> list[tuple[str, object]]:
-    return [("message_delta", {"type": "message_delta", "delta": {"stop_reason": reason},
-                               "usage": {"output_tokens": 7}}),
-            ("message_stop", {"type": "message_stop"})]
+    return [
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reason},
+                "usage": {"output_tokens": 7},
+            },
+        ),
+        ("message_stop", {"type": "message_stop"}),
+    ]
 
 
 RATE_LIMITED = Reply.json(
-    {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}}, 429,
+    {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+    429,
     [("retry-after", "30")],
 )
 
 
 async def record_with_sdk(tmp_path: Path, nursery: trio.Nursery) -> Path:
-    upstream = ScriptedUpstream([
-        Reply.sse([start(0), *text(0, "Let me ", "check."), *tool(1), *end("tool_use")]),
-        RATE_LIMITED,
-        Reply.sse([start(1), *text(0, "Sunny ", "in Paris."), *end("end_turn")]),
-        Reply.json({"id": "msg_2", "type": "message", "role": "assistant", "model": "m",
-                    "content": [{"type": "text", "text": "Hello!"}], "stop_reason": "end_turn",
-                    "usage": {"input_tokens": 3, "output_tokens": 2}}),
-    ])
+    upstream = ScriptedUpstream(
+        [
+            Reply.sse([start(0), *text(0, "Let me ", "check."), *tool(1), *end("tool_use")]),
+            RATE_LIMITED,
+            Reply.sse([start(1), *text(0, "Sunny ", "in Paris."), *end("end_turn")]),
+            Reply.json(
+                {
+                    "id": "msg_2",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "m",
+                    "content": [{"type": "text", "text": "Hello!"}],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 3, "output_tokens": 2},
+                }
+            ),
+        ]
+    )
     upstream_server, upstream_url = await start_server(nursery, upstream)
     (tmp_path / "tools.toml").write_text(TOOLS)
     fixture = tmp_path / "session.jsonl"
     proc, url = await start_cli(
-        "serve", "--port", "0", "--record", str(fixture), "--anthropic-base-url", upstream_url,
-        "--anthropic-key", KEYS[0], "--anthropic-key", KEYS[1],
-        "--tools", str(tmp_path / "tools.toml"), "--log-level", "warning",
+        "serve",
+        "--port",
+        "0",
+        "--record",
+        str(fixture),
+        "--anthropic-base-url",
+        upstream_url,
+        "--anthropic-key",
+        KEYS[0],
+        "--anthropic-key",
+        KEYS[1],
+        "--tools",
+        str(tmp_path / "tools.toml"),
+        "--log-level",
+        "warning",
     )
     try:
         client = anthropic.AsyncAnthropic(
@@ -98,7 +172,10 @@ async def record_with_sdk(tmp_path: Path, nursery: trio.Nursery) -> Path:
             model="m", max_tokens=50, messages=[{"role": "user", "content": "Weather in Paris?"}]
         ) as stream:
             final = await stream.get_final_message()
-        assert [b.text for b in final.content if b.type == "text"] == ["Let me check.", "Sunny in Paris."]
+        assert [b.text for b in final.content if b.type == "text"] == [
+            "Let me check.",
+            "Sunny in Paris.",
+        ]
         message = await client.messages.create(
             model="m", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
         )
@@ -152,32 +229,53 @@ async def test_a_recorded_file_holds_no_key(tmp_path: Path, nursery: trio.Nurser
 async def test_sigkill_mid_stream_leaves_a_loadable_file(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    upstream = ScriptedUpstream([
-        Reply.sse([start(0), *text(0, "Complete."), *end("end_turn")]),
-        Reply.sse([start(1), *text(0, "cut ", "here"), *end("end_turn")], fault="stall", fault_at=3),
-    ])
+    upstream = ScriptedUpstream(
+        [
+            Reply.sse([start(0), *text(0, "Complete."), *end("end_turn")]),
+            Reply.sse(
+                [start(1), *text(0, "cut ", "here"), *end("end_turn")], fault="stall", fault_at=3
+            ),
+        ]
+    )
     upstream_server, upstream_url = await start_server(nursery, upstream)
     fixture = tmp_path / "killed.jsonl"
     proc, url = await start_cli(
-        "serve", "--port", "0", "--record", str(fixture), "--anthropic-base-url", upstream_url,
-        "--anthropic-key", KEYS[0], "--log-level", "warning",
+        "serve",
+        "--port",
+        "0",
+        "--record",
+        str(fixture),
+        "--anthropic-base-url",
+        upstream_url,
+        "--anthropic-key",
+        KEYS[0],
+        "--log-level",
+        "warning",
     )
-    body = {"model": "m", "max_tokens": 5, "stream": True,
-            "messages": [{"role": "user", "content": "hi"}]}
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     try:
         async with httpx.AsyncClient(timeout=30) as client:
             first = await client.post(url + "/anthropic/v1/messages", json=body)
             assert b"Complete." in first.content
-            seen = b""
-            with pytest.raises(httpx.RemoteProtocolError):
+            seen = bytearray()
+
+            async def read_until_killed() -> None:
                 async with client.stream(
                     "POST", url + "/anthropic/v1/messages", json=body
                 ) as response:
                     async for chunk in response.aiter_raw():
-                        seen += chunk
+                        seen.extend(chunk)
                         if b"cut " in seen and proc.returncode is None:
                             os.kill(proc.pid, signal.SIGKILL)
                             assert await proc.wait() == -signal.SIGKILL
+
+            with pytest.raises(httpx.RemoteProtocolError):
+                await read_until_killed()
             assert b"cut " in seen
     finally:
         if proc.stdout is not None:
@@ -200,11 +298,14 @@ async def test_sigkill_mid_stream_leaves_a_loadable_file(
 async def test_record_runs_a_script_using_the_sdk_and_exits_with_its_status(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    upstream = ScriptedUpstream([Reply.sse([start(0), *text(0, "Hi from ", "upstream"), *end("end_turn")])])
+    upstream = ScriptedUpstream(
+        [Reply.sse([start(0), *text(0, "Hi from ", "upstream"), *end("end_turn")])]
+    )
     upstream_server, upstream_url = await start_server(nursery, upstream)
     script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(
-        f"""
+    script.write_text(
+        textwrap.dedent(
+            f"""
         import sys, anthropic
         client = anthropic.Anthropic(api_key={CLIENT_KEY!r}, max_retries=0)
         with client.messages.stream(model="m", max_tokens=5,
@@ -212,12 +313,21 @@ async def test_record_runs_a_script_using_the_sdk_and_exits_with_its_status(
             print("".join(stream.text_stream))
         sys.exit(3)
         """
-    ))
+        )
+    )
     fixture = tmp_path / "f.jsonl"
     try:
         done = await run_cli(
-            "record", "-o", str(fixture), "--anthropic-base-url", upstream_url,
-            "--anthropic-key", KEYS[0], "--", sys.executable, str(script),
+            "record",
+            "-o",
+            str(fixture),
+            "--anthropic-base-url",
+            upstream_url,
+            "--anthropic-key",
+            KEYS[0],
+            "--",
+            sys.executable,
+            str(script),
         )
     finally:
         await stop_servers(upstream_server)
