@@ -239,7 +239,8 @@ def replay(
         if target is not None and not upstream_port:
             raise FixtureError("--target needs --upstream-port, where its upstream points")
         if builtin:
-            loaded = [f for name in (fixtures or [None]) for f in load_builtin(name)]
+            names: list[str | None] = list(fixtures) if fixtures else [None]
+            loaded = [f for name in names for f in load_builtin(name)]
         elif not fixtures:
             raise FixtureError("give fixture files, or --builtin")
         else:

@@ -371,3 +371,39 @@ async def test_replay_reports_fixture_errors_with_exit_2(tmp_path: Path) -> None
     assert f"{bad}:2: field 'api' has the wrong type" in " ".join(done.stderr.decode().split())
     assert (await run_cli("replay")).returncode == 2
     assert (await run_cli("replay", "--builtin", "no-such")).returncode == 2
+
+
+async def test_replay_against_a_target_proxy_pointed_at_the_mock_port() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a free port for the mock, known before the proxy starts
+        probe.bind(("127.0.0.1", 0))
+        mock_port = probe.getsockname()[1]
+    proc, url = await start_cli(
+        "serve",
+        "--port",
+        "0",
+        "--anthropic-base-url",
+        f"http://127.0.0.1:{mock_port}",
+        "--anthropic-key",
+        KEYS[0],
+        "--anthropic-key",
+        KEYS[1],
+        "--log-level",
+        "warning",
+    )
+    try:
+        done = await run_cli(
+            "replay",
+            "--builtin",
+            "anthropic/simple",
+            "anthropic/failover-after-429",
+            "--target",
+            url,
+            "--upstream-port",
+            str(mock_port),
+        )
+    finally:
+        await stop_cli(proc)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert b"2/2 fixtures match" in done.stdout
