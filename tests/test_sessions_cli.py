@@ -18,6 +18,14 @@ from aibridge_cli.recording import load_fixture
 from aibridge_cli.scenario import stop_servers
 from aibridge_cli.scripted import Reply, ScriptedUpstream
 
+from .anthropic_script import (
+    message,
+    message_end,
+    message_start,
+    stream,
+    text_block,
+    tool_block,
+)
 from .cli_process import run_cli, start_cli, stop_cli
 from .conftest import start_server
 
@@ -34,90 +42,6 @@ TOOLS = textwrap.dedent(
 )
 
 
-def start(n: int) -> tuple[str, object]:
-    return (
-        "message_start",
-        {
-            "type": "message_start",
-            "message": {
-                "id": f"msg_{n}",
-                "type": "message",
-                "role": "assistant",
-                "model": "m",
-                "content": [],
-                "stop_reason": None,
-                "usage": {"input_tokens": 5, "output_tokens": 1},
-            },
-        },
-    )
-
-
-def text(index: int, *parts: str) -> list[tuple[str, object]]:
-    return [
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": index,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        *[
-            (
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {"type": "text_delta", "text": p},
-                },
-            )
-            for p in parts
-        ],
-        ("content_block_stop", {"type": "content_block_stop", "index": index}),
-    ]
-
-
-def tool(index: int) -> list[tuple[str, object]]:
-    return [
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": index,
-                "content_block": {
-                    "type": "tool_use",
-                    "id": "toolu_1",
-                    "name": "bmcp_weather",
-                    "input": {},
-                },
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": index,
-                "delta": {"type": "input_json_delta", "partial_json": '{"city": "Paris"}'},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": index}),
-    ]
-
-
-def end(reason: str) -> list[tuple[str, object]]:
-    return [
-        (
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": reason},
-                "usage": {"output_tokens": 7},
-            },
-        ),
-        ("message_stop", {"type": "message_stop"}),
-    ]
-
-
 RATE_LIMITED = Reply.json(
     {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
     429,
@@ -125,35 +49,37 @@ RATE_LIMITED = Reply.json(
 )
 
 
+async def start_recording_proxy(
+    fixture: Path, upstream_url: str, *extra: str
+) -> tuple[trio.Process, str]:
+    """``aibridge serve --record`` in a subprocess, in front of ``upstream_url``."""
+    args = ["--port", "0", "--record", str(fixture), "--anthropic-base-url", upstream_url]
+    return await start_cli("serve", *args, "--log-level", "warning", *extra)
+
+
 async def record_with_sdk(tmp_path: Path, nursery: trio.Nursery) -> Path:
     upstream = ScriptedUpstream(
         [
-            Reply.sse([start(0), *text(0, "Let me ", "check."), *tool(1), *end("tool_use")]),
-            RATE_LIMITED,
-            Reply.sse([start(1), *text(0, "Sunny ", "in Paris."), *end("end_turn")]),
-            Reply.json(
-                {
-                    "id": "msg_2",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": "m",
-                    "content": [{"type": "text", "text": "Hello!"}],
-                    "stop_reason": "end_turn",
-                    "usage": {"input_tokens": 3, "output_tokens": 2},
-                }
+            stream(
+                message_start(),
+                text_block(0, "Let me ", "check."),
+                tool_block(1, "bmcp_weather", {"city": "Paris"}),
+                message_end("tool_use", 7),
             ),
+            RATE_LIMITED,
+            stream(
+                message_start("msg_2"),
+                text_block(0, "Sunny ", "in Paris."),
+                message_end("end_turn", 7),
+            ),
+            message([{"type": "text", "text": "Hello!"}], "end_turn", 2),
         ]
     )
     upstream_server, upstream_url = await start_server(nursery, upstream)
     (tmp_path / "tools.toml").write_text(TOOLS)
     fixture = tmp_path / "session.jsonl"
-    proc, url = await start_cli(
-        "serve",
-        "--port",
-        "0",
-        "--record",
-        str(fixture),
-        "--anthropic-base-url",
+    proc, url = await start_recording_proxy(
+        fixture,
         upstream_url,
         "--anthropic-key",
         KEYS[0],
@@ -161,8 +87,6 @@ async def record_with_sdk(tmp_path: Path, nursery: trio.Nursery) -> Path:
         KEYS[1],
         "--tools",
         str(tmp_path / "tools.toml"),
-        "--log-level",
-        "warning",
     )
     try:
         client = anthropic.AsyncAnthropic(
@@ -170,16 +94,16 @@ async def record_with_sdk(tmp_path: Path, nursery: trio.Nursery) -> Path:
         )
         async with client.messages.stream(
             model="m", max_tokens=50, messages=[{"role": "user", "content": "Weather in Paris?"}]
-        ) as stream:
-            final = await stream.get_final_message()
+        ) as sdk_stream:
+            final = await sdk_stream.get_final_message()
         assert [b.text for b in final.content if b.type == "text"] == [
             "Let me check.",
             "Sunny in Paris.",
         ]
-        message = await client.messages.create(
+        answer = await client.messages.create(
             model="m", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
         )
-        assert message.content[0].type == "text"
+        assert answer.content[0].type == "text"
         await client.close()
     finally:
         assert await stop_cli(proc) == 0
@@ -231,27 +155,19 @@ async def test_sigkill_mid_stream_leaves_a_loadable_file(
 ) -> None:
     upstream = ScriptedUpstream(
         [
-            Reply.sse([start(0), *text(0, "Complete."), *end("end_turn")]),
-            Reply.sse(
-                [start(1), *text(0, "cut ", "here"), *end("end_turn")], fault="stall", fault_at=3
+            stream(message_start(), text_block(0, "Complete."), message_end("end_turn", 2)),
+            stream(
+                message_start("msg_2"),
+                text_block(0, "cut ", "here"),
+                message_end("end_turn", 2),
+                fault="stall",
+                fault_at=3,
             ),
         ]
     )
     upstream_server, upstream_url = await start_server(nursery, upstream)
     fixture = tmp_path / "killed.jsonl"
-    proc, url = await start_cli(
-        "serve",
-        "--port",
-        "0",
-        "--record",
-        str(fixture),
-        "--anthropic-base-url",
-        upstream_url,
-        "--anthropic-key",
-        KEYS[0],
-        "--log-level",
-        "warning",
-    )
+    proc, url = await start_recording_proxy(fixture, upstream_url, "--anthropic-key", KEYS[0])
     body = {
         "model": "m",
         "max_tokens": 5,
@@ -299,7 +215,7 @@ async def test_record_runs_a_script_using_the_sdk_and_exits_with_its_status(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
     upstream = ScriptedUpstream(
-        [Reply.sse([start(0), *text(0, "Hi from ", "upstream"), *end("end_turn")])]
+        [stream(message_start(), text_block(0, "Hi from ", "upstream"), message_end("end_turn", 2))]
     )
     upstream_server, upstream_url = await start_server(nursery, upstream)
     script = tmp_path / "script.py"
