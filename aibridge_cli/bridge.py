@@ -177,8 +177,7 @@ async def write_error_response(
     if whole:
         await writer.respond(error.status, headers, body)
     else:
-        await writer.start(error.status, headers)
-        await writer.send(body)
+        await writer.start(error.status, headers, body)
 
 
 class ClientStream:
@@ -237,6 +236,10 @@ class ClientStream:
                     if self.initiated.is_set():
                         await self.writer.send(self.api.ping_frame)
                     continue
+                # Write when the client can take it, everything that came meanwhile in
+                # one send. A slow client keeps frames off the channel but unwritten:
+                # the window where the lazy loop's check goes wrong.
+                await self.writer.wait_writable()
                 if await self._write_batch(self._drain(first)):
                     return
 
@@ -261,13 +264,15 @@ class ClientStream:
         if failure is not None and not out and not self.initiated.is_set():
             await write_error_response(self.api, self.writer, failure.error)
             return True
-        if not self.initiated.is_set():
-            await self.writer.start(200, SSE_HEADERS)
-            self.initiated.set()
         if failure is not None:
             out.append(self.api.error_frame(error_payload(self.api, failure.error)))
-        if out:
-            await self.writer.send(b"".join(out))
+        data = b"".join(out)
+        if not self.initiated.is_set():
+            # the headers and the first frames in one write
+            await self.writer.start(200, SSE_HEADERS, data)
+            self.initiated.set()
+        elif data:
+            await self.writer.send(data)
         return failure is not None
 
 

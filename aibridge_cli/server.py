@@ -10,7 +10,8 @@ in-flight requests finish within a grace period, then cuts them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -104,23 +105,49 @@ class ResponseWriter:
     def started(self) -> bool:
         return self.status is not None
 
-    async def start(self, status: int, headers: Headers) -> None:
-        """Send the status line and headers; a second call is logged and ignored."""
+    async def start(self, status: int, headers: Headers, data: bytes = b"") -> None:
+        """Send the status line and headers; a second call is logged and ignored.
+
+        ``data``, the first body bytes, goes out in the same write as the headers (one
+        wake-up of the client instead of two); after an ignored start it is still sent.
+        """
         async with self._lock:
             if self.status is not None:
                 self.superfluous_starts += 1
                 log.warning("superfluous response start %d after %d", status, self.status)
+                if data:
+                    await self._send(data)
                 return
-            await self._start(status, headers)
+            await self._start(status, headers, data)
 
-    async def _start(self, status: int, headers: Headers) -> None:
+    async def _start(
+        self, status: int, headers: Headers, data: bytes = b"", *, end: bool = False
+    ) -> None:
         self.status = status
         if self._connection.closing:
             headers = [*headers, ("connection", "close")]
         self.headers = headers
         if self.observer is not None:
             self.observer.started(status, headers)
-        await self._connection.send_event(h11.Response(status_code=status, headers=headers))
+        events: list[h11.Event] = [h11.Response(status_code=status, headers=headers)]
+        if data:
+            if self.observer is not None:
+                self.observer.wrote(data)
+            self.bytes_sent += len(data)
+            events.append(h11.Data(data=data))
+        if end:
+            self.finished = True
+            events.append(h11.EndOfMessage())
+        await self._connection.send_event(*events)
+
+    async def wait_writable(self) -> None:
+        """Wait until the client can take bytes without blocking (it is reading).
+
+        Held under the write lock, since a trio stream allows one sender at a time; a
+        writer that queues meanwhile goes first once the client reads.
+        """
+        async with self._lock:
+            await self._connection.wait_writable()
 
     async def send(self, data: bytes) -> None:
         """Send body bytes, starting a 200 response first if nothing was started."""
@@ -132,14 +159,17 @@ class ResponseWriter:
             await self._lock.acquire()
         try:
             if self.status is None:
-                await self._start(200, [])
-            if data:
-                if self.observer is not None:
-                    self.observer.wrote(data)
-                self.bytes_sent += len(data)
-                await self._connection.send_event(h11.Data(data=data))
+                await self._start(200, [], data)
+            elif data:
+                await self._send(data)
         finally:
             self._lock.release()
+
+    async def _send(self, data: bytes) -> None:
+        if self.observer is not None:
+            self.observer.wrote(data)
+        self.bytes_sent += len(data)
+        await self._connection.send_event(h11.Data(data=data))
 
     async def respond(self, status: int, headers: Headers, body: bytes) -> None:
         """A whole response with a ``Content-Length``, ended at once."""
@@ -148,13 +178,8 @@ class ResponseWriter:
                 self.superfluous_starts += 1
                 log.warning("superfluous response %d after %d", status, self.status)
                 return
-            await self._start(status, [*headers, ("content-length", str(len(body)))])
-            if body:
-                if self.observer is not None:
-                    self.observer.wrote(body)
-                self.bytes_sent += len(body)
-                await self._connection.send_event(h11.Data(data=body))
-            await self._finish()
+            # head, body and end in one write
+            await self._start(status, [*headers, ("content-length", str(len(body)))], body, end=True)
 
     async def finish(self) -> None:
         """End the response (idempotent)."""
@@ -185,21 +210,32 @@ class HTTPConnection:
     def closing(self) -> bool:
         return self.server.shutting_down
 
-    async def send_event(self, event: h11.Event) -> None:
-        data = self.h11.send(event)
+    async def send_event(self, *events: h11.Event) -> None:
+        """Send events in one write."""
+        data = b"".join(self.h11.send(event) or b"" for event in events)
         if data:
-            try:
-                with trio.fail_after(self.config.write_timeout):
-                    await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                # The peer reset or closed the socket: nothing more can be said to it.
-                self.peer_gone = True
-                raise ClientDisconnected("client connection closed") from exc
-            except trio.TooSlowError:
-                self.peer_gone = True
-                raise ClientDisconnected(
-                    f"client read nothing for {self.config.write_timeout:g} s"
-                ) from None
+            with self._writing():
+                await self.stream.send_all(data)
+
+    async def wait_writable(self) -> None:
+        with self._writing():
+            await self.stream.wait_send_all_might_not_block()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Bound a write by the write timeout; a gone or stalled peer is ClientDisconnected."""
+        try:
+            with trio.fail_after(self.config.write_timeout):
+                yield
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            # The peer reset or closed the socket: nothing more can be said to it.
+            self.peer_gone = True
+            raise ClientDisconnected("client connection closed") from exc
+        except trio.TooSlowError:
+            self.peer_gone = True
+            raise ClientDisconnected(
+                f"client read nothing for {self.config.write_timeout:g} s"
+            ) from None
 
     async def run(self) -> None:
         """Serve requests until the peer closes, a timeout fires or shutdown."""

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -39,6 +39,7 @@ class Service:
     host: str
     port: int
     path: str  # the Messages endpoint on this service
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request
 
     def rss_kib(self) -> int:
         return _status_kib(self.process.pid, "VmRSS")
@@ -150,7 +151,9 @@ def aibridge(
 ) -> contextmanager[Service]:  # type: ignore[valid-type]
     """``aibridge serve`` in front of ``upstream``; ``profile``: a pyinstrument text report."""
     runner = [sys.executable]
-    if profile:
+    if profile and profile.endswith(".prof"):
+        runner += ["-m", "cProfile", "-o", profile]
+    elif profile:
         runner += ["-m", "pyinstrument", "-r", "text", "-o", profile]
     argv = [*runner, "-m", "aibridge_cli", "serve", "--port", "0",
             "--anthropic-base-url", f"http://{upstream.host}:{upstream.port}",
@@ -279,7 +282,7 @@ class Client:
         all_headers = {
             "host": f"{service.host}:{service.port}", "content-type": "application/json",
             "content-length": str(len(body)), "x-api-key": "sk-ant-client-0000",
-            "anthropic-version": "2023-06-01", **(headers or {}),
+            "anthropic-version": "2023-06-01", **service.headers, **(headers or {}),
         }
         head = "POST %s HTTP/1.1\r\n%s\r\n" % (
             service.path, "".join(f"{k}: {v}\r\n" for k, v in all_headers.items())

@@ -56,6 +56,7 @@ LITELLM_ENV = {
     "LITELLM_TELEMETRY": "False",
     "LITELLM_LOG": "ERROR",
     "DISABLE_SCHEMA_UPDATE": "True",
+    "LITELLM_MASTER_KEY": "sk-bench-master-0000000000000000",  # made up: it refuses to start without
 }
 
 
@@ -72,6 +73,7 @@ def litellm(upstream: Service, workdir: Path) -> Iterator[Service | str]:
     argv = [exe, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
             "--num_workers", "1"]
     with spawn("litellm", argv, "/v1/messages", port=port, timeout=120, env=LITELLM_ENV) as svc:
+        svc.headers = {"x-api-key": LITELLM_ENV["LITELLM_MASTER_KEY"]}
         yield svc
 
 
@@ -84,7 +86,9 @@ def mitmdump(upstream: Service) -> Iterator[Service | str]:
         return
     port = free_port()
     argv = [exe, "--mode", f"reverse:http://{upstream.host}:{upstream.port}",
-            "--listen-host", "127.0.0.1", "-p", str(port), "-q"]
+            "--listen-host", "127.0.0.1", "-p", str(port), "-q",
+            # without it mitmproxy holds an SSE response until it ends (its issue 4469)
+            "--set", "stream_large_bodies=1"]
     with spawn("mitmdump", argv, "/v1/messages", port=port, timeout=60) as svc:
         yield svc
 

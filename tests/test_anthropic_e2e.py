@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +32,7 @@ from .anthropic_script import (
 )
 from .conftest import Stack, StackFactory
 from .rawhttp import RawClient
+from .sdkutil import collect_sdk_garbage
 
 K0, K1 = "sk-ant-test-key-zero-0000AAAA", "sk-ant-test-key-one-1111BBBB"
 CLIENT_KEY = "sk-ant-client-own-key-CCCC"
@@ -88,17 +87,8 @@ class StreamFailure:
 
 
 async def sdk_stream_until_it_raises(s: Stack) -> StreamFailure:
-    """Iterate a stream with the SDK until it raises ``APIStatusError``.
-
-    The SDK then leaves its own async generators half-consumed (not ours to fix): they are
-    collected here, where that is expected, so their ResourceWarning cannot fail a later test.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        failure = await _iterate(s)
-        for _ in range(4):  # trio closes each dropped generator in a task: let the cascade run
-            gc.collect()
-            await trio.testing.wait_all_tasks_blocked()
+    """Iterate a stream with the SDK until it raises ``APIStatusError``."""
+    failure = await collect_sdk_garbage(_iterate(s))
     assert failure is not None, "the SDK did not raise"
     return failure
 

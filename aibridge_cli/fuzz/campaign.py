@@ -118,8 +118,10 @@ def _batches(indexes: list[int]) -> Iterator[list[int]]:
         yield indexes[start : start + BATCH]
 
 
-def run_campaign(settings: Settings, progress: Progress | None = None) -> Campaign:
-    """Run every iteration of ``settings`` and shrink what failed."""
+def run_campaign(
+    settings: Settings, progress: Progress | None = None, *, investigate: bool = True
+) -> Campaign:
+    """Run every iteration of ``settings`` and (unless told not to) shrink what failed."""
     campaign = Campaign(settings)
     started = time.monotonic()
     deadline = started + settings.time_budget if settings.time_budget else None
@@ -170,7 +172,8 @@ def run_campaign(settings: Settings, progress: Progress | None = None) -> Campai
                         break
     campaign.outcomes.sort(key=lambda o: o.iteration)
     campaign.elapsed = time.monotonic() - started
-    campaign.findings = find(settings, campaign.failures)
+    if investigate:
+        campaign.findings = find(settings, campaign.failures)
     return campaign
 
 

@@ -12,12 +12,19 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..bridge import StreamInitiation
-from ..console import print_error, stderr, stdout
+from rich.console import Console
+
+from ..console import print_error, stderr
+from ..console import stdout as terminal
 from ..errors import AibridgeError, ConfigError
 from . import report
 from .campaign import Settings, load_repro, replay, run_campaign, write_repro
 from .runner import Judge
 from .scenarios import builtin_names, select
+
+
+# A report that goes to a file or a pipe keeps whole scenario names and timeline lines.
+stdout = terminal if terminal.is_terminal else Console(highlight=False, soft_wrap=True, width=160)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

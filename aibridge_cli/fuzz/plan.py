@@ -20,6 +20,7 @@ from ..bridge import StreamInitiation
 from ..scripted import Reply
 from ..sim.client import Pace
 from ..sim.world import WALL_EPOCH, WorldSpec
+from ..sse import encode_event
 from .scenario import Exchange, Scenario
 
 FAULT_KINDS: dict[str, str] = {
@@ -115,10 +116,11 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
     faults: list[Fault] = []
     if rng.random() < 0.5:
         for _ in range(1 if rng.random() < 0.8 else 2):
-            kind = rng.choice(list(FAULT_KINDS))
             # Body faults strike answers that have a body worth breaking (2xx).
-            fit = [i for i, x in enumerate(exchanges) if kind not in BODY_FAULTS or x.status < 400]
-            e = rng.choice(fit) if fit else 0
+            ok = [i for i, x in enumerate(exchanges) if x.status < 400]
+            kinds = [k for k in FAULT_KINDS if ok or k not in BODY_FAULTS]
+            kind = rng.choice(kinds)
+            e = rng.choice(ok if kind in BODY_FAULTS else range(len(exchanges)))
             # In-body faults strike inside the message: after its last frame the upstream
             # has nothing left to break.
             at = rng.randrange(len(exchanges[e].chunks))
@@ -165,14 +167,41 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
 # -- from plan to world ------------------------------------------------------------------
 
 
-def _error_reply(status: int, retry_after: str | None = None) -> Reply:
-    body = {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"),
-                                       "message": f"simulated {status}"}}
+_OPENAI_TYPES = {401: "invalid_request_error", 403: "permission_error", 429: "requests",
+                 500: "server_error", 529: "server_error"}
+
+
+def _error_body(api: str, status: int, message: str) -> dict[str, Any]:
+    """An upstream error body in ``api``'s own shape."""
+    if api == "anthropic":
+        return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
+    return {"error": {"message": message, "type": _OPENAI_TYPES.get(status, "server_error"),
+                      "param": None, "code": None}}
+
+
+def _error_event(api: str, sequence: int) -> bytes:
+    """A mid-stream error as ``api``'s upstream sends it."""
+    if api == "anthropic":
+        return encode_event("error", json.dumps(_error_body(api, 529, "simulated overload")))
+    if api == "openai-chat":
+        return encode_event(None, json.dumps(_error_body(api, 500, "simulated server error")))
+    event = {"type": "error", "sequence_number": sequence, "code": "server_error",
+             "message": "simulated server error", "param": None}
+    return encode_event("error", json.dumps(event))
+
+
+def _malformed_event(api: str) -> bytes:
+    name = "content_block_delta" if api == "anthropic" else None
+    return encode_event(name, "{not json")
+
+
+def _error_reply(api: str, status: int, retry_after: str | None = None) -> Reply:
     headers = [("content-type", "application/json")]
     if retry_after == "date":
         headers.append(("retry-after", email.utils.formatdate(WALL_EPOCH + 20, usegmt=True)))
     elif retry_after is not None:
         headers.append(("retry-after", retry_after))
+    body = _error_body(api, status, f"simulated {status}")
     return Reply(status, headers, [json.dumps(body).encode()])
 
 
@@ -196,17 +225,16 @@ def _frame_offset(exchange: Exchange, frame: int) -> int:
     return sum(len(c) for c in exchange.chunks[:frame])
 
 
-def _exchange_reply(exchange: Exchange, e: int, plan: Plan, faults: list[Fault]) -> Reply:
+def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: list[Fault]) -> Reply:
     chunks = list(exchange.chunks)
     fault_kind: str | None = None
     fault_offset: int | None = None
     for fault in faults:
         at = min(fault.at, len(chunks))
         if fault.kind == "malformed-sse" and at < len(chunks):
-            chunks[at] = b"event: content_block_delta\ndata: {not json\n\n"
+            chunks[at] = _malformed_event(api)
         elif fault.kind == "error-event":
-            error = {"type": "error", "error": {"type": "overloaded_error", "message": "simulated"}}
-            chunks = [*chunks[:at], b"event: error\ndata: " + json.dumps(error).encode() + b"\n\n"]
+            chunks = [*chunks[:at], _error_event(api, at)]
         elif fault.kind in ("reset-in-body", "stall"):
             fault_kind, fault_offset = fault.kind, _frame_offset(exchange, at)
         elif fault.kind == "reset-before-body":
@@ -215,7 +243,8 @@ def _exchange_reply(exchange: Exchange, e: int, plan: Plan, faults: list[Fault])
     pieces = _rechunk(tuple(chunks), cuts, fault_offset)
     delays = [0.0] * len(pieces)
     for de, chunk, seconds in plan.delays:
-        if de == e and chunk < len(pieces):
+        # Error bodies come at once: the key pool's clock starts when the body is read.
+        if de == e and chunk < len(pieces) and exchange.status < 400:
             delays[chunk] = seconds
     fault_at = 0
     if fault_offset is not None:
@@ -238,16 +267,16 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
         here = [f for f in plan.faults if f.exchange == e]
         for fault in here:
             if fault.kind == "429-one":
-                replies.append(_error_reply(429, fault.retry_after))
+                replies.append(_error_reply(scenario.api, 429, fault.retry_after))
             elif fault.kind == "429-all":
-                replies += [_error_reply(429, fault.retry_after)] * keys
+                replies += [_error_reply(scenario.api, 429, fault.retry_after)] * keys
             elif fault.kind in ("401", "403"):
-                replies.append(_error_reply(int(fault.kind)))
+                replies.append(_error_reply(scenario.api, int(fault.kind)))
         status = next((int(f.kind) for f in here if f.kind in ("500", "529")), None)
         if status is not None:
-            replies.append(_error_reply(status))
+            replies.append(_error_reply(scenario.api, status))
             continue
-        replies.append(_exchange_reply(exchange, e, plan, here))
+        replies.append(_exchange_reply(scenario.api, exchange, e, plan, here))
     return replies
 
 

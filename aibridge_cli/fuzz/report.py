@@ -29,7 +29,8 @@ def describe_plan(plan: Plan) -> list[str]:
     else:
         lines.append("schedule: FIFO")
     for e, offsets in plan.cuts:
-        lines.append(f"exchange {e} cut at bytes {', '.join(map(str, offsets))}")
+        cut = f"cut at bytes {', '.join(map(str, offsets))}" if offsets else "sent in one chunk"
+        lines.append(f"exchange {e} {cut}")
     for e, chunk, seconds in plan.delays:
         lines.append(f"exchange {e} chunk {chunk} delayed {seconds:g} s")
     for read, seconds in plan.read_delays:

@@ -1,8 +1,8 @@
 """Fuzz scenarios: one client request and the upstream exchanges that answer it.
 
 A scenario is made from an ``Interception`` (what a fixture holds): the client's request
-body, the upstream exchanges in order (status, headers, chunks; the key each used), and the
-injected tools. The number of pool keys is the number of distinct keys the exchanges used.
+body, the upstream exchanges in order (status, headers, chunks), the injected tools, and
+the number of pool keys the recording proxy had.
 """
 
 from __future__ import annotations
@@ -55,8 +55,13 @@ class Scenario:
     def key_secrets(self) -> list[str]:
         return [f"sk-sim-key-{i}-0123456789abcdef" for i in range(self.keys)]
 
+    @property
+    def provider(self) -> str:
+        return "openai" if self.api.startswith("openai") else "anthropic"
+
     @classmethod
-    def from_interception(cls, name: str, record: Interception) -> Scenario:
+    def from_interception(cls, name: str, record: Interception, keys: int) -> Scenario:
+        """The scenario of one recorded interception; ``keys``: the pool size it ran with."""
         exchanges = tuple(
             Exchange(
                 exchange.response.status or 200,
@@ -65,7 +70,6 @@ class Scenario:
             )
             for exchange in record.upstream
         )
-        keys = len({e.key for e in record.upstream if e.key is not None})
         tools = tuple(
             tool_from_mapping(entry, f"{name}: tool #{i + 1}") for i, entry in enumerate(record.tools)
         )

@@ -37,6 +37,10 @@ def candidates(plan: Plan) -> Iterator[Plan]:
         items = getattr(plan, name)
         for i in range(len(items)):
             yield replace(plan, **{name: _without(items, i)})
+    for i, (e, offsets) in enumerate(plan.cuts):
+        for j in range(len(offsets)):
+            fewer = (e, offsets[:j] + offsets[j + 1 :])
+            yield replace(plan, cuts=(*plan.cuts[:i], fewer, *plan.cuts[i + 1 :]))
     for i, (e, c, d) in enumerate(plan.delays):
         for smaller in _SMALLER_DELAYS:
             if smaller < d:

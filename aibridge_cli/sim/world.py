@@ -15,6 +15,7 @@ no task may be left in the world's nursery.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ import trio
 import trio.testing
 
 from ..bridge import StreamInitiation
-from ..scripted import Reply, ScriptedUpstream, SeenRequest
+from ..scripted import Reply
 from ..serve import ServeOptions, build_app
 from ..server import Server, ServerConfig
 from ..tools import InjectedTool, ToolOutcome, ToolSet
@@ -31,6 +32,7 @@ from ..upstream import UpstreamTimeouts
 from .client import ClientResult, Pace, exchange
 from .network import CheckpointPlan, MemoryNetwork, Yields, YieldingStream
 from .sched import Scheduler, deterministic
+from .upstream import RawUpstream
 
 # A fixed wall clock: Retry-After dates and records never read the real time.
 WALL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -157,19 +159,44 @@ class Timeline(trio.abc.Instrument):
         return lines
 
 
+class _ErrorLog(logging.Handler):
+    """Keeps what the proxy logs at ERROR: a handler failure it survived is still a finding."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            inner = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) and exc.exceptions else exc
+            text += f" ({type(inner).__name__}: {inner})"
+        self.records.append(f"{record.name} logged an error: {text}")
+
+
+_error_log = _ErrorLog()
+
+
 def _quiet_logs() -> None:
-    # The proxy logs superfluous starts and failovers; thousands of runs need silence.
+    # The proxy logs superfluous starts and failovers; thousands of runs need silence,
+    # except for errors, which the world keeps.
     logger = logging.getLogger("aibridge")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
+    if _error_log not in logger.handlers:
+        logger.handlers[:] = [_error_log]
         logger.propagate = False
 
 
 def run_world(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
     """Run ``spec`` once in a fresh trio run; deterministic for a given spec."""
     _quiet_logs()
+    _error_log.records.clear()
     recorder = Timeline() if timeline else None
-    with deterministic(_scheduler) as scheduler:
+    with deterministic(_scheduler) as scheduler, warnings.catch_warnings():
+        # Breaking out of a streamed httpx body leaves httpx's and httpcore's async
+        # generators to trio's finalizer, which warns; it does close them, so that is
+        # noise here, not a leak.
+        warnings.filterwarnings("ignore", "Async generator", ResourceWarning)
         scheduler.configure(spec.schedule_seed, spec.schedule_budget, spec.schedule_rate)
         result = trio.run(
             _World(spec, recorder).run,
@@ -196,14 +223,17 @@ class _World:
         if self.timeline is not None:
             self.timeline.note(text)
 
-    def _script(self, seen: SeenRequest, index: int) -> Reply:
+    def _script(self, headers: list[tuple[str, str]], index: int) -> Reply:
         if index < len(self.spec.replies):
             reply = self.spec.replies[index]
         else:
             reply = Reply.json(
                 {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}}, 500
             )
-        secret = seen.header("x-api-key")
+        secret = next((v for k, v in headers if k == "x-api-key"), None)
+        bearer = next((v for k, v in headers if k == "authorization"), "")
+        if secret is None and bearer.startswith("Bearer "):
+            secret = bearer[len("Bearer ") :]
         key = self.spec.keys.index(secret) if secret in self.spec.keys else None
         retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
         status = None if reply.fault == "reset-before-body" else reply.status
@@ -232,12 +262,11 @@ class _World:
 
     async def run(self) -> WorldResult:
         spec = self.spec
-        upstream = ScriptedUpstream(script=self._script)
-        upstream_server = Server(upstream, ServerConfig())
+        upstream = RawUpstream(self._script)
         hygiene: list[str] = []
         async with trio.open_nursery() as services:
             network = MemoryNetwork(
-                services, self._guard(upstream_server.serve_stream, "the upstream"), self.yields
+                services, self._guard(upstream.serve_stream, "the upstream"), self.yields
             )
             app = build_app(
                 ServeOptions(
@@ -282,6 +311,7 @@ class _World:
                 hygiene.append(f"{upstream.open_responses} upstream response(s) never finished")
             services.cancel_scope.cancel()
         hygiene.extend(self.errors)
+        hygiene.extend(_error_log.records)
         return WorldResult(client, self.attempts, pool, end_time, live, hygiene, 0)
 
 
