@@ -125,7 +125,7 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
             # has nothing left to break.
             at = rng.randrange(len(exchanges[e].chunks))
             if kind == "client-disconnect":
-                at = rng.choice([0, 1, rng.randrange(1, 400)])
+                at = rng.choice([0, 1, 40, 200, 700])
             retry = rng.choice(RETRY_AFTER) if kind in ("429-one", "429-all") else None
             faults.append(Fault(kind, e, at, retry))
     plan = Plan(
@@ -134,12 +134,15 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
         schedule_budget=rng.choice([0, 2, 8, 64, 1_000_000]),
         schedule_rate=rng.choice([0.05, 0.3, 1.0]),
     )
-    if rng.random() < 0.3:
+    if rng.random() < 0.5:
         cuts = []
         for e, exchange in enumerate(exchanges):
             size = len(exchange.body)
             if size > 1 and rng.random() < 0.6:
-                offsets = sorted({rng.randrange(1, size) for _ in range(rng.randint(1, 8))})
+                if rng.random() < 0.3:
+                    offsets = _recorded_offsets(exchange)
+                else:
+                    offsets = sorted({rng.randrange(1, size) for _ in range(rng.randint(1, 8))})
                 cuts.append((e, tuple(offsets)))
         plan = replace(plan, cuts=tuple(cuts))
     if rng.random() < 0.4:
@@ -205,16 +208,22 @@ def _error_reply(api: str, status: int, retry_after: str | None = None) -> Reply
     return Reply(status, headers, [json.dumps(body).encode()])
 
 
-def _rechunk(chunks: tuple[bytes, ...], cuts: tuple[int, ...] | None, keep: int | None) -> list[bytes]:
-    """The exchange's bytes cut at ``cuts`` (default: as recorded), always cut at ``keep``."""
+def _recorded_offsets(exchange: Exchange) -> list[int]:
+    offsets, pos = [], 0
+    for chunk in exchange.chunks[:-1]:
+        pos += len(chunk)
+        offsets.append(pos)
+    return offsets
+
+
+def _rechunk(chunks: tuple[bytes, ...], cuts: tuple[int, ...], keep: int | None) -> list[bytes]:
+    """The exchange's bytes cut at ``cuts`` and at ``keep`` (the byte a fault strikes at).
+
+    With no cuts an answer goes out in one piece: fewer reads make a lean run, and the
+    recorded boundaries are one of the cuts a plan draws.
+    """
     body = b"".join(chunks)
-    if cuts is None:
-        offsets, pos = [], 0
-        for chunk in chunks[:-1]:
-            pos += len(chunk)
-            offsets.append(pos)
-    else:
-        offsets = list(cuts)
+    offsets = list(cuts)
     if keep is not None and 0 < keep < len(body):
         offsets.append(keep)
     bounds = [0, *sorted(set(o for o in offsets if 0 < o < len(body))), len(body)]
@@ -239,7 +248,7 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
             fault_kind, fault_offset = fault.kind, _frame_offset(exchange, at)
         elif fault.kind == "reset-before-body":
             fault_kind = "reset-before-body"
-    cuts = dict(plan.cuts).get(e)
+    cuts = dict(plan.cuts).get(e, ())
     pieces = _rechunk(tuple(chunks), cuts, fault_offset)
     delays = [0.0] * len(pieces)
     for de, chunk, seconds in plan.delays:
