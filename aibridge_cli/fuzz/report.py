@@ -60,6 +60,8 @@ def summary_table(campaign: Campaign) -> Table:
 
 
 def finding_renderable(finding: Finding, repro: Path | None) -> RenderableType:
+    if not finding.violations:
+        return Text(f"PASS: {finding.scenario.name}: the plan no longer fails", style="bold green")
     head = Text(f"FAIL {finding.oracle}: {finding.scenario.name}", style="bold red")
     lines = [
         f"seed {finding.seed}, iteration {finding.iteration} (iteration seed {finding.iteration_seed}), "
