@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import itertools
 import json
 import random
 from dataclasses import asdict, dataclass, replace
@@ -40,9 +41,20 @@ FAULT_KINDS: dict[str, str] = {
 KEY_FAULTS = ("429-one", "429-all", "401", "403")
 BODY_FAULTS = ("reset-in-body", "error-event", "stall", "malformed-sse")
 RETRY_AFTER = ("0", "1", "5", "30", None, "date", "soon")
-_CHECKPOINT_POINTS = ("downstream-send", "downstream-receive", "upstream-send", "upstream-receive", "tool")
-_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error",
-                500: "api_error", 529: "overloaded_error"}
+_CHECKPOINT_POINTS = (
+    "downstream-send",
+    "downstream-receive",
+    "upstream-send",
+    "upstream-receive",
+    "tool",
+)
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
 
 
 @dataclass(frozen=True)
@@ -152,12 +164,17 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
             delays.append((e, rng.randrange(8), rng.choice([0.001, 0.05, 0.5, 3.0, 12.0])))
         plan = replace(plan, delays=tuple(sorted(set(delays))))
     if rng.random() < 0.4:
-        reads = {rng.randrange(6): rng.choice([0.001, 0.01, 0.2, 2.0, 15.0]) for _ in range(rng.randint(1, 3))}
+        reads = {
+            rng.randrange(6): rng.choice([0.001, 0.01, 0.2, 2.0, 15.0])
+            for _ in range(rng.randint(1, 3))
+        }
         plan = replace(plan, read_delays=tuple(sorted(reads.items())))
     if rng.random() < 0.15:
         plan = replace(plan, read_size=rng.choice([7, 64, 512]))
     if rng.random() < 0.3:
-        plan = replace(plan, tool_latency=tuple(rng.choice([0.0, 0.001, 0.5, 5.0, 40.0]) for _ in range(2)))
+        plan = replace(
+            plan, tool_latency=tuple(rng.choice([0.0, 0.001, 0.5, 5.0, 40.0]) for _ in range(2))
+        )
     if rng.random() < 0.3:
         points = {
             (rng.choice(_CHECKPOINT_POINTS), rng.randrange(6)): rng.randint(1, 30)
@@ -170,16 +187,30 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
 # -- from plan to world ------------------------------------------------------------------
 
 
-_OPENAI_TYPES = {401: "invalid_request_error", 403: "permission_error", 429: "requests",
-                 500: "server_error", 529: "server_error"}
+_OPENAI_TYPES = {
+    401: "invalid_request_error",
+    403: "permission_error",
+    429: "requests",
+    500: "server_error",
+    529: "server_error",
+}
 
 
 def _error_body(api: str, status: int, message: str) -> dict[str, Any]:
     """An upstream error body in ``api``'s own shape."""
     if api == "anthropic":
-        return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
-    return {"error": {"message": message, "type": _OPENAI_TYPES.get(status, "server_error"),
-                      "param": None, "code": None}}
+        return {
+            "type": "error",
+            "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message},
+        }
+    return {
+        "error": {
+            "message": message,
+            "type": _OPENAI_TYPES.get(status, "server_error"),
+            "param": None,
+            "code": None,
+        }
+    }
 
 
 def _error_event(api: str, sequence: int) -> bytes:
@@ -188,8 +219,13 @@ def _error_event(api: str, sequence: int) -> bytes:
         return encode_event("error", json.dumps(_error_body(api, 529, "simulated overload")))
     if api == "openai-chat":
         return encode_event(None, json.dumps(_error_body(api, 500, "simulated server error")))
-    event = {"type": "error", "sequence_number": sequence, "code": "server_error",
-             "message": "simulated server error", "param": None}
+    event = {
+        "type": "error",
+        "sequence_number": sequence,
+        "code": "server_error",
+        "message": "simulated server error",
+        "param": None,
+    }
     return encode_event("error", json.dumps(event))
 
 
@@ -227,7 +263,7 @@ def _rechunk(chunks: tuple[bytes, ...], cuts: tuple[int, ...], keep: int | None)
     if keep is not None and 0 < keep < len(body):
         offsets.append(keep)
     bounds = [0, *sorted(set(o for o in offsets if 0 < o < len(body))), len(body)]
-    return [body[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [body[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def _frame_offset(exchange: Exchange, frame: int) -> int:
@@ -262,7 +298,10 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
             pos += len(pieces[fault_at])
             fault_at += 1
     return Reply(
-        exchange.status, list(exchange.headers), pieces, delays,
+        exchange.status,
+        list(exchange.headers),
+        pieces,
+        delays,
         fault=fault_kind,  # type: ignore[arg-type]
         fault_at=fault_at,
     )
@@ -289,9 +328,7 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
     return replies
 
 
-def world_spec(
-    scenario: Scenario, plan: Plan, stream_initiation: StreamInitiation
-) -> WorldSpec:
+def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiation) -> WorldSpec:
     disconnect = next((f.at for f in plan.faults if f.kind == "client-disconnect"), None)
     bound = 300.0 + sum(d for _, _, d in plan.delays) + sum(d for _, d in plan.read_delays)
     bound += sum(plan.tool_latency)

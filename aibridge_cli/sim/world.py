@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from ..server import Server, ServerConfig
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from ..upstream import UpstreamTimeouts
 from .client import ClientResult, Pace, exchange
-from .network import CheckpointPlan, MemoryNetwork, Yields, YieldingStream
+from .network import CheckpointPlan, MemoryNetwork, YieldingStream, Yields
 from .sched import Scheduler, deterministic
 from .upstream import RawUpstream
 
@@ -119,7 +119,9 @@ class Timeline(trio.abc.Instrument):
         ):
             # A and B alternating at one instant: fold into "A <-> B".
             pair = f"{entries[-1][1]} <-> {who}"
-            entries[-3:] = [[now, pair, "steps", entries[-3][3] + entries[-2][3] + entries[-1][3] + 1]]
+            entries[-3:] = [
+                [now, pair, "steps", entries[-3][3] + entries[-2][3] + entries[-1][3] + 1]
+            ]
             return
         if action == "step" and entries and entries[-1][:3] == [now, f"{entries[-1][1]}", "steps"]:
             names = entries[-1][1].split(" <-> ")
@@ -170,7 +172,9 @@ class _ErrorLog(logging.Handler):
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            inner = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) and exc.exceptions else exc
+            inner = (
+                exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) and exc.exceptions else exc
+            )
             text += f" ({type(inner).__name__}: {inner})"
         self.records.append(f"{record.name} logged an error: {text}")
 
@@ -232,7 +236,8 @@ class _World:
             reply = self.spec.replies[index]
         else:
             reply = Reply.json(
-                {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}}, 500
+                {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}},
+                500,
             )
         secret = next((v for k, v in headers if k == "x-api-key"), None)
         bearer = next((v for k, v in headers if k == "authorization"), "")
@@ -283,7 +288,9 @@ class _World:
         hygiene: list[str] = []
         async with trio.open_nursery() as services:
             network = MemoryNetwork(
-                services, self._guard(upstream.serve_stream, "the upstream", upstream=True), self.yields
+                services,
+                self._guard(upstream.serve_stream, "the upstream", upstream=True),
+                self.yields,
             )
             app = build_app(
                 ServeOptions(
@@ -303,7 +310,9 @@ class _World:
             near, far = trio.testing.lockstep_stream_pair()
             services.start_soon(
                 self._guard(proxy.serve_stream, "the proxy", upstream=False),
-                YieldingStream(far, self.yields, "downstream", self.note if self.timeline else None),
+                YieldingStream(
+                    far, self.yields, "downstream", self.note if self.timeline else None
+                ),
                 name="proxy-conn",
             )
             client = ClientResult()
