@@ -202,6 +202,8 @@ class BridgeApp:
         """Forward a request the proxy does not interpret, streaming the answer back."""
         upstream = self.upstreams[route.provider]
         headers = forwarded_request_headers(request.headers, byok=not upstream.pool)
+        # The body goes through untouched, so its content type must too.
+        headers += [(k, v) for k, v in request.headers if k == "content-type"]
         masked = ""
         try:
             if upstream.pool:

@@ -181,8 +181,7 @@ async def write_error_response(
     if whole:
         await writer.respond(error.status, headers, body)
     else:
-        await writer.start(error.status, headers)
-        await writer.send(body)
+        await writer.start(error.status, headers, body)
 
 
 class ClientStream:
@@ -253,6 +252,10 @@ class ClientStream:
                     if self.initiated.is_set():
                         await self.writer.send(self.api.ping_frame)
                     continue
+                # Write when the client can take it, everything that came meanwhile in
+                # one send. A slow client keeps frames off the channel but unwritten:
+                # the window where the lazy loop's check goes wrong.
+                await self.writer.wait_writable()
                 if await self._write_batch(self._drain(first)):
                     return
 

@@ -10,7 +10,8 @@ in-flight requests finish within a grace period, then cuts them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -139,6 +140,15 @@ class ResponseWriter:
             events.append(h11.EndOfMessage())
         await self._connection.send_event(*events)
 
+    async def wait_writable(self) -> None:
+        """Wait until the client can take bytes without blocking (it is reading).
+
+        Held under the write lock, since a trio stream allows one sender at a time; a
+        writer that queues meanwhile goes first once the client reads.
+        """
+        async with self._lock:
+            await self._connection.wait_writable()
+
     async def send(self, data: bytes) -> None:
         """Send body bytes, starting a 200 response first if nothing was started."""
         # The relay's hot path: an uncontended lock is taken without the checkpoint that
@@ -204,18 +214,28 @@ class HTTPConnection:
         """Send events in one write."""
         data = b"".join(self.h11.send(event) or b"" for event in events)
         if data:
-            try:
-                with trio.fail_after(self.config.write_timeout):
-                    await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                # The peer reset or closed the socket: nothing more can be said to it.
-                self.peer_gone = True
-                raise ClientDisconnected("client connection closed") from exc
-            except trio.TooSlowError:
-                self.peer_gone = True
-                raise ClientDisconnected(
-                    f"client read nothing for {self.config.write_timeout:g} s"
-                ) from None
+            with self._writing():
+                await self.stream.send_all(data)
+
+    async def wait_writable(self) -> None:
+        with self._writing():
+            await self.stream.wait_send_all_might_not_block()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Bound a write by the write timeout; a gone or stalled peer is ClientDisconnected."""
+        try:
+            with trio.fail_after(self.config.write_timeout):
+                yield
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            # The peer reset or closed the socket: nothing more can be said to it.
+            self.peer_gone = True
+            raise ClientDisconnected("client connection closed") from exc
+        except trio.TooSlowError:
+            self.peer_gone = True
+            raise ClientDisconnected(
+                f"client read nothing for {self.config.write_timeout:g} s"
+            ) from None
 
     async def run(self) -> None:
         """Serve requests until the peer closes, a timeout fires or shutdown."""
@@ -259,7 +279,7 @@ class HTTPConnection:
     async def _receive(self) -> bool:
         """Read more bytes into h11; False on EOF or a broken stream."""
         try:
-            data = await self.stream.receive_some(65536)
+            data = bytes(await self.stream.receive_some(65536))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         self.h11.receive_data(data)
@@ -273,7 +293,7 @@ class HTTPConnection:
             while True:
                 event = self.h11.next_event()
                 if event is not h11.NEED_DATA:
-                    return event
+                    return event  # type: ignore[return-value]  # NEED_DATA is excluded
                 await self._receive()
         return None
 
@@ -369,7 +389,7 @@ class HTTPConnection:
             data = b""
         if data:
             # A pipelined request: keep it for the next cycle and stop watching.
-            self.h11.receive_data(data)
+            self.h11.receive_data(bytes(data))
             return
         self.peer_gone = True
         handler_scope.cancel()

@@ -11,7 +11,7 @@ Event = tuple[str, dict[str, Any]]
 
 
 def message_start(msg_id: str = "msg_1", input_tokens: int = 5) -> list[Event]:
-    message = {
+    message: dict[str, Any] = {
         "id": msg_id,
         "type": "message",
         "role": "assistant",
@@ -26,37 +26,73 @@ def message_start(msg_id: str = "msg_1", input_tokens: int = 5) -> list[Event]:
 
 def text_block(index: int, *parts: str) -> list[Event]:
     return [
-        ("content_block_start", {"type": "content_block_start", "index": index,
-                                 "content_block": {"type": "text", "text": ""}}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
         *[
-            ("content_block_delta", {"type": "content_block_delta", "index": index,
-                                     "delta": {"type": "text_delta", "text": part}})
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": part},
+                },
+            )
             for part in parts
         ],
         ("content_block_stop", {"type": "content_block_stop", "index": index}),
     ]
 
 
-def tool_block(index: int, name: str, arguments: dict[str, Any], tool_id: str = "toolu_1") -> list[Event]:
+def tool_block(
+    index: int, name: str, arguments: dict[str, Any], tool_id: str = "toolu_1"
+) -> list[Event]:
     text = json.dumps(arguments)
     half = len(text) // 2
     return [
-        ("content_block_start", {"type": "content_block_start", "index": index,
-                                 "content_block": {"type": "tool_use", "id": tool_id, "name": name,
-                                                   "input": {}}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": index,
-                                 "delta": {"type": "input_json_delta", "partial_json": text[:half]}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": index,
-                                 "delta": {"type": "input_json_delta", "partial_json": text[half:]}}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "tool_use", "id": tool_id, "name": name, "input": {}},
+            },
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": text[:half]},
+            },
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": text[half:]},
+            },
+        ),
         ("content_block_stop", {"type": "content_block_stop", "index": index}),
     ]
 
 
 def message_end(stop_reason: str, output_tokens: int) -> list[Event]:
     return [
-        ("message_delta", {"type": "message_delta",
-                           "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                           "usage": {"output_tokens": output_tokens}}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": output_tokens},
+            },
+        ),
         ("message_stop", {"type": "message_stop"}),
     ]
 
@@ -66,21 +102,30 @@ def stream(*parts: list[Event], **kwargs: Any) -> Reply:
     return Reply.sse(events, **kwargs)
 
 
-def message(content: list[dict[str, Any]], stop_reason: str, output_tokens: int,
-            input_tokens: int = 5, msg_id: str = "msg_1") -> Reply:
-    return Reply.json({
-        "id": msg_id,
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-test",
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-    })
+def message(
+    content: list[dict[str, Any]],
+    stop_reason: str,
+    output_tokens: int,
+    input_tokens: int = 5,
+    msg_id: str = "msg_1",
+) -> Reply:
+    return Reply.json(
+        {
+            "id": msg_id,
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-test",
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        }
+    )
 
 
-def error_reply(status: int, error_type: str, message: str = "nope", retry_after: str | None = None) -> Reply:
+def error_reply(
+    status: int, error_type: str, message: str = "nope", retry_after: str | None = None
+) -> Reply:
     headers = [("retry-after", retry_after)] if retry_after is not None else []
     body = {"type": "error", "error": {"type": error_type, "message": message}}
     return Reply.json(body, status, headers)
@@ -91,9 +136,19 @@ def rate_limited(retry_after: str | None = "7") -> Reply:
 
 
 WEATHER_CALL = tool_block(1, "bmcp_weather", {"city": "Paris"})
-TOOL_TURN = stream(message_start("msg_a"), text_block(0, "Let me check."), WEATHER_CALL,
-                   message_end("tool_use", 10))
-TOOL_ONLY_TURN = stream(message_start("msg_a"), tool_block(0, "bmcp_weather", {"city": "Paris"}),
-                        message_end("tool_use", 10))
-FINAL_TURN = stream(message_start("msg_b", input_tokens=7), text_block(0, "Sunny", " in Paris."),
-                    message_end("end_turn", 4))
+TOOL_TURN = stream(
+    message_start("msg_a"),
+    text_block(0, "Let me check."),
+    WEATHER_CALL,
+    message_end("tool_use", 10),
+)
+TOOL_ONLY_TURN = stream(
+    message_start("msg_a"),
+    tool_block(0, "bmcp_weather", {"city": "Paris"}),
+    message_end("tool_use", 10),
+)
+FINAL_TURN = stream(
+    message_start("msg_b", input_tokens=7),
+    text_block(0, "Sunny", " in Paris."),
+    message_end("end_turn", 4),
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -36,13 +37,22 @@ class SDKClients:
         while self.clients:
             await self.clients.pop().close()
 
+
 CHAT_ID = "chatcmpl-up"
 
 
-def chunk(delta: dict[str, Any], finish: str | None = None, *, id: str = CHAT_ID,
-          usage: dict[str, Any] | None = None) -> tuple[None, dict[str, Any]]:
+def chunk(
+    delta: dict[str, Any],
+    finish: str | None = None,
+    *,
+    id: str = CHAT_ID,
+    usage: dict[str, Any] | None = None,
+) -> tuple[None, dict[str, Any]]:
     data: dict[str, Any] = {
-        "id": id, "object": "chat.completion.chunk", "created": 1, "model": "gpt-x",
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "gpt-x",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     if usage is not None:
@@ -50,8 +60,9 @@ def chunk(delta: dict[str, Any], finish: str | None = None, *, id: str = CHAT_ID
     return (None, data)
 
 
-def tool_delta(index: int, name: str | None = None, arguments: str | None = None,
-               id: str | None = None) -> dict[str, Any]:
+def tool_delta(
+    index: int, name: str | None = None, arguments: str | None = None, id: str | None = None
+) -> dict[str, Any]:
     function: dict[str, Any] = {}
     if name is not None:
         function["name"] = name
@@ -74,64 +85,136 @@ def chat_text(text: str, *, id: str = CHAT_ID, usage: int = 3) -> Reply:
     return chat_stream(
         chunk({"role": "assistant", "content": ""}, id=id),
         chunk({"content": text}, id=id),
-        chunk({}, "stop", id=id, usage={"prompt_tokens": 5, "completion_tokens": usage, "total_tokens": 5 + usage}),
+        chunk(
+            {},
+            "stop",
+            id=id,
+            usage={"prompt_tokens": 5, "completion_tokens": usage, "total_tokens": 5 + usage},
+        ),
     )
 
 
-def chat_tool_turn(name: str, *, index: int = 0, preamble: str | None = None, id: str = "chatcmpl-t1",
-                   call_id: str = "call_1", arguments: str = '{"city": "Paris"}') -> Reply:
+def chat_tool_turn(
+    name: str,
+    *,
+    index: int = 0,
+    preamble: str | None = None,
+    id: str = "chatcmpl-t1",
+    call_id: str = "call_1",
+    arguments: str = '{"city": "Paris"}',
+) -> Reply:
     chunks = [chunk({"role": "assistant", "content": None}, id=id)]
     if preamble is not None:
         chunks.append(chunk({"content": preamble}, id=id))
     chunks += [
         chunk(tool_delta(index, name, "", call_id), id=id),
         chunk(tool_delta(index, arguments=arguments), id=id),
-        chunk({}, "tool_calls", id=id, usage={"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}),
+        chunk(
+            {},
+            "tool_calls",
+            id=id,
+            usage={"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+        ),
     ]
     return chat_stream(*chunks)
 
 
-def chat_body(message: dict[str, Any], finish: str, *, id: str = CHAT_ID, completion: int = 3) -> Reply:
-    return Reply.json({
-        "id": id, "object": "chat.completion", "created": 1, "model": "gpt-x",
-        "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": completion, "total_tokens": 5 + completion},
-    })
+def chat_body(
+    message: dict[str, Any], finish: str, *, id: str = CHAT_ID, completion: int = 3
+) -> Reply:
+    return Reply.json(
+        {
+            "id": id,
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-x",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}
+            ],
+            "usage": {
+                "prompt_tokens": 5,
+                "completion_tokens": completion,
+                "total_tokens": 5 + completion,
+            },
+        }
+    )
 
 
-def tool_call_part(name: str, call_id: str = "call_1", arguments: str = '{"city": "Paris"}') -> dict[str, Any]:
+def tool_call_part(
+    name: str, call_id: str = "call_1", arguments: str = '{"city": "Paris"}'
+) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+RATE_LIMITED: dict[str, Any] = {
+    "message": "all configured keys are rate-limited",
+    "type": "rate_limit_error",
+    "param": None,
+    "code": "rate_limit_exceeded",
+}
+"""The error object the proxy answers when every key is cooling down."""
 
 
 def openai_error_reply(status: int, message: str = "nope", retry_after: str | None = None) -> Reply:
     kinds = {429: "rate_limit_error", 401: "authentication_error", 403: "permission_error"}
     headers = [("retry-after", retry_after)] if retry_after else []
     return Reply.json(
-        {"error": {"message": message, "type": kinds.get(status, "server_error"), "param": None, "code": None}},
-        status, headers,
+        {
+            "error": {
+                "message": message,
+                "type": kinds.get(status, "server_error"),
+                "param": None,
+                "code": None,
+            }
+        },
+        status,
+        headers,
     )
 
 
 # -- Responses ---------------------------------------------------------------------------
 def response_object(id: str, output: list[Any], status: str = "completed") -> dict[str, Any]:
     return {
-        "id": id, "object": "response", "created_at": 1, "status": status, "model": "gpt-x",
-        "output": output, "parallel_tool_calls": False, "tool_choice": "auto", "tools": [],
-        "usage": {"input_tokens": 5, "output_tokens": 3, "total_tokens": 8,
-                  "input_tokens_details": {"cached_tokens": 0},
-                  "output_tokens_details": {"reasoning_tokens": 0}},
+        "id": id,
+        "object": "response",
+        "created_at": 1,
+        "status": status,
+        "model": "gpt-x",
+        "output": output,
+        "parallel_tool_calls": False,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": 5,
+            "output_tokens": 3,
+            "total_tokens": 8,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
     }
 
 
 def message_item(id: str, text: str) -> dict[str, Any]:
-    return {"id": id, "type": "message", "status": "completed", "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    return {
+        "id": id,
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
 
 
-def function_item(name: str, call_id: str = "call_1", arguments: str = '{"city": "Paris"}',
-                  id: str = "fc_1") -> dict[str, Any]:
-    return {"id": id, "type": "function_call", "status": "completed", "call_id": call_id,
-            "name": name, "arguments": arguments}
+def function_item(
+    name: str, call_id: str = "call_1", arguments: str = '{"city": "Paris"}', id: str = "fc_1"
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "type": "function_call",
+        "status": "completed",
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
 
 
 def responses_stream(response_id: str, items: list[dict[str, Any]]) -> Reply:
@@ -148,19 +231,51 @@ def responses_stream(response_id: str, items: list[dict[str, Any]]) -> Reply:
     for index, item in enumerate(items):
         if item["type"] == "message":
             text = item["content"][0]["text"]
-            add("response.output_item.added", output_index=index,
-                item={**item, "status": "in_progress", "content": []})
+            add(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "content": []},
+            )
             part = {"type": "output_text", "text": "", "annotations": []}
-            add("response.content_part.added", item_id=item["id"], output_index=index, content_index=0, part=part)
-            add("response.output_text.delta", item_id=item["id"], output_index=index, content_index=0, delta=text, logprobs=[])
-            add("response.output_text.done", item_id=item["id"], output_index=index, content_index=0, text=text, logprobs=[])
-            add("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
-                part={**part, "text": text})
+            at = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            add("response.content_part.added", **at, part=part)
+            add("response.output_text.delta", **at, delta=text, logprobs=[])
+            add("response.output_text.done", **at, text=text, logprobs=[])
+            add("response.content_part.done", **at, part={**part, "text": text})
         else:
-            add("response.output_item.added", output_index=index,
-                item={**item, "status": "in_progress", "arguments": ""})
-            add("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=item["arguments"])
-            add("response.function_call_arguments.done", item_id=item["id"], output_index=index, arguments=item["arguments"])
+            add(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+            add(
+                "response.function_call_arguments.delta",
+                item_id=item["id"],
+                output_index=index,
+                delta=item["arguments"],
+            )
+            add(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                arguments=item["arguments"],
+            )
         add("response.output_item.done", output_index=index, item=item)
     add("response.completed", response=response_object(response_id, items))
     return Reply.sse(events)
+
+
+def stalled_after_created() -> Reply:
+    """``response.created``, then the upstream stalls forever."""
+    created = {
+        "type": "response.created",
+        "sequence_number": 0,
+        "response": response_object("r", [], "in_progress"),
+    }
+    return Reply(
+        200,
+        [("content-type", "text/event-stream")],
+        [f"event: response.created\ndata: {json.dumps(created)}\n\n".encode()],
+        fault="stall",
+        fault_at=1,
+    )

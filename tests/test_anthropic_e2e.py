@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-import warnings
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import httpcore
 import httpx
 import pytest
 import trio
 import trio.testing
 
-from aibridge_cli.scripted import Reply
+from aibridge_cli.scripted import Fault, Reply
+from aibridge_cli.serve import ServeOptions, build_app
+from aibridge_cli.server import Server
 from aibridge_cli.sse import SSEDecoder, SSEEvent
+from aibridge_cli.tools import InjectedTool, ToolSet
 
 from .anthropic_script import (
     FINAL_TURN,
@@ -34,11 +37,12 @@ from .anthropic_script import (
 )
 from .conftest import Stack, StackFactory
 from .rawhttp import RawClient
+from .sdkutil import collect_sdk_garbage
 
 K0, K1 = "sk-ant-test-key-zero-0000AAAA", "sk-ant-test-key-one-1111BBBB"
 CLIENT_KEY = "sk-ant-client-own-key-CCCC"
-HELLO = [{"role": "user", "content": "hi"}]
-CLIENT_TOOL = {
+HELLO: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
+CLIENT_TOOL: anthropic.types.ToolParam = {
     "name": "get_time",
     "description": "The local time",
     "input_schema": {"type": "object", "properties": {"tz": {"type": "string"}}},
@@ -88,17 +92,8 @@ class StreamFailure:
 
 
 async def sdk_stream_until_it_raises(s: Stack) -> StreamFailure:
-    """Iterate a stream with the SDK until it raises ``APIStatusError``.
-
-    The SDK then leaves its own async generators half-consumed (not ours to fix): they are
-    collected here, where that is expected, so their ResourceWarning cannot fail a later test.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        failure = await _iterate(s)
-        for _ in range(4):  # trio closes each dropped generator in a task: let the cascade run
-            gc.collect()
-            await trio.testing.wait_all_tasks_blocked()
+    """Iterate a stream with the SDK until it raises ``APIStatusError``."""
+    failure = await collect_sdk_garbage(_iterate(s))
     assert failure is not None, "the SDK did not raise"
     return failure
 
@@ -116,6 +111,26 @@ async def _iterate(s: Stack) -> StreamFailure | None:
     return None
 
 
+async def one_request(s: Stack, streaming: bool) -> anthropic.types.Message:
+    """One SDK request, streamed (read to its final message) or blocking."""
+    async with sdk(s) as client:
+        if not streaming:
+            return await client.messages.create(model="claude-test", max_tokens=5, messages=HELLO)
+        async with client.messages.stream(model="claude-test", max_tokens=5, messages=HELLO) as st:
+            return await st.get_final_message()
+
+
+def hello_cut_after_first_delta(fault: Fault) -> Reply:
+    """'Hello' streamed in two deltas; ``fault`` strikes before the second."""
+    return stream(
+        message_start(),
+        text_block(0, "Hel", "lo"),
+        message_end("end_turn", 1),
+        fault=fault,
+        fault_at=3,
+    )
+
+
 def upstream_keys(s: Stack) -> list[str | None]:
     return [seen.header("x-api-key") for seen in s.upstream.seen]
 
@@ -124,8 +139,10 @@ def upstream_keys(s: Stack) -> list[str | None]:
 
 
 async def test_streamed_text(stack: StackFactory) -> None:
-    s = await stack([stream(message_start(), text_block(0, "Hello", " world"), message_end("end_turn", 3))],
-                    keys=[K0])
+    s = await stack(
+        [stream(message_start(), text_block(0, "Hello", " world"), message_end("end_turn", 3))],
+        keys=[K0],
+    )
     async with sdk(s) as client:
         async with client.messages.stream(model="claude-test", max_tokens=50, messages=HELLO) as st:
             texts = [text async for text in st.text_stream]
@@ -144,25 +161,31 @@ async def test_blocking(stack: StackFactory) -> None:
     s = await stack([message([{"type": "text", "text": "Hi there"}], "end_turn", 2)], keys=[K0])
     async with sdk(s) as client:
         reply = await client.messages.create(model="claude-test", max_tokens=50, messages=HELLO)
-    assert reply.content[0].type == "text" and reply.content[0].text == "Hi there"
+    assert reply.content[0].type == "text"
+    assert reply.content[0].text == "Hi there"
     assert reply.stop_reason == "end_turn"
     assert (reply.usage.input_tokens, reply.usage.output_tokens) == (5, 2)
 
 
-async def test_injected_tool_turn_streams_as_one_message(stack: StackFactory, http: httpx.AsyncClient) -> None:
+async def test_injected_tool_turn_streams_as_one_message(
+    stack: StackFactory, http: httpx.AsyncClient
+) -> None:
     s = await stack([TOOL_TURN, FINAL_TURN], keys=[K0])
     response = await raw_stream(http, s)
     assert response.status_code == 200
     events = parse_sse_strictly(response.content)
     kinds = [e.event for e in events]
     assert kinds.count("message_start") == 1
-    assert kinds.count("message_delta") == 1 and kinds.count("message_stop") == 1
+    assert kinds.count("message_delta") == 1
+    assert kinds.count("message_stop") == 1
     assert kinds[-2:] == ["message_delta", "message_stop"]
     blocks = [json.loads(e.data) for e in events if e.event == "content_block_start"]
     assert [b["index"] for b in blocks] == [0, 1]  # contiguous across iterations
     assert all(b["content_block"]["type"] == "text" for b in blocks)
     assert b"bmcp_weather" not in response.content  # no injected tool_use reaches the client
-    indexes = [json.loads(e.data)["index"] for e in events if e.event.startswith("content_block")]
+    indexes = [
+        json.loads(e.data)["index"] for e in events if (e.event or "").startswith("content_block")
+    ]
     assert indexes == sorted(indexes)
     delta = json.loads(events[-2].data)
     assert delta["delta"]["stop_reason"] == "end_turn"
@@ -172,7 +195,10 @@ async def test_injected_tool_turn_streams_as_one_message(stack: StackFactory, ht
     follow_up = s.upstream.seen[1].json()["messages"]
     assert follow_up[-2]["role"] == "assistant"
     assert follow_up[-2]["content"][1] == {
-        "type": "tool_use", "id": "toolu_1", "name": "bmcp_weather", "input": {"city": "Paris"}
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "bmcp_weather",
+        "input": {"city": "Paris"},
     }
     assert follow_up[-1] == {
         "role": "user",
@@ -197,34 +223,57 @@ async def test_injected_tool_turn_blocking(stack: StackFactory) -> None:
     s = await stack(
         [
             message(
-                [{"type": "text", "text": "Checking."},
-                 {"type": "tool_use", "id": "toolu_9", "name": "bmcp_weather", "input": {"city": "Oslo"}}],
-                "tool_use", 10, msg_id="msg_a",
+                [
+                    {"type": "text", "text": "Checking."},
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_9",
+                        "name": "bmcp_weather",
+                        "input": {"city": "Oslo"},
+                    },
+                ],
+                "tool_use",
+                10,
+                msg_id="msg_a",
             ),
-            message([{"type": "text", "text": "Cold."}], "end_turn", 3, input_tokens=9, msg_id="msg_b"),
+            message(
+                [{"type": "text", "text": "Cold."}], "end_turn", 3, input_tokens=9, msg_id="msg_b"
+            ),
         ],
         keys=[K0],
     )
     async with sdk(s) as client:
         reply = await client.messages.create(model="claude-test", max_tokens=50, messages=HELLO)
     assert [(b.type, getattr(b, "text", None)) for b in reply.content] == [
-        ("text", "Checking."), ("text", "Cold.")
+        ("text", "Checking."),
+        ("text", "Cold."),
     ]
     assert reply.stop_reason == "end_turn"
     assert (reply.usage.input_tokens, reply.usage.output_tokens) == (14, 13)
     tool_result = s.upstream.seen[1].json()["messages"][-1]["content"][0]
-    assert tool_result == {"type": "tool_result", "tool_use_id": "toolu_9", "content": "sunny, 21 C"}
+    assert tool_result == {
+        "type": "tool_result",
+        "tool_use_id": "toolu_9",
+        "content": "sunny, 21 C",
+    }
 
 
-async def test_client_defined_tool_is_relayed_unchanged(stack: StackFactory, http: httpx.AsyncClient) -> None:
-    reply = stream(message_start(), text_block(0, "Checking the time."),
-                   tool_block(1, "get_time", {"tz": "UTC"}, "toolu_c"), message_end("tool_use", 6))
+async def test_client_defined_tool_is_relayed_unchanged(
+    stack: StackFactory, http: httpx.AsyncClient
+) -> None:
+    reply = stream(
+        message_start(),
+        text_block(0, "Checking the time."),
+        tool_block(1, "get_time", {"tz": "UTC"}, "toolu_c"),
+        message_end("tool_use", 6),
+    )
     s = await stack([reply, reply], keys=[K0])
     response = await raw_stream(http, s, tools=[CLIENT_TOOL])
     assert response.content == b"".join(reply.chunks)  # byte for byte
     async with sdk(s) as client:
-        async with client.messages.stream(model="claude-test", max_tokens=50, messages=HELLO,
-                                          tools=[CLIENT_TOOL]) as st:  # type: ignore[list-item]
+        async with client.messages.stream(
+            model="claude-test", max_tokens=50, messages=HELLO, tools=[CLIENT_TOOL]
+        ) as st:
             final = await st.get_final_message()
     assert final.stop_reason == "tool_use"
     tool_use = final.content[1]
@@ -237,24 +286,30 @@ async def test_client_defined_tool_is_relayed_unchanged(stack: StackFactory, htt
 # -- the key pool ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "error_type", "state"), [
-    (429, "rate_limit_error", "cooling"),
-    (401, "authentication_error", "disabled"),
-    (403, "permission_error", "disabled"),
-])
+@pytest.mark.parametrize(
+    ("status", "error_type", "state"),
+    [
+        (429, "rate_limit_error", "cooling"),
+        (401, "authentication_error", "disabled"),
+        (403, "permission_error", "disabled"),
+    ],
+)
 @pytest.mark.parametrize("streaming", [True, False])
 async def test_failover_to_the_next_key(
-    stack: StackFactory, http: httpx.AsyncClient, status: int, error_type: str, state: str, streaming: bool
+    stack: StackFactory,
+    http: httpx.AsyncClient,
+    status: int,
+    error_type: str,
+    state: str,
+    streaming: bool,
 ) -> None:
-    ok = (stream(message_start(), text_block(0, "ok"), message_end("end_turn", 1)) if streaming
-          else message([{"type": "text", "text": "ok"}], "end_turn", 1))
+    ok = (
+        stream(message_start(), text_block(0, "ok"), message_end("end_turn", 1))
+        if streaming
+        else message([{"type": "text", "text": "ok"}], "end_turn", 1)
+    )
     s = await stack([error_reply(status, error_type), ok], keys=[K0, K1])
-    async with sdk(s) as client:
-        if streaming:
-            async with client.messages.stream(model="claude-test", max_tokens=5, messages=HELLO) as st:
-                final = await st.get_final_message()
-        else:
-            final = await client.messages.create(model="claude-test", max_tokens=5, messages=HELLO)
+    final = await one_request(s, streaming)
     assert final.content[0].text == "ok"  # type: ignore[union-attr]
     assert upstream_keys(s) == [K0, K1]
     status_doc = (await http.get(s.proxy_url + "/aibridge/status")).json()
@@ -263,23 +318,27 @@ async def test_failover_to_the_next_key(
     assert keys[0]["last_status"] == status
 
 
+async def test_each_loop_iteration_fails_over_on_its_own(stack: StackFactory) -> None:
+    s = await stack([TOOL_TURN, rate_limited("7"), FINAL_TURN], keys=[K0, K1])
+    final = await one_request(s, streaming=True)
+    assert [b.text for b in final.content] == ["Let me check.", "Sunny in Paris."]  # type: ignore[union-attr]
+    assert upstream_keys(s) == [K0, K0, K1]
+
+
 @pytest.mark.parametrize("streaming", [True, False])
 async def test_all_keys_rate_limited_is_429_with_the_smallest_retry_after(
     stack: StackFactory, streaming: bool
 ) -> None:
     s = await stack([rate_limited("30"), rate_limited("3")], keys=[K0, K1])
-    async with sdk(s) as client:
-        with pytest.raises(anthropic.RateLimitError) as caught:
-            if streaming:
-                async with client.messages.stream(model="claude-test", max_tokens=5, messages=HELLO) as st:
-                    await st.get_final_message()
-            else:
-                await client.messages.create(model="claude-test", max_tokens=5, messages=HELLO)
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await one_request(s, streaming)
     error = caught.value
     assert error.status_code == 429
     assert error.response.headers["retry-after"] == "3"
-    assert error.body == {"type": "error", "error": {
-        "type": "rate_limit_error", "message": "all configured keys are rate-limited"}}
+    assert error.body == {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": "all configured keys are rate-limited"},
+    }
     assert upstream_keys(s) == [K0, K1]
     # A new request while both cool: no upstream attempt at all.
     async with sdk(s) as client:
@@ -290,8 +349,10 @@ async def test_all_keys_rate_limited_is_429_with_the_smallest_retry_after(
 
 
 async def test_all_keys_unauthorized_is_502(stack: StackFactory) -> None:
-    s = await stack([error_reply(401, "authentication_error"), error_reply(403, "permission_error")],
-                    keys=[K0, K1])
+    s = await stack(
+        [error_reply(401, "authentication_error"), error_reply(403, "permission_error")],
+        keys=[K0, K1],
+    )
     async with sdk(s) as client:
         with pytest.raises(anthropic.APIStatusError) as caught:
             await client.messages.create(model="claude-test", max_tokens=5, messages=HELLO)
@@ -303,28 +364,32 @@ async def test_all_keys_unauthorized_is_502(stack: StackFactory) -> None:
 @pytest.mark.parametrize("streaming", [True, False])
 async def test_500_is_relayed_without_failover(stack: StackFactory, streaming: bool) -> None:
     s = await stack([error_reply(500, "api_error", "upstream broke")], keys=[K0, K1])
-    async with sdk(s) as client:
-        with pytest.raises(anthropic.InternalServerError) as caught:
-            if streaming:
-                async with client.messages.stream(model="claude-test", max_tokens=5, messages=HELLO) as st:
-                    await st.get_final_message()
-            else:
-                await client.messages.create(model="claude-test", max_tokens=5, messages=HELLO)
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        await one_request(s, streaming)
     assert caught.value.status_code == 500
-    assert caught.value.body == {"type": "error", "error": {"type": "api_error", "message": "upstream broke"}}
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "upstream broke"},
+    }
     assert upstream_keys(s) == [K0]
 
 
 async def test_no_keys_forwards_the_clients_key_and_relays_its_429(stack: StackFactory) -> None:
-    s = await stack([stream(message_start(), text_block(0, "ok"), message_end("end_turn", 1)),
-                     rate_limited("9")])
+    s = await stack(
+        [
+            stream(message_start(), text_block(0, "ok"), message_end("end_turn", 1)),
+            rate_limited("9"),
+        ]
+    )
     async with sdk(s) as client:
         async with client.messages.stream(model="claude-test", max_tokens=5, messages=HELLO) as st:
             await st.get_final_message()
         with pytest.raises(anthropic.RateLimitError) as caught:
             await client.messages.create(model="claude-test", max_tokens=5, messages=HELLO)
     # This SDK sends its key as a bearer token; the proxy forwards it as it came.
-    assert [seen.header("authorization") for seen in s.upstream.seen] == [f"Bearer {CLIENT_KEY}"] * 2
+    assert [seen.header("authorization") for seen in s.upstream.seen] == [
+        f"Bearer {CLIENT_KEY}"
+    ] * 2
     assert caught.value.response.headers["retry-after"] == "9"
     assert caught.value.body["error"]["message"] == "slow down"  # type: ignore[index]
     assert len(s.upstream.seen) == 2  # no failover
@@ -363,8 +428,10 @@ async def test_seed_case_tool_turn_then_every_key_429_is_one_sse_error(
     assert response.headers["content-type"] == "text/event-stream"
     events = parse_sse_strictly(response.content)
     assert [e.event for e in events] == ["message_start", "error"]
-    assert json.loads(events[1].data) == {"type": "error", "error": {
-        "type": "rate_limit_error", "message": "all configured keys are rate-limited"}}
+    assert json.loads(events[1].data) == {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": "all configured keys are rate-limited"},
+    }
     assert upstream_keys(s) == [K0, K0, K1]
 
 
@@ -375,17 +442,34 @@ async def test_seed_case_through_the_sdk_raises_while_iterating(stack: StackFact
     assert failure.error_type == "rate_limit_error"
 
 
-async def test_upstream_error_event_mid_stream_is_relayed(stack: StackFactory, http: httpx.AsyncClient) -> None:
-    reply = stream(message_start(), [
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}}),
-        ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
-    ])
+async def test_upstream_error_event_mid_stream_is_relayed(
+    stack: StackFactory, http: httpx.AsyncClient
+) -> None:
+    reply = stream(
+        message_start(),
+        [
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+            (
+                "error",
+                {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            ),
+        ],
+    )
     s = await stack([reply, reply], keys=[K0])
     response = await raw_stream(http, s)
     events = parse_sse_strictly(response.content)
     assert [e.event for e in events] == ["message_start", "content_block_start", "error"]
-    assert json.loads(events[-1].data)["error"] == {"type": "overloaded_error", "message": "Overloaded"}
+    assert json.loads(events[-1].data)["error"] == {
+        "type": "overloaded_error",
+        "message": "Overloaded",
+    }
     failure = await sdk_stream_until_it_raises(s)
     assert failure.seen == ["message_start", "content_block_start"]
     assert (failure.error_type, failure.message) == ("overloaded_error", "Overloaded")
@@ -394,14 +478,16 @@ async def test_upstream_error_event_mid_stream_is_relayed(stack: StackFactory, h
 async def test_upstream_connection_lost_mid_stream_is_an_sse_api_error(
     stack: StackFactory, http: httpx.AsyncClient
 ) -> None:
-    broken = stream(message_start(), text_block(0, "Hel", "lo"), message_end("end_turn", 1),
-                    fault="reset-in-body", fault_at=3)
+    broken = hello_cut_after_first_delta("reset-in-body")
     s = await stack([broken], keys=[K0])
     response = await raw_stream(http, s)
     assert response.status_code == 200
     events = parse_sse_strictly(response.content)
     assert [e.event for e in events] == [
-        "message_start", "content_block_start", "content_block_delta", "error"
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "error",
     ]
     error = json.loads(events[-1].data)["error"]
     assert error["type"] == "api_error"
@@ -415,20 +501,23 @@ async def test_upstream_stream_that_ends_early_is_an_sse_api_error(
     response = await raw_stream(http, s)
     events = parse_sse_strictly(response.content)
     assert events[-1].event == "error"
-    assert json.loads(events[-1].data)["error"]["message"] == "upstream stream ended before message_stop"
+    assert (
+        json.loads(events[-1].data)["error"]["message"]
+        == "upstream stream ended before message_stop"
+    )
 
 
 async def test_client_disconnect_mid_stream_closes_the_upstream_within_a_second(
     stack: StackFactory,
 ) -> None:
-    stalling = stream(message_start(), text_block(0, "Hel", "lo"), message_end("end_turn", 1),
-                      fault="stall", fault_at=3)
+    stalling = hello_cut_after_first_delta("stall")
     s = await stack([stalling], keys=[K0])
     host, port = s.proxy_url.removeprefix("http://").split(":")
     client = RawClient(await trio.open_tcp_stream(host, int(port)))
     body = json.dumps({"model": "m", "max_tokens": 5, "stream": True, "messages": HELLO})
-    await client.send_request("POST", "/anthropic/v1/messages", body.encode(),
-                              [("content-type", "application/json")])
+    await client.send_request(
+        "POST", "/anthropic/v1/messages", body.encode(), [("content-type", "application/json")]
+    )
     got = b""
     while b"content_block_delta" not in got:
         got += await client.stream.receive_some(65536)
@@ -463,8 +552,11 @@ async def test_upstream_idle_read_timeout_before_the_stream_is_504(
 ) -> None:
     from aibridge_cli.upstream import UpstreamTimeouts
 
-    s = await stack([Reply(200, [("content-type", "text/event-stream")], [], fault="stall")],
-                    keys=[K0], timeouts=UpstreamTimeouts(read=300.0))
+    s = await stack(
+        [Reply(200, [("content-type", "text/event-stream")], [], fault="stall")],
+        keys=[K0],
+        timeouts=UpstreamTimeouts(read=300.0),
+    )
     start = trio.current_time()
     response = await raw_stream(http, s)
     assert response.status_code == 504
@@ -477,8 +569,11 @@ async def test_upstream_idle_read_timeout_after_the_stream_began_is_an_sse_error
 ) -> None:
     from aibridge_cli.upstream import UpstreamTimeouts
 
-    s = await stack([stream(message_start(), text_block(0, "Hel"), fault="stall", fault_at=2)],
-                    keys=[K0], timeouts=UpstreamTimeouts(read=300.0))
+    s = await stack(
+        [stream(message_start(), text_block(0, "Hel"), fault="stall", fault_at=2)],
+        keys=[K0],
+        timeouts=UpstreamTimeouts(read=300.0),
+    )
     response = await raw_stream(http, s)
     assert response.status_code == 200
     events = parse_sse_strictly(response.content)
@@ -494,11 +589,23 @@ async def test_upstream_idle_read_timeout_after_the_stream_began_is_an_sse_error
 
 
 async def test_models_and_count_tokens_pass_through_unchanged(stack: StackFactory) -> None:
-    models = {"data": [{"type": "model", "id": "claude-test", "display_name": "Test",
-                        "created_at": "2025-01-01T00:00:00Z"}],
-              "has_more": False, "first_id": "claude-test", "last_id": "claude-test"}
-    s = await stack([Reply.json(models, headers=[("x-upstream", "yes")]),
-                     Reply.json({"input_tokens": 42})], keys=[K0])
+    models = {
+        "data": [
+            {
+                "type": "model",
+                "id": "claude-test",
+                "display_name": "Test",
+                "created_at": "2025-01-01T00:00:00Z",
+            }
+        ],
+        "has_more": False,
+        "first_id": "claude-test",
+        "last_id": "claude-test",
+    }
+    s = await stack(
+        [Reply.json(models, headers=[("x-upstream", "yes")]), Reply.json({"input_tokens": 42})],
+        keys=[K0],
+    )
     async with sdk(s) as client:
         page = await client.models.list(limit=5)
         count = await client.messages.count_tokens(model="claude-test", messages=HELLO)
@@ -507,7 +614,11 @@ async def test_models_and_count_tokens_pass_through_unchanged(stack: StackFactor
     listing, counting = s.upstream.seen
     assert (listing.method, listing.path) == ("GET", "/v1/models")
     assert (counting.method, counting.path) == ("POST", "/v1/messages/count_tokens")
-    assert counting.json() == {"model": "claude-test", "messages": HELLO}  # untouched: no tools added
+    assert counting.json() == {
+        "model": "claude-test",
+        "messages": HELLO,
+    }  # untouched: no tools added
+    assert counting.header("content-type") == "application/json"
     assert upstream_keys(s) == [K0, K0]
 
 
@@ -525,9 +636,103 @@ async def test_status_and_logs_show_keys_masked_only(
     assert doc["stream_initiation"] == "eager"
     assert doc["tools"] == ["bmcp_weather"]
     request_lines = [r.getMessage() for r in caplog.records if r.name == "aibridge.requests"]
-    assert any("POST /anthropic/v1/messages 200" in line and "attempts=3" in line
-               and "keys=sk-a…AAAA,sk-a…AAAA,sk-a…BBBB" in line for line in request_lines)
+    assert any(
+        "POST /anthropic/v1/messages 200" in line
+        and "attempts=3" in line
+        and "keys=sk-a…AAAA,sk-a…AAAA,sk-a…BBBB" in line
+        for line in request_lines
+    )
     everything = caplog.text + status.text
     for secret in (K0, K1, CLIENT_KEY):
         assert secret not in everything
         assert secret[4:-4] not in everything
+
+
+# -- the agentic loop's edges -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+async def test_agentic_loop_is_bounded(
+    stack: StackFactory, http: httpx.AsyncClient, streaming: bool
+) -> None:
+    call = (
+        TOOL_ONLY_TURN
+        if streaming
+        else message(
+            [{"type": "tool_use", "id": "toolu_1", "name": "bmcp_weather", "input": {}}],
+            "tool_use",
+            1,
+        )
+    )
+    s = await stack([call] * 5, keys=[K0], max_iterations=3)
+    payload = {"model": "m", "max_tokens": 5, "stream": streaming, "messages": HELLO}
+    response = await http.post(s.proxy_url + "/anthropic/v1/messages", json=payload)
+    message_text = "the agentic loop did not finish in 3 iterations"
+    if streaming:  # the stream was initiated before iteration 2: an SSE error
+        assert response.status_code == 200
+        events = parse_sse_strictly(response.content)
+        assert [e.event for e in events] == ["message_start", "error"]
+        assert json.loads(events[1].data)["error"] == {"type": "api_error", "message": message_text}
+    else:
+        assert response.status_code == 502
+        assert response.json()["error"] == {"type": "api_error", "message": message_text}
+    assert len(s.upstream.seen) == 3
+
+
+async def test_failing_injected_tool_sends_an_error_result_upstream(stack: StackFactory) -> None:
+    failing = InjectedTool(
+        "bmcp_weather",
+        "Weather",
+        {"type": "object"},
+        command=(sys.executable, "-c", "import sys; sys.stderr.write('no data'); sys.exit(1)"),
+    )
+    s = await stack([TOOL_TURN, FINAL_TURN], keys=[K0], tools=ToolSet.of([failing]))
+    final = await one_request(s, streaming=True)
+    assert final.stop_reason == "end_turn"
+    result = s.upstream.seen[1].json()["messages"][-1]["content"][0]
+    assert result == {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "content": "no data",
+        "is_error": True,
+    }
+
+
+async def test_upstream_connect_timeout_is_504(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    class Blackhole(httpcore.AsyncNetworkBackend):
+        """A network where connecting never completes."""
+
+        async def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,  # noqa: ASYNC109  (httpcore's interface)
+            local_address: str | None = None,
+            socket_options: Any = None,
+        ) -> httpcore.AsyncNetworkStream:
+            try:
+                with trio.fail_after(float("inf") if timeout is None else timeout):
+                    await trio.sleep_forever()
+            except trio.TooSlowError:
+                raise httpcore.ConnectTimeout("connect timed out") from None
+
+    app = build_app(
+        ServeOptions(anthropic_base_url="http://upstream.test", anthropic_keys=[K0]),
+        tools=ToolSet(),
+        network_backend=Blackhole(),
+    )
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    nursery.start_soon(Server(app).serve_stream, server_stream)
+    client = RawClient(client_stream)
+    start = trio.current_time()
+    body = json.dumps({"model": "m", "max_tokens": 5, "stream": True, "messages": HELLO})
+    response = await client.request("POST", "/anthropic/v1/messages", body.encode())
+    await app.env.client.aclose()
+    assert response.status == 504
+    assert json.loads(response.body)["error"] == {
+        "type": "api_error",
+        "message": "upstream did not accept a connection in time",
+    }
+    assert trio.current_time() - start == pytest.approx(10.0)  # the default connect timeout

@@ -45,7 +45,9 @@ def assert_openai_error(response: httpx.Response, status: int, type_: str, fragm
         (RESPONSES, b'{"model": "gpt-x", "input": 3}', "input"),
     ],
 )
-async def test_bad_request_body_is_400(stack: StackFactory, path: str, body: bytes, fragment: str) -> None:
+async def test_bad_request_body_is_400(
+    stack: StackFactory, path: str, body: bytes, fragment: str
+) -> None:
     s = await stack([])
     async with httpx.AsyncClient() as http:
         response = await http.post(s.proxy_url + path, content=body)
@@ -95,11 +97,17 @@ def closed_port() -> int:
 async def test_unreachable_upstream_is_502(
     nursery: trio.Nursery, path: str, body: dict[str, Any], streaming: bool
 ) -> None:
-    app = build_app(ServeOptions(openai_base_url=f"http://127.0.0.1:{closed_port()}/v1", openai_keys=["sk-k1-aaaa1111"]))
+    app = build_app(
+        ServeOptions(
+            openai_base_url=f"http://127.0.0.1:{closed_port()}/v1", openai_keys=["sk-k1-aaaa1111"]
+        )
+    )
     server = Server(app)
     host, port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
     async with httpx.AsyncClient() as http:
-        response = await http.post(f"http://{host}:{port}{path}", json={**body, "stream": streaming})
+        response = await http.post(
+            f"http://{host}:{port}{path}", json={**body, "stream": streaming}
+        )
     assert_openai_error(response, 502, "api_error", "unreachable")
     await app.env.client.aclose()
     server.shutdown()

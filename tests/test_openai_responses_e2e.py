@@ -25,12 +25,18 @@ from .openai_scripts import (
     openai_error_reply,
     response_object,
     responses_stream,
+    stalled_after_created,
 )
 
 pytestmark = SDK_GENERATORS
 
 KEYS = ["sk-first-1111aaaa", "sk-second-2222bbbb"]
-CLIENT_TOOL: Any = {"type": "function", "name": "read_file", "parameters": {"type": "object"}, "strict": False}
+CLIENT_TOOL: Any = {
+    "type": "function",
+    "name": "read_file",
+    "parameters": {"type": "object"},
+    "strict": False,
+}
 _clients = SDKClients()
 client_for = _clients.open
 
@@ -51,21 +57,32 @@ def blocking(response_id: str, items: list[Any]) -> Reply:
 
 async def stream_final(stack: Stack, **kwargs: Any) -> tuple[list[Any], Any]:
     """Run the SDK's streaming helper (strict about ids and indexes); events and result."""
-    async with client_for(stack).responses.stream(model="gpt-x", input="weather?", **kwargs) as stream:
+    async with client_for(stack).responses.stream(
+        model="gpt-x", input="weather?", **kwargs
+    ) as stream:
         events = [event async for event in stream]
         final = await stream.get_final_response()
     return events, final
 
 
 async def test_streaming_text_relayed(stack: StackFactory) -> None:
-    s = await stack([responses_stream("resp_1", [message_item("msg_1", "Hello.")])], openai_keys=KEYS)
+    s = await stack(
+        [responses_stream("resp_1", [message_item("msg_1", "Hello.")])], openai_keys=KEYS
+    )
     events, final = await stream_final(s)
     assert final.id == "resp_1"
     assert final.output_text == "Hello."
     assert [e.sequence_number for e in events] == list(range(len(events)))
     sent = s.upstream.seen[0].json()
-    assert sent["tools"] == [{"type": "function", "name": "bmcp_weather", "description": WEATHER.description,
-                              "parameters": dict(WEATHER.input_schema), "strict": False}]
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "name": "bmcp_weather",
+            "description": WEATHER.description,
+            "parameters": dict(WEATHER.input_schema),
+            "strict": False,
+        }
+    ]
     assert sent["parallel_tool_calls"] is False
 
 
@@ -76,10 +93,19 @@ async def test_blocking_text_relayed(stack: StackFactory) -> None:
 
 
 @pytest.mark.parametrize("preamble", [False, True])
-async def test_streaming_injected_tool_turn_is_invisible(stack: StackFactory, preamble: bool) -> None:
-    first = [message_item("msg_0", "Checking."), function_item("bmcp_weather")] if preamble else [function_item("bmcp_weather")]
+async def test_streaming_injected_tool_turn_is_invisible(
+    stack: StackFactory, preamble: bool
+) -> None:
+    first = (
+        [message_item("msg_0", "Checking."), function_item("bmcp_weather")]
+        if preamble
+        else [function_item("bmcp_weather")]
+    )
     s = await stack(
-        [responses_stream("resp_1", first), responses_stream("resp_2", [message_item("msg_2", "Sunny.")])],
+        [
+            responses_stream("resp_1", first),
+            responses_stream("resp_2", [message_item("msg_2", "Sunny.")]),
+        ],
         openai_keys=KEYS,
     )
     events, final = await stream_final(s)
@@ -91,26 +117,45 @@ async def test_streaming_injected_tool_turn_is_invisible(stack: StackFactory, pr
     follow_up = s.upstream.seen[1].json()["input"]
     assert follow_up[0] == {"role": "user", "content": "weather?"}
     assert follow_up[-2] == function_item("bmcp_weather")
-    assert follow_up[-1] == {"type": "function_call_output", "call_id": "call_1", "output": "sunny, 21 C"}
+    assert follow_up[-1] == {
+        "type": "function_call_output",
+        "call_id": "call_1",
+        "output": "sunny, 21 C",
+    }
     assert len(follow_up) == (4 if preamble else 3)
 
 
 async def test_blocking_injected_tool_turn_is_invisible(stack: StackFactory) -> None:
     s = await stack(
-        [blocking("resp_1", [function_item("bmcp_weather")]), blocking("resp_2", [message_item("m", "Sunny.")])],
+        [
+            blocking("resp_1", [function_item("bmcp_weather")]),
+            blocking("resp_2", [message_item("m", "Sunny.")]),
+        ],
         openai_keys=KEYS,
     )
-    done = await client_for(s).responses.create(model="gpt-x", input=[{"role": "user", "content": "weather?"}])
+    done = await client_for(s).responses.create(
+        model="gpt-x", input=[{"role": "user", "content": "weather?"}]
+    )
     assert (done.id, done.output_text) == ("resp_2", "Sunny.")
     assert [item.type for item in done.output] == ["message"]
     assert [i.get("type", "message") for i in s.upstream.seen[1].json()["input"]] == [
-        "message", "function_call", "function_call_output"]
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
 
 
-@pytest.mark.parametrize(("field", "value"), [("previous_response_id", "resp_prev"), ("conversation", "conv_1")])
-async def test_continuations_passed_through_across_a_tool_turn(stack: StackFactory, field: str, value: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value"), [("previous_response_id", "resp_prev"), ("conversation", "conv_1")]
+)
+async def test_continuations_passed_through_across_a_tool_turn(
+    stack: StackFactory, field: str, value: str
+) -> None:
     s = await stack(
-        [blocking("resp_1", [function_item("bmcp_weather")]), blocking("resp_2", [message_item("m", "Sunny.")])],
+        [
+            blocking("resp_1", [function_item("bmcp_weather")]),
+            blocking("resp_2", [message_item("m", "Sunny.")]),
+        ],
         openai_keys=KEYS,
     )
     await client_for(s).responses.create(model="gpt-x", input="weather?", **{field: value})
@@ -121,7 +166,11 @@ async def test_continuations_passed_through_across_a_tool_turn(stack: StackFacto
         # The upstream already added the input and the call to the conversation.
         assert second["input"] == [output]
     else:
-        assert second["input"] == [{"role": "user", "content": "weather?"}, function_item("bmcp_weather"), output]
+        assert second["input"] == [
+            {"role": "user", "content": "weather?"},
+            function_item("bmcp_weather"),
+            output,
+        ]
 
 
 @pytest.mark.parametrize("streaming", [True, False])
@@ -152,18 +201,6 @@ async def test_failover_to_next_key(stack: StackFactory, status: int, streaming:
     assert keys_seen(s) == [f"Bearer {KEYS[0]}", f"Bearer {KEYS[1]}"]
 
 
-@pytest.mark.parametrize("streaming", [True, False])
-async def test_all_keys_rate_limited_gives_smallest_retry_after(stack: StackFactory, streaming: bool) -> None:
-    s = await stack([openai_error_reply(429, retry_after="30"), openai_error_reply(429, retry_after="7")], openai_keys=KEYS)
-    with pytest.raises(openai.RateLimitError) as caught:
-        await client_for(s).responses.create(model="gpt-x", input="x", stream=streaming)
-    assert caught.value.response.headers["retry-after"] == "7"
-    assert caught.value.body == {
-        "message": "all configured keys are rate-limited", "type": "rate_limit_error",
-        "param": None, "code": "rate_limit_exceeded",
-    }
-
-
 async def test_all_keys_unauthorized_is_502(stack: StackFactory) -> None:
     s = await stack([openai_error_reply(401), openai_error_reply(403)], openai_keys=KEYS)
     with pytest.raises(openai.InternalServerError) as caught:
@@ -182,8 +219,11 @@ async def test_500_relayed_without_failover(stack: StackFactory, streaming: bool
 
 async def test_seed_case_ends_in_an_in_stream_error(stack: StackFactory) -> None:
     s = await stack(
-        [responses_stream("resp_1", [function_item("bmcp_weather")]),
-         openai_error_reply(429, retry_after="3"), openai_error_reply(429, retry_after="4")],
+        [
+            responses_stream("resp_1", [function_item("bmcp_weather")]),
+            openai_error_reply(429, retry_after="3"),
+            openai_error_reply(429, retry_after="4"),
+        ],
         openai_keys=KEYS,
     )
     stream = await client_for(s).responses.create(model="gpt-x", input="x", stream=True)
@@ -195,13 +235,21 @@ async def test_seed_case_ends_in_an_in_stream_error(stack: StackFactory) -> None
 
 async def test_seed_case_raw_stream_is_one_error_event(stack: StackFactory) -> None:
     s = await stack(
-        [responses_stream("resp_1", [function_item("bmcp_weather")]),
-         openai_error_reply(429, retry_after="3"), openai_error_reply(429, retry_after="4")],
+        [
+            responses_stream("resp_1", [function_item("bmcp_weather")]),
+            openai_error_reply(429, retry_after="3"),
+            openai_error_reply(429, retry_after="4"),
+        ],
         openai_keys=KEYS,
     )
-    async with httpx.AsyncClient() as http, http.stream(
-        "POST", s.proxy_url + "/openai/v1/responses", json={"model": "gpt-x", "input": "x", "stream": True},
-    ) as response:
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream(
+            "POST",
+            s.proxy_url + "/openai/v1/responses",
+            json={"model": "gpt-x", "input": "x", "stream": True},
+        ) as response,
+    ):
         body = (await response.aread()).decode()
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream"
@@ -214,10 +262,7 @@ async def test_seed_case_raw_stream_is_one_error_event(stack: StackFactory) -> N
 
 
 async def test_client_disconnect_closes_upstream_within_a_second(stack: StackFactory) -> None:
-    created = {"type": "response.created", "sequence_number": 0, "response": response_object("r", [], "in_progress")}
-    stalled = Reply(200, [("content-type", "text/event-stream")],
-                    [f"event: response.created\ndata: {json.dumps(created)}\n\n".encode()],
-                    fault="stall", fault_at=1)
+    stalled = stalled_after_created()
     s = await stack([stalled], openai_keys=KEYS, tools=ToolSet())  # no tools: events flow live
     client = client_for(s)
     stream = await client.responses.create(model="gpt-x", input="x", stream=True)
@@ -234,10 +279,7 @@ async def test_client_disconnect_closes_upstream_within_a_second(stack: StackFac
 async def test_client_disconnect_while_an_iteration_is_held(stack: StackFactory) -> None:
     """With injected tools the proxy holds the events back; a client that gives up still
     gets the upstream connection closed."""
-    created = {"type": "response.created", "sequence_number": 0, "response": response_object("r", [], "in_progress")}
-    stalled = Reply(200, [("content-type", "text/event-stream")],
-                    [f"event: response.created\ndata: {json.dumps(created)}\n\n".encode()],
-                    fault="stall", fault_at=1)
+    stalled = stalled_after_created()
     s = await stack([], openai_keys=KEYS)
     arrived = trio.Event()
 
@@ -255,8 +297,10 @@ async def test_client_disconnect_while_an_iteration_is_held(stack: StackFactory)
     async with httpx.AsyncClient() as http, trio.open_nursery() as nursery:
         with trio.CancelScope() as scope:
             nursery.start_soon(give_up_when_upstream_is_open, scope)
-            await http.post(s.proxy_url + "/openai/v1/responses",
-                            json={"model": "gpt-x", "input": "x", "stream": True})
+            await http.post(
+                s.proxy_url + "/openai/v1/responses",
+                json={"model": "gpt-x", "input": "x", "stream": True},
+            )
     assert arrived.is_set()
     with trio.fail_after(1):
         await s.upstream.all_closed.wait()

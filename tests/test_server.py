@@ -157,6 +157,8 @@ async def test_unknown_route_404_wrong_method_405(
         (b'{"model": 3, "messages": []}', "model: field required"),
         (b'{"model": "m"}', "messages: field required"),
         (b'{"model": "m", "messages": {}}', "messages: field required"),
+        (b'{"model": "m", "messages": [], "tools": 5}', "tools: must be a list of tool objects"),
+        (b'{"model": "m", "messages": [], "tools": [1]}', "tools: must be a list of tool objects"),
     ],
 )
 async def test_bad_request_body_is_400_invalid_request(
@@ -212,9 +214,8 @@ async def test_client_that_goes_away_cancels_the_handler(
     await trio.testing.wait_all_tasks_blocked()
     assert app.started == ["/sleep/forever"]
     await client.stream.aclose()
-    with trio.fail_after(1):
-        while server.connections:
-            await trio.sleep(0.01)
+    await trio.testing.wait_all_tasks_blocked()
+    assert not server.connections
     assert app.cancelled == ["/sleep/forever"]
 
 
@@ -244,7 +245,7 @@ async def _shutdown_scenario(
     assert (await idle.request("GET", "/warm")).status == 200
     await quick.send_request("GET", "/sleep/4")
     await stuck.send_request("GET", "/sleep/forever")
-    while len(app.started) < 3:
+    while len(app.started) < 3:  # noqa: ASYNC110  (the app has no event to offer)
         await trio.sleep(0.001)
     t0 = trio.current_time()
     server.shutdown()
@@ -261,5 +262,5 @@ async def _shutdown_scenario(
     assert trio.current_time() - t0 == pytest.approx(10.0, abs=0.01)
     assert app.cancelled == ["/sleep/forever"]
     await server.stopped.wait()
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="connect"):
         await trio.open_tcp_stream(*address)  # the listener is gone

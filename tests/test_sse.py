@@ -28,7 +28,10 @@ CASES: list[tuple[bytes, list[tuple[str | None, str, bytes]]]] = [
         [("a", "1", b"event: a\ndata: 1\n\n"), ("b", "2", b"event: b\ndata: 2\r\n\r\n")],
     ),
     (b"data\n\n", [(None, "", b"data\n\n")]),
-    ("data: caf\u00e9 \u2603\n\n".encode(), [(None, "caf\u00e9 \u2603", "data: caf\u00e9 \u2603\n\n".encode())]),
+    (
+        "data: caf\u00e9 \u2603\n\n".encode(),
+        [(None, "caf\u00e9 \u2603", "data: caf\u00e9 \u2603\n\n".encode())],
+    ),
 ]
 
 

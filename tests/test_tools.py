@@ -54,8 +54,10 @@ error = "backend down"
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
     }
     upper = tools.get("bmcp_upper")
-    assert upper is not None and upper.timeout == 5.0
-    assert "bmcp_broken" in tools and len(tools) == 3
+    assert upper is not None
+    assert upper.timeout == 5.0
+    assert "bmcp_broken" in tools
+    assert len(tools) == 3
 
 
 @pytest.mark.parametrize(
@@ -66,9 +68,18 @@ error = "backend down"
         ("[[tool]]\nresult = 'x'\n", "'name' must be a non-empty string"),
         ("[[tool]]\nname = 'a'\ncommand = []\n", "'command' must be a non-empty list of strings"),
         ("[[tool]]\nname = 'a'\ncommand = 'ls'\n", "'command' must be a non-empty list of strings"),
-        ("[[tool]]\nname = 'a'\nresult = 'x'\ninput_schema = 3\n", "'input_schema' must be a table"),
-        ("[[tool]]\nname = 'a'\nresult = 'x'\ntimeout = -1\n", "'timeout' must be a positive number"),
-        ("[[tool]]\nname = 'a'\nresult = 'x'\n[[tool]]\nname = 'a'\nresult = 'y'\n", "duplicate tool names: a"),
+        (
+            "[[tool]]\nname = 'a'\nresult = 'x'\ninput_schema = 3\n",
+            "'input_schema' must be a table",
+        ),
+        (
+            "[[tool]]\nname = 'a'\nresult = 'x'\ntimeout = -1\n",
+            "'timeout' must be a positive number",
+        ),
+        (
+            "[[tool]]\nname = 'a'\nresult = 'x'\n[[tool]]\nname = 'a'\nresult = 'y'\n",
+            "duplicate tool names: a",
+        ),
         ("tool = 3\n", "expected [[tool]] tables"),
         ("[[tool]\nname=", "not valid TOML"),
     ],

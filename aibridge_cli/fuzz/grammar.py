@@ -1,22 +1,33 @@
 """What a client may receive, sans-io: an error in JSON or a well-formed event stream.
 
 ``response_problems`` judges one raw response (status, headers, body bytes) against the
-provider's rules and returns what is wrong, in words; an empty list means well-formed.
-``normalize`` reduces a response to what must not depend on timing: events without pings
-or ids, JSON without ids, no chunk boundaries, no Retry-After value.
+rules of its API and returns what is wrong, in words; an empty list means well-formed.
+
+* Anthropic: one ``message_start`` first (or a lone error), blocks opened and closed in
+  order with contiguous indexes, ``message_delta`` then ``message_stop``, or one error
+  event last.
+* OpenAI Chat: every frame a ``chat.completion.chunk`` (or an error object), ``[DONE]``
+  or an error last.
+* OpenAI Responses: event names match their ``type``, ``sequence_number``s increase,
+  ``response.created`` first, a terminal ``response.*`` event or an error last.
+
+Everywhere: an error status carries the API's JSON error body and nothing else, and no
+injected tool call is visible.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..sse import SSEDecoder
 
 Headers = Sequence[tuple[str, str]]
+Events = Sequence[tuple[str | None, Any]]
 _SSE_FIELDS = (b"event:", b"data:", b"id:", b"retry:", b":")
+DONE = "[DONE]"
 
 
 @dataclass(frozen=True)
@@ -30,12 +41,12 @@ class Response:
     truncated: bool = False  # the client hung up on purpose: a prefix is all there is
 
 
-def _header(headers: Headers, name: str) -> str | None:
+def header(headers: Headers, name: str) -> str | None:
     return next((v for k, v in headers if k.lower() == name), None)
 
 
 def _media(headers: Headers) -> str:
-    return (_header(headers, "content-type") or "").split(";", 1)[0].strip().lower()
+    return (header(headers, "content-type") or "").split(";", 1)[0].strip().lower()
 
 
 def parse_events(
@@ -53,10 +64,15 @@ def parse_events(
     decoder = SSEDecoder()
     events: list[tuple[str | None, Any]] = []
     for event in decoder.feed(body):
+        if event.data == DONE:
+            events.append((event.event, DONE))
+            continue
         try:
             data = json.loads(event.data)
         except ValueError:
-            problems.append(f"event {event.event!r} carries data that is not JSON: {event.data[:60]!r}")
+            problems.append(
+                f"event {event.event!r} carries data that is not JSON: {event.data[:60]!r}"
+            )
             data = None
         events.append((event.event, data))
     if decoder.pending() and not truncated:
@@ -64,10 +80,32 @@ def parse_events(
     return events, problems
 
 
+def _is_anthropic_error(data: Any) -> bool:
+    if not isinstance(data, dict) or data.get("type") != "error":
+        return False
+    error = data.get("error")
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("type"), str)
+        and isinstance(error.get("message"), str)
+    )
+
+
+def _is_openai_error(data: Any) -> bool:
+    error = data.get("error") if isinstance(data, dict) else None
+    return isinstance(error, dict) and isinstance(error.get("message"), str)
+
+
+def _visible(name: Any, injected: Collection[str]) -> list[str]:
+    return [f"the injected tool {name!r} is visible to the client"] if name in injected else []
+
+
+# -- Anthropic ---------------------------------------------------------------------------------
+
+
 def anthropic_stream_problems(
-    events: Sequence[tuple[str | None, Any]], *, finished: bool, injected: Collection[str]
+    events: Events, *, finished: bool, injected: Collection[str]
 ) -> list[str]:
-    """Anthropic's event grammar: message_start, blocks in order, then message_stop or an error."""
     problems: list[str] = []
     real = [(name, data) for name, data in events if name != "ping"]
     if not real:
@@ -87,8 +125,8 @@ def anthropic_stream_problems(
             problems.append("a second message_start")
         elif name == "content_block_start":
             block = (data or {}).get("content_block") or {}
-            if block.get("type") == "tool_use" and block.get("name") in injected:
-                problems.append(f"the injected tool {block.get('name')!r} is visible to the client")
+            if block.get("type") == "tool_use":
+                problems += _visible(block.get("name"), injected)
             if open_block is not None:
                 problems.append(f"block {index} opened while block {open_block} is open")
             if index != next_index:
@@ -114,7 +152,7 @@ def anthropic_stream_problems(
                 problems.append("message_stop without message_delta")
             ended = name
         elif name == "error":
-            if not _is_error_body(data):
+            if not _is_anthropic_error(data):
                 problems.append(f"an error event that is not an Anthropic error: {data!r:.80}")
             ended = name
     if finished and ended is None:
@@ -122,17 +160,130 @@ def anthropic_stream_problems(
     return problems
 
 
-def _is_error_body(data: Any) -> bool:
-    if not isinstance(data, dict) or data.get("type") != "error":
-        return False
-    error = data.get("error")
-    return isinstance(error, dict) and isinstance(error.get("type"), str) and isinstance(
-        error.get("message"), str
-    )
+def _anthropic_body(data: Any, injected: Collection[str]) -> list[str]:
+    if not isinstance(data, dict) or data.get("type") != "message":
+        return ["a 2xx JSON body that is not a message"]
+    return [
+        p
+        for block in data.get("content") or []
+        if isinstance(block, dict) and block.get("type") == "tool_use"
+        for p in _visible(block.get("name"), injected)
+    ]
 
 
-def response_problems(response: Response, *, streaming: bool, injected: Collection[str]) -> list[str]:
-    """Everything wrong with one Anthropic response, as the client would see it."""
+# -- OpenAI Chat Completions -------------------------------------------------------------------
+
+
+def chat_stream_problems(events: Events, *, finished: bool, injected: Collection[str]) -> list[str]:
+    problems: list[str] = []
+    ended: str | None = None
+    for _, data in events:
+        if ended is not None:
+            problems.append(f"a frame after the terminal {ended}")
+            break
+        if data == DONE:
+            ended = DONE
+        elif _is_openai_error(data):
+            ended = "error"
+        elif not isinstance(data, dict) or data.get("object") != "chat.completion.chunk":
+            problems.append(f"a frame that is not a chat.completion.chunk: {data!r:.80}")
+        else:
+            for choice in data.get("choices") or []:
+                for call in ((choice or {}).get("delta") or {}).get("tool_calls") or []:
+                    problems += _visible(((call or {}).get("function") or {}).get("name"), injected)
+    if finished and ended is None:
+        problems.append("the stream ended without [DONE] or an error")
+    return problems
+
+
+def _chat_body(data: Any, injected: Collection[str]) -> list[str]:
+    if not isinstance(data, dict) or data.get("object") != "chat.completion":
+        return ["a 2xx JSON body that is not a chat.completion"]
+    return [
+        p
+        for choice in data.get("choices") or []
+        for call in ((choice or {}).get("message") or {}).get("tool_calls") or []
+        for p in _visible(((call or {}).get("function") or {}).get("name"), injected)
+    ]
+
+
+# -- OpenAI Responses --------------------------------------------------------------------------
+
+_TERMINAL = ("response.completed", "response.failed", "response.incomplete", "error")
+
+
+def _responses_items(data: Any) -> list[Any]:
+    if not isinstance(data, dict):
+        return []
+    items = [data.get("item")] if isinstance(data.get("item"), dict) else []
+    response = data.get("response")
+    if isinstance(response, dict):
+        items += [i for i in response.get("output") or [] if isinstance(i, dict)]
+    return items
+
+
+def responses_stream_problems(
+    events: Events, *, finished: bool, injected: Collection[str]
+) -> list[str]:
+    problems: list[str] = []
+    if not events:
+        return ["an empty event stream"] if finished else []
+    if events[0][0] not in ("response.created", "error"):
+        problems.append(f"the first event is {events[0][0]!r}, not response.created or an error")
+    last_sequence = -1
+    ended: str | None = None
+    for name, data in events:
+        if ended is not None:
+            problems.append(f"event {name!r} after the terminal {ended!r}")
+            break
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind != name:
+            problems.append(f"event {name!r} carries type {kind!r}")
+        sequence = data.get("sequence_number") if isinstance(data, dict) else None
+        if isinstance(sequence, int):
+            if sequence <= last_sequence:
+                problems.append(f"sequence_number {sequence} after {last_sequence}")
+            last_sequence = sequence
+        for item in _responses_items(data):
+            if item.get("type") == "function_call":
+                problems += _visible(item.get("name"), injected)
+        if name in _TERMINAL:
+            ended = name
+    if finished and ended is None:
+        problems.append("the stream ended without a terminal event")
+    return problems
+
+
+def _responses_body(data: Any, injected: Collection[str]) -> list[str]:
+    if not isinstance(data, dict) or data.get("object") != "response":
+        return ["a 2xx JSON body that is not a response"]
+    return [
+        p
+        for item in data.get("output") or []
+        if isinstance(item, dict) and item.get("type") == "function_call"
+        for p in _visible(item.get("name"), injected)
+    ]
+
+
+@dataclass(frozen=True)
+class Rules:
+    stream: Callable[..., list[str]]
+    body: Callable[[Any, Collection[str]], list[str]]
+    is_error: Callable[[Any], bool]
+
+
+RULES: dict[str, Rules] = {
+    "anthropic": Rules(anthropic_stream_problems, _anthropic_body, _is_anthropic_error),
+    "openai-chat": Rules(chat_stream_problems, _chat_body, _is_openai_error),
+    "openai-responses": Rules(responses_stream_problems, _responses_body, _is_openai_error),
+}
+
+
+def response_problems(
+    api: str, response: Response, *, streaming: bool, injected: Collection[str]
+) -> list[str]:
+    """Everything wrong with one response of ``api``, as the client would see it."""
+    rules = RULES[api]
     if response.status is None:
         return [] if response.truncated else ["no response at all"]
     problems: list[str] = []
@@ -146,9 +297,7 @@ def response_problems(response: Response, *, streaming: bool, injected: Collecti
             problems.append("an event stream for a blocking request")
         events, framing = parse_events(response.body, truncated=response.truncated)
         problems += framing
-        problems += anthropic_stream_problems(
-            events, finished=not response.truncated, injected=injected
-        )
+        problems += rules.stream(events, finished=not response.truncated, injected=injected)
         return problems
     if media != "application/json":
         return [*problems, f"status {response.status} with content-type {media or 'none'}"]
@@ -159,38 +308,10 @@ def response_problems(response: Response, *, streaming: bool, injected: Collecti
             return problems
         return [*problems, f"a JSON body that does not parse ({exc}): {response.body[:120]!r}"]
     if response.status >= 400:
-        if not _is_error_body(data):
-            problems.append(f"status {response.status} without an Anthropic error body")
+        if not rules.is_error(data):
+            problems.append(f"status {response.status} without an error body of {api}")
     elif streaming:
         problems.append(f"status {response.status} JSON for a streaming request")
-    elif not isinstance(data, dict) or data.get("type") != "message":
-        problems.append("a 2xx JSON body that is not a message")
     else:
-        for block in data.get("content") or []:
-            if isinstance(block, dict) and block.get("type") == "tool_use" and block.get("name") in injected:
-                problems.append(f"the injected tool {block.get('name')!r} is visible to the client")
+        problems += rules.body(data, injected)
     return problems
-
-
-def _strip_ids(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _strip_ids(v) for k, v in data.items() if k not in ("id", "request_id")}
-    if isinstance(data, list):
-        return [_strip_ids(v) for v in data]
-    return data
-
-
-def normalize(response: Response) -> Any:
-    """The timing-free meaning of a response: comparable across schedules."""
-    media = _media(response.headers)
-    shape: dict[str, Any] = {"status": response.status, "media": media, "complete": response.complete}
-    if media == "text/event-stream":
-        events, framing = parse_events(response.body)
-        shape["events"] = [[name, _strip_ids(data)] for name, data in events if name != "ping"]
-        shape["framing"] = framing
-    else:
-        try:
-            shape["json"] = _strip_ids(json.loads(response.body))
-        except ValueError:
-            shape["raw"] = response.body.decode("utf-8", "replace")
-    return shape

@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..normalize import diff_normalized, normalize_response
 from ..sim.world import WALL_EPOCH, Attempt, WorldResult
-from .grammar import Response, normalize, parse_events, response_problems
+from .grammar import Response, header, response_problems
 from .plan import Plan
 from .scenario import Scenario
 
@@ -43,7 +44,9 @@ class Violation:
 
 def client_response(world: WorldResult, plan: Plan) -> Response:
     c = world.client
-    return Response(c.status, c.headers, c.body, c.complete, truncated=plan.disconnects and not c.complete)
+    return Response(
+        c.status, c.headers, c.body, c.complete, truncated=plan.disconnects and not c.complete
+    )
 
 
 # -- key pool model ----------------------------------------------------------------------
@@ -94,7 +97,9 @@ def key_pool_problems(scenario: Scenario, plan: Plan, world: WorldResult) -> lis
     problems: list[str] = []
     tried: set[int] = set()
     for n, attempt in enumerate(attempts):
-        due = next((i for i, k in enumerate(keys) if i not in tried and k.usable(attempt.time)), None)
+        due = next(
+            (i for i, k in enumerate(keys) if i not in tried and k.usable(attempt.time)), None
+        )
         if due is None:
             problems.append(f"attempt {n} was made although no key was usable")
             return problems
@@ -116,32 +121,39 @@ def key_pool_problems(scenario: Scenario, plan: Plan, world: WorldResult) -> lis
         return problems  # a client that left may have cut the last attempt short
     if attempts and attempts[-1].status in (401, 403, 429):
         status, retry = _expected_outcome(keys, tried, attempts[-1].time)
-        problems += _final_error_problems(world, plan, status, retry)
-    for i, (key, row) in enumerate(zip(keys, world.pool, strict=True)):
+        problems += _final_error_problems(scenario, world, plan, status, retry)
+    # An empty snapshot: a black-box target whose pool we cannot see.
+    for i, (key, row) in enumerate(zip(keys, world.pool, strict=True) if world.pool else ()):
         state = "disabled" if key.disabled else "cooling" if world.end_time < key.until else "valid"
-        seen = (row["state"], row["attempts"], row["last_status"])
-        if seen != (state, key.attempts, key.last):
+        remaining = round(key.until - world.end_time, 3) if state == "cooling" else 0
+        seen = (row["state"], row["attempts"], row["last_status"], row["cooldown_remaining"])
+        if seen != (state, key.attempts, key.last, remaining):
             problems.append(
-                f"key {i} is {seen[0]} after {seen[1]} attempts (last {seen[2]}); "
-                f"the rules say {state} after {key.attempts} (last {key.last})"
+                f"key {i} is {seen[0]} ({seen[3]} s left) after {seen[1]} attempts "
+                f"(last {seen[2]}); the rules say {state} ({remaining} s left) after "
+                f"{key.attempts} (last {key.last})"
             )
     return problems
 
 
-def _final_error_problems(world: WorldResult, plan: Plan, status: int, retry: int | None) -> list[str]:
+def _final_error_problems(
+    scenario: Scenario, world: WorldResult, plan: Plan, status: int, retry: int | None
+) -> list[str]:
     response = client_response(world, plan)
-    kind = "rate_limit_error" if status == 429 else "api_error"
+    wanted = "rate_limit" if status == 429 else None
     if response.status == 200:
-        events, _ = parse_events(response.body)
-        last = events[-1] if events else (None, None)
-        error = (last[1] or {}).get("error") if isinstance(last[1], dict) else None
-        if last[0] != "error" or not isinstance(error, dict) or error.get("type") != kind:
-            return [f"all keys failed: the stream should end in a {kind} error event"]
+        shape = normalize_response(scenario.api, response.status, response.headers, response.body)
+        error = str(shape["error_type"] or "")
+        if not error or (wanted is not None and wanted not in error):
+            want = wanted or "an"
+            return [
+                f"all keys failed: the stream should end in {want} error, not {error or 'none'}"
+            ]
         return []
     problems = []
     if response.status != status:
         problems.append(f"all keys failed: status {response.status}, the rules say {status}")
-    got = next((v for k, v in response.headers if k.lower() == "retry-after"), None)
+    got = header(response.headers, "retry-after")
     if retry is not None and got != str(retry):
         problems.append(f"all keys failed: Retry-After {got}, the rules say {retry}")
     return problems
@@ -150,35 +162,42 @@ def _final_error_problems(world: WorldResult, plan: Plan, status: int, retry: in
 # -- all together --------------------------------------------------------------------------
 
 
+def shape_of(scenario: Scenario, response: Response, world: WorldResult) -> dict[str, Any]:
+    """The timing-free meaning of a run, comparable across schedules.
+
+    The keys the upstream saw are part of it: when a perturbation's delay lets a cooling
+    key recover, the proxy rightly takes another path (the key-pool oracle checks that
+    path), so such a run is not compared with the canonical one.
+    """
+    shape = normalize_response(scenario.api, response.status, response.headers, response.body)
+    return {**shape, "complete": response.complete, "keys": [a.key for a in world.attempts]}
+
+
 def judge(
     scenario: Scenario, plan: Plan, world: WorldResult, canonical: Any | None
 ) -> list[Violation]:
     """Every violation of this run, most fundamental first.
 
-    ``canonical`` is the normalized canonical response (None: this run is the canonical one).
+    ``canonical`` is the canonical run's ``shape_of`` (None: this run is the canonical one).
     """
     found: list[Violation] = [Violation("hygiene", h) for h in world.hygiene]
     if not world.live:
-        found.append(Violation("liveness", f"the client was not done after {world.end_time:g} virtual seconds"))
+        found.append(
+            Violation(
+                "liveness", f"the client was not done after {world.end_time:g} virtual seconds"
+            )
+        )
     response = client_response(world, plan)
     injected = {tool.name for tool in scenario.tools}
-    for problem in response_problems(response, streaming=scenario.streaming, injected=injected):
+    for problem in response_problems(
+        scenario.api, response, streaming=scenario.streaming, injected=injected
+    ):
         found.append(Violation("malformed-body", problem))
     for problem in key_pool_problems(scenario, plan, world):
         found.append(Violation("key-pool", problem))
     if canonical is not None and not plan.disconnects and world.live:
-        shape = normalize(response)
-        if shape != canonical:
-            found.append(Violation("schedule-dependence", _difference(canonical, shape)))
+        shape = shape_of(scenario, response, world)
+        differences = diff_normalized(canonical, shape)
+        if differences and shape["keys"] == canonical["keys"]:
+            found.append(Violation("schedule-dependence", "; ".join(differences[:3])))
     return found
-
-
-def _difference(expected: Any, got: Any) -> str:
-    for key in ("status", "media", "complete", "json", "raw", "framing"):
-        if expected.get(key) != got.get(key):
-            return f"{key}: canonical {expected.get(key)!r:.100}, this run {got.get(key)!r:.100}"
-    a, b = expected.get("events", []), got.get("events", [])
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return f"event {i}: canonical {x!r:.100}, this run {y!r:.100}"
-    return f"canonical has {len(a)} events, this run {len(b)}"

@@ -15,8 +15,7 @@ from typing import Any
 
 from ..bridge import StreamInitiation
 from ..sim.world import WorldResult, run_world
-from .grammar import normalize
-from .oracles import Violation, client_response, judge
+from .oracles import Violation, client_response, judge, shape_of
 from .plan import Plan, draw_plan, iteration_seed, world_spec
 from .scenario import Scenario
 
@@ -52,7 +51,7 @@ class Judge:
         key = (scenario.name, base.key())
         if key not in self.canonical:
             world = run_world(world_spec(scenario, base, self.stream_initiation))
-            self.canonical[key] = normalize(client_response(world, base))
+            self.canonical[key] = shape_of(scenario, client_response(world, base), world)
         return self.canonical[key]
 
     def evaluate(

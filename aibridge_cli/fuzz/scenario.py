@@ -1,8 +1,8 @@
 """Fuzz scenarios: one client request and the upstream exchanges that answer it.
 
 A scenario is made from an ``Interception`` (what a fixture holds): the client's request
-body, the upstream exchanges in order (status, headers, chunks; the key each used), and the
-injected tools. The number of pool keys is the number of distinct keys the exchanges used.
+body, the upstream exchanges in order (status, headers, chunks), the injected tools, and
+the number of pool keys the recording proxy had.
 """
 
 from __future__ import annotations
@@ -55,19 +55,28 @@ class Scenario:
     def key_secrets(self) -> list[str]:
         return [f"sk-sim-key-{i}-0123456789abcdef" for i in range(self.keys)]
 
+    @property
+    def provider(self) -> str:
+        return "openai" if self.api.startswith("openai") else "anthropic"
+
     @classmethod
-    def from_interception(cls, name: str, record: Interception) -> Scenario:
+    def from_interception(cls, name: str, record: Interception, keys: int) -> Scenario:
+        """The scenario of one recorded interception; ``keys``: the pool size it ran with."""
         exchanges = tuple(
             Exchange(
                 exchange.response.status or 200,
-                tuple((k.lower(), v) for k, v in exchange.response.headers if k.lower() not in _FRAMING),
+                tuple(
+                    (k.lower(), v)
+                    for k, v in exchange.response.headers
+                    if k.lower() not in _FRAMING
+                ),
                 tuple(chunk.data for chunk in exchange.response.chunks),
             )
             for exchange in record.upstream
         )
-        keys = len({e.key for e in record.upstream if e.key is not None})
         tools = tuple(
-            tool_from_mapping(entry, f"{name}: tool #{i + 1}") for i, entry in enumerate(record.tools)
+            tool_from_mapping(entry, f"{name}: tool #{i + 1}")
+            for i, entry in enumerate(record.tools)
         )
         body = record.request.body
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -82,8 +91,11 @@ class Scenario:
             "keys": self.keys,
             "tools": [tool.to_toml_fields() for tool in self.tools],
             "exchanges": [
-                {"status": e.status, "headers": [list(h) for h in e.headers],
-                 "chunks": [c.decode() for c in e.chunks]}
+                {
+                    "status": e.status,
+                    "headers": [list(h) for h in e.headers],
+                    "chunks": [c.decode() for c in e.chunks],
+                }
                 for e in self.exchanges
             ],
         }
@@ -96,8 +108,11 @@ class Scenario:
             data["path"],
             data["body"].encode(),
             tuple(
-                Exchange(e["status"], tuple((k, v) for k, v in e["headers"]),
-                         tuple(c.encode() for c in e["chunks"]))
+                Exchange(
+                    e["status"],
+                    tuple((k, v) for k, v in e["headers"]),
+                    tuple(c.encode() for c in e["chunks"]),
+                )
                 for e in data["exchanges"]
             ),
             tuple(tool_from_mapping(t, data["name"]) for t in data["tools"]),

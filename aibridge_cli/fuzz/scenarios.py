@@ -1,47 +1,81 @@
-"""Where scenarios come from: the built-in ones, and fixture files named on the command line."""
+"""Where scenarios come from: the built-in fixtures, and fixture files named on the command line.
+
+Every interception of a fixture is one scenario, named after the fixture
+(``anthropic/simple``), with ``#label`` when the file holds several
+(``anthropic/simple#blocking``). ``--scenario`` takes either form, or a provider
+(``anthropic``) for all of its scenarios.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
+from ..builtin import list_builtin, load_builtin
 from ..errors import ConfigError, FixtureError
-from .builtin import BUILTIN
+from ..fixture import Fixture, parse_fixture, provider_of
 from .scenario import Scenario
 
 
+def fixture_scenarios(name: str, fixture: Fixture) -> list[Scenario]:
+    records = fixture.interceptions
+    out = []
+    for i, record in enumerate(records):
+        label = fixture.labels[i] if i < len(fixture.labels) and fixture.labels[i] else str(i)
+        full = name if len(records) == 1 else f"{name}#{label}"
+        out.append(
+            Scenario.from_interception(full, record, fixture.keys_count(provider_of(record.api)))
+        )
+    return out
+
+
+@cache
+def builtin_scenarios() -> tuple[Scenario, ...]:
+    return tuple(
+        scenario
+        for name, fixture in zip(list_builtin(), load_builtin(), strict=True)
+        for scenario in fixture_scenarios(name, fixture)
+    )
+
+
 def builtin_names() -> list[str]:
-    return sorted(BUILTIN)
+    return [scenario.name for scenario in builtin_scenarios()]
 
 
-def builtin(name: str) -> Scenario:
-    if name not in BUILTIN:
-        known = ", ".join(builtin_names())
-        raise ConfigError(f"no built-in scenario {name!r} (known: {known})")
-    return Scenario.from_interception(name, BUILTIN[name]())
+def builtin(name: str) -> list[Scenario]:
+    """The built-in scenarios called ``name``: a fixture or a provider selects all of its own."""
+    chosen = [
+        s
+        for s in builtin_scenarios()
+        if name in (s.name, s.name.split("#")[0], s.name.split("/")[0])
+    ]
+    if not chosen:
+        raise ConfigError(f"no built-in scenario {name!r} (see aibridge fuzz --list)")
+    return chosen
 
 
-def from_file(path: Path) -> Scenario:
-    """A scenario from a JSONL file holding a ``scenario`` line (a repro file has one)."""
+def from_file(path: Path) -> list[Scenario]:
+    """The scenarios of a fixture file, or the one scenario of a repro file."""
     try:
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise FixtureError(f"{path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise FixtureError(f"{path}: not JSON lines: {exc}") from None
-    for line in lines:
-        if isinstance(line, dict) and line.get("kind") == "scenario":
-            try:
-                return Scenario.from_json({k: v for k, v in line.items() if k != "kind"})
-            except (KeyError, TypeError, ValueError) as exc:
-                raise FixtureError(f"{path}: malformed scenario: {exc}") from None
-    raise FixtureError(f"{path}: no scenario line in this file")
+    first = text.lstrip().split("\n", 1)[0]
+    try:
+        is_repro = json.loads(first).get("kind") == "fuzz-repro"
+    except (ValueError, AttributeError):
+        is_repro = False
+    if is_repro:
+        from .campaign import load_repro
+
+        return [load_repro(path)[1]]
+    return fixture_scenarios(path.stem, parse_fixture(text, str(path)))
 
 
 def select(names: Sequence[str], files: Sequence[Path]) -> tuple[Scenario, ...]:
-    """The named built-ins and the files; every built-in when neither is given."""
-    chosen = [builtin(name) for name in names] + [from_file(path) for path in files]
-    if not chosen:
-        chosen = [builtin(name) for name in builtin_names()]
-    return tuple(chosen)
+    """The named built-ins and the files' scenarios; every built-in when neither is given."""
+    chosen = [s for name in names for s in builtin(name)]
+    chosen += [s for path in files for s in from_file(path)]
+    return tuple(chosen) if chosen else builtin_scenarios()

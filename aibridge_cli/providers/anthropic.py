@@ -278,6 +278,12 @@ class AnthropicMessages:
             raise RequestError("model: field required (a string)")
         if not isinstance(body.get("messages"), list):
             raise RequestError("messages: field required (a list)")
+        tools = body.get("tools")
+        if tools is not None and not (
+            isinstance(tools, list) and all(isinstance(t, dict) for t in tools)
+        ):
+            # The loop reads the client's tools to tell them from injected ones.
+            raise RequestError(f"tools: must be a list of tool objects, not {tools!r:.40}")
         return body
 
     def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]:

@@ -6,11 +6,14 @@ classified on its first delta (the one naming the function): an injected call's 
 are stripped from every chunk, and a chunk left with nothing to say is dropped; a client
 call keeps its deltas under a client index counted from 0, whatever index the provider
 used (some continue counting from a previous response). An iteration that ends with
-``finish_reason: tool_calls`` and only injected calls is "continuing": its finish chunk,
-usage and ``[DONE]`` are swallowed, and the loop runs the calls. Upstream ``[DONE]`` is
-never relayed: the bridge sends one after the last iteration. Usage chunks of the last
+``finish_reason: tool_calls`` (or ``stop``) and only injected calls is "continuing": its
+finish chunk, usage and ``[DONE]`` are swallowed, and the loop runs the calls. Upstream
+``[DONE]`` is never relayed: the bridge sends one after the last iteration. Usage chunks of the last
 iteration carry usage summed over every iteration. The assistant turn (text and calls) is
 rebuilt from the deltas, so it can be sent back upstream with the tool results.
+
+Blocking: the client gets the last completion under the first id with usage summed; the
+text of intermediate turns is dropped, as the Go gateway does.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .base import ToolCall, dumps, parse_json_object
 from .openai_common import (
     PING_FRAME,
     add_usage,
+    as_object,
     error_object,
     event_json,
     function_parameters,
@@ -35,6 +39,9 @@ from .openai_common import (
 )
 
 DONE_FRAME = b"data: [DONE]\n\n"
+# Finish reasons after which a turn's injected calls are run. Some OpenAI-compatible
+# providers end a tool turn with "stop"; "length" cuts the arguments short, so never that.
+CALL_ENDINGS = frozenset({"tool_calls", "stop"})
 
 
 def chat_tool_spec(tool: InjectedTool) -> dict[str, Any]:
@@ -78,13 +85,13 @@ class ChatConversation:
         }
         self.injected = injected_names(client_names, tools)
         self.tool_specs = [
-            *client_tools, *(chat_tool_spec(t) for t in tools if t.name in self.injected)
+            *client_tools,
+            *(chat_tool_spec(t) for t in tools if t.name in self.injected),
         ]
         self.iteration = 0
         self.id: str | None = None
         self.usage: dict[str, Any] = {}  # summed over finished iterations
         self.failed = False
-        self.text: list[str] = []  # blocking: text of earlier iterations
         self.last: dict[str, Any] = {}
         self._reset()
 
@@ -114,13 +121,14 @@ class ChatConversation:
 
     def _take_calls(self, message: dict[str, Any], parts: list[dict[str, Any]]) -> list[ToolCall]:
         """The injected calls of a turn, or none when it must go to the client."""
-        names = [(p.get("function") or {}).get("name") for p in parts]
+        functions = [as_object(p.get("function")) for p in parts]
+        names = [f.get("name") for f in functions]
         if not parts or not all(name in self.injected for name in names):
             return []  # client tool calls end the loop: the client runs them
         self.messages.append({**message, "role": "assistant", "tool_calls": parts})
         return [
-            ToolCall(p.get("id", ""), name, parse_arguments((p.get("function") or {}).get("arguments")))
-            for p, name in zip(parts, names, strict=True)
+            ToolCall(str(p.get("id", "")), str(f["name"]), parse_arguments(f.get("arguments")))
+            for p, f in zip(parts, functions, strict=True)
         ]
 
     # -- streaming ---------------------------------------------------------------------
@@ -130,7 +138,9 @@ class ChatConversation:
             return []
         data = event_json(event)
         if data is None:
-            raise UpstreamBroken(f"upstream sent a chunk that is not a JSON object: {event.data[:80]!r}")
+            raise UpstreamBroken(
+                f"upstream sent a chunk that is not a JSON object: {event.data[:80]!r}"
+            )
         if data.get("error"):
             self.failed = True
             return [event.raw]
@@ -188,7 +198,7 @@ class ChatConversation:
         result: dict[str, Any] = choice
         if finish is not None:
             self.finished = True
-            if finish == "tool_calls":
+            if finish in CALL_ENDINGS:
                 hidden = [c for c in self.calls.values() if c.client_index is None]
                 self.continuing = bool(hidden) and len(hidden) == len(self.calls)
                 if self.continuing:
@@ -201,9 +211,11 @@ class ChatConversation:
             result = {**result, "delta": new_delta}
         if result is choice:
             return choice
-        says_something = result.get("finish_reason") is not None or any(
-            v is not None for k, v in new_delta.items() if k != "content"
-        ) or bool(new_delta.get("content"))
+        says_something = (
+            result.get("finish_reason") is not None
+            or any(v is not None for k, v in new_delta.items() if k != "content")
+            or bool(new_delta.get("content"))
+        )
         return result if says_something else None
 
     def _tool_delta(self, tc: Any) -> Any:
@@ -211,7 +223,7 @@ class ChatConversation:
         if not isinstance(tc, dict):
             return tc
         index = tc.get("index", 0)
-        function = tc.get("function") if isinstance(tc.get("function"), dict) else {}
+        function = as_object(tc.get("function"))
         call = self.calls.get(index)
         if call is None:
             name = function.get("name") or ""
@@ -245,28 +257,20 @@ class ChatConversation:
             self.id = body["id"]
         add_usage(self.usage, body.get("usage"))
         self.last = body
-        first = choices[0] if choices and isinstance(choices[0], dict) else {}
-        message = first.get("message") if isinstance(first.get("message"), dict) else {}
-        if first.get("finish_reason") != "tool_calls":
+        first = as_object(choices[0] if choices else None)
+        message = as_object(first.get("message"))
+        if first.get("finish_reason") not in CALL_ENDINGS:
             return []
         parts = [p for p in message.get("tool_calls") or [] if isinstance(p, dict)]
-        calls = self._take_calls(message, parts)
-        if calls and isinstance(message.get("content"), str):
-            self.text.append(message["content"])
-        return calls
+        return self._take_calls(message, parts)
 
     def client_body(self) -> dict[str, Any]:
+        """The last completion under the first id, with usage summed (as the Go gateway)."""
         body = dict(self.last)
         if self.id is not None:
             body["id"] = self.id
-        if "usage" in body or self.usage:
+        if self.usage:
             body["usage"] = {**(body.get("usage") or {}), **self.usage}
-        if self.text and isinstance(body.get("choices"), list) and body["choices"]:
-            first = dict(body["choices"][0])
-            message = dict(first.get("message") or {})
-            message["content"] = "".join(self.text) + (message.get("content") or "")
-            first["message"] = message
-            body["choices"] = [first, *body["choices"][1:]]
         return body
 
 

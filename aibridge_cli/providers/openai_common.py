@@ -55,6 +55,11 @@ def error_object(payload: Any) -> dict[str, Any]:
     return {"message": str(payload), "type": "api_error", "param": None, "code": None}
 
 
+def as_object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: upstream JSON is untrusted."""
+    return value if isinstance(value, dict) else {}
+
+
 def injected_names(client_names: set[Any], tools: Any) -> set[str]:
     """Injected tools the client did not define itself (a client's own tool wins)."""
     return {t.name for t in tools if t.name not in client_names}

@@ -36,9 +36,18 @@ from .openai_common import (
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
 # Output items the API takes back as input items; the others are output-only.
 REPLAYABLE = frozenset(
-    {"message", "function_call", "reasoning", "file_search_call", "web_search_call",
-     "computer_call", "code_interpreter_call", "custom_tool_call", "image_generation_call",
-     "compaction"}
+    {
+        "message",
+        "function_call",
+        "reasoning",
+        "file_search_call",
+        "web_search_call",
+        "computer_call",
+        "code_interpreter_call",
+        "custom_tool_call",
+        "image_generation_call",
+        "compaction",
+    }
 )
 
 
@@ -63,7 +72,8 @@ class ResponsesConversation:
         client_names = {t.get("name") for t in client_tools if isinstance(t, dict)}
         self.injected = injected_names(client_names, tools)
         self.tool_specs = [
-            *client_tools, *(responses_tool_spec(t) for t in tools if t.name in self.injected)
+            *client_tools,
+            *(responses_tool_spec(t) for t in tools if t.name in self.injected),
         ]
         self.in_conversation = body.get("conversation") is not None
         self.failed = False
@@ -104,7 +114,9 @@ class ResponsesConversation:
                 if isinstance(self.input, str)
                 else list(self.input)
             )
-            replayed = [i for i in self.output if isinstance(i, dict) and i.get("type") in REPLAYABLE]
+            replayed = [
+                i for i in self.output if isinstance(i, dict) and i.get("type") in REPLAYABLE
+            ]
             self.input = [*items, *replayed, *outputs]
         self.iteration += 1
         self._reset()
@@ -118,7 +130,11 @@ class ResponsesConversation:
             return []  # client calls end the loop: the client runs them
         self.output = output
         return [
-            ToolCall(c.get("call_id") or c.get("id") or "", c["name"], parse_arguments(c.get("arguments")))
+            ToolCall(
+                c.get("call_id") or c.get("id") or "",
+                c["name"],
+                parse_arguments(c.get("arguments")),
+            )
             for c in calls
         ]
 

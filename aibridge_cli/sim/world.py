@@ -15,7 +15,8 @@ no task may be left in the world's nursery.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +24,15 @@ import trio
 import trio.testing
 
 from ..bridge import StreamInitiation
-from ..scripted import Reply, ScriptedUpstream, SeenRequest
+from ..scripted import Reply
 from ..serve import ServeOptions, build_app
 from ..server import Server, ServerConfig
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from ..upstream import UpstreamTimeouts
 from .client import ClientResult, Pace, exchange
-from .network import CheckpointPlan, MemoryNetwork, Yields, YieldingStream
+from .network import CheckpointPlan, MemoryNetwork, YieldingStream, Yields
 from .sched import Scheduler, deterministic
+from .upstream import RawUpstream
 
 # A fixed wall clock: Retry-After dates and records never read the real time.
 WALL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -117,7 +119,9 @@ class Timeline(trio.abc.Instrument):
         ):
             # A and B alternating at one instant: fold into "A <-> B".
             pair = f"{entries[-1][1]} <-> {who}"
-            entries[-3:] = [[now, pair, "steps", entries[-3][3] + entries[-2][3] + entries[-1][3] + 1]]
+            entries[-3:] = [
+                [now, pair, "steps", entries[-3][3] + entries[-2][3] + entries[-1][3] + 1]
+            ]
             return
         if action == "step" and entries and entries[-1][:3] == [now, f"{entries[-1][1]}", "steps"]:
             names = entries[-1][1].split(" <-> ")
@@ -157,19 +161,46 @@ class Timeline(trio.abc.Instrument):
         return lines
 
 
+class _ErrorLog(logging.Handler):
+    """Keeps what the proxy logs at ERROR: a handler failure it survived is still a finding."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            inner = (
+                exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) and exc.exceptions else exc
+            )
+            text += f" ({type(inner).__name__}: {inner})"
+        self.records.append(f"{record.name} logged an error: {text}")
+
+
+_error_log = _ErrorLog()
+
+
 def _quiet_logs() -> None:
-    # The proxy logs superfluous starts and failovers; thousands of runs need silence.
+    # The proxy logs superfluous starts and failovers; thousands of runs need silence,
+    # except for errors, which the world keeps.
     logger = logging.getLogger("aibridge")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
+    if _error_log not in logger.handlers:
+        logger.handlers[:] = [_error_log]
         logger.propagate = False
 
 
 def run_world(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
     """Run ``spec`` once in a fresh trio run; deterministic for a given spec."""
     _quiet_logs()
+    _error_log.records.clear()
     recorder = Timeline() if timeline else None
-    with deterministic(_scheduler) as scheduler:
+    with deterministic(_scheduler) as scheduler, warnings.catch_warnings():
+        # Breaking out of a streamed httpx body leaves httpx's and httpcore's async
+        # generators to trio's finalizer, which warns; it does close them, so that is
+        # noise here, not a leak.
+        warnings.filterwarnings("ignore", "Async generator", ResourceWarning)
         scheduler.configure(spec.schedule_seed, spec.schedule_budget, spec.schedule_rate)
         result = trio.run(
             _World(spec, recorder).run,
@@ -191,19 +222,27 @@ class _World:
         self.errors: list[str] = []
         self.tool_calls = 0
         self.yields = Yields(spec.checkpoints)
+        self.proxy_done = trio.Event()
+        self.upstream_serving = 0
+        self.upstream_idle = trio.Event()
+        self.upstream_idle.set()
 
     def note(self, text: str) -> None:
         if self.timeline is not None:
             self.timeline.note(text)
 
-    def _script(self, seen: SeenRequest, index: int) -> Reply:
+    def _script(self, headers: list[tuple[str, str]], index: int) -> Reply:
         if index < len(self.spec.replies):
             reply = self.spec.replies[index]
         else:
             reply = Reply.json(
-                {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}}, 500
+                {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}},
+                500,
             )
-        secret = seen.header("x-api-key")
+        secret = next((v for k, v in headers if k == "x-api-key"), None)
+        bearer = next((v for k, v in headers if k == "authorization"), "")
+        if secret is None and bearer.startswith("Bearer "):
+            secret = bearer[len("Bearer ") :]
         key = self.spec.keys.index(secret) if secret in self.spec.keys else None
         retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
         status = None if reply.fault == "reset-before-body" else reply.status
@@ -211,12 +250,25 @@ class _World:
         self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
         return reply
 
-    def _guard(self, serve: Callable[[trio.abc.Stream], Any], what: str) -> Callable[[trio.abc.Stream], Any]:
+    def _guard(
+        self, serve: Callable[[trio.abc.Stream], Any], what: str, upstream: bool
+    ) -> Callable[[trio.abc.Stream], Any]:
         async def guarded(stream: trio.abc.Stream) -> None:
+            if upstream:
+                if not self.upstream_serving:
+                    self.upstream_idle = trio.Event()
+                self.upstream_serving += 1
             try:
                 await serve(stream)
             except Exception as exc:  # the finding itself: an exception escaped a server
                 self.errors.append(f"unhandled exception in {what}: {type(exc).__name__}: {exc}")
+            finally:
+                if upstream:
+                    self.upstream_serving -= 1
+                    if not self.upstream_serving:
+                        self.upstream_idle.set()
+                else:
+                    self.proxy_done.set()
 
         return guarded
 
@@ -232,12 +284,13 @@ class _World:
 
     async def run(self) -> WorldResult:
         spec = self.spec
-        upstream = ScriptedUpstream(script=self._script)
-        upstream_server = Server(upstream, ServerConfig())
+        upstream = RawUpstream(self._script)
         hygiene: list[str] = []
         async with trio.open_nursery() as services:
             network = MemoryNetwork(
-                services, self._guard(upstream_server.serve_stream, "the upstream"), self.yields
+                services,
+                self._guard(upstream.serve_stream, "the upstream", upstream=True),
+                self.yields,
             )
             app = build_app(
                 ServeOptions(
@@ -256,8 +309,10 @@ class _World:
             proxy = Server(app, ServerConfig())
             near, far = trio.testing.lockstep_stream_pair()
             services.start_soon(
-                self._guard(proxy.serve_stream, "the proxy"),
-                YieldingStream(far, self.yields, "downstream", self.note if self.timeline else None),
+                self._guard(proxy.serve_stream, "the proxy", upstream=False),
+                YieldingStream(
+                    far, self.yields, "downstream", self.note if self.timeline else None
+                ),
                 name="proxy-conn",
             )
             client = ClientResult()
@@ -269,30 +324,22 @@ class _World:
             pool = app.upstreams[provider].pool.snapshot(end_time)
             self.note("client done")
             await near.aclose()
-            if not await _settle(lambda: not proxy.connections):
+            with trio.move_on_after(GRACE):
+                await self.proxy_done.wait()
+            if proxy.connections:
                 hygiene.append("the proxy kept the client connection open after the client left")
             with trio.move_on_after(GRACE):
                 await app.env.client.aclose()
             if network.open_connections:
                 hygiene.append(f"{network.open_connections} upstream connection(s) left open")
-            if not await _settle(lambda: not services.child_tasks):
+            with trio.move_on_after(GRACE):
+                await self.upstream_idle.wait()
+            if services.child_tasks:
                 names = sorted(task.name for task in services.child_tasks)
                 hygiene.append(f"task(s) left behind: {', '.join(names)}")
             if upstream.open_responses:
                 hygiene.append(f"{upstream.open_responses} upstream response(s) never finished")
             services.cancel_scope.cancel()
         hygiene.extend(self.errors)
+        hygiene.extend(_error_log.records)
         return WorldResult(client, self.attempts, pool, end_time, live, hygiene, 0)
-
-
-async def _settle(done: Callable[[], bool]) -> bool:
-    """Wait (in virtual time, up to ``GRACE``) until ``done()``."""
-    with trio.move_on_after(GRACE):
-        while not done():
-            await trio.sleep(0.01)
-    return done()
-
-
-__all__ = ["Attempt", "Pace", "WorldResult", "WorldSpec", "run_world"]
-
-

@@ -1,0 +1,107 @@
+"""A lean fake upstream for the simulation: just enough HTTP/1.1 to answer ``Reply``s.
+
+The end-to-end tests use ``ScriptedUpstream`` on the real server; thousands of simulated
+runs cannot afford a second h11 state machine and a watcher task per request. This one
+reads a request head and its Content-Length body, asks the script for a ``Reply`` and
+writes it with chunked framing, honouring the same delays and faults: a reset before or
+inside the body closes the stream, a stall sleeps until the proxy gives up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+
+import trio
+
+from ..scripted import Reply
+
+Script = Callable[[list[tuple[str, str]], int], Reply]
+
+
+class RawUpstream:
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.requests = 0
+        self.open_responses = 0
+
+    async def serve_stream(self, stream: trio.abc.Stream) -> None:
+        buffer = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                headers = _headers(head)
+                length = int(next((v for k, v in headers if k == "content-length"), "0"))
+                while len(buffer) < length:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buffer += data
+                buffer = buffer[length:]
+                reply = self.script(headers, self.requests)
+                self.requests += 1
+                self.open_responses += 1
+                try:
+                    if not await self._play(stream, reply):
+                        return
+                finally:
+                    self.open_responses -= 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the proxy hung up: nothing left to answer
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _play(self, stream: trio.abc.Stream, reply: Reply) -> bool:
+        """Write one reply; False when a fault or the proxy ended the connection."""
+        if reply.fault == "reset-before-body":
+            return False
+        reason = (
+            HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else ""
+        )
+        lines = [f"HTTP/1.1 {reply.status} {reason}"]
+        lines += [f"{k}: {v}" for k, v in reply.headers]
+        lines.append("transfer-encoding: chunked")
+        await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        for i, chunk in enumerate(reply.chunks):
+            if reply.fault is not None and i == reply.fault_at:
+                return await _fault(stream, reply)
+            delay = reply.delays[i] if i < len(reply.delays) else 0.0
+            if delay and await _hung_up_within(stream, delay):
+                return False
+            if chunk:
+                await stream.send_all(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        if reply.fault is not None:
+            return await _fault(stream, reply)
+        await stream.send_all(b"0\r\n\r\n")
+        return True
+
+
+async def _hung_up_within(stream: trio.abc.Stream, seconds: float) -> bool:
+    """Wait ``seconds``, or less if the proxy closes the connection (then True).
+
+    A waiting server notices a closed connection; the proxy sends nothing else mid-reply.
+    """
+    with trio.move_on_after(seconds):
+        await stream.receive_some(65536)
+        return True
+    return False
+
+
+async def _fault(stream: trio.abc.Stream, reply: Reply) -> bool:
+    if reply.fault == "stall":
+        await _hung_up_within(stream, float("inf"))
+    return False
+
+
+def _headers(head: bytes) -> list[tuple[str, str]]:
+    pairs = []
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        pairs.append((name.strip().lower(), value.strip()))
+    return pairs

@@ -1,0 +1,119 @@
+"""``aibridge serve`` as a real process: the ready line, a request, SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+
+import httpx
+import trio
+
+SECRET = "sk-ant-cli-secret-key-0123456789-WXYZ"
+
+
+async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def test_serve_announces_serves_and_stops_on_sigterm() -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "aibridge_cli",
+        "serve",
+        "--port",
+        "0",
+        "--anthropic-base-url",
+        "http://127.0.0.1:9",
+        "--anthropic-key",
+        SECRET,
+    ]
+    process = await trio.lowlevel.open_process(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    errors = b""
+    try:
+        with trio.fail_after(30):
+            line = await _read_line(process.stdout)
+        match = re.fullmatch(rb"listening on http://127\.0\.0\.1:(\d+)\n", line)
+        assert match, line
+        url = f"http://127.0.0.1:{int(match.group(1))}"
+        async with httpx.AsyncClient() as client:
+            health = await client.get(url + "/healthz")
+            status = await client.get(url + "/aibridge/status")
+        assert (health.status_code, health.json()) == (200, {"status": "ok"})
+        assert status.json()["providers"]["anthropic"]["keys"][0]["key"] == "sk-a…WXYZ"
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            code = await process.wait()
+            rest = b"".join([chunk async for chunk in process.stdout])
+            errors = b"".join([chunk async for chunk in process.stderr])
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.stdout.aclose()
+        await process.stderr.aclose()
+    assert code == 0, errors.decode(errors="replace")
+    assert rest == b""  # exactly one line on stdout
+    log = errors.decode()
+    assert re.search(r"GET /healthz 200 \d+ms", log), log
+    assert SECRET not in log
+    assert SECRET[4:-4] not in log
+    assert SECRET not in status.text
+
+
+def test_serve_help_documents_every_option() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aibridge_cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "200", "TERM": "dumb"},
+    )
+    assert done.returncode == 0
+    for option in (
+        "--host",
+        "--port",
+        "--anthropic-base-url",
+        "--anthropic-key",
+        "--tools",
+        "--stream-initiation",
+        "--log-level",
+        "--max-body-size",
+        "--connect-timeout",
+        "--read-timeout",
+        "--grace-period",
+        "--max-iterations",
+    ):
+        assert option in done.stdout, option
+    assert "eager" in done.stdout
+    assert "lazy" in done.stdout
+
+
+def test_bad_tools_file_is_a_one_line_error(tmp_path: object) -> None:
+    import pathlib
+
+    path = pathlib.Path(str(tmp_path)) / "tools.toml"
+    path.write_text("[[tool]]\nname = 'x'\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "aibridge_cli", "serve", "--port", "0", "--tools", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "200", "TERM": "dumb"},
+    )
+    assert done.returncode == 2
+    assert "exactly one of result, command, error" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
