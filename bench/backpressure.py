@@ -20,16 +20,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
-    Result,
-    Service,
-    aibridge,
-    bench_upstream,
-    machine,
-    messages_body,
-    one_request,
-    print_table,
-)
+import harness  # noqa: E402
+from harness import Result, Service, messages_body, one_request  # noqa: E402
 
 
 async def slow_streams(
@@ -69,7 +61,7 @@ def main() -> None:
     parser.add_argument("--write-size", type=int, default=16384,
                         help="upstream bytes per write (large: the upstream floods)")
     args = parser.parse_args()
-    with bench_upstream(args.write_size) as upstream, aibridge(upstream) as proxy:
+    with harness.bench_upstream(args.write_size) as upstream, harness.aibridge(upstream) as proxy:
         trio.run(one_request, proxy, messages_body(True), {"x-bench-events": "1000"})  # warm-up
         before = proxy.rss_kib()
         started = time.perf_counter()
@@ -81,10 +73,10 @@ def main() -> None:
         after = proxy.rss_kib()
     complete = sum(1 for r in results if r.error is None and r.events == args.events)
     body = max((r.body_bytes for r in results), default=0)
-    print_table(
+    harness.print_table(
         f"{args.streams} slow clients x {args.events:,}-event streams "
         f"({body / 1e6:.1f} MB each), read {args.read_size} B every {args.read_delay_ms:g} ms "
-        f"({machine()})",
+        f"({harness.machine()})",
         ["proxy", "complete", "wall s", "RSS before MiB", "peak RSS MiB", "growth MiB",
          "all streams MiB"],
         [["aibridge", f"{complete}/{len(results)}", f"{elapsed:.1f}", f"{before / 1024:.0f}",

@@ -185,6 +185,8 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[],
                         help="targets besides direct (aibridge, record, litellm, mitmdump)")
     parser.add_argument("--profile", metavar="TXT", help="run aibridge under pyinstrument")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also run the aibridge_cli package found in this directory")
     parser.add_argument("--write-size", type=int, default=1,
                         help="upstream bytes per write, in whole frames (1: a frame per write)")
     args = parser.parse_args()
@@ -196,6 +198,9 @@ def main() -> None:
         services = [upstream]
         if "aibridge" in wanted:
             services.append(stack.enter_context(aibridge(upstream, profile=args.profile)))
+        if args.baseline:
+            services.append(stack.enter_context(
+                aibridge(upstream, name="aibridge baseline", tree=args.baseline.resolve())))
         if "record" in wanted:  # benchmark 5: the same proxy, recording every interception
             record = Path(tmp) / "recording.jsonl"
             services.append(stack.enter_context(

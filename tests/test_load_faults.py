@@ -22,6 +22,7 @@ from aibridge_cli.app import BridgeApp
 from aibridge_cli.scripted import Reply
 from aibridge_cli.serve import ServeOptions, build_app
 from aibridge_cli.server import Server, ServerConfig
+from aibridge_cli.sim.upstream import RawUpstream as SimUpstream
 from aibridge_cli.sse import encode_event
 from aibridge_cli.tools import InjectedTool, ToolOutcome, ToolSet
 from aibridge_cli.upstream import UpstreamTimeouts
@@ -172,38 +173,20 @@ class Play:
     then: Action = "keep-alive"
 
 
-@dataclass
-class RawUpstream:
-    """A fake upstream over raw sockets; the n-th request gets the n-th ``Play``."""
+class RawUpstream(SimUpstream):
+    """The simulation's lean upstream, made to play bytes: the n-th request gets the n-th
+    ``Play`` (the last one again after that)."""
 
-    plays: list[Play]
-    served: int = 0
+    def __init__(self, plays: list[Play]) -> None:
+        super().__init__(lambda headers, n: plays[min(n, len(plays) - 1)])  # type: ignore[arg-type,return-value]
 
-    async def handle(self, stream: trio.SocketStream) -> None:
-        buffer = b""
-        async with stream:
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = next(
-                    (int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                     if line.lower().startswith(b"content-length:")), 0,
-                )
-                while len(buffer) < length:
-                    buffer += await stream.receive_some(65536)
-                buffer = buffer[length:]
-                play = self.plays[min(self.served, len(self.plays) - 1)]
-                self.served += 1
-                if play.data:
-                    await stream.send_all(play.data)
-                if play.then == "stall":
-                    await trio.sleep_forever()
-                if play.then == "close":
-                    return
+    async def _play(self, stream: trio.abc.Stream, reply: Any) -> bool:
+        play: Play = reply
+        if play.data:
+            await stream.send_all(play.data)
+        if play.then == "stall":
+            await trio.sleep_forever()
+        return play.then == "keep-alive"
 
 
 def chunked(*parts: bytes) -> bytes:
@@ -245,7 +228,7 @@ async def raw_stack(nursery: trio.Nursery) -> AsyncIterator[Callable[[list[Play]
     async def start(plays: list[Play]) -> str:
         upstream = RawUpstream(plays)
         listeners = await nursery.start(
-            functools.partial(trio.serve_tcp, upstream.handle, 0, host="127.0.0.1")
+            functools.partial(trio.serve_tcp, upstream.serve_stream, 0, host="127.0.0.1")
         )
         port = listeners[0].socket.getsockname()[1]
         options = ServeOptions(anthropic_base_url=f"http://127.0.0.1:{port}",
