@@ -179,7 +179,8 @@ class ResponseWriter:
                 log.warning("superfluous response %d after %d", status, self.status)
                 return
             # head, body and end in one write
-            await self._start(status, [*headers, ("content-length", str(len(body)))], body, end=True)
+            length = ("content-length", str(len(body)))
+            await self._start(status, [*headers, length], body, end=True)
 
     async def finish(self) -> None:
         """End the response (idempotent)."""

@@ -20,8 +20,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
-from harness import Result, Service, messages_body, one_request  # noqa: E402
+import harness
+from harness import Result, Service, messages_body, one_request
 
 
 async def slow_streams(
@@ -70,7 +70,6 @@ def main() -> None:
             args.read_delay_ms / 1000,
         )
         elapsed = time.perf_counter() - started
-        after = proxy.rss_kib()
     complete = sum(1 for r in results if r.error is None and r.events == args.events)
     body = max((r.body_bytes for r in results), default=0)
     harness.print_table(

@@ -18,7 +18,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
+from harness import (
     Result,
     Service,
     aibridge,
@@ -47,7 +47,9 @@ async def burst(service: Service, concurrency: int, events: int, delay_ms: float
     return results
 
 
-def row(name: str, results: list[Result], events: int, peak_kib: int, base_kib: int) -> list[object]:
+def row(
+    name: str, results: list[Result], events: int, peak_kib: int, base_kib: int
+) -> list[object]:
     ok = [r for r in results if r.error is None and r.status == 200 and r.events == events]
     latency = [r.elapsed * 1000 for r in ok]
     ttfb = [r.ttfb * 1000 for r in ok]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import ROOT, machine, print_table  # noqa: E402
+from harness import ROOT, machine, print_table
 
 
 def list_scenarios() -> list[str]:

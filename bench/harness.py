@@ -286,9 +286,8 @@ class Client:
             "content-length": str(len(body)), "x-api-key": "sk-ant-client-0000",
             "anthropic-version": "2023-06-01", **service.headers, **(headers or {}),
         }
-        head = "POST %s HTTP/1.1\r\n%s\r\n" % (
-            service.path, "".join(f"{k}: {v}\r\n" for k, v in all_headers.items())
-        )
+        lines = "".join(f"{k}: {v}\r\n" for k, v in all_headers.items())
+        head = f"POST {service.path} HTTP/1.1\r\n{lines}\r\n"
         started = time.perf_counter()
         ttfb = 0.0
         events = size = 0
@@ -348,7 +347,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, {platform.system()}"
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores ({model}), Python {python}, {platform.system()}"
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -30,7 +30,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
+from harness import (
     Client,
     Service,
     aibridge,
@@ -59,7 +59,8 @@ LITELLM_ENV = {
     "LITELLM_TELEMETRY": "False",
     "LITELLM_LOG": "ERROR",
     "DISABLE_SCHEMA_UPDATE": "True",
-    "LITELLM_MASTER_KEY": "sk-bench-master-0000000000000000",  # made up: it refuses to start without
+    # made up: it refuses to start without one
+    "LITELLM_MASTER_KEY": "sk-bench-master-0000000000000000",
 }
 
 
@@ -165,8 +166,8 @@ def report(results: dict[str, dict[str, object]], events: int, missing: list[str
         ])
     print_table(
         f"Relay cost, {events:,}-event stream and small requests ({machine()})",
-        ["target", "events/s", "x direct", "CPU us/event", "TTFB ms", "added ms", "req/s", "x direct",
-         "events seen", "errors"],
+        ["target", "events/s", "x direct", "CPU us/event", "TTFB ms", "added ms", "req/s",
+         "x direct",         "events seen", "errors"],
         rows,
     )
     for name, row in results.items():

@@ -25,7 +25,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aibridge_cli.sse import encode_event  # noqa: E402
+from aibridge_cli.sse import encode_event
 
 TEXT = "lorem ipsum "
 
@@ -40,10 +40,11 @@ def stream_events(events: int) -> list[tuple[str, dict[str, object]]]:
     }
     out: list[tuple[str, dict[str, object]]] = [
         ("message_start", {"type": "message_start", "message": message}),
-        ("content_block_start",
-         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "text", "text": ""}}),
     ]
-    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": TEXT}}
+    delta = {"type": "content_block_delta", "index": 0,
+             "delta": {"type": "text_delta", "text": TEXT}}
     out += [("content_block_delta", delta)] * (events - 5)
     out += [
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
@@ -93,7 +94,9 @@ JSON_REPLY = (
 )
 
 
-async def read_request(stream: trio.SocketStream, buffer: bytearray) -> tuple[dict[str, str], bytes] | None:
+async def read_request(
+    stream: trio.SocketStream, buffer: bytearray
+) -> tuple[dict[str, str], bytes] | None:
     """One request's headers (lower-case names) and body; None when the peer closed."""
     while (end := buffer.find(b"\r\n\r\n")) < 0:
         data = await stream.receive_some(65536)

@@ -55,7 +55,7 @@ def task_count() -> int:
 async def settle(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
     """Wait (in virtual time) until ``predicate`` holds; fail after ``seconds``."""
     with trio.fail_after(seconds):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 (state of objects that have no event to wait on)
             await trio.sleep(0.01)
 
 
@@ -196,7 +196,8 @@ def chunked(*parts: bytes) -> bytes:
 SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\n\r\n")
 FIRST_FRAMES = b"".join(
-    encode_event(name, json.dumps(data)) for name, data in [*message_start(), *text_block(0, "Hi")][:3]
+    encode_event(name, json.dumps(data))
+    for name, data in [*message_start(), *text_block(0, "Hi")][:3]
 )
 GOOD_STREAM = SSE_HEAD + chunked(*(
     encode_event(name, json.dumps(data))

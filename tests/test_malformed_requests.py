@@ -22,7 +22,8 @@ METHODS = [b"POST", b"GET", b"PUT", b"BREW", b""]
 
 
 def _request(method: bytes, path: bytes, headers: list[bytes], body: bytes) -> bytes:
-    return b"%s %s HTTP/1.1\r\n%s\r\n%s" % (method, path, b"".join(h + b"\r\n" for h in headers), body)
+    head = b"".join(h + b"\r\n" for h in headers)
+    return b"%s %s HTTP/1.1\r\n%s\r\n%s" % (method, path, head, body)
 
 
 bad_json = st.one_of(
@@ -104,7 +105,8 @@ async def _run(payloads: list[bytes]) -> None:
             assert status != 500, (payload, body)
             if status >= 400:
                 error = json.loads(body)
-                assert error["type"] == "error" and error["error"]["message"], body
+                assert error["type"] == "error", body
+                assert error["error"]["message"], body
         assert not server.connections
         client_stream, server_stream = trio.testing.memory_stream_pair()
         good = RawClient(client_stream)

@@ -22,6 +22,7 @@ from aibridge_cli.tools import ToolSet
 from .anthropic_script import message_end, message_start, stream, text_block
 from .conftest import start_server
 from .test_anthropic_e2e import HELLO, K0, parse_sse_strictly
+from .test_load_faults import settle
 
 SLOW = stream(message_start(), text_block(0, "a", "b", "c", "d"), message_end("end_turn", 4),
               delays=[0, 0, 1, 1, 1, 1, 0, 0, 0])  # 4 s of deltas, a second apart
@@ -53,22 +54,19 @@ async def test_sigterm_lets_streams_finish_within_the_grace_and_records_them_who
                 results[name] = exc
 
     nursery.start_soon(post, "slow")
-    while upstream.open_responses < 1:
-        await trio.sleep(0.01)
+    await settle(lambda: upstream.open_responses == 1)
     nursery.start_soon(post, "stuck")
-    while upstream.open_responses < 2:
-        await trio.sleep(0.01)
+    await settle(lambda: upstream.open_responses == 2)
     await trio.testing.wait_all_tasks_blocked()
     # the proxy's signal receiver is in place, or this would end the test run
     assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
     sigterm_at = trio.current_time()
     os.kill(os.getpid(), signal.SIGTERM)
 
-    with trio.fail_after(60):
-        while len(results) < 2:
-            await trio.sleep(0.01)
+    await settle(lambda: len(results) == 2, seconds=60)
     slow = results["slow"]
-    assert isinstance(slow, httpx.Response) and slow.status_code == 200
+    assert isinstance(slow, httpx.Response)
+    assert slow.status_code == 200
     assert [e.event for e in parse_sse_strictly(slow.content)][-1] == "message_stop"
     assert isinstance(results["stuck"], httpx.HTTPError)  # cut at the end of the grace
     assert trio.current_time() - sigterm_at == pytest.approx(10.0, abs=0.1)
