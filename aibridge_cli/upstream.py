@@ -129,10 +129,12 @@ class FairPool(httpcore.AsyncConnectionPool):
         ]
         for request in [r for r in self._requests if r.is_queued()]:
             origin = request.request.url.origin
-            connection = next((c for c in free if c.can_handle_request(origin)), None)
-            if connection is not None:
-                free.remove(connection)
-            elif len(self._connections) >= self._max_connections:
+            reuse = next((c for c in free if c.can_handle_request(origin)), None)
+            if reuse is not None:
+                free.remove(reuse)
+                request.assign_to_connection(reuse)
+                continue
+            if len(self._connections) >= self._max_connections:
                 # Full: close an idle connection to another origin to make room, or wait.
                 spare = next((c for c in free if c.is_idle()), None)
                 if spare is None:
@@ -140,9 +142,8 @@ class FairPool(httpcore.AsyncConnectionPool):
                 free.remove(spare)
                 self._connections.remove(spare)
                 closing.append(spare)
-            if connection is None:
-                connection = self.create_connection(origin)
-                self._connections.append(connection)
+            connection = self.create_connection(origin)
+            self._connections.append(connection)
             request.assign_to_connection(connection)
         return closing
 
