@@ -8,7 +8,11 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 import trio
+
+from aibridge_cli.scripted import Reply, ScriptedUpstream
+from aibridge_cli.server import Server
 
 SECRET = "sk-ant-cli-secret-key-0123456789-WXYZ"
 
@@ -23,7 +27,8 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
     return data
 
 
-async def test_serve_announces_serves_and_stops_on_sigterm() -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+async def test_serve_announces_serves_and_stops_on_a_signal(stop: signal.Signals) -> None:
     command = [
         sys.executable,
         "-m",
@@ -53,7 +58,7 @@ async def test_serve_announces_serves_and_stops_on_sigterm() -> None:
             status = await client.get(url + "/aibridge/status")
         assert (health.status_code, health.json()) == (200, {"status": "ok"})
         assert status.json()["providers"]["anthropic"]["keys"][0]["key"] == "sk-a…WXYZ"
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         with trio.fail_after(30):
             code = await process.wait()
             rest = b"".join([chunk async for chunk in process.stdout])
@@ -117,3 +122,60 @@ def test_bad_tools_file_is_a_one_line_error(tmp_path: object) -> None:
     assert "exactly one of result, command, error" in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+async def test_sigterm_gives_in_flight_requests_the_grace_period(nursery: trio.Nursery) -> None:
+    # An upstream that starts a stream and then never finishes it.
+    stalled = Reply.sse(
+        [("message_start", {"type": "message_start", "message": {"usage": {}}})],
+        fault="stall",
+        fault_at=1,
+    )
+    upstream = ScriptedUpstream([stalled])
+    upstream_server = Server(upstream)
+    host, port = await nursery.start(upstream_server.serve_tcp, "127.0.0.1", 0)
+    command = [
+        sys.executable,
+        "-m",
+        "aibridge_cli",
+        "serve",
+        "--port",
+        "0",
+        "--anthropic-base-url",
+        f"http://{host}:{port}",
+        "--grace-period",
+        "1",
+    ]
+    process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(30):
+            line = await _read_line(process.stdout)
+        url = line.decode().strip().removeprefix("listening on ")
+        async with httpx.AsyncClient(timeout=30) as client:
+            body = {
+                "model": "m",
+                "max_tokens": 5,
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            async with client.stream("POST", url + "/anthropic/v1/messages", json=body) as response:
+                assert response.status_code == 200
+                chunks = response.aiter_raw()
+                assert b"message_start" in await chunks.__anext__()
+                process.send_signal(signal.SIGTERM)
+                signalled = trio.current_time()
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await chunks.__anext__()  # cut once the grace period is over
+                cut_after = trio.current_time() - signalled
+                await chunks.aclose()
+        with trio.fail_after(30):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.stdout.aclose()
+        upstream_server.shutdown()
+    assert code == 0
+    assert 0.9 < cut_after < 5
