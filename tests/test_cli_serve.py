@@ -27,22 +27,18 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
     return data
 
 
+async def open_serve(*options: str, stderr: bool = False) -> trio.Process:
+    """``aibridge serve --port 0`` with ``options``, as a child process."""
+    command = [sys.executable, "-m", "aibridge_cli", "serve", "--port", "0", *options]
+    return await trio.lowlevel.open_process(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE if stderr else None
+    )
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 async def test_serve_announces_serves_and_stops_on_a_signal(stop: signal.Signals) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "aibridge_cli",
-        "serve",
-        "--port",
-        "0",
-        "--anthropic-base-url",
-        "http://127.0.0.1:9",
-        "--anthropic-key",
-        SECRET,
-    ]
-    process = await trio.lowlevel.open_process(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    process = await open_serve(
+        "--anthropic-base-url", "http://127.0.0.1:9", "--anthropic-key", SECRET, stderr=True
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -134,19 +130,9 @@ async def test_sigterm_gives_in_flight_requests_the_grace_period(nursery: trio.N
     upstream = ScriptedUpstream([stalled])
     upstream_server = Server(upstream)
     host, port = await nursery.start(upstream_server.serve_tcp, "127.0.0.1", 0)
-    command = [
-        sys.executable,
-        "-m",
-        "aibridge_cli",
-        "serve",
-        "--port",
-        "0",
-        "--anthropic-base-url",
-        f"http://{host}:{port}",
-        "--grace-period",
-        "1",
-    ]
-    process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
+    process = await open_serve(
+        "--anthropic-base-url", f"http://{host}:{port}", "--grace-period", "1"
+    )
     assert process.stdout is not None
     try:
         with trio.fail_after(30):
