@@ -52,6 +52,11 @@ async def test_serve_announces_serves_and_stops_on_a_signal(stop: signal.Signals
         async with httpx.AsyncClient() as client:
             health = await client.get(url + "/healthz")
             status = await client.get(url + "/aibridge/status")
+            unreachable = await client.post(
+                url + "/anthropic/v1/messages",
+                json={"model": "m", "max_tokens": 5, "messages": []},
+            )
+        assert unreachable.status_code == 502
         assert (health.status_code, health.json()) == (200, {"status": "ok"})
         assert status.json()["providers"]["anthropic"]["keys"][0]["key"] == "sk-a…WXYZ"
         process.send_signal(stop)
@@ -69,6 +74,10 @@ async def test_serve_announces_serves_and_stops_on_a_signal(stop: signal.Signals
     assert rest == b""  # exactly one line on stdout
     log = errors.decode()
     assert re.search(r"GET /healthz 200 \d+ms", log), log
+    # One line per request, however long, with route, status, duration, attempts, keys.
+    assert re.search(
+        r"\n\S+ INFO +POST /anthropic/v1/messages 502 \d+ms attempts=1 keys=sk-a…WXYZ\n", log
+    ), log
     assert SECRET not in log
     assert SECRET[4:-4] not in log
     assert SECRET not in status.text
