@@ -137,7 +137,7 @@ def serve(
     ] = 10.0,
     log_level: LogLevelOpt = "info",
     record: Annotated[
-        Path | None, typer.Option("--record", help="Append every interception to this fixture file.")
+        Path | None, typer.Option("--record", help="Append each interception to this fixture.")
     ] = None,
     redact: Annotated[
         list[str] | None,

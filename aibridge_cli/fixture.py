@@ -70,7 +70,11 @@ def distinct_keys(fixture: Fixture, provider: str) -> list[str]:
 def header_line(proxy: dict[str, Any] | None = None, created: datetime | None = None) -> str:
     """The first line of every fixture file."""
     when = (created or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
-    header: dict[str, Any] = {_HEADER_KEY: FORMAT_VERSION, "tool_version": __version__, "created": when}
+    header: dict[str, Any] = {
+        _HEADER_KEY: FORMAT_VERSION,
+        "tool_version": __version__,
+        "created": when,
+    }
     if proxy:
         header["proxy"] = proxy
     return _dumps(header)
@@ -207,7 +211,9 @@ def _decode_response(obj: Any, where: str) -> ResponseLog:
         if not isinstance(chunk, dict) or not isinstance(chunk.get("ms"), int | float):
             raise _Bad(f"{where}.chunks[{i}] needs a numeric 'ms'")
         chunks.append(Chunk(float(chunk["ms"]), _decode_bytes(chunk)))
-    return ResponseLog(status=status, headers=_headers(obj.get("headers", []), where + ".headers"), chunks=chunks)
+    return ResponseLog(
+        status=status, headers=_headers(obj.get("headers", []), where + ".headers"), chunks=chunks
+    )
 
 
 def decode_interception(obj: Any) -> tuple[Interception, str | None]:
@@ -294,10 +300,12 @@ def parse_fixture(text: str, path: str = "<fixture>") -> Fixture:
 
 def _read_header(fixture: Fixture, obj: Any) -> None:
     if not isinstance(obj, dict) or _HEADER_KEY not in obj:
-        raise _Bad(f"expected the header line ({{\"{_HEADER_KEY}\": {FORMAT_VERSION}, ...}})")
+        raise _Bad(f'expected the header line ({{"{_HEADER_KEY}": {FORMAT_VERSION}, ...}})')
     version = obj[_HEADER_KEY]
     if version != FORMAT_VERSION:
-        raise _Bad(f"fixture format version {version!r} is not supported (this is {FORMAT_VERSION})")
+        raise _Bad(
+            f"fixture format version {version!r} is not supported (this is {FORMAT_VERSION})"
+        )
     fixture.version = version
     fixture.tool_version = str(obj.get("tool_version", ""))
     fixture.created = str(obj.get("created", ""))

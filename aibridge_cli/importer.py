@@ -14,6 +14,8 @@ import json
 import re
 from pathlib import Path
 
+import trio
+
 from .errors import FixtureError
 from .fixture import Fixture
 from .scenario import Session, Step, record_session, split_sse
@@ -93,7 +95,7 @@ def txtar_session(path: Path, text: str) -> Session:
 async def import_txtar(path: Path) -> Fixture:
     """One txtar as a fixture, recorded through aibridge's proxy."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = await trio.Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise FixtureError(f"{path}: cannot read: {exc.strerror}") from None
     return await record_session(txtar_session(path, text), str(path))

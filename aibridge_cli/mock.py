@@ -110,8 +110,14 @@ class MockUpstream:
         queue = self.queues.get(route)
         if not queue:
             known = ", ".join(f"{m} {p}" for (m, p), q in self.queues.items() if q) or "none"
-            hit = Hit(seen, None, [f"no recorded exchange left for {route[0]} {route[1]} "
-                                   f"(routes with exchanges left: {known})"])
+            hit = Hit(
+                seen,
+                None,
+                [
+                    f"no recorded exchange left for {route[0]} {route[1]} "
+                    f"(routes with exchanges left: {known})"
+                ],
+            )
             self.hits.append(hit)
             return _mismatch(route[1], index, hit.problems)
         expected = queue.popleft()
@@ -137,11 +143,21 @@ def request_problems(recorded: UpstreamExchange, seen: SeenRequest) -> list[str]
 
 
 def _mismatch(path: str, index: int, problems: list[str]) -> Reply:
-    message = f"aibridge mock: request #{index + 1} ({path}) does not match the fixture: " + "; ".join(
-        problems[:10]
+    message = (
+        f"aibridge mock: request #{index + 1} ({path}) does not match the fixture: "
+        + "; ".join(problems[:10])
     )
     if path.startswith("/v1/messages") or not path.startswith("/v1/"):
-        body: Any = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        body: Any = {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": message},
+        }
     else:
-        body = {"error": {"message": message, "type": "invalid_request_error", "code": "fixture_mismatch"}}
+        body = {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "code": "fixture_mismatch",
+            }
+        }
     return Reply.json(body, 400, [("x-aibridge-mock", "mismatch")])

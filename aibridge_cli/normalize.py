@@ -269,7 +269,9 @@ def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
         for i, (x, y) in enumerate(zip(a, b, strict=False)):
             _diff(x, y, f"{path}[{i}]{_event_name(x, y)}", out)
         if len(a) != len(b):
-            extra, which = (a[len(b) :], "missing") if len(a) > len(b) else (b[len(a) :], "unexpected")
+            extra, which = (
+                (a[len(b) :], "missing") if len(a) > len(b) else (b[len(a) :], "unexpected")
+            )
             names = ", ".join(_short(x) for x in extra[:3])
             out.append(f"{path}: {len(a)} expected, {len(b)} got; {which}: {names}")
         return

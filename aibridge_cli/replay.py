@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import trio
+import trio.lowlevel
 
 from .bridge import StreamInitiation
 from .fixture import Fixture, distinct_keys, provider_of
@@ -47,7 +48,10 @@ class InterceptionResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "label": self.label, "api": self.api, "path": self.path, "status": self.status,
+            "label": self.label,
+            "api": self.api,
+            "path": self.path,
+            "status": self.status,
             "problems": self.problems,
         }
 
@@ -64,12 +68,16 @@ class FixtureResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "fixture": self.path, "ok": self.ok, "warnings": self.warnings,
+            "fixture": self.path,
+            "ok": self.ok,
+            "warnings": self.warnings,
             "interceptions": [r.as_json() for r in self.results],
         }
 
 
-def replay_tools(fixture: Fixture) -> tuple[ToolSet, Callable[[InjectedTool, Any], Awaitable[ToolOutcome]]]:
+def replay_tools(
+    fixture: Fixture,
+) -> tuple[ToolSet, Callable[[InjectedTool, Any], Awaitable[ToolOutcome]]]:
     """The fixture's injected tools, and a runner answering each call with its recorded result."""
     tools: dict[str, InjectedTool] = {}
     for record in fixture.interceptions:
@@ -95,6 +103,7 @@ def replay_tools(fixture: Fixture) -> tuple[ToolSet, Callable[[InjectedTool, Any
 
 def replay_options(fixture: Fixture, upstream_url: str) -> ServeOptions:
     """A proxy like the recording one, pointed at the mock, with fake keys."""
+
     def fake(provider: str) -> list[str]:
         count = len(distinct_keys(fixture, provider))
         return [f"aibridge-replay-{provider}-key-{i + 1}" for i in range(count)]
@@ -116,9 +125,7 @@ def replay_options(fixture: Fixture, upstream_url: str) -> ServeOptions:
 
 def client_request(record: Interception) -> tuple[list[tuple[str, str]], bytes]:
     """Headers and body to send again: secrets and framing dropped, a fake key added."""
-    headers = [
-        (k, v) for k, v in record.request.headers if k.lower() not in _HOP and v != REDACTED
-    ]
+    headers = [(k, v) for k, v in record.request.headers if k.lower() not in _HOP and v != REDACTED]
     headers.append(("x-api-key", "aibridge-replay-client"))
     body = record.request.body
     raw = body if isinstance(body, bytes) else b"" if body is None else dumps(body).encode()
@@ -145,20 +152,23 @@ class _Slots:
 
 
 def upstream_problems(
-    record: Interception, hits: list[Hit], recorded_slots: _Slots, replay_slots: _Slots,
+    record: Interception,
+    hits: list[Hit],
+    recorded_slots: _Slots,
+    replay_slots: _Slots,
     byok: bool,
 ) -> list[str]:
     """How the upstream requests of one replayed interception differ from the recording."""
     problems: list[str] = []
     if len(hits) != len(record.upstream):
-        problems.append(
-            f"upstream: {len(record.upstream)} requests recorded, {len(hits)} made"
-        )
+        problems.append(f"upstream: {len(record.upstream)} requests recorded, {len(hits)} made")
     for n, (hit, exchange) in enumerate(zip(hits, record.upstream, strict=False)):
         route = upstream_route(record.api, exchange)
         seen_route = (hit.seen.method, hit.seen.path.split("?", 1)[0])
         if seen_route != route:
-            problems.append(f"upstream[{n}]: went to {' '.join(seen_route)}, recorded {' '.join(route)}")
+            problems.append(
+                f"upstream[{n}]: went to {' '.join(seen_route)}, recorded {' '.join(route)}"
+            )
         problems += [f"upstream[{n}]: {p}" for p in hit.problems]
         if not byok:
             want, got = recorded_slots.of(exchange.key), replay_slots.of(_key_of(hit))
@@ -202,7 +212,10 @@ async def replay_fixture(
 
 
 async def _send_all(
-    fixture: Fixture, mock: MockUpstream, client: httpx.AsyncClient, target: str,
+    fixture: Fixture,
+    mock: MockUpstream,
+    client: httpx.AsyncClient,
+    target: str,
     outcome: FixtureResult,
 ) -> None:
     recorded_slots, replay_slots = _Slots(), _Slots()
@@ -225,13 +238,15 @@ async def _send_all(
         except httpx.HTTPError as exc:
             status, response_headers, data = None, [], b""
             result.problems.append(f"response: the request failed: {type(exc).__name__}: {exc}")
-        await trio.sleep(0)  # let the mock finish booking its last hit
+        await trio.lowlevel.checkpoint()  # let the mock finish booking its last hit
         expected = record.response
         result.expected = normalize_response(
             record.api, expected.status, expected.headers, expected.body
         )
         result.actual = normalize_response(record.api, status, response_headers, data)
-        result.problems += [f"response: {d}" for d in diff_normalized(result.expected, result.actual)]
+        result.problems += [
+            f"response: {d}" for d in diff_normalized(result.expected, result.actual)
+        ]
         byok = not distinct_keys(fixture, provider_of(record.api))
         result.problems += upstream_problems(
             record, mock.hits[before:], recorded_slots, replay_slots, byok
@@ -242,4 +257,3 @@ async def _send_all(
 
 def exit_code(results: list[FixtureResult]) -> int:
     return 0 if all(r.ok for r in results) else 1
-

@@ -11,8 +11,8 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Annotated
 
 import trio
@@ -122,8 +122,19 @@ def record(
     setup_logging(log_level)
     with exits_on_errors(f"cannot run {command[0]}", 127):
         options = serve_options(
-            "127.0.0.1", port, anthropic_base_url, openai_base_url, anthropic_key, openai_key,
-            tools, stream_initiation, max_iterations, 32 * 1024 * 1024, 10.0, 300.0, 10.0,
+            "127.0.0.1",
+            port,
+            anthropic_base_url,
+            openai_base_url,
+            anthropic_key,
+            openai_key,
+            tools,
+            stream_initiation,
+            max_iterations,
+            32 * 1024 * 1024,
+            10.0,
+            300.0,
+            10.0,
         )
         writer = open_recorder(output, options, redact or [])
         try:
@@ -228,7 +239,8 @@ def replay(
         if target is not None and not upstream_port:
             raise FixtureError("--target needs --upstream-port, where its upstream points")
         if builtin:
-            loaded = [f for name in (fixtures or [None]) for f in load_builtin(name)]
+            names: list[str | None] = list(fixtures) if fixtures else [None]
+            loaded = [f for name in names for f in load_builtin(name)]
         elif not fixtures:
             raise FixtureError("give fixture files, or --builtin")
         else:

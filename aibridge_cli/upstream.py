@@ -90,6 +90,63 @@ class PoolTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
+class FairPool(httpcore.AsyncConnectionPool):
+    """httpcore's connection pool, with each idle connection handed out once.
+
+    httpcore 1.0 counts a connection as available until a request has *started* on it,
+    so every pass of its assignment (one per request that arrives or ends) hands the
+    same idle connections again to the requests still queued, and to those assigned in
+    earlier passes that have not run yet. All but one of them then fail with
+    ``ConnectionNotAvailable`` and go round again. On a warm pool, 100 concurrent
+    streams waited seconds for their first byte (and a pass polls every idle socket).
+    Its idle trim also compares the count of *all* connections with the keep-alive
+    limit, and may close a connection a request was just given. Here a connection that
+    a live request holds is neither handed out nor trimmed, and only idle connections
+    beyond the limit are closed. (One request per connection: HTTP/1.1 upstream.)
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        held = {id(r.connection) for r in self._requests if r.connection is not None}
+        idle = 0
+        for connection in list(self._connections):
+            if id(connection) in held:
+                continue
+            if connection.is_closed():
+                self._connections.remove(connection)
+            elif connection.has_expired():
+                self._connections.remove(connection)
+                closing.append(connection)
+            elif connection.is_idle():
+                idle += 1
+                if idle > self._max_keepalive_connections:
+                    self._connections.remove(connection)
+                    closing.append(connection)
+        free = [
+            connection
+            for connection in self._connections
+            if id(connection) not in held and connection.is_available()
+        ]
+        for request in [r for r in self._requests if r.is_queued()]:
+            origin = request.request.url.origin
+            connection = next((c for c in free if c.can_handle_request(origin)), None)
+            if connection is not None:
+                free.remove(connection)
+            elif len(self._connections) >= self._max_connections:
+                # Full: close an idle connection to another origin to make room, or wait.
+                spare = next((c for c in free if c.is_idle()), None)
+                if spare is None:
+                    continue
+                free.remove(spare)
+                self._connections.remove(spare)
+                closing.append(spare)
+            if connection is None:
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+            request.assign_to_connection(connection)
+        return closing
+
+
 @dataclass(frozen=True)
 class UpstreamTimeouts:
     """Every upstream timeout, explicit. ``read`` is the idle time allowed between bytes."""
@@ -110,7 +167,7 @@ def make_client(
 ) -> httpx.AsyncClient:
     """The one upstream client of a proxy; the simulation passes its own backend."""
     timeouts = timeouts or UpstreamTimeouts()
-    pool = httpcore.AsyncConnectionPool(
+    pool = FairPool(
         max_connections=max_connections,
         max_keepalive_connections=64,
         keepalive_expiry=30.0,

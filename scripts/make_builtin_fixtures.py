@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import trio
 
@@ -39,9 +39,18 @@ CLIENT_TOOL = {
 
 def rate_limited(api: str, retry_after: str) -> Reply:
     if api == "anthropic":
-        body: Any = {"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limited"}}
+        body: Any = {
+            "type": "error",
+            "error": {"type": "rate_limit_error", "message": "Rate limited"},
+        }
     else:
-        body = {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}
+        body = {
+            "error": {
+                "message": "Rate limit reached",
+                "type": "requests",
+                "code": "rate_limit_exceeded",
+            }
+        }
     return Reply.json(body, 429, [("retry-after", retry_after)])
 
 
@@ -52,7 +61,9 @@ class Anthropic:
     @staticmethod
     def request(text: str, stream: bool = True, tools: list[Any] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "model": "claude-sonnet-4-5", "max_tokens": 256, "stream": stream,
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 256,
+            "stream": stream,
             "messages": [{"role": "user", "content": text}],
         }
         if tools:
@@ -61,18 +72,44 @@ class Anthropic:
 
     @staticmethod
     def _start(n: int) -> tuple[str, Any]:
-        return ("message_start", {"type": "message_start", "message": {
-            "id": f"msg_fixture{n}", "type": "message", "role": "assistant",
-            "model": "claude-sonnet-4-5", "content": [], "stop_reason": None,
-            "usage": {"input_tokens": 12 + n, "output_tokens": 1}}})
+        return (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": f"msg_fixture{n}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude-sonnet-4-5",
+                    "content": [],
+                    "stop_reason": None,
+                    "usage": {"input_tokens": 12 + n, "output_tokens": 1},
+                },
+            },
+        )
 
     @staticmethod
     def _text(index: int, parts: list[str]) -> list[tuple[str, Any]]:
         return [
-            ("content_block_start", {"type": "content_block_start", "index": index,
-                                     "content_block": {"type": "text", "text": ""}}),
-            *[("content_block_delta", {"type": "content_block_delta", "index": index,
-                                       "delta": {"type": "text_delta", "text": p}}) for p in parts],
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+            *[
+                (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": p},
+                    },
+                )
+                for p in parts
+            ],
             ("content_block_stop", {"type": "content_block_stop", "index": index}),
         ]
 
@@ -80,48 +117,111 @@ class Anthropic:
     def _tool(index: int, name: str, args: dict[str, Any], n: int) -> list[tuple[str, Any]]:
         raw = json.dumps(args)
         return [
-            ("content_block_start", {"type": "content_block_start", "index": index, "content_block": {
-                "type": "tool_use", "id": f"toolu_fixture{n}", "name": name, "input": {}}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": index,
-                                     "delta": {"type": "input_json_delta", "partial_json": raw[:5]}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": index,
-                                     "delta": {"type": "input_json_delta", "partial_json": raw[5:]}}),
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": f"toolu_fixture{n}",
+                        "name": name,
+                        "input": {},
+                    },
+                },
+            ),
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": raw[:5]},
+                },
+            ),
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": raw[5:]},
+                },
+            ),
             ("content_block_stop", {"type": "content_block_stop", "index": index}),
         ]
 
     @staticmethod
     def _end(reason: str, out: int) -> list[tuple[str, Any]]:
         return [
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": reason},
-                               "usage": {"output_tokens": out}}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": reason},
+                    "usage": {"output_tokens": out},
+                },
+            ),
             ("message_stop", {"type": "message_stop"}),
         ]
 
     def text_reply(self, parts: list[str], n: int = 0, stream: bool = True) -> Reply:
         if not stream:
-            return Reply.json({"id": f"msg_fixture{n}", "type": "message", "role": "assistant",
-                               "model": "claude-sonnet-4-5",
-                               "content": [{"type": "text", "text": "".join(parts)}],
-                               "stop_reason": "end_turn",
-                               "usage": {"input_tokens": 12 + n, "output_tokens": 7}})
+            return Reply.json(
+                {
+                    "id": f"msg_fixture{n}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude-sonnet-4-5",
+                    "content": [{"type": "text", "text": "".join(parts)}],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 12 + n, "output_tokens": 7},
+                }
+            )
         return Reply.sse([self._start(n), *self._text(0, parts), *self._end("end_turn", 7)])
 
     def tool_reply(self, name: str, args: dict[str, Any], n: int = 0, stream: bool = True) -> Reply:
         if not stream:
-            return Reply.json({"id": f"msg_fixture{n}", "type": "message", "role": "assistant",
-                               "model": "claude-sonnet-4-5",
-                               "content": [{"type": "text", "text": "Let me check."},
-                                           {"type": "tool_use", "id": f"toolu_fixture{n}",
-                                            "name": name, "input": args}],
-                               "stop_reason": "tool_use",
-                               "usage": {"input_tokens": 12 + n, "output_tokens": 9}})
-        return Reply.sse([self._start(n), *self._text(0, ["Let me check."]),
-                          *self._tool(1, name, args, n), *self._end("tool_use", 9)])
+            return Reply.json(
+                {
+                    "id": f"msg_fixture{n}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude-sonnet-4-5",
+                    "content": [
+                        {"type": "text", "text": "Let me check."},
+                        {
+                            "type": "tool_use",
+                            "id": f"toolu_fixture{n}",
+                            "name": name,
+                            "input": args,
+                        },
+                    ],
+                    "stop_reason": "tool_use",
+                    "usage": {"input_tokens": 12 + n, "output_tokens": 9},
+                }
+            )
+        return Reply.sse(
+            [
+                self._start(n),
+                *self._text(0, ["Let me check."]),
+                *self._tool(1, name, args, n),
+                *self._end("tool_use", 9),
+            ]
+        )
 
     def broken_reply(self) -> Reply:
-        return Reply.sse([self._start(0), *self._text(0, ["Partial ans"])[:2],
-                          ("error", {"type": "error", "error": {"type": "overloaded_error",
-                                                                "message": "Overloaded"}})])
+        return Reply.sse(
+            [
+                self._start(0),
+                *self._text(0, ["Partial ans"])[:2],
+                (
+                    "error",
+                    {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    },
+                ),
+            ]
+        )
 
 
 # -- OpenAI Chat Completions -----------------------------------------------------------------
@@ -130,63 +230,126 @@ class OpenAIChat:
 
     @staticmethod
     def request(text: str, stream: bool = True, tools: list[Any] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": "gpt-4.1", "stream": stream,
-                                "messages": [{"role": "user", "content": text}]}
+        body: dict[str, Any] = {
+            "model": "gpt-4.1",
+            "stream": stream,
+            "messages": [{"role": "user", "content": text}],
+        }
         if stream:
             body["stream_options"] = {"include_usage": True}
         if tools:
-            body["tools"] = [{"type": "function", "function": {
-                "name": t["name"], "description": t["description"],
-                "parameters": t["input_schema"]}} for t in tools]
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t["name"],
+                        "description": t["description"],
+                        "parameters": t["input_schema"],
+                    },
+                }
+                for t in tools
+            ]
         return body
 
     @staticmethod
-    def _chunk(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> tuple[None, Any]:
-        data: dict[str, Any] = {"id": "chatcmpl-fixture", "object": "chat.completion.chunk",
-                                "created": 1764000000, "model": "gpt-4.1",
-                                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    def _chunk(
+        delta: dict[str, Any], finish: str | None = None, usage: Any = None
+    ) -> tuple[None, Any]:
+        data: dict[str, Any] = {
+            "id": "chatcmpl-fixture",
+            "object": "chat.completion.chunk",
+            "created": 1764000000,
+            "model": "gpt-4.1",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         if usage is not None:
             data["choices"] = []
             data["usage"] = usage
         return (None, data)
 
-    _USAGE = {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+    _USAGE: ClassVar[dict[str, int]] = {
+        "prompt_tokens": 12,
+        "completion_tokens": 7,
+        "total_tokens": 19,
+    }
 
     def _body(self, message: dict[str, Any], finish: str) -> Reply:
-        return Reply.json({"id": "chatcmpl-fixture", "object": "chat.completion",
-                           "created": 1764000000, "model": "gpt-4.1",
-                           "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                           "usage": self._USAGE})
+        return Reply.json(
+            {
+                "id": "chatcmpl-fixture",
+                "object": "chat.completion",
+                "created": 1764000000,
+                "model": "gpt-4.1",
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": self._USAGE,
+            }
+        )
 
     def text_reply(self, parts: list[str], n: int = 0, stream: bool = True) -> Reply:
         if not stream:
             return self._body({"role": "assistant", "content": "".join(parts)}, "stop")
-        return Reply.sse([
-            self._chunk({"role": "assistant", "content": ""}),
-            *[self._chunk({"content": p}) for p in parts],
-            self._chunk({}, "stop"), self._chunk({}, usage=self._USAGE), (None, "[DONE]"),
-        ])
+        return Reply.sse(
+            [
+                self._chunk({"role": "assistant", "content": ""}),
+                *[self._chunk({"content": p}) for p in parts],
+                self._chunk({}, "stop"),
+                self._chunk({}, usage=self._USAGE),
+                (None, "[DONE]"),
+            ]
+        )
 
     def tool_reply(self, name: str, args: dict[str, Any], n: int = 0, stream: bool = True) -> Reply:
         raw = json.dumps(args)
-        call = {"id": f"call_fixture{n}", "type": "function", "function": {"name": name, "arguments": raw}}
+        call = {
+            "id": f"call_fixture{n}",
+            "type": "function",
+            "function": {"name": name, "arguments": raw},
+        }
         if not stream:
-            return self._body({"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls")
-        return Reply.sse([
-            self._chunk({"role": "assistant", "content": None, "tool_calls": [
-                {"index": 0, "id": f"call_fixture{n}", "type": "function",
-                 "function": {"name": name, "arguments": ""}}]}),
-            self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": raw[:5]}}]}),
-            self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": raw[5:]}}]}),
-            self._chunk({}, "tool_calls"), self._chunk({}, usage=self._USAGE), (None, "[DONE]"),
-        ])
+            return self._body(
+                {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
+            )
+        return Reply.sse(
+            [
+                self._chunk(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": f"call_fixture{n}",
+                                "type": "function",
+                                "function": {"name": name, "arguments": ""},
+                            }
+                        ],
+                    }
+                ),
+                self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": raw[:5]}}]}),
+                self._chunk({"tool_calls": [{"index": 0, "function": {"arguments": raw[5:]}}]}),
+                self._chunk({}, "tool_calls"),
+                self._chunk({}, usage=self._USAGE),
+                (None, "[DONE]"),
+            ]
+        )
 
     def broken_reply(self) -> Reply:
-        return Reply.sse([
-            self._chunk({"role": "assistant", "content": ""}), self._chunk({"content": "Partial ans"}),
-            (None, {"error": {"message": "The server had an error", "type": "server_error",
-                              "code": None}}),
-        ])
+        return Reply.sse(
+            [
+                self._chunk({"role": "assistant", "content": ""}),
+                self._chunk({"content": "Partial ans"}),
+                (
+                    None,
+                    {
+                        "error": {
+                            "message": "The server had an error",
+                            "type": "server_error",
+                            "code": None,
+                        }
+                    },
+                ),
+            ]
+        )
 
 
 # -- OpenAI Responses ------------------------------------------------------------------------
@@ -197,21 +360,41 @@ class OpenAIResponses:
     def request(text: str, stream: bool = True, tools: list[Any] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": "gpt-4.1", "stream": stream, "input": text}
         if tools:
-            body["tools"] = [{"type": "function", "name": t["name"], "description": t["description"],
-                              "parameters": t["input_schema"]} for t in tools]
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "name": t["name"],
+                    "description": t["description"],
+                    "parameters": t["input_schema"],
+                }
+                for t in tools
+            ]
         return body
 
-    _USAGE = {"input_tokens": 12, "output_tokens": 7, "total_tokens": 19}
+    _USAGE: ClassVar[dict[str, int]] = {"input_tokens": 12, "output_tokens": 7, "total_tokens": 19}
 
     def _response(self, status: str, output: list[Any]) -> dict[str, Any]:
-        return {"id": "resp_fixture", "object": "response", "created_at": 1764000000,
-                "status": status, "model": "gpt-4.1", "output": output,
-                "usage": self._USAGE if status == "completed" else None}
+        return {
+            "id": "resp_fixture",
+            "object": "response",
+            "created_at": 1764000000,
+            "status": status,
+            "model": "gpt-4.1",
+            "output": output,
+            "usage": self._USAGE if status == "completed" else None,
+        }
 
     def _events(self, items: list[Any], deltas: list[str] | None) -> Reply:
         events: list[tuple[str, Any]] = [
-            ("response.created", {"type": "response.created", "sequence_number": 0,
-                                  "response": self._response("in_progress", [])})]
+            (
+                "response.created",
+                {
+                    "type": "response.created",
+                    "sequence_number": 0,
+                    "response": self._response("in_progress", []),
+                },
+            )
+        ]
         seq = 1
         for i, item in enumerate(items):
             start = dict(item, status="in_progress")
@@ -219,31 +402,81 @@ class OpenAIResponses:
                 start["content"] = []
             if item["type"] == "function_call":
                 start["arguments"] = ""
-            events.append(("response.output_item.added", {"type": "response.output_item.added",
-                           "sequence_number": seq, "output_index": i, "item": start}))
+            events.append(
+                (
+                    "response.output_item.added",
+                    {
+                        "type": "response.output_item.added",
+                        "sequence_number": seq,
+                        "output_index": i,
+                        "item": start,
+                    },
+                )
+            )
             seq += 1
             if item["type"] == "message" and deltas is not None:
                 for d in deltas:
-                    events.append(("response.output_text.delta", {
-                        "type": "response.output_text.delta", "sequence_number": seq,
-                        "item_id": item["id"], "output_index": i, "content_index": 0, "delta": d}))
+                    events.append(
+                        (
+                            "response.output_text.delta",
+                            {
+                                "type": "response.output_text.delta",
+                                "sequence_number": seq,
+                                "item_id": item["id"],
+                                "output_index": i,
+                                "content_index": 0,
+                                "delta": d,
+                            },
+                        )
+                    )
                     seq += 1
             if item["type"] == "function_call":
-                events.append(("response.function_call_arguments.done", {
-                    "type": "response.function_call_arguments.done", "sequence_number": seq,
-                    "item_id": item["id"], "output_index": i, "arguments": item["arguments"]}))
+                events.append(
+                    (
+                        "response.function_call_arguments.done",
+                        {
+                            "type": "response.function_call_arguments.done",
+                            "sequence_number": seq,
+                            "item_id": item["id"],
+                            "output_index": i,
+                            "arguments": item["arguments"],
+                        },
+                    )
+                )
                 seq += 1
-            events.append(("response.output_item.done", {"type": "response.output_item.done",
-                           "sequence_number": seq, "output_index": i, "item": item}))
+            events.append(
+                (
+                    "response.output_item.done",
+                    {
+                        "type": "response.output_item.done",
+                        "sequence_number": seq,
+                        "output_index": i,
+                        "item": item,
+                    },
+                )
+            )
             seq += 1
-        events.append(("response.completed", {"type": "response.completed", "sequence_number": seq,
-                                              "response": self._response("completed", items)}))
+        events.append(
+            (
+                "response.completed",
+                {
+                    "type": "response.completed",
+                    "sequence_number": seq,
+                    "response": self._response("completed", items),
+                },
+            )
+        )
         return Reply.sse(events)
 
     @staticmethod
     def _message(text: str, n: int) -> dict[str, Any]:
-        return {"type": "message", "id": f"msg_fixture{n}", "status": "completed", "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}]}
+        return {
+            "type": "message",
+            "id": f"msg_fixture{n}",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }
 
     def text_reply(self, parts: list[str], n: int = 0, stream: bool = True) -> Reply:
         items = [self._message("".join(parts), n)]
@@ -252,19 +485,43 @@ class OpenAIResponses:
         return self._events(items, parts)
 
     def tool_reply(self, name: str, args: dict[str, Any], n: int = 0, stream: bool = True) -> Reply:
-        items = [{"type": "function_call", "id": f"fc_fixture{n}", "call_id": f"call_fixture{n}",
-                  "name": name, "arguments": json.dumps(args), "status": "completed"}]
+        items = [
+            {
+                "type": "function_call",
+                "id": f"fc_fixture{n}",
+                "call_id": f"call_fixture{n}",
+                "name": name,
+                "arguments": json.dumps(args),
+                "status": "completed",
+            }
+        ]
         if not stream:
             return Reply.json(self._response("completed", items))
         return self._events(items, None)
 
     def broken_reply(self) -> Reply:
-        return Reply.sse([
-            ("response.created", {"type": "response.created", "sequence_number": 0,
-                                  "response": self._response("in_progress", [])}),
-            ("error", {"type": "error", "sequence_number": 1, "code": "server_error",
-                       "message": "The server had an error", "param": None}),
-        ])
+        return Reply.sse(
+            [
+                (
+                    "response.created",
+                    {
+                        "type": "response.created",
+                        "sequence_number": 0,
+                        "response": self._response("in_progress", []),
+                    },
+                ),
+                (
+                    "error",
+                    {
+                        "type": "error",
+                        "sequence_number": 1,
+                        "code": "server_error",
+                        "message": "The server had an error",
+                        "param": None,
+                    },
+                ),
+            ]
+        )
 
 
 Provider = Anthropic | OpenAIChat | OpenAIResponses
@@ -274,44 +531,103 @@ def scenarios(p: Provider) -> dict[str, Session]:
     api = p.api
     weather = {"city": "Paris"}
     return {
-        "simple": Session([
-            Step(api, p.request("Say hello."), [p.text_reply(["Hel", "lo, ", "world!"])], "streaming"),
-            Step(api, p.request("Say hello.", stream=False),
-                 [p.text_reply(["Hello, world!"], stream=False)], "blocking"),
-        ]),
-        "injected-tool": Session([
-            Step(api, p.request("Weather in Paris?"),
-                 [p.tool_reply(WEATHER.name, weather), p.text_reply(["It is ", "sunny."], 1)],
-                 "streaming"),
-            Step(api, p.request("Weather in Paris?", stream=False),
-                 [p.tool_reply(WEATHER.name, weather, stream=False),
-                  p.text_reply(["It is sunny."], 1, stream=False)], "blocking"),
-        ], tools=[WEATHER]),
-        "client-tool": Session([
-            Step(api, p.request("Read notes.txt", tools=[CLIENT_TOOL]),
-                 [p.tool_reply("read_file", {"path": "notes.txt"})], "streaming"),
-        ], tools=[WEATHER]),
-        "failover-after-429": Session([
-            Step(api, p.request("Say hello."),
-                 [rate_limited(api, "30"), p.text_reply(["Hello from ", "key 2."])], "streaming"),
-        ], keys=2),
-        "all-keys-rate-limited": Session([
-            Step(api, p.request("Say hello."),
-                 [rate_limited(api, "30"), rate_limited(api, "20")], "streaming"),
-        ], keys=2),
-        "mid-stream-error": Session([
-            Step(api, p.request("Say hello."), [p.broken_reply()], "streaming"),
-        ]),
-        "rate-limit-after-tool-turn": Session([
-            Step(api, p.request("Weather in Paris?"),
-                 [p.tool_reply(WEATHER.name, weather), rate_limited(api, "30"),
-                  rate_limited(api, "20")], "streaming"),
-        ], tools=[WEATHER], keys=2),
+        "simple": Session(
+            [
+                Step(
+                    api,
+                    p.request("Say hello."),
+                    [p.text_reply(["Hel", "lo, ", "world!"])],
+                    "streaming",
+                ),
+                Step(
+                    api,
+                    p.request("Say hello.", stream=False),
+                    [p.text_reply(["Hello, world!"], stream=False)],
+                    "blocking",
+                ),
+            ]
+        ),
+        "injected-tool": Session(
+            [
+                Step(
+                    api,
+                    p.request("Weather in Paris?"),
+                    [p.tool_reply(WEATHER.name, weather), p.text_reply(["It is ", "sunny."], 1)],
+                    "streaming",
+                ),
+                Step(
+                    api,
+                    p.request("Weather in Paris?", stream=False),
+                    [
+                        p.tool_reply(WEATHER.name, weather, stream=False),
+                        p.text_reply(["It is sunny."], 1, stream=False),
+                    ],
+                    "blocking",
+                ),
+            ],
+            tools=[WEATHER],
+        ),
+        "client-tool": Session(
+            [
+                Step(
+                    api,
+                    p.request("Read notes.txt", tools=[CLIENT_TOOL]),
+                    [p.tool_reply("read_file", {"path": "notes.txt"})],
+                    "streaming",
+                ),
+            ],
+            tools=[WEATHER],
+        ),
+        "failover-after-429": Session(
+            [
+                Step(
+                    api,
+                    p.request("Say hello."),
+                    [rate_limited(api, "30"), p.text_reply(["Hello from ", "key 2."])],
+                    "streaming",
+                ),
+            ],
+            keys=2,
+        ),
+        "all-keys-rate-limited": Session(
+            [
+                Step(
+                    api,
+                    p.request("Say hello."),
+                    [rate_limited(api, "30"), rate_limited(api, "20")],
+                    "streaming",
+                ),
+            ],
+            keys=2,
+        ),
+        "mid-stream-error": Session(
+            [
+                Step(api, p.request("Say hello."), [p.broken_reply()], "streaming"),
+            ]
+        ),
+        "rate-limit-after-tool-turn": Session(
+            [
+                Step(
+                    api,
+                    p.request("Weather in Paris?"),
+                    [
+                        p.tool_reply(WEATHER.name, weather),
+                        rate_limited(api, "30"),
+                        rate_limited(api, "20"),
+                    ],
+                    "streaming",
+                ),
+            ],
+            tools=[WEATHER],
+            keys=2,
+        ),
     }
 
 
 PROVIDERS: dict[str, Callable[[], Provider]] = {
-    "anthropic": Anthropic, "openai-chat": OpenAIChat, "openai-responses": OpenAIResponses,
+    "anthropic": Anthropic,
+    "openai-chat": OpenAIChat,
+    "openai-responses": OpenAIResponses,
 }
 
 
@@ -331,8 +647,10 @@ async def main(names: list[str]) -> None:
             target = OUT / api / f"{name}.jsonl"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(dump_fixture(fixture), encoding="utf-8")
-            print(f"wrote {target.relative_to(OUT.parent.parent)} "
-                  f"({len(fixture.interceptions)} interceptions)")
+            print(
+                f"wrote {target.relative_to(OUT.parent.parent)} "
+                f"({len(fixture.interceptions)} interceptions)"
+            )
 
 
 if __name__ == "__main__":

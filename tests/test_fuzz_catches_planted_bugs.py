@@ -54,7 +54,9 @@ def test_a_dropped_content_block_stop_is_a_malformed_body(monkeypatch: pytest.Mo
 def test_a_leaked_injected_tool_use_is_a_malformed_body(monkeypatch: pytest.MonkeyPatch) -> None:
     original = AnthropicConversation._block_start
 
-    def block_start(self: AnthropicConversation, event: SSEEvent, data: dict[str, Any]) -> list[bytes]:
+    def block_start(
+        self: AnthropicConversation, event: SSEEvent, data: dict[str, Any]
+    ) -> list[bytes]:
         injected, self.injected = self.injected, set()
         try:
             return original(self, event, data)
@@ -66,8 +68,12 @@ def test_a_leaked_injected_tool_use_is_a_malformed_body(monkeypatch: pytest.Monk
     assert "malformed-body" in campaign_oracles([TOOL], 5)
 
 
-def test_a_pool_that_ignores_retry_after_breaks_the_key_rules(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(keypool, "parse_retry_after", lambda value, wall_now: keypool.DEFAULT_COOLDOWN)
+def test_a_pool_that_ignores_retry_after_breaks_the_key_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        keypool, "parse_retry_after", lambda value, wall_now: keypool.DEFAULT_COOLDOWN
+    )
     plan = Plan(faults=(Fault("429-one", 0, retry_after="5"),))
     assert oracles_of(SIMPLE, plan) == {"key-pool"}
     assert "key-pool" in campaign_oracles([SEED_CASE], 10)
@@ -84,8 +90,9 @@ def test_chunk_dependent_output_is_schedule_dependence(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(ClientStream, "put", put)
     scenario = builtin(SIMPLE)[0]
-    whole = len(scenario.exchanges[0].body)
-    plan = Plan(cuts=((0, (whole - 1,)),))  # every frame but a byte in one chunk
+    # Canonically an answer comes in one chunk; this plan sends one frame per chunk.
+    offsets = [sum(len(c) for c in scenario.exchanges[0].chunks[:i]) for i in range(1, 4)]
+    plan = Plan(cuts=((0, tuple(offsets)),))
     assert oracles_of(SIMPLE, plan) == {"schedule-dependence"}
     assert "schedule-dependence" in campaign_oracles([SIMPLE], 25)
 
@@ -102,7 +109,9 @@ def test_a_relay_that_never_ends_is_caught_by_liveness(monkeypatch: pytest.Monke
     assert "liveness" in campaign_oracles([SIMPLE], 3)
 
 
-def test_an_exception_escaping_the_handler_is_caught_by_hygiene(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_exception_escaping_the_handler_is_caught_by_hygiene(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     original: Callable[..., Any] = BridgeApp.handle
 
     async def handle(self: BridgeApp, request: Any, writer: Any) -> None:

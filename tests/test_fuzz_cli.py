@@ -35,10 +35,26 @@ def test_usage_errors_exit_2() -> None:
 def _fuzz(tmp_path: Path, hash_seed: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed, "COLUMNS": "200"}
     return subprocess.Popen(
-        [sys.executable, "-m", "aibridge_cli", "fuzz", "--scenario", SEED_CASE,
-         "--stream-initiation", "lazy", "--iterations", "3", "--seed", "1",
-         "--out", str(tmp_path / hash_seed)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "aibridge_cli",
+            "fuzz",
+            "--scenario",
+            SEED_CASE,
+            "--stream-initiation",
+            "lazy",
+            "--iterations",
+            "3",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / hash_seed),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 

@@ -55,9 +55,14 @@ def test_a_missing_block_stop_breaks_the_grammar() -> None:
 
 
 def test_an_injected_tool_use_is_visible() -> None:
-    leak = {"type": "content_block_start", "index": 0,
-            "content_block": {"type": "tool_use", "name": "bmcp_weather", "input": {}}}
-    found = problems(200, SSE, frames(START, leak, {"type": "content_block_stop", "index": 0}, *END))
+    leak = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "tool_use", "name": "bmcp_weather", "input": {}},
+    }
+    found = problems(
+        200, SSE, frames(START, leak, {"type": "content_block_stop", "index": 0}, *END)
+    )
     assert "the injected tool 'bmcp_weather' is visible to the client" in found
 
 

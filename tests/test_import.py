@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 
 from aibridge_cli.app import ROUTES, Intercept
 from aibridge_cli.errors import FixtureError
@@ -44,7 +45,7 @@ async def test_every_reference_txtar_imports_and_replays(path: Path) -> None:
             await import_txtar(path)
         return
     fixture = await import_txtar(path)
-    sections = txtar_session(path, path.read_text()).steps
+    sections = txtar_session(path, await trio.Path(path).read_text()).steps
     assert len(fixture.interceptions) == len(sections)
     for record, step in zip(fixture.interceptions, sections, strict=True):
         assert len(record.upstream) == len(step.replies)
@@ -63,8 +64,11 @@ async def test_injected_tool_txtar_becomes_a_second_exchange_with_a_canned_resul
     for record in (streaming, blocking):
         assert [t["name"] for t in record.tools] == ["bmcp_coder_coder_list_workspaces"]
         assert [(c.name, c.input, c.result) for c in record.tool_calls] == [
-            ("bmcp_coder_coder_list_workspaces", {"owner": "admin"},
-             "canned result of bmcp_coder_coder_list_workspaces")
+            (
+                "bmcp_coder_coder_list_workspaces",
+                {"owner": "admin"},
+                "canned result of bmcp_coder_coder_list_workspaces",
+            )
         ]
         assert len(record.upstream) == 2
     assert len(streaming.upstream[0].response.chunks) > 10  # one chunk per SSE event
@@ -73,11 +77,14 @@ async def test_injected_tool_txtar_becomes_a_second_exchange_with_a_canned_resul
 @needs_reference
 async def test_import_command_writes_fixtures_that_replay(tmp_path: Path) -> None:
     assert REFERENCE is not None
-    sources = [REFERENCE / "anthropic" / "simple.txtar", REFERENCE / "anthropic" / "fallthrough.txtar"]
+    sources = [
+        REFERENCE / "anthropic" / "simple.txtar",
+        REFERENCE / "anthropic" / "fallthrough.txtar",
+    ]
     done = await run_cli("import", *map(str, sources), "-o", str(tmp_path))
     assert done.returncode == 2  # fallthrough cannot be imported
     assert "pass-through" in done.stderr.decode()
-    written = sorted(tmp_path.glob("*.jsonl"))
+    written = sorted(await trio.Path(tmp_path).glob("*.jsonl"))
     assert [p.name for p in written] == ["anthropic-simple.jsonl"]
     done = await run_cli("replay", str(written[0]))
     assert done.returncode == 0, done.stdout.decode()

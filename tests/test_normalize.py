@@ -13,22 +13,68 @@ JSON = [("content-type", "application/json")]
 
 def sse(*events: tuple[str | None, object]) -> bytes:
     return b"".join(
-        encode_event(name, data if isinstance(data, str) else json.dumps(data)) for name, data in events
+        encode_event(name, data if isinstance(data, str) else json.dumps(data))
+        for name, data in events
     )
 
 
 def anthropic_stream(text: str, msg_id: str = "msg_1") -> bytes:
     return sse(
-        ("message_start", {"type": "message_start", "message": {"id": msg_id, "usage": {"input_tokens": 3}}}),
-        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        (
+            "message_start",
+            {"type": "message_start", "message": {"id": msg_id, "usage": {"input_tokens": 3}}},
+        ),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
         ("ping", {"type": "ping"}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text},
+            },
+        ),
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_x", "name": "read", "input": {}}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"p": '}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '"a"}'}}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 1,
+                "content_block": {"type": "tool_use", "id": "toolu_x", "name": "read", "input": {}},
+            },
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": '{"p": '},
+            },
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 1,
+                "delta": {"type": "input_json_delta", "partial_json": '"a"}'},
+            },
+        ),
         ("content_block_stop", {"type": "content_block_stop", "index": 1}),
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use"},
+                "usage": {"output_tokens": 9},
+            },
+        ),
         ("message_stop", {"type": "message_stop"}),
     )
 
@@ -56,12 +102,16 @@ def test_a_changed_delta_is_named_by_its_event() -> None:
 def test_anthropic_errors_as_json_and_in_stream() -> None:
     body = b'{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}'
     assert normalize_response("anthropic", 429, JSON, body)["error_type"] == "rate_limit_error"
-    stream = sse(("error", {"type": "error", "error": {"type": "overloaded_error", "message": "x"}}))
+    stream = sse(
+        ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "x"}})
+    )
     assert normalize_response("anthropic", 200, SSE, stream)["error_type"] == "overloaded_error"
 
 
 def test_json_followed_by_sse_is_its_own_shape() -> None:
-    body = b'{"type":"error","error":{"type":"rate_limit_error","message":"m"}}event: message_start\n'
+    body = (
+        b'{"type":"error","error":{"type":"rate_limit_error","message":"m"}}event: message_start\n'
+    )
     out = normalize_response("anthropic", 429, JSON, body)
     assert out["shape"] == "json+trailing"
     assert out["trailing"].startswith("event: message_start")
@@ -70,8 +120,39 @@ def test_json_followed_by_sse_is_its_own_shape() -> None:
 def test_openai_chat_stream_and_body() -> None:
     stream = sse(
         (None, {"id": "c1", "created": 1, "choices": [{"index": 0, "delta": {"content": "He"}}]}),
-        (None, {"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": '{"a"'}}]}}]}),
-        (None, {"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}, "finish_reason": "tool_calls"}]}),
+        (
+            None,
+            {
+                "id": "c1",
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    "id": "call_1",
+                                    "function": {"name": "f", "arguments": '{"a"'},
+                                }
+                            ]
+                        },
+                    }
+                ],
+            },
+        ),
+        (
+            None,
+            {
+                "id": "c1",
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]},
+                        "finish_reason": "tool_calls",
+                    }
+                ],
+            },
+        ),
         (None, {"id": "c1", "choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3}}),
         (None, "[DONE]"),
     )
@@ -80,21 +161,47 @@ def test_openai_chat_stream_and_body() -> None:
     assert out["tool_calls"] == [{"name": "f", "input": {"a": 1}}]
     assert out["usage"] == {"prompt_tokens": 2, "completion_tokens": 3}
     assert out["events"][-1] == {"event": None, "data": "[DONE]"}
-    body = {"id": "x", "choices": [{"message": {"content": "Yo"}, "finish_reason": "stop"}],
-            "usage": {"total_tokens": 4}}
+    body = {
+        "id": "x",
+        "choices": [{"message": {"content": "Yo"}, "finish_reason": "stop"}],
+        "usage": {"total_tokens": 4},
+    }
     out = normalize_response("openai-chat", 200, JSON, json.dumps(body).encode())
     assert (out["text"], out["stop_reason"], out["usage"]) == ("Yo", "stop", {"total_tokens": 4})
     err = b'{"error": {"message": "m", "type": "invalid_request_error", "code": null}}'
-    assert normalize_response("openai-chat", 400, JSON, err)["error_type"] == "invalid_request_error"
+    assert (
+        normalize_response("openai-chat", 400, JSON, err)["error_type"] == "invalid_request_error"
+    )
 
 
 def test_openai_responses_stream() -> None:
-    item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": "{}"}
+    item = {
+        "type": "function_call",
+        "id": "fc_1",
+        "call_id": "call_1",
+        "name": "f",
+        "arguments": "{}",
+    }
     stream = sse(
-        ("response.created", {"type": "response.created", "response": {"id": "r", "status": "in_progress"}}),
-        ("response.output_text.delta", {"type": "response.output_text.delta", "item_id": "m", "delta": "Hey"}),
-        ("response.output_item.done", {"type": "response.output_item.done", "output_index": 1, "item": item}),
-        ("response.completed", {"type": "response.completed", "response": {"id": "r", "status": "completed", "usage": {"input_tokens": 1}}}),
+        (
+            "response.created",
+            {"type": "response.created", "response": {"id": "r", "status": "in_progress"}},
+        ),
+        (
+            "response.output_text.delta",
+            {"type": "response.output_text.delta", "item_id": "m", "delta": "Hey"},
+        ),
+        (
+            "response.output_item.done",
+            {"type": "response.output_item.done", "output_index": 1, "item": item},
+        ),
+        (
+            "response.completed",
+            {
+                "type": "response.completed",
+                "response": {"id": "r", "status": "completed", "usage": {"input_tokens": 1}},
+            },
+        ),
     )
     out = normalize_response("openai-responses", 200, SSE, stream)
     assert (out["text"], out["stop_reason"]) == ("Hey", "completed")

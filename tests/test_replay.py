@@ -17,8 +17,15 @@ from aibridge_cli.replay import replay_fixture
 from aibridge_cli.scenario import stop_servers
 from aibridge_cli.server import Server
 
-SEED_CASES = ["simple", "injected-tool", "client-tool", "failover-after-429",
-              "all-keys-rate-limited", "mid-stream-error", "rate-limit-after-tool-turn"]
+SEED_CASES = [
+    "simple",
+    "injected-tool",
+    "client-tool",
+    "failover-after-429",
+    "all-keys-rate-limited",
+    "mid-stream-error",
+    "rate-limit-after-tool-turn",
+]
 
 
 def test_builtins_cover_the_required_cases_for_anthropic() -> None:
@@ -88,7 +95,9 @@ async def test_mock_answers_a_request_that_does_not_match_with_400_and_a_diff(
         response = await client.post(f"http://{host}:{port}/v1/messages", json=body)
         assert response.status_code == 400
         message = response.json()["error"]["message"]
-        assert "request body messages[0].content: expected 'Say hello.', got 'Say goodbye.'" in message
+        assert (
+            "request body messages[0].content: expected 'Say hello.', got 'Say goodbye.'" in message
+        )
         response = await client.post(f"http://{host}:{port}/v1/chat/completions", json={})
         assert response.status_code == 400
         assert "no recorded exchange left for POST /v1/chat/completions" in response.text

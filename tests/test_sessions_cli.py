@@ -17,8 +17,15 @@ import trio
 from aibridge_cli.recording import load_fixture
 from aibridge_cli.scenario import stop_servers
 from aibridge_cli.scripted import Reply, ScriptedUpstream
-from aibridge_cli.server import Server
 
+from .anthropic_script import (
+    message,
+    message_end,
+    message_start,
+    stream,
+    text_block,
+    tool_block,
+)
 from .cli_process import run_cli, start_cli, stop_cli
 from .conftest import start_server
 
@@ -35,60 +42,51 @@ TOOLS = textwrap.dedent(
 )
 
 
-def start(n: int) -> tuple[str, object]:
-    return ("message_start", {"type": "message_start", "message": {
-        "id": f"msg_{n}", "type": "message", "role": "assistant", "model": "m", "content": [],
-        "stop_reason": None, "usage": {"input_tokens": 5, "output_tokens": 1}}})
-
-
-def text(index: int, *parts: str) -> list[tuple[str, object]]:
-    return [
-        ("content_block_start", {"type": "content_block_start", "index": index,
-                                 "content_block": {"type": "text", "text": ""}}),
-        *[("content_block_delta", {"type": "content_block_delta", "index": index,
-                                   "delta": {"type": "text_delta", "text": p}}) for p in parts],
-        ("content_block_stop", {"type": "content_block_stop", "index": index}),
-    ]
-
-
-def tool(index: int) -> list[tuple[str, object]]:
-    return [
-        ("content_block_start", {"type": "content_block_start", "index": index, "content_block": {
-            "type": "tool_use", "id": "toolu_1", "name": "bmcp_weather", "input": {}}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": index,
-                                 "delta": {"type": "input_json_delta", "partial_json": '{"city": "Paris"}'}}),
-        ("content_block_stop", {"type": "content_block_stop", "index": index}),
-    ]
-
-
-def end(reason: str) -> list[tuple[str, object]]:
-    return [("message_delta", {"type": "message_delta", "delta": {"stop_reason": reason},
-                               "usage": {"output_tokens": 7}}),
-            ("message_stop", {"type": "message_stop"})]
-
-
 RATE_LIMITED = Reply.json(
-    {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}}, 429,
+    {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+    429,
     [("retry-after", "30")],
 )
 
 
+async def start_recording_proxy(
+    fixture: Path, upstream_url: str, *extra: str
+) -> tuple[trio.Process, str]:
+    """``aibridge serve --record`` in a subprocess, in front of ``upstream_url``."""
+    args = ["--port", "0", "--record", str(fixture), "--anthropic-base-url", upstream_url]
+    return await start_cli("serve", *args, "--log-level", "warning", *extra)
+
+
 async def record_with_sdk(tmp_path: Path, nursery: trio.Nursery) -> Path:
-    upstream = ScriptedUpstream([
-        Reply.sse([start(0), *text(0, "Let me ", "check."), *tool(1), *end("tool_use")]),
-        RATE_LIMITED,
-        Reply.sse([start(1), *text(0, "Sunny ", "in Paris."), *end("end_turn")]),
-        Reply.json({"id": "msg_2", "type": "message", "role": "assistant", "model": "m",
-                    "content": [{"type": "text", "text": "Hello!"}], "stop_reason": "end_turn",
-                    "usage": {"input_tokens": 3, "output_tokens": 2}}),
-    ])
+    upstream = ScriptedUpstream(
+        [
+            stream(
+                message_start(),
+                text_block(0, "Let me ", "check."),
+                tool_block(1, "bmcp_weather", {"city": "Paris"}),
+                message_end("tool_use", 7),
+            ),
+            RATE_LIMITED,
+            stream(
+                message_start("msg_2"),
+                text_block(0, "Sunny ", "in Paris."),
+                message_end("end_turn", 7),
+            ),
+            message([{"type": "text", "text": "Hello!"}], "end_turn", 2),
+        ]
+    )
     upstream_server, upstream_url = await start_server(nursery, upstream)
     (tmp_path / "tools.toml").write_text(TOOLS)
     fixture = tmp_path / "session.jsonl"
-    proc, url = await start_cli(
-        "serve", "--port", "0", "--record", str(fixture), "--anthropic-base-url", upstream_url,
-        "--anthropic-key", KEYS[0], "--anthropic-key", KEYS[1],
-        "--tools", str(tmp_path / "tools.toml"), "--log-level", "warning",
+    proc, url = await start_recording_proxy(
+        fixture,
+        upstream_url,
+        "--anthropic-key",
+        KEYS[0],
+        "--anthropic-key",
+        KEYS[1],
+        "--tools",
+        str(tmp_path / "tools.toml"),
     )
     try:
         client = anthropic.AsyncAnthropic(
@@ -96,13 +94,16 @@ async def record_with_sdk(tmp_path: Path, nursery: trio.Nursery) -> Path:
         )
         async with client.messages.stream(
             model="m", max_tokens=50, messages=[{"role": "user", "content": "Weather in Paris?"}]
-        ) as stream:
-            final = await stream.get_final_message()
-        assert [b.text for b in final.content if b.type == "text"] == ["Let me check.", "Sunny in Paris."]
-        message = await client.messages.create(
+        ) as sdk_stream:
+            final = await sdk_stream.get_final_message()
+        assert [b.text for b in final.content if b.type == "text"] == [
+            "Let me check.",
+            "Sunny in Paris.",
+        ]
+        answer = await client.messages.create(
             model="m", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
         )
-        assert message.content[0].type == "text"
+        assert answer.content[0].type == "text"
         await client.close()
     finally:
         assert await stop_cli(proc) == 0
@@ -152,32 +153,45 @@ async def test_a_recorded_file_holds_no_key(tmp_path: Path, nursery: trio.Nurser
 async def test_sigkill_mid_stream_leaves_a_loadable_file(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    upstream = ScriptedUpstream([
-        Reply.sse([start(0), *text(0, "Complete."), *end("end_turn")]),
-        Reply.sse([start(1), *text(0, "cut ", "here"), *end("end_turn")], fault="stall", fault_at=3),
-    ])
+    upstream = ScriptedUpstream(
+        [
+            stream(message_start(), text_block(0, "Complete."), message_end("end_turn", 2)),
+            stream(
+                message_start("msg_2"),
+                text_block(0, "cut ", "here"),
+                message_end("end_turn", 2),
+                fault="stall",
+                fault_at=3,
+            ),
+        ]
+    )
     upstream_server, upstream_url = await start_server(nursery, upstream)
     fixture = tmp_path / "killed.jsonl"
-    proc, url = await start_cli(
-        "serve", "--port", "0", "--record", str(fixture), "--anthropic-base-url", upstream_url,
-        "--anthropic-key", KEYS[0], "--log-level", "warning",
-    )
-    body = {"model": "m", "max_tokens": 5, "stream": True,
-            "messages": [{"role": "user", "content": "hi"}]}
+    proc, url = await start_recording_proxy(fixture, upstream_url, "--anthropic-key", KEYS[0])
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     try:
         async with httpx.AsyncClient(timeout=30) as client:
             first = await client.post(url + "/anthropic/v1/messages", json=body)
             assert b"Complete." in first.content
-            seen = b""
-            with pytest.raises(httpx.RemoteProtocolError):
+            seen = bytearray()
+
+            async def read_until_killed() -> None:
                 async with client.stream(
                     "POST", url + "/anthropic/v1/messages", json=body
                 ) as response:
                     async for chunk in response.aiter_raw():
-                        seen += chunk
+                        seen.extend(chunk)
                         if b"cut " in seen and proc.returncode is None:
                             os.kill(proc.pid, signal.SIGKILL)
                             assert await proc.wait() == -signal.SIGKILL
+
+            with pytest.raises(httpx.RemoteProtocolError):
+                await read_until_killed()
             assert b"cut " in seen
     finally:
         if proc.stdout is not None:
@@ -200,11 +214,14 @@ async def test_sigkill_mid_stream_leaves_a_loadable_file(
 async def test_record_runs_a_script_using_the_sdk_and_exits_with_its_status(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    upstream = ScriptedUpstream([Reply.sse([start(0), *text(0, "Hi from ", "upstream"), *end("end_turn")])])
+    upstream = ScriptedUpstream(
+        [stream(message_start(), text_block(0, "Hi from ", "upstream"), message_end("end_turn", 2))]
+    )
     upstream_server, upstream_url = await start_server(nursery, upstream)
     script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(
-        f"""
+    script.write_text(
+        textwrap.dedent(
+            f"""
         import sys, anthropic
         client = anthropic.Anthropic(api_key={CLIENT_KEY!r}, max_retries=0)
         with client.messages.stream(model="m", max_tokens=5,
@@ -212,12 +229,21 @@ async def test_record_runs_a_script_using_the_sdk_and_exits_with_its_status(
             print("".join(stream.text_stream))
         sys.exit(3)
         """
-    ))
+        )
+    )
     fixture = tmp_path / "f.jsonl"
     try:
         done = await run_cli(
-            "record", "-o", str(fixture), "--anthropic-base-url", upstream_url,
-            "--anthropic-key", KEYS[0], "--", sys.executable, str(script),
+            "record",
+            "-o",
+            str(fixture),
+            "--anthropic-base-url",
+            upstream_url,
+            "--anthropic-key",
+            KEYS[0],
+            "--",
+            sys.executable,
+            str(script),
         )
     finally:
         await stop_servers(upstream_server)
@@ -261,3 +287,39 @@ async def test_replay_reports_fixture_errors_with_exit_2(tmp_path: Path) -> None
     assert f"{bad}:2: field 'api' has the wrong type" in " ".join(done.stderr.decode().split())
     assert (await run_cli("replay")).returncode == 2
     assert (await run_cli("replay", "--builtin", "no-such")).returncode == 2
+
+
+async def test_replay_against_a_target_proxy_pointed_at_the_mock_port() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a free port for the mock, known before the proxy starts
+        probe.bind(("127.0.0.1", 0))
+        mock_port = probe.getsockname()[1]
+    proc, url = await start_cli(
+        "serve",
+        "--port",
+        "0",
+        "--anthropic-base-url",
+        f"http://127.0.0.1:{mock_port}",
+        "--anthropic-key",
+        KEYS[0],
+        "--anthropic-key",
+        KEYS[1],
+        "--log-level",
+        "warning",
+    )
+    try:
+        done = await run_cli(
+            "replay",
+            "--builtin",
+            "anthropic/simple",
+            "anthropic/failover-after-429",
+            "--target",
+            url,
+            "--upstream-port",
+            str(mock_port),
+        )
+    finally:
+        await stop_cli(proc)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert b"2/2 fixtures match" in done.stdout

@@ -196,7 +196,9 @@ def find(settings: Settings, failures: Sequence[Outcome]) -> list[Finding]:
 def investigate(judge: Judge, settings: Settings, outcome: Outcome) -> Finding:
     scenario, plan, this_seed = draw_iteration(settings.scenarios, settings.seed, outcome.iteration)
     oracle = outcome.oracle
-    return minimize(judge, scenario, plan, oracle or "", settings.seed, outcome.iteration, this_seed)
+    return minimize(
+        judge, scenario, plan, oracle or "", settings.seed, outcome.iteration, this_seed
+    )
 
 
 def minimize(
@@ -234,17 +236,31 @@ def replay(
 ) -> Finding:
     """Run ``plan`` once with a timeline and describe what it violates."""
     violations, world = judge.evaluate(scenario, plan, timeline=True)
-    chosen = next((v for v in violations if v.oracle == oracle), violations[0] if violations else Violation("none", "the plan no longer fails"))
+    chosen = next(
+        (v for v in violations if v.oracle == oracle),
+        violations[0] if violations else Violation("none", "the plan no longer fails"),
+    )
     return Finding(
-        seed, iteration, this_seed, scenario, judge.stream_initiation, original or plan, plan,
-        chosen, tuple(violations), tuple(world.timeline or ()), shrink_runs,
+        seed,
+        iteration,
+        this_seed,
+        scenario,
+        judge.stream_initiation,
+        original or plan,
+        plan,
+        chosen,
+        tuple(violations),
+        tuple(world.timeline or ()),
+        shrink_runs,
     )
 
 
 def write_repro(finding: Finding, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"repro-{finding.iteration_seed}.jsonl"
-    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in finding.repro_lines()))
+    path.write_text(
+        "".join(json.dumps(line, sort_keys=True) + "\n" for line in finding.repro_lines())
+    )
     return path
 
 
@@ -262,7 +278,9 @@ def load_repro(path: Path) -> tuple[dict[str, Any], Scenario, Plan]:
         raise FixtureError(f"{path}: not a fuzz repro file (missing {', '.join(missing)} line)")
     header = by_kind["fuzz-repro"]
     if header.get("version") != REPRO_VERSION:
-        raise FixtureError(f"{path}: repro version {header.get('version')}, expected {REPRO_VERSION}")
+        raise FixtureError(
+            f"{path}: repro version {header.get('version')}, expected {REPRO_VERSION}"
+        )
     try:
         scenario = Scenario.from_json({k: v for k, v in by_kind["scenario"].items() if k != "kind"})
         plan = Plan.from_json({k: v for k, v in by_kind["plan"].items() if k != "kind"})

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..bridge import StreamInitiation
-from rich.console import Console
-
 from ..console import print_error, stderr
 from ..console import stdout as terminal
 from ..errors import AibridgeError, ConfigError
@@ -21,7 +20,6 @@ from . import report
 from .campaign import Settings, load_repro, replay, run_campaign, write_repro
 from .runner import Judge
 from .scenarios import builtin_names, select
-
 
 # A report that goes to a file or a pipe keeps whole scenario names and timeline lines.
 stdout = terminal if terminal.is_terminal else Console(highlight=False, soft_wrap=True, width=160)
@@ -38,7 +36,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def fuzz(
-    fixtures: Annotated[list[Path] | None, typer.Argument(help="Extra scenario files (JSONL).")] = None,
+    fixtures: Annotated[
+        list[Path] | None, typer.Argument(help="Extra scenario files (JSONL).")
+    ] = None,
     iterations: Annotated[int, typer.Option(help="Iterations to run (over all shards).")] = 1000,
     seed: Annotated[int | None, typer.Option(help="Seed of the campaign; default: random.")] = None,
     scenario: Annotated[
@@ -54,9 +54,15 @@ def fuzz(
     ] = None,
     junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    out: Annotated[Path, typer.Option(help="Directory for repro-SEED.jsonl files.")] = Path("fuzz-out"),
-    list_: Annotated[bool, typer.Option("--list", help="List scenarios, fault kinds, oracles.")] = False,
-    repro: Annotated[Path | None, typer.Option(help="Replay a repro-SEED.jsonl file exactly.")] = None,
+    out: Annotated[Path, typer.Option(help="Directory for repro-SEED.jsonl files.")] = Path(
+        "fuzz-out"
+    ),
+    list_: Annotated[
+        bool, typer.Option("--list", help="List scenarios, fault kinds, oracles.")
+    ] = False,
+    repro: Annotated[
+        Path | None, typer.Option(help="Replay a repro-SEED.jsonl file exactly.")
+    ] = None,
     target: Annotated[
         str | None, typer.Option(help="Black-box: fuzz the proxy at this URL over real sockets.")
     ] = None,
@@ -134,7 +140,12 @@ def _replay(path: Path, as_json: bool) -> int:
     header, scenario, plan = load_repro(path)
     judge = Judge(header["stream_initiation"])
     finding = replay(
-        judge, scenario, plan, header["oracle"], header["seed"], header["iteration"],
+        judge,
+        scenario,
+        plan,
+        header["oracle"],
+        header["seed"],
+        header["iteration"],
         header["iteration_seed"],
     )
     if as_json:

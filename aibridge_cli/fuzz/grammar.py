@@ -49,7 +49,9 @@ def _media(headers: Headers) -> str:
     return (header(headers, "content-type") or "").split(";", 1)[0].strip().lower()
 
 
-def parse_events(body: bytes, *, truncated: bool = False) -> tuple[list[tuple[str | None, Any]], list[str]]:
+def parse_events(
+    body: bytes, *, truncated: bool = False
+) -> tuple[list[tuple[str | None, Any]], list[str]]:
     """The SSE events in ``body`` with their JSON data, and what breaks the framing."""
     problems = []
     lines = body.replace(b"\r\n", b"\n").split(b"\n")
@@ -68,7 +70,9 @@ def parse_events(body: bytes, *, truncated: bool = False) -> tuple[list[tuple[st
         try:
             data = json.loads(event.data)
         except ValueError:
-            problems.append(f"event {event.event!r} carries data that is not JSON: {event.data[:60]!r}")
+            problems.append(
+                f"event {event.event!r} carries data that is not JSON: {event.data[:60]!r}"
+            )
             data = None
         events.append((event.event, data))
     if decoder.pending() and not truncated:
@@ -80,8 +84,10 @@ def _is_anthropic_error(data: Any) -> bool:
     if not isinstance(data, dict) or data.get("type") != "error":
         return False
     error = data.get("error")
-    return isinstance(error, dict) and isinstance(error.get("type"), str) and isinstance(
-        error.get("message"), str
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("type"), str)
+        and isinstance(error.get("message"), str)
     )
 
 
@@ -97,7 +103,9 @@ def _visible(name: Any, injected: Collection[str]) -> list[str]:
 # -- Anthropic ---------------------------------------------------------------------------------
 
 
-def anthropic_stream_problems(events: Events, *, finished: bool, injected: Collection[str]) -> list[str]:
+def anthropic_stream_problems(
+    events: Events, *, finished: bool, injected: Collection[str]
+) -> list[str]:
     problems: list[str] = []
     real = [(name, data) for name, data in events if name != "ping"]
     if not real:
@@ -214,7 +222,9 @@ def _responses_items(data: Any) -> list[Any]:
     return items
 
 
-def responses_stream_problems(events: Events, *, finished: bool, injected: Collection[str]) -> list[str]:
+def responses_stream_problems(
+    events: Events, *, finished: bool, injected: Collection[str]
+) -> list[str]:
     problems: list[str] = []
     if not events:
         return ["an empty event stream"] if finished else []

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..sim.world import WALL_EPOCH, Attempt, WorldResult
 from ..normalize import diff_normalized, normalize_response
+from ..sim.world import WALL_EPOCH, Attempt, WorldResult
 from .grammar import Response, header, response_problems
 from .plan import Plan
 from .scenario import Scenario
@@ -44,7 +44,9 @@ class Violation:
 
 def client_response(world: WorldResult, plan: Plan) -> Response:
     c = world.client
-    return Response(c.status, c.headers, c.body, c.complete, truncated=plan.disconnects and not c.complete)
+    return Response(
+        c.status, c.headers, c.body, c.complete, truncated=plan.disconnects and not c.complete
+    )
 
 
 # -- key pool model ----------------------------------------------------------------------
@@ -95,7 +97,9 @@ def key_pool_problems(scenario: Scenario, plan: Plan, world: WorldResult) -> lis
     problems: list[str] = []
     tried: set[int] = set()
     for n, attempt in enumerate(attempts):
-        due = next((i for i, k in enumerate(keys) if i not in tried and k.usable(attempt.time)), None)
+        due = next(
+            (i for i, k in enumerate(keys) if i not in tried and k.usable(attempt.time)), None
+        )
         if due is None:
             problems.append(f"attempt {n} was made although no key was usable")
             return problems
@@ -118,7 +122,8 @@ def key_pool_problems(scenario: Scenario, plan: Plan, world: WorldResult) -> lis
     if attempts and attempts[-1].status in (401, 403, 429):
         status, retry = _expected_outcome(keys, tried, attempts[-1].time)
         problems += _final_error_problems(scenario, world, plan, status, retry)
-    for i, (key, row) in enumerate(zip(keys, world.pool, strict=True)):
+    # An empty snapshot: a black-box target whose pool we cannot see.
+    for i, (key, row) in enumerate(zip(keys, world.pool, strict=True) if world.pool else ()):
         state = "disabled" if key.disabled else "cooling" if world.end_time < key.until else "valid"
         remaining = round(key.until - world.end_time, 3) if state == "cooling" else 0
         seen = (row["state"], row["attempts"], row["last_status"], row["cooldown_remaining"])
@@ -140,7 +145,10 @@ def _final_error_problems(
         shape = normalize_response(scenario.api, response.status, response.headers, response.body)
         error = str(shape["error_type"] or "")
         if not error or (wanted is not None and wanted not in error):
-            return [f"all keys failed: the stream should end in a {wanted or 'n'} error, not {error or 'none'}"]
+            want = wanted or "an"
+            return [
+                f"all keys failed: the stream should end in {want} error, not {error or 'none'}"
+            ]
         return []
     problems = []
     if response.status != status:
@@ -154,10 +162,15 @@ def _final_error_problems(
 # -- all together --------------------------------------------------------------------------
 
 
-def shape_of(scenario: Scenario, response: Response) -> dict[str, Any]:
-    """The timing-free meaning of a response, comparable across schedules."""
+def shape_of(scenario: Scenario, response: Response, world: WorldResult) -> dict[str, Any]:
+    """The timing-free meaning of a run, comparable across schedules.
+
+    The keys the upstream saw are part of it: when a perturbation's delay lets a cooling
+    key recover, the proxy rightly takes another path (the key-pool oracle checks that
+    path), so such a run is not compared with the canonical one.
+    """
     shape = normalize_response(scenario.api, response.status, response.headers, response.body)
-    return {**shape, "complete": response.complete}
+    return {**shape, "complete": response.complete, "keys": [a.key for a in world.attempts]}
 
 
 def judge(
@@ -169,7 +182,11 @@ def judge(
     """
     found: list[Violation] = [Violation("hygiene", h) for h in world.hygiene]
     if not world.live:
-        found.append(Violation("liveness", f"the client was not done after {world.end_time:g} virtual seconds"))
+        found.append(
+            Violation(
+                "liveness", f"the client was not done after {world.end_time:g} virtual seconds"
+            )
+        )
     response = client_response(world, plan)
     injected = {tool.name for tool in scenario.tools}
     for problem in response_problems(
@@ -179,7 +196,8 @@ def judge(
     for problem in key_pool_problems(scenario, plan, world):
         found.append(Violation("key-pool", problem))
     if canonical is not None and not plan.disconnects and world.live:
-        differences = diff_normalized(canonical, shape_of(scenario, response))
-        if differences:
+        shape = shape_of(scenario, response, world)
+        differences = diff_normalized(canonical, shape)
+        if differences and shape["keys"] == canonical["keys"]:
             found.append(Violation("schedule-dependence", "; ".join(differences[:3])))
     return found

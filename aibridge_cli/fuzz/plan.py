@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import itertools
 import json
 import random
 from dataclasses import asdict, dataclass, replace
@@ -40,9 +41,20 @@ FAULT_KINDS: dict[str, str] = {
 KEY_FAULTS = ("429-one", "429-all", "401", "403")
 BODY_FAULTS = ("reset-in-body", "error-event", "stall", "malformed-sse")
 RETRY_AFTER = ("0", "1", "5", "30", None, "date", "soon")
-_CHECKPOINT_POINTS = ("downstream-send", "downstream-receive", "upstream-send", "upstream-receive", "tool")
-_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error",
-                500: "api_error", 529: "overloaded_error"}
+_CHECKPOINT_POINTS = (
+    "downstream-send",
+    "downstream-receive",
+    "upstream-send",
+    "upstream-receive",
+    "tool",
+)
+_ERROR_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,7 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
             # has nothing left to break.
             at = rng.randrange(len(exchanges[e].chunks))
             if kind == "client-disconnect":
-                at = rng.choice([0, 1, rng.randrange(1, 400)])
+                at = rng.choice([0, 1, 40, 200, 700])
             retry = rng.choice(RETRY_AFTER) if kind in ("429-one", "429-all") else None
             faults.append(Fault(kind, e, at, retry))
     plan = Plan(
@@ -134,12 +146,15 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
         schedule_budget=rng.choice([0, 2, 8, 64, 1_000_000]),
         schedule_rate=rng.choice([0.05, 0.3, 1.0]),
     )
-    if rng.random() < 0.3:
+    if rng.random() < 0.5:
         cuts = []
         for e, exchange in enumerate(exchanges):
             size = len(exchange.body)
             if size > 1 and rng.random() < 0.6:
-                offsets = sorted({rng.randrange(1, size) for _ in range(rng.randint(1, 8))})
+                if rng.random() < 0.3:
+                    offsets = _recorded_offsets(exchange)
+                else:
+                    offsets = sorted({rng.randrange(1, size) for _ in range(rng.randint(1, 8))})
                 cuts.append((e, tuple(offsets)))
         plan = replace(plan, cuts=tuple(cuts))
     if rng.random() < 0.4:
@@ -149,12 +164,17 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
             delays.append((e, rng.randrange(8), rng.choice([0.001, 0.05, 0.5, 3.0, 12.0])))
         plan = replace(plan, delays=tuple(sorted(set(delays))))
     if rng.random() < 0.4:
-        reads = {rng.randrange(6): rng.choice([0.001, 0.01, 0.2, 2.0, 15.0]) for _ in range(rng.randint(1, 3))}
+        reads = {
+            rng.randrange(6): rng.choice([0.001, 0.01, 0.2, 2.0, 15.0])
+            for _ in range(rng.randint(1, 3))
+        }
         plan = replace(plan, read_delays=tuple(sorted(reads.items())))
     if rng.random() < 0.15:
         plan = replace(plan, read_size=rng.choice([7, 64, 512]))
     if rng.random() < 0.3:
-        plan = replace(plan, tool_latency=tuple(rng.choice([0.0, 0.001, 0.5, 5.0, 40.0]) for _ in range(2)))
+        plan = replace(
+            plan, tool_latency=tuple(rng.choice([0.0, 0.001, 0.5, 5.0, 40.0]) for _ in range(2))
+        )
     if rng.random() < 0.3:
         points = {
             (rng.choice(_CHECKPOINT_POINTS), rng.randrange(6)): rng.randint(1, 30)
@@ -167,16 +187,30 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
 # -- from plan to world ------------------------------------------------------------------
 
 
-_OPENAI_TYPES = {401: "invalid_request_error", 403: "permission_error", 429: "requests",
-                 500: "server_error", 529: "server_error"}
+_OPENAI_TYPES = {
+    401: "invalid_request_error",
+    403: "permission_error",
+    429: "requests",
+    500: "server_error",
+    529: "server_error",
+}
 
 
 def _error_body(api: str, status: int, message: str) -> dict[str, Any]:
     """An upstream error body in ``api``'s own shape."""
     if api == "anthropic":
-        return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
-    return {"error": {"message": message, "type": _OPENAI_TYPES.get(status, "server_error"),
-                      "param": None, "code": None}}
+        return {
+            "type": "error",
+            "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message},
+        }
+    return {
+        "error": {
+            "message": message,
+            "type": _OPENAI_TYPES.get(status, "server_error"),
+            "param": None,
+            "code": None,
+        }
+    }
 
 
 def _error_event(api: str, sequence: int) -> bytes:
@@ -185,8 +219,13 @@ def _error_event(api: str, sequence: int) -> bytes:
         return encode_event("error", json.dumps(_error_body(api, 529, "simulated overload")))
     if api == "openai-chat":
         return encode_event(None, json.dumps(_error_body(api, 500, "simulated server error")))
-    event = {"type": "error", "sequence_number": sequence, "code": "server_error",
-             "message": "simulated server error", "param": None}
+    event = {
+        "type": "error",
+        "sequence_number": sequence,
+        "code": "server_error",
+        "message": "simulated server error",
+        "param": None,
+    }
     return encode_event("error", json.dumps(event))
 
 
@@ -205,20 +244,26 @@ def _error_reply(api: str, status: int, retry_after: str | None = None) -> Reply
     return Reply(status, headers, [json.dumps(body).encode()])
 
 
-def _rechunk(chunks: tuple[bytes, ...], cuts: tuple[int, ...] | None, keep: int | None) -> list[bytes]:
-    """The exchange's bytes cut at ``cuts`` (default: as recorded), always cut at ``keep``."""
+def _recorded_offsets(exchange: Exchange) -> list[int]:
+    offsets, pos = [], 0
+    for chunk in exchange.chunks[:-1]:
+        pos += len(chunk)
+        offsets.append(pos)
+    return offsets
+
+
+def _rechunk(chunks: tuple[bytes, ...], cuts: tuple[int, ...], keep: int | None) -> list[bytes]:
+    """The exchange's bytes cut at ``cuts`` and at ``keep`` (the byte a fault strikes at).
+
+    With no cuts an answer goes out in one piece: fewer reads make a lean run, and the
+    recorded boundaries are one of the cuts a plan draws.
+    """
     body = b"".join(chunks)
-    if cuts is None:
-        offsets, pos = [], 0
-        for chunk in chunks[:-1]:
-            pos += len(chunk)
-            offsets.append(pos)
-    else:
-        offsets = list(cuts)
+    offsets = list(cuts)
     if keep is not None and 0 < keep < len(body):
         offsets.append(keep)
     bounds = [0, *sorted(set(o for o in offsets if 0 < o < len(body))), len(body)]
-    return [body[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [body[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def _frame_offset(exchange: Exchange, frame: int) -> int:
@@ -239,7 +284,7 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
             fault_kind, fault_offset = fault.kind, _frame_offset(exchange, at)
         elif fault.kind == "reset-before-body":
             fault_kind = "reset-before-body"
-    cuts = dict(plan.cuts).get(e)
+    cuts = dict(plan.cuts).get(e, ())
     pieces = _rechunk(tuple(chunks), cuts, fault_offset)
     delays = [0.0] * len(pieces)
     for de, chunk, seconds in plan.delays:
@@ -253,7 +298,10 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
             pos += len(pieces[fault_at])
             fault_at += 1
     return Reply(
-        exchange.status, list(exchange.headers), pieces, delays,
+        exchange.status,
+        list(exchange.headers),
+        pieces,
+        delays,
         fault=fault_kind,  # type: ignore[arg-type]
         fault_at=fault_at,
     )
@@ -280,9 +328,7 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
     return replies
 
 
-def world_spec(
-    scenario: Scenario, plan: Plan, stream_initiation: StreamInitiation
-) -> WorldSpec:
+def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiation) -> WorldSpec:
     disconnect = next((f.at for f in plan.faults if f.kind == "client-disconnect"), None)
     bound = 300.0 + sum(d for _, _, d in plan.delays) + sum(d for _, d in plan.read_delays)
     bound += sum(plan.tool_latency)

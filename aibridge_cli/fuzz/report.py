@@ -24,8 +24,10 @@ from .plan import FAULT_KINDS, Plan
 def describe_plan(plan: Plan) -> list[str]:
     lines = [f"fault: {fault.describe()}" for fault in plan.faults] or ["no faults"]
     if plan.schedule_budget:
-        lines.append(f"schedule: seed {plan.schedule_seed}, up to {plan.schedule_budget} "
-                     f"reordered batch(es) at rate {plan.schedule_rate:g}")
+        lines.append(
+            f"schedule: seed {plan.schedule_seed}, up to {plan.schedule_budget} "
+            f"reordered batch(es) at rate {plan.schedule_rate:g}"
+        )
     else:
         lines.append("schedule: FIFO")
     for e, offsets in plan.cuts:
@@ -60,9 +62,12 @@ def summary_table(campaign: Campaign) -> Table:
 
 
 def finding_renderable(finding: Finding, repro: Path | None) -> RenderableType:
+    if not finding.violations:
+        return Text(f"PASS: {finding.scenario.name}: the plan no longer fails", style="bold green")
     head = Text(f"FAIL {finding.oracle}: {finding.scenario.name}", style="bold red")
     lines = [
-        f"seed {finding.seed}, iteration {finding.iteration} (iteration seed {finding.iteration_seed}), "
+        f"seed {finding.seed}, iteration {finding.iteration} "
+        f"(iteration seed {finding.iteration_seed}), "
         f"stream initiation {finding.stream_initiation}",
         f"violated {finding.oracle}: {finding.violation.message}",
     ]
@@ -93,9 +98,13 @@ def campaign_renderable(campaign: Campaign, repros: Sequence[Path | None]) -> Re
     failures = campaign.failures
     if failures:
         first = failures[0]
-        parts.append(Text(
-            f"{len(failures)} failing iteration(s); first at iteration {first.iteration} "
-            f"({first.scenario}, {first.oracle})", style="bold red"))
+        parts.append(
+            Text(
+                f"{len(failures)} failing iteration(s); first at iteration {first.iteration} "
+                f"({first.scenario}, {first.oracle})",
+                style="bold red",
+            )
+        )
     else:
         parts.append(Text("no failures", style="bold green"))
     if campaign.stopped_early:
@@ -114,8 +123,13 @@ def campaign_json(campaign: Campaign, repros: Sequence[Path | None]) -> dict[str
         "scenarios": [sc.name for sc in s.scenarios],
         "stopped_early": campaign.stopped_early,
         "failures": [
-            {"iteration": o.iteration, "iteration_seed": o.seed, "scenario": o.scenario,
-             "oracle": o.oracle, "message": o.violations[0].message}
+            {
+                "iteration": o.iteration,
+                "iteration_seed": o.seed,
+                "scenario": o.scenario,
+                "oracle": o.oracle,
+                "message": o.violations[0].message,
+            }
             for o in campaign.failures
         ],
         "findings": [finding_json(f, r) for f, r in zip(campaign.findings, repros, strict=True)],
@@ -144,7 +158,9 @@ def write_junit(campaign: Campaign, path: Path) -> None:
         failed.setdefault((o.scenario, o.oracle or ""), []).append(o)
     scenarios = sorted({o.scenario for o in campaign.outcomes})
     suite = ET.Element(
-        "testsuite", name="aibridge-fuzz", tests=str(len(scenarios) * len(ORACLES)),
+        "testsuite",
+        name="aibridge-fuzz",
+        tests=str(len(scenarios) * len(ORACLES)),
         failures=str(len(failed)),
     )
     for scenario in scenarios:
@@ -154,11 +170,15 @@ def write_junit(campaign: Campaign, path: Path) -> None:
             if hits:
                 first = hits[0]
                 failure = ET.SubElement(
-                    case, "failure",
-                    message=f"{len(hits)} failing iteration(s); first: {first.violations[0].message}",
+                    case,
+                    "failure",
+                    message=f"{len(hits)} failing iteration(s); "
+                    f"first: {first.violations[0].message}",
                 )
-                failure.text = (f"seed {campaign.settings.seed} iteration {first.iteration} "
-                                f"(iteration seed {first.seed})")
+                failure.text = (
+                    f"seed {campaign.settings.seed} iteration {first.iteration} "
+                    f"(iteration seed {first.seed})"
+                )
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
 

@@ -51,7 +51,7 @@ class Judge:
         key = (scenario.name, base.key())
         if key not in self.canonical:
             world = run_world(world_spec(scenario, base, self.stream_initiation))
-            self.canonical[key] = shape_of(scenario, client_response(world, base))
+            self.canonical[key] = shape_of(scenario, client_response(world, base), world)
         return self.canonical[key]
 
     def evaluate(

@@ -65,13 +65,18 @@ class Scenario:
         exchanges = tuple(
             Exchange(
                 exchange.response.status or 200,
-                tuple((k.lower(), v) for k, v in exchange.response.headers if k.lower() not in _FRAMING),
+                tuple(
+                    (k.lower(), v)
+                    for k, v in exchange.response.headers
+                    if k.lower() not in _FRAMING
+                ),
                 tuple(chunk.data for chunk in exchange.response.chunks),
             )
             for exchange in record.upstream
         )
         tools = tuple(
-            tool_from_mapping(entry, f"{name}: tool #{i + 1}") for i, entry in enumerate(record.tools)
+            tool_from_mapping(entry, f"{name}: tool #{i + 1}")
+            for i, entry in enumerate(record.tools)
         )
         body = record.request.body
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -86,8 +91,11 @@ class Scenario:
             "keys": self.keys,
             "tools": [tool.to_toml_fields() for tool in self.tools],
             "exchanges": [
-                {"status": e.status, "headers": [list(h) for h in e.headers],
-                 "chunks": [c.decode() for c in e.chunks]}
+                {
+                    "status": e.status,
+                    "headers": [list(h) for h in e.headers],
+                    "chunks": [c.decode() for c in e.chunks],
+                }
                 for e in self.exchanges
             ],
         }
@@ -100,8 +108,11 @@ class Scenario:
             data["path"],
             data["body"].encode(),
             tuple(
-                Exchange(e["status"], tuple((k, v) for k, v in e["headers"]),
-                         tuple(c.encode() for c in e["chunks"]))
+                Exchange(
+                    e["status"],
+                    tuple((k, v) for k, v in e["headers"]),
+                    tuple(c.encode() for c in e["chunks"]),
+                )
                 for e in data["exchanges"]
             ),
             tuple(tool_from_mapping(t, data["name"]) for t in data["tools"]),

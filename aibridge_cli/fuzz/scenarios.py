@@ -25,7 +25,9 @@ def fixture_scenarios(name: str, fixture: Fixture) -> list[Scenario]:
     for i, record in enumerate(records):
         label = fixture.labels[i] if i < len(fixture.labels) and fixture.labels[i] else str(i)
         full = name if len(records) == 1 else f"{name}#{label}"
-        out.append(Scenario.from_interception(full, record, fixture.keys_count(provider_of(record.api))))
+        out.append(
+            Scenario.from_interception(full, record, fixture.keys_count(provider_of(record.api)))
+        )
     return out
 
 
@@ -45,7 +47,9 @@ def builtin_names() -> list[str]:
 def builtin(name: str) -> list[Scenario]:
     """The built-in scenarios called ``name``: a fixture or a provider selects all of its own."""
     chosen = [
-        s for s in builtin_scenarios() if name in (s.name, s.name.split("#")[0], s.name.split("/")[0])
+        s
+        for s in builtin_scenarios()
+        if name in (s.name, s.name.split("#")[0], s.name.split("/")[0])
     ]
     if not chosen:
         raise ConfigError(f"no built-in scenario {name!r} (see aibridge fuzz --list)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 from .plan import Fault, Plan
 
@@ -27,16 +28,19 @@ def candidates(plan: Plan) -> Iterator[Plan]:
         yield replace(plan, faults=_without(plan.faults, i))
     if plan.schedule_budget:
         yield replace(plan, schedule_budget=0)
-    groups = {"checkpoints": (), "delays": (), "read_delays": (), "tool_latency": (), "cuts": ()}
-    for name, empty in groups.items():
+    groups = ("checkpoints", "delays", "read_delays", "tool_latency", "cuts")
+    fields: dict[str, Any]
+    for name in groups:
         if getattr(plan, name):
-            yield replace(plan, **{name: empty})
+            fields = {name: ()}
+            yield replace(plan, **fields)
     if plan.read_size != 65536:
         yield replace(plan, read_size=65536)
     for name in groups:
         items = getattr(plan, name)
         for i in range(len(items)):
-            yield replace(plan, **{name: _without(items, i)})
+            fields = {name: _without(items, i)}
+            yield replace(plan, **fields)
     for i, (e, offsets) in enumerate(plan.cuts):
         for j in range(len(offsets)):
             fewer = (e, offsets[:j] + offsets[j + 1 :])
@@ -44,15 +48,26 @@ def candidates(plan: Plan) -> Iterator[Plan]:
     for i, (e, c, d) in enumerate(plan.delays):
         for smaller in _SMALLER_DELAYS:
             if smaller < d:
-                yield replace(plan, delays=(*plan.delays[:i], (e, c, smaller), *plan.delays[i + 1 :]))
+                yield replace(
+                    plan, delays=(*plan.delays[:i], (e, c, smaller), *plan.delays[i + 1 :])
+                )
     for i, (r, d) in enumerate(plan.read_delays):
         for smaller in _SMALLER_DELAYS:
             if smaller < d:
-                yield replace(plan, read_delays=(*plan.read_delays[:i], (r, smaller), *plan.read_delays[i + 1 :]))
+                yield replace(
+                    plan,
+                    read_delays=(*plan.read_delays[:i], (r, smaller), *plan.read_delays[i + 1 :]),
+                )
     for i, (p, op, n) in enumerate(plan.checkpoints):
         if n > 1:
-            yield replace(plan, checkpoints=(*plan.checkpoints[:i], (p, op, n // 2), *plan.checkpoints[i + 1 :]))
-            yield replace(plan, checkpoints=(*plan.checkpoints[:i], (p, op, n - 1), *plan.checkpoints[i + 1 :]))
+            yield replace(
+                plan,
+                checkpoints=(*plan.checkpoints[:i], (p, op, n // 2), *plan.checkpoints[i + 1 :]),
+            )
+            yield replace(
+                plan,
+                checkpoints=(*plan.checkpoints[:i], (p, op, n - 1), *plan.checkpoints[i + 1 :]),
+            )
     for i, fault in enumerate(plan.faults):
         for simpler in _simpler_faults(fault):
             yield replace(plan, faults=(*plan.faults[:i], simpler, *plan.faults[i + 1 :]))

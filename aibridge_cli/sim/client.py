@@ -54,7 +54,9 @@ async def exchange(
             ("content-length", str(len(body))),
         ],
     )
-    await stream.send_all(conn.send(head) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+    await stream.send_all(
+        conn.send(head) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+    )
     reads = 0
     parts: list[bytes] = []
     if pace.disconnect_after == 0:
@@ -74,13 +76,16 @@ async def exchange(
                 reads += 1
                 if note is not None:
                     note(f"client read {len(data)} bytes")
-                conn.receive_data(data)
+                conn.receive_data(bytes(data))
             elif isinstance(event, h11.Response):
                 result.status = event.status_code
                 result.headers = [(k.decode(), v.decode()) for k, v in event.headers]
             elif isinstance(event, h11.Data):
                 parts.append(bytes(event.data))
-                if pace.disconnect_after is not None and sum(map(len, parts)) >= pace.disconnect_after:
+                if (
+                    pace.disconnect_after is not None
+                    and sum(map(len, parts)) >= pace.disconnect_after
+                ):
                     result.disconnected = True
                     break
             elif isinstance(event, h11.EndOfMessage):

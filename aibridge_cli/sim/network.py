@@ -78,7 +78,7 @@ class MemoryNetworkStream(httpcore.AsyncNetworkStream):
         self._network = network
         self._closed = False
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 (httpcore's interface)
         try:
             with trio.fail_after(float("inf") if timeout is None else timeout):
                 return bytes(await self._stream.receive_some(max_bytes))
@@ -87,7 +87,7 @@ class MemoryNetworkStream(httpcore.AsyncNetworkStream):
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise httpcore.ReadError(f"upstream connection broken: {exc}") from None
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 (httpcore's interface)
         if not buffer:
             return
         try:
@@ -123,7 +123,7 @@ class MemoryNetwork(httpcore.AsyncNetworkBackend):
         self,
         host: str,
         port: int,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
         local_address: str | None = None,
         socket_options: Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
@@ -135,7 +135,10 @@ class MemoryNetwork(httpcore.AsyncNetworkBackend):
         return MemoryNetworkStream(stream, self)
 
     async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[typing.Any] | None = None
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[typing.Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         raise httpcore.ConnectError("the simulated network has no unix sockets")
 

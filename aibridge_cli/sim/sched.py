@@ -43,7 +43,7 @@ class Scheduler(random.Random):
         self.rate = rate
         self.deviations = 0
 
-    def shuffle(self, x: MutableSequence[Any]) -> None:  # type: ignore[override]
+    def shuffle(self, x: MutableSequence[Any]) -> None:
         # trio pops tasks from the end of the batch: reversed creation order is FIFO.
         if len(x) > 1 and self.deviations < self.budget and self.random() < self.rate:
             self.deviations += 1

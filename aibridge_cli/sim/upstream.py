@@ -61,7 +61,9 @@ class RawUpstream:
         """Write one reply; False when a fault or the proxy ended the connection."""
         if reply.fault == "reset-before-body":
             return False
-        reason = HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else ""
+        reason = (
+            HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else ""
+        )
         lines = [f"HTTP/1.1 {reply.status} {reason}"]
         lines += [f"{k}: {v}" for k, v in reply.headers]
         lines.append("transfer-encoding: chunked")

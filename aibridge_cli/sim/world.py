@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from ..server import Server, ServerConfig
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from ..upstream import UpstreamTimeouts
 from .client import ClientResult, Pace, exchange
-from .network import CheckpointPlan, MemoryNetwork, Yields, YieldingStream
+from .network import CheckpointPlan, MemoryNetwork, YieldingStream, Yields
 from .sched import Scheduler, deterministic
 from .upstream import RawUpstream
 
@@ -119,7 +119,9 @@ class Timeline(trio.abc.Instrument):
         ):
             # A and B alternating at one instant: fold into "A <-> B".
             pair = f"{entries[-1][1]} <-> {who}"
-            entries[-3:] = [[now, pair, "steps", entries[-3][3] + entries[-2][3] + entries[-1][3] + 1]]
+            entries[-3:] = [
+                [now, pair, "steps", entries[-3][3] + entries[-2][3] + entries[-1][3] + 1]
+            ]
             return
         if action == "step" and entries and entries[-1][:3] == [now, f"{entries[-1][1]}", "steps"]:
             names = entries[-1][1].split(" <-> ")
@@ -170,7 +172,9 @@ class _ErrorLog(logging.Handler):
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            inner = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) and exc.exceptions else exc
+            inner = (
+                exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) and exc.exceptions else exc
+            )
             text += f" ({type(inner).__name__}: {inner})"
         self.records.append(f"{record.name} logged an error: {text}")
 
@@ -218,6 +222,10 @@ class _World:
         self.errors: list[str] = []
         self.tool_calls = 0
         self.yields = Yields(spec.checkpoints)
+        self.proxy_done = trio.Event()
+        self.upstream_serving = 0
+        self.upstream_idle = trio.Event()
+        self.upstream_idle.set()
 
     def note(self, text: str) -> None:
         if self.timeline is not None:
@@ -228,7 +236,8 @@ class _World:
             reply = self.spec.replies[index]
         else:
             reply = Reply.json(
-                {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}}, 500
+                {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}},
+                500,
             )
         secret = next((v for k, v in headers if k == "x-api-key"), None)
         bearer = next((v for k, v in headers if k == "authorization"), "")
@@ -241,12 +250,25 @@ class _World:
         self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
         return reply
 
-    def _guard(self, serve: Callable[[trio.abc.Stream], Any], what: str) -> Callable[[trio.abc.Stream], Any]:
+    def _guard(
+        self, serve: Callable[[trio.abc.Stream], Any], what: str, upstream: bool
+    ) -> Callable[[trio.abc.Stream], Any]:
         async def guarded(stream: trio.abc.Stream) -> None:
+            if upstream:
+                if not self.upstream_serving:
+                    self.upstream_idle = trio.Event()
+                self.upstream_serving += 1
             try:
                 await serve(stream)
             except Exception as exc:  # the finding itself: an exception escaped a server
                 self.errors.append(f"unhandled exception in {what}: {type(exc).__name__}: {exc}")
+            finally:
+                if upstream:
+                    self.upstream_serving -= 1
+                    if not self.upstream_serving:
+                        self.upstream_idle.set()
+                else:
+                    self.proxy_done.set()
 
         return guarded
 
@@ -266,7 +288,9 @@ class _World:
         hygiene: list[str] = []
         async with trio.open_nursery() as services:
             network = MemoryNetwork(
-                services, self._guard(upstream.serve_stream, "the upstream"), self.yields
+                services,
+                self._guard(upstream.serve_stream, "the upstream", upstream=True),
+                self.yields,
             )
             app = build_app(
                 ServeOptions(
@@ -285,8 +309,10 @@ class _World:
             proxy = Server(app, ServerConfig())
             near, far = trio.testing.lockstep_stream_pair()
             services.start_soon(
-                self._guard(proxy.serve_stream, "the proxy"),
-                YieldingStream(far, self.yields, "downstream", self.note if self.timeline else None),
+                self._guard(proxy.serve_stream, "the proxy", upstream=False),
+                YieldingStream(
+                    far, self.yields, "downstream", self.note if self.timeline else None
+                ),
                 name="proxy-conn",
             )
             client = ClientResult()
@@ -298,13 +324,17 @@ class _World:
             pool = app.upstreams[provider].pool.snapshot(end_time)
             self.note("client done")
             await near.aclose()
-            if not await _settle(lambda: not proxy.connections):
+            with trio.move_on_after(GRACE):
+                await self.proxy_done.wait()
+            if proxy.connections:
                 hygiene.append("the proxy kept the client connection open after the client left")
             with trio.move_on_after(GRACE):
                 await app.env.client.aclose()
             if network.open_connections:
                 hygiene.append(f"{network.open_connections} upstream connection(s) left open")
-            if not await _settle(lambda: not services.child_tasks):
+            with trio.move_on_after(GRACE):
+                await self.upstream_idle.wait()
+            if services.child_tasks:
                 names = sorted(task.name for task in services.child_tasks)
                 hygiene.append(f"task(s) left behind: {', '.join(names)}")
             if upstream.open_responses:
@@ -313,16 +343,3 @@ class _World:
         hygiene.extend(self.errors)
         hygiene.extend(_error_log.records)
         return WorldResult(client, self.attempts, pool, end_time, live, hygiene, 0)
-
-
-async def _settle(done: Callable[[], bool]) -> bool:
-    """Wait (in virtual time, up to ``GRACE``) until ``done()``."""
-    with trio.move_on_after(GRACE):
-        while not done():
-            await trio.sleep(0.01)
-    return done()
-
-
-__all__ = ["Attempt", "Pace", "WorldResult", "WorldSpec", "run_world"]
-
-
