@@ -42,6 +42,9 @@ from .scenario import Scenario
 
 _EXCLUDED_FAULTS = ("stall", "401", "403")
 _MAX_DELAY = 0.02
+_PAD = 1 << 20
+_LEVER_DELAY = 0.1
+_CLIENT_RCVBUF = 4096
 ITERATION_BOUND = 20.0
 GRACE = 2.0
 
@@ -55,8 +58,13 @@ def blackbox_scenario(scenario: Scenario) -> Scenario:
     return replace(scenario, exchanges=exchanges)
 
 
-def blackbox_plan(plan: Plan) -> Plan:
-    """What of ``plan`` a black-box run can honour."""
+def blackbox_plan(plan: Plan, rng: random.Random) -> Plan:
+    """What of ``plan`` a black-box run can honour, plus the socket-buffer lever.
+
+    Over loopback a write rarely blocks; a megabyte in the first batch and a client that
+    waits 100 ms before its first read (with a small receive buffer) make the relay's first
+    write block, as a slow client on a real network would.
+    """
     faults = tuple(
         replace(
             f, retry_after="0" if f.retry_after is not None or f.kind.startswith("429") else None
@@ -64,13 +72,17 @@ def blackbox_plan(plan: Plan) -> Plan:
         for f in plan.faults
         if f.kind not in _EXCLUDED_FAULTS
     )
-    return Plan(
+    plan = Plan(
         faults=faults,
         cuts=plan.cuts,
         delays=tuple((e, c, min(d, _MAX_DELAY)) for e, c, d in plan.delays),
         read_delays=tuple((i, min(d, _MAX_DELAY)) for i, d in plan.read_delays),
         read_size=plan.read_size,
     )
+    if rng.random() < 0.3:
+        later = tuple((i, d) for i, d in plan.read_delays if i)
+        plan = replace(plan, pad=_PAD, read_delays=((0, _LEVER_DELAY), *later), read_size=65536)
+    return plan
 
 
 @dataclass
@@ -91,8 +103,8 @@ class _Upstream:
         self.attempts: list[Attempt] = []
         self.secrets: list[str] = []  # in order of first use: the target's key order
 
-    def start(self, replies: list[Reply], seen: int) -> None:
-        self.replies, self.base, self.attempts = replies, seen, []
+    def start(self, api: str, replies: list[Reply], seen: int) -> None:
+        self.api, self.replies, self.base, self.attempts = api, replies, seen, []
 
     def __call__(self, seen: SeenRequest, index: int) -> Reply:
         n = index - self.base
@@ -134,7 +146,7 @@ async def _iterate(
             this_seed = iteration_seed(seed, i)
             rng = random.Random(this_seed)
             scenario = blackbox_scenario(scenarios[rng.randrange(len(scenarios))])
-            plan = blackbox_plan(draw_plan(rng, scenario))
+            plan = blackbox_plan(draw_plan(rng, scenario), rng)
             script.start(upstream_replies(scenario, plan), len(app.seen))
             disconnect = next((f.at for f in plan.faults if f.kind == "client-disconnect"), None)
             pace = Pace(dict(plan.read_delays), plan.read_size, disconnect)
@@ -142,7 +154,7 @@ async def _iterate(
             started = trio.current_time()
             live = False
             with trio.move_on_after(ITERATION_BOUND):
-                stream = await trio.open_tcp_stream(host, port)
+                stream = await _connect(host, port)
                 try:
                     result = await exchange(
                         stream, "POST", prefix + scenario.path, scenario.body, pace
@@ -171,6 +183,19 @@ async def _iterate(
         server.shutdown()
         nursery.cancel_scope.cancel()
     return outcomes
+
+
+async def _connect(host: str, port: int) -> trio.SocketStream:
+    """A client connection with a small receive buffer: a late reader fills it quickly."""
+    family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
+    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, _CLIENT_RCVBUF)
+    try:
+        await sock.connect((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
 
 
 def _target(url: str) -> tuple[str, int, str]:
