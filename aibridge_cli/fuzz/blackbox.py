@@ -36,7 +36,7 @@ from ..server import Server
 from ..sim.client import Pace, exchange
 from ..sim.world import Attempt, WorldResult
 from .oracles import ORACLES, Violation, judge
-from .plan import Plan, draw_plan, iteration_seed, upstream_replies
+from .plan import Plan, draw_plan, error_body, iteration_seed, upstream_replies
 from .report import describe_plan
 from .scenario import Scenario
 
@@ -98,6 +98,7 @@ class _Upstream:
     """The mock upstream's script: the current iteration's replies, and who asked."""
 
     def __init__(self) -> None:
+        self.api = "anthropic"
         self.replies: list[Reply] = []
         self.base = 0
         self.attempts: list[Attempt] = []
@@ -108,11 +109,10 @@ class _Upstream:
 
     def __call__(self, seen: SeenRequest, index: int) -> Reply:
         n = index - self.base
-        reply = (
-            self.replies[n]
-            if 0 <= n < len(self.replies)
-            else Reply.json({"error": {"message": "script exhausted", "type": "server_error"}}, 500)
-        )
+        if 0 <= n < len(self.replies):
+            reply = self.replies[n]
+        else:  # a request the plan did not foresee (or a late one from an earlier iteration)
+            reply = Reply.json(error_body(self.api, 500, "script exhausted"), 500)
         secret = seen.header("x-api-key")
         bearer = seen.header("authorization") or ""
         if secret is None and bearer.startswith("Bearer "):
@@ -147,7 +147,7 @@ async def _iterate(
             rng = random.Random(this_seed)
             scenario = blackbox_scenario(scenarios[rng.randrange(len(scenarios))])
             plan = blackbox_plan(draw_plan(rng, scenario), rng)
-            script.start(upstream_replies(scenario, plan), len(app.seen))
+            script.start(scenario.api, upstream_replies(scenario, plan), len(app.seen))
             disconnect = next((f.at for f in plan.faults if f.kind == "client-disconnect"), None)
             pace = Pace(dict(plan.read_delays), plan.read_size, disconnect)
             hygiene: list[str] = []
