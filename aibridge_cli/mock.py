@@ -14,6 +14,7 @@ recorded path is relative to the base URL ``.../v1``), as on the real hosts.
 from __future__ import annotations
 
 import json
+import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from .fixture import Fixture, provider_of
 from .interception import Interception, UpstreamExchange
 from .normalize import diff_normalized
 from .scripted import Reply, ScriptedUpstream, SeenRequest
+
+log = logging.getLogger("aibridge.mock")
 
 Timing = Literal["recorded", "fast"]
 PROVIDER_PREFIX = {"anthropic": "", "openai": "/v1"}
@@ -143,6 +146,7 @@ def request_problems(recorded: UpstreamExchange, seen: SeenRequest) -> list[str]
 
 
 def _mismatch(path: str, index: int, problems: list[str]) -> Reply:
+    log.warning("request #%d (%s) does not match the fixture: %s", index + 1, path, problems[:3])
     message = (
         f"aibridge mock: request #{index + 1} ({path}) does not match the fixture: "
         + "; ".join(problems[:10])

@@ -90,8 +90,31 @@ def normalize_response(
     return out
 
 
+def _d(data: Any, key: str) -> dict[str, Any]:
+    """``data[key]`` when it is an object, else empty: responses can be malformed."""
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _objects(data: Any, key: str) -> list[dict[str, Any]]:
+    value = data.get(key) if isinstance(data, dict) else None
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _s(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _key(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
+
+
 class _Facts:
-    """Reads text, tool calls, usage, stop reason and error type from events or a body."""
+    """Reads text, tool calls, usage, stop reason and error type from events or a body.
+
+    Every access is guarded: a malformed response is a fact to compare, never a crash.
+    """
 
     def __init__(self) -> None:
         self.text: list[str] = []
@@ -101,15 +124,15 @@ class _Facts:
         self.error_type: Any = None
 
     def event(self, name: str | None, data: Any) -> None:
-        if isinstance(data, dict) and isinstance(data.get("error"), dict):
-            error = data["error"]
+        error = _d(data, "error")
+        if error:
             self.error_type = error.get("type") or error.get("code")
 
     def body(self, data: Any) -> None:
         self.event("body", data)
 
     def _call(self, key: Any) -> dict[str, Any]:
-        return self.calls.setdefault(key, {"name": "", "arguments": []})
+        return self.calls.setdefault(_key(key), {"name": "", "arguments": []})
 
     def result(self) -> dict[str, Any]:
         calls = []
@@ -132,69 +155,62 @@ class _AnthropicFacts(_Facts):
         if not isinstance(data, dict):
             return
         if name == "message_start":
-            self.usage.update(data.get("message", {}).get("usage") or {})
+            self.usage.update(_d(_d(data, "message"), "usage"))
         elif name == "content_block_start":
-            block = data.get("content_block") or {}
+            block = _d(data, "content_block")
             if block.get("type") == "tool_use":
-                self._call(data.get("index"))["name"] = block.get("name", "")
+                self._call(data.get("index"))["name"] = _s(block, "name")
             elif block.get("type") == "text":
-                self.text.append(block.get("text", ""))
+                self.text.append(_s(block, "text"))
         elif name == "content_block_delta":
-            delta = data.get("delta") or {}
+            delta = _d(data, "delta")
             if delta.get("type") == "text_delta":
-                self.text.append(delta.get("text", ""))
+                self.text.append(_s(delta, "text"))
             elif delta.get("type") == "input_json_delta":
-                self._call(data.get("index"))["arguments"].append(delta.get("partial_json", ""))
+                self._call(data.get("index"))["arguments"].append(_s(delta, "partial_json"))
         elif name == "message_delta":
-            self.usage.update(data.get("usage") or {})
-            self.stop_reason = (data.get("delta") or {}).get("stop_reason", self.stop_reason)
+            self.usage.update(_d(data, "usage"))
+            self.stop_reason = _d(data, "delta").get("stop_reason", self.stop_reason)
 
     def body(self, data: Any) -> None:
         super().event("body", data)
         if not isinstance(data, dict):
             return
-        for i, block in enumerate(data.get("content") or []):
+        for i, block in enumerate(_objects(data, "content")):
             if block.get("type") == "text":
-                self.text.append(block.get("text", ""))
+                self.text.append(_s(block, "text"))
             elif block.get("type") == "tool_use":
-                self.calls[i] = {"name": block.get("name", ""), "arguments": block.get("input")}
-        self.usage.update(data.get("usage") or {})
+                self.calls[i] = {"name": _s(block, "name"), "arguments": block.get("input")}
+        self.usage.update(_d(data, "usage"))
         self.stop_reason = data.get("stop_reason")
 
 
 class _ChatFacts(_Facts):
     def event(self, name: str | None, data: Any) -> None:
         super().event(name, data)
-        if not isinstance(data, dict):
-            return
-        if data.get("usage"):
-            self.usage.update(data["usage"])
-        for choice in data.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                self.text.append(delta["content"])
-            for call in delta.get("tool_calls") or []:
+        self.usage.update(_d(data, "usage"))
+        for choice in _objects(data, "choices"):
+            delta = _d(choice, "delta")
+            self.text.append(_s(delta, "content"))
+            for call in _objects(delta, "tool_calls"):
                 entry = self._call(call.get("index"))
-                function = call.get("function") or {}
-                entry["name"] += function.get("name") or ""
-                entry["arguments"].append(function.get("arguments") or "")
+                function = _d(call, "function")
+                entry["name"] += _s(function, "name")
+                entry["arguments"].append(_s(function, "arguments"))
             if choice.get("finish_reason"):
                 self.stop_reason = choice["finish_reason"]
 
     def body(self, data: Any) -> None:
         super().event("body", data)
-        if not isinstance(data, dict):
-            return
-        self.usage.update(data.get("usage") or {})
-        for choice in data.get("choices") or []:
-            message = choice.get("message") or {}
-            if message.get("content"):
-                self.text.append(message["content"])
-            for i, call in enumerate(message.get("tool_calls") or []):
-                function = call.get("function") or {}
+        self.usage.update(_d(data, "usage"))
+        for choice in _objects(data, "choices"):
+            message = _d(choice, "message")
+            self.text.append(_s(message, "content"))
+            for i, call in enumerate(_objects(message, "tool_calls")):
+                function = _d(call, "function")
                 self.calls[i] = {
-                    "name": function.get("name", ""),
-                    "arguments": [function.get("arguments") or ""],
+                    "name": _s(function, "name"),
+                    "arguments": [_s(function, "arguments")],
                 }
             self.stop_reason = choice.get("finish_reason")
 
@@ -207,33 +223,34 @@ class _ResponsesFacts(_Facts):
         if name == "error":
             self.error_type = data.get("code") or data.get("type")
         elif name == "response.output_text.delta":
-            self.text.append(data.get("delta", ""))
+            self.text.append(_s(data, "delta"))
         elif name == "response.output_item.done":
-            self._item(data.get("output_index"), data.get("item") or {})
+            self._item(data.get("output_index"), _d(data, "item"))
         elif name in ("response.completed", "response.incomplete", "response.failed"):
-            self._response(data.get("response") or {})
+            self._response(_d(data, "response"))
 
     def _item(self, key: Any, item: dict[str, Any]) -> None:
         if item.get("type") in ("function_call", "custom_tool_call"):
-            arguments = item.get("arguments", item.get("input", ""))
-            self.calls[key] = {"name": item.get("name", ""), "arguments": [arguments or ""]}
+            arguments = _s(item, "arguments") or _s(item, "input")
+            self.calls[_key(key)] = {"name": _s(item, "name"), "arguments": [arguments]}
 
     def _response(self, response: dict[str, Any]) -> None:
-        self.usage.update(response.get("usage") or {})
+        self.usage.update(_d(response, "usage"))
         self.stop_reason = response.get("status")
-        if isinstance(response.get("error"), dict):
-            self.error_type = response["error"].get("code") or response["error"].get("type")
+        error = _d(response, "error")
+        if error:
+            self.error_type = error.get("code") or error.get("type")
 
     def body(self, data: Any) -> None:
         super().event("body", data)
         if not isinstance(data, dict):
             return
         self._response(data)
-        for i, item in enumerate(data.get("output") or []):
+        for i, item in enumerate(_objects(data, "output")):
             if item.get("type") == "message":
-                for part in item.get("content") or []:
+                for part in _objects(item, "content"):
                     if part.get("type") == "output_text":
-                        self.text.append(part.get("text", ""))
+                        self.text.append(_s(part, "text"))
             self._item(i, item)
 
 

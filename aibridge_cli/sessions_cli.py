@@ -61,12 +61,18 @@ def exits_on_errors(os_error: str, os_code: int = 2) -> Iterator[None]:
     """Domain errors become one red line and exit 2; ``os_error`` says what an OSError meant."""
     try:
         yield
-    except AibridgeError as exc:
-        print_error(str(exc))
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        print_error(f"{os_error}: {exc.strerror}")
-        raise typer.Exit(os_code) from None
+    except (AibridgeError, OSError, BaseExceptionGroup) as exc:
+        # An error raised in a nursery's body arrives wrapped in a group of one.
+        leaf: BaseException = exc
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, AibridgeError):
+            print_error(str(leaf))
+            raise typer.Exit(2) from None
+        if isinstance(leaf, OSError):
+            print_error(f"{os_error}: {leaf.strerror}")
+            raise typer.Exit(os_code) from None
+        raise
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

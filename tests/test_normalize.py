@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from aibridge_cli.normalize import diff_normalized, normalize_response
 from aibridge_cli.sse import encode_event
 
@@ -216,3 +219,72 @@ def test_list_length_difference_is_reported() -> None:
     assert diff_normalized({"events": [1, 2]}, {"events": [1]}) == [
         "events: 2 expected, 1 got; missing: 2"
     ]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "content",
+                    "choices",
+                    "message",
+                    "usage",
+                    "delta",
+                    "tool_calls",
+                    "function",
+                    "output",
+                    "item",
+                    "response",
+                    "error",
+                    "content_block",
+                    "index",
+                    "type",
+                    "text",
+                    "arguments",
+                    "status",
+                    "output_index",
+                    "partial_json",
+                    "name",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+_EVENTS = st.sampled_from(
+    [
+        None,
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "message_delta",
+        "error",
+        "response.output_text.delta",
+        "response.output_item.done",
+        "response.completed",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    api=st.sampled_from(["anthropic", "openai-chat", "openai-responses"]),
+    data=_JSON,
+    event=_EVENTS,
+    as_sse=st.booleans(),
+)
+def test_malformed_responses_are_normalized_never_raised(
+    api: str, data: object, event: str | None, as_sse: bool
+) -> None:
+    if as_sse:
+        out = normalize_response(api, 200, SSE, sse((event, data)))
+        assert out["shape"] == "sse"
+    else:
+        out = normalize_response(api, 200, JSON, json.dumps(data).encode())
+        assert out["shape"] == "json"
+    assert diff_normalized(out, out) == []

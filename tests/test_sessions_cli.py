@@ -323,3 +323,9 @@ async def test_replay_against_a_target_proxy_pointed_at_the_mock_port() -> None:
         await stop_cli(proc)
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     assert b"2/2 fixtures match" in done.stdout
+
+
+async def test_record_of_a_missing_command_says_so_and_exits_127(tmp_path: Path) -> None:
+    done = await run_cli("record", "-o", str(tmp_path / "f.jsonl"), "--", "/no/such/command")
+    assert done.returncode == 127
+    assert "cannot run /no/such/command" in " ".join(done.stderr.decode().split())
