@@ -94,3 +94,18 @@ def test_shards_together_run_and_find_exactly_what_one_run_does() -> None:
     failed = sorted((o.iteration, o.oracle) for p in parts for o in p.failures)
     assert failed == [(o.iteration, o.oracle) for o in whole.failures]
     assert whole.failures
+
+
+def test_fixture_files_are_scenarios_and_junit_lists_every_oracle(tmp_path: Path) -> None:
+    fixture = Path(__file__).resolve().parents[1] / "aibridge_cli/fixtures/anthropic/simple.jsonl"
+    junit = tmp_path / "fuzz.xml"
+    result = runner.invoke(
+        app,
+        ["fuzz", str(fixture), "--iterations", "4", "--seed", "2", "--junit", str(junit),
+         "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "simple#streaming" in result.output or "simple#blocking" in result.output
+    xml = junit.read_text()
+    assert 'name="malformed-body"' in xml
+    assert "<failure" not in xml

@@ -36,12 +36,15 @@ from ..server import Server
 from ..sim.client import Pace, exchange
 from ..sim.world import Attempt, WorldResult
 from .oracles import ORACLES, Violation, judge
-from .plan import Plan, draw_plan, iteration_seed, upstream_replies
+from .plan import Plan, draw_plan, error_body, iteration_seed, upstream_replies
 from .report import describe_plan
 from .scenario import Scenario
 
 _EXCLUDED_FAULTS = ("stall", "401", "403")
 _MAX_DELAY = 0.02
+_PAD = 1 << 20
+_LEVER_DELAY = 0.1
+_CLIENT_RCVBUF = 4096
 ITERATION_BOUND = 20.0
 GRACE = 2.0
 
@@ -55,8 +58,13 @@ def blackbox_scenario(scenario: Scenario) -> Scenario:
     return replace(scenario, exchanges=exchanges)
 
 
-def blackbox_plan(plan: Plan) -> Plan:
-    """What of ``plan`` a black-box run can honour."""
+def blackbox_plan(plan: Plan, rng: random.Random) -> Plan:
+    """What of ``plan`` a black-box run can honour, plus the socket-buffer lever.
+
+    Over loopback a write rarely blocks; a megabyte in the first batch and a client that
+    waits 100 ms before its first read (with a small receive buffer) make the relay's first
+    write block, as a slow client on a real network would.
+    """
     faults = tuple(
         replace(
             f, retry_after="0" if f.retry_after is not None or f.kind.startswith("429") else None
@@ -64,13 +72,17 @@ def blackbox_plan(plan: Plan) -> Plan:
         for f in plan.faults
         if f.kind not in _EXCLUDED_FAULTS
     )
-    return Plan(
+    plan = Plan(
         faults=faults,
         cuts=plan.cuts,
         delays=tuple((e, c, min(d, _MAX_DELAY)) for e, c, d in plan.delays),
         read_delays=tuple((i, min(d, _MAX_DELAY)) for i, d in plan.read_delays),
         read_size=plan.read_size,
     )
+    if rng.random() < 0.3:
+        later = tuple((i, d) for i, d in plan.read_delays if i)
+        plan = replace(plan, pad=_PAD, read_delays=((0, _LEVER_DELAY), *later), read_size=65536)
+    return plan
 
 
 @dataclass
@@ -86,21 +98,21 @@ class _Upstream:
     """The mock upstream's script: the current iteration's replies, and who asked."""
 
     def __init__(self) -> None:
+        self.api = "anthropic"
         self.replies: list[Reply] = []
         self.base = 0
         self.attempts: list[Attempt] = []
         self.secrets: list[str] = []  # in order of first use: the target's key order
 
-    def start(self, replies: list[Reply], seen: int) -> None:
-        self.replies, self.base, self.attempts = replies, seen, []
+    def start(self, api: str, replies: list[Reply], seen: int) -> None:
+        self.api, self.replies, self.base, self.attempts = api, replies, seen, []
 
     def __call__(self, seen: SeenRequest, index: int) -> Reply:
         n = index - self.base
-        reply = (
-            self.replies[n]
-            if 0 <= n < len(self.replies)
-            else Reply.json({"error": {"message": "script exhausted", "type": "server_error"}}, 500)
-        )
+        if 0 <= n < len(self.replies):
+            reply = self.replies[n]
+        else:  # a request the plan did not foresee (or a late one from an earlier iteration)
+            reply = Reply.json(error_body(self.api, 500, "script exhausted"), 500)
         secret = seen.header("x-api-key")
         bearer = seen.header("authorization") or ""
         if secret is None and bearer.startswith("Bearer "):
@@ -134,15 +146,15 @@ async def _iterate(
             this_seed = iteration_seed(seed, i)
             rng = random.Random(this_seed)
             scenario = blackbox_scenario(scenarios[rng.randrange(len(scenarios))])
-            plan = blackbox_plan(draw_plan(rng, scenario))
-            script.start(upstream_replies(scenario, plan), len(app.seen))
+            plan = blackbox_plan(draw_plan(rng, scenario), rng)
+            script.start(scenario.api, upstream_replies(scenario, plan), len(app.seen))
             disconnect = next((f.at for f in plan.faults if f.kind == "client-disconnect"), None)
             pace = Pace(dict(plan.read_delays), plan.read_size, disconnect)
             hygiene: list[str] = []
             started = trio.current_time()
             live = False
             with trio.move_on_after(ITERATION_BOUND):
-                stream = await trio.open_tcp_stream(host, port)
+                stream = await _connect(host, port)
                 try:
                     result = await exchange(
                         stream, "POST", prefix + scenario.path, scenario.body, pace
@@ -171,6 +183,19 @@ async def _iterate(
         server.shutdown()
         nursery.cancel_scope.cancel()
     return outcomes
+
+
+async def _connect(host: str, port: int) -> trio.SocketStream:
+    """A client connection with a small receive buffer: a late reader fills it quickly."""
+    family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
+    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, _CLIENT_RCVBUF)
+    try:
+        await sock.connect((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
 
 
 def _target(url: str) -> tuple[str, int, str]:

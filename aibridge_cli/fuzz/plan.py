@@ -86,9 +86,10 @@ class Plan:
     read_size: int = 65536
     tool_latency: tuple[float, ...] = ()
     checkpoints: tuple[tuple[str, int, int], ...] = ()  # (point, operation, count)
+    pad: int = 0  # bytes of padding in the first event of exchange 0 (black-box)
 
     def canonical(self) -> Plan:
-        return Plan(faults=self.faults)
+        return Plan(faults=self.faults, pad=self.pad)
 
     @property
     def disconnects(self) -> bool:
@@ -110,6 +111,7 @@ class Plan:
             read_size=data.get("read_size", 65536),
             tool_latency=tuple(data.get("tool_latency", ())),
             checkpoints=tuple((p, i, n) for p, i, n in data.get("checkpoints", ())),
+            pad=data.get("pad", 0),
         )
 
     def key(self) -> str:
@@ -196,7 +198,7 @@ _OPENAI_TYPES = {
 }
 
 
-def _error_body(api: str, status: int, message: str) -> dict[str, Any]:
+def error_body(api: str, status: int, message: str) -> dict[str, Any]:
     """An upstream error body in ``api``'s own shape."""
     if api == "anthropic":
         return {
@@ -216,9 +218,9 @@ def _error_body(api: str, status: int, message: str) -> dict[str, Any]:
 def _error_event(api: str, sequence: int) -> bytes:
     """A mid-stream error as ``api``'s upstream sends it."""
     if api == "anthropic":
-        return encode_event("error", json.dumps(_error_body(api, 529, "simulated overload")))
+        return encode_event("error", json.dumps(error_body(api, 529, "simulated overload")))
     if api == "openai-chat":
-        return encode_event(None, json.dumps(_error_body(api, 500, "simulated server error")))
+        return encode_event(None, json.dumps(error_body(api, 500, "simulated server error")))
     event = {
         "type": "error",
         "sequence_number": sequence,
@@ -240,7 +242,7 @@ def _error_reply(api: str, status: int, retry_after: str | None = None) -> Reply
         headers.append(("retry-after", email.utils.formatdate(WALL_EPOCH + 20, usegmt=True)))
     elif retry_after is not None:
         headers.append(("retry-after", retry_after))
-    body = _error_body(api, status, f"simulated {status}")
+    body = error_body(api, status, f"simulated {status}")
     return Reply(status, headers, [json.dumps(body).encode()])
 
 
@@ -270,8 +272,27 @@ def _frame_offset(exchange: Exchange, frame: int) -> int:
     return sum(len(c) for c in exchange.chunks[:frame])
 
 
+def _padded(chunks: list[bytes], pad: int) -> list[bytes]:
+    """``chunks`` with ``pad`` bytes more in the first event (a ``padding`` field).
+
+    A large first event fills socket buffers, so a client that reads late holds the relay
+    inside its first write: black-box mode's honest lever on the seed race.
+    """
+    head, sep, data = chunks[0].partition(b"data: ") if chunks else (b"", b"", b"")
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return chunks
+    if not isinstance(event, dict):
+        return chunks
+    padded = head + sep + json.dumps({**event, "padding": "." * pad}).encode() + b"\n\n"
+    return [padded, *chunks[1:]]
+
+
 def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: list[Fault]) -> Reply:
     chunks = list(exchange.chunks)
+    if plan.pad and e == 0:
+        chunks = _padded(chunks, plan.pad)
     fault_kind: str | None = None
     fault_offset: int | None = None
     for fault in faults:

@@ -42,6 +42,8 @@ def describe_plan(plan: Plan) -> list[str]:
     for call, seconds in enumerate(plan.tool_latency):
         if seconds:
             lines.append(f"tool call {call} takes {seconds:g} s")
+    if plan.pad:
+        lines.append(f"the first event of exchange 0 padded by {plan.pad} bytes")
     for point, op, count in plan.checkpoints:
         lines.append(f"{count} extra checkpoint(s) before {point} #{op}")
     return lines
