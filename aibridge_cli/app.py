@@ -20,7 +20,7 @@ from .bridge import (
     write_error_response,
 )
 from .errors import ClientDisconnected, ClientFacingError, RequestError, kind_for_status
-from .interception import ClientRequest, Interception, Recorder, redact_headers
+from .interception import ClientRequest, Interception, Recorder, credentials, redact_headers
 from .providers.anthropic import AnthropicMessages, anthropic_error
 from .providers.base import API, dumps, is_streaming
 from .providers.openai_chat import OpenAIChat
@@ -161,6 +161,7 @@ class BridgeApp:
             clock=lambda: round((trio.current_time() - clock_zero) * 1000, 3),
             tools=[tool.to_toml_fields() for tool in self.env.tools],
             keep_chunks=self.recorder is not None,
+            client_secrets=credentials(request.headers),
         )
         writer.observer = record.response
         try:
@@ -183,6 +184,13 @@ class BridgeApp:
             raise
         except trio.Cancelled:
             record.outcome = "cancelled"
+            raise
+        except BaseExceptionGroup as group:
+            # What the streaming nursery's tasks raise arrives wrapped.
+            if group.subgroup(ClientDisconnected) is not None:
+                record.outcome = "client disconnected"
+            elif group.subgroup(trio.Cancelled) is not None:
+                record.outcome = "cancelled"
             raise
         finally:
             if self.recorder is not None:

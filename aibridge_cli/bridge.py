@@ -100,6 +100,10 @@ class BridgeConfig:
     max_iterations: int = 10
     ping_interval: float = 10.0
     channel_size: int = 128
+    # Frame bytes a stream may hold between the upstream and a client that reads slowly;
+    # past it the loop stops reading the upstream (items alone do not bound memory: one
+    # item is everything one upstream read brought, up to 64 KiB).
+    max_queued_bytes: int = 64 * 1024
 
 
 @dataclass
@@ -190,20 +194,32 @@ class ClientStream:
         self.initiated = trio.Event()
         self.sender, self.receiver = trio.open_memory_channel[_Item](config.channel_size)
         self.failed = False
+        self.queued_bytes = 0  # put on the channel and not yet written to the client
+        self._room = trio.Event()
 
     async def put(self, frames: list[bytes]) -> None:
-        """Queue frames for the relay without yielding unless the channel is full.
+        """Queue frames for the relay without yielding unless the queue is full.
 
         Not checkpointing here lets the loop turn every upstream chunk already read into
         frames before the relay runs, so the relay writes them all in one send; the
-        upstream read that follows is the checkpoint.
+        upstream read that follows is the checkpoint. Past ``max_queued_bytes`` it waits
+        for the relay's writes, and so stops reading the upstream.
         """
         if frames:
             item = frames[0] if len(frames) == 1 else b"".join(frames)
+            self.queued_bytes += len(item)
             try:
                 self.sender.send_nowait(item)
             except trio.WouldBlock:
                 await self.sender.send(item)
+            while self.queued_bytes > self.config.max_queued_bytes:
+                self._room = trio.Event()
+                await self._room.wait()
+
+    def _written(self, size: int) -> None:
+        self.queued_bytes -= size
+        if self.queued_bytes <= self.config.max_queued_bytes:
+            self._room.set()
 
     async def initiate(self) -> None:
         """Eager mode: have the relay initiate the stream, and wait until it has."""
@@ -261,6 +277,13 @@ class ClientStream:
             elif isinstance(item, _Failure):
                 failure = item
                 break
+        queued = sum(len(item) for item in batch if isinstance(item, bytes))
+        try:
+            return await self._write(out, failure)
+        finally:
+            self._written(queued)
+
+    async def _write(self, out: list[bytes], failure: _Failure | None) -> bool:
         if failure is not None and not out and not self.initiated.is_set():
             await write_error_response(self.api, self.writer, failure.error)
             return True

@@ -3,17 +3,44 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from rich.console import Console
-from rich.logging import RichHandler
+from rich.text import Text
 
 stderr = Console(stderr=True)
 stdout = Console(highlight=False, soft_wrap=True)
 
 
+_LEVEL_STYLES = {"DEBUG": "dim", "INFO": "cyan", "WARNING": "yellow", "ERROR": "bold red"}
+
+
+class _OneLineHandler(logging.Handler):
+    """Each record as one line on the stderr console, never wrapped.
+
+    rich's own ``RichHandler`` lays records out in a table as wide as the console and
+    wraps long messages onto more lines (80 columns when stderr is a pipe or a file),
+    which breaks the one-line-per-request log.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+            line = Text.assemble(
+                (stamp, "dim"),
+                " ",
+                (f"{record.levelname:<7}", _LEVEL_STYLES.get(record.levelname, "")),
+                " ",
+                self.format(record),
+            )
+            stderr.print(line, soft_wrap=True, highlight=False)
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(level: str) -> None:
     """Log to stderr through rich, one line per record."""
-    handler = RichHandler(console=stderr, show_path=False, rich_tracebacks=False, markup=False)
+    handler = _OneLineHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("aibridge")
     root.handlers[:] = [handler]

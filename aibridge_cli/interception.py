@@ -21,6 +21,20 @@ SECRET_HEADERS = frozenset(
 REDACTED = "[redacted]"
 
 
+def credentials(headers: Iterable[tuple[str, str]]) -> list[str]:
+    """The key-like values among a client's headers (a bearer token without ``Bearer``).
+
+    Without a key pool the client's own key goes upstream, and an upstream may echo it
+    back in an error body: a recorder scrubs these from what it writes.
+    """
+    found = []
+    for name, value in headers:
+        if name.lower() in ("x-api-key", "api-key", "authorization", "proxy-authorization"):
+            token = value.split(None, 1)[-1].strip() if value.strip() else ""
+            found += [v for v in {value.strip(), token} if len(v) >= 8]
+    return found
+
+
 def redact_headers(headers: Iterable[tuple[str, str]], extra: Iterable[str] = ()) -> Headers:
     """Headers with every secret value replaced; names compare case-insensitively."""
     secret = SECRET_HEADERS | {name.lower() for name in extra}
@@ -103,6 +117,8 @@ class Interception:
     tools: list[dict[str, Any]] = field(default_factory=list)
     outcome: str = "ok"
     keep_chunks: bool = True  # False: responses keep status and headers only
+    # the client's own credentials, never written anywhere (see ``credentials``)
+    client_secrets: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.response.clock = self.clock

@@ -76,14 +76,14 @@ class FixtureWriter:
             if keep == 0:
                 self._write_line(header_line(proxy))
 
-    def _write_line(self, line: str) -> None:
-        for secret in self.secrets:
+    def _write_line(self, line: str, more_secrets: Sequence[str] = ()) -> None:
+        for secret in [*self.secrets, *sorted(more_secrets, key=len, reverse=True)]:
             line = line.replace(secret, mask_key(secret))
         os.write(self._fd, (line + "\n").encode("utf-8"))
         os.fsync(self._fd)
 
     def __call__(self, record: Interception) -> None:
-        self._write_line(encode_interception(record, redact=self.redact))
+        self._write_line(encode_interception(record, redact=self.redact), record.client_secrets)
         self.written += 1
 
     def close(self) -> None:

@@ -374,7 +374,17 @@ class HTTPConnection:
             if not self.h11.trailing_data[0]:
                 nursery.start_soon(self._watch_peer, nursery.cancel_scope)
             try:
-                await self.app.handle(request, writer)
+                try:
+                    await self.app.handle(request, writer)
+                except Exception as exc:
+                    if writer.started or _is_disconnect(exc):
+                        raise  # mid-response: cutting the connection is all that is left
+                    # A bug in the app: answer in the app's error shape, not with silence.
+                    log.error("request handler failed on %s", request.path, exc_info=exc)
+                    headers, body = self.app.error_response(
+                        request.target, 500, "internal error in the proxy"
+                    )
+                    await writer.respond(500, [*headers, ("connection", "close")], body)
                 if not writer.started:
                     await writer.respond(500, [], b"")
                 await writer.finish()
@@ -393,6 +403,14 @@ class HTTPConnection:
             return
         self.peer_gone = True
         handler_scope.cancel()
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """True for a peer that went away (or an app that dropped it), even inside a group."""
+    expected = (ClientDisconnected, AbortConnection)
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(expected) is not None
+    return isinstance(exc, expected)
 
 
 def _content_length(headers: Sequence[tuple[str, str]]) -> int | None:

@@ -89,7 +89,7 @@ def _wait_listening(process: subprocess.Popen[bytes], timeout: float) -> tuple[s
 @contextmanager
 def spawn(
     name: str, argv: Sequence[str], path: str, *, timeout: float = 30.0,
-    env: dict[str, str] | None = None, port: int | None = None,
+    env: dict[str, str] | None = None, port: int | None = None, cwd: Path = ROOT,
 ) -> Iterator[Service]:
     """Start a server and stop it on exit.
 
@@ -98,7 +98,7 @@ def spawn(
     """
     process = subprocess.Popen(
         list(argv), stdout=subprocess.PIPE if port is None else subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, **(env or {})},
+        stderr=subprocess.DEVNULL, cwd=cwd, env={**os.environ, **(env or {})},
     )
     try:
         if port is None:
@@ -147,9 +147,11 @@ def bench_upstream(write_size: int = 16384) -> contextmanager[Service]:  # type:
 
 
 def aibridge(
-    upstream: Service, *extra: str, name: str = "aibridge", profile: str | None = None
+    upstream: Service, *extra: str, name: str = "aibridge", profile: str | None = None,
+    tree: Path = ROOT,
 ) -> contextmanager[Service]:  # type: ignore[valid-type]
-    """``aibridge serve`` in front of ``upstream``; ``profile``: a pyinstrument text report."""
+    """``aibridge serve`` in front of ``upstream``; ``profile``: a pyinstrument text report
+    (``.prof``: cProfile); ``tree``: a source tree to run instead (an older version)."""
     runner = [sys.executable]
     if profile and profile.endswith(".prof"):
         runner += ["-m", "cProfile", "-o", profile]
@@ -158,7 +160,7 @@ def aibridge(
     argv = [*runner, "-m", "aibridge_cli", "serve", "--port", "0",
             "--anthropic-base-url", f"http://{upstream.host}:{upstream.port}",
             "--anthropic-key", "sk-ant-bench-0000000000000000", "--log-level", "warning", *extra]
-    return spawn(name, argv, "/anthropic/v1/messages")
+    return spawn(name, argv, "/anthropic/v1/messages", cwd=tree)
 
 
 def find_tool(name: str) -> str | None:

@@ -8,6 +8,9 @@ every target alike:
 * time to first byte of a 6-event stream (median of many),
 * requests/s of a small blocking request on one keep-alive connection.
 
+``aibridge --record`` is benchmark 5, the cost of recording: the same proxy with
+``--record`` (one fsynced line per interception).
+
 Ratios are to direct. ``--profile`` runs aibridge under pyinstrument (an extra).
 
     python bench/relay.py [--rounds 5] [--events 10000] [--only aibridge]
@@ -180,12 +183,14 @@ def main() -> None:
     parser.add_argument("--ttfb", type=int, default=200, help="small streams per target")
     parser.add_argument("--rps", type=int, default=1000, help="blocking requests per target")
     parser.add_argument("--only", action="append", default=[],
-                        help="targets besides direct (aibridge, litellm, mitmdump)")
+                        help="targets besides direct (aibridge, record, litellm, mitmdump)")
     parser.add_argument("--profile", metavar="TXT", help="run aibridge under pyinstrument")
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also run the aibridge_cli package found in this directory")
     parser.add_argument("--write-size", type=int, default=1,
                         help="upstream bytes per write, in whole frames (1: a frame per write)")
     args = parser.parse_args()
-    wanted = set(args.only or ["aibridge", "litellm", "mitmdump"])
+    wanted = set(args.only or ["aibridge", "record", "litellm", "mitmdump"])
     missing: list[str] = []
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         upstream = stack.enter_context(bench_upstream(args.write_size))
@@ -193,6 +198,13 @@ def main() -> None:
         services = [upstream]
         if "aibridge" in wanted:
             services.append(stack.enter_context(aibridge(upstream, profile=args.profile)))
+        if args.baseline:
+            services.append(stack.enter_context(
+                aibridge(upstream, name="aibridge baseline", tree=args.baseline.resolve())))
+        if "record" in wanted:  # benchmark 5: the same proxy, recording every interception
+            record = Path(tmp) / "recording.jsonl"
+            services.append(stack.enter_context(
+                aibridge(upstream, "--record", str(record), name="aibridge --record")))
         if "litellm" in wanted:
             svc = stack.enter_context(litellm(upstream, Path(tmp)))
             services.append(svc) if isinstance(svc, Service) else missing.append(svc)

@@ -8,7 +8,11 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 import trio
+
+from aibridge_cli.scripted import Reply, ScriptedUpstream
+from aibridge_cli.server import Server
 
 SECRET = "sk-ant-cli-secret-key-0123456789-WXYZ"
 
@@ -23,21 +27,18 @@ async def _read_line(stream: trio.abc.ReceiveStream) -> bytes:
     return data
 
 
-async def test_serve_announces_serves_and_stops_on_sigterm() -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "aibridge_cli",
-        "serve",
-        "--port",
-        "0",
-        "--anthropic-base-url",
-        "http://127.0.0.1:9",
-        "--anthropic-key",
-        SECRET,
-    ]
-    process = await trio.lowlevel.open_process(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+async def open_serve(*options: str, stderr: bool = False) -> trio.Process:
+    """``aibridge serve --port 0`` with ``options``, as a child process."""
+    command = [sys.executable, "-m", "aibridge_cli", "serve", "--port", "0", *options]
+    return await trio.lowlevel.open_process(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE if stderr else None
+    )
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+async def test_serve_announces_serves_and_stops_on_a_signal(stop: signal.Signals) -> None:
+    process = await open_serve(
+        "--anthropic-base-url", "http://127.0.0.1:9", "--anthropic-key", SECRET, stderr=True
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -51,9 +52,14 @@ async def test_serve_announces_serves_and_stops_on_sigterm() -> None:
         async with httpx.AsyncClient() as client:
             health = await client.get(url + "/healthz")
             status = await client.get(url + "/aibridge/status")
+            unreachable = await client.post(
+                url + "/anthropic/v1/messages",
+                json={"model": "m", "max_tokens": 5, "messages": []},
+            )
+        assert unreachable.status_code == 502
         assert (health.status_code, health.json()) == (200, {"status": "ok"})
         assert status.json()["providers"]["anthropic"]["keys"][0]["key"] == "sk-a…WXYZ"
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop)
         with trio.fail_after(30):
             code = await process.wait()
             rest = b"".join([chunk async for chunk in process.stdout])
@@ -68,6 +74,10 @@ async def test_serve_announces_serves_and_stops_on_sigterm() -> None:
     assert rest == b""  # exactly one line on stdout
     log = errors.decode()
     assert re.search(r"GET /healthz 200 \d+ms", log), log
+    # One line per request, however long, with route, status, duration, attempts, keys.
+    assert re.search(
+        r"\n\S+ INFO +POST /anthropic/v1/messages 502 \d+ms attempts=1 keys=sk-a…WXYZ\n", log
+    ), log
     assert SECRET not in log
     assert SECRET[4:-4] not in log
     assert SECRET not in status.text
@@ -117,3 +127,49 @@ def test_bad_tools_file_is_a_one_line_error(tmp_path: object) -> None:
     assert "exactly one of result, command, error" in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+async def test_sigterm_gives_in_flight_requests_the_grace_period(nursery: trio.Nursery) -> None:
+    # An upstream that starts a stream and then never finishes it.
+    stalled = Reply.sse(
+        [("message_start", {"type": "message_start", "message": {"usage": {}}})],
+        fault="stall",
+        fault_at=1,
+    )
+    upstream = ScriptedUpstream([stalled])
+    upstream_server = Server(upstream)
+    host, port = await nursery.start(upstream_server.serve_tcp, "127.0.0.1", 0)
+    process = await open_serve(
+        "--anthropic-base-url", f"http://{host}:{port}", "--grace-period", "1"
+    )
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(30):
+            line = await _read_line(process.stdout)
+        url = line.decode().strip().removeprefix("listening on ")
+        async with httpx.AsyncClient(timeout=30) as client:
+            body = {
+                "model": "m",
+                "max_tokens": 5,
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            async with client.stream("POST", url + "/anthropic/v1/messages", json=body) as response:
+                assert response.status_code == 200
+                chunks = response.aiter_raw()
+                assert b"message_start" in await chunks.__anext__()
+                process.send_signal(signal.SIGTERM)
+                signalled = trio.current_time()
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await chunks.__anext__()  # cut once the grace period is over
+                cut_after = trio.current_time() - signalled
+        with trio.fail_after(30):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.stdout.aclose()
+        upstream_server.shutdown()
+    assert code == 0
+    assert 0.9 < cut_after < 5

@@ -264,3 +264,25 @@ async def _shutdown_scenario(
     await server.stopped.wait()
     with pytest.raises(OSError, match="connect"):
         await trio.open_tcp_stream(*address)  # the listener is gone
+
+
+@dataclass
+class BuggyApp(SleepyApp):
+    """Raises where a real app would have a bug."""
+
+    async def handle(self, request: Request, writer: ResponseWriter) -> None:
+        if request.path == "/bug":
+            raise ValueError("a bug")
+        await super().handle(request, writer)
+
+
+async def test_a_handler_bug_is_a_500_in_the_apps_shape_and_the_server_carries_on(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = Server(BuggyApp())
+    response = await connect(nursery, server).request("GET", "/bug")
+    assert response.status == 500
+    assert response.header("connection") == "close"
+    assert json.loads(response.body) == {"error": "internal error in the proxy"}
+    assert "request handler failed on /bug" in caplog.text
+    assert (await connect(nursery, server).request("GET", "/fine")).status == 200

@@ -39,6 +39,9 @@ def anthropic_error(kind: ErrorKind, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": ERROR_TYPES[kind], "message": message}}
 
 
+_FOLD = 256
+
+
 @dataclass
 class _Block:
     """One upstream content block of the current iteration."""
@@ -47,21 +50,28 @@ class _Block:
     client_index: int | None  # None: an injected tool_use, hidden from the client
     partial_json: list[str] = field(default_factory=list)
     # text and thinking deltas not yet joined into ``content``: adding each delta to a str
-    # would copy the whole text every time, quadratic in a long stream
+    # would copy the whole text every time, quadratic in a long stream; joining every
+    # ``_FOLD`` deltas keeps the copying linear and the held small strings few
     pending: dict[str, list[str]] = field(default_factory=dict)
 
     def apply(self, delta: dict[str, Any]) -> None:
         kind = delta.get("type")
         if kind == "text_delta":
-            self.pending.setdefault("text", []).append(delta.get("text", ""))
+            self._add("text", delta.get("text", ""))
         elif kind == "input_json_delta":
             self.partial_json.append(delta.get("partial_json", ""))
         elif kind == "thinking_delta":
-            self.pending.setdefault("thinking", []).append(delta.get("thinking", ""))
+            self._add("thinking", delta.get("thinking", ""))
         elif kind == "signature_delta":
             self.content["signature"] = delta.get("signature", "")
         elif kind == "citations_delta":
             self.content.setdefault("citations", []).append(delta.get("citation"))
+
+    def _add(self, key: str, text: str) -> None:
+        parts = self.pending.setdefault(key, [])
+        parts.append(text)
+        if len(parts) >= _FOLD:
+            self.joined()
 
     def joined(self) -> dict[str, Any]:
         """The block's content with every delta so far applied."""

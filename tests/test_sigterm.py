@@ -1,0 +1,83 @@
+"""SIGTERM during streams: in-flight streams finish within the grace period, later ones are
+cut at its end, and the recording holds one complete line per interception."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from aibridge_cli.recording import FixtureWriter, load_fixture
+from aibridge_cli.scripted import ScriptedUpstream
+from aibridge_cli.serve import ServeOptions, build_app, serve_proxy
+from aibridge_cli.server import ServerConfig
+from aibridge_cli.tools import ToolSet
+
+from .anthropic_script import message_end, message_start, stream, text_block
+from .conftest import start_server
+from .test_anthropic_e2e import HELLO, K0, parse_sse_strictly
+
+SLOW = stream(message_start(), text_block(0, "a", "b", "c", "d"), message_end("end_turn", 4),
+              delays=[0, 0, 1, 1, 1, 1, 0, 0, 0])  # 4 s of deltas, a second apart
+STUCK = stream(message_start(), text_block(0, "a"), fault="stall", fault_at=3)
+
+
+async def test_sigterm_lets_streams_finish_within_the_grace_and_records_them_whole(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    upstream = ScriptedUpstream([SLOW, STUCK])
+    upstream_server, upstream_url = await start_server(nursery, upstream)
+    options = ServeOptions(host="127.0.0.1", port=0, anthropic_base_url=upstream_url,
+                           anthropic_keys=[K0], server=ServerConfig(grace_period=10.0))
+    recording = tmp_path / "run.jsonl"
+    writer = FixtureWriter(recording, secrets=[K0])
+    app = build_app(options, tools=ToolSet(), recorder=writer)
+    host, port = await nursery.start(lambda task_status: serve_proxy(
+        app, options, announce=False, task_status=task_status))
+    url = f"http://{host}:{port}/anthropic/v1/messages"
+    body = {"model": "claude-test", "max_tokens": 9, "stream": True, "messages": HELLO}
+
+    results: dict[str, httpx.Response | Exception] = {}
+
+    async def post(name: str) -> None:
+        async with httpx.AsyncClient(timeout=1000) as http:
+            try:
+                results[name] = await http.post(url, json=body)
+            except httpx.HTTPError as exc:
+                results[name] = exc
+
+    nursery.start_soon(post, "slow")
+    while upstream.open_responses < 1:
+        await trio.sleep(0.01)
+    nursery.start_soon(post, "stuck")
+    while upstream.open_responses < 2:
+        await trio.sleep(0.01)
+    await trio.testing.wait_all_tasks_blocked()
+    # the proxy's signal receiver is in place, or this would end the test run
+    assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    sigterm_at = trio.current_time()
+    os.kill(os.getpid(), signal.SIGTERM)
+
+    with trio.fail_after(60):
+        while len(results) < 2:
+            await trio.sleep(0.01)
+    slow = results["slow"]
+    assert isinstance(slow, httpx.Response) and slow.status_code == 200
+    assert [e.event for e in parse_sse_strictly(slow.content)][-1] == "message_stop"
+    assert isinstance(results["stuck"], httpx.HTTPError)  # cut at the end of the grace
+    assert trio.current_time() - sigterm_at == pytest.approx(10.0, abs=0.1)
+
+    writer.close()
+    fixture = load_fixture(recording)
+    outcomes = sorted(i.outcome for i in fixture.interceptions)
+    assert outcomes == ["cancelled", "ok"]
+    lines = recording.read_text().splitlines()
+    assert all(json.loads(line) for line in lines)  # whole lines only
+    assert K0 not in recording.read_text()
+    upstream_server.shutdown()
