@@ -58,7 +58,9 @@ class Judge:
         self, scenario: Scenario, plan: Plan, *, timeline: bool = False
     ) -> tuple[list[Violation], WorldResult]:
         world = run_world(world_spec(scenario, plan, self.stream_initiation), timeline=timeline)
-        canonical = None if plan == plan.canonical() else self.canonical_shape(scenario, plan)
+        # A client that hangs up sees a prefix: no canonical run to compare it with.
+        compare = plan != plan.canonical() and not plan.disconnects
+        canonical = self.canonical_shape(scenario, plan) if compare else None
         return judge(scenario, plan, world, canonical), world
 
     def iteration(self, scenarios: Sequence[Scenario], seed: int, index: int) -> Outcome:
