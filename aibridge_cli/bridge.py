@@ -457,7 +457,14 @@ class Interceptor:
                             break
                 except UpstreamBroken as exc:
                     broken = exc
-                await client.put(frames)
+                try:
+                    await client.put(frames)
+                except trio.Cancelled:
+                    # Leaving the loop from here would strand the async generators under
+                    # aiter_raw half-consumed (a ResourceWarning when they are collected).
+                    # The cancel is still in force: the next read raises it again, inside
+                    # them, and they unwind.
+                    continue
                 if conversation.failed or broken is not None:
                     # Stop by cancelling the read rather than leaving the loop: the
                     # Cancelled unwinds every async generator under aiter_raw, so none
