@@ -9,8 +9,8 @@ injected is dropped with everything before it and the loop runs the calls; any o
 ending releases the iteration's events as they came, less the events of injected
 ``function_call`` items (the Go gateway released those too, showing the client a call it
 must not run). With no injected tools there is nothing to hide and events flow through as
-they arrive, unreadable ones too (as the Go gateway does); with injected tools an event
-that is not a JSON object breaks the stream, since it cannot be sifted.
+they arrive. An event that is not a JSON object ends the stream with an error, as on the
+other providers (the Go gateway relayed it as received).
 
 The follow-up request carries the tool results as ``function_call_output`` items. With
 ``conversation`` set, the upstream already appended the input and output items to the
@@ -146,10 +146,8 @@ class ResponsesConversation:
     def on_event(self, event: SSEEvent) -> list[bytes]:
         data = event_json(event)
         if data is None:
-            if not self.injected:
-                return [event.raw]  # nothing to hide: relayed as received, like the Go gateway
-            # Events are held and sifted for injected calls: one that cannot be read
-            # cannot be judged, so the stream is broken.
+            # The Go gateway relays it as received; a client SDK then chokes on it. Like
+            # the other providers, aibridge ends the stream with an error instead.
             raise UpstreamBroken(f"upstream sent an event that is not JSON: {event.data[:80]!r}")
         kind = data.get("type") or event.event
         if kind == "error":
