@@ -27,6 +27,7 @@ from .providers.openai_chat import OpenAIChat
 from .providers.openai_common import openai_error
 from .providers.openai_responses import OpenAIResponses
 from .server import Headers, Request, ResponseWriter
+from .upstream import body_chunks
 
 log = logging.getLogger("aibridge.requests")
 
@@ -220,8 +221,9 @@ class BridgeApp:
                     await writer.start(
                         response.status_code, forwarded_response_headers(response.headers)
                     )
-                    async for chunk in response.aiter_raw():
-                        await writer.send(chunk)
+                    async with body_chunks(response) as chunks:
+                        async for chunk in chunks:
+                            await writer.send(chunk)
                 finally:
                     await response.aclose()
         except ClientFacingError as error:

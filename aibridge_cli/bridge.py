@@ -50,6 +50,7 @@ from .providers.base import API, Conversation, ToolCall, dumps
 from .server import ResponseWriter
 from .sse import SSEDecoder
 from .tools import InjectedTool, ToolOutcome, ToolSet
+from .upstream import body_chunks
 
 log = logging.getLogger("aibridge.bridge")
 
@@ -444,32 +445,21 @@ class Interceptor:
     ) -> None:
         decoder = SSEDecoder()
         broken: UpstreamBroken | None = None
-        with translate_upstream_errors(exchange), trio.CancelScope() as reading:
-            async for chunk in response.aiter_raw():
-                if reading.cancel_called:
-                    continue  # bytes httpx had buffered before the cancel lands: ignored
-                exchange.response.wrote(chunk)
-                frames: list[bytes] = []
-                try:
-                    for event in decoder.feed(chunk):
-                        frames += conversation.on_event(event)
-                        if conversation.failed:
-                            break
-                except UpstreamBroken as exc:
-                    broken = exc
-                try:
+        with translate_upstream_errors(exchange):
+            async with body_chunks(response) as chunks:
+                async for chunk in chunks:
+                    exchange.response.wrote(chunk)
+                    frames: list[bytes] = []
+                    try:
+                        for event in decoder.feed(chunk):
+                            frames += conversation.on_event(event)
+                            if conversation.failed:
+                                break
+                    except UpstreamBroken as exc:
+                        broken = exc  # the events before the broken one still go out
                     await client.put(frames)
-                except trio.Cancelled:
-                    # Leaving the loop from here would strand the async generators under
-                    # aiter_raw half-consumed (a ResourceWarning when they are collected).
-                    # The cancel is still in force: the next read raises it again, inside
-                    # them, and they unwind.
-                    continue
-                if conversation.failed or broken is not None:
-                    # Stop by cancelling the read rather than leaving the loop: the
-                    # Cancelled unwinds every async generator under aiter_raw, so none
-                    # is left half-consumed for the garbage collector to warn about.
-                    reading.cancel()
+                    if conversation.failed or broken is not None:
+                        break
         if broken is not None:
             raise broken
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpcore
 import httpx
+import trio
 
 # httpcore's exceptions and the httpx ones they become; most specific first.
 _EXCEPTIONS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
@@ -42,6 +43,29 @@ def _httpx_errors() -> Iterator[None]:
             if isinstance(exc, core):
                 raise mapped(str(exc)) from exc
         raise
+
+
+@contextlib.asynccontextmanager
+async def body_chunks(response: httpx.Response) -> AsyncIterator[AsyncIterator[bytes]]:
+    """The raw body of a streamed response, to ``async for`` over and leave at will.
+
+    httpx and httpcore read a body through nested async generators. Leaving the loop by
+    ``break``, an error or a cancellation from outside leaves them suspended at a
+    ``yield``, for the garbage collector to find (and trio to warn about). On the way out
+    this resumes them under a cancelled scope: the innermost read raises ``Cancelled``,
+    and every generator above it finishes.
+    """
+    chunks = response.aiter_raw()
+    try:
+        yield chunks
+    finally:
+        with trio.CancelScope(shield=True) as unwind:
+            unwind.cancel()
+            try:
+                async for _ in chunks:
+                    pass
+            except (httpx.StreamError, httpx.TransportError):
+                pass  # the body was already closed or broken: nothing is left to finish
 
 
 class _ResponseStream(httpx.AsyncByteStream):

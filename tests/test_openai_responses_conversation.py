@@ -98,10 +98,12 @@ def test_error_event_releases_what_was_held() -> None:
     assert conv.end_stream() == []
 
 
-def test_malformed_event_is_relayed_as_received() -> None:
-    conv = conversation(ToolSet())
+@pytest.mark.parametrize("tools", [ToolSet(), ToolSet.of([WEATHER])])
+def test_malformed_event_breaks_the_stream(tools: ToolSet) -> None:
+    conv = conversation(tools)
     (bad,) = SSEDecoder().feed(b'event: response.output_text.delta\nda\nta: { "wrong format"\n\n')
-    assert conv.on_event(bad) == [bad.raw]
+    with pytest.raises(UpstreamBroken, match="not JSON"):
+        conv.on_event(bad)
 
 
 def test_stream_cut_before_completion_is_broken() -> None:

@@ -6,8 +6,11 @@ stored last, whole: its id, its ``sequence_number``s and ``output_index``es as t
 upstream gave them. When injected tools are offered, an iteration's events are therefore
 held until its terminal event: a ``response.completed`` whose function calls are all
 injected is dropped with everything before it and the loop runs the calls; any other
-ending releases the iteration's events as they came (the Go gateway does the same). With
-no injected tools there is nothing to hide and events flow through as they arrive.
+ending releases the iteration's events as they came, less the events of injected
+``function_call`` items (the Go gateway released those too, showing the client a call it
+must not run). With no injected tools there is nothing to hide and events flow through as
+they arrive. An event that is not a JSON object ends the stream with an error, as on the
+other providers (the Go gateway relayed it as received).
 
 The follow-up request carries the tool results as ``function_call_output`` items. With
 ``conversation`` set, the upstream already appended the input and output items to the
@@ -83,6 +86,7 @@ class ResponsesConversation:
 
     def _reset(self) -> None:
         self.held: list[bytes] = []
+        self.hidden: set[Any] = set()  # output indexes of injected function_call items
         self.ended = False
         self.pending: list[ToolCall] = []
         self.output: list[Any] = []
@@ -141,24 +145,56 @@ class ResponsesConversation:
     # -- streaming ---------------------------------------------------------------------
     def on_event(self, event: SSEEvent) -> list[bytes]:
         data = event_json(event)
-        kind = (data or {}).get("type") or event.event
+        if data is None:
+            # The Go gateway relays it as received; a client SDK then chokes on it. Like
+            # the other providers, aibridge ends the stream with an error instead.
+            raise UpstreamBroken(f"upstream sent an event that is not JSON: {event.data[:80]!r}")
+        kind = data.get("type") or event.event
         if kind == "error":
             self.failed = True
         elif kind in TERMINAL:
             self.ended = True
-            response = (data or {}).get("response")
+            response = data.get("response")
             if kind == "response.completed" and isinstance(response, dict):
                 self.pending = self._take_calls(response.get("output"))
                 if self.pending:
                     self.held = []
                     return []
         if not self.injected:
-            return [event.raw]  # nothing to hide: relay (malformed events too) as it came
-        self.held.append(event.raw)
+            return [event.raw]  # nothing to hide
+        self._hold(event, data)
         if self.failed or self.ended:
             held, self.held = self.held, []
             return held
         return []
+
+    def _hold(self, event: SSEEvent, data: dict[str, Any]) -> None:
+        """Keep an event for release, unless it belongs to an injected call."""
+        item = data.get("item")
+        if (
+            isinstance(item, dict)
+            and item.get("type") == "function_call"
+            and item.get("name") in self.injected
+        ):
+            self.hidden.add(data.get("output_index"))
+            return
+        if "output_index" in data and data["output_index"] in self.hidden:
+            return
+        response = data.get("response")
+        if self.hidden and isinstance(response, dict) and isinstance(response.get("output"), list):
+            output = [
+                i
+                for i in response["output"]
+                if not (
+                    isinstance(i, dict)
+                    and i.get("type") == "function_call"
+                    and i.get("name") in self.injected
+                )
+            ]
+            data = {**data, "response": {**response, "output": output}}
+            self.held.append(encode_event(event.event, dumps(data)))
+            return
+        self.held.append(event.raw)
 
     def end_stream(self) -> list[ToolCall]:
         if self.failed:
