@@ -87,7 +87,11 @@ class BridgeApp:
         return [("content-type", "application/json")], body
 
     async def _reply_error(
-        self, request: Request, writer: ResponseWriter, status: int, message: str,
+        self,
+        request: Request,
+        writer: ResponseWriter,
+        status: int,
+        message: str,
         extra: Headers | None = None,
     ) -> None:
         headers, body = self.error_response(request.target, status, message)
@@ -128,12 +132,16 @@ class BridgeApp:
             allowed = sorted(m for m, p in ROUTES if p == path)
             if allowed:
                 await self._reply_error(
-                    request, writer, 405,
+                    request,
+                    writer,
+                    405,
                     f"method {request.method} not allowed on {path}",
                     [("allow", ", ".join(allowed))],
                 )
             else:
-                await self._reply_error(request, writer, 404, f"no route for {request.method} {path}")
+                await self._reply_error(
+                    request, writer, 404, f"no route for {request.method} {path}"
+                )
             return ""
         if isinstance(route, PassThrough):
             return await self._pass_through(route, request, writer)
@@ -174,7 +182,9 @@ class BridgeApp:
                 await write_error_response(api, writer, error)
                 return ""
             record.request.body = body
-            interceptor = Interceptor(api, self.upstreams[api.provider], self.env, request.headers, record)
+            interceptor = Interceptor(
+                api, self.upstreams[api.provider], self.env, request.headers, record
+            )
             conversation = api.conversation(body, self.env.tools)
             if is_streaming(body):
                 await interceptor.run_streaming(conversation, writer)
@@ -199,7 +209,9 @@ class BridgeApp:
         keys = ",".join(record.keys_used)
         return f" attempts={len(record.upstream)}" + (f" keys={keys}" if keys else "")
 
-    async def _pass_through(self, route: PassThrough, request: Request, writer: ResponseWriter) -> str:
+    async def _pass_through(
+        self, route: PassThrough, request: Request, writer: ResponseWriter
+    ) -> str:
         """Forward a request the proxy does not interpret, streaming the answer back."""
         upstream = self.upstreams[route.provider]
         headers = forwarded_request_headers(request.headers, byok=not upstream.pool)

@@ -66,12 +66,28 @@ SSE_HEADERS: Headers = [
 # Hop-by-hop and framing headers never cross the proxy; the rest of a relayed response's
 # headers (request ids, rate-limit hints) do.
 _DROP_RESPONSE = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
-     "date", "server", "proxy-connection", "upgrade", "trailer", "te"}
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "content-encoding",
+        "date",
+        "server",
+        "proxy-connection",
+        "upgrade",
+        "trailer",
+        "te",
+    }
 )
 # Client headers that are the proxy's business, not the upstream's.
 _DROP_REQUEST = _DROP_RESPONSE | {
-    "host", "accept-encoding", "content-type", "x-api-key", "authorization", "cookie"
+    "host",
+    "accept-encoding",
+    "content-type",
+    "x-api-key",
+    "authorization",
+    "cookie",
 }
 
 
@@ -344,7 +360,9 @@ class Interceptor:
             with translate_upstream_errors(exchange):
                 response = await self.env.client.send(request, stream=True)
             try:
-                exchange.response.started(response.status_code, list(response.headers.multi_items()))
+                exchange.response.started(
+                    response.status_code, list(response.headers.multi_items())
+                )
                 if response.status_code >= 400:
                     with translate_upstream_errors(exchange):
                         data = await response.aread()
@@ -356,7 +374,9 @@ class Interceptor:
                         trio.current_time(),
                         self.env.wall_clock(),
                     ):
-                        log.info("key %s answered %d: failing over", key.masked, response.status_code)
+                        log.info(
+                            "key %s answered %d: failing over", key.masked, response.status_code
+                        )
                         continue
                     raise UpstreamStatusError(
                         response.status_code, list(response.headers.multi_items()), data

@@ -45,7 +45,7 @@ def _main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    """aibridge: a local proxy for the Anthropic and OpenAI APIs that records, replays and fuzzes."""
+    """aibridge: a local proxy for the Anthropic and OpenAI APIs that records, replays, fuzzes."""
 
 
 HostOpt = Annotated[str, typer.Option(help="Address to bind; keep 127.0.0.1 unless you mean it.")]
@@ -78,9 +78,7 @@ InitiationOpt = Annotated[
         "lazy: the pre-fix logic, kept as a fuzzing target.",
     ),
 ]
-LogLevelOpt = Annotated[
-    str, typer.Option(help="Log level on stderr: debug, info, warning, error.")
-]
+LogLevelOpt = Annotated[str, typer.Option(help="Log level on stderr: debug, info, warning, error.")]
 
 
 def serve_options(
@@ -128,7 +126,9 @@ def serve(
     max_body_size: Annotated[
         int, typer.Option(help="Largest request body accepted, in bytes (larger: 413).")
     ] = 32 * 1024 * 1024,
-    connect_timeout: Annotated[float, typer.Option(help="Upstream connect timeout, seconds.")] = 10.0,
+    connect_timeout: Annotated[
+        float, typer.Option(help="Upstream connect timeout, seconds.")
+    ] = 10.0,
     read_timeout: Annotated[
         float, typer.Option(help="Upstream idle-read timeout, seconds (no byte for this long).")
     ] = 300.0,
@@ -148,8 +148,18 @@ def serve(
     setup_logging(log_level)
     try:
         options = serve_options(
-            host, port, anthropic_base_url, openai_base_url, anthropic_key, openai_key, tools,
-            stream_initiation, max_iterations, max_body_size, connect_timeout, read_timeout,
+            host,
+            port,
+            anthropic_base_url,
+            openai_base_url,
+            anthropic_key,
+            openai_key,
+            tools,
+            stream_initiation,
+            max_iterations,
+            max_body_size,
+            connect_timeout,
+            read_timeout,
             grace_period,
         )
         recorder = open_recorder(record, options, redact or []) if record else None

@@ -140,9 +140,7 @@ class UpstreamStatusError(UpstreamError):
     def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         retry = _header(headers, "retry-after")
         retry_after = int(retry) if retry is not None and retry.isdigit() else None
-        super().__init__(
-            f"upstream answered {status}", status=status, retry_after=retry_after
-        )
+        super().__init__(f"upstream answered {status}", status=status, retry_after=retry_after)
         self.headers = headers
         self.body = body
 

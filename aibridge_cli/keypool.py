@@ -21,7 +21,7 @@ from __future__ import annotations
 import email.utils
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from .errors import AllKeysDisabled, AllKeysRateLimited
 
@@ -29,7 +29,7 @@ DEFAULT_COOLDOWN = 60.0
 FAILOVER_STATUSES = frozenset({401, 403, 429})
 
 
-class KeyState(str, Enum):
+class KeyState(StrEnum):
     VALID = "valid"
     COOLING = "cooling"
     DISABLED = "disabled"
@@ -132,7 +132,9 @@ class KeyPool:
         """Record the upstream's answer for ``key``; True when the caller should fail over."""
         key.last_status = status
         if status == 429:
-            key.cooling_until = max(key.cooling_until, now + parse_retry_after(retry_after, wall_now))
+            key.cooling_until = max(
+                key.cooling_until, now + parse_retry_after(retry_after, wall_now)
+            )
             return True
         if status in (401, 403):
             key.disabled = True

@@ -300,9 +300,7 @@ class HTTPConnection:
 
     async def _read_request(self) -> Request | None:
         first_wait = (
-            self.config.header_timeout
-            if self.cycles == 0
-            else self.config.keepalive_timeout
+            self.config.header_timeout if self.cycles == 0 else self.config.keepalive_timeout
         )
         try:
             if not self.h11.trailing_data[0]:
@@ -452,7 +450,11 @@ class Server:
             self.connections.discard(connection)
 
     async def serve_tcp(
-        self, host: str, port: int, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
+        self,
+        host: str,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on host:port and serve until shutdown; reports the bound address."""
         listeners = await trio.open_tcp_listeners(port, host=host)

@@ -126,7 +126,8 @@ def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
     actions = [key for key in ("result", "command", "error") if key in entry]
     if len(actions) != 1:
         raise ConfigError(
-            f"{where} ({name}): give exactly one of result, command, error (got {actions or 'none'})"
+            f"{where} ({name}): give exactly one of result, command, error"
+            f" (got {actions or 'none'})"
         )
     command = entry.get("command")
     if command is not None and (
@@ -164,4 +165,3 @@ def load_tools(path: Path) -> ToolSet:
     if dupes:
         raise ConfigError(f"{path}: duplicate tool names: {', '.join(dupes)}")
     return ToolSet.of(tools)
-

@@ -33,9 +33,11 @@ async def slow_streams(
     headers = {"x-bench-events": str(events)}
 
     async def one() -> None:
-        results.append(await one_request(
-            service, messages_body(True), headers, read_delay=delay, receive_size=read_size
-        ))
+        results.append(
+            await one_request(
+                service, messages_body(True), headers, read_delay=delay, receive_size=read_size
+            )
+        )
 
     async def sample() -> None:
         nonlocal peak
@@ -58,15 +60,23 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--read-size", type=int, default=4096)
     parser.add_argument("--read-delay-ms", type=float, default=10.0)
-    parser.add_argument("--write-size", type=int, default=16384,
-                        help="upstream bytes per write (large: the upstream floods)")
+    parser.add_argument(
+        "--write-size",
+        type=int,
+        default=16384,
+        help="upstream bytes per write (large: the upstream floods)",
+    )
     args = parser.parse_args()
     with harness.bench_upstream(args.write_size) as upstream, harness.aibridge(upstream) as proxy:
         trio.run(one_request, proxy, messages_body(True), {"x-bench-events": "1000"})  # warm-up
         before = proxy.rss_kib()
         started = time.perf_counter()
         results, peak = trio.run(
-            slow_streams, proxy, args.streams, args.events, args.read_size,
+            slow_streams,
+            proxy,
+            args.streams,
+            args.events,
+            args.read_size,
             args.read_delay_ms / 1000,
         )
         elapsed = time.perf_counter() - started
@@ -76,11 +86,26 @@ def main() -> None:
         f"{args.streams} slow clients x {args.events:,}-event streams "
         f"({body / 1e6:.1f} MB each), read {args.read_size} B every {args.read_delay_ms:g} ms "
         f"({harness.machine()})",
-        ["proxy", "complete", "wall s", "RSS before MiB", "peak RSS MiB", "growth MiB",
-         "all streams MiB"],
-        [["aibridge", f"{complete}/{len(results)}", f"{elapsed:.1f}", f"{before / 1024:.0f}",
-          f"{peak / 1024:.0f}", f"{(peak - before) / 1024:.0f}",
-          f"{body * len(results) / 2**20:.0f}"]],
+        [
+            "proxy",
+            "complete",
+            "wall s",
+            "RSS before MiB",
+            "peak RSS MiB",
+            "growth MiB",
+            "all streams MiB",
+        ],
+        [
+            [
+                "aibridge",
+                f"{complete}/{len(results)}",
+                f"{elapsed:.1f}",
+                f"{before / 1024:.0f}",
+                f"{peak / 1024:.0f}",
+                f"{(peak - before) / 1024:.0f}",
+                f"{body * len(results) / 2**20:.0f}",
+            ]
+        ],
     )
     errors = [r.error for r in results if r.error]
     if errors:

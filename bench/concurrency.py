@@ -55,10 +55,15 @@ def row(
     ttfb = [r.ttfb * 1000 for r in ok]
     errors = len(results) - len(ok)
     return [
-        name, len(results), errors,
-        f"{percentile(latency, 50):.0f}", f"{percentile(latency, 99):.0f}",
-        f"{percentile(ttfb, 50):.1f}", f"{percentile(ttfb, 99):.1f}",
-        f"{base_kib / 1024:.0f}", f"{peak_kib / 1024:.0f}",
+        name,
+        len(results),
+        errors,
+        f"{percentile(latency, 50):.0f}",
+        f"{percentile(latency, 99):.0f}",
+        f"{percentile(ttfb, 50):.1f}",
+        f"{percentile(ttfb, 99):.1f}",
+        f"{base_kib / 1024:.0f}",
+        f"{peak_kib / 1024:.0f}",
     ]
 
 
@@ -83,8 +88,17 @@ def main() -> None:
     print_table(
         f"{args.concurrency} concurrent streams of {args.events} events, "
         f"{args.delay_ms:g} ms apart ({machine()})",
-        ["target", "requests", "errors", "p50 ms", "p99 ms", "TTFB p50 ms", "TTFB p99 ms",
-         "RSS before MiB", "peak RSS MiB"],
+        [
+            "target",
+            "requests",
+            "errors",
+            "p50 ms",
+            "p99 ms",
+            "TTFB p50 ms",
+            "TTFB p99 ms",
+            "RSS before MiB",
+            "peak RSS MiB",
+        ],
         rows,
     )
 

@@ -26,8 +26,11 @@ from harness import ROOT, machine, print_table
 
 def list_scenarios() -> list[str]:
     out = subprocess.run(
-        [sys.executable, "-m", "aibridge_cli", "fuzz", "--list"], capture_output=True, text=True,
-        cwd=ROOT, check=True,
+        [sys.executable, "-m", "aibridge_cli", "fuzz", "--list"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     ).stdout
     names = []
     for line in out.splitlines():
@@ -39,14 +42,28 @@ def list_scenarios() -> list[str]:
 
 def run(iterations: int, scenario: str | None, jobs: int, out: str) -> tuple[float, float]:
     """Wall and CPU seconds of one fuzz campaign."""
-    argv = [sys.executable, "-m", "aibridge_cli", "fuzz", "--iterations", str(iterations),
-            "--seed", "7", "--jobs", str(jobs), "--json", "--out", out]
+    argv = [
+        sys.executable,
+        "-m",
+        "aibridge_cli",
+        "fuzz",
+        "--iterations",
+        str(iterations),
+        "--seed",
+        "7",
+        "--jobs",
+        str(jobs),
+        "--json",
+        "--out",
+        out,
+    ]
     if scenario:
         argv += ["--scenario", scenario]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   check=False)
+    subprocess.run(
+        argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -73,8 +90,11 @@ def main() -> None:
         for scenario in scenarios:
             per_wall, per_cpu = rate(args.iterations, scenario, 1, out)
             rows.append([scenario, f"{per_wall:,.0f}", f"{per_cpu:,.0f}"])
-        print_table(f"Fuzz iterations per second, one job ({machine()})",
-                    ["scenario", "iterations/s", "per CPU second"], rows)
+        print_table(
+            f"Fuzz iterations per second, one job ({machine()})",
+            ["scenario", "iterations/s", "per CPU second"],
+            rows,
+        )
         scaling = []
         base = None
         for jobs in args.jobs or [1, 2]:
@@ -82,8 +102,9 @@ def main() -> None:
             base = base or per_wall
             scaling.append([jobs, f"{per_wall:,.0f}", f"{per_wall / base:.2f}"])
         # (no CPU column: the workers' CPU is not reliably counted as the run's children)
-        print_table("All scenarios, scaling with --jobs", ["jobs", "iterations/s", "x one job"],
-                    scaling)
+        print_table(
+            "All scenarios, scaling with --jobs", ["jobs", "iterations/s", "x one job"], scaling
+        )
 
 
 if __name__ == "__main__":

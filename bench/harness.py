@@ -88,8 +88,14 @@ def _wait_listening(process: subprocess.Popen[bytes], timeout: float) -> tuple[s
 
 @contextmanager
 def spawn(
-    name: str, argv: Sequence[str], path: str, *, timeout: float = 30.0,
-    env: dict[str, str] | None = None, port: int | None = None, cwd: Path = ROOT,
+    name: str,
+    argv: Sequence[str],
+    path: str,
+    *,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    cwd: Path = ROOT,
 ) -> Iterator[Service]:
     """Start a server and stop it on exit.
 
@@ -97,8 +103,11 @@ def spawn(
     it is ready once that port accepts a connection.
     """
     process = subprocess.Popen(
-        list(argv), stdout=subprocess.PIPE if port is None else subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, cwd=cwd, env={**os.environ, **(env or {})},
+        list(argv),
+        stdout=subprocess.PIPE if port is None else subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
     )
     try:
         if port is None:
@@ -141,13 +150,22 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def bench_upstream(write_size: int = 16384) -> contextmanager[Service]:  # type: ignore[valid-type]
-    argv = [sys.executable, str(BENCH / "upstream.py"), "--port", "0",
-            "--write-size", str(write_size)]
+    argv = [
+        sys.executable,
+        str(BENCH / "upstream.py"),
+        "--port",
+        "0",
+        "--write-size",
+        str(write_size),
+    ]
     return spawn("upstream", argv, "/v1/messages")
 
 
 def aibridge(
-    upstream: Service, *extra: str, name: str = "aibridge", profile: str | None = None,
+    upstream: Service,
+    *extra: str,
+    name: str = "aibridge",
+    profile: str | None = None,
     tree: Path = ROOT,
 ) -> contextmanager[Service]:  # type: ignore[valid-type]
     """``aibridge serve`` in front of ``upstream``; ``profile``: a pyinstrument text report
@@ -157,9 +175,21 @@ def aibridge(
         runner += ["-m", "cProfile", "-o", profile]
     elif profile:
         runner += ["-m", "pyinstrument", "-r", "text", "-o", profile]
-    argv = [*runner, "-m", "aibridge_cli", "serve", "--port", "0",
-            "--anthropic-base-url", f"http://{upstream.host}:{upstream.port}",
-            "--anthropic-key", "sk-ant-bench-0000000000000000", "--log-level", "warning", *extra]
+    argv = [
+        *runner,
+        "-m",
+        "aibridge_cli",
+        "serve",
+        "--port",
+        "0",
+        "--anthropic-base-url",
+        f"http://{upstream.host}:{upstream.port}",
+        "--anthropic-key",
+        "sk-ant-bench-0000000000000000",
+        "--log-level",
+        "warning",
+        *extra,
+    ]
     return spawn(name, argv, "/anthropic/v1/messages", cwd=tree)
 
 
@@ -252,10 +282,14 @@ class ResponseReader:
 
 
 def messages_body(stream: bool) -> bytes:
-    return json.dumps({
-        "model": "claude-bench", "max_tokens": 64, "stream": stream,
-        "messages": [{"role": "user", "content": "hi"}],
-    }).encode()
+    return json.dumps(
+        {
+            "model": "claude-bench",
+            "max_tokens": 64,
+            "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+    ).encode()
 
 
 class Client:
@@ -273,7 +307,10 @@ class Client:
             self.stream = None
 
     async def request(
-        self, body: bytes, headers: dict[str, str] | None = None, *,
+        self,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
         read_delay: float = 0.0,
     ) -> Result:
         """POST to the service's Messages path; count SSE events in the answer."""
@@ -282,9 +319,13 @@ class Client:
             self.stream = await trio.open_tcp_stream(service.host, service.port)
             self.buffer = bytearray()
         all_headers = {
-            "host": f"{service.host}:{service.port}", "content-type": "application/json",
-            "content-length": str(len(body)), "x-api-key": "sk-ant-client-0000",
-            "anthropic-version": "2023-06-01", **service.headers, **(headers or {}),
+            "host": f"{service.host}:{service.port}",
+            "content-type": "application/json",
+            "content-length": str(len(body)),
+            "x-api-key": "sk-ant-client-0000",
+            "anthropic-version": "2023-06-01",
+            **service.headers,
+            **(headers or {}),
         }
         lines = "".join(f"{k}: {v}\r\n" for k, v in all_headers.items())
         head = f"POST {service.path} HTTP/1.1\r\n{lines}\r\n"
@@ -312,8 +353,9 @@ class Client:
         return Result(status, ttfb, time.perf_counter() - started, events, size)
 
 
-async def one_request(service: Service, body: bytes, headers: dict[str, str] | None = None,
-                      **kwargs: float) -> Result:
+async def one_request(
+    service: Service, body: bytes, headers: dict[str, str] | None = None, **kwargs: float
+) -> Result:
     """A request on a fresh connection, closed afterwards."""
     client = Client(service, receive_size=int(kwargs.pop("receive_size", 65536)))
     try:
@@ -357,8 +399,14 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
 
     def line(row: Sequence[str]) -> str:
-        return "| " + " | ".join(c.rjust(w) if i else c.ljust(w)
-                                 for i, (c, w) in enumerate(zip(row, widths, strict=True))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+            + " |"
+        )
 
     print(f"\n{title}\n")
     print(line(cells[0]))

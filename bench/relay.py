@@ -74,8 +74,17 @@ def litellm(upstream: Service, workdir: Path) -> Iterator[Service | str]:
     config = workdir / "litellm.yaml"
     config.write_text(LITELLM_CONFIG.format(base=f"http://{upstream.host}:{upstream.port}"))
     port = free_port()
-    argv = [exe, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-            "--num_workers", "1"]
+    argv = [
+        exe,
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
     with spawn("litellm", argv, "/v1/messages", port=port, timeout=120, env=LITELLM_ENV) as svc:
         svc.headers = {"x-api-key": LITELLM_ENV["LITELLM_MASTER_KEY"]}
         yield svc
@@ -89,10 +98,19 @@ def mitmdump(upstream: Service) -> Iterator[Service | str]:
         yield "mitmdump not installed (pip install -e '.[bench]')"
         return
     port = free_port()
-    argv = [exe, "--mode", f"reverse:http://{upstream.host}:{upstream.port}",
-            "--listen-host", "127.0.0.1", "-p", str(port), "-q",
-            # without it mitmproxy holds an SSE response until it ends (its issue 4469)
-            "--set", "stream_large_bodies=1"]
+    argv = [
+        exe,
+        "--mode",
+        f"reverse:http://{upstream.host}:{upstream.port}",
+        "--listen-host",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-q",
+        # without it mitmproxy holds an SSE response until it ends (its issue 4469)
+        "--set",
+        "stream_large_bodies=1",
+    ]
     with spawn("mitmdump", argv, "/v1/messages", port=port, timeout=60) as svc:
         yield svc
 
@@ -103,8 +121,9 @@ async def stream_once(service: Service, events: int) -> tuple[float, int, str | 
     return result.elapsed, result.events, error
 
 
-async def measure(services: list[Service], rounds: int, events: int, ttfb_n: int,
-                  rps_n: int) -> dict[str, dict[str, object]]:
+async def measure(
+    services: list[Service], rounds: int, events: int, ttfb_n: int, rps_n: int
+) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {
         s.name: {"stream": [], "events": 0, "ttfb": [], "rps": [], "errors": [], "cpu": []}
         for s in services
@@ -157,17 +176,34 @@ def report(results: dict[str, dict[str, object]], events: int, missing: list[str
         stream = median(row["stream"])  # type: ignore[arg-type]
         ttfb = median(row["ttfb"])  # type: ignore[arg-type]
         rps = median(row["rps"])  # type: ignore[arg-type]
-        rows.append([
-            name,
-            f"{events / stream:,.0f}", f"{median(ratios):.2f}", f"{cpu_us:.1f}",
-            f"{ttfb * 1000:.2f}", f"{(ttfb - d_ttfb) * 1000:+.2f}",
-            f"{rps:,.0f}", f"{rps / d_rps:.2f}",
-            f"{row['events']}", len(row["errors"]),  # type: ignore[arg-type]
-        ])
+        rows.append(
+            [
+                name,
+                f"{events / stream:,.0f}",
+                f"{median(ratios):.2f}",
+                f"{cpu_us:.1f}",
+                f"{ttfb * 1000:.2f}",
+                f"{(ttfb - d_ttfb) * 1000:+.2f}",
+                f"{rps:,.0f}",
+                f"{rps / d_rps:.2f}",
+                f"{row['events']}",
+                len(row["errors"]),  # type: ignore[arg-type]
+            ]
+        )
     print_table(
         f"Relay cost, {events:,}-event stream and small requests ({machine()})",
-        ["target", "events/s", "x direct", "CPU us/event", "TTFB ms", "added ms", "req/s",
-         "x direct",         "events seen", "errors"],
+        [
+            "target",
+            "events/s",
+            "x direct",
+            "CPU us/event",
+            "TTFB ms",
+            "added ms",
+            "req/s",
+            "x direct",
+            "events seen",
+            "errors",
+        ],
         rows,
     )
     for name, row in results.items():
@@ -183,13 +219,25 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--ttfb", type=int, default=200, help="small streams per target")
     parser.add_argument("--rps", type=int, default=1000, help="blocking requests per target")
-    parser.add_argument("--only", action="append", default=[],
-                        help="targets besides direct (aibridge, record, litellm, mitmdump)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="targets besides direct (aibridge, record, litellm, mitmdump)",
+    )
     parser.add_argument("--profile", metavar="TXT", help="run aibridge under pyinstrument")
-    parser.add_argument("--baseline", type=Path, metavar="TREE",
-                        help="also run the aibridge_cli package found in this directory")
-    parser.add_argument("--write-size", type=int, default=1,
-                        help="upstream bytes per write, in whole frames (1: a frame per write)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="TREE",
+        help="also run the aibridge_cli package found in this directory",
+    )
+    parser.add_argument(
+        "--write-size",
+        type=int,
+        default=1,
+        help="upstream bytes per write, in whole frames (1: a frame per write)",
+    )
     args = parser.parse_args()
     wanted = set(args.only or ["aibridge", "record", "litellm", "mitmdump"])
     missing: list[str] = []
@@ -200,12 +248,18 @@ def main() -> None:
         if "aibridge" in wanted:
             services.append(stack.enter_context(aibridge(upstream, profile=args.profile)))
         if args.baseline:
-            services.append(stack.enter_context(
-                aibridge(upstream, name="aibridge baseline", tree=args.baseline.resolve())))
+            services.append(
+                stack.enter_context(
+                    aibridge(upstream, name="aibridge baseline", tree=args.baseline.resolve())
+                )
+            )
         if "record" in wanted:  # benchmark 5: the same proxy, recording every interception
             record = Path(tmp) / "recording.jsonl"
-            services.append(stack.enter_context(
-                aibridge(upstream, "--record", str(record), name="aibridge --record")))
+            services.append(
+                stack.enter_context(
+                    aibridge(upstream, "--record", str(record), name="aibridge --record")
+                )
+            )
         if "litellm" in wanted:
             svc = stack.enter_context(litellm(upstream, Path(tmp)))
             services.append(svc) if isinstance(svc, Service) else missing.append(svc)

@@ -34,23 +34,42 @@ def stream_events(events: int) -> list[tuple[str, dict[str, object]]]:
     """A well-formed Messages stream of exactly ``events`` events (at least 6)."""
     events = max(events, 6)
     message = {
-        "id": "msg_bench", "type": "message", "role": "assistant", "model": "bench",
-        "content": [], "stop_reason": None, "stop_sequence": None,
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": "bench",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
         "usage": {"input_tokens": 10, "output_tokens": 1},
     }
     out: list[tuple[str, dict[str, object]]] = [
         ("message_start", {"type": "message_start", "message": message}),
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
     ]
-    delta = {"type": "content_block_delta", "index": 0,
-             "delta": {"type": "text_delta", "text": TEXT}}
+    delta = {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": TEXT},
+    }
     out += [("content_block_delta", delta)] * (events - 5)
     out += [
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
-                                                              "stop_sequence": None},
-                           "usage": {"output_tokens": events - 5}}),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": events - 5},
+            },
+        ),
         ("message_stop", {"type": "message_stop"}),
     ]
     return out
@@ -82,12 +101,18 @@ SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
     b"request-id: req_bench\r\ntransfer-encoding: chunked\r\n\r\n"
 )
-MESSAGE = json.dumps({
-    "id": "msg_bench", "type": "message", "role": "assistant", "model": "bench",
-    "content": [{"type": "text", "text": "Hello from the bench upstream."}],
-    "stop_reason": "end_turn", "stop_sequence": None,
-    "usage": {"input_tokens": 10, "output_tokens": 7},
-}).encode()
+MESSAGE = json.dumps(
+    {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": "bench",
+        "content": [{"type": "text", "text": "Hello from the bench upstream."}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 7},
+    }
+).encode()
 JSON_REPLY = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nrequest-id: req_bench\r\n"
     b"content-length: %d\r\n\r\n%s" % (len(MESSAGE), MESSAGE)

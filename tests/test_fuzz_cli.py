@@ -101,8 +101,18 @@ def test_fixture_files_are_scenarios_and_junit_lists_every_oracle(tmp_path: Path
     junit = tmp_path / "fuzz.xml"
     result = runner.invoke(
         app,
-        ["fuzz", str(fixture), "--iterations", "4", "--seed", "2", "--junit", str(junit),
-         "--out", str(tmp_path)],
+        [
+            "fuzz",
+            str(fixture),
+            "--iterations",
+            "4",
+            "--seed",
+            "2",
+            "--junit",
+            str(junit),
+            "--out",
+            str(tmp_path),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "simple#streaming" in result.output or "simple#blocking" in result.output

@@ -71,8 +71,9 @@ def request_body(streaming: bool = True) -> bytes:
 
 
 async def send_messages(client: RawClient, streaming: bool = True) -> None:
-    await client.send_request("POST", MESSAGES, request_body(streaming),
-                              [("content-type", "application/json")])
+    await client.send_request(
+        "POST", MESSAGES, request_body(streaming), [("content-type", "application/json")]
+    )
 
 
 async def read_until(client: RawClient, marker: bytes) -> None:
@@ -109,22 +110,33 @@ STALLED_AT: dict[str, tuple[Reply, bytes | None]] = {
     # the upstream answered 200 and nothing more: the client has no headers yet
     "before-headers": (stream(message_start(), fault="stall", fault_at=0), None),
     "mid-stream": (
-        stream(message_start(), text_block(0, "Hel", "lo"), message_end("end_turn", 1),
-               fault="stall", fault_at=3),
+        stream(
+            message_start(),
+            text_block(0, "Hel", "lo"),
+            message_end("end_turn", 1),
+            fault="stall",
+            fault_at=3,
+        ),
         b"content_block_delta",
     ),
     # the injected tool_use block is half streamed (hidden from the client) when it leaves
     "during-tool-input": (
-        stream(message_start(), text_block(0, "Let me check."),
-               tool_block(1, "bmcp_weather", {"city": "Paris"}), message_end("tool_use", 3),
-               fault="stall", fault_at=6),
+        stream(
+            message_start(),
+            text_block(0, "Let me check."),
+            tool_block(1, "bmcp_weather", {"city": "Paris"}),
+            message_end("tool_use", 3),
+            fault="stall",
+            fault_at=6,
+        ),
         b"content_block_stop",
     ),
 }
 
 
-@pytest.mark.parametrize("stage", ["before-headers", "mid-stream", "during-tool-input",
-                                   "during-tool-run"])
+@pytest.mark.parametrize(
+    "stage", ["before-headers", "mid-stream", "during-tool-input", "during-tool-run"]
+)
 async def test_client_that_leaves_at_any_stage_closes_the_upstream_and_leaves_no_task(
     stack: StackFactory, autojump_clock: trio.testing.MockClock, stage: Stage
 ) -> None:
@@ -193,16 +205,27 @@ def chunked(*parts: bytes) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts)
 
 
-SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n")
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
 FIRST_FRAMES = b"".join(
     encode_event(name, json.dumps(data))
     for name, data in [*message_start(), *text_block(0, "Hi")][:3]
 )
-GOOD_STREAM = SSE_HEAD + chunked(*(
-    encode_event(name, json.dumps(data))
-    for name, data in [*message_start(), *text_block(0, "fine"), *message_end("end_turn", 1)]
-)) + b"0\r\n\r\n"
+GOOD_STREAM = (
+    SSE_HEAD
+    + chunked(
+        *(
+            encode_event(name, json.dumps(data))
+            for name, data in [
+                *message_start(),
+                *text_block(0, "fine"),
+                *message_end("end_turn", 1),
+            ]
+        )
+    )
+    + b"0\r\n\r\n"
+)
 
 # (name, what the upstream does, status the client gets, in-stream error?)
 FAULTS: list[tuple[str, Play, int, bool]] = [
@@ -213,11 +236,21 @@ FAULTS: list[tuple[str, Play, int, bool]] = [
     ("headers then silence", Play(SSE_HEAD, "stall"), 504, False),
     ("reset mid-stream", Play(SSE_HEAD + chunked(FIRST_FRAMES), "close"), 200, True),
     ("silence mid-stream", Play(SSE_HEAD + chunked(FIRST_FRAMES), "stall"), 200, True),
-    ("broken chunk framing mid-stream",
-     Play(SSE_HEAD + chunked(FIRST_FRAMES) + b"zz\r\ngarbage\r\n", "close"), 200, True),
-    ("an event that is not JSON mid-stream",
-     Play(SSE_HEAD + chunked(FIRST_FRAMES, b"event: content_block_delta\ndata: {\x01\n\n"),
-          "stall"), 200, True),
+    (
+        "broken chunk framing mid-stream",
+        Play(SSE_HEAD + chunked(FIRST_FRAMES) + b"zz\r\ngarbage\r\n", "close"),
+        200,
+        True,
+    ),
+    (
+        "an event that is not JSON mid-stream",
+        Play(
+            SSE_HEAD + chunked(FIRST_FRAMES, b"event: content_block_delta\ndata: {\x01\n\n"),
+            "stall",
+        ),
+        200,
+        True,
+    ),
 ]
 
 
@@ -232,8 +265,11 @@ async def raw_stack(nursery: trio.Nursery) -> AsyncIterator[Callable[[list[Play]
             functools.partial(trio.serve_tcp, upstream.serve_stream, 0, host="127.0.0.1")
         )
         port = listeners[0].socket.getsockname()[1]
-        options = ServeOptions(anthropic_base_url=f"http://127.0.0.1:{port}",
-                               anthropic_keys=[K0], timeouts=UpstreamTimeouts(read=60.0))
+        options = ServeOptions(
+            anthropic_base_url=f"http://127.0.0.1:{port}",
+            anthropic_keys=[K0],
+            timeouts=UpstreamTimeouts(read=60.0),
+        )
         app = build_app(options, tools=ToolSet())
         server, url = await start_server(nursery, app)
         started.append((app, server))
@@ -245,8 +281,9 @@ async def raw_stack(nursery: trio.Nursery) -> AsyncIterator[Callable[[list[Play]
         server.shutdown()
 
 
-@pytest.mark.parametrize(("fault", "play", "status", "in_stream"), FAULTS,
-                         ids=[f[0] for f in FAULTS])
+@pytest.mark.parametrize(
+    ("fault", "play", "status", "in_stream"), FAULTS, ids=[f[0] for f in FAULTS]
+)
 async def test_upstream_fault_reaches_the_client_in_the_right_shape_and_the_proxy_serves_on(
     raw_stack: Callable[[list[Play]], Awaitable[str]],
     autojump_clock: trio.testing.MockClock,

@@ -29,15 +29,34 @@ def _request(method: bytes, path: bytes, headers: list[bytes], body: bytes) -> b
 bad_json = st.one_of(
     st.binary(max_size=200),
     st.text(max_size=100).map(str.encode),
-    st.sampled_from([b"{", b"[]", b"null", b'{"model": 1}', b'{"model": "m", "messages": {}}',
-                     b'{"model": "m", "messages": [], "stream": "yes"}', b"\xff\xfe{}"]),
+    st.sampled_from(
+        [
+            b"{",
+            b"[]",
+            b"null",
+            b'{"model": 1}',
+            b'{"model": "m", "messages": {}}',
+            b'{"model": "m", "messages": [], "stream": "yes"}',
+            b"\xff\xfe{}",
+        ]
+    ),
 )
 header_line = st.one_of(
     st.binary(max_size=60),
-    st.sampled_from([b"content-length: -1", b"content-length: 99999999999", b"content-length: x",
-                     b"transfer-encoding: chunked", b"transfer-encoding: gzip, chunked",
-                     b"content-type: application/json", b"expect: 100-continue", b"host: x",
-                     b": empty-name", b"x-api-key: sk-ant-fuzz-key-should-stay-out"]),
+    st.sampled_from(
+        [
+            b"content-length: -1",
+            b"content-length: 99999999999",
+            b"content-length: x",
+            b"transfer-encoding: chunked",
+            b"transfer-encoding: gzip, chunked",
+            b"content-type: application/json",
+            b"expect: 100-continue",
+            b"host: x",
+            b": empty-name",
+            b"x-api-key: sk-ant-fuzz-key-should-stay-out",
+        ]
+    ),
 )
 
 
@@ -113,8 +132,9 @@ async def _run(payloads: list[bytes]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.serve_stream, server_stream)
             assert (await good.request("GET", "/healthz")).status == 200
-            bad = await good.request("POST", "/anthropic/v1/messages", b"{}",
-                                     [("content-type", "application/json")])
+            bad = await good.request(
+                "POST", "/anthropic/v1/messages", b"{}", [("content-type", "application/json")]
+            )
             assert bad.status == 400
             await client_stream.aclose()
 

@@ -40,8 +40,11 @@ async def clients() -> AsyncIterator[list[httpx.AsyncClient]]:
 
 
 async def _proxy(
-    nursery: trio.Nursery, clients: list[httpx.AsyncClient], replies: list[Reply],
-    keys: list[str], recording: Path,
+    nursery: trio.Nursery,
+    clients: list[httpx.AsyncClient],
+    replies: list[Reply],
+    keys: list[str],
+    recording: Path,
 ) -> tuple[str, FixtureWriter]:
     _, upstream_url = await start_server(nursery, ScriptedUpstream(replies))
     options = ServeOptions(anthropic_base_url=upstream_url, anthropic_keys=keys)
@@ -53,23 +56,39 @@ async def _proxy(
 
 
 async def test_logs_and_recordings_of_a_varied_run_hold_no_key(
-    nursery: trio.Nursery, clients: list[httpx.AsyncClient], caplog: pytest.LogCaptureFixture,
+    nursery: trio.Nursery,
+    clients: list[httpx.AsyncClient],
+    caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     # the upstream that echoes a key back in an error is the worst case for a recording
     echo = error_reply(401, "authentication_error", f"invalid x-api-key: {K0}")
-    pooled, pooled_writer = await _proxy(nursery, clients, [
-        stream(message_start(), text_block(0, "hi")),           # ends early: in-stream error
-        rate_limited("3"), FINAL_TURN,                           # 429, failover to K1
-        TOOL_TURN, FINAL_TURN,                                   # injected tool turn
-        message([{"type": "text", "text": "ok"}], "end_turn", 1),
-        echo,                                                    # K1 refused for good
-    ], [K0, K1], tmp_path / "pooled.jsonl")
-    byok, byok_writer = await _proxy(nursery, clients, [
-        error_reply(401, "authentication_error", f"invalid x-api-key: {CLIENT_KEY}"),
-        message([{"type": "text", "text": "ok"}], "end_turn", 1),
-    ], [], tmp_path / "byok.jsonl")
+    pooled, pooled_writer = await _proxy(
+        nursery,
+        clients,
+        [
+            stream(message_start(), text_block(0, "hi")),  # ends early: in-stream error
+            rate_limited("3"),
+            FINAL_TURN,  # 429, failover to K1
+            TOOL_TURN,
+            FINAL_TURN,  # injected tool turn
+            message([{"type": "text", "text": "ok"}], "end_turn", 1),
+            echo,  # K1 refused for good
+        ],
+        [K0, K1],
+        tmp_path / "pooled.jsonl",
+    )
+    byok, byok_writer = await _proxy(
+        nursery,
+        clients,
+        [
+            error_reply(401, "authentication_error", f"invalid x-api-key: {CLIENT_KEY}"),
+            message([{"type": "text", "text": "ok"}], "end_turn", 1),
+        ],
+        [],
+        tmp_path / "byok.jsonl",
+    )
 
     body = {"model": "claude-test", "max_tokens": 9, "messages": HELLO}
     async with httpx.AsyncClient(timeout=60, headers={"x-api-key": CLIENT_KEY}) as http:
@@ -80,8 +99,9 @@ async def test_logs_and_recordings_of_a_varied_run_hold_no_key(
             (await http.post(pooled, json=body)).status_code,
             (await http.post(pooled, json=body)).status_code,
             (await http.post(byok, json=body)).status_code,
-            (await http.post(byok, json=body, headers={"authorization": f"Bearer {CLIENT_KEY}"})
-             ).status_code,
+            (
+                await http.post(byok, json=body, headers={"authorization": f"Bearer {CLIENT_KEY}"})
+            ).status_code,
         ]
     assert statuses == [200, 200, 200, 200, 429, 401, 200]  # K1 refused, K0 still cooling
     pooled_writer.close()

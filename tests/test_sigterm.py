@@ -24,8 +24,12 @@ from .conftest import start_server
 from .test_anthropic_e2e import HELLO, K0, parse_sse_strictly
 from .test_load_faults import settle
 
-SLOW = stream(message_start(), text_block(0, "a", "b", "c", "d"), message_end("end_turn", 4),
-              delays=[0, 0, 1, 1, 1, 1, 0, 0, 0])  # 4 s of deltas, a second apart
+SLOW = stream(
+    message_start(),
+    text_block(0, "a", "b", "c", "d"),
+    message_end("end_turn", 4),
+    delays=[0, 0, 1, 1, 1, 1, 0, 0, 0],
+)  # 4 s of deltas, a second apart
 STUCK = stream(message_start(), text_block(0, "a"), fault="stall", fault_at=3)
 
 
@@ -34,13 +38,19 @@ async def test_sigterm_lets_streams_finish_within_the_grace_and_records_them_who
 ) -> None:
     upstream = ScriptedUpstream([SLOW, STUCK])
     upstream_server, upstream_url = await start_server(nursery, upstream)
-    options = ServeOptions(host="127.0.0.1", port=0, anthropic_base_url=upstream_url,
-                           anthropic_keys=[K0], server=ServerConfig(grace_period=10.0))
+    options = ServeOptions(
+        host="127.0.0.1",
+        port=0,
+        anthropic_base_url=upstream_url,
+        anthropic_keys=[K0],
+        server=ServerConfig(grace_period=10.0),
+    )
     recording = tmp_path / "run.jsonl"
     writer = FixtureWriter(recording, secrets=[K0])
     app = build_app(options, tools=ToolSet(), recorder=writer)
-    host, port = await nursery.start(lambda task_status: serve_proxy(
-        app, options, announce=False, task_status=task_status))
+    host, port = await nursery.start(
+        lambda task_status: serve_proxy(app, options, announce=False, task_status=task_status)
+    )
     url = f"http://{host}:{port}/anthropic/v1/messages"
     body = {"model": "claude-test", "max_tokens": 9, "stream": True, "messages": HELLO}
 

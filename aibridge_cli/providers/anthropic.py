@@ -164,7 +164,9 @@ class AnthropicConversation:
         try:
             data = json.loads(event.data)
         except ValueError:
-            raise UpstreamBroken(f"upstream sent an event that is not JSON: {event.data[:80]!r}") from None
+            raise UpstreamBroken(
+                f"upstream sent an event that is not JSON: {event.data[:80]!r}"
+            ) from None
         if not isinstance(data, dict):
             raise UpstreamBroken("upstream sent an event that is not a JSON object")
         kind = kind or data.get("type")
@@ -251,13 +253,21 @@ class AnthropicConversation:
         self.content.extend(
             b
             for b in content
-            if not (isinstance(b, dict) and b.get("type") == "tool_use" and b.get("name") in self.injected)
+            if not (
+                isinstance(b, dict)
+                and b.get("type") == "tool_use"
+                and b.get("name") in self.injected
+            )
         )
         self.last = body
         return calls
 
     def client_body(self) -> dict[str, Any]:
-        return {**self.last, "content": self.content, "usage": {**self.last.get("usage", {}), **self.usage}}
+        return {
+            **self.last,
+            "content": self.content,
+            "usage": {**self.last.get("usage", {}), **self.usage},
+        }
 
 
 class AnthropicMessages:
