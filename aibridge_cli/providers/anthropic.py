@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import ErrorKind, RequestError, UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import ToolOutcome, ToolSet
-from .base import ToolCall, dumps, parse_json_object
+from .base import ToolCall, dumps, parse_request
 
 ERROR_TYPES: dict[ErrorKind, str] = {
     "invalid_request": "invalid_request_error",
@@ -283,11 +283,7 @@ class AnthropicMessages:
 
     @staticmethod
     def validate(raw: bytes) -> dict[str, Any]:
-        body = parse_json_object(raw)
-        if not isinstance(body.get("model"), str):
-            raise RequestError("model: field required (a string)")
-        if not isinstance(body.get("messages"), list):
-            raise RequestError("messages: field required (a list)")
+        body = parse_request(raw, {"model": (str, "a string"), "messages": (list, "a list")})
         tools = body.get("tools")
         if tools is not None and not (
             isinstance(tools, list) and all(isinstance(t, dict) for t in tools)

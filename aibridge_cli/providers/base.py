@@ -102,6 +102,18 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return data
 
 
+def parse_request(raw: bytes, required: dict[str, tuple[Any, str]]) -> dict[str, Any]:
+    """The request body as a JSON object holding each required field with the right type.
+
+    ``required`` maps a field to its type (what ``isinstance`` takes) and how to name it.
+    """
+    body = parse_json_object(raw)
+    for name, (kind, what) in required.items():
+        if not isinstance(body.get(name), kind):
+            raise RequestError(f"{name}: field required ({what})")
+    return body
+
+
 def is_streaming(body: dict[str, Any]) -> bool:
     return body.get("stream") is True
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ErrorKind, RequestError, UpstreamBroken
+from ..errors import ErrorKind, UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from .base import ToolCall, dumps, parse_json_object
+from .base import ToolCall, dumps, parse_request
 from .openai_common import (
     PING_FRAME,
     error_object,
@@ -230,12 +230,9 @@ class OpenAIResponses:
 
     @staticmethod
     def validate(raw: bytes) -> dict[str, Any]:
-        body = parse_json_object(raw)
-        if not isinstance(body.get("model"), str):
-            raise RequestError("model: field required (a string)")
-        if not isinstance(body.get("input"), str | list):
-            raise RequestError("input: field required (a string or a list)")
-        return body
+        return parse_request(
+            raw, {"model": (str, "a string"), "input": (str | list, "a string or a list")}
+        )
 
     def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]:
         return openai_error(kind, message)
