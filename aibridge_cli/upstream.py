@@ -7,6 +7,7 @@ in-memory pipes. Everything above this module only sees an ``httpx.AsyncClient``
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -203,4 +204,11 @@ def make_client(
         timeout=timeouts.as_httpx(),
         follow_redirects=False,
         trust_env=False,
+        cookies=_no_cookies(),
     )
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A jar that keeps nothing: the client is shared by every user of the proxy, so a
+    cookie one upstream answer sets must not ride along on anyone else's requests."""
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))

@@ -9,9 +9,19 @@ import trio.testing
 from aibridge_cli.scripted import Reply, ScriptedUpstream
 from aibridge_cli.upstream import FairPool, make_client
 
-from .conftest import start_server
+from .conftest import StackFactory, start_server
 
 BURST = 20
+REQUEST = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+ANTHROPIC_MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "m",
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 1, "output_tokens": 1},
+}
 
 
 async def test_a_burst_on_a_warm_pool_takes_each_idle_connection_once(
@@ -74,3 +84,14 @@ async def test_pool_keeps_at_most_the_keep_alive_limit_of_idle_connections(
                 requests.start_soon(client.post, url + "/v1/messages")
         assert len([c for c in pool.connections if c.is_idle()]) == 3
     server.shutdown()
+
+
+async def test_upstream_cookies_are_not_kept_across_requests(stack: StackFactory) -> None:
+    """The upstream client is shared by every user: a Set-Cookie must not leak onward."""
+    reply = Reply.json(ANTHROPIC_MESSAGE, headers=[("set-cookie", "session=secret; Path=/")])
+    s = await stack([reply, Reply.json(ANTHROPIC_MESSAGE)], keys=["sk-ant-cookie-0000"])
+    async with httpx.AsyncClient() as http:
+        for _ in range(2):
+            response = await http.post(s.proxy_url + "/anthropic/v1/messages", json=REQUEST)
+            assert response.status_code == 200
+    assert [r.header("cookie") for r in s.upstream.seen] == [None, None]
