@@ -218,6 +218,7 @@ class BridgeApp:
         # The body goes through untouched, so its content type must too.
         headers += [(k, v) for k, v in request.headers if k == "content-type"]
         masked = ""
+        key = None
         try:
             if upstream.pool:
                 key = upstream.pool.acquire(trio.current_time())
@@ -229,6 +230,15 @@ class BridgeApp:
                     request.method, url, headers=headers, content=request.body or None
                 )
                 response = await self.env.client.send(upstream_request, stream=True)
+                if key is not None:
+                    # No failover here, but what the upstream said of the key still counts.
+                    upstream.pool.report(
+                        key,
+                        response.status_code,
+                        response.headers.get("retry-after"),
+                        trio.current_time(),
+                        self.env.wall_clock(),
+                    )
                 try:
                     await writer.start(
                         response.status_code, forwarded_response_headers(response.headers)

@@ -622,6 +622,20 @@ async def test_models_and_count_tokens_pass_through_unchanged(stack: StackFactor
     assert upstream_keys(s) == [K0, K0]
 
 
+async def test_a_pass_through_429_cools_its_key(stack: StackFactory) -> None:
+    limited = Reply.json(
+        {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+        429,
+        [("retry-after", "30")],
+    )
+    s = await stack([limited], keys=[K0, K1])
+    async with httpx.AsyncClient() as http:
+        response = await http.get(s.proxy_url + "/anthropic/v1/models")
+        status = (await http.get(s.proxy_url + "/aibridge/status")).json()
+    assert response.status_code == 429  # relayed as it came: no failover on a pass-through
+    assert [k["state"] for k in status["providers"]["anthropic"]["keys"]] == ["cooling", "valid"]
+
+
 async def test_status_and_logs_show_keys_masked_only(
     stack: StackFactory, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
