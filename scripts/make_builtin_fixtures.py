@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import trio
 
+from aibridge_cli.anthropic_replies import Event, message_end, message_start, text_block, tool_block
 from aibridge_cli.app import ROUTES, Intercept
 from aibridge_cli.fixture import dump_fixture
 from aibridge_cli.scenario import Session, Step, record_session
@@ -55,13 +56,16 @@ def rate_limited(api: str, retry_after: str) -> Reply:
 
 
 # -- Anthropic -------------------------------------------------------------------------------
+MODEL = "claude-sonnet-4-5"
+
+
 class Anthropic:
     api = "anthropic"
 
     @staticmethod
     def request(text: str, stream: bool = True, tools: list[Any] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "model": "claude-sonnet-4-5",
+            "model": MODEL,
             "max_tokens": 256,
             "stream": stream,
             "messages": [{"role": "user", "content": text}],
@@ -71,97 +75,20 @@ class Anthropic:
         return body
 
     @staticmethod
-    def _start(n: int) -> tuple[str, Any]:
-        return (
-            "message_start",
-            {
-                "type": "message_start",
-                "message": {
-                    "id": f"msg_fixture{n}",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": "claude-sonnet-4-5",
-                    "content": [],
-                    "stop_reason": None,
-                    "usage": {"input_tokens": 12 + n, "output_tokens": 1},
-                },
-            },
-        )
+    def _start(n: int) -> list[Event]:
+        return message_start(f"msg_fixture{n}", 12 + n, model=MODEL)
 
     @staticmethod
-    def _text(index: int, parts: list[str]) -> list[tuple[str, Any]]:
-        return [
-            (
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            ),
-            *[
-                (
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": index,
-                        "delta": {"type": "text_delta", "text": p},
-                    },
-                )
-                for p in parts
-            ],
-            ("content_block_stop", {"type": "content_block_stop", "index": index}),
-        ]
+    def _text(index: int, parts: list[str]) -> list[Event]:
+        return text_block(index, *parts)
 
     @staticmethod
-    def _tool(index: int, name: str, args: dict[str, Any], n: int) -> list[tuple[str, Any]]:
-        raw = json.dumps(args)
-        return [
-            (
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {
-                        "type": "tool_use",
-                        "id": f"toolu_fixture{n}",
-                        "name": name,
-                        "input": {},
-                    },
-                },
-            ),
-            (
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": raw[:5]},
-                },
-            ),
-            (
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": raw[5:]},
-                },
-            ),
-            ("content_block_stop", {"type": "content_block_stop", "index": index}),
-        ]
+    def _tool(index: int, name: str, args: dict[str, Any], n: int) -> list[Event]:
+        return tool_block(index, name, args, f"toolu_fixture{n}")
 
     @staticmethod
-    def _end(reason: str, out: int) -> list[tuple[str, Any]]:
-        return [
-            (
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": reason},
-                    "usage": {"output_tokens": out},
-                },
-            ),
-            ("message_stop", {"type": "message_stop"}),
-        ]
+    def _end(reason: str, out: int) -> list[Event]:
+        return message_end(reason, out)
 
     def text_reply(self, parts: list[str], n: int = 0, stream: bool = True) -> Reply:
         if not stream:
@@ -170,13 +97,13 @@ class Anthropic:
                     "id": f"msg_fixture{n}",
                     "type": "message",
                     "role": "assistant",
-                    "model": "claude-sonnet-4-5",
+                    "model": MODEL,
                     "content": [{"type": "text", "text": "".join(parts)}],
                     "stop_reason": "end_turn",
                     "usage": {"input_tokens": 12 + n, "output_tokens": 7},
                 }
             )
-        return Reply.sse([self._start(n), *self._text(0, parts), *self._end("end_turn", 7)])
+        return Reply.sse([*self._start(n), *self._text(0, parts), *self._end("end_turn", 7)])
 
     def tool_reply(self, name: str, args: dict[str, Any], n: int = 0, stream: bool = True) -> Reply:
         if not stream:
@@ -185,7 +112,7 @@ class Anthropic:
                     "id": f"msg_fixture{n}",
                     "type": "message",
                     "role": "assistant",
-                    "model": "claude-sonnet-4-5",
+                    "model": MODEL,
                     "content": [
                         {"type": "text", "text": "Let me check."},
                         {
@@ -201,7 +128,7 @@ class Anthropic:
             )
         return Reply.sse(
             [
-                self._start(n),
+                *self._start(n),
                 *self._text(0, ["Let me check."]),
                 *self._tool(1, name, args, n),
                 *self._end("tool_use", 9),
@@ -211,7 +138,7 @@ class Anthropic:
     def broken_reply(self) -> Reply:
         return Reply.sse(
             [
-                self._start(0),
+                *self._start(0),
                 *self._text(0, ["Partial ans"])[:2],
                 (
                     "error",
