@@ -19,8 +19,8 @@ from typing import Any
 
 from ..errors import ErrorKind, RequestError, UpstreamBroken
 from ..sse import SSEEvent, encode_event
-from ..tools import ToolOutcome, ToolSet
-from .base import ToolCall, dumps, parse_request
+from ..tools import InjectedTool, ToolOutcome, ToolSet
+from .base import ToolCall, dumps, next_body, offered_tools, parse_request
 
 ERROR_TYPES: dict[ErrorKind, str] = {
     "invalid_request": "invalid_request_error",
@@ -108,8 +108,9 @@ class AnthropicConversation:
         self.messages: list[Any] = list(body["messages"])
         client_tools = body.get("tools") or []
         client_names = {t.get("name") for t in client_tools if isinstance(t, dict)}
-        self.injected = {t.name for t in tools if t.name not in client_names}
-        self.tool_specs = [*client_tools, *(t.as_spec() for t in tools if t.name in self.injected)]
+        self.injected, self.tool_specs = offered_tools(
+            client_tools, client_names, tools, InjectedTool.as_spec
+        )
         self.iteration = 0
         self.next_index = 0
         self.usage: dict[str, Any] = {}
@@ -127,11 +128,7 @@ class AnthropicConversation:
 
     # -- requests ----------------------------------------------------------------------
     def upstream_body(self) -> dict[str, Any]:
-        body = dict(self.body)
-        body["messages"] = self.messages
-        if self.tool_specs:
-            body["tools"] = self.tool_specs
-        return body
+        return next_body(self.body, "messages", self.messages, self.tool_specs)
 
     def add_results(self, calls: list[ToolCall], outcomes: list[ToolOutcome]) -> None:
         results = [

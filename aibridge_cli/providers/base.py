@@ -9,12 +9,13 @@ to client events across agentic iterations, what its errors look like.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import ErrorKind, RequestError
 from ..sse import SSEEvent
-from ..tools import ToolOutcome, ToolSet
+from ..tools import InjectedTool, ToolOutcome, ToolSet
 
 Headers = list[tuple[str, str]]
 
@@ -100,6 +101,33 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestError(f"request body must be a JSON object, not {type(data).__name__}")
     return data
+
+
+def offered_tools(
+    client_tools: list[Any],
+    client_names: set[Any],
+    tools: ToolSet,
+    spec: Callable[[InjectedTool], dict[str, Any]],
+) -> tuple[set[str], list[Any]]:
+    """The injected tools in play and the tool list sent upstream.
+
+    A tool the client defined itself wins over an injected one of the same name; the list
+    is the client's tools, then the injected ones in the provider's ``spec`` shape.
+    """
+    injected = {t.name for t in tools if t.name not in client_names}
+    return injected, [*client_tools, *(spec(t) for t in tools if t.name in injected)]
+
+
+def next_body(
+    body: dict[str, Any], field: str, value: Any, tool_specs: list[Any]
+) -> dict[str, Any]:
+    """The client's body for the next upstream request: ``field`` (the conversation so
+    far) replaced by ``value``, and the tools with the injected ones added."""
+    out = dict(body)
+    out[field] = value
+    if tool_specs:
+        out["tools"] = tool_specs
+    return out
 
 
 def parse_request(raw: bytes, required: dict[str, tuple[Any, str]]) -> dict[str, Any]:

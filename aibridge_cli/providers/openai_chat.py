@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import ErrorKind, UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from .base import ToolCall, dumps, parse_request
+from .base import ToolCall, dumps, next_body, offered_tools, parse_request
 from .openai_common import (
     PING_FRAME,
     add_usage,
@@ -33,7 +33,6 @@ from .openai_common import (
     error_object,
     event_json,
     function_parameters,
-    injected_names,
     openai_error,
     parse_arguments,
 )
@@ -83,11 +82,9 @@ class ChatConversation:
         client_names = {
             (t.get("function") or {}).get("name") for t in client_tools if isinstance(t, dict)
         }
-        self.injected = injected_names(client_names, tools)
-        self.tool_specs = [
-            *client_tools,
-            *(chat_tool_spec(t) for t in tools if t.name in self.injected),
-        ]
+        self.injected, self.tool_specs = offered_tools(
+            client_tools, client_names, tools, chat_tool_spec
+        )
         self.iteration = 0
         self.id: str | None = None
         self.usage: dict[str, Any] = {}  # summed over finished iterations
@@ -106,11 +103,7 @@ class ChatConversation:
 
     # -- requests ----------------------------------------------------------------------
     def upstream_body(self) -> dict[str, Any]:
-        body = dict(self.body)
-        body["messages"] = self.messages
-        if self.tool_specs:
-            body["tools"] = self.tool_specs
-        return body
+        return next_body(self.body, "messages", self.messages, self.tool_specs)
 
     def add_results(self, calls: list[ToolCall], outcomes: list[ToolOutcome]) -> None:
         for call, outcome in zip(calls, outcomes, strict=True):

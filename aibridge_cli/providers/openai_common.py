@@ -60,11 +60,6 @@ def as_object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def injected_names(client_names: set[Any], tools: Any) -> set[str]:
-    """Injected tools the client did not define itself (a client's own tool wins)."""
-    return {t.name for t in tools if t.name not in client_names}
-
-
 def function_parameters(tool: InjectedTool) -> dict[str, Any]:
     return dict(tool.input_schema) or {"type": "object", "properties": {}}
 

@@ -25,13 +25,12 @@ from typing import Any
 from ..errors import ErrorKind, UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from .base import ToolCall, dumps, parse_request
+from .base import ToolCall, dumps, next_body, offered_tools, parse_request
 from .openai_common import (
     PING_FRAME,
     error_object,
     event_json,
     function_parameters,
-    injected_names,
     openai_error,
     parse_arguments,
 )
@@ -73,11 +72,9 @@ class ResponsesConversation:
         self.input: Any = body["input"]
         client_tools = body.get("tools") or []
         client_names = {t.get("name") for t in client_tools if isinstance(t, dict)}
-        self.injected = injected_names(client_names, tools)
-        self.tool_specs = [
-            *client_tools,
-            *(responses_tool_spec(t) for t in tools if t.name in self.injected),
-        ]
+        self.injected, self.tool_specs = offered_tools(
+            client_tools, client_names, tools, responses_tool_spec
+        )
         self.in_conversation = body.get("conversation") is not None
         self.failed = False
         self.iteration = 0
@@ -93,10 +90,7 @@ class ResponsesConversation:
 
     # -- requests ----------------------------------------------------------------------
     def upstream_body(self) -> dict[str, Any]:
-        body = dict(self.body)
-        body["input"] = self.input
-        if self.tool_specs:
-            body["tools"] = self.tool_specs
+        body = next_body(self.body, "input", self.input, self.tool_specs)
         if self.injected:
             body["parallel_tool_calls"] = False  # one injected call per turn, as the Go gateway
         return body
