@@ -7,7 +7,6 @@ in-memory pipes. Everything above this module only sees an ``httpx.AsyncClient``
 from __future__ import annotations
 
 import contextlib
-import http.cookiejar
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -289,16 +288,36 @@ def make_client(
         keepalive_expiry=30.0,
         network_backend=network_backend or httpcore.TrioBackend(),
     )
-    return httpx.AsyncClient(
+    return _CookielessClient(
         transport=PoolTransport(pool),
         timeout=timeouts.as_httpx(),
         follow_redirects=False,
         trust_env=False,
-        cookies=_no_cookies(),
     )
 
 
-def _no_cookies() -> http.cookiejar.CookieJar:
-    """A jar that keeps nothing: the client is shared by every user of the proxy, so a
-    cookie one upstream answer sets must not ride along on anyone else's requests."""
-    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+class _NoCookies(httpx.Cookies):
+    """Cookies that keep nothing: the client is shared by every user of the proxy, so a
+    cookie one upstream answer sets must not ride along on anyone else's requests. Not
+    reading ``Set-Cookie`` at all also saves building urllib's request and response
+    wrappers for every upstream answer."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise TypeError("the upstream client keeps no cookies")
+
+
+class _CookielessClient(httpx.AsyncClient):
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        if cookies:
+            raise TypeError("the upstream client keeps no cookies")
+
+
+_NO_COOKIES = _NoCookies()
