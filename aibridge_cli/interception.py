@@ -66,7 +66,10 @@ class ResponseLog:
 
     def wrote(self, data: bytes) -> None:
         if self.keep_chunks:
-            self.chunks.append(Chunk(self.clock(), data))
+            now = self.clock()
+            # an upstream body part keeps the chunks it joined (upstream.BodyPart)
+            for chunk in getattr(data, "chunks", None) or (data,):
+                self.chunks.append(Chunk(now, chunk))
 
     @property
     def body(self) -> bytes:

@@ -115,6 +115,16 @@ class PoolTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
+class BodyPart(bytes):
+    """The body bytes one socket read brought, joined, with the HTTP chunks they came in.
+
+    The relay wants the bytes joined (one pass up the generators per read); a recording
+    wants the chunks as the upstream flushed them, whatever the reads made of them.
+    """
+
+    chunks: tuple[bytes, ...] = ()
+
+
 class _HTTP11Connection(httpcore.AsyncHTTP11Connection):
     """httpcore's HTTP/1.1 connection, reading and writing in fewer, larger pieces.
 
@@ -167,7 +177,12 @@ class _HTTP11Connection(httpcore.AsyncHTTP11Connection):
                     parts.append(event.data)
             except h11.RemoteProtocolError as exc:
                 broken = exc  # the body before the bad framing still goes up first
-            yield b"".join(parts)
+            if len(parts) == 1:
+                yield bytes(parts[0])
+            else:
+                joined = BodyPart(b"".join(parts))
+                joined.chunks = tuple(map(bytes, parts))
+                yield joined
             if broken is not None:
                 raise httpcore.RemoteProtocolError(str(broken)) from broken
             if isinstance(event, (h11.EndOfMessage, h11.PAUSED)):

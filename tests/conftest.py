@@ -2,18 +2,80 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
+from aibridge_cli import app as app_module
+from aibridge_cli import keypool
 from aibridge_cli.app import BridgeApp
 from aibridge_cli.scripted import Reply, ScriptedUpstream
 from aibridge_cli.serve import ServeOptions, build_app
 from aibridge_cli.server import Server
 from aibridge_cli.tools import InjectedTool, ToolSet
+
+from .keywatch import KeyWatch
+
+# -- no key in what the whole run logged or recorded (tests/keywatch.py) ------------------
+WATCH = KeyWatch()
+_BASETEMP: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger().addHandler(WATCH)
+    from_secrets = keypool.KeyPool.from_secrets.__func__  # type: ignore[attr-defined]
+
+    def noting_pool(cls: type[keypool.KeyPool], secrets: list[str]) -> keypool.KeyPool:
+        WATCH.note(secrets)
+        return from_secrets(cls, secrets)  # type: ignore[no-any-return]
+
+    keypool.KeyPool.from_secrets = classmethod(noting_pool)  # type: ignore[assignment]
+    credentials = app_module.credentials
+
+    def noting_client(headers: Iterable[tuple[str, str]]) -> list[str]:
+        found = credentials(headers)
+        WATCH.note(found)
+        return found
+
+    app_module.credentials = noting_client
+
+
+@pytest.fixture(autouse=True)
+def _watch_every_log_record() -> None:
+    """Every aibridge record reaches the watch, also after an in-process CLI run set up its
+    own stderr logging (which stops propagation)."""
+    aibridge = logging.getLogger("aibridge")
+    aibridge.setLevel(logging.DEBUG)
+    aibridge.propagate = True
+    aibridge.handlers.clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _note_basetemp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _BASETEMP.append(tmp_path_factory.getbasetemp())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    files = [path for base in _BASETEMP for path in sorted(base.rglob("*.jsonl"))]
+    leaks = WATCH.leaks(files)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    searched = (
+        f"key watch: {len(WATCH.secrets)} keys, {len(WATCH.lines)} log records,"
+        f" {len(files)} .jsonl files"
+    )
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        lines = [f"{searched}: {len(leaks)} leaks", *leaks[:20]]
+    else:
+        lines = [f"{searched}: no key in any"]
+    if reporter is not None:
+        reporter.write_line("\n".join(lines), red=bool(leaks))
+
 
 WEATHER = InjectedTool(
     name="bmcp_weather",

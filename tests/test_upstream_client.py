@@ -9,7 +9,7 @@ import httpcore
 import httpx
 import pytest
 
-from aibridge_cli.upstream import body_chunks, make_client
+from aibridge_cli.upstream import BodyPart, body_chunks, make_client
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
@@ -110,3 +110,12 @@ async def test_a_keep_alive_connection_serves_the_next_request() -> None:
                 assert [part async for part in chunks] == [b"data: 1\n\n"]
             await response.aclose()
     assert len(backend.writes) == 2  # both requests on the one connection
+
+
+async def test_a_joined_part_keeps_the_chunks_it_came_in() -> None:
+    events = [b"data: %d\n\n" % i for i in range(5)]
+    backend = ScriptedReads([HEAD + chunked(*events) + b"0\r\n\r\n"])
+    (part,) = await parts_of(backend)
+    assert part == b"".join(events)
+    assert isinstance(part, BodyPart)
+    assert part.chunks == tuple(events)
