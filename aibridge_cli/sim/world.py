@@ -30,7 +30,8 @@ from ..server import Server, ServerConfig
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from ..upstream import UpstreamTimeouts
 from .client import ClientResult, Pace, exchange
-from .network import CheckpointPlan, MemoryNetwork, YieldingStream, Yields
+from .network import MemoryNetwork
+from .pipes import CheckpointPlan, Yields, stream_pair
 from .sched import Scheduler, deterministic
 from .upstream import RawUpstream
 
@@ -307,13 +308,14 @@ class _World:
             app.env.run_tool = self._run_tool
             app.env.wall_clock = lambda: WALL_EPOCH + trio.current_time()
             proxy = Server(app, ServerConfig())
-            near, far = trio.testing.lockstep_stream_pair()
+            near, far = stream_pair(
+                lockstep=True,
+                yields=self.yields,
+                name="downstream",
+                note=self.note if self.timeline else None,
+            )
             services.start_soon(
-                self._guard(proxy.serve_stream, "the proxy", upstream=False),
-                YieldingStream(
-                    far, self.yields, "downstream", self.note if self.timeline else None
-                ),
-                name="proxy-conn",
+                self._guard(proxy.serve_stream, "the proxy", upstream=False), far, name="proxy-conn"
             )
             client = ClientResult()
             with trio.move_on_after(spec.bound) as bound:
