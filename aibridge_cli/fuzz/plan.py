@@ -131,9 +131,6 @@ class Plan:
             pad=data.get("pad", 0),
         )
 
-    def key(self) -> str:
-        return json.dumps(self.to_json(), sort_keys=True)
-
 
 def iteration_seed(seed: int, iteration: int) -> int:
     """The seed of one iteration: a stable function of the run's seed and its index."""

@@ -44,11 +44,11 @@ class Judge:
     """Runs and judges plans; keeps the canonical runs it has computed."""
 
     stream_initiation: StreamInitiation
-    canonical: dict[tuple[str, str], Any] = field(default_factory=dict)
+    canonical: dict[tuple[str, Plan], Any] = field(default_factory=dict)
 
     def canonical_shape(self, scenario: Scenario, plan: Plan) -> Any:
         base = plan.essential_canonical()
-        key = (scenario.name, base.key())
+        key = (scenario.name, base)
         if key not in self.canonical:
             world = run_world(world_spec(scenario, base, self.stream_initiation))
             self.canonical[key] = shape_of(scenario, client_response(world, base), world)
@@ -62,7 +62,7 @@ class Judge:
         compare = plan != plan.canonical() and not plan.disconnects
         canonical = None
         if compare:
-            key = (scenario.name, plan.essential_canonical().key())
+            key = (scenario.name, plan.essential_canonical())
             if (
                 key not in self.canonical
                 and world.deviations == 0

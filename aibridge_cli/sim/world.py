@@ -248,7 +248,8 @@ class _World:
         retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
         status = None if reply.fault == "reset-before-body" else reply.status
         self.attempts.append(Attempt(trio.current_time(), key, status, retry))
-        self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
+        if self.timeline is not None:
+            self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
         return reply
 
     def _guard(
@@ -319,7 +320,14 @@ class _World:
             )
             client = ClientResult()
             with trio.move_on_after(spec.bound) as bound:
-                client = await exchange(near, "POST", spec.path, spec.body, spec.pace, self.note)
+                client = await exchange(
+                    near,
+                    "POST",
+                    spec.path,
+                    spec.body,
+                    spec.pace,
+                    self.note if self.timeline else None,
+                )
             live = not bound.cancelled_caught
             end_time = trio.current_time()
             provider = "openai" if spec.path.startswith("/openai") else "anthropic"
