@@ -17,13 +17,13 @@ SIMPLE = "anthropic/simple#streaming"
 
 def counting_runs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     runs: list[Any] = []
-    real = world.run_world
+    real = world.simulate
 
-    def run_world(spec: Any, **kwargs: Any) -> Any:
+    async def simulate(spec: Any, **kwargs: Any) -> Any:
         runs.append(spec)
-        return real(spec, **kwargs)
+        return await real(spec, **kwargs)
 
-    monkeypatch.setattr(runner, "run_world", run_world)
+    monkeypatch.setattr(runner, "simulate", simulate)
     return runs
 
 
