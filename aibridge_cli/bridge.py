@@ -130,6 +130,7 @@ class Upstream:
     base_url: str
     pool: KeyPool = field(default_factory=KeyPool)
     auth: Literal["x-api-key", "bearer"] = "x-api-key"
+    _urls: dict[str, httpx.URL] = field(default_factory=dict, init=False, repr=False)
 
     def auth_headers(self, key: str) -> Headers:
         """How a pool key is sent: Anthropic's ``x-api-key`` or OpenAI's bearer token."""
@@ -137,8 +138,12 @@ class Upstream:
             return [("authorization", f"Bearer {key}")]
         return [("x-api-key", key)]
 
-    def url(self, path: str) -> str:
-        return self.base_url.rstrip("/") + path
+    def url(self, path: str) -> httpx.URL:
+        """The URL of ``path`` on this upstream, parsed once (httpx parses a str every time)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(self.base_url.rstrip("/") + path)
+        return url
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import trio
 
+from .providers.base import dumps
 from .server import AbortConnection, Headers, Request, ResponseWriter
 from .sse import encode_event
 
@@ -34,14 +35,14 @@ class Reply:
 
     @classmethod
     def json(cls, body: Any, status: int = 200, headers: Headers | None = None) -> Reply:
-        data = json.dumps(body).encode()
+        data = dumps(body).encode()
         return cls(status, [("content-type", "application/json"), *(headers or [])], [data])
 
     @classmethod
     def sse(cls, events: Sequence[tuple[str | None, Any]], **kwargs: Any) -> Reply:
         """An SSE reply, one event per chunk; data that is not a string is JSON-encoded."""
         chunks = [
-            encode_event(name, data if isinstance(data, str) else json.dumps(data))
+            encode_event(name, data if isinstance(data, str) else dumps(data))
             for name, data in events
         ]
         return cls(200, [("content-type", "text/event-stream")], chunks, **kwargs)
@@ -80,7 +81,7 @@ class ScriptedUpstream:
 
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
         body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
-        return [("content-type", "application/json")], json.dumps(body).encode()
+        return [("content-type", "application/json")], dumps(body).encode()
 
     def next_reply(self, seen: SeenRequest) -> Reply:
         index = len(self.seen) - 1

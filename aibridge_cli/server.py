@@ -10,8 +10,9 @@ in-flight requests finish within a grace period, then cuts them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import select
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -111,7 +112,7 @@ class ResponseWriter:
         ``data``, the first body bytes, goes out in the same write as the headers (one
         wake-up of the client instead of two); after an ignored start it is still sent.
         """
-        async with self._lock:
+        async with self._held():
             if self.status is not None:
                 self.superfluous_starts += 1
                 log.warning("superfluous response start %d after %d", status, self.status)
@@ -146,24 +147,30 @@ class ResponseWriter:
         Held under the write lock, since a trio stream allows one sender at a time; a
         writer that queues meanwhile goes first once the client reads.
         """
-        async with self._lock:
+        async with self._held():
             await self._connection.wait_writable()
 
-    async def send(self, data: bytes) -> None:
-        """Send body bytes, starting a 200 response first if nothing was started."""
-        # The relay's hot path: an uncontended lock is taken without the checkpoint that
-        # ``acquire`` makes (a trip through the scheduler); the socket write is one.
+    @asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
+        """The write lock. Taken at once when free, without the checkpoint ``acquire``
+        makes (a trip through the scheduler): a relay writes once per batch, and the first
+        byte of a stream went through three such trips."""
         try:
             self._lock.acquire_nowait()
         except trio.WouldBlock:
             await self._lock.acquire()
         try:
+            yield
+        finally:
+            self._lock.release()
+
+    async def send(self, data: bytes) -> None:
+        """Send body bytes, starting a 200 response first if nothing was started."""
+        async with self._held():
             if self.status is None:
                 await self._start(200, [], data)
             elif data:
                 await self._send(data)
-        finally:
-            self._lock.release()
 
     async def _send(self, data: bytes) -> None:
         if self.observer is not None:
@@ -173,7 +180,7 @@ class ResponseWriter:
 
     async def respond(self, status: int, headers: Headers, body: bytes) -> None:
         """A whole response with a ``Content-Length``, ended at once."""
-        async with self._lock:
+        async with self._held():
             if self.status is not None:
                 self.superfluous_starts += 1
                 log.warning("superfluous response %d after %d", status, self.status)
@@ -184,13 +191,31 @@ class ResponseWriter:
 
     async def finish(self) -> None:
         """End the response (idempotent)."""
-        async with self._lock:
+        async with self._held():
             await self._finish()
 
     async def _finish(self) -> None:
         if not self.finished and self.status is not None:
             self.finished = True
             await self._connection.send_event(h11.EndOfMessage())
+
+
+def _writable_now(stream: trio.abc.Stream) -> bool:
+    """True when ``stream`` is a socket the kernel would take bytes on right now.
+
+    Asking costs one syscall; trio's wait for writability always parks the task until the
+    next readiness report, a trip through the scheduler before every write. Other streams
+    (the simulation's) are never asked: they wait as they always did.
+    """
+    if not isinstance(stream, trio.SocketStream):
+        return False
+    try:
+        poller = select.poll()
+        poller.register(stream.socket.fileno(), select.POLLOUT)
+        ready = poller.poll(0)
+    except (OSError, ValueError):
+        return False  # closed: the wait reports it
+    return bool(ready) and bool(ready[0][1] & select.POLLOUT)
 
 
 class HTTPConnection:
@@ -219,6 +244,8 @@ class HTTPConnection:
                 await self.stream.send_all(data)
 
     async def wait_writable(self) -> None:
+        if _writable_now(self.stream):
+            return
         with self._writing():
             await self.stream.wait_send_all_might_not_block()
 

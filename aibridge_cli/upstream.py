@@ -7,11 +7,11 @@ in-memory pipes. Everything above this module only sees an ``httpx.AsyncClient``
 from __future__ import annotations
 
 import contextlib
-import http.cookiejar
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import h11
 import httpcore
 import httpx
 import trio
@@ -115,6 +115,83 @@ class PoolTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
+class _HTTP11Connection(httpcore.AsyncHTTP11Connection):
+    """httpcore's HTTP/1.1 connection, reading and writing in fewer, larger pieces.
+
+    A provider flushes every SSE event, so a chunked body arrives one small chunk per
+    event. h11 parses each into its own ``Data`` event, and httpcore handed each up
+    through five async generators (httpcore's two streams, the pool's, httpx's, and
+    ``aiter_raw``) to the relay: on a 10,000-event stream that passing cost as much as
+    h11's parsing. Here one body part is everything h11 can parse from the bytes already
+    read, so the generators run once per socket read. The request's head and body also
+    go out in one write instead of two (the upstream wakes once, not twice).
+
+    This overrides three of httpcore's private methods, as ``FairPool`` does for its
+    pool; ``pyproject.toml`` pins httpcore below 1.1 for it.
+    """
+
+    _head: bytes = b""
+
+    async def _send_request_headers(self, request: httpcore.Request) -> None:
+        try:
+            event = h11.Request(
+                method=request.method, target=request.url.target, headers=request.headers
+            )
+            self._head = self._h11_state.send(event) or b""
+        except h11.LocalProtocolError as exc:
+            raise httpcore.LocalProtocolError(str(exc)) from exc
+
+    async def _send_request_body(self, request: httpcore.Request) -> None:
+        timeout = request.extensions.get("timeout", {}).get("write")
+        out = [self._head]
+        self._head = b""
+        assert isinstance(request.stream, AsyncIterable)
+        async for chunk in request.stream:
+            out.append(self._h11_state.send(h11.Data(data=chunk)) or b"")
+        out.append(self._h11_state.send(h11.EndOfMessage()) or b"")
+        await self._network_stream.write(b"".join(out), timeout=timeout)
+
+    async def _receive_response_body(self, request: httpcore.Request) -> AsyncIterator[bytes]:
+        timeout = request.extensions.get("timeout", {}).get("read")
+        state = self._h11_state
+        while True:
+            event: object = await self._receive_event(timeout=timeout)
+            if not isinstance(event, h11.Data):
+                if isinstance(event, (h11.EndOfMessage, h11.PAUSED)):
+                    return
+                continue
+            parts = [event.data]
+            broken: h11.RemoteProtocolError | None = None
+            try:
+                while isinstance(event := state.next_event(), h11.Data):
+                    parts.append(event.data)
+            except h11.RemoteProtocolError as exc:
+                broken = exc  # the body before the bad framing still goes up first
+            yield b"".join(parts)
+            if broken is not None:
+                raise httpcore.RemoteProtocolError(str(broken)) from broken
+            if isinstance(event, (h11.EndOfMessage, h11.PAUSED)):
+                return
+
+
+class _Connection(httpcore.AsyncHTTPConnection):
+    """httpcore's connection (connect, TLS), speaking HTTP/1.1 through ``_HTTP11Connection``."""
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        if self._connection is None and self.can_handle_request(request.url.origin):
+            async with self._request_lock:
+                if self._connection is None:
+                    try:
+                        stream = await self._connect(request)
+                    except BaseException:
+                        self._connect_failed = True
+                        raise
+                    self._connection = _HTTP11Connection(
+                        origin=self._origin, stream=stream, keepalive_expiry=self._keepalive_expiry
+                    )
+        return await super().handle_async_request(request)
+
+
 class FairPool(httpcore.AsyncConnectionPool):
     """httpcore's connection pool, with each idle connection handed out once.
 
@@ -172,6 +249,18 @@ class FairPool(httpcore.AsyncConnectionPool):
             request.assign_to_connection(connection)
         return closing
 
+    def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
+        return _Connection(
+            origin=origin,
+            ssl_context=self._ssl_context,
+            keepalive_expiry=self._keepalive_expiry,
+            retries=self._retries,
+            local_address=self._local_address,
+            uds=self._uds,
+            network_backend=self._network_backend,
+            socket_options=self._socket_options,
+        )
+
 
 @dataclass(frozen=True)
 class UpstreamTimeouts:
@@ -199,16 +288,36 @@ def make_client(
         keepalive_expiry=30.0,
         network_backend=network_backend or httpcore.TrioBackend(),
     )
-    return httpx.AsyncClient(
+    return _CookielessClient(
         transport=PoolTransport(pool),
         timeout=timeouts.as_httpx(),
         follow_redirects=False,
         trust_env=False,
-        cookies=_no_cookies(),
     )
 
 
-def _no_cookies() -> http.cookiejar.CookieJar:
-    """A jar that keeps nothing: the client is shared by every user of the proxy, so a
-    cookie one upstream answer sets must not ride along on anyone else's requests."""
-    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+class _NoCookies(httpx.Cookies):
+    """Cookies that keep nothing: the client is shared by every user of the proxy, so a
+    cookie one upstream answer sets must not ride along on anyone else's requests. Not
+    reading ``Set-Cookie`` at all also saves building urllib's request and response
+    wrappers for every upstream answer."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise TypeError("the upstream client keeps no cookies")
+
+
+class _CookielessClient(httpx.AsyncClient):
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        if cookies:
+            raise TypeError("the upstream client keeps no cookies")
+
+
+_NO_COOKIES = _NoCookies()

@@ -90,9 +90,11 @@ def test_chunk_dependent_output_is_schedule_dependence(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(ClientStream, "put", put)
     scenario = builtin(SIMPLE)[0]
-    # Canonically an answer comes in one chunk; this plan sends one frame per chunk.
+    # Canonically an answer comes in one chunk; this plan sends one frame per chunk, each
+    # a moment after the last, so each is its own socket read (the upstream client joins
+    # what one read brings).
     offsets = [sum(len(c) for c in scenario.exchanges[0].chunks[:i]) for i in range(1, 4)]
-    plan = Plan(cuts=((0, tuple(offsets)),))
+    plan = Plan(cuts=((0, tuple(offsets)),), delays=tuple((0, i, 0.01) for i in range(1, 4)))
     assert oracles_of(SIMPLE, plan) == {"schedule-dependence"}
     assert "schedule-dependence" in campaign_oracles([SIMPLE], 25)
 

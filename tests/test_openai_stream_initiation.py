@@ -120,7 +120,7 @@ async def test_lazy_mode_reproduces_the_malformed_body() -> None:
         b'"type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}'
     )
     assert body.startswith(error)
-    assert body[len(error) :].startswith(b'data: {"id": "chatcmpl-t1"')
+    assert body[len(error) :].startswith(b'data: {"id":"chatcmpl-t1"')
     assert not well_formed_sse(body)
 
 

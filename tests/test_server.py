@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -13,7 +14,14 @@ import trio.testing
 
 from aibridge_cli.app import BridgeApp
 from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import Headers, Request, ResponseWriter, Server, ServerConfig
+from aibridge_cli.server import (
+    Headers,
+    Request,
+    ResponseWriter,
+    Server,
+    ServerConfig,
+    _writable_now,
+)
 from aibridge_cli.tools import ToolSet
 
 from .rawhttp import RawClient
@@ -286,3 +294,31 @@ async def test_a_handler_bug_is_a_500_in_the_apps_shape_and_the_server_carries_o
     assert json.loads(response.body) == {"error": "internal error in the proxy"}
     assert "request handler failed on /bug" in caplog.text
     assert (await connect(nursery, server).request("GET", "/fine")).status == 200
+
+
+def fill(fd: int) -> int:
+    """Write to a non-blocking socket until the kernel takes no more; the bytes written."""
+    sent = 0
+    while True:
+        try:
+            sent += os.write(fd, b"x" * 65536)
+        except BlockingIOError:
+            return sent
+
+
+async def test_a_socket_counts_as_writable_exactly_while_the_kernel_takes_bytes() -> None:
+    """The relay asks the kernel instead of parking until trio's next readiness report."""
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with listener, await trio.testing.open_stream_to_socket_listener(listener) as peer:
+        async with await listener.accept() as stream:
+            assert isinstance(stream, trio.SocketStream)
+            assert _writable_now(stream)
+            sent = fill(stream.socket.fileno())  # the peer reads nothing meanwhile
+            assert not _writable_now(stream)
+            while sent:
+                sent -= len(await peer.receive_some(sent))
+            assert _writable_now(stream)
+            await stream.aclose()
+            assert not _writable_now(stream)
+    left, _ = trio.testing.memory_stream_pair()
+    assert not _writable_now(left)  # other streams always wait as they did

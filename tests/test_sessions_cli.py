@@ -126,8 +126,10 @@ async def test_record_with_the_sdk_then_replay_matches_and_a_changed_chunk_does_
 
     changed = tmp_path / "changed.jsonl"
     text = fixture.read_text()
-    assert text.count('\\"text\\": \\"Sunny \\"') == 1
-    changed.write_text(text.replace('\\"text\\": \\"Sunny \\"', '\\"text\\": \\"Rainy \\"'))
+    # the upstream's chunk (block 0 of its second message; the client saw it as block 1)
+    sunny = '\\"index\\":0,\\"delta\\":{\\"type\\":\\"text_delta\\",\\"text\\":\\"Sunny \\"'
+    assert text.count(sunny) == 1
+    changed.write_text(text.replace(sunny, sunny.replace("Sunny", "Rainy")))
     done = await run_cli("replay", str(changed))
     out = done.stdout.decode()
     assert done.returncode == 1, out

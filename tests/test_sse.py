@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aibridge_cli.sse import SSEDecoder, SSEEvent, encode_event
 
@@ -96,3 +100,60 @@ def test_encode_round_trips(name: str | None, data: str) -> None:
     frame = encode_event(name, data)
     (event,) = SSEDecoder().feed(frame)
     assert (event.event, event.data, event.raw) == (name, data, frame)
+
+
+def _by_the_rules(wire: bytes) -> list[tuple[str | None, str, bytes]]:
+    """The WHATWG rules line by line, for LF-only input: the decoder's fast paths must agree."""
+    events: list[tuple[str | None, str, bytes]] = []
+    event: str | None = None
+    data: list[str] = []
+    fields = False
+    start = pos = 0
+    for line in wire.splitlines(keepends=True):
+        pos += len(line)
+        if not line.endswith(b"\n"):
+            break  # an unfinished line: nothing more is complete
+        text = line[:-1].decode("utf-8", "replace")
+        if not text:
+            if fields:
+                events.append((event, "\n".join(data), wire[start:pos]))
+            start, event, data, fields = pos, None, [], False
+        elif not text.startswith(":"):
+            name, _, value = text.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            fields = True
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+    return events
+
+
+_LINES = st.sampled_from(
+    [
+        b"event: message_start\n",
+        b"event: \n",
+        b'data: {"a": 1}\n',
+        b"data: \xc3\xa9\n",
+        b"data:x\n",
+        b"data\n",
+        b": ping\n",
+        b"id: 7\n",
+        b"retry: 10\n",
+        b"\n",
+    ]
+)
+
+
+@given(
+    frames=st.lists(st.lists(_LINES, max_size=4).map(lambda ls: b"".join(ls) + b"\n"), max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+)
+def test_any_split_of_lf_frames_decodes_by_the_rules(frames: list[bytes], cuts: list[int]) -> None:
+    wire = b"".join(frames)
+    bounds = sorted({0, len(wire), *(c for c in cuts if c < len(wire))})
+    decoder = SSEDecoder()
+    events: list[SSEEvent] = []
+    for a, b in itertools.pairwise(bounds):
+        events += decoder.feed(wire[a:b])
+    assert _shape(events) == _by_the_rules(wire)

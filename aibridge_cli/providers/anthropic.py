@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
 
 from ..errors import ErrorKind, RequestError, UpstreamBroken
@@ -41,6 +43,14 @@ def anthropic_error(kind: ErrorKind, message: str) -> dict[str, Any]:
 
 _FOLD = 256
 
+# The head of a text delta exactly as Anthropic serializes it. The relay reads such an
+# event's text with json's own string scanner and passes the event on: ``json.loads`` of
+# every event was a fifth of the relay's CPU per event (a quarter of it ``loads``' own
+# overhead), the scanner a tenth of that.
+_TEXT_DELTA_HEAD = re.compile(
+    r'\{"type":"content_block_delta","index":(0|[1-9][0-9]*),"delta":\{"type":"text_delta","text":"'
+)
+
 
 @dataclass
 class _Block:
@@ -57,17 +67,17 @@ class _Block:
     def apply(self, delta: dict[str, Any]) -> None:
         kind = delta.get("type")
         if kind == "text_delta":
-            self._add("text", delta.get("text", ""))
+            self.add("text", delta.get("text", ""))
         elif kind == "input_json_delta":
             self.partial_json.append(delta.get("partial_json", ""))
         elif kind == "thinking_delta":
-            self._add("thinking", delta.get("thinking", ""))
+            self.add("thinking", delta.get("thinking", ""))
         elif kind == "signature_delta":
             self.content["signature"] = delta.get("signature", "")
         elif kind == "citations_delta":
             self.content.setdefault("citations", []).append(delta.get("citation"))
 
-    def _add(self, key: str, text: str) -> None:
+    def add(self, key: str, text: str) -> None:
         parts = self.pending.setdefault(key, [])
         parts.append(text)
         if len(parts) >= _FOLD:
@@ -156,6 +166,12 @@ class AnthropicConversation:
     # -- streaming ---------------------------------------------------------------------
     def on_event(self, event: SSEEvent) -> list[bytes]:
         kind = event.event
+        if kind == "content_block_delta" and (text := self._plain_text(event.data)):
+            index, delta = text
+            block = self.blocks.get(index)
+            if block is not None and block.client_index == index:
+                block.add("text", delta)
+                return [event.raw]
         if kind == "ping":
             return [event.raw]
         try:
@@ -191,6 +207,19 @@ class AnthropicConversation:
             self.failed = True
         return [event.raw]
 
+    @staticmethod
+    def _plain_text(data: str) -> tuple[int, str] | None:
+        """A text delta's index and text, when ``data`` is one exactly as Anthropic writes
+        it (then it is valid JSON); None sends the event down the general path."""
+        head = _TEXT_DELTA_HEAD.match(data)
+        if head is None or not data.endswith('"}}'):
+            return None
+        try:
+            text, end = scanstring(data, head.end())
+        except ValueError:
+            return None
+        return (int(head[1]), text) if end == len(data) - 2 else None
+
     def _block_start(self, event: SSEEvent, data: dict[str, Any]) -> list[bytes]:
         content = copy.deepcopy(data.get("content_block") or {})
         hidden = content.get("type") == "tool_use" and content.get("name") in self.injected
@@ -212,12 +241,8 @@ class AnthropicConversation:
 
     def _message_delta(self, data: dict[str, Any], raw: bytes) -> list[bytes]:
         self.iter_usage.update(_numeric(data.get("usage")))
-        content = [self.blocks[i].joined() for i in sorted(self.blocks)]
-        for block in content:
-            if block.get("type") in ("tool_use", "server_tool_use"):
-                block.setdefault("input", {})
         stop_reason = (data.get("delta") or {}).get("stop_reason")
-        self.pending_calls = self._calls(content) if stop_reason == "tool_use" else []
+        self.pending_calls = self._calls(self._content()) if stop_reason == "tool_use" else []
         self.continuing = bool(self.pending_calls)
         # message_delta's usage is cumulative within its message; iterations add up.
         _sum_usage(self.usage, self.iter_usage)
@@ -229,6 +254,14 @@ class AnthropicConversation:
         # summed count (input tokens included), not just the ones upstream put in it.
         usage = {**(data.get("usage") or {}), **self.usage}
         return [encode_event("message_delta", dumps({**data, "usage": usage}))]
+
+    def _content(self) -> list[dict[str, Any]]:
+        """The turn's content blocks, rebuilt from their deltas (only a tool turn needs it)."""
+        content = [self.blocks[i].joined() for i in sorted(self.blocks)]
+        for block in content:
+            if block.get("type") in ("tool_use", "server_tool_use"):
+                block.setdefault("input", {})
+        return content
 
     def end_stream(self) -> list[ToolCall]:
         if self.failed:
