@@ -130,7 +130,7 @@ class Upstream:
     base_url: str
     pool: KeyPool = field(default_factory=KeyPool)
     auth: Literal["x-api-key", "bearer"] = "x-api-key"
-    _urls: dict[str, httpx.URL] = field(default_factory=dict, init=False, repr=False)
+    _urls: dict[str, httpx.URL] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def auth_headers(self, key: str) -> Headers:
         """How a pool key is sent: Anthropic's ``x-api-key`` or OpenAI's bearer token."""
