@@ -110,7 +110,7 @@ def _init_worker(scenarios: tuple[Scenario, ...], seed: int, mode: StreamInitiat
 def _run_batch(indexes: Sequence[int]) -> list[Outcome]:
     assert _worker is not None
     judge, scenarios, seed = _worker
-    return [judge.iteration(scenarios, seed, i) for i in indexes]
+    return judge.iterations(scenarios, seed, indexes)
 
 
 def _batches(indexes: list[int]) -> Iterator[list[int]]:

@@ -73,6 +73,12 @@ class Fault:
         extra = f" Retry-After={self.retry_after}" if self.kind in ("429-one", "429-all") else ""
         return f"{self.kind} at {where}{extra}"
 
+    def essential(self) -> Fault:
+        """This fault without the fields its kind ignores (a 429's frame, a 500's Retry-After)."""
+        at = self.at if self.kind in (*BODY_FAULTS, "client-disconnect") else 0
+        retry = self.retry_after if self.kind in ("429-one", "429-all") else None
+        return Fault(self.kind, self.exchange, at, retry)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -90,6 +96,17 @@ class Plan:
 
     def canonical(self) -> Plan:
         return Plan(faults=self.faults, pad=self.pad)
+
+    def essential_canonical(self) -> Plan:
+        """``canonical()`` with each fault's ignored fields dropped: plans that share it share
+        their canonical run."""
+        return Plan(faults=tuple(f.essential() for f in self.faults), pad=self.pad)
+
+    @property
+    def perturbs_only_the_schedule(self) -> bool:
+        return (
+            replace(self, schedule_seed=0, schedule_budget=0, schedule_rate=0.0) == self.canonical()
+        )
 
     @property
     def disconnects(self) -> bool:
@@ -113,9 +130,6 @@ class Plan:
             checkpoints=tuple((p, i, n) for p, i, n in data.get("checkpoints", ())),
             pad=data.get("pad", 0),
         )
-
-    def key(self) -> str:
-        return json.dumps(self.to_json(), sort_keys=True)
 
 
 def iteration_seed(seed: int, iteration: int) -> int:

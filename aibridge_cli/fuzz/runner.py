@@ -11,10 +11,11 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..bridge import StreamInitiation
-from ..sim.world import WorldResult, run_world
+from ..sim.world import WorldResult, session, simulate
 from .oracles import Violation, client_response, judge, shape_of
 from .plan import Plan, draw_plan, iteration_seed, world_spec
 from .scenario import Scenario
@@ -41,34 +42,74 @@ class Outcome:
 
 @dataclass
 class Judge:
-    """Runs and judges plans; keeps the canonical runs it has computed."""
+    """Runs and judges plans; keeps the canonical runs it has computed.
+
+    The ``async`` methods run inside a simulation ``session``; the others start one.
+    """
 
     stream_initiation: StreamInitiation
-    canonical: dict[tuple[str, str], Any] = field(default_factory=dict)
+    canonical: dict[tuple[str, Plan], Any] = field(default_factory=dict)
 
-    def canonical_shape(self, scenario: Scenario, plan: Plan) -> Any:
-        base = plan.canonical()
-        key = (scenario.name, base.key())
+    async def canonical_shape_of(self, scenario: Scenario, plan: Plan) -> Any:
+        base = plan.essential_canonical()
+        key = (scenario.name, base)
         if key not in self.canonical:
-            world = run_world(world_spec(scenario, base, self.stream_initiation))
+            world = await simulate(world_spec(scenario, base, self.stream_initiation))
             self.canonical[key] = shape_of(scenario, client_response(world, base), world)
         return self.canonical[key]
+
+    async def judge_plan(
+        self, scenario: Scenario, plan: Plan, *, timeline: bool = False
+    ) -> tuple[list[Violation], WorldResult]:
+        world = await simulate(
+            world_spec(scenario, plan, self.stream_initiation), timeline=timeline
+        )
+        # A client that hangs up sees a prefix: no canonical run to compare it with.
+        compare = plan != plan.canonical() and not plan.disconnects
+        canonical = None
+        if compare:
+            key = (scenario.name, plan.essential_canonical())
+            if (
+                key not in self.canonical
+                and world.deviations == 0
+                and plan.perturbs_only_the_schedule
+            ):
+                # The scheduler never deviated from FIFO and nothing else was perturbed: this
+                # was the canonical run, byte for byte.
+                self.canonical[key] = shape_of(scenario, client_response(world, plan), world)
+            canonical = await self.canonical_shape_of(scenario, plan)
+        return judge(scenario, plan, world, canonical), world
+
+    async def judge_iteration(
+        self, scenarios: Sequence[Scenario], seed: int, index: int
+    ) -> Outcome:
+        scenario, plan, this_seed = draw_iteration(scenarios, seed, index)
+        violations, _ = await self.judge_plan(scenario, plan)
+        return Outcome(
+            index, this_seed, scenario.name, tuple(violations), plan if violations else None
+        )
+
+    async def judge_iterations(
+        self, scenarios: Sequence[Scenario], seed: int, indexes: Sequence[int]
+    ) -> list[Outcome]:
+        return [await self.judge_iteration(scenarios, seed, i) for i in indexes]
+
+    def canonical_shape(self, scenario: Scenario, plan: Plan) -> Any:
+        return session(partial(self.canonical_shape_of, scenario, plan))
 
     def evaluate(
         self, scenario: Scenario, plan: Plan, *, timeline: bool = False
     ) -> tuple[list[Violation], WorldResult]:
-        world = run_world(world_spec(scenario, plan, self.stream_initiation), timeline=timeline)
-        # A client that hangs up sees a prefix: no canonical run to compare it with.
-        compare = plan != plan.canonical() and not plan.disconnects
-        canonical = self.canonical_shape(scenario, plan) if compare else None
-        return judge(scenario, plan, world, canonical), world
+        return session(partial(self.judge_plan, scenario, plan, timeline=timeline))
 
     def iteration(self, scenarios: Sequence[Scenario], seed: int, index: int) -> Outcome:
-        scenario, plan, this_seed = draw_iteration(scenarios, seed, index)
-        violations, _ = self.evaluate(scenario, plan)
-        return Outcome(
-            index, this_seed, scenario.name, tuple(violations), plan if violations else None
-        )
+        return session(partial(self.judge_iteration, scenarios, seed, index))
+
+    def iterations(
+        self, scenarios: Sequence[Scenario], seed: int, indexes: Sequence[int]
+    ) -> list[Outcome]:
+        """Iterations ``indexes`` in one session."""
+        return session(partial(self.judge_iterations, scenarios, seed, indexes))
 
 
 def draw_iteration(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ..interception import Interception
@@ -43,17 +44,18 @@ class Scenario:
     tools: tuple[InjectedTool, ...]
     keys: int
 
-    @property
+    # Every iteration asks these; a scenario never changes, so each is worked out once.
+    @cached_property
     def streaming(self) -> bool:
         return json.loads(self.body).get("stream") is True
 
-    @property
+    @cached_property
     def toolset(self) -> ToolSet:
         return ToolSet.of(self.tools)
 
-    @property
-    def key_secrets(self) -> list[str]:
-        return [f"sk-sim-key-{i}-0123456789abcdef" for i in range(self.keys)]
+    @cached_property
+    def key_secrets(self) -> tuple[str, ...]:
+        return tuple(f"sk-sim-key-{i}-0123456789abcdef" for i in range(self.keys))
 
     @property
     def provider(self) -> str:

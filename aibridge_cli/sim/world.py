@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import trio
 import trio.testing
@@ -30,8 +31,9 @@ from ..server import Server, ServerConfig
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from ..upstream import UpstreamTimeouts
 from .client import ClientResult, Pace, exchange
-from .network import CheckpointPlan, MemoryNetwork, YieldingStream, Yields
-from .sched import Scheduler, deterministic
+from .network import MemoryNetwork
+from .pipes import CheckpointPlan, Yields, stream_pair
+from .sched import Scheduler, deterministic, rewind, settle
 from .upstream import RawUpstream
 
 # A fixed wall clock: Retry-After dates and records never read the real time.
@@ -86,7 +88,6 @@ class WorldResult:
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
 TASK_NAMES = {
-    "aibridge_cli.sim.world._World.run": "client",
     "proxy-conn": "proxy handler/loop",
     "aibridge_cli.bridge.ClientStream.relay": "proxy relay",
     "aibridge_cli.server.HTTPConnection._watch_peer": "watch peer",
@@ -101,7 +102,8 @@ class Timeline(trio.abc.Instrument):
     at one instant make one line too, so the interesting moments stand out.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, client: trio.lowlevel.Task) -> None:
+        self.client = client  # the session's main task, which runs the world's client
         self.entries: list[list[Any]] = []  # [time, who, action, count]
 
     def _add(self, who: str, action: str) -> None:
@@ -130,8 +132,9 @@ class Timeline(trio.abc.Instrument):
                 return
         entries.append([now, who, action, 1])
 
-    @staticmethod
-    def _who(task: trio.lowlevel.Task) -> str:
+    def _who(self, task: trio.lowlevel.Task) -> str:
+        if task is self.client:
+            return "client"
         name = TASK_NAMES.get(task.name, task.name)
         if name == "watch peer" and task.parent_nursery is not None:
             owner = task.parent_nursery.parent_task.name
@@ -191,27 +194,60 @@ def _quiet_logs() -> None:
         logger.propagate = False
 
 
-def run_world(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
-    """Run ``spec`` once in a fresh trio run; deterministic for a given spec."""
+T = TypeVar("T")
+_clock: trio.testing.MockClock | None = None  # the running session's
+
+
+def session(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn`` in one trio run, in which it may ``simulate`` many worlds.
+
+    Starting trio costs about a tenth of a world, so a campaign runs a batch of
+    iterations in one session. Every world starts from the same state (see ``simulate``):
+    a world alone in a session and the same world tenth in one are the same run.
+    """
+    global _clock
+    assert _clock is None, "sessions do not nest"
     _quiet_logs()
+    _clock = trio.testing.MockClock(autojump_threshold=0)
+    try:
+        with deterministic(_scheduler), warnings.catch_warnings():
+            # Breaking out of a streamed httpx body leaves httpx's and httpcore's async
+            # generators to trio's finalizer, which warns; it does close them, so that is
+            # noise here, not a leak.
+            warnings.filterwarnings("ignore", "Async generator", ResourceWarning)
+            return trio.run(fn, clock=_clock, strict_exception_groups=True)
+    finally:
+        _clock = None
+
+
+async def simulate(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
+    """Run ``spec`` once in the current session; deterministic for a given spec.
+
+    The world starts with the other tasks settled, virtual time at 0 and the scheduler
+    seeded from the spec.
+    """
+    assert _clock is not None, "simulate() runs inside session()"
+    await settle()
+    rewind(_clock)
     _error_log.records.clear()
-    recorder = Timeline() if timeline else None
-    with deterministic(_scheduler) as scheduler, warnings.catch_warnings():
-        # Breaking out of a streamed httpx body leaves httpx's and httpcore's async
-        # generators to trio's finalizer, which warns; it does close them, so that is
-        # noise here, not a leak.
-        warnings.filterwarnings("ignore", "Async generator", ResourceWarning)
-        scheduler.configure(spec.schedule_seed, spec.schedule_budget, spec.schedule_rate)
-        result = trio.run(
-            _World(spec, recorder).run,
-            clock=trio.testing.MockClock(autojump_threshold=0),
-            instruments=[recorder] if recorder is not None else [],
-            strict_exception_groups=True,
-        )
-        result.deviations = scheduler.deviations
+    _scheduler.configure(spec.schedule_seed, spec.schedule_budget, spec.schedule_rate)
+    recorder = Timeline(trio.lowlevel.current_task()) if timeline else None
+    if recorder is not None:
+        trio.lowlevel.add_instrument(recorder)
+    try:
+        result = await _World(spec, recorder).run()
+    finally:
+        if recorder is not None:
+            trio.lowlevel.remove_instrument(recorder)
+    result.deviations = _scheduler.deviations
     if recorder is not None:
         result.timeline = recorder.render()
     return result
+
+
+def run_world(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
+    """Run ``spec`` once in a session of its own."""
+    return session(partial(simulate, spec, timeline=timeline))
 
 
 class _World:
@@ -247,7 +283,8 @@ class _World:
         retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
         status = None if reply.fault == "reset-before-body" else reply.status
         self.attempts.append(Attempt(trio.current_time(), key, status, retry))
-        self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
+        if self.timeline is not None:
+            self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
         return reply
 
     def _guard(
@@ -307,17 +344,25 @@ class _World:
             app.env.run_tool = self._run_tool
             app.env.wall_clock = lambda: WALL_EPOCH + trio.current_time()
             proxy = Server(app, ServerConfig())
-            near, far = trio.testing.lockstep_stream_pair()
+            near, far = stream_pair(
+                lockstep=True,
+                yields=self.yields,
+                name="downstream",
+                note=self.note if self.timeline else None,
+            )
             services.start_soon(
-                self._guard(proxy.serve_stream, "the proxy", upstream=False),
-                YieldingStream(
-                    far, self.yields, "downstream", self.note if self.timeline else None
-                ),
-                name="proxy-conn",
+                self._guard(proxy.serve_stream, "the proxy", upstream=False), far, name="proxy-conn"
             )
             client = ClientResult()
             with trio.move_on_after(spec.bound) as bound:
-                client = await exchange(near, "POST", spec.path, spec.body, spec.pace, self.note)
+                client = await exchange(
+                    near,
+                    "POST",
+                    spec.path,
+                    spec.body,
+                    spec.pace,
+                    self.note if self.timeline else None,
+                )
             live = not bound.cancelled_caught
             end_time = trio.current_time()
             provider = "openai" if spec.path.startswith("/openai") else "anthropic"

@@ -1,0 +1,56 @@
+"""Canonical runs are shared where they must be equal, and never computed twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aibridge_cli.fuzz import runner
+from aibridge_cli.fuzz.plan import Fault, Plan
+from aibridge_cli.fuzz.runner import Judge
+from aibridge_cli.fuzz.scenarios import builtin
+from aibridge_cli.sim import world
+
+SIMPLE = "anthropic/simple#streaming"
+
+
+def counting_runs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    runs: list[Any] = []
+    real = world.simulate
+
+    async def simulate(spec: Any, **kwargs: Any) -> Any:
+        runs.append(spec)
+        return await real(spec, **kwargs)
+
+    monkeypatch.setattr(runner, "simulate", simulate)
+    return runs
+
+
+def test_plans_that_differ_only_in_fields_their_faults_ignore_share_a_canonical_run() -> None:
+    scenario, judge = builtin(SIMPLE)[0], Judge("eager")
+    judge.evaluate(scenario, Plan(faults=(Fault("429-one", 0, 3, "5"),), read_size=64))
+    judge.evaluate(scenario, Plan(faults=(Fault("429-one", 0, 7, "5"),), read_size=512))
+    assert len(judge.canonical) == 1
+    # Retry-After changes what a 429 means, and the frame what a reset means.
+    judge.evaluate(scenario, Plan(faults=(Fault("429-one", 0, 7, "1"),), read_size=64))
+    judge.evaluate(scenario, Plan(faults=(Fault("reset-in-body", 0, 1),), read_size=64))
+    judge.evaluate(scenario, Plan(faults=(Fault("reset-in-body", 0, 2),), read_size=64))
+    assert len(judge.canonical) == 4
+
+
+def test_a_run_whose_schedule_never_left_fifo_is_its_own_canonical_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scenario, judge = builtin(SIMPLE)[0], Judge("eager")
+    reference = Judge("eager")
+    reference.canonical_shape(scenario, Plan())
+    runs = counting_runs(monkeypatch)
+    violations, result = judge.evaluate(scenario, Plan(schedule_seed=5, schedule_budget=0))
+    assert violations == []
+    assert result.deviations == 0
+    assert len(runs) == 1
+    assert judge.canonical == reference.canonical
+    # A plan that perturbs more than the schedule still gets a canonical run of its own.
+    judge.evaluate(scenario, Plan(faults=(Fault("500", 0),), read_size=64))
+    assert len(runs) == 3
