@@ -38,6 +38,16 @@ class SDKClients:
             await self.clients.pop().close()
 
 
+# One set for every test module; ``conftest.py`` closes them after each test.
+SDK_CLIENTS = SDKClients()
+client_for = SDK_CLIENTS.open
+
+
+def keys_seen(stack: Stack) -> list[str | None]:
+    """The bearer credential of each request the upstream saw, in order."""
+    return [r.header("authorization") for r in stack.upstream.seen]
+
+
 CHAT_ID = "chatcmpl-up"
 
 

@@ -4,7 +4,6 @@ all on loopback sockets."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,16 +13,17 @@ import trio
 
 from aibridge_cli.scripted import Reply
 
-from .conftest import WEATHER, Stack, StackFactory
+from .conftest import WEATHER, StackFactory
 from .openai_scripts import (
     RATE_LIMITED,
     SDK_GENERATORS,
-    SDKClients,
     chat_body,
     chat_stream,
     chat_text,
     chat_tool_turn,
     chunk,
+    client_for,
+    keys_seen,
     openai_error_reply,
     tool_call_part,
     tool_delta,
@@ -37,18 +37,6 @@ CLIENT_TOOL = {
     "type": "function",
     "function": {"name": "read_file", "parameters": {"type": "object"}},
 }
-_clients = SDKClients()
-client_for = _clients.open
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    await _clients.aclose()
-
-
-def keys_seen(stack: Stack) -> list[str | None]:
-    return [r.header("authorization") for r in stack.upstream.seen]
 
 
 async def collect(stream: Any) -> list[Any]:

@@ -12,7 +12,6 @@ as the Go gateway relays the last upstream response verbatim.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from aibridge_cli.tools import ToolSet
 from aibridge_cli.txtar import Txtar, parse_http_section, parse_txtar
 
 from .conftest import WEATHER, Stack, StackFactory
-from .openai_scripts import SDK_GENERATORS, SDKClients
+from .openai_scripts import SDK_GENERATORS, client_for
 
 pytestmark = SDK_GENERATORS
 
@@ -80,15 +79,6 @@ def data_events(body: str) -> list[Any]:
         if event.data.strip() and event.data.strip() != "[DONE]":
             out.append(json.loads(event.data))
     return out
-
-
-_clients = SDKClients()
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    await _clients.aclose()
 
 
 def check_first_request(stack: Stack, request: dict[str, Any], stream: bool) -> None:
@@ -157,7 +147,7 @@ async def test_chat_fixture(stack: StackFactory, path: Path, mode: str) -> None:
     upstream_replies, tools = served(path, mode)
     s = await stack(upstream_replies, tools=tools)
     expected = chat_expectation(fixture, mode, tools)
-    client = _clients.open(s)
+    client = client_for(s)
     streaming = mode == "streaming"
     rest = {k: v for k, v in request.items() if k not in ("model", "messages", "stream")}
     call = client.chat.completions.create(
@@ -213,7 +203,7 @@ async def test_models_fall_through(stack: StackFactory) -> None:
     fixture = load(OPENAI / "chatcompletions" / "fallthrough.txtar")
     listing = parse_http_section(fixture.sections["non-streaming"]).body.encode()
     s = await stack([Reply(200, [("content-type", "application/json")], [listing])])
-    models = await _clients.open(s).models.list()
+    models = await client_for(s).models.list()
     expected = [m["id"] for m in json.loads(fixture.sections["non-streaming"])["data"]]
     assert [m.id for m in models.data] == expected
     assert s.upstream.seen[0].path == "/v1/models"

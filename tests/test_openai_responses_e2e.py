@@ -4,7 +4,6 @@ on loopback sockets."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,8 +18,9 @@ from aibridge_cli.tools import ToolSet
 from .conftest import WEATHER, Stack, StackFactory
 from .openai_scripts import (
     SDK_GENERATORS,
-    SDKClients,
+    client_for,
     function_item,
+    keys_seen,
     message_item,
     openai_error_reply,
     response_object,
@@ -37,18 +37,6 @@ CLIENT_TOOL: Any = {
     "parameters": {"type": "object"},
     "strict": False,
 }
-_clients = SDKClients()
-client_for = _clients.open
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    yield
-    await _clients.aclose()
-
-
-def keys_seen(stack: Stack) -> list[str | None]:
-    return [r.header("authorization") for r in stack.upstream.seen]
 
 
 def blocking(response_id: str, items: list[Any]) -> Reply:
