@@ -91,12 +91,14 @@ def serve_options(
     tools: Path | None,
     stream_initiation: StreamInitiation,
     max_iterations: int,
-    max_body_size: int,
-    connect_timeout: float,
-    read_timeout: float,
-    grace_period: float,
+    *,
+    max_body_size: int = ServerConfig.max_body_size,
+    connect_timeout: float = UpstreamTimeouts.connect,
+    read_timeout: float = UpstreamTimeouts.read,
+    grace_period: float = ServerConfig.grace_period,
 ) -> ServeOptions:
-    """The serve options from the command line, with keys from the environment."""
+    """The serve options from the command line, with keys from the environment; the
+    limits and timeouts default to the server's and the upstream client's own."""
     return ServeOptions(
         host=host,
         port=port,
@@ -125,16 +127,16 @@ def serve(
     max_iterations: Annotated[int, typer.Option(help="Bound on agentic-loop iterations.")] = 10,
     max_body_size: Annotated[
         int, typer.Option(help="Largest request body accepted, in bytes (larger: 413).")
-    ] = 32 * 1024 * 1024,
+    ] = ServerConfig.max_body_size,
     connect_timeout: Annotated[
         float, typer.Option(help="Upstream connect timeout, seconds.")
-    ] = 10.0,
+    ] = UpstreamTimeouts.connect,
     read_timeout: Annotated[
         float, typer.Option(help="Upstream idle-read timeout, seconds (no byte for this long).")
-    ] = 300.0,
+    ] = UpstreamTimeouts.read,
     grace_period: Annotated[
         float, typer.Option(help="Seconds in-flight requests get on Ctrl-C/SIGTERM.")
-    ] = 10.0,
+    ] = ServerConfig.grace_period,
     log_level: LogLevelOpt = "info",
     record: Annotated[
         Path | None, typer.Option("--record", help="Append each interception to this fixture.")
@@ -157,10 +159,10 @@ def serve(
             tools,
             stream_initiation,
             max_iterations,
-            max_body_size,
-            connect_timeout,
-            read_timeout,
-            grace_period,
+            max_body_size=max_body_size,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            grace_period=grace_period,
         )
         recorder = open_recorder(record, options, redact or []) if record else None
         bridge = build_app(options, recorder=recorder)

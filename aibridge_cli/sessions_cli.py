@@ -137,10 +137,6 @@ def record(
             tools,
             stream_initiation,
             max_iterations,
-            32 * 1024 * 1024,
-            10.0,
-            300.0,
-            10.0,
         )
         writer = open_recorder(output, options, redact or [])
         try:
