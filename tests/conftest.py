@@ -20,7 +20,6 @@ from aibridge_cli.server import Server
 from aibridge_cli.tools import InjectedTool, ToolSet
 
 from .keywatch import KeyWatch
-from .openai_scripts import SDK_CLIENTS
 
 # -- no key in what the whole run logged or recorded (tests/keywatch.py) ------------------
 WATCH = KeyWatch()
@@ -54,13 +53,6 @@ def _watch_every_log_record() -> None:
     aibridge.setLevel(logging.DEBUG)
     aibridge.propagate = True
     aibridge.handlers.clear()
-
-
-@pytest.fixture(autouse=True)
-async def _close_sdk_clients() -> AsyncIterator[None]:
-    """The OpenAI SDK clients a test opened (``openai_scripts.client_for``), closed after it."""
-    yield
-    await SDK_CLIENTS.aclose()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -38,9 +39,16 @@ class SDKClients:
             await self.clients.pop().close()
 
 
-# One set for every test module; ``conftest.py`` closes them after each test.
+# One set for every test module; a module that opens clients imports ``close_sdk_clients``.
 SDK_CLIENTS = SDKClients()
 client_for = SDK_CLIENTS.open
+
+
+@pytest.fixture(autouse=True)
+async def close_sdk_clients() -> AsyncIterator[None]:
+    """The clients a test opened with ``client_for``, closed after it."""
+    yield
+    await SDK_CLIENTS.aclose()
 
 
 def keys_seen(stack: Stack) -> list[str | None]:

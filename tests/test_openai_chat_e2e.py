@@ -23,6 +23,7 @@ from .openai_scripts import (
     chat_tool_turn,
     chunk,
     client_for,
+    close_sdk_clients,  # noqa: F401 (an autouse fixture)
     keys_seen,
     openai_error_reply,
     tool_call_part,

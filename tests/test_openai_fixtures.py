@@ -26,7 +26,11 @@ from aibridge_cli.tools import ToolSet
 from aibridge_cli.txtar import Txtar, parse_http_section, parse_txtar
 
 from .conftest import WEATHER, Stack, StackFactory
-from .openai_scripts import SDK_GENERATORS, client_for
+from .openai_scripts import (
+    SDK_GENERATORS,
+    client_for,
+    close_sdk_clients,  # noqa: F401 (an autouse fixture)
+)
 
 pytestmark = SDK_GENERATORS
 

@@ -19,6 +19,7 @@ from .conftest import WEATHER, Stack, StackFactory
 from .openai_scripts import (
     SDK_GENERATORS,
     client_for,
+    close_sdk_clients,  # noqa: F401 (an autouse fixture)
     function_item,
     keys_seen,
     message_item,
