@@ -16,7 +16,14 @@ from typing import Any, ClassVar
 
 import trio
 
-from aibridge_cli.anthropic_replies import Event, message_end, message_start, text_block, tool_block
+from aibridge_cli.anthropic_replies import (
+    Event,
+    message,
+    message_end,
+    message_start,
+    text_block,
+    tool_block,
+)
 from aibridge_cli.app import ROUTES, Intercept
 from aibridge_cli.fixture import dump_fixture
 from aibridge_cli.scenario import Session, Step, record_session
@@ -90,42 +97,23 @@ class Anthropic:
     def _end(reason: str, out: int) -> list[Event]:
         return message_end(reason, out)
 
+    @staticmethod
+    def _message(content: list[dict[str, Any]], reason: str, out: int, n: int) -> Reply:
+        return message(content, reason, out, 12 + n, f"msg_fixture{n}", MODEL)
+
     def text_reply(self, parts: list[str], n: int = 0, stream: bool = True) -> Reply:
         if not stream:
-            return Reply.json(
-                {
-                    "id": f"msg_fixture{n}",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": MODEL,
-                    "content": [{"type": "text", "text": "".join(parts)}],
-                    "stop_reason": "end_turn",
-                    "usage": {"input_tokens": 12 + n, "output_tokens": 7},
-                }
-            )
+            content = [{"type": "text", "text": "".join(parts)}]
+            return self._message(content, "end_turn", 7, n)
         return Reply.sse([*self._start(n), *self._text(0, parts), *self._end("end_turn", 7)])
 
     def tool_reply(self, name: str, args: dict[str, Any], n: int = 0, stream: bool = True) -> Reply:
         if not stream:
-            return Reply.json(
-                {
-                    "id": f"msg_fixture{n}",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": MODEL,
-                    "content": [
-                        {"type": "text", "text": "Let me check."},
-                        {
-                            "type": "tool_use",
-                            "id": f"toolu_fixture{n}",
-                            "name": name,
-                            "input": args,
-                        },
-                    ],
-                    "stop_reason": "tool_use",
-                    "usage": {"input_tokens": 12 + n, "output_tokens": 9},
-                }
-            )
+            content = [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": f"toolu_fixture{n}", "name": name, "input": args},
+            ]
+            return self._message(content, "tool_use", 9, n)
         return Reply.sse(
             [
                 *self._start(n),
