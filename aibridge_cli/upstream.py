@@ -119,10 +119,20 @@ class BodyPart(bytes):
     """The body bytes one socket read brought, joined, with the HTTP chunks they came in.
 
     The relay wants the bytes joined (one pass up the generators per read); a recording
-    wants the chunks as the upstream flushed them, whatever the reads made of them.
+    wants the chunks as the upstream flushed them, whatever the reads made of them. Only
+    their sizes are kept: the relay never pays for the split, a recording cuts them out.
     """
 
-    chunks: tuple[bytes, ...] = ()
+    sizes: tuple[int, ...] = ()
+
+    @property
+    def chunks(self) -> tuple[bytes, ...]:
+        out = []
+        start = 0
+        for size in self.sizes:
+            out.append(self[start : start + size])
+            start += size
+        return tuple(out)
 
 
 class _HTTP11Connection(httpcore.AsyncHTTP11Connection):
@@ -181,7 +191,7 @@ class _HTTP11Connection(httpcore.AsyncHTTP11Connection):
                 yield bytes(parts[0])
             else:
                 joined = BodyPart(b"".join(parts))
-                joined.chunks = tuple(map(bytes, parts))
+                joined.sizes = tuple(map(len, parts))
                 yield joined
             if broken is not None:
                 raise httpcore.RemoteProtocolError(str(broken)) from broken
