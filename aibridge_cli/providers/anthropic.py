@@ -166,8 +166,8 @@ class AnthropicConversation:
     # -- streaming ---------------------------------------------------------------------
     def on_event(self, event: SSEEvent) -> list[bytes]:
         kind = event.event
-        if kind == "content_block_delta" and (text := self._plain_text(event.data)):
-            index, delta = text
+        if kind == "content_block_delta" and (plain := self._plain_text(event.data)):
+            index, delta = plain
             block = self.blocks.get(index)
             if block is not None and block.client_index == index:
                 block.add("text", delta)
