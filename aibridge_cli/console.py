@@ -10,6 +10,8 @@ from rich.text import Text
 
 stderr = Console(stderr=True)
 stdout = Console(highlight=False, soft_wrap=True)
+# A report that goes to a file or a pipe keeps whole scenario names and timeline lines.
+report_out = stdout if stdout.is_terminal else Console(highlight=False, soft_wrap=True, width=160)
 
 
 _LEVEL_STYLES = {"DEBUG": "dim", "INFO": "cyan", "WARNING": "yellow", "ERROR": "bold red"}

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .headers import header
+
 ErrorKind = Literal[
     "invalid_request",
     "authentication",
@@ -138,7 +140,7 @@ class UpstreamStatusError(UpstreamError):
     """The upstream answered an error status; it is relayed to the client as it came."""
 
     def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        retry = _header(headers, "retry-after")
+        retry = header(headers, "retry-after")
         retry_after = int(retry) if retry is not None and retry.isdigit() else None
         super().__init__(f"upstream answered {status}", status=status, retry_after=retry_after)
         self.headers = headers
@@ -158,10 +160,3 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamBroken(UpstreamError):
     status = 502
     kind = "api_error"
-
-
-def _header(headers: list[tuple[str, str]], name: str) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-Headers = list[tuple[str, str]]
+from .headers import Headers
 
 SECRET_HEADERS = frozenset(
     {"x-api-key", "authorization", "proxy-authorization", "cookie", "set-cookie", "api-key"}
@@ -67,7 +67,7 @@ class ResponseLog:
     def wrote(self, data: bytes) -> None:
         if self.keep_chunks:
             now = self.clock()
-            # an upstream body part keeps the chunks it joined (upstream.BodyPart)
+            # an upstream body part keeps the chunks it joined (httpcore_fence.BodyPart)
             for chunk in getattr(data, "chunks", None) or (data,):
                 self.chunks.append(Chunk(now, chunk))
 

@@ -27,8 +27,8 @@ def load() -> str:
 
 
 def speed(iterations: int) -> None:
+    from aibridge_cli.fuzz.catalog import builtin
     from aibridge_cli.fuzz.runner import Judge
-    from aibridge_cli.fuzz.scenarios import builtin
 
     scenarios = builtin(SEED_CASE)
     for mode in ("eager", "lazy"):

@@ -1,7 +1,7 @@
 """A fast fake Anthropic upstream for the benchmarks: raw trio sockets, pre-encoded frames.
 
-``aibridge_cli.scripted`` writes each chunk in its own send, which makes the upstream the
-bottleneck of a 10,000-event stream. This one builds each reply once and writes it in
+``aibridge_cli.fakes.scripted_upstream`` writes each chunk in its own send, which makes the
+upstream the bottleneck of a 10,000-event stream. This one builds each reply once and writes it in
 blocks of whole frames (``--write-size`` bytes, chunked encoding), so what is measured is
 whoever sits between it and the client. Every benchmark target, the direct baseline
 included, talks to the same instance.

@@ -1,7 +1,8 @@
 """Regenerate the built-in fixtures in aibridge_cli/fixtures/ (run from the project root).
 
 Each scenario runs through aibridge's own proxy against a scripted upstream and is
-recorded (``aibridge_cli.scenario``). Providers whose API is not routed yet are skipped.
+recorded (``aibridge_cli.sessions.scripted_sessions``). Providers whose API is not routed yet
+are skipped.
 
     python scripts/make_builtin_fixtures.py [NAME ...]
 """
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 
 import trio
 
-from aibridge_cli.anthropic_replies import (
+from aibridge_cli.fakes.anthropic_replies import (
     Event,
     message,
     message_end,
@@ -24,10 +25,10 @@ from aibridge_cli.anthropic_replies import (
     text_block,
     tool_block,
 )
-from aibridge_cli.app import ROUTES, Intercept
-from aibridge_cli.fixture import dump_fixture
-from aibridge_cli.scenario import Session, Step, record_session
-from aibridge_cli.scripted import Reply
+from aibridge_cli.fakes.scripted_upstream import Reply
+from aibridge_cli.proxy.routes import ROUTES, Intercept
+from aibridge_cli.sessions.fixture import dump_fixture
+from aibridge_cli.sessions.scripted_sessions import Session, Step, record_session
 from aibridge_cli.tools import InjectedTool
 
 OUT = Path(__file__).resolve().parents[1] / "aibridge_cli" / "fixtures"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aibridge_cli.anthropic_replies import (
+from aibridge_cli.fakes.anthropic_replies import (
     Event,
     error_reply,
     message,

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 import trio
 
-from aibridge_cli import app as app_module
-from aibridge_cli import keypool
-from aibridge_cli.app import BridgeApp
-from aibridge_cli.scripted import Reply, ScriptedUpstream
-from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import Server
+from aibridge_cli.proxy import routes as app_module
+from aibridge_cli.proxy import keypool
+from aibridge_cli.config import ServeOptions
+from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
+from aibridge_cli.proxy.routes import BridgeApp
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.server import Server
 from aibridge_cli.tools import InjectedTool, ToolSet
 
 from .keywatch import KeyWatch

@@ -18,10 +18,10 @@ from typing import Any
 import anthropic
 import pytest
 
-from aibridge_cli.scripted import Reply
+from aibridge_cli.fakes.scripted_upstream import Reply
+from aibridge_cli.sessions.txtar import HTTPSection, Txtar, parse_http_section, parse_txtar
 from aibridge_cli.sse import SSEDecoder
 from aibridge_cli.tools import InjectedTool, ToolSet
-from aibridge_cli.txtar import HTTPSection, Txtar, parse_http_section, parse_txtar
 
 from .conftest import StackFactory
 from .sdkutil import collect_sdk_garbage

@@ -7,8 +7,14 @@ from typing import Any
 
 import pytest
 
-from aibridge_cli.anthropic_replies import Event, message_end, message_start, text_block, tool_block
 from aibridge_cli.errors import UpstreamBroken
+from aibridge_cli.fakes.anthropic_replies import (
+    Event,
+    message_end,
+    message_start,
+    text_block,
+    tool_block,
+)
 from aibridge_cli.providers.anthropic import AnthropicConversation
 from aibridge_cli.providers.base import dumps
 from aibridge_cli.sse import SSEDecoder, encode_event

@@ -16,9 +16,10 @@ import pytest
 import trio
 import trio.testing
 
-from aibridge_cli.scripted import Fault, Reply
-from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import Server
+from aibridge_cli.config import ServeOptions
+from aibridge_cli.fakes.scripted_upstream import Fault, Reply
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.server import Server
 from aibridge_cli.sse import SSEDecoder, SSEEvent
 from aibridge_cli.tools import InjectedTool, ToolSet
 
@@ -550,7 +551,7 @@ async def test_upstream_unreachable_is_502(stack: StackFactory) -> None:
 async def test_upstream_idle_read_timeout_before_the_stream_is_504(
     stack: StackFactory, http: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
 ) -> None:
-    from aibridge_cli.upstream import UpstreamTimeouts
+    from aibridge_cli.config import UpstreamTimeouts
 
     s = await stack(
         [Reply(200, [("content-type", "text/event-stream")], [], fault="stall")],
@@ -567,7 +568,7 @@ async def test_upstream_idle_read_timeout_before_the_stream_is_504(
 async def test_upstream_idle_read_timeout_after_the_stream_began_is_an_sse_error(
     stack: StackFactory, http: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
 ) -> None:
-    from aibridge_cli.upstream import UpstreamTimeouts
+    from aibridge_cli.config import UpstreamTimeouts
 
     s = await stack(
         [stream(message_start(), text_block(0, "Hel"), fault="stall", fault_at=2)],

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import trio
 
-from aibridge_cli.scripted import Reply, ScriptedUpstream
-from aibridge_cli.server import Server
+from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
+from aibridge_cli.proxy.server import Server
 
 SECRET = "sk-ant-cli-secret-key-0123456789-WXYZ"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from aibridge_cli.errors import FixtureError
-from aibridge_cli.fixture import Fixture, dump_fixture, header_line, parse_fixture
 from aibridge_cli.interception import ClientRequest, Interception
-from aibridge_cli.recording import FixtureWriter, load_fixture
+from aibridge_cli.sessions.fixture import Fixture, dump_fixture, header_line, parse_fixture
+from aibridge_cli.sessions.recording import FixtureWriter, load_fixture
 
 
 def make_record(data: bytes = b"event: x\ndata: {}\n\n") -> Interception:

@@ -6,10 +6,11 @@ import socket
 
 import trio
 
+from aibridge_cli.config import ServeOptions
 from aibridge_cli.fuzz.blackbox import _iterate
-from aibridge_cli.fuzz.scenarios import builtin
-from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import Server
+from aibridge_cli.fuzz.catalog import builtin
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.server import Server
 from aibridge_cli.tools import ToolSet, tool_from_mapping
 
 SEED_CASE = "anthropic/rate-limit-after-tool-turn"

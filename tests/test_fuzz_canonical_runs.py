@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from aibridge_cli.fuzz import runner
+from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.plan import Fault, Plan
 from aibridge_cli.fuzz.runner import Judge
-from aibridge_cli.fuzz.scenarios import builtin
 from aibridge_cli.sim import world
 
 SIMPLE = "anthropic/simple#streaming"

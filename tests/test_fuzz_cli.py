@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from aibridge_cli.cli import app
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
-from aibridge_cli.fuzz.scenarios import builtin
+from aibridge_cli.fuzz.catalog import builtin
 
 SEED_CASE = "anthropic/rate-limit-after-tool-turn"
 runner = CliRunner()

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from aibridge_cli.app import ROUTES, Intercept
 from aibridge_cli.errors import FixtureError
-from aibridge_cli.importer import api_for, import_txtar, txtar_session
-from aibridge_cli.replay import replay_fixture
+from aibridge_cli.proxy.routes import ROUTES, Intercept
+from aibridge_cli.sessions.importer import api_for, import_txtar, txtar_session
+from aibridge_cli.sessions.replay import replay_fixture
 
 from .cli_process import run_cli
 

@@ -7,7 +7,13 @@ import email.utils
 import pytest
 
 from aibridge_cli.errors import AllKeysDisabled, AllKeysRateLimited
-from aibridge_cli.keypool import DEFAULT_COOLDOWN, KeyPool, KeyState, mask_key, parse_retry_after
+from aibridge_cli.proxy.keypool import (
+    DEFAULT_COOLDOWN,
+    KeyPool,
+    KeyState,
+    mask_key,
+    parse_retry_after,
+)
 
 WALL = 1_750_000_000.0  # a fixed wall-clock instant for HTTP-date arithmetic
 KEYS = ["sk-ant-api03-key0-AAAA", "sk-ant-api03-key1-BBBB", "sk-ant-api03-key2-CCCC"]

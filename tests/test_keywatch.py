@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from aibridge_cli.keypool import mask_key
+from aibridge_cli.proxy.keypool import mask_key
 
 from .keywatch import KeyWatch
 

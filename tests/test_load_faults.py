@@ -18,14 +18,14 @@ import pytest
 import trio
 import trio.testing
 
-from aibridge_cli.app import BridgeApp
-from aibridge_cli.scripted import Reply
-from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import Server, ServerConfig
-from aibridge_cli.sim.upstream import RawUpstream as SimUpstream
+from aibridge_cli.config import ServeOptions, ServerConfig, UpstreamTimeouts
+from aibridge_cli.fakes.scripted_upstream import Reply
+from aibridge_cli.proxy.routes import BridgeApp
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.server import Server
+from aibridge_cli.sim.raw_upstream import RawUpstream as SimUpstream
 from aibridge_cli.sse import encode_event
 from aibridge_cli.tools import InjectedTool, ToolOutcome, ToolSet
-from aibridge_cli.upstream import UpstreamTimeouts
 
 from .anthropic_script import (
     FINAL_TURN,

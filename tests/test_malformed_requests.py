@@ -11,8 +11,9 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import Server, ServerConfig
+from aibridge_cli.config import ServeOptions, ServerConfig
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.server import Server
 from aibridge_cli.tools import ToolSet
 
 from .rawhttp import RawClient

@@ -11,9 +11,10 @@ import httpx
 import pytest
 import trio
 
-from aibridge_cli.recording import FixtureWriter
-from aibridge_cli.scripted import Reply, ScriptedUpstream
-from aibridge_cli.serve import ServeOptions, build_app
+from aibridge_cli.config import ServeOptions
+from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.sessions.recording import FixtureWriter
 from aibridge_cli.tools import ToolSet
 
 from .anthropic_script import (

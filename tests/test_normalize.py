@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aibridge_cli.normalize import diff_normalized, normalize_response
+from aibridge_cli.sessions.normalize import diff_normalized, normalize_response
 from aibridge_cli.sse import encode_event
 
 SSE = [("content-type", "text/event-stream")]

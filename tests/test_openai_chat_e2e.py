@@ -11,7 +11,7 @@ import openai
 import pytest
 import trio
 
-from aibridge_cli.scripted import Reply
+from aibridge_cli.fakes.scripted_upstream import Reply
 
 from .conftest import WEATHER, StackFactory
 from .openai_scripts import (

@@ -9,10 +9,10 @@ import httpx
 import pytest
 import trio
 
-from aibridge_cli.scripted import Reply
-from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import Server, ServerConfig
-from aibridge_cli.upstream import UpstreamTimeouts
+from aibridge_cli.config import ServeOptions, ServerConfig, UpstreamTimeouts
+from aibridge_cli.fakes.scripted_upstream import Reply
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.server import Server
 
 from .conftest import StackFactory
 

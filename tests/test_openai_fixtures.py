@@ -19,11 +19,11 @@ import httpx
 import openai
 import pytest
 
-from aibridge_cli.importer import txtar_session
-from aibridge_cli.scripted import Reply
+from aibridge_cli.fakes.scripted_upstream import Reply
+from aibridge_cli.sessions.importer import txtar_session
+from aibridge_cli.sessions.txtar import Txtar, parse_http_section, parse_txtar
 from aibridge_cli.sse import SSEDecoder
 from aibridge_cli.tools import ToolSet
-from aibridge_cli.txtar import Txtar, parse_http_section, parse_txtar
 
 from .conftest import WEATHER, Stack, StackFactory
 from .openai_scripts import (

@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from aibridge_cli.scripted import Reply
+from aibridge_cli.fakes.scripted_upstream import Reply
 from aibridge_cli.tools import ToolSet
 
 from .conftest import WEATHER, Stack, StackFactory

@@ -18,10 +18,10 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from aibridge_cli.bridge import StreamInitiation
-from aibridge_cli.scripted import Reply
-from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import Server
+from aibridge_cli.config import ServeOptions, StreamInitiation
+from aibridge_cli.fakes.scripted_upstream import Reply
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.server import Server
 from aibridge_cli.tools import ToolSet
 
 from .conftest import WEATHER

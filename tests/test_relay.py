@@ -11,10 +11,11 @@ import pytest
 import trio
 import trio.testing
 
-from aibridge_cli.app import BridgeApp
-from aibridge_cli.scripted import Reply, ScriptedUpstream
-from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import Server
+from aibridge_cli.config import ServeOptions
+from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
+from aibridge_cli.proxy.routes import BridgeApp
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.server import Server
 from aibridge_cli.sim.network import MemoryNetwork, Yields
 from aibridge_cli.sse import SSEDecoder
 from aibridge_cli.tools import ToolSet

@@ -8,14 +8,14 @@ import httpx
 import pytest
 import trio
 
-from aibridge_cli.builtin import list_builtin, load_builtin
 from aibridge_cli.errors import FixtureError
-from aibridge_cli.fixture import Fixture
 from aibridge_cli.interception import Chunk
-from aibridge_cli.mock import MockUpstream
-from aibridge_cli.replay import replay_fixture
-from aibridge_cli.scenario import stop_servers
-from aibridge_cli.server import Server
+from aibridge_cli.proxy.server import Server
+from aibridge_cli.sessions.builtin import list_builtin, load_builtin
+from aibridge_cli.sessions.fixture import Fixture
+from aibridge_cli.sessions.mock import MockUpstream
+from aibridge_cli.sessions.replay import replay_fixture
+from aibridge_cli.sessions.scripted_sessions import stop_servers
 
 SEED_CASES = [
     "simple",

@@ -12,16 +12,11 @@ import pytest
 import trio
 import trio.testing
 
-from aibridge_cli.app import BridgeApp
-from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import (
-    Headers,
-    Request,
-    ResponseWriter,
-    Server,
-    ServerConfig,
-    _writable_now,
-)
+from aibridge_cli.config import ServeOptions, ServerConfig
+from aibridge_cli.headers import Headers
+from aibridge_cli.proxy.routes import BridgeApp
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.server import Request, ResponseWriter, Server, _writable_now
 from aibridge_cli.tools import ToolSet
 
 from .rawhttp import RawClient

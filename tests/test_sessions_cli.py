@@ -14,9 +14,9 @@ import httpx
 import pytest
 import trio
 
-from aibridge_cli.recording import load_fixture
-from aibridge_cli.scenario import stop_servers
-from aibridge_cli.scripted import Reply, ScriptedUpstream
+from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
+from aibridge_cli.sessions.recording import load_fixture
+from aibridge_cli.sessions.scripted_sessions import stop_servers
 
 from .anthropic_script import (
     message,
@@ -259,8 +259,8 @@ async def test_record_runs_a_script_using_the_sdk_and_exits_with_its_status(
 
 
 async def test_mock_serves_the_recorded_exchanges(tmp_path: Path) -> None:
-    from aibridge_cli.builtin import load_builtin
-    from aibridge_cli.fixture import dump_fixture
+    from aibridge_cli.sessions.builtin import load_builtin
+    from aibridge_cli.sessions.fixture import dump_fixture
 
     (fixture,) = load_builtin("anthropic/failover-after-429")
     path = tmp_path / "f.jsonl"

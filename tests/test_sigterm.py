@@ -13,10 +13,10 @@ import pytest
 import trio
 import trio.testing
 
-from aibridge_cli.recording import FixtureWriter, load_fixture
-from aibridge_cli.scripted import ScriptedUpstream
-from aibridge_cli.serve import ServeOptions, build_app, serve_proxy
-from aibridge_cli.server import ServerConfig
+from aibridge_cli.config import ServeOptions, ServerConfig
+from aibridge_cli.fakes.scripted_upstream import ScriptedUpstream
+from aibridge_cli.proxy.run import build_app, serve_proxy
+from aibridge_cli.sessions.recording import FixtureWriter, load_fixture
 from aibridge_cli.tools import ToolSet
 
 from .anthropic_script import message_end, message_start, stream, text_block

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.plan import world_spec
 from aibridge_cli.fuzz.runner import draw_iteration
-from aibridge_cli.fuzz.scenarios import builtin
 from aibridge_cli.sim.world import WorldResult, WorldSpec, run_world, session, simulate
 
 SEED_CASE = "anthropic/rate-limit-after-tool-turn"

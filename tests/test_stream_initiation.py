@@ -21,10 +21,10 @@ import pytest
 import trio
 import trio.testing
 
-from aibridge_cli.bridge import StreamInitiation
-from aibridge_cli.scripted import ScriptedUpstream
-from aibridge_cli.serve import ServeOptions, build_app
-from aibridge_cli.server import Server
+from aibridge_cli.config import ServeOptions, StreamInitiation
+from aibridge_cli.fakes.scripted_upstream import ScriptedUpstream
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.server import Server
 from aibridge_cli.sim.network import MemoryNetwork, Yields
 from aibridge_cli.sim.sched import Scheduler, deterministic
 from aibridge_cli.sse import SSEDecoder

@@ -9,7 +9,8 @@ import httpcore
 import httpx
 import pytest
 
-from aibridge_cli.upstream import BodyPart, body_chunks, make_client
+from aibridge_cli.proxy.httpcore_fence import BodyPart
+from aibridge_cli.proxy.upstream_client import body_chunks, make_client
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 

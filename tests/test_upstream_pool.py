@@ -6,8 +6,9 @@ import httpx
 import trio
 import trio.testing
 
-from aibridge_cli.scripted import Reply, ScriptedUpstream
-from aibridge_cli.upstream import FairPool, make_client
+from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
+from aibridge_cli.proxy.httpcore_fence import FairPool
+from aibridge_cli.proxy.upstream_client import make_client
 
 from .conftest import StackFactory, start_server
 

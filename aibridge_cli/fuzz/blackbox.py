@@ -31,8 +31,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..scripted import Reply, ScriptedUpstream, SeenRequest
-from ..server import Server
+from ..console import report_out, stderr
+from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
+from ..proxy.server import Server
 from ..sim.client import Pace, exchange
 from ..sim.world import Attempt, WorldResult
 from .oracles import ORACLES, Violation, judge
@@ -216,9 +217,6 @@ def run_blackbox(
     as_json: bool,
 ) -> int:
     """Fuzz the proxy at ``url``; 1 when anything failed."""
-    from ..console import stderr
-    from .command import stdout
-
     started = time.monotonic()
     outcomes = trio.run(_iterate, _target(url), upstream_port, scenarios, seed, iterations)
     elapsed = time.monotonic() - started
@@ -226,7 +224,7 @@ def run_blackbox(
     if as_json:
         print(json.dumps(_as_json(url, seed, outcomes), indent=2))
     else:
-        stdout.print(_renderable(url, seed, outcomes))
+        report_out.print(_renderable(url, seed, outcomes))
     stderr.print(f"{len(outcomes)} black-box iterations in {elapsed:.1f} s", highlight=False)
     return 1 if failures else 0
 

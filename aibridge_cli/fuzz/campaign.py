@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..bridge import StreamInitiation
+from ..config import StreamInitiation
 from ..errors import FixtureError
 from .oracles import Violation
 from .plan import Plan

@@ -6,23 +6,17 @@ import json
 import random
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..bridge import StreamInitiation
+from ..config import StreamInitiation
 from ..console import print_error, stderr
-from ..console import stdout as terminal
+from ..console import report_out as stdout
 from ..errors import AibridgeError, ConfigError
-from . import report
-from .campaign import Settings, load_repro, replay, run_campaign, write_repro
-from .runner import Judge
-from .scenarios import builtin_names, select
 
-# A report that goes to a file or a pipe keeps whole scenario names and timeline lines.
-stdout = terminal if terminal.is_terminal else Console(highlight=False, soft_wrap=True, width=160)
+if TYPE_CHECKING:
+    from .campaign import Settings
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -71,6 +65,10 @@ def fuzz(
     ] = None,
 ) -> None:
     """Fuzz the proxy in a simulated world (or a running proxy, with --target)."""
+    from . import report
+    from .campaign import Settings
+    from .catalog import builtin_names, select
+
     try:
         if list_:
             stdout.print(report.listing(builtin_names()))
@@ -100,6 +98,11 @@ def fuzz(
 
 
 def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import report
+    from .campaign import run_campaign, write_repro
+
     total = len(settings.indexes())
     with Progress(
         TextColumn("fuzz"),
@@ -137,6 +140,10 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
 
 
 def _replay(path: Path, as_json: bool) -> int:
+    from . import report
+    from .campaign import load_repro, replay
+    from .runner import Judge
+
     header, scenario, plan = load_repro(path)
     judge = Judge(header["stream_initiation"])
     finding = replay(

@@ -22,9 +22,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..headers import media_type
 from ..sse import SSEDecoder
 
-Headers = Sequence[tuple[str, str]]
 Events = Sequence[tuple[str | None, Any]]
 _SSE_FIELDS = (b"event:", b"data:", b"id:", b"retry:", b":")
 DONE = "[DONE]"
@@ -35,18 +35,10 @@ class Response:
     """What the client got, as raw as it came."""
 
     status: int | None
-    headers: Headers
+    headers: Sequence[tuple[str, str]]
     body: bytes
     complete: bool  # the HTTP message ended properly
     truncated: bool = False  # the client hung up on purpose: a prefix is all there is
-
-
-def header(headers: Headers, name: str) -> str | None:
-    return next((v for k, v in headers if k.lower() == name), None)
-
-
-def _media(headers: Headers) -> str:
-    return (header(headers, "content-type") or "").split(";", 1)[0].strip().lower()
 
 
 def parse_events(
@@ -289,7 +281,7 @@ def response_problems(
     problems: list[str] = []
     if not response.complete and not response.truncated:
         problems.append("the HTTP response did not end properly")
-    media = _media(response.headers)
+    media = media_type(response.headers)
     if media == "text/event-stream":
         if response.status != 200:
             problems.append(f"an event stream with status {response.status}")

@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..normalize import diff_normalized, normalize_response
+from ..headers import header
+from ..sessions.normalize import diff_normalized, normalize_response
 from ..sim.world import WALL_EPOCH, Attempt, WorldResult
-from .grammar import Response, header, response_problems
+from .grammar import Response, response_problems
 from .plan import Plan
 from .scenario import Scenario
 

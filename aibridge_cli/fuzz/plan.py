@@ -17,8 +17,8 @@ import random
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ..bridge import StreamInitiation
-from ..scripted import Reply
+from ..config import StreamInitiation
+from ..fakes.scripted_upstream import Reply
 from ..sim.client import Pace
 from ..sim.world import WALL_EPOCH, WorldSpec
 from ..sse import encode_event

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from ..bridge import StreamInitiation
+from ..config import StreamInitiation
 from ..sim.world import WorldResult, session, simulate
 from .oracles import Violation, client_response, judge, shape_of
 from .plan import Plan, draw_plan, iteration_seed, world_spec

@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ..headers import FrozenHeaders
 from ..interception import Interception
 from ..tools import InjectedTool, ToolSet, tool_from_mapping
 
-Headers = tuple[tuple[str, str], ...]
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
 
 
 @dataclass(frozen=True)
 class Exchange:
     status: int
-    headers: Headers
+    headers: FrozenHeaders
     chunks: tuple[bytes, ...]
 
     @property

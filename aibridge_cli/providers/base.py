@@ -1,6 +1,6 @@
 """What a provider API must say for the bridge to intercept it.
 
-The bridge (``aibridge_cli.bridge``) owns the I/O: the upstream attempts with key
+The bridge (``aibridge_cli.proxy.bridge``) owns the I/O: the upstream attempts with key
 failover, the relay and loop tasks, the tools. An ``API`` owns everything specific to one
 provider's wire format, with no I/O: how a request is validated, how upstream events map
 to client events across agentic iterations, what its errors look like.
@@ -16,8 +16,6 @@ from typing import Any, Protocol
 from ..errors import ErrorKind, RequestError
 from ..sse import SSEEvent
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-
-Headers = list[tuple[str, str]]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import h11
 import trio
 
-Headers = list[tuple[str, str]]
+from ..headers import Headers
 
 
 @dataclass(frozen=True)

@@ -24,17 +24,16 @@ from typing import Any, TypeVar
 import trio
 import trio.testing
 
-from ..bridge import StreamInitiation
-from ..scripted import Reply
-from ..serve import ServeOptions, build_app
-from ..server import Server, ServerConfig
+from ..config import ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
+from ..fakes.scripted_upstream import Reply
+from ..proxy.run import build_app
+from ..proxy.server import Server
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from ..upstream import UpstreamTimeouts
 from .client import ClientResult, Pace, exchange
 from .network import MemoryNetwork
 from .pipes import CheckpointPlan, Yields, stream_pair
+from .raw_upstream import RawUpstream
 from .sched import Scheduler, deterministic, rewind, settle
-from .upstream import RawUpstream
 
 # A fixed wall clock: Retry-After dates and records never read the real time.
 WALL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -89,8 +88,8 @@ class WorldResult:
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
 TASK_NAMES = {
     "proxy-conn": "proxy handler/loop",
-    "aibridge_cli.bridge.ClientStream.relay": "proxy relay",
-    "aibridge_cli.server.HTTPConnection._watch_peer": "watch peer",
+    "aibridge_cli.proxy.bridge.ClientStream.relay": "proxy relay",
+    "aibridge_cli.proxy.server.HTTPConnection._watch_peer": "watch peer",
 }
 _HIDDEN = ("<init>", "<TrioToken.run_sync_soon task>")
 

@@ -10,24 +10,23 @@ from typing import Any
 
 import trio
 
+from ..errors import ClientDisconnected, ClientFacingError, RequestError, kind_for_status
+from ..headers import Headers, forwarded_request_headers, forwarded_response_headers
+from ..interception import ClientRequest, Interception, Recorder, credentials, redact_headers
+from ..providers.anthropic import AnthropicMessages, anthropic_error
+from ..providers.base import API, dumps, is_streaming
+from ..providers.openai_chat import OpenAIChat
+from ..providers.openai_common import openai_error
+from ..providers.openai_responses import OpenAIResponses
 from .bridge import (
     Environment,
     Interceptor,
     Upstream,
-    forwarded_request_headers,
-    forwarded_response_headers,
     translate_upstream_errors,
     write_error_response,
 )
-from .errors import ClientDisconnected, ClientFacingError, RequestError, kind_for_status
-from .interception import ClientRequest, Interception, Recorder, credentials, redact_headers
-from .providers.anthropic import AnthropicMessages, anthropic_error
-from .providers.base import API, dumps, is_streaming
-from .providers.openai_chat import OpenAIChat
-from .providers.openai_common import openai_error
-from .providers.openai_responses import OpenAIResponses
-from .server import Headers, Request, ResponseWriter
-from .upstream import body_chunks
+from .server import Request, ResponseWriter
+from .upstream_client import body_chunks
 
 log = logging.getLogger("aibridge.requests")
 
@@ -241,7 +240,8 @@ class BridgeApp:
                     )
                 try:
                     await writer.start(
-                        response.status_code, forwarded_response_headers(response.headers)
+                        response.status_code,
+                        forwarded_response_headers(response.headers.multi_items()),
                     )
                     async with body_chunks(response) as chunks:
                         async for chunk in chunks:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import trio
 
-from .errors import FixtureError
+from ..errors import FixtureError
+from ..fakes.scripted_upstream import Reply
+from ..tools import InjectedTool
 from .fixture import Fixture
-from .scenario import Session, Step, record_session, split_sse
-from .scripted import Reply
-from .tools import InjectedTool
+from .scripted_sessions import Session, Step, record_session, split_sse
 from .txtar import Txtar, parse_http_section, parse_txtar
 
 _INJECTED = re.compile(r'"name"\s*:\s*"(bmcp_[A-Za-z0-9_\-]+)"')

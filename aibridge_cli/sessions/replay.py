@@ -19,16 +19,16 @@ import httpx
 import trio
 import trio.lowlevel
 
-from .bridge import StreamInitiation
+from ..config import ServeOptions, StreamInitiation
+from ..interception import REDACTED, Interception
+from ..providers.base import dumps
+from ..proxy.run import build_app
+from ..proxy.server import Server
+from ..tools import InjectedTool, ToolOutcome, ToolSet, tool_from_mapping
 from .fixture import Fixture, distinct_keys, provider_of
-from .interception import REDACTED, Interception
 from .mock import Hit, MockUpstream, Timing, replayable, upstream_route
 from .normalize import diff_normalized, normalize_response
-from .providers.base import dumps
-from .scenario import stop_servers
-from .serve import ServeOptions, build_app
-from .server import Server
-from .tools import InjectedTool, ToolOutcome, ToolSet, tool_from_mapping
+from .scripted_sessions import stop_servers
 
 _HOP = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "accept-encoding"}

@@ -9,20 +9,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import trio
 import typer
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
-from .builtin import load_builtin
-from .cli import (
+from ..config import DEFAULT_ANTHROPIC_URL, DEFAULT_OPENAI_URL, ServeOptions
+from ..console import print_error, setup_logging, stderr, stdout
+from ..errors import AibridgeError, FixtureError
+from ..options import (
     AnthropicKeyOpt,
     AnthropicURLOpt,
     InitiationOpt,
@@ -30,18 +27,16 @@ from .cli import (
     OpenAIKeyOpt,
     OpenAIURLOpt,
     ToolsOpt,
-    app,
     serve_options,
 )
-from .console import print_error, setup_logging, stderr, stdout
-from .errors import AibridgeError, FixtureError
-from .fixture import Fixture, dump_fixture
-from .importer import import_txtar, output_name
-from .mock import MockUpstream, Timing
-from .recording import FixtureWriter, load_fixture, open_recorder
-from .replay import FixtureResult, exit_code, replay_fixture
-from .serve import DEFAULT_ANTHROPIC_URL, DEFAULT_OPENAI_URL, ServeOptions, build_app, serve_proxy
-from .server import Server
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from .fixture import Fixture
+    from .mock import MockUpstream, Timing
+    from .recording import FixtureWriter
+    from .replay import FixtureResult
 
 RedactOpt = Annotated[
     list[str] | None,
@@ -84,12 +79,15 @@ def _timing(value: str) -> Timing:
 
 
 # -- record --------------------------------------------------------------------------------
-async def record_command(
-    options: ServeOptions, writer: FixtureWriter, argv: list[str], redact: Sequence[str]
-) -> int:
+async def record_command(options: ServeOptions, writer: FixtureWriter, argv: list[str]) -> int:
     """Serve on a free port, run ``argv`` pointed at it, stop when it exits; its status."""
+    from functools import partial
+
+    import trio
+
+    from ..proxy.run import build_app, serve_proxy
+
     bridge = build_app(options, recorder=writer)
-    bridge.redact = tuple(redact)
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(partial(serve_proxy, bridge, options, announce=False))
         base = f"http://{host}:{port}"
@@ -107,9 +105,6 @@ async def record_command(
     return 128 - code if code < 0 else code
 
 
-@app.command(
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)
 def record(
     command: Annotated[list[str], typer.Argument(help="The command to run, after --.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Fixture file to append to.")],
@@ -125,6 +120,10 @@ def record(
     log_level: LogLevelOpt = "warning",
 ) -> None:
     """Run COMMAND with ANTHROPIC_BASE_URL and OPENAI_BASE_URL pointing at a recording proxy."""
+    import trio
+
+    from .recording import open_recorder
+
     setup_logging(log_level)
     with exits_on_errors(f"cannot run {command[0]}", 127):
         options = serve_options(
@@ -137,10 +136,11 @@ def record(
             tools,
             stream_initiation,
             max_iterations,
+            redact=redact or (),
         )
-        writer = open_recorder(output, options, redact or [])
+        writer = open_recorder(output, options)
         try:
-            code = trio.run(record_command, options, writer, command, redact or [])
+            code = trio.run(record_command, options, writer, command)
         finally:
             writer.close()
     stderr.print(f"recorded {writer.written} interceptions to {output}", highlight=False)
@@ -150,20 +150,13 @@ def record(
 # -- mock ----------------------------------------------------------------------------------
 async def serve_mock(mock: MockUpstream, host: str, port: int) -> None:
     """Serve the mock until SIGINT/SIGTERM, announcing its address like ``serve``."""
-    from .serve import _watch_signals
+    from ..proxy.run import serve_until_signalled
+    from ..proxy.server import Server
 
     server = Server(mock.app)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, server)
-        bound_host, bound_port = await nursery.start(server.serve_tcp, host, port)
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        sys.stdout.write(f"listening on http://{shown}:{bound_port}\n")
-        sys.stdout.flush()
-        await server.stopped.wait()
-        nursery.cancel_scope.cancel()
+    await serve_until_signalled(server, host, port)
 
 
-@app.command()
 def mock(
     fixtures: Annotated[list[Path], typer.Argument(help="Fixture files to serve, in order.")],
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -172,6 +165,11 @@ def mock(
     log_level: LogLevelOpt = "info",
 ) -> None:
     """Serve the recorded upstream exchanges as a fake Anthropic/OpenAI server."""
+    import trio
+
+    from .mock import MockUpstream
+    from .recording import load_fixture
+
     setup_logging(log_level)
     with exits_on_errors(f"cannot listen on {host}:{port}"):
         loaded = [load_fixture(path) for path in fixtures]
@@ -185,6 +183,10 @@ def mock(
 # -- replay --------------------------------------------------------------------------------
 def format_result(result: FixtureResult, max_lines: int = 20) -> RenderableType:
     """A table of one fixture's interceptions, then the differences of each mismatch."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=result.path, title_justify="left", expand=False)
     for column in ("#", "label", "api", "path", "result"):
         table.add_column(column)
@@ -211,13 +213,14 @@ def format_result(result: FixtureResult, max_lines: int = 20) -> RenderableType:
 async def replay_all(
     fixtures: list[Fixture], target: str | None, upstream_port: int, timing: Timing
 ) -> list[FixtureResult]:
+    from .replay import replay_fixture
+
     return [
         await replay_fixture(f, target=target, upstream_port=upstream_port, timing=timing)
         for f in fixtures
     ]
 
 
-@app.command()
 def replay(
     fixtures: Annotated[
         list[str] | None,
@@ -236,6 +239,12 @@ def replay(
     log_level: LogLevelOpt = "warning",
 ) -> None:
     """Replay fixtures through a proxy and compare what the client gets with the recording."""
+    import trio
+
+    from .builtin import load_builtin
+    from .recording import load_fixture
+    from .replay import exit_code
+
     setup_logging(log_level)
     with exits_on_errors(f"cannot start the mock upstream on port {upstream_port}"):
         if target is not None and not upstream_port:
@@ -260,6 +269,9 @@ def replay(
 
 # -- import --------------------------------------------------------------------------------
 async def import_all(paths: list[Path], out: Path) -> tuple[list[Path], list[str]]:
+    from .fixture import dump_fixture
+    from .importer import import_txtar, output_name
+
     written: list[Path] = []
     failed: list[str] = []
     for path in paths:
@@ -274,12 +286,13 @@ async def import_all(paths: list[Path], out: Path) -> tuple[list[Path], list[str
     return written, failed
 
 
-@app.command("import")
 def import_(
     txtars: Annotated[list[Path], typer.Argument(help="The Go gateway's .txtar fixtures.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the fixtures.")],
 ) -> None:
     """Convert txtar fixtures to JSONL ones (client side produced by aibridge's proxy)."""
+    import trio
+
     setup_logging("warning")
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -292,3 +305,10 @@ def import_(
     for message in failed:
         print_error(message)
     raise typer.Exit(2 if failed else 0)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(record)
+    app.command()(mock)
+    app.command()(replay)
+    app.command("import")(import_)

@@ -19,24 +19,11 @@ from typing import Protocol
 import h11
 import trio
 
-from .errors import ClientDisconnected
+from ..config import ServerConfig
+from ..errors import ClientDisconnected
+from ..headers import Headers
 
 log = logging.getLogger("aibridge.server")
-
-Headers = list[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """Limits and timeouts of the HTTP server, all explicit."""
-
-    max_body_size: int = 32 * 1024 * 1024
-    max_header_size: int = 64 * 1024
-    header_timeout: float = 10.0
-    body_timeout: float = 60.0
-    keepalive_timeout: float = 75.0
-    write_timeout: float = 60.0
-    grace_period: float = 10.0
 
 
 @dataclass(frozen=True)

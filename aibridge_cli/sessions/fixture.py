@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import __version__
-from .errors import FixtureError
-from .interception import (
+from .. import __version__
+from ..errors import FixtureError
+from ..interception import (
     Chunk,
     ClientRequest,
     Interception,

@@ -15,7 +15,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from .sse import SSEDecoder
+from ..headers import header
+from ..sse import SSEDecoder
 
 _VOLATILE = frozenset(
     {"id", "created", "created_at", "completed_at", "expires_at", "system_fingerprint"}
@@ -33,10 +34,6 @@ def strip_volatile(data: Any) -> Any:
     if isinstance(data, list):
         return [strip_volatile(v) for v in data]
     return data
-
-
-def _header(headers: Iterable[tuple[str, str]], name: str) -> str:
-    return next((v for k, v in headers if k.lower() == name), "")
 
 
 def _loads(text: str) -> Any:
@@ -62,7 +59,7 @@ def normalize_response(
         "stop_reason": None,
     }
     facts = _FACTS.get(api, _AnthropicFacts)()
-    if "text/event-stream" in _header(headers, "content-type") and body:
+    if "text/event-stream" in (header(headers, "content-type") or "") and body:
         out["shape"] = "sse"
         decoder = SSEDecoder()
         for event in [*decoder.feed(body), *decoder.feed(b"\n\n")]:

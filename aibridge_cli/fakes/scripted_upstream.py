@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 import trio
 
-from .providers.base import dumps
-from .server import AbortConnection, Headers, Request, ResponseWriter
-from .sse import encode_event
+from ..headers import Headers
+from ..providers.base import dumps
+from ..proxy.server import AbortConnection, Request, ResponseWriter
+from ..sse import encode_event
 
 Fault = Literal["reset-before-body", "reset-in-body", "stall"]
 

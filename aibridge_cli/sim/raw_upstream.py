@@ -14,7 +14,7 @@ from http import HTTPStatus
 
 import trio
 
-from ..scripted import Reply
+from ..fakes.scripted_upstream import Reply
 
 Script = Callable[[list[tuple[str, str]], int], Reply]
 

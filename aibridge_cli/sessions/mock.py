@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .bridge import forwarded_response_headers
+from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
+from ..headers import forwarded_response_headers
+from ..interception import Interception, UpstreamExchange
 from .fixture import Fixture, provider_of
-from .interception import Interception, UpstreamExchange
 from .normalize import diff_normalized
-from .scripted import Reply, ScriptedUpstream, SeenRequest
 
 log = logging.getLogger("aibridge.mock")
 

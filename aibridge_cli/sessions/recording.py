@@ -15,11 +15,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import FixtureError
+from ..config import ServeOptions
+from ..errors import FixtureError
+from ..interception import Interception
+from ..proxy.keypool import mask_key
 from .fixture import Fixture, encode_interception, header_line, parse_fixture
-from .interception import Interception
-from .keypool import mask_key
-from .serve import ServeOptions
 
 log = logging.getLogger("aibridge.recording")
 
@@ -90,11 +90,11 @@ class FixtureWriter:
         os.close(self._fd)
 
 
-def open_recorder(path: Path, options: ServeOptions, redact: Sequence[str]) -> FixtureWriter:
+def open_recorder(path: Path, options: ServeOptions) -> FixtureWriter:
     """The recorder for ``serve --record`` and ``record``: every key the proxy holds is scrubbed."""
     return FixtureWriter(
         path,
-        redact=redact,
+        redact=options.redact,
         secrets=[*options.anthropic_keys, *options.openai_keys],
         proxy={
             "stream_initiation": options.stream_initiation,

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
-from ..builtin import list_builtin, load_builtin
 from ..errors import ConfigError, FixtureError
-from ..fixture import Fixture, parse_fixture, provider_of
+from ..sessions.builtin import list_builtin, load_builtin
+from ..sessions.fixture import Fixture, parse_fixture, provider_of
 from .scenario import Scenario
 
 

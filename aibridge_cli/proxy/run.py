@@ -2,51 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpcore
 import trio
 
-from .app import BridgeApp
-from .bridge import BridgeConfig, Environment, StreamInitiation, Upstream
-from .errors import ConfigError
-from .interception import Recorder
+from ..config import BridgeConfig, ServeOptions
+from ..errors import ConfigError
+from ..interception import Recorder
+from ..tools import ToolSet, load_tools
+from .bridge import Environment, Upstream
 from .keypool import KeyPool
-from .server import Server, ServerConfig
-from .tools import ToolSet, load_tools
-from .upstream import UpstreamTimeouts, make_client
-
-DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
-DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """Everything ``aibridge serve`` takes, as plain data."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    anthropic_base_url: str = DEFAULT_ANTHROPIC_URL
-    openai_base_url: str = DEFAULT_OPENAI_URL
-    anthropic_keys: Sequence[str] = ()
-    openai_keys: Sequence[str] = ()
-    tools_path: Path | None = None
-    stream_initiation: StreamInitiation = "eager"
-    max_iterations: int = 10
-    server: ServerConfig = field(default_factory=ServerConfig)
-    timeouts: UpstreamTimeouts = field(default_factory=UpstreamTimeouts)
-
-
-def keys_from(option: Sequence[str], env_var: str) -> list[str]:
-    """Keys from the repeated option, else from the comma-separated environment variable."""
-    if option:
-        return [k for k in option if k]
-    return [k.strip() for k in os.environ.get(env_var, "").split(",") if k.strip()]
+from .routes import BridgeApp
+from .server import Server
+from .upstream_client import make_client
 
 
 def build_app(
@@ -76,7 +46,7 @@ def build_app(
             options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
         ),
     }
-    return BridgeApp(env, upstreams, recorder=recorder)
+    return BridgeApp(env, upstreams, recorder=recorder, redact=tuple(options.redact))
 
 
 async def serve_proxy(
@@ -87,15 +57,32 @@ async def serve_proxy(
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM, then shut down gracefully."""
-    server = Server(app, options.server)
-    async with app.env.client, trio.open_nursery() as nursery:
+    async with app.env.client:
+        server = Server(app, options.server)
+        await serve_until_signalled(
+            server, options.host, options.port, announce=announce, task_status=task_status
+        )
+
+
+async def serve_until_signalled(
+    server: Server,
+    host: str,
+    port: int,
+    *,
+    announce: bool = True,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve on ``host:port`` until SIGINT/SIGTERM; the first signal shuts down gracefully
+    (the server's grace period), a second one stops at once. With ``announce``, print the
+    one line ``listening on http://HOST:PORT`` on stdout when ready."""
+    async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, server)
-        host, port = await nursery.start(server.serve_tcp, options.host, options.port)
+        bound_host, bound_port = await nursery.start(server.serve_tcp, host, port)
         if announce:
-            shown = f"[{host}]" if ":" in host else host
-            sys.stdout.write(f"listening on http://{shown}:{port}\n")
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            sys.stdout.write(f"listening on http://{shown}:{bound_port}\n")
             sys.stdout.flush()
-        task_status.started((host, port))
+        task_status.started((bound_host, bound_port))
         await server.stopped.wait()
         nursery.cancel_scope.cancel()
 

@@ -36,7 +36,8 @@ from typing import Any, Literal
 import httpx
 import trio
 
-from .errors import (
+from ..config import BridgeConfig
+from ..errors import (
     ClientFacingError,
     LoopLimitExceeded,
     UpstreamBroken,
@@ -44,83 +45,22 @@ from .errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from .interception import Interception, ToolCallRecord, UpstreamExchange
+from ..headers import SSE_HEADERS, Headers, forwarded_request_headers, forwarded_response_headers
+from ..interception import Interception, ToolCallRecord, UpstreamExchange
+from ..providers.base import API, Conversation, ToolCall, dumps
+from ..sse import SSEDecoder
+from ..tools import InjectedTool, ToolOutcome, ToolSet
 from .keypool import KeyPool
-from .providers.base import API, Conversation, ToolCall, dumps
 from .server import ResponseWriter
-from .sse import SSEDecoder
-from .tools import InjectedTool, ToolOutcome, ToolSet
-from .upstream import body_chunks
+from .upstream_client import body_chunks
 
 log = logging.getLogger("aibridge.bridge")
-
-StreamInitiation = Literal["eager", "lazy"]
-Headers = list[tuple[str, str]]
-
-SSE_HEADERS: Headers = [
-    ("content-type", "text/event-stream"),
-    ("cache-control", "no-cache"),
-    ("connection", "keep-alive"),
-    ("x-accel-buffering", "no"),
-]
-# Hop-by-hop and framing headers never cross the proxy; the rest of a relayed response's
-# headers (request ids, rate-limit hints) do.
-_DROP_RESPONSE = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "content-length",
-        "content-encoding",
-        "date",
-        "server",
-        "proxy-connection",
-        "upgrade",
-        "trailer",
-        "te",
-    }
-)
-# Client headers that are the proxy's business, not the upstream's.
-_DROP_REQUEST = _DROP_RESPONSE | {
-    "host",
-    "accept-encoding",
-    "content-type",
-    "x-api-key",
-    "authorization",
-    "cookie",
-}
-
-
-def forwarded_response_headers(headers: httpx.Headers | Headers) -> Headers:
-    items = headers.multi_items() if isinstance(headers, httpx.Headers) else headers
-    return [(k, v) for k, v in items if k.lower() not in _DROP_RESPONSE]
-
-
-def forwarded_request_headers(headers: Headers, byok: bool) -> Headers:
-    """The client's headers as sent upstream; its credentials only without a key pool."""
-    kept = [(k, v) for k, v in headers if k not in _DROP_REQUEST]
-    if byok:
-        kept += [(k, v) for k, v in headers if k in ("x-api-key", "authorization")]
-    return [*kept, ("accept-encoding", "identity")]
-
 
 ToolRunner = Callable[[InjectedTool, Any], Awaitable[ToolOutcome]]
 
 
 async def run_tool(tool: InjectedTool, arguments: Any) -> ToolOutcome:
     return await tool.run(arguments)
-
-
-@dataclass(frozen=True)
-class BridgeConfig:
-    stream_initiation: StreamInitiation = "eager"
-    max_iterations: int = 10
-    ping_interval: float = 10.0
-    channel_size: int = 128
-    # Frame bytes a stream may hold between the upstream and a client that reads slowly;
-    # past it the loop stops reading the upstream (items alone do not bound memory: one
-    # item is everything one upstream read brought, up to 64 KiB).
-    max_queued_bytes: int = 64 * 1024
 
 
 @dataclass

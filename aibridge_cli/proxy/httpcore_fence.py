@@ -1,118 +1,94 @@
-"""The upstream HTTP client: httpx over a pluggable httpcore network backend.
+"""Every use of httpcore's private names, fenced: what each override replaces, and why.
 
-Real runs use httpcore's trio backend; the simulation passes a backend whose streams are
-in-memory pipes. Everything above this module only sees an ``httpx.AsyncClient``.
+httpx stays the upstream client; underneath it, two httpcore classes are replaced by
+subclasses that override private methods and read private attributes:
+
+* ``_HTTP11Connection`` (``AsyncHTTP11Connection``) overrides ``_send_request_headers``,
+  ``_send_request_body`` and ``_receive_response_body``, and reads ``_h11_state``,
+  ``_network_stream`` and ``_receive_event``: one body part per socket read instead of one
+  per HTTP chunk (the relay's CPU per event 48-56 -> 23-25 us, docs/performance.md), and
+  the request's head and body in one write.
+* ``_Connection`` (``AsyncHTTPConnection``) overrides ``handle_async_request`` to build
+  that HTTP/1.1 connection, reading ``_connection``, ``_request_lock``, ``_connect``,
+  ``_connect_failed``, ``_origin`` and ``_keepalive_expiry``.
+* ``FairPool`` (``AsyncConnectionPool``) overrides ``_assign_requests_to_connections`` and
+  ``create_connection``, reading ``_requests``, ``_connections``, ``_max_connections``,
+  ``_max_keepalive_connections`` and the settings it passes on: each idle connection is
+  handed out once (100 concurrent streams on a warm pool waited seconds without it).
+
+``pyproject.toml`` pins httpcore below 1.1 for these. Should a new httpcore lack any of
+the names, :func:`make_pool` logs one warning and builds httpcore's own pool: slower
+(one body part per HTTP chunk, the unfair assignment), still correct.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
-from dataclasses import dataclass
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any
 
 import h11
 import httpcore
-import httpx
-import trio
 
-# httpcore's exceptions and the httpx ones they become; most specific first.
-_EXCEPTIONS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-]
+log = logging.getLogger("aibridge.upstream")
 
-
-@contextlib.contextmanager
-def _httpx_errors() -> Iterator[None]:
-    """Re-raise httpcore's exceptions as httpx's, so callers catch one family."""
-    try:
-        yield
-    except Exception as exc:
-        for core, mapped in _EXCEPTIONS:
-            if isinstance(exc, core):
-                raise mapped(str(exc)) from exc
-        raise
-
-
-@contextlib.asynccontextmanager
-async def body_chunks(response: httpx.Response) -> AsyncIterator[AsyncIterator[bytes]]:
-    """The raw body of a streamed response, to ``async for`` over and leave at will.
-
-    httpx and httpcore read a body through nested async generators. Leaving the loop by
-    ``break``, an error or a cancellation from outside leaves them suspended at a
-    ``yield``, for the garbage collector to find (and trio to warn about). On the way out
-    this resumes them under a cancelled scope: the innermost read raises ``Cancelled``,
-    and every generator above it finishes.
-    """
-    chunks = response.aiter_raw()
-    try:
-        yield chunks
-    finally:
-        with trio.CancelScope(shield=True) as unwind:
-            unwind.cancel()
-            try:
-                async for _ in chunks:
-                    pass
-            except (httpx.StreamError, httpx.TransportError):
-                pass  # the body was already closed or broken: nothing is left to finish
+# The private names the classes below use, per httpcore class: methods and class-level
+# names are looked up on the class, instance attributes among the names its __init__
+# (or the method that sets them) assigns.
+_NEEDED: dict[str, tuple[str, ...]] = {
+    "AsyncHTTP11Connection": (
+        "_send_request_headers",
+        "_send_request_body",
+        "_receive_response_body",
+        "_receive_event",
+        "__init__:_h11_state",
+        "__init__:_network_stream",
+    ),
+    "AsyncHTTPConnection": (
+        "handle_async_request",
+        "_connect",
+        "__init__:_connection",
+        "__init__:_request_lock",
+        "__init__:_connect_failed",
+        "__init__:_origin",
+        "__init__:_keepalive_expiry",
+    ),
+    "AsyncConnectionPool": (
+        "_assign_requests_to_connections",
+        "create_connection",
+        "__init__:_requests",
+        "__init__:_connections",
+        "__init__:_max_connections",
+        "__init__:_max_keepalive_connections",
+        "__init__:_ssl_context",
+        "__init__:_keepalive_expiry",
+        "__init__:_retries",
+        "__init__:_local_address",
+        "__init__:_uds",
+        "__init__:_network_backend",
+        "__init__:_socket_options",
+    ),
+}
 
 
-class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors():
-            async for part in self._stream:
-                yield part
-
-    async def aclose(self) -> None:
-        with _httpx_errors():
-            await self._stream.aclose()
-
-
-class PoolTransport(httpx.AsyncBaseTransport):
-    """An httpx transport over an ``httpcore.AsyncConnectionPool`` we build ourselves."""
-
-    def __init__(self, pool: httpcore.AsyncConnectionPool) -> None:
-        self._pool = pool
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        with _httpx_errors():
-            response = await self._pool.handle_async_request(core_request)
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_ResponseStream(response.stream),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
+def missing_internals(namespace: Any = httpcore) -> list[str]:
+    """The private names this module needs that ``namespace`` (httpcore) lacks."""
+    missing = []
+    for class_name, names in _NEEDED.items():
+        cls = getattr(namespace, class_name, None)
+        if cls is None:
+            missing.append(class_name)
+            continue
+        for name in names:
+            method, _, attribute = name.rpartition(":")
+            if not method:
+                found = hasattr(cls, attribute)
+            else:
+                code = getattr(getattr(cls, method, None), "__code__", None)
+                found = code is not None and attribute in code.co_names
+            if not found:
+                missing.append(f"{class_name}.{attribute}")
+    return missing
 
 
 class BodyPart(bytes):
@@ -287,62 +263,23 @@ class FairPool(httpcore.AsyncConnectionPool):
         )
 
 
-@dataclass(frozen=True)
-class UpstreamTimeouts:
-    """Every upstream timeout, explicit. ``read`` is the idle time allowed between bytes."""
-
-    connect: float = 10.0
-    read: float = 300.0
-    write: float = 30.0
-    pool: float = 10.0
-
-    def as_httpx(self) -> httpx.Timeout:
-        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+_warned = False
 
 
-def make_client(
-    timeouts: UpstreamTimeouts | None = None,
-    network_backend: httpcore.AsyncNetworkBackend | None = None,
-    max_connections: int = 512,
-) -> httpx.AsyncClient:
-    """The one upstream client of a proxy; the simulation passes its own backend."""
-    timeouts = timeouts or UpstreamTimeouts()
-    pool = FairPool(
-        max_connections=max_connections,
-        max_keepalive_connections=64,
-        keepalive_expiry=30.0,
-        network_backend=network_backend or httpcore.TrioBackend(),
-    )
-    return _CookielessClient(
-        transport=PoolTransport(pool),
-        timeout=timeouts.as_httpx(),
-        follow_redirects=False,
-        trust_env=False,
-    )
-
-
-class _NoCookies(httpx.Cookies):
-    """Cookies that keep nothing: the client is shared by every user of the proxy, so a
-    cookie one upstream answer sets must not ride along on anyone else's requests. Not
-    reading ``Set-Cookie`` at all also saves building urllib's request and response
-    wrappers for every upstream answer."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        pass
-
-    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
-        raise TypeError("the upstream client keeps no cookies")
-
-
-class _CookielessClient(httpx.AsyncClient):
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return _NO_COOKIES
-
-    @cookies.setter
-    def cookies(self, cookies: object) -> None:
-        if cookies:
-            raise TypeError("the upstream client keeps no cookies")
-
-
-_NO_COOKIES = _NoCookies()
+def make_pool(
+    *, missing: Iterable[str] | None = None, **settings: Any
+) -> httpcore.AsyncConnectionPool:
+    """The upstream connection pool: ``FairPool`` when httpcore has every private name it
+    needs, else httpcore's own, with one warning per process. ``missing`` is for tests."""
+    global _warned
+    gaps = list(missing_internals() if missing is None else missing)
+    if not gaps:
+        return FairPool(**settings)
+    if not _warned:
+        _warned = True
+        log.warning(
+            "httpcore %s lacks %s: using its stock connection pool (slower relay, still correct)",
+            getattr(httpcore, "__version__", "?"),
+            ", ".join(gaps),
+        )
+    return httpcore.AsyncConnectionPool(**settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from .errors import FixtureError
+from ..errors import FixtureError
 from .fixture import Fixture, parse_fixture
 
 PROVIDERS = ("anthropic", "openai-chat", "openai-responses")

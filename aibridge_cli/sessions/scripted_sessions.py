@@ -18,14 +18,15 @@ from typing import Any
 import httpx
 import trio
 
-from .errors import FixtureError
+from ..config import ServeOptions
+from ..errors import FixtureError
+from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
+from ..interception import Interception
+from ..providers.base import dumps
+from ..proxy.run import build_app
+from ..proxy.server import Server
+from ..tools import InjectedTool, ToolSet
 from .fixture import Fixture, provider_of
-from .interception import Interception
-from .providers.base import dumps
-from .scripted import Reply, ScriptedUpstream, SeenRequest
-from .serve import ServeOptions, build_app
-from .server import Server
-from .tools import InjectedTool, ToolSet
 
 CLIENT_PATHS = {
     "anthropic": "/anthropic/v1/messages",

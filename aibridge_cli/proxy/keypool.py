@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .errors import AllKeysDisabled, AllKeysRateLimited
+from ..errors import AllKeysDisabled, AllKeysRateLimited
 
 DEFAULT_COOLDOWN = 60.0
 FAILOVER_STATUSES = frozenset({401, 403, 429})

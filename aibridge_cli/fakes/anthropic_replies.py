@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .scripted import Reply
+from .scripted_upstream import Reply
 
 Event = tuple[str, dict[str, Any]]
 

@@ -1,0 +1,69 @@
+"""HTTP vocabulary every layer shares: the header list type, lookups, and what crosses
+the proxy.
+
+Headers travel as a list of ``(name, value)`` pairs, the shape h11 hands them over in,
+so order and repeats survive a relay and a recording. The server lower-cases names as it
+reads them; :func:`header` still compares without regard to case, because fixtures and
+fakes may hold headers as some other peer spelled them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+Headers = list[tuple[str, str]]
+"""Header pairs in wire order; names lower-case where the server produced them."""
+FrozenHeaders = tuple[tuple[str, str], ...]
+"""The same, hashable: for plans and scenarios that key caches."""
+
+SSE_HEADERS: Headers = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache"),
+    ("connection", "keep-alive"),
+    ("x-accel-buffering", "no"),
+]
+JSON_HEADERS: Headers = [("content-type", "application/json")]
+
+# Hop-by-hop and framing headers never cross the proxy; the rest of a relayed response's
+# headers (request ids, rate-limit hints) do.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "content-encoding",
+        "date",
+        "server",
+        "proxy-connection",
+        "upgrade",
+        "trailer",
+        "te",
+    }
+)
+CREDENTIALS = ("x-api-key", "authorization")
+# Client headers that are the proxy's business, not the upstream's.
+_DROP_REQUEST = HOP_BY_HOP | {"host", "accept-encoding", "content-type", "cookie", *CREDENTIALS}
+
+
+def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of ``name`` (lower-case), compared without regard to case."""
+    return next((v for k, v in headers if k.lower() == name), None)
+
+
+def media_type(headers: Iterable[tuple[str, str]]) -> str:
+    """The content type without parameters, lower-case ('' when absent)."""
+    return (header(headers, "content-type") or "").split(";", 1)[0].strip().lower()
+
+
+def forwarded_response_headers(headers: Iterable[tuple[str, str]]) -> Headers:
+    """An upstream response's headers as relayed: all but hop-by-hop and framing ones."""
+    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+
+
+def forwarded_request_headers(headers: Sequence[tuple[str, str]], byok: bool) -> Headers:
+    """The client's headers as sent upstream; its credentials only without a key pool."""
+    kept = [(k, v) for k, v in headers if k not in _DROP_REQUEST]
+    if byok:
+        kept += [(k, v) for k, v in headers if k in CREDENTIALS]
+    return [*kept, ("accept-encoding", "identity")]

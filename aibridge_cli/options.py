@@ -1,0 +1,88 @@
+"""Options the commands share, as typer ``Annotated`` types, and the serve options they
+build. Light on purpose: importing this loads typer and the settings, no machinery."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .config import ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
+
+
+def keys_from(option: Sequence[str], env_var: str) -> list[str]:
+    """Keys from the repeated option, else from the comma-separated environment variable."""
+    if option:
+        return [k for k in option if k]
+    return [k.strip() for k in os.environ.get(env_var, "").split(",") if k.strip()]
+
+
+HostOpt = Annotated[str, typer.Option(help="Address to bind; keep 127.0.0.1 unless you mean it.")]
+PortOpt = Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")]
+AnthropicURLOpt = Annotated[str, typer.Option(help="Anthropic upstream base URL.")]
+OpenAIURLOpt = Annotated[str, typer.Option(help="OpenAI upstream base URL (with /v1).")]
+AnthropicKeyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--anthropic-key",
+        help="Anthropic API key for the pool; repeat in failover order. "
+        "Default: AIBRIDGE_ANTHROPIC_KEYS (comma-separated). None: the client's key is forwarded.",
+    ),
+]
+OpenAIKeyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--openai-key",
+        help="OpenAI API key for the pool; repeat in failover order. "
+        "Default: AIBRIDGE_OPENAI_KEYS (comma-separated).",
+    ),
+]
+ToolsOpt = Annotated[
+    Path | None, typer.Option("--tools", help="TOML file of injected tools, one table per tool.")
+]
+InitiationOpt = Annotated[
+    StreamInitiation,
+    typer.Option(
+        help="eager: initiate the stream before each agentic continuation (the fix). "
+        "lazy: the pre-fix logic, kept as a fuzzing target.",
+    ),
+]
+LogLevelOpt = Annotated[str, typer.Option(help="Log level on stderr: debug, info, warning, error.")]
+
+
+def serve_options(
+    host: str,
+    port: int,
+    anthropic_base_url: str,
+    openai_base_url: str,
+    anthropic_key: list[str] | None,
+    openai_key: list[str] | None,
+    tools: Path | None,
+    stream_initiation: StreamInitiation,
+    max_iterations: int,
+    *,
+    max_body_size: int = ServerConfig.max_body_size,
+    connect_timeout: float = UpstreamTimeouts.connect,
+    read_timeout: float = UpstreamTimeouts.read,
+    grace_period: float = ServerConfig.grace_period,
+    redact: Sequence[str] = (),
+) -> ServeOptions:
+    """The serve options from the command line, with keys from the environment; the
+    limits and timeouts default to the server's and the upstream client's own."""
+    return ServeOptions(
+        host=host,
+        port=port,
+        anthropic_base_url=anthropic_base_url,
+        openai_base_url=openai_base_url,
+        anthropic_keys=keys_from(anthropic_key or [], "AIBRIDGE_ANTHROPIC_KEYS"),
+        openai_keys=keys_from(openai_key or [], "AIBRIDGE_OPENAI_KEYS"),
+        tools_path=tools,
+        stream_initiation=stream_initiation,
+        max_iterations=max_iterations,
+        server=ServerConfig(max_body_size=max_body_size, grace_period=grace_period),
+        timeouts=UpstreamTimeouts(connect=connect_timeout, read=read_timeout),
+        redact=tuple(redact),
+    )
