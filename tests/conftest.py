@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import trio
 
-from aibridge_cli.proxy import routes as app_module
-from aibridge_cli.proxy import keypool
 from aibridge_cli.config import ServeOptions
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
+from aibridge_cli.proxy import keypool
+from aibridge_cli.proxy import routes as app_module
 from aibridge_cli.proxy.routes import BridgeApp
 from aibridge_cli.proxy.run import build_app
 from aibridge_cli.proxy.server import Server
@@ -36,14 +36,15 @@ def pytest_configure(config: pytest.Config) -> None:
         return from_secrets(cls, secrets)  # type: ignore[no-any-return]
 
     keypool.KeyPool.from_secrets = classmethod(noting_pool)  # type: ignore[assignment]
-    credentials = app_module.credentials
+    # The routes module's own name for the function, which it imported from interception.
+    credentials = getattr(app_module, "credentials")  # noqa: B009
 
     def noting_client(headers: Iterable[tuple[str, str]]) -> list[str]:
-        found = credentials(headers)
+        found: list[str] = credentials(headers)
         WATCH.note(found)
         return found
 
-    app_module.credentials = noting_client
+    setattr(app_module, "credentials", noting_client)  # noqa: B010
 
 
 @pytest.fixture(autouse=True)

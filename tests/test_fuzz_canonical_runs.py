@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from aibridge_cli.fuzz import runner
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.plan import Fault, Plan
 from aibridge_cli.fuzz.runner import Judge
@@ -15,16 +12,15 @@ from aibridge_cli.sim import world
 SIMPLE = "anthropic/simple#streaming"
 
 
-def counting_runs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def counting_judge() -> tuple[Judge, list[Any]]:
+    """A judge whose world runner notes every run it starts."""
     runs: list[Any] = []
-    real = world.simulate
 
     async def simulate(spec: Any, **kwargs: Any) -> Any:
         runs.append(spec)
-        return await real(spec, **kwargs)
+        return await world.simulate(spec, **kwargs)
 
-    monkeypatch.setattr(runner, "simulate", simulate)
-    return runs
+    return Judge("eager", simulate=simulate), runs
 
 
 def test_plans_that_differ_only_in_fields_their_faults_ignore_share_a_canonical_run() -> None:
@@ -39,13 +35,11 @@ def test_plans_that_differ_only_in_fields_their_faults_ignore_share_a_canonical_
     assert len(judge.canonical) == 4
 
 
-def test_a_run_whose_schedule_never_left_fifo_is_its_own_canonical_run(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    scenario, judge = builtin(SIMPLE)[0], Judge("eager")
+def test_a_run_whose_schedule_never_left_fifo_is_its_own_canonical_run() -> None:
+    scenario = builtin(SIMPLE)[0]
+    judge, runs = counting_judge()
     reference = Judge("eager")
     reference.canonical_shape(scenario, Plan())
-    runs = counting_runs(monkeypatch)
     violations, result = judge.evaluate(scenario, Plan(schedule_seed=5, schedule_budget=0))
     assert violations == []
     assert result.deviations == 0

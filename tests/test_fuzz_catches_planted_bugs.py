@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import trio
 
-from aibridge_cli.proxy import keypool
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.plan import Fault, Plan
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.providers.anthropic import AnthropicConversation
+from aibridge_cli.proxy import keypool
 from aibridge_cli.proxy.bridge import ClientStream
 from aibridge_cli.proxy.routes import BridgeApp
 from aibridge_cli.sse import SSEEvent

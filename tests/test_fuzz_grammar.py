@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aibridge_cli.fuzz.grammar import Response, response_problems
 from aibridge_cli.sse import encode_event
@@ -11,7 +12,7 @@ SSE = [("content-type", "text/event-stream")]
 JSON = [("content-type", "application/json")]
 
 
-def frames(*events: dict) -> bytes:  # type: ignore[type-arg]
+def frames(*events: Any) -> bytes:
     return b"".join(encode_event(e["type"], json.dumps(e)) for e in events)
 
 

@@ -49,7 +49,9 @@ def task_count() -> int:
     def walk(task: trio.lowlevel.Task) -> int:
         return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
 
-    return walk(trio.lowlevel.current_root_task())
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return walk(root)
 
 
 async def settle(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
@@ -185,7 +187,7 @@ class Play:
     then: Action = "keep-alive"
 
 
-class RawUpstream(SimUpstream):
+class BytesUpstream(SimUpstream):
     """The simulation's lean upstream, made to play bytes: the n-th request gets the n-th
     ``Play`` (the last one again after that)."""
 
@@ -260,7 +262,7 @@ async def raw_stack(nursery: trio.Nursery) -> AsyncIterator[Callable[[list[Play]
     started: list[tuple[BridgeApp, Server]] = []
 
     async def start(plays: list[Play]) -> str:
-        upstream = RawUpstream(plays)
+        upstream = BytesUpstream(plays)
         listeners = await nursery.start(
             functools.partial(trio.serve_tcp, upstream.serve_stream, 0, host="127.0.0.1")
         )

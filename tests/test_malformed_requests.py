@@ -96,7 +96,7 @@ async def _serve_one(server: Server, payload: bytes) -> tuple[int | None, bytes]
             data = await client_stream.receive_some(65536)
             if not data:
                 break
-            connection.receive_data(data)
+            connection.receive_data(bytes(data))
             try:
                 event = connection.next_event()
                 while event is not h11.NEED_DATA and not isinstance(event, h11.ConnectionClosed):

@@ -178,8 +178,10 @@ async def test_blocking_client_tool_relayed_untouched(stack: StackFactory) -> No
         [chat_body({"content": None, "tool_calls": [part]}, "tool_calls")], openai_keys=KEYS
     )
     done = await client_for(s).chat.completions.create(
-        model="gpt-x", messages=MESSAGES, tools=[CLIENT_TOOL]
-    )  # type: ignore[list-item]
+        model="gpt-x",
+        messages=MESSAGES,
+        tools=[CLIENT_TOOL],  # type: ignore[list-item]
+    )
     assert done.choices[0].message.tool_calls[0].model_dump() == part  # type: ignore[index]
     assert len(s.upstream.seen) == 1
 

@@ -147,7 +147,8 @@ async def test_continuations_passed_through_across_a_tool_turn(
         ],
         openai_keys=KEYS,
     )
-    await client_for(s).responses.create(model="gpt-x", input="weather?", **{field: value})
+    extra: dict[str, Any] = {field: value}
+    await client_for(s).responses.create(model="gpt-x", input="weather?", **extra)
     first, second = (r.json() for r in s.upstream.seen)
     assert first[field] == second[field] == value
     output = {"type": "function_call_output", "call_id": "call_1", "output": "sunny, 21 C"}

@@ -81,7 +81,7 @@ async def exchange(
         while True:
             event = client.next_event()
             if event is h11.NEED_DATA:
-                client.receive_data(await client_end.receive_some(65536))
+                client.receive_data(bytes(await client_end.receive_some(65536)))
                 continue
             if isinstance(event, h11.Response):
                 status = event.status_code

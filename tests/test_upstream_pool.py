@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpcore
 import httpx
 import trio
 import trio.testing
@@ -38,12 +39,12 @@ async def test_a_burst_on_a_warm_pool_takes_each_idle_connection_once(
     passes = 0
     assign = pool._assign_requests_to_connections
 
-    def counted() -> list[object]:
+    def counted() -> list[httpcore.AsyncConnectionInterface]:
         nonlocal passes
         passes += 1
-        return assign()  # type: ignore[no-any-return]
+        return assign()
 
-    pool._assign_requests_to_connections = counted
+    pool._assign_requests_to_connections = counted  # type: ignore[method-assign]
 
     async def burst() -> list[float]:
         done: list[float] = []

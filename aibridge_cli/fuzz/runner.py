@@ -9,7 +9,7 @@ The canonical run of each (scenario, faults) pair is computed once per process.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -49,19 +49,21 @@ class Judge:
 
     stream_initiation: StreamInitiation
     canonical: dict[tuple[str, Plan], Any] = field(default_factory=dict)
+    # The world runner; a test passes one that counts the runs.
+    simulate: Callable[..., Awaitable[WorldResult]] = field(default=simulate, repr=False)
 
     async def canonical_shape_of(self, scenario: Scenario, plan: Plan) -> Any:
         base = plan.essential_canonical()
         key = (scenario.name, base)
         if key not in self.canonical:
-            world = await simulate(world_spec(scenario, base, self.stream_initiation))
+            world = await self.simulate(world_spec(scenario, base, self.stream_initiation))
             self.canonical[key] = shape_of(scenario, client_response(world, base), world)
         return self.canonical[key]
 
     async def judge_plan(
         self, scenario: Scenario, plan: Plan, *, timeline: bool = False
     ) -> tuple[list[Violation], WorldResult]:
-        world = await simulate(
+        world = await self.simulate(
             world_spec(scenario, plan, self.stream_initiation), timeline=timeline
         )
         # A client that hangs up sees a prefix: no canonical run to compare it with.

@@ -64,7 +64,7 @@ async def run_tool(tool: InjectedTool, arguments: Any) -> ToolOutcome:
 
 
 @dataclass
-class Upstream:
+class ProviderUpstream:
     """One provider's upstream: its base URL and key pool (empty: bring your own key)."""
 
     base_url: str
@@ -267,7 +267,7 @@ class Interceptor:
     def __init__(
         self,
         api: API,
-        upstream: Upstream,
+        upstream: ProviderUpstream,
         env: Environment,
         request_headers: Headers,
         record: Interception,

@@ -21,7 +21,7 @@ from ..providers.openai_responses import OpenAIResponses
 from .bridge import (
     Environment,
     Interceptor,
-    Upstream,
+    ProviderUpstream,
     translate_upstream_errors,
     write_error_response,
 )
@@ -75,7 +75,7 @@ class BridgeApp:
     """The aibridge proxy as an ``App`` for the HTTP server."""
 
     env: Environment
-    upstreams: dict[str, Upstream]
+    upstreams: dict[str, ProviderUpstream]
     recorder: Recorder | None = None
     redact: tuple[str, ...] = ()
     requests_served: int = field(default=0)

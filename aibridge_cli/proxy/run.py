@@ -12,7 +12,7 @@ from ..config import BridgeConfig, ServeOptions
 from ..errors import ConfigError
 from ..interception import Recorder
 from ..tools import ToolSet, load_tools
-from .bridge import Environment, Upstream
+from .bridge import Environment, ProviderUpstream
 from .keypool import KeyPool
 from .routes import BridgeApp
 from .server import Server
@@ -39,10 +39,10 @@ def build_app(
         ),
     )
     upstreams = {
-        "anthropic": Upstream(
+        "anthropic": ProviderUpstream(
             options.anthropic_base_url, KeyPool.from_secrets(list(options.anthropic_keys))
         ),
-        "openai": Upstream(
+        "openai": ProviderUpstream(
             options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
         ),
     }
