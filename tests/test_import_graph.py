@@ -98,3 +98,25 @@ def test_the_cycle_finder_finds_a_cycle_through_a_late_import(tmp_path: Path) ->
     late = tmp_path / "late.py"
     late.write_text("def f():\n    from .cli import app\n", encoding="utf-8")
     assert imports_of("aibridge_cli.late", late, {"aibridge_cli.cli"}) == {"aibridge_cli.cli"}
+
+
+# The areas, lowest first: each may import only itself and the areas below it. The
+# commands (``cli`` and each area's ``command``) sit above them all.
+LAYERS = ["top", "providers", "proxy", "fakes", "sessions", "sim", "fuzz"]
+
+
+def layer_of(name: str) -> int | None:
+    parts = name.split(".")
+    if parts[-1] in ("cli", "command"):
+        return None
+    return LAYERS.index(parts[1] if len(parts) > 2 else "top")
+
+
+def test_each_area_imports_only_the_areas_below_it() -> None:
+    upward = [
+        f"{a} -> {b}"
+        for a, targets in import_graph().items()
+        for b in targets
+        if (low := layer_of(a)) is not None and (high := layer_of(b)) is not None and high > low
+    ]
+    assert upward == []

@@ -1,6 +1,6 @@
 """One simulated run: client, proxy and mock upstream in one trio run, in virtual time.
 
-The proxy is the real one (``serve.build_app`` and ``Server.serve_stream``); only the
+The proxy is the real one (``proxy.run.build_app`` and ``Server.serve_stream``); only the
 network underneath is swapped: the client talks to it over a lockstep stream (a send
 blocks until the client reads, so a slow reader creates backpressure), and its upstream
 client reaches a ``ScriptedUpstream`` through ``MemoryNetwork``. Time is a

@@ -1,0 +1,41 @@
+"""A command imports only what it runs: help loads no fuzzer, simulation or test framework."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import sys
+from aibridge_cli.cli import main
+sys.argv = ["aibridge", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print("\\n".join(sorted(sys.modules)), file=sys.stderr)
+"""
+ALLOWED_FUZZ = {"aibridge_cli.fuzz", "aibridge_cli.fuzz.command"}
+
+
+def loaded_by(*args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+    )
+    assert "Usage" in done.stdout
+    return set(done.stderr.split())
+
+
+@pytest.mark.parametrize("args", [("--help",), ("serve", "--help"), ("fuzz", "--help")])
+def test_help_imports_no_fuzzer_no_simulation_no_test_framework(args: tuple[str, ...]) -> None:
+    modules = loaded_by(*args)
+    assert "aibridge_cli.cli" in modules  # the probe saw the CLI load
+    heavy = sorted(
+        name
+        for name in modules
+        if name.startswith(("aibridge_cli.sim", "trio.testing", "pytest", "_pytest"))
+        or (name.startswith("aibridge_cli.fuzz") and name not in ALLOWED_FUZZ)
+    )
+    assert heavy == []
