@@ -54,6 +54,7 @@ LogLevelOpt = Annotated[str, typer.Option(help="Log level on stderr: debug, info
 
 
 def serve_options(
+    *,
     host: str,
     port: int,
     anthropic_base_url: str,
@@ -63,7 +64,6 @@ def serve_options(
     tools: Path | None,
     stream_initiation: StreamInitiation,
     max_iterations: int,
-    *,
     max_body_size: int = ServerConfig.max_body_size,
     connect_timeout: float = UpstreamTimeouts.connect,
     read_timeout: float = UpstreamTimeouts.read,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
+from collections.abc import Callable
 
 import httpcore
 import trio
@@ -12,7 +14,7 @@ from ..config import BridgeConfig, ServeOptions
 from ..errors import ConfigError
 from ..interception import Recorder
 from ..tools import ToolSet, load_tools
-from .bridge import Environment, ProviderUpstream
+from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
 from .keypool import KeyPool
 from .routes import BridgeApp
 from .server import Server
@@ -25,8 +27,11 @@ def build_app(
     tools: ToolSet | None = None,
     recorder: Recorder | None = None,
     network_backend: httpcore.AsyncNetworkBackend | None = None,
+    run_tool: ToolRunner = run_tool,
+    wall_clock: Callable[[], float] = time.time,
 ) -> BridgeApp:
-    """The proxy app for these options (the upstream client is created here, once)."""
+    """The proxy app for these options (the upstream client is created here, once). The
+    simulation passes its own network backend, tool runner and wall clock."""
     if tools is None:
         tools = load_tools(options.tools_path) if options.tools_path else ToolSet()
     if options.max_iterations < 1:
@@ -37,6 +42,8 @@ def build_app(
         config=BridgeConfig(
             stream_initiation=options.stream_initiation, max_iterations=options.max_iterations
         ),
+        run_tool=run_tool,
+        wall_clock=wall_clock,
     )
     upstreams = {
         "anthropic": ProviderUpstream(

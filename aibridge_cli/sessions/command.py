@@ -127,15 +127,15 @@ def record(
     setup_logging(log_level)
     with exits_on_errors(f"cannot run {command[0]}", 127):
         options = serve_options(
-            "127.0.0.1",
-            port,
-            anthropic_base_url,
-            openai_base_url,
-            anthropic_key,
-            openai_key,
-            tools,
-            stream_initiation,
-            max_iterations,
+            host="127.0.0.1",
+            port=port,
+            anthropic_base_url=anthropic_base_url,
+            openai_base_url=openai_base_url,
+            anthropic_key=anthropic_key,
+            openai_key=openai_key,
+            tools=tools,
+            stream_initiation=stream_initiation,
+            max_iterations=max_iterations,
             redact=redact or (),
         )
         writer = open_recorder(output, options)

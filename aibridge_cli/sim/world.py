@@ -339,9 +339,9 @@ class _World:
                 ),
                 tools=spec.tools,
                 network_backend=network,
+                run_tool=self._run_tool,
+                wall_clock=lambda: WALL_EPOCH + trio.current_time(),
             )
-            app.env.run_tool = self._run_tool
-            app.env.wall_clock = lambda: WALL_EPOCH + trio.current_time()
             proxy = Server(app, ServerConfig())
             near, far = stream_pair(
                 lockstep=True,
