@@ -146,15 +146,17 @@ summary { cursor: pointer; color: #374151; }
   vertical-align: -1px; margin-right: .3rem; }
 svg.chart { width: 100%; height: auto; display: block; background: #fff;
   border: 1px solid var(--line); }
-svg.chart text { font: 11px system-ui, sans-serif; fill: #374151; }
+svg.chart text { font: 11px system-ui, sans-serif; }
+svg.chart text:not([fill]) { fill: #374151; }
 svg.chart .grid { stroke: var(--line); stroke-width: 1; }
-svg.chart .tick { fill: var(--muted); }
+svg.chart text.tick { fill: var(--muted); }
 svg.chart .cursor { stroke: #111827; stroke-width: .8; stroke-dasharray: 3 3; }
 .lane-client { fill: var(--client); } .lane-relay { fill: var(--relay); }
 .lane-loop { fill: var(--loop); } .lane-upstream { fill: var(--upstream); }
 .lane-tool { fill: var(--tool); } .lane-error { fill: var(--error); }
 .lane-fault { fill: var(--fault); }
-mark.offending { background: #fecaca; outline: 2px solid var(--error); color: #7f1d1d; }
+mark.offending { background: #fecaca; color: #7f1d1d; text-decoration: underline wavy var(--error);
+  text-decoration-skip-ink: none; }
 a { color: var(--client); }
 @media print { details { display: block; } }
 """
@@ -201,14 +203,14 @@ SCRIPT = """
 """
 
 
-def document(title: str, *body: object, script: str = "") -> str:
-    """A whole HTML page around ``body``: inline style, the shared script, then ``script``."""
+def document(title: str, *body: object, style: str = "", script: str = "") -> str:
+    """A whole HTML page around ``body``: the shared style and script, then the page's own."""
     head = el(
         "head",
         void("meta", charset="utf-8"),
         void("meta", name="viewport", content="width=device-width, initial-scale=1"),
         el("title", title),
-        Html(f"<style>{STYLE}</style>"),
+        Html(f"<style>{STYLE}{style}</style>"),
     )
     scripts = Html(f"<script>{SCRIPT}{script}</script>")
     return "<!DOCTYPE html>\n" + el("html", head, el("body", *body, scripts), lang="en") + "\n"
