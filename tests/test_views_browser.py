@@ -12,15 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from aibridge_cli.fuzz.evidence import gather
 from aibridge_cli.headers import media_type
 from aibridge_cli.interception import ResponseLog
 from aibridge_cli.sessions.builtin import load_builtin
 from aibridge_cli.sessions.fixture import Fixture
 from aibridge_cli.sessions.summary import summarize
 from aibridge_cli.views.page import document, el
+from aibridge_cli.views.repro import repro_page
 from aibridge_cli.views.session import BINS, session_page
 
 from .chromium import Chromium, find_chromium
+from .test_repro_page import BAD_FRAME, finding, seed_race
 from .test_show import large_fixture
 
 EXECUTABLE = find_chromium()
@@ -114,3 +117,52 @@ def test_a_10000_event_session_stays_small_in_the_dom(browser: Chromium, tmp_pat
     assert [lane[:2] for lane in lanes] == [["client", 10_000], ["upstream", 10_000]]
     assert all(0 < lane[2] <= BINS for lane in lanes)
     assert page.count("*") < 5_000
+
+
+def test_the_seed_race_page_shows_the_json_error_above_the_relays_first_frame(
+    browser: Chromium, tmp_path: Path
+) -> None:
+    evidence = seed_race()
+    path = tmp_path / "seed-race.html"
+    path.write_text(repro_page(evidence), encoding="utf-8")
+    page = browser.open_page(path)
+    assert page.report.console_errors == []
+    assert page.report.requests == [path.as_uri()]
+    marks = evidence.run.marks or []
+    lanes = page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('g.lane')].map(g =>"
+        " [g.dataset.lane, [+g.dataset.marks, document.querySelectorAll("
+        "`g.mark[data-lane=${g.dataset.lane}]`).length]]))"
+    )
+    assert lanes == {
+        lane: [sum(1 for m in marks if m.lane == lane)] * 2
+        for lane in ("client", "relay", "loop", "upstream", "tool")
+    }
+    # Drawn, not written: where the arrows are and what colour, where the strip's parts are.
+    writes = page.evaluate(
+        "[...document.querySelectorAll('g.mark[data-kind=write]')].map(g => {"
+        " const line = g.querySelector('line'); const box = line.getBoundingClientRect();"
+        " return [g.dataset.lane, box.top, getComputedStyle(line).stroke]; })"
+    )
+    (loop, loop_y, loop_colour), (relay, relay_y, relay_colour) = writes[:2]
+    assert (loop, relay) == ("loop", "relay")
+    assert loop_y < relay_y
+    assert loop_colour == "rgb(220, 38, 38)"  # --error
+    assert relay_colour == "rgb(124, 58, 237)"  # --relay
+    strip = page.evaluate(
+        "[...document.querySelectorAll('svg.strip rect.segment')].map(r =>"
+        " [r.dataset.lane, r.getBoundingClientRect().left, getComputedStyle(r).fill])"
+    )
+    assert [lane for lane, _, _ in strip] == ["loop", "relay"]
+    assert strip[0][1] < strip[1][1]
+    assert strip[0][2] == "rgb(220, 38, 38)"
+    assert page.count("pre.client-body mark.offending") >= 1
+
+
+def test_a_schedule_dependence_page_has_both_runs(browser: Chromium, tmp_path: Path) -> None:
+    path = tmp_path / "schedule.html"
+    path.write_text(repro_page(gather(finding(BAD_FRAME, "schedule-dependence"))))
+    page = browser.open_page(path)
+    assert page.report.console_errors == []
+    assert page.count("section.run") == 2
+    assert page.count("section.run svg.sequence") == 2

@@ -482,10 +482,8 @@ def repro_page(evidence: Evidence) -> str:
         ),
         el("div", *(el("div", el("span", k), v) for k, v in facts), class_="facts"),
         verdict,
-        el(
-            "h3",
-            "Plan" + (f" (shrunk in {finding.shrink_runs} runs)" if finding.shrink_runs else ""),
-        ),
+        # the plan as the repro file holds it: a page from --repro equals the campaign's
+        el("h3", "Plan"),
         el("ul", *(el("li", line) for line in describe_plan(finding.plan))),
         legend(
             [
