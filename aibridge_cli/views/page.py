@@ -216,6 +216,21 @@ def document(title: str, *body: object, style: str = "", script: str = "") -> st
     return "<!DOCTYPE html>\n" + el("html", head, el("body", *body, scripts), lang="en") + "\n"
 
 
+def svg(*parts: object, width: float, height: float, label: str, **attrs: object) -> Html:
+    """An inline SVG chart ``width`` by ``height`` in its own units, scaled to the page."""
+    classes = " ".join(["chart", *([str(attrs.pop("class_"))] if "class_" in attrs else [])])
+    return el(
+        "svg",
+        *parts,
+        class_=classes,
+        viewBox=f"0 0 {width:g} {height:g}",
+        role="img",
+        aria_label=label,
+        xmlns="http://www.w3.org/2000/svg",
+        **attrs,
+    )
+
+
 def legend(items: Iterable[tuple[str, str]]) -> Html:
     """Colour keys: (lane class, label)."""
     return el(

@@ -36,6 +36,7 @@ from .page import (
     fmt_seconds,
     legend,
     pre_text,
+    svg,
 )
 
 _WIDTH = 980
@@ -300,15 +301,8 @@ def sequence_diagram(marks: Sequence[Mark], faults: dict[int, list[str]]) -> Htm
             last_time = mark.time
         parts.append(_mark(mark, y, writes, faults))
     end = marks[-1].time if marks else 0.0
-    return el(
-        "svg",
-        *parts,
-        class_="chart sequence",
-        viewBox=f"0 0 {_WIDTH} {height}",
-        role="img",
-        aria_label=f"sequence of {len(marks)} marks over {fmt_seconds(end)} of simulated time",
-        xmlns="http://www.w3.org/2000/svg",
-    )
+    label = f"sequence of {len(marks)} marks over {fmt_seconds(end)} of simulated time"
+    return svg(*parts, width=_WIDTH, height=height, label=label, class_="sequence")
 
 
 # -- the client's body ----------------------------------------------------------------------
@@ -360,15 +354,8 @@ def body_strip(writes: Sequence[Write], offending: tuple[int, int] | None) -> Ht
             )
         )
         parts.append(_label("offending bytes", x0, 44, fill="var(--error)", font_weight="600"))
-    return el(
-        "svg",
-        *parts,
-        class_="chart strip",
-        viewBox=f"0 0 {_WIDTH} {height}",
-        xmlns="http://www.w3.org/2000/svg",
-        role="img",
-        aria_label="the client's body by writer",
-    )
+    label = "the client's body by writer"
+    return svg(*parts, width=_WIDTH, height=height, label=label, class_="strip")
 
 
 def body_text(body: bytes, writes: Sequence[Write], offending: tuple[int, int] | None) -> Html:

@@ -34,6 +34,7 @@ from .page import (
     legend,
     nice_ticks,
     pre_text,
+    svg,
     table,
 )
 
@@ -201,19 +202,16 @@ def _chart(record: Interception, s: Summary) -> Html:
         )
     if turns:
         parts.append(_tool_lane(chart, len(lanes), s, turns))
-    return el(
-        "svg",
+    return svg(
         *parts,
-        class_="chart",
-        viewBox=f"0 0 {_WIDTH} {height}",
-        role="img",
-        aria_label=f"chunks over time: {len(lanes)} lanes",
+        width=_WIDTH,
+        height=height,
+        label=f"chunks over time: {len(lanes)} lanes",
         data_axis="x",
         data_p0=_GUTTER,
         data_p1=_WIDTH - _RIGHT,
         data_t1=f"{chart.end:g}",
         data_unit=" ms",
-        xmlns="http://www.w3.org/2000/svg",
     )
 
 
