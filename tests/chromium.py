@@ -170,26 +170,30 @@ class Chromium:
         self.profile.cleanup()
 
     # -- pages ----------------------------------------------------------------------------------
-    def open_page(self, path: Path) -> Page:
-        """Load ``path`` in a new tab with the console, the log and the network watched."""
+    def open_page(self, path: Path, *, javascript: bool = True) -> Page:
+        """Load ``path`` in a new tab with the console, the log and the network watched;
+        ``javascript=False`` loads it with the page's scripts off (DevTools still reads it)."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
             "sessionId"
         ]
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.send(f"{domain}.enable", session=session)
+        if not javascript:
+            self.send("Emulation.setScriptExecutionDisabled", {"value": True}, session)
         self.events.clear()
         started = time.monotonic()
         self.send("Page.navigate", {"url": path.resolve().as_uri()}, session)
         self.wait_for("Page.loadEventFired", session)
         page = Page(self, session)
-        # The first frame drawn after the load event: the page is on screen.
-        load_ms = page.evaluate(
-            "new Promise(done => requestAnimationFrame("
-            "() => setTimeout(() => done(performance.now()), 0)))"
-        )
+        if javascript:
+            # The first frame drawn after the load event: the page is on screen.
+            load_ms = page.evaluate(
+                "new Promise(done => requestAnimationFrame("
+                "() => setTimeout(() => done(performance.now()), 0)))"
+            )
+            page.report.load_ms = float(load_ms)
         page.report.wall_ms = (time.monotonic() - started) * 1000
-        page.report.load_ms = float(load_ms)
         page.collect()
         return page
 

@@ -166,3 +166,18 @@ def test_a_schedule_dependence_page_has_both_runs(browser: Chromium, tmp_path: P
     assert page.report.console_errors == []
     assert page.count("section.run") == 2
     assert page.count("section.run svg.sequence") == 2
+
+
+def test_the_pages_read_the_same_without_javascript(browser: Chromium, tmp_path: Path) -> None:
+    (fixture,) = load_builtin("anthropic/injected-tool")
+    session = write_session(fixture, tmp_path / "session.html")
+    repro = tmp_path / "repro.html"
+    repro.write_text(repro_page(seed_race()), encoding="utf-8")
+    shapes = "g.lane, rect.mark, g.mark, rect.segment, table tr, mark.offending"
+    for path in (session, repro):
+        with_js = browser.open_page(path)
+        without = browser.open_page(path, javascript=False)
+        assert without.count(shapes) == with_js.count(shapes) > 10
+        # the script only adds the crosshair
+        assert without.count("line.cursor") == 0
+        assert with_js.count("line.cursor") == with_js.count("svg.chart[data-t1]")
