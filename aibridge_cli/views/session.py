@@ -15,12 +15,12 @@ import json
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..interception import Chunk, Interception
 from ..sessions.fixture import Fixture
-from ..sessions.summary import StreamFacts, Summary, TimedEvent
+from ..sessions.summary import StreamFacts, Summary, TimedEvent, ToolTurn
 from .page import (
     NONE,
     TIMES,
@@ -59,6 +59,17 @@ class _Lane:
     chunks: Sequence[Chunk]
     events: Sequence[TimedEvent]
     bad: bool = False
+
+
+@dataclass
+class _Group:
+    """Chunks drawn as one mark: one chunk, or every chunk in a bin of time."""
+
+    start: float
+    end: float
+    count: int = 0
+    size: int = 0
+    names: Counter[str] = field(default_factory=Counter)
 
 
 class _Chart:
@@ -290,31 +301,30 @@ def _marks(chart: _Chart, lane: _Lane, base: float) -> list[Html]:
     by_chunk = _events_by_chunk(lane.events)
     if len(lane.chunks) <= MARKS_PER_LANE:
         groups = [
-            (c.offset_ms, c.offset_ms, 1, len(c.data), by_chunk.get(i, Counter()))
+            _Group(c.offset_ms, c.offset_ms, 1, len(c.data), by_chunk.get(i, Counter()))
             for i, c in enumerate(lane.chunks)
         ]
     else:
         groups = _bins(chart, lane.chunks, by_chunk)
     if not groups:
         return []
-    biggest = max(g[3] for g in groups) or 1
+    biggest = max(g.size for g in groups) or 1
     marks = []
-    for start, end, count, size, names in groups:
-        kind = "error" if lane.bad or "error" in names else lane.kind
-        x0, x1 = chart.x(start), chart.x(end)
+    for g in groups:
+        kind = "error" if lane.bad or "error" in g.names else lane.kind
+        x0, x1 = chart.x(g.start), chart.x(g.end)
         width = max(x1 - x0, 2.5)
-        height = max(_BAR * math.sqrt(size / biggest), 3.0)
-        when = fmt_ms(start) if count == 1 else f"{fmt_ms(start)} to {fmt_ms(end)}"
-        what = f"{count} chunks, " if count > 1 else ""
-        title = f"{lane.name} {when}: {what}{fmt_bytes(size)}" + (
-            f" · {_names(names)}" if names else ""
-        )
+        height = max(_BAR * math.sqrt(g.size / biggest), 3.0)
+        when = fmt_ms(g.start) if g.count == 1 else f"{fmt_ms(g.start)} to {fmt_ms(g.end)}"
+        what = f"{g.count} chunks, " if g.count > 1 else ""
+        names = f" · {_names(g.names)}" if g.names else ""
+        title = f"{lane.name} {when}: {what}{fmt_bytes(g.size)}{names}"
         marks.append(
             el(
                 "rect",
                 el("title", title),
                 class_=f"mark lane-{kind}",
-                x=f"{x0 - (1.2 if count == 1 else 0):.1f}",
+                x=f"{x0 - (1.2 if g.count == 1 else 0):.1f}",
                 y=f"{base - height:.1f}",
                 width=f"{width:.1f}",
                 height=f"{height:.1f}",
@@ -326,22 +336,21 @@ def _marks(chart: _Chart, lane: _Lane, base: float) -> list[Html]:
 
 def _bins(
     chart: _Chart, chunks: Sequence[Chunk], by_chunk: dict[int, Counter[str]]
-) -> list[tuple[float, float, int, int, Counter[str]]]:
+) -> list[_Group]:
     step = chart.end / BINS
-    bins: dict[int, list[Any]] = {}
+    bins: dict[int, _Group] = {}
     for i, chunk in enumerate(chunks):
         slot = min(int(chunk.offset_ms / step), BINS - 1)
-        entry = bins.setdefault(slot, [0, 0, Counter()])
-        entry[0] += 1
-        entry[1] += len(chunk.data)
-        entry[2].update(by_chunk.get(i, ()))
-    return [
-        (slot * step, (slot + 1) * step, n, size, names)
-        for slot, (n, size, names) in sorted(bins.items())
-    ]
+        group = bins.get(slot)
+        if group is None:
+            group = bins[slot] = _Group(slot * step, (slot + 1) * step)
+        group.count += 1
+        group.size += len(chunk.data)
+        group.names.update(by_chunk.get(i, ()))
+    return [bins[slot] for slot in sorted(bins)]
 
 
-def _tool_lane(chart: _Chart, row: int, s: Summary, turns: Sequence[Any]) -> Html:
+def _tool_lane(chart: _Chart, row: int, s: Summary, turns: Sequence[ToolTurn]) -> Html:
     top = _AXIS + row * _LANE
     base = top + _LANE - 6
     parts: list[object] = [
@@ -354,6 +363,7 @@ def _tool_lane(chart: _Chart, row: int, s: Summary, turns: Sequence[Any]) -> Htm
             class_="tick",
         ),
     ]
+    drawn = 0
     for turn in turns:
         start = s.attempts[turn.after].facts.last_ms
         end = s.attempts[turn.after + 1].facts.first_ms
@@ -378,6 +388,7 @@ def _tool_lane(chart: _Chart, row: int, s: Summary, turns: Sequence[Any]) -> Htm
             )
         )
         parts.append(el("text", names, x=f"{x1 + 4:.1f}", y=base - 4))
+        drawn += 1
     return el(
         "g",
         *parts,
@@ -385,7 +396,7 @@ def _tool_lane(chart: _Chart, row: int, s: Summary, turns: Sequence[Any]) -> Htm
         data_lane="tool",
         data_chunks=0,
         data_events=len(turns),
-        data_marks=len(turns),
+        data_marks=drawn,
     )
 
 
