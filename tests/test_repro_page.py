@@ -97,6 +97,9 @@ def test_schedule_dependence_sets_the_canonical_run_beside_the_failing_one() -> 
     assert page.count('<section class="run"') == 2
     assert page.index("canonical run") < page.index("this run")
     assert '<mark class="offending">' in page
+    # the plan's fault is drawn on the attempt that played exchange 0, in both runs
+    assert [m.exchange for m in evidence.run.marks or [] if m.kind == "attempt"] == [0]
+    assert page.count(">200, malformed-sse</text>") == 2
 
 
 def test_the_seed_race_page_draws_every_mark_in_its_lane() -> None:

@@ -29,6 +29,7 @@ class Mark:
     data: bytes = b""  # the bytes written or read
     status: int | None = None  # an attempt's answer (None: the connection was dropped)
     key: int | None = None  # an attempt's key, as an index into the configured keys
+    exchange: int | None = None  # an attempt's scripted reply: the plan's exchange number
 
 
 # The world's task names (see ``world.TASK_NAMES``) by lane; any other task is the loop's

@@ -316,6 +316,7 @@ class _World:
                 data=b"".join(reply.chunks),
                 status=status,
                 key=key,
+                exchange=index,
             )
         return reply
 

@@ -150,8 +150,8 @@ def offending_range(oracle: str, body: bytes, canonical: bytes | None) -> tuple[
     if text[start : start + 1] == "{":
         try:
             _, end = json.JSONDecoder().raw_decode(text, start)
-        except ValueError as exc:
-            return _byte_range(text, exc.pos if hasattr(exc, "pos") else start, len(text))
+        except json.JSONDecodeError as exc:
+            return _byte_range(text, exc.pos, len(text))
         if text[end:].strip():
             return _byte_range(text, end, len(text))
         return None
@@ -224,7 +224,7 @@ def _mark(mark: Mark, y: float, writes: dict[int, Write], faults: dict[int, list
         parts.append(_arrow(loop, x - 5, y, "var(--upstream)"))
         parts.append(_label(f"key {mark.key}", (loop + x) / 2, y - 6, "middle"))
         parts.append(el("circle", cx=f"{x:.1f}", cy=y, r=6, fill=colour))
-        injected = faults.get(_exchange(mark), [])
+        injected = faults.get(mark.exchange, []) if mark.exchange is not None else []
         note = answer + "".join(f", {f.split(' at ')[0]}" for f in injected)
         title = f"step {mark.step} at {fmt_seconds(mark.time)}: {mark.label}"
         parts[0] = el("title", title + "".join(f"; fault {f}" for f in injected))
@@ -247,12 +247,6 @@ def _mark(mark: Mark, y: float, writes: dict[int, Write], faults: dict[int, list
         parts.append(el("circle", cx=f"{x:.1f}", cy=y, r=size, fill=colour))
         parts.append(_label(mark.label, x + 9, y + 4, class_="tick" if kind == "read" else None))
     return el("g", *parts, class_="mark", data_lane=mark.lane, data_kind=kind, data_step=mark.step)
-
-
-def _exchange(mark: Mark) -> int:
-    """The scripted exchange an attempt played: its request number (``request #N``)."""
-    found = re.match(r"request #(\d+)", mark.label)
-    return int(found.group(1)) if found else -1
 
 
 def sequence_diagram(marks: Sequence[Mark], faults: dict[int, list[str]]) -> Html:
