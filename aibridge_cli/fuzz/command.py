@@ -134,6 +134,8 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
     repros = [write_repro(finding, out) for finding in campaign.findings]
     for finding, path in zip(campaign.findings, repros, strict=True):
         _write_page(finding, path.with_suffix(".html"))
+    if repros:
+        stderr.print(f"a timeline page beside each repro: {out}/repro-SEED.html", highlight=False)
     if as_json:
         sys.stdout.write(json.dumps(report.campaign_json(campaign, repros), indent=2) + "\n")
     else:
