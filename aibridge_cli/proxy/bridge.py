@@ -95,6 +95,9 @@ class Environment:
     config: BridgeConfig
     run_tool: ToolRunner = run_tool
     wall_clock: Callable[[], float] = time.time
+    # The simulation's window on the engine's decisions (initiation, the lazy check), for
+    # a reproducer's timeline; None in a real proxy.
+    trace: Callable[[str], None] | None = None
 
 
 class _Initiate:
@@ -149,10 +152,17 @@ async def write_error_response(
 class ClientStream:
     """The streaming side of one request: the channel, the relay task, initiation."""
 
-    def __init__(self, api: API, writer: ResponseWriter, config: BridgeConfig) -> None:
+    def __init__(
+        self,
+        api: API,
+        writer: ResponseWriter,
+        config: BridgeConfig,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
         self.api = api
         self.writer = writer
         self.config = config
+        self.trace = trace
         self.initiated = trio.Event()
         self.sender, self.receiver = trio.open_memory_channel[_Item](config.channel_size)
         self.failed = False
@@ -197,6 +207,8 @@ class ClientStream:
             if not self.initiated.is_set() and not waiting:
                 # The pre-fix check: nothing initiated, nothing queued, so answer in JSON,
                 # although the relay may hold a frame it is about to write.
+                if self.trace is not None:
+                    self.trace("lazy check: not initiated, nothing queued: JSON error")
                 await write_error_response(self.api, self.writer, error, whole=False)
                 return
         await self.sender.send(_Failure(error))
@@ -256,6 +268,8 @@ class ClientStream:
             # the headers and the first frames in one write
             await self.writer.start(200, SSE_HEADERS, data)
             self.initiated.set()
+            if self.trace is not None:
+                self.trace("initiated set")
         elif data:
             await self.writer.send(data)
         return failure is not None
@@ -375,7 +389,7 @@ class Interceptor:
         )
 
     async def run_streaming(self, conversation: Conversation, writer: ResponseWriter) -> None:
-        client = ClientStream(self.api, writer, self.env.config)
+        client = ClientStream(self.api, writer, self.env.config, self.env.trace)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.relay)
             async with client.sender:

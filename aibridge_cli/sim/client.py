@@ -40,7 +40,7 @@ async def exchange(
     target: str,
     body: bytes,
     pace: Pace,
-    note: Callable[[str], None] | None = None,
+    note: Callable[[str, bytes], None] | None = None,
 ) -> ClientResult:
     """Send one request over ``stream`` and read the response at the given pace."""
     result = ClientResult()
@@ -75,7 +75,7 @@ async def exchange(
                     data = b""
                 reads += 1
                 if note is not None:
-                    note(f"client read {len(data)} bytes")
+                    note(f"client read {len(data)} bytes", bytes(data))
                 conn.receive_data(bytes(data))
             elif isinstance(event, h11.Response):
                 result.status = event.status_code

@@ -30,6 +30,7 @@ from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from .client import ClientResult, Pace, exchange
+from .marks import Lane, Mark, MarkKind, lane_of
 from .network import MemoryNetwork
 from .pipes import CheckpointPlan, Yields, stream_pair
 from .raw_upstream import RawUpstream
@@ -83,6 +84,7 @@ class WorldResult:
     hygiene: list[str]
     deviations: int
     timeline: list[str] | None = None
+    marks: list[Mark] | None = None  # with the timeline: what a reproducer's page draws
 
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
@@ -104,6 +106,7 @@ class Timeline(trio.abc.Instrument):
     def __init__(self, client: trio.lowlevel.Task) -> None:
         self.client = client  # the session's main task, which runs the world's client
         self.entries: list[list[Any]] = []  # [time, who, action, count]
+        self.marks: list[Mark] = []
 
     def _add(self, who: str, action: str) -> None:
         now = trio.current_time()
@@ -154,6 +157,13 @@ class Timeline(trio.abc.Instrument):
 
     def note(self, text: str) -> None:
         self._add("--", text)
+
+    def mark(self, kind: MarkKind, label: str, lane: Lane | None = None, **fields: Any) -> None:
+        """A mark in the lane of ``lane``, or of the task running now."""
+        if lane is None:
+            lane = lane_of(self._who(trio.lowlevel.current_task()))
+        when = trio.current_time()
+        self.marks.append(Mark(len(self.marks), when, lane, kind, label, **fields))
 
     def render(self) -> list[str]:
         lines = []
@@ -241,6 +251,7 @@ async def simulate(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
     result.deviations = _scheduler.deviations
     if recorder is not None:
         result.timeline = recorder.render()
+        result.marks = recorder.marks
     return result
 
 
@@ -266,6 +277,19 @@ class _World:
         if self.timeline is not None:
             self.timeline.note(text)
 
+    def mark(self, kind: MarkKind, label: str, lane: Lane | None = None, **fields: Any) -> None:
+        if self.timeline is not None:
+            self.timeline.mark(kind, label, lane, **fields)
+
+    def _downstream_sent(self, text: str, data: bytes) -> None:
+        """The proxy wrote to the client: which task, and the bytes."""
+        self.note(text)
+        self.mark("write", f"wrote {len(data)} bytes", data=data)
+
+    def _client_read(self, text: str, data: bytes) -> None:
+        self.note(text)
+        self.mark("read", f"read {len(data)} bytes", "client", data=data)
+
     def _script(self, headers: list[tuple[str, str]], index: int) -> Reply:
         if index < len(self.spec.replies):
             reply = self.spec.replies[index]
@@ -284,6 +308,16 @@ class _World:
         self.attempts.append(Attempt(trio.current_time(), key, status, retry))
         if self.timeline is not None:
             self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
+            fault = f", then {reply.fault}" if reply.fault else ""
+            self.mark(
+                "attempt",
+                f"request #{index} with key {key}: {reply.status}{fault}",
+                "upstream",
+                data=b"".join(reply.chunks),
+                status=status,
+                key=key,
+                exchange=index,
+            )
         return reply
 
     def _guard(
@@ -308,6 +342,11 @@ class _World:
 
         return guarded
 
+    def _trace(self, decision: str) -> None:
+        """The engine's decisions (``Environment.trace``), in the deciding task's lane."""
+        self.note(decision)
+        self.mark("decision", decision)
+
     async def _run_tool(self, tool: InjectedTool, arguments: Any) -> ToolOutcome:
         latency = self.spec.tool_latency
         index = self.tool_calls
@@ -316,6 +355,7 @@ class _World:
         if index < len(latency) and latency[index]:
             await trio.sleep(latency[index])
         self.note(f"tool {tool.name} ran")
+        self.mark("tool", f"{tool.name} runs", "tool")
         return await tool.run(arguments)
 
     async def run(self) -> WorldResult:
@@ -341,18 +381,20 @@ class _World:
                 network_backend=network,
                 run_tool=self._run_tool,
                 wall_clock=lambda: WALL_EPOCH + trio.current_time(),
+                trace=self._trace if self.timeline else None,
             )
             proxy = Server(app, ServerConfig())
             near, far = stream_pair(
                 lockstep=True,
                 yields=self.yields,
                 name="downstream",
-                note=self.note if self.timeline else None,
+                note=self._downstream_sent if self.timeline else None,
             )
             services.start_soon(
                 self._guard(proxy.serve_stream, "the proxy", upstream=False), far, name="proxy-conn"
             )
             client = ClientResult()
+            self.mark("request", f"POST {spec.path} ({len(spec.body)} bytes)", "client")
             with trio.move_on_after(spec.bound) as bound:
                 client = await exchange(
                     near,
@@ -360,13 +402,17 @@ class _World:
                     spec.path,
                     spec.body,
                     spec.pace,
-                    self.note if self.timeline else None,
+                    self._client_read if self.timeline else None,
                 )
             live = not bound.cancelled_caught
             end_time = trio.current_time()
             provider = "openai" if spec.path.startswith("/openai") else "anthropic"
             pool = app.upstreams[provider].pool.snapshot(end_time)
             self.note("client done")
+            ending = "complete" if client.complete else "incomplete"
+            self.mark(
+                "done", f"done: {client.status}, {len(client.body)} body bytes, {ending}", "client"
+            )
             await near.aclose()
             with trio.move_on_after(GRACE):
                 await self.proxy_done.wait()
