@@ -219,3 +219,23 @@ async def test_a_header_byte_outside_ascii_goes_upstream_as_it_came(
         )
     assert response.status_code == 200
     assert s.upstream.seen[0].header("x-latin") == "caf\xe9"
+
+
+async def test_a_client_gone_mid_upload_costs_only_its_connection(
+    stack: StackFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = await stack([Reply.json({"id": "file-1"})])
+    host, port = s.proxy_url.removeprefix("http://").split(":")
+    conn = await trio.open_tcp_stream(host, int(port))
+    head = b"POST /openai/v1/files HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n"
+    await conn.send_all(head + b"only the start")
+    await conn.aclose()
+    with trio.fail_after(10):
+        while not s.app.requests_served:  # noqa: ASYNC110  (the app has no event for it)
+            await trio.sleep(0.01)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(s.proxy_url + "/healthz")).status_code == 200
+    # the upstream got a cut request, never a complete one; the proxy logged no failure
+    assert not s.upstream.seen
+    assert "POST /openai/v1/files - " in caplog.text
+    assert "failed" not in caplog.text
