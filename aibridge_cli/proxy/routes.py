@@ -29,7 +29,7 @@ from .bridge import (
     ProviderUpstream,
     write_error_response,
 )
-from .passthrough import maybe_json, pass_through_for, relay
+from .passthrough import PassThrough, maybe_json, pass_through_for, relay
 from .server import Request, ResponseWriter
 
 log = logging.getLogger("aibridge.requests")
@@ -132,18 +132,7 @@ class BridgeApp:
         if prefix is None:
             await self._reply_error(request, writer, 404, f"no route for {request.method} {path}")
             return ""
-        with self._recording(self._new_record(prefix.api, request, writer, [])) as record:
-            try:
-                return await relay(
-                    prefix, self.upstreams[prefix.provider], self.env, request, writer, record
-                )
-            except ClientFacingError as error:
-                record.outcome = f"error: {error.message}"
-                headers, body = self.error_response(request.target, error.status, error.message)
-                if error.retry_after is not None:
-                    headers.append(("retry-after", str(error.retry_after)))
-                await writer.respond(error.status, headers, body)
-                return " passthrough"
+        return await self._pass_through(prefix, request, writer)
 
     def status(self) -> dict[str, Any]:
         now = trio.current_time()
@@ -218,3 +207,19 @@ class BridgeApp:
                 await interceptor.run_blocking(conversation, writer)
         keys = ",".join(record.keys_used)
         return f" attempts={len(record.upstream)}" + (f" keys={keys}" if keys else "")
+
+    async def _pass_through(
+        self, prefix: PassThrough, request: Request, writer: ResponseWriter
+    ) -> str:
+        with self._recording(self._new_record(prefix.api, request, writer, [])) as record:
+            try:
+                return await relay(
+                    prefix, self.upstreams[prefix.provider], self.env, request, writer, record
+                )
+            except ClientFacingError as error:  # nothing was written yet
+                record.outcome = f"error: {error.message}"
+                headers, body = self.error_response(request.target, error.status, error.message)
+                if error.retry_after is not None:
+                    headers.append(("retry-after", str(error.retry_after)))
+                await writer.respond(error.status, headers, body)
+                return " passthrough"
