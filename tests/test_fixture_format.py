@@ -47,7 +47,7 @@ def test_each_line_is_one_json_object() -> None:
     text = dump_fixture(Fixture("f", [make_record(), make_record()], ["#1", "#2"]))
     lines = text.splitlines()
     assert len(lines) == 3
-    assert json.loads(lines[0])["aibridge_fixture"] == 1
+    assert json.loads(lines[0])["aibridge_fixture"] == 2
     assert all(json.loads(line)["api"] == "anthropic" for line in lines[1:])
 
 
@@ -58,6 +58,18 @@ def test_a_bad_line_is_named_with_file_and_line() -> None:
         parse_fixture(bad, "f.jsonl")
     with pytest.raises(FixtureError, match=r"^f\.jsonl:2: not valid JSON"):
         parse_fixture(header_line() + "\n{oops\n" + good.splitlines()[1] + "\n", "f.jsonl")
+
+
+def test_a_version_1_file_still_loads() -> None:
+    """Version 2 only added pass-through records and query strings: a v1 file is read as is."""
+    text = dump_fixture(Fixture("f", [make_record()], ["#1"]))
+    header, line = text.splitlines()
+    old = json.dumps({**json.loads(header), "aibridge_fixture": 1}) + "\n" + line + "\n"
+    fixture = parse_fixture(old, "f")
+    assert fixture.version == 1
+    assert [r.api for r in fixture.interceptions] == ["anthropic"]
+    with pytest.raises(FixtureError, match=r"version 3 is not supported \(this reads 1, 2\)"):
+        parse_fixture('{"aibridge_fixture": 3}\n', "f")
 
 
 def test_a_missing_or_foreign_header_is_rejected() -> None:

@@ -55,6 +55,7 @@ class SeenRequest:
     path: str
     headers: Headers
     body: bytes
+    target: str  # the path with its query string
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k == name), None)
@@ -95,7 +96,9 @@ class ScriptedUpstream:
         )
 
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
-        seen = SeenRequest(request.method, request.path, request.headers, request.body)
+        seen = SeenRequest(
+            request.method, request.path, request.headers, request.body, request.target
+        )
         self.seen.append(seen)
         reply = self.next_reply(seen)
         self.open_responses += 1

@@ -28,7 +28,10 @@ from ..interception import (
     redact_headers,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# 2 added pass-through records (``api``: ``anthropic-passthrough``, ``openai-passthrough``)
+# and query strings in ``path``s; a version-1 file is a version-2 file without them.
+READABLE_VERSIONS = frozenset({1, 2})
 _HEADER_KEY = "aibridge_fixture"
 
 
@@ -302,10 +305,9 @@ def _read_header(fixture: Fixture, obj: Any) -> None:
     if not isinstance(obj, dict) or _HEADER_KEY not in obj:
         raise _Bad(f'expected the header line ({{"{_HEADER_KEY}": {FORMAT_VERSION}, ...}})')
     version = obj[_HEADER_KEY]
-    if version != FORMAT_VERSION:
-        raise _Bad(
-            f"fixture format version {version!r} is not supported (this is {FORMAT_VERSION})"
-        )
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        readable = ", ".join(map(str, sorted(READABLE_VERSIONS)))
+        raise _Bad(f"fixture format version {version!r} is not supported (this reads {readable})")
     fixture.version = version
     fixture.tool_version = str(obj.get("tool_version", ""))
     fixture.created = str(obj.get("created", ""))

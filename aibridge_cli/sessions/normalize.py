@@ -258,6 +258,9 @@ _FACTS: dict[str, type[Facts]] = {
     "anthropic": _AnthropicFacts,
     "openai-chat": _ChatFacts,
     "openai-responses": _ResponsesFacts,
+    # a pass-through's body is whatever the upstream said: only an error type to read
+    "anthropic-passthrough": Facts,
+    "openai-passthrough": Facts,
 }
 
 
