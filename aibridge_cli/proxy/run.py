@@ -15,8 +15,9 @@ from ..errors import ConfigError
 from ..interception import Recorder
 from ..tools import ToolSet, load_tools
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
+from .guard import Guard, exposure_problem
 from .keypool import KeyPool
-from .routes import BridgeApp
+from .routes import ROUTES, BridgeApp, Intercept
 from .server import Server
 from .upstream_client import make_client
 
@@ -58,16 +59,31 @@ def build_app(
     return BridgeApp(env, upstreams, recorder=recorder, redact=tuple(options.redact))
 
 
+def proxy_guard(options: ServeOptions) -> Guard:
+    """The guard in front of the proxy (proxy/guard.py). A ``ConfigError`` when the options
+    would serve a key pool beyond loopback to anyone, or allow a malformed host or origin."""
+    pooled = bool(options.anthropic_keys or options.openai_keys)
+    problem = exposure_problem(options.host, pooled, options.guard)
+    if problem is not None:
+        raise ConfigError(problem)
+    intercepted = [key for key, route in ROUTES.items() if isinstance(route, Intercept)]
+    return Guard(options.guard, json_routes=intercepted)
+
+
 async def serve_proxy(
     app: BridgeApp,
     options: ServeOptions,
     *,
+    guard: Guard | None = None,
     announce: bool = True,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the proxy until SIGINT/SIGTERM, then shut down gracefully."""
+    """Run the proxy until SIGINT/SIGTERM, then shut down gracefully. ``guard``: the one
+    :func:`proxy_guard` makes of ``options`` unless given."""
+    if guard is None:
+        guard = proxy_guard(options)
     async with app.env.client:
-        server = Server(app, options.server)
+        server = Server(app, options.server, guard)
         await serve_until_signalled(
             server, options.host, options.port, announce=announce, task_status=task_status
         )
