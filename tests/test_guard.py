@@ -13,7 +13,7 @@ from aibridge_cli.proxy.guard import (
     Preflight,
     Refuse,
     Verdict,
-    exposure_problem,
+    exposes_pool,
     is_loopback,
     split_host,
 )
@@ -303,15 +303,13 @@ def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
-def test_a_key_pool_beyond_loopback_needs_a_token_or_insecure_open() -> None:
-    problem = exposure_problem("0.0.0.0", True, GuardConfig())
-    assert problem is not None
-    assert "--auth-token" in problem
-    assert "\n" not in problem
-    assert exposure_problem("0.0.0.0", True, GuardConfig(auth_token=TOKEN)) is None
-    assert exposure_problem("0.0.0.0", True, GuardConfig(insecure_open=True)) is None
-    assert exposure_problem("0.0.0.0", False, GuardConfig()) is None  # no pool: nothing to spend
-    assert exposure_problem("127.0.0.1", True, GuardConfig()) is None
+def test_a_key_pool_beyond_loopback_without_a_token_is_exposed() -> None:
+    assert exposes_pool("0.0.0.0", True, GuardConfig())
+    assert exposes_pool("", True, GuardConfig())  # every interface
+    assert exposes_pool("0.0.0.0", True, GuardConfig(insecure_open=True))  # allowed, still open
+    assert not exposes_pool("0.0.0.0", True, GuardConfig(auth_token=TOKEN))
+    assert not exposes_pool("0.0.0.0", False, GuardConfig())  # no pool: nothing to spend
+    assert not exposes_pool("127.0.0.1", True, GuardConfig())
 
 
 def test_the_token_is_not_in_the_config_repr() -> None:

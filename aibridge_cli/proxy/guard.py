@@ -113,16 +113,10 @@ def is_loopback(host: str) -> bool:
         return False  # a name other than localhost, or "" (every interface)
 
 
-def exposure_problem(host: str, pooled: bool, config: GuardConfig) -> str | None:
-    """Why serving a key pool on ``host`` would hand it to anyone who can reach the
-    address, or None when it would not."""
-    if not pooled or is_loopback(host) or config.auth_token or config.insecure_open:
-        return None
-    return (
-        f"--host {host or '(every interface)'} is reachable from other machines and the key "
-        "pool would be open to them: give --auth-token (or AIBRIDGE_AUTH_TOKEN) for clients to "
-        "send, or --insecure-open if that is what you mean"
-    )
+def exposes_pool(host: str, pooled: bool, config: GuardConfig) -> bool:
+    """True when serving on ``host`` would hand a key pool to anyone who can reach the
+    address: a pool, an address beyond loopback, and no token."""
+    return pooled and not is_loopback(host) and not config.auth_token
 
 
 class Guard:

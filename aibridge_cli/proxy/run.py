@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -15,11 +16,13 @@ from ..errors import ConfigError
 from ..interception import Recorder
 from ..tools import ToolSet, load_tools
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
-from .guard import Guard, exposure_problem
+from .guard import Guard, exposes_pool
 from .keypool import KeyPool
 from .routes import ROUTES, BridgeApp, Intercept
 from .server import Server
 from .upstream_client import make_client
+
+log = logging.getLogger("aibridge.server")
 
 
 def build_app(
@@ -63,9 +66,19 @@ def proxy_guard(options: ServeOptions) -> Guard:
     """The guard in front of the proxy (proxy/guard.py). A ``ConfigError`` when the options
     would serve a key pool beyond loopback to anyone, or allow a malformed host or origin."""
     pooled = bool(options.anthropic_keys or options.openai_keys)
-    problem = exposure_problem(options.host, pooled, options.guard)
-    if problem is not None:
-        raise ConfigError(problem)
+    if exposes_pool(options.host, pooled, options.guard):
+        where = options.host or "every interface"
+        if not options.guard.insecure_open:
+            raise ConfigError(
+                f"--host {where} is reachable from other machines and the key pool would be "
+                "open to them: give --auth-token (or AIBRIDGE_AUTH_TOKEN) for clients to send, "
+                "or --insecure-open if that is what you mean"
+            )
+        log.warning(
+            "serving the key pool on %s without a token (--insecure-open): anyone who can "
+            "reach it spends your keys",
+            where,
+        )
     intercepted = [key for key, route in ROUTES.items() if isinstance(route, Intercept)]
     return Guard(options.guard, json_routes=intercepted)
 
