@@ -8,11 +8,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
 
-import anthropic
 from aibridge_cli.config import GuardConfig
 from aibridge_cli.fakes.scripted_upstream import Reply
 
