@@ -542,7 +542,9 @@ def _local_address(stream: trio.abc.Stream) -> Address | None:
     try:
         sockname = stream.socket.getsockname()
     except OSError:
-        return None  # already reset by the peer: its request will not come
+        # Reset already. Not None, which would skip the port check: this address matches
+        # no Host, so the check fails closed.
+        return "", -1
     return str(sockname[0]), int(sockname[1])
 
 
