@@ -119,6 +119,18 @@ def test_a_request_with_an_origin_is_refused_unless_allowed() -> None:
     assert status(check(guard, good, ("origin", "null"), JSON)) == 403
 
 
+@pytest.mark.parametrize(
+    ("site", "expected"),
+    [("cross-site", 403), ("same-site", 403), ("same-origin", 200), ("none", 200)],
+)
+def test_a_pages_plain_get_without_origin_is_known_by_sec_fetch_site(
+    site: str, expected: int
+) -> None:
+    route = ("GET", "/anthropic/v1/models")
+    verdict = check(DEFAULT, ("host", "127.0.0.1:8080"), ("sec-fetch-site", site), route=route)
+    assert status(verdict) == expected
+
+
 def test_star_admits_every_origin() -> None:
     guard = Guard(GuardConfig(allowed_origins=("*",)))
     verdict = check(guard, ("host", "127.0.0.1:8080"), ("origin", "https://any.example"), JSON)

@@ -126,6 +126,19 @@ async def test_an_origin_is_refused_until_allowed_then_cors_lets_the_page_read(
     assert len(s.upstream.seen) == 1
 
 
+async def test_a_pages_get_without_origin_is_refused_and_spends_nothing(
+    stack: StackFactory, http: httpx.AsyncClient
+) -> None:
+    """What Chrome sends for ``<img src=".../anthropic/v1/models">`` on another site."""
+    s = await stack([HELLO], keys=[POOL_KEY])
+    response = await http.get(
+        s.proxy_url + "/anthropic/v1/models",
+        headers={"sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors"},
+    )
+    assert response.status_code == 403
+    assert s.upstream.seen == []
+
+
 async def test_a_preflight_is_answered_for_an_allowed_origin_only(
     stack: StackFactory, http: httpx.AsyncClient
 ) -> None:

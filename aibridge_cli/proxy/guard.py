@@ -11,7 +11,10 @@ four gates, in this order:
    ``--allowed-host``. A rebinding page sends its own name, so it stops here. (403)
 2. **Origin**: only browsers send one, so a request carrying it is refused unless the
    origin was allowed with ``--allow-origin``; a CORS preflight from an allowed origin is
-   answered here, since a preflight carries no credentials. (403, or the preflight answer)
+   answered here, since a preflight carries no credentials. A browser leaves Origin off a
+   page's plain GET (an ``<img>`` or ``<script>`` source) but says where it came from in
+   ``Sec-Fetch-Site``: one from another site's page is refused too. (403, or the
+   preflight answer)
 3. **Token**: with ``--auth-token``, the client presents it as its provider key
    (``x-api-key``) or as a bearer token, so SDKs and agents work unchanged; the header
    that carried it is dropped, so the token goes no further than this gate. (401)
@@ -37,6 +40,9 @@ Address = tuple[str, int]
 """A connection's local address, ``(ip, port)``: what the request was actually sent to."""
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+# Sec-Fetch-Site values that mean "sent by a page of another origin" ("same-site" includes
+# another port on localhost); "same-origin" and "none" (typed in the address bar) do not.
+FOREIGN_PAGE = frozenset({"cross-site", "same-site"})
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight answer
 
 
@@ -157,6 +163,8 @@ class Guard:
             return Refuse(403, f"host {host!r} is not served here; allow it with --allowed-host")
         origin = header(headers, "origin")
         cors: Headers = []
+        if origin is None and header(headers, "sec-fetch-site") in FOREIGN_PAGE:
+            return Refuse(403, "a request from another site's web page may not use this server")
         if origin is not None:
             if not (self._any_origin or origin.lower() in self._origins):
                 return Refuse(
