@@ -18,7 +18,7 @@ from ..tools import ToolSet, load_tools
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
 from .guard import Guard, exposes_pool
 from .keypool import KeyPool
-from .routes import ROUTES, BridgeApp, Intercept
+from .routes import ROUTES, BridgeApp
 from .server import Server
 from .upstream_client import make_client
 
@@ -79,8 +79,8 @@ def proxy_guard(options: ServeOptions) -> Guard:
             "reach it spends your keys",
             where,
         )
-    intercepted = [key for key, route in ROUTES.items() if isinstance(route, Intercept)]
-    return Guard(options.guard, json_routes=intercepted)
+    # JSON only on the intercepted APIs (ROUTES); the pass-through takes any body.
+    return Guard(options.guard, json_routes=ROUTES)
 
 
 async def serve_proxy(
