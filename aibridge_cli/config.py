@@ -58,6 +58,23 @@ class UpstreamTimeouts:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """Who may use a listening server besides the loopback clients (proxy/guard.py).
+
+    ``allowed_hosts`` are Host values accepted besides the address served (a name alone
+    matches any port, ``name:port`` that port only); ``allowed_origins`` are browser origins
+    whose requests and CORS preflights are accepted (``*``: any page, unsafe);
+    ``auth_token`` is what every client must present as its key; ``insecure_open`` lets
+    a key pool be served beyond loopback without one.
+    """
+
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    auth_token: str | None = field(default=None, repr=False)  # a secret: never in a repr
+    insecure_open: bool = False
+
+
+@dataclass(frozen=True)
 class ServeOptions:
     """Everything ``aibridge serve`` takes, as plain data."""
 
@@ -73,3 +90,4 @@ class ServeOptions:
     server: ServerConfig = field(default_factory=ServerConfig)
     timeouts: UpstreamTimeouts = field(default_factory=UpstreamTimeouts)
     redact: Sequence[str] = ()
+    guard: GuardConfig = field(default_factory=GuardConfig)

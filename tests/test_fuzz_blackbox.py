@@ -9,7 +9,7 @@ import trio
 from aibridge_cli.config import ServeOptions
 from aibridge_cli.fuzz.blackbox import _iterate
 from aibridge_cli.fuzz.catalog import builtin
-from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.run import build_app, proxy_guard
 from aibridge_cli.proxy.server import Server
 from aibridge_cli.tools import ToolSet, tool_from_mapping
 
@@ -26,14 +26,12 @@ async def test_an_eager_proxy_passes_black_box_iterations(nursery: trio.Nursery)
     scenarios = builtin(SEED_CASE)
     upstream_port = free_port()
     tools = ToolSet.of(tool_from_mapping(t, "tool") for t in scenarios[0].to_json()["tools"])
-    app = build_app(
-        ServeOptions(
-            anthropic_base_url=f"http://127.0.0.1:{upstream_port}",
-            anthropic_keys=["sk-ant-test-key-0000", "sk-ant-test-key-1111"],
-        ),
-        tools=tools,
+    options = ServeOptions(
+        anthropic_base_url=f"http://127.0.0.1:{upstream_port}",
+        anthropic_keys=["sk-ant-test-key-0000", "sk-ant-test-key-1111"],
     )
-    server = Server(app)
+    app = build_app(options, tools=tools)
+    server = Server(app, guard=proxy_guard(options))  # guarded as `serve` is
     host, port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
     outcomes = await _iterate((host, port, ""), upstream_port, scenarios, 5, 12)
     assert len(outcomes) == 12

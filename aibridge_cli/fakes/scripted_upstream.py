@@ -15,8 +15,11 @@ from typing import Any, Literal
 
 import trio
 
+from ..errors import kind_for_status
 from ..headers import Headers
+from ..providers.anthropic import anthropic_error
 from ..providers.base import dumps
+from ..providers.openai_common import openai_error
 from ..proxy.server import AbortConnection, Request, ResponseWriter
 from ..sse import encode_event
 
@@ -47,6 +50,14 @@ class Reply:
             for name, data in events
         ]
         return cls(200, [("content-type", "text/event-stream")], chunks, **kwargs)
+
+
+def upstream_error(path: str, status: int, message: str) -> dict[str, Any]:
+    """An error body in the shape of the provider that owns ``path`` on its own host:
+    Anthropic's ``/v1/messages...``, OpenAI's the rest of ``/v1/``."""
+    if path.startswith("/v1/") and not path.startswith("/v1/messages"):
+        return openai_error(kind_for_status(status), message)
+    return anthropic_error(kind_for_status(status), message)
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,7 @@ class ScriptedUpstream:
         self.all_closed.set()
 
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
-        body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        body = upstream_error(target.split("?", 1)[0], status, message)
         return [("content-type", "application/json")], dumps(body).encode()
 
     def next_reply(self, seen: SeenRequest) -> Reply:

@@ -137,6 +137,7 @@ async def _iterate(
     iterations: int,
 ) -> list[BlackBoxOutcome]:
     host, port, prefix = target
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     script = _Upstream()
     app = ScriptedUpstream(script=script)
     server = Server(app)
@@ -158,7 +159,7 @@ async def _iterate(
                 stream = await _connect(host, port)
                 try:
                     result = await exchange(
-                        stream, "POST", prefix + scenario.path, scenario.body, pace
+                        stream, "POST", prefix + scenario.path, scenario.body, pace, host=authority
                     )
                     live = True
                 finally:

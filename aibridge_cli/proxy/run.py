@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -15,10 +16,13 @@ from ..errors import ConfigError
 from ..interception import Recorder
 from ..tools import ToolSet, load_tools
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
+from .guard import Guard, exposes_pool
 from .keypool import KeyPool
-from .routes import BridgeApp
+from .routes import ROUTES, BridgeApp
 from .server import Server
 from .upstream_client import make_client
+
+log = logging.getLogger("aibridge.server")
 
 
 def build_app(
@@ -58,16 +62,41 @@ def build_app(
     return BridgeApp(env, upstreams, recorder=recorder, redact=tuple(options.redact))
 
 
+def proxy_guard(options: ServeOptions) -> Guard:
+    """The guard in front of the proxy (proxy/guard.py). A ``ConfigError`` when the options
+    would serve a key pool beyond loopback to anyone, or allow a malformed host or origin."""
+    pooled = bool(options.anthropic_keys or options.openai_keys)
+    if exposes_pool(options.host, pooled, options.guard):
+        where = options.host or "every interface"
+        if not options.guard.insecure_open:
+            raise ConfigError(
+                f"--host {where} is reachable from other machines and the key pool would be "
+                "open to them: give --auth-token (or AIBRIDGE_AUTH_TOKEN) for clients to send, "
+                "or --insecure-open if that is what you mean"
+            )
+        log.warning(
+            "serving the key pool on %s without a token (--insecure-open): anyone who can "
+            "reach it spends your keys",
+            where,
+        )
+    # JSON only on the intercepted APIs (ROUTES); the pass-through takes any body.
+    return Guard(options.guard, json_routes=ROUTES)
+
+
 async def serve_proxy(
     app: BridgeApp,
     options: ServeOptions,
     *,
+    guard: Guard | None = None,
     announce: bool = True,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the proxy until SIGINT/SIGTERM, then shut down gracefully."""
+    """Run the proxy until SIGINT/SIGTERM, then shut down gracefully. ``guard``: the one
+    :func:`proxy_guard` makes of ``options`` unless given."""
+    if guard is None:
+        guard = proxy_guard(options)
     async with app.env.client:
-        server = Server(app, options.server)
+        server = Server(app, options.server, guard)
         await serve_until_signalled(
             server, options.host, options.port, announce=announce, task_status=task_status
         )

@@ -18,7 +18,7 @@ import logging
 import select
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import h11
@@ -27,6 +27,7 @@ import trio
 from ..config import ServerConfig
 from ..errors import ClientDisconnected
 from ..headers import Headers
+from .guard import Address, Admit, Guard, Preflight, Refuse
 
 log = logging.getLogger("aibridge.server")
 
@@ -101,9 +102,11 @@ class ResponseWriter:
         observer: ResponseObserver | None = None,
         *,
         head: bool = False,
+        cors: Headers | None = None,
     ):
         self._connection = connection
         self._head = head  # the answer to a HEAD: a head and never a body
+        self.cors = cors
         self._lock = trio.StrictFIFOLock()
         self.observer = observer
         self.status: int | None = None
@@ -140,6 +143,9 @@ class ResponseWriter:
         self.headers = headers
         if self.observer is not None:
             self.observer.started(status, headers)
+        if self.cors:
+            # After the observer: a recording is the same whether a browser asked or not.
+            headers = [*headers, *self.cors]
         events: list[h11.Event] = [h11.Response(status_code=status, headers=headers)]
         if data and not self._head:
             if self.observer is not None:
@@ -281,6 +287,8 @@ class HTTPConnection:
         self.peer_gone = False
         self.cycles = 0
         self._streams_body = app.streams_body if isinstance(app, BodyStreamingApp) else None
+        # Asked once per connection, for the guard's Host check.
+        self.local = _local_address(stream) if server.guard is not None else None
 
     @property
     def closing(self) -> bool:
@@ -448,7 +456,18 @@ class HTTPConnection:
         log.info("rejected %s: %d %s", target, status, message)
 
     async def _handle(self, request: Request) -> None:
-        writer = ResponseWriter(self, head=request.method == "HEAD")
+        cors: Headers | None = None
+        if self.server.guard is not None:
+            verdict = self.server.guard.check(
+                request.method, request.path, request.headers, self.local
+            )
+            if not isinstance(verdict, Admit):
+                await self._turn_away(request, verdict)
+                return
+            if verdict.headers is not request.headers:
+                request = replace(request, headers=verdict.headers)
+            cors = verdict.cors
+        writer = ResponseWriter(self, head=request.method == "HEAD", cors=cors)
         async with trio.open_nursery() as nursery:
             if request.body_stream is not None:
                 # The body is still arriving: watch the peer once the handler has read it.
@@ -480,6 +499,20 @@ class HTTPConnection:
         if not self.h11.trailing_data[0]:
             await self._watch_peer(handler_scope)
 
+    async def _turn_away(self, request: Request, verdict: Refuse | Preflight) -> None:
+        """Answer for the guard; the app never sees the request (nor reads a body still
+        arriving: the connection closes after the answer)."""
+        writer = ResponseWriter(self, head=request.method == "HEAD")
+        if isinstance(verdict, Preflight):
+            await writer.start(204, verdict.headers)  # no Content-Length on a 204
+            await writer.finish()
+            return
+        log.warning(
+            "refused %s %s: %d %s", request.method, request.path, verdict.status, verdict.message
+        )
+        headers, body = self.app.error_response(request.target, verdict.status, verdict.message)
+        await writer.respond(verdict.status, headers, body)
+
     async def _watch_peer(self, handler_scope: trio.CancelScope) -> None:
         """Cancel the handler when the client goes away while it is being answered."""
         try:
@@ -502,6 +535,19 @@ def _is_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, expected)
 
 
+def _local_address(stream: trio.abc.Stream) -> Address | None:
+    """The address a socket stream's peer connected to; None for other streams."""
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    try:
+        sockname = stream.socket.getsockname()
+    except OSError:
+        # Reset already. Not None, which would skip the port check: this address matches
+        # no Host, so the check fails closed.
+        return "", -1
+    return str(sockname[0]), int(sockname[1])
+
+
 def _content_length(headers: Sequence[tuple[str, str]]) -> int | None:
     for key, value in headers:
         if key == "content-length" and value.isdigit():
@@ -515,6 +561,7 @@ class Server:
 
     app: App
     config: ServerConfig = field(default_factory=ServerConfig)
+    guard: Guard | None = None  # None: every request goes to the app (fakes, memory pipes)
     shutting_down: bool = False
     connections: set[HTTPConnection] = field(default_factory=set)
 

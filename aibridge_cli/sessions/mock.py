@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
+from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest, upstream_error
 from ..headers import forwarded_response_headers
 from ..interception import Interception, UpstreamExchange
 from .fixture import Fixture, provider_of
@@ -107,6 +107,12 @@ class MockUpstream:
         self.app = ScriptedUpstream(script=self.answer)
 
     @property
+    def json_routes(self) -> list[tuple[str, str]]:
+        """The routes that take JSON bodies: every recorded POST (the guard answers 415
+        to any other body there)."""
+        return [route for route in self.queues if route[0] == "POST"]
+
+    @property
     def remaining(self) -> int:
         return sum(len(q) for q in self.queues.values())
 
@@ -159,17 +165,7 @@ def _mismatch(path: str, index: int, problems: list[str]) -> Reply:
         f"aibridge mock: request #{index + 1} ({path}) does not match the fixture: "
         + "; ".join(problems[:10])
     )
-    if path.startswith("/v1/messages") or not path.startswith("/v1/"):
-        body: Any = {
-            "type": "error",
-            "error": {"type": "invalid_request_error", "message": message},
-        }
-    else:
-        body = {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "code": "fixture_mismatch",
-            }
-        }
+    body = upstream_error(path, 400, message)
+    if "code" in body["error"]:
+        body["error"]["code"] = "fixture_mismatch"  # OpenAI's errors name their cause
     return Reply.json(body, 400, [("x-aibridge-mock", "mismatch")])

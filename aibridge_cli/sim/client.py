@@ -41,15 +41,17 @@ async def exchange(
     body: bytes,
     pace: Pace,
     note: Callable[[str, bytes], None] | None = None,
+    host: str = "proxy.sim",
 ) -> ClientResult:
-    """Send one request over ``stream`` and read the response at the given pace."""
+    """Send one request over ``stream`` and read the response at the given pace; ``host``
+    is the Host header (a real proxy's guard admits only the address it serves)."""
     result = ClientResult()
     conn = h11.Connection(h11.CLIENT)
     head = h11.Request(
         method=method,
         target=target,
         headers=[
-            ("host", "proxy.sim"),
+            ("host", host),
             ("content-type", "application/json"),
             ("content-length", str(len(body))),
         ],
