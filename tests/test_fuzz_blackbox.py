@@ -7,7 +7,7 @@ import socket
 import trio
 
 from aibridge_cli.config import ServeOptions
-from aibridge_cli.fuzz.blackbox import _iterate
+from aibridge_cli.fuzz.blackbox import BlackBoxSettings, _iterate
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.proxy.run import build_app
 from aibridge_cli.proxy.server import Server
@@ -35,7 +35,8 @@ async def test_an_eager_proxy_passes_black_box_iterations(nursery: trio.Nursery)
     )
     server = Server(app)
     host, port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
-    outcomes = await _iterate((host, port, ""), upstream_port, scenarios, 5, 12)
+    settings = BlackBoxSettings(f"http://{host}:{port}", upstream_port, scenarios, 5, 12)
+    outcomes = await _iterate(settings)
     assert len(outcomes) == 12
     assert [o.violations for o in outcomes if o.violations] == []
     server.shutdown()

@@ -10,7 +10,7 @@ import trio
 
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
-from aibridge_cli.fuzz.plan import Fault, Plan
+from aibridge_cli.fuzz.plan import ChunkDelay, Cut, Fault, FaultKind, Plan, ReadDelay
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.providers.anthropic import AnthropicConversation
 from aibridge_cli.proxy import keypool
@@ -74,7 +74,7 @@ def test_a_pool_that_ignores_retry_after_breaks_the_key_rules(
     monkeypatch.setattr(
         keypool, "parse_retry_after", lambda value, wall_now: keypool.DEFAULT_COOLDOWN
     )
-    plan = Plan(faults=(Fault("429-one", 0, retry_after="5"),))
+    plan = Plan(faults=(Fault(FaultKind.RATE_LIMIT_ONE, 0, retry_after="5"),))
     assert oracles_of(SIMPLE, plan) == {"key-pool"}
     assert "key-pool" in campaign_oracles([SEED_CASE], 10)
 
@@ -94,7 +94,9 @@ def test_chunk_dependent_output_is_schedule_dependence(monkeypatch: pytest.Monke
     # a moment after the last, so each is its own socket read (the upstream client joins
     # what one read brings).
     offsets = [sum(len(c) for c in scenario.exchanges[0].chunks[:i]) for i in range(1, 4)]
-    plan = Plan(cuts=((0, tuple(offsets)),), delays=tuple((0, i, 0.01) for i in range(1, 4)))
+    plan = Plan(
+        cuts=(Cut(0, tuple(offsets)),), delays=tuple(ChunkDelay(0, i, 0.01) for i in range(1, 4))
+    )
     assert oracles_of(SIMPLE, plan) == {"schedule-dependence"}
     assert "schedule-dependence" in campaign_oracles([SIMPLE], 25)
 
@@ -129,6 +131,6 @@ def test_lazy_initiation_races_into_a_malformed_body() -> None:
     # The seed race, not planted: the tool turn's frames come in one chunk, the relay takes
     # them all, and a slow first read keeps it in its header write while the loop fails.
     whole = len(builtin(SEED_CASE)[0].exchanges[0].body)
-    plan = Plan(cuts=((0, (whole - 1,)),), read_delays=((0, 0.001),))
+    plan = Plan(cuts=(Cut(0, (whole - 1,)),), read_delays=(ReadDelay(0, 0.001),))
     assert "malformed-body" in oracles_of(SEED_CASE, plan, "lazy")
     assert "malformed-body" not in oracles_of(SEED_CASE, plan, "eager")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from aibridge_cli.cli import app
-from aibridge_cli.fuzz.campaign import Settings, run_campaign
+from aibridge_cli.fuzz.campaign import Settings, Shard, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
 
 SEED_CASE = "anthropic/rate-limit-after-tool-turn"
@@ -91,7 +91,7 @@ def test_shards_together_run_and_find_exactly_what_one_run_does() -> None:
     scenarios = (*builtin(SEED_CASE), *builtin("anthropic/simple#streaming"))
     whole = run_campaign(Settings(scenarios, 3, 30, "lazy"), investigate=False)
     parts = [
-        run_campaign(Settings(scenarios, 3, 30, "lazy", shard=(k, 4)), investigate=False)
+        run_campaign(Settings(scenarios, 3, 30, "lazy", shard=Shard(k, 4)), investigate=False)
         for k in range(1, 5)
     ]
     ran = sorted(o.iteration for p in parts for o in p.outcomes)

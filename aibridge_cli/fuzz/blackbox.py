@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import trio
@@ -37,11 +37,19 @@ from ..proxy.server import Server
 from ..sim.client import Pace, exchange
 from ..sim.world import Attempt, WorldResult
 from .oracles import ORACLES, Violation, judge
-from .plan import Plan, draw_plan, error_body, iteration_seed, upstream_replies
+from .plan import (
+    FaultKind,
+    Plan,
+    ReadDelay,
+    draw_plan,
+    error_body,
+    iteration_seed,
+    upstream_replies,
+)
 from .report import describe_plan
 from .scenario import Scenario
 
-_EXCLUDED_FAULTS = ("stall", "401", "403")
+_EXCLUDED_FAULTS = (FaultKind.STALL, FaultKind.UNAUTHORIZED, FaultKind.FORBIDDEN)
 _MAX_DELAY = 0.02
 _PAD = 1 << 20
 _LEVER_DELAY = 0.1
@@ -67,23 +75,41 @@ def blackbox_plan(plan: Plan, rng: random.Random) -> Plan:
     write block, as a slow client on a real network would.
     """
     faults = tuple(
-        replace(
-            f, retry_after="0" if f.retry_after is not None or f.kind.startswith("429") else None
-        )
+        replace(f, retry_after="0" if f.retry_after is not None or f.kind.rate_limits else None)
         for f in plan.faults
         if f.kind not in _EXCLUDED_FAULTS
     )
     plan = Plan(
         faults=faults,
         cuts=plan.cuts,
-        delays=tuple((e, c, min(d, _MAX_DELAY)) for e, c, d in plan.delays),
-        read_delays=tuple((i, min(d, _MAX_DELAY)) for i, d in plan.read_delays),
+        delays=tuple(d._replace(seconds=min(d.seconds, _MAX_DELAY)) for d in plan.delays),
+        read_delays=tuple(r._replace(seconds=min(r.seconds, _MAX_DELAY)) for r in plan.read_delays),
         read_size=plan.read_size,
     )
     if rng.random() < 0.3:
-        later = tuple((i, d) for i, d in plan.read_delays if i)
-        plan = replace(plan, pad=_PAD, read_delays=((0, _LEVER_DELAY), *later), read_size=65536)
+        later = tuple(r for r in plan.read_delays if r.read)
+        first = ReadDelay(0, _LEVER_DELAY)
+        plan = replace(plan, pad=_PAD, read_delays=(first, *later), read_size=65536)
     return plan
+
+
+@dataclass(frozen=True)
+class BlackBoxSettings:
+    """A black-box campaign: the proxy at ``url``, our mock upstream on ``upstream_port``."""
+
+    url: str
+    upstream_port: int
+    scenarios: Sequence[Scenario]
+    seed: int
+    iterations: int
+
+
+class Target(NamedTuple):
+    """Where the proxy under test listens, and the path prefix of its routes."""
+
+    host: str
+    port: int
+    prefix: str
 
 
 @dataclass
@@ -129,27 +155,24 @@ class _Upstream:
         return reply
 
 
-async def _iterate(
-    target: tuple[str, int, str],
-    upstream_port: int,
-    scenarios: Sequence[Scenario],
-    seed: int,
-    iterations: int,
-) -> list[BlackBoxOutcome]:
-    host, port, prefix = target
+async def _iterate(settings: BlackBoxSettings) -> list[BlackBoxOutcome]:
+    host, port, prefix = _target(settings.url)
+    scenarios, seed = settings.scenarios, settings.seed
     script = _Upstream()
     app = ScriptedUpstream(script=script)
     server = Server(app)
     outcomes = []
     async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve_tcp, "127.0.0.1", upstream_port)
-        for i in range(iterations):
+        await nursery.start(server.serve_tcp, "127.0.0.1", settings.upstream_port)
+        for i in range(settings.iterations):
             this_seed = iteration_seed(seed, i)
             rng = random.Random(this_seed)
             scenario = blackbox_scenario(scenarios[rng.randrange(len(scenarios))])
             plan = blackbox_plan(draw_plan(rng, scenario), rng)
             script.start(scenario.api, upstream_replies(scenario, plan), len(app.seen))
-            disconnect = next((f.at for f in plan.faults if f.kind == "client-disconnect"), None)
+            disconnect = next(
+                (f.at for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT), None
+            )
             pace = Pace(dict(plan.read_delays), plan.read_size, disconnect)
             hygiene: list[str] = []
             started = trio.current_time()
@@ -174,7 +197,13 @@ async def _iterate(
                     f"an upstream response was still open {GRACE:g} s after the client left"
                 )
             world = WorldResult(
-                result, script.attempts, [], trio.current_time() - started, live, hygiene, 0
+                client=result,
+                attempts=script.attempts,
+                pool=[],
+                end_time=trio.current_time() - started,
+                live=live,
+                hygiene=hygiene,
+                deviations=0,
             )
             outcomes.append(
                 BlackBoxOutcome(
@@ -199,26 +228,21 @@ async def _connect(host: str, port: int) -> trio.SocketStream:
     return trio.SocketStream(sock)
 
 
-def _target(url: str) -> tuple[str, int, str]:
+def _target(url: str) -> Target:
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         from ..errors import ConfigError
 
         raise ConfigError(f"--target must be an http:// URL, not {url!r}")
-    return parts.hostname, parts.port or 80, parts.path.rstrip("/")
+    return Target(parts.hostname, parts.port or 80, parts.path.rstrip("/"))
 
 
-def run_blackbox(
-    url: str,
-    upstream_port: int,
-    scenarios: Sequence[Scenario],
-    seed: int,
-    iterations: int,
-    as_json: bool,
-) -> int:
-    """Fuzz the proxy at ``url``; 1 when anything failed."""
+def run_blackbox(settings: BlackBoxSettings, as_json: bool) -> int:
+    """Fuzz the proxy at ``settings.url``; 1 when anything failed."""
+    _target(settings.url)  # a bad URL is a usage error before anything starts
+    url, seed = settings.url, settings.seed
     started = time.monotonic()
-    outcomes = trio.run(_iterate, _target(url), upstream_port, scenarios, seed, iterations)
+    outcomes = trio.run(_iterate, settings)
     elapsed = time.monotonic() - started
     failures = [o for o in outcomes if o.violations]
     if as_json:
@@ -297,4 +321,4 @@ def _renderable(url: str, seed: int, outcomes: list[BlackBoxOutcome]) -> Group:
     return Group(*parts)
 
 
-__all__ = ["run_blackbox"]
+__all__ = ["BlackBoxSettings", "run_blackbox"]

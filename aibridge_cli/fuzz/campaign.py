@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..config import StreamInitiation
 from ..errors import FixtureError
@@ -30,6 +30,16 @@ BATCH = 25
 REPRO_VERSION = 1
 
 
+class Shard(NamedTuple):
+    """Shard ``part`` (from 1) of ``parts``: iterations ``i`` with ``i % parts == part - 1``."""
+
+    part: int
+    parts: int
+
+
+ONE_SHARD = Shard(1, 1)
+
+
 @dataclass(frozen=True)
 class Settings:
     scenarios: tuple[Scenario, ...]
@@ -37,7 +47,7 @@ class Settings:
     iterations: int
     stream_initiation: StreamInitiation = "eager"
     jobs: int = 1
-    shard: tuple[int, int] = (1, 1)
+    shard: Shard = ONE_SHARD
     time_budget: float | None = None
 
     def indexes(self) -> list[int]:
@@ -46,12 +56,19 @@ class Settings:
 
 
 @dataclass(frozen=True)
-class Finding:
-    """A shrunk failure, ready to print and to replay."""
+class Origin:
+    """Where a plan came from: the campaign's seed and the iteration that drew it."""
 
     seed: int
     iteration: int
     iteration_seed: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A shrunk failure, ready to print and to replay."""
+
+    origin: Origin
     scenario: Scenario
     stream_initiation: StreamInitiation
     original: Plan
@@ -60,6 +77,18 @@ class Finding:
     violations: tuple[Violation, ...]
     timeline: tuple[str, ...]
     shrink_runs: int
+
+    @property
+    def seed(self) -> int:
+        return self.origin.seed
+
+    @property
+    def iteration(self) -> int:
+        return self.origin.iteration
+
+    @property
+    def iteration_seed(self) -> int:
+        return self.origin.iteration_seed
 
     @property
     def oracle(self) -> str:
@@ -195,21 +224,11 @@ def find(settings: Settings, failures: Sequence[Outcome]) -> list[Finding]:
 
 def investigate(judge: Judge, settings: Settings, outcome: Outcome) -> Finding:
     scenario, plan, this_seed = draw_iteration(settings.scenarios, settings.seed, outcome.iteration)
-    oracle = outcome.oracle
-    return minimize(
-        judge, scenario, plan, oracle or "", settings.seed, outcome.iteration, this_seed
-    )
+    origin = Origin(settings.seed, outcome.iteration, this_seed)
+    return minimize(judge, scenario, plan, outcome.oracle or "", origin)
 
 
-def minimize(
-    judge: Judge,
-    scenario: Scenario,
-    plan: Plan,
-    oracle: str,
-    seed: int,
-    iteration: int,
-    this_seed: int,
-) -> Finding:
+def minimize(judge: Judge, scenario: Scenario, plan: Plan, oracle: str, origin: Origin) -> Finding:
     """Shrink ``plan`` while it still violates ``oracle``; rerun the result with a timeline."""
     _, world = judge.evaluate(scenario, plan)
     plan = replace(plan, schedule_budget=min(plan.schedule_budget, world.deviations))
@@ -220,7 +239,7 @@ def minimize(
 
     original = plan
     small, runs = shrink(plan, fails) if fails(plan) else (plan, 0)
-    return replay(judge, scenario, small, oracle, seed, iteration, this_seed, original, runs)
+    return replay(judge, scenario, small, oracle, origin, original=original, shrink_runs=runs)
 
 
 def replay(
@@ -228,9 +247,8 @@ def replay(
     scenario: Scenario,
     plan: Plan,
     oracle: str,
-    seed: int,
-    iteration: int,
-    this_seed: int,
+    origin: Origin,
+    *,
     original: Plan | None = None,
     shrink_runs: int = 0,
 ) -> Finding:
@@ -241,17 +259,15 @@ def replay(
         violations[0] if violations else Violation("none", "the plan no longer fails"),
     )
     return Finding(
-        seed,
-        iteration,
-        this_seed,
-        scenario,
-        judge.stream_initiation,
-        original or plan,
-        plan,
-        chosen,
-        tuple(violations),
-        tuple(world.timeline or ()),
-        shrink_runs,
+        origin=origin,
+        scenario=scenario,
+        stream_initiation=judge.stream_initiation,
+        original=original or plan,
+        plan=plan,
+        violation=chosen,
+        violations=tuple(violations),
+        timeline=tuple(world.timeline or ()),
+        shrink_runs=shrink_runs,
     )
 
 

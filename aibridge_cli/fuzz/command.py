@@ -16,17 +16,19 @@ from ..console import report_out as stdout
 from ..errors import AibridgeError, ConfigError
 
 if TYPE_CHECKING:
-    from .campaign import Finding, Settings
+    from .campaign import Finding, Settings, Shard
 
 
-def parse_shard(text: str) -> tuple[int, int]:
+def parse_shard(text: str) -> Shard:
+    from .campaign import Shard
+
     try:
         k, n = (int(part) for part in text.split("/"))
     except ValueError:
         raise ConfigError(f"--shard must look like K/N, not {text!r}") from None
     if not 1 <= k <= n:
         raise ConfigError(f"--shard {text}: K must be between 1 and N")
-    return k, n
+    return Shard(k, n)
 
 
 def fuzz(
@@ -91,12 +93,19 @@ def fuzz(
         if seed is None:
             seed = random.SystemRandom().randrange(2**32)
         if target is not None:
-            from .blackbox import run_blackbox
+            from .blackbox import BlackBoxSettings, run_blackbox
 
             assert upstream_port is not None
-            raise typer.Exit(run_blackbox(target, upstream_port, chosen, seed, iterations, as_json))
+            black_box = BlackBoxSettings(target, upstream_port, chosen, seed, iterations)
+            raise typer.Exit(run_blackbox(black_box, as_json))
         settings = Settings(
-            chosen, seed, iterations, stream_initiation, jobs, parse_shard(shard), time_budget
+            scenarios=chosen,
+            seed=seed,
+            iterations=iterations,
+            stream_initiation=stream_initiation,
+            jobs=jobs,
+            shard=parse_shard(shard),
+            time_budget=time_budget,
         )
         code = _campaign(settings, junit, as_json, out)
     except AibridgeError as exc:
@@ -162,20 +171,13 @@ def _write_page(finding: Finding, path: Path) -> None:
 
 def _replay(path: Path, as_json: bool, html: Path | None = None) -> int:
     from . import report
-    from .campaign import load_repro, replay
+    from .campaign import Origin, load_repro, replay
     from .runner import Judge
 
     header, scenario, plan = load_repro(path)
     judge = Judge(header["stream_initiation"])
-    finding = replay(
-        judge,
-        scenario,
-        plan,
-        header["oracle"],
-        header["seed"],
-        header["iteration"],
-        header["iteration_seed"],
-    )
+    origin = Origin(header["seed"], header["iteration"], header["iteration_seed"])
+    finding = replay(judge, scenario, plan, header["oracle"], origin)
     if as_json:
         sys.stdout.write(json.dumps(report.finding_json(finding, path), indent=2) + "\n")
     else:

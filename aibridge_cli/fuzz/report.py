@@ -18,7 +18,7 @@ from rich.text import Text
 
 from .campaign import Campaign, Finding
 from .oracles import ORACLES
-from .plan import FAULT_KINDS, Plan
+from .plan import FaultKind, Plan
 
 
 def describe_plan(plan: Plan) -> list[str]:
@@ -33,10 +33,10 @@ def describe_plan(plan: Plan) -> list[str]:
     for e, offsets in plan.cuts:
         cut = f"cut at bytes {', '.join(map(str, offsets))}" if offsets else "sent in one chunk"
         lines.append(f"exchange {e} {cut}")
-    for e, chunk, seconds in plan.delays:
-        lines.append(f"exchange {e} chunk {chunk} delayed {seconds:g} s")
-    for read, seconds in plan.read_delays:
-        lines.append(f"client waits {seconds:g} s before read {read}")
+    for delay in plan.delays:
+        lines.append(f"exchange {delay.exchange} chunk {delay.chunk} delayed {delay.seconds:g} s")
+    for read in plan.read_delays:
+        lines.append(f"client waits {read.seconds:g} s before read {read.read}")
     if plan.read_size != 65536:
         lines.append(f"client reads at most {plan.read_size} bytes at a time")
     for call, seconds in enumerate(plan.tool_latency):
@@ -44,8 +44,8 @@ def describe_plan(plan: Plan) -> list[str]:
             lines.append(f"tool call {call} takes {seconds:g} s")
     if plan.pad:
         lines.append(f"the first event of exchange 0 padded by {plan.pad} bytes")
-    for point, op, count in plan.checkpoints:
-        lines.append(f"{count} extra checkpoint(s) before {point} #{op}")
+    for c in plan.checkpoints:
+        lines.append(f"{c.extra} extra checkpoint(s) before {c.point} #{c.operation}")
     return lines
 
 
@@ -193,8 +193,8 @@ def listing(scenarios: Sequence[str]) -> RenderableType:
     kinds = Table(title="fault kinds", title_justify="left")
     kinds.add_column("kind")
     kinds.add_column("what it does")
-    for kind, text in FAULT_KINDS.items():
-        kinds.add_row(kind, text)
+    for kind in FaultKind:
+        kinds.add_row(kind, kind.description)
     oracles = Table(title="oracles", title_justify="left")
     oracles.add_column("oracle")
     oracles.add_column("what must hold")
