@@ -8,6 +8,7 @@ stdout is the result, a non-zero exit is a tool error) or ``error`` (canned erro
 from __future__ import annotations
 
 import json
+import subprocess
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -63,13 +64,41 @@ class InjectedTool:
                     deliver_cancel=_kill,
                 )
         except trio.TooSlowError:
-            return ToolOutcome(f"tool {self.name} timed out after {self.timeout:g} s", True)
+            return self._timed_out()
         except OSError as exc:
             return ToolOutcome(f"tool {self.name} could not start: {exc}", True)
-        out = done.stdout.decode("utf-8", errors="replace")
-        if done.returncode != 0:
-            err = done.stderr.decode("utf-8", errors="replace").strip()
-            return ToolOutcome(err or out or f"tool {self.name} exited {done.returncode}", True)
+        return self._finished(done.returncode, done.stdout, done.stderr)
+
+    def run_blocking(self, arguments: Any) -> ToolOutcome:
+        """``run`` without trio, blocking the caller: the simulation runs commands this way,
+        so no virtual time passes while a real process works."""
+        if self.command is None:
+            return ToolOutcome(self.error, True) if self.error is not None else self._canned()
+        try:
+            done = subprocess.run(
+                list(self.command),
+                input=json.dumps(arguments).encode(),
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return self._timed_out()
+        except OSError as exc:
+            return ToolOutcome(f"tool {self.name} could not start: {exc}", True)
+        return self._finished(done.returncode, done.stdout, done.stderr)
+
+    def _canned(self) -> ToolOutcome:
+        return ToolOutcome(self.result or "")
+
+    def _timed_out(self) -> ToolOutcome:
+        return ToolOutcome(f"tool {self.name} timed out after {self.timeout:g} s", True)
+
+    def _finished(self, returncode: int, stdout: bytes, stderr: bytes) -> ToolOutcome:
+        out = stdout.decode("utf-8", errors="replace")
+        if returncode != 0:
+            err = stderr.decode("utf-8", errors="replace").strip()
+            return ToolOutcome(err or out or f"tool {self.name} exited {returncode}", True)
         return ToolOutcome(out)
 
     def as_spec(self) -> dict[str, Any]:

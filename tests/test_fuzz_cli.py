@@ -70,21 +70,32 @@ def test_a_failing_seed_gives_the_same_report_in_two_processes(tmp_path: Path) -
     assert first.returncode == second.returncode == 1, first.stderr
     assert "FAIL malformed-body" in first.stdout
     assert first.stdout.replace("/4242/", "/1/") == second.stdout.replace("/4242/", "/1/")
-    repro = next((tmp_path / "1").glob("repro-*.jsonl"))
-    assert repro.read_text() == (tmp_path / "4242" / repro.name).read_text()
-    # beside each repro its page, the same from both processes and from --repro --html
-    page = repro.with_suffix(".html")
-    assert page.read_text() == (tmp_path / "4242" / page.name).read_text()
-    again = tmp_path / "again.html"
-    replayed = runner.invoke(app, ["fuzz", "--repro", str(repro), "--json", "--html", str(again)])
-    assert again.read_text() == page.read_text()
-    assert replayed.exit_code == 1
-    finding = json.loads(replayed.stdout)
-    assert finding["oracle"] == "malformed-body"
-    timeline = first.stdout.split("timeline (", 1)[1].split("\n", 1)[1].split("repro:", 1)[0]
-    assert [line.strip() for line in finding["timeline"]] == [
-        line.strip() for line in timeline.strip().splitlines()
+    repros = sorted((tmp_path / "1").glob("repro-*.jsonl"))
+    assert [r.read_text() for r in repros] == [
+        (tmp_path / "4242" / r.name).read_text() for r in repros
     ]
+    # Each distinct failure has its own repro, and each replays to its own signature; beside
+    # each repro its page, the same from both processes and from --repro --html.
+    for repro in repros:
+        page = repro.with_suffix(".html")
+        assert page.read_text() == (tmp_path / "4242" / page.name).read_text()
+        header = json.loads(repro.read_text().splitlines()[0])
+        again = tmp_path / f"again-{repro.stem}.html"
+        replayed = runner.invoke(
+            app, ["fuzz", "--repro", str(repro), "--json", "--html", str(again)]
+        )
+        assert again.read_text() == page.read_text()
+        assert replayed.exit_code == 1
+        finding = json.loads(replayed.stdout)
+        assert finding["signature"]["oracle"] == header["oracle"]
+        assert finding["signature"]["shape"] == header["shape"]
+        if header["oracle"] == "malformed-body":
+            timeline = first.stdout.split("timeline (", 1)[1].split("\n", 1)[1]
+            timeline = timeline.split("repro:", 1)[0]
+            assert [line.strip() for line in finding["timeline"]] == [
+                line.strip() for line in timeline.strip().splitlines()
+            ]
+    assert any("malformed-body" in r.read_text() for r in repros)
 
 
 def test_shards_together_run_and_find_exactly_what_one_run_does() -> None:

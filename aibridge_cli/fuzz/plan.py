@@ -204,6 +204,9 @@ class Plan:
             replace(self, schedule_seed=0, schedule_budget=0, schedule_rate=0.0) == self.canonical()
         )
 
+    def has(self, kind: FaultKind) -> bool:
+        return any(f.kind is kind for f in self.faults)
+
     @property
     def disconnects(self) -> bool:
         return any(f.kind is FaultKind.CLIENT_DISCONNECT for f in self.faults)
@@ -234,15 +237,23 @@ def iteration_seed(seed: int, iteration: int) -> int:
     return int.from_bytes(digest, "big")
 
 
-def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
-    """A random plan for ``scenario``; every choice comes from ``rng``."""
+ALL_FAULTS = frozenset(FaultKind)
+
+
+def draw_plan(
+    rng: random.Random, scenario: Scenario, allowed: frozenset[FaultKind] = ALL_FAULTS
+) -> Plan:
+    """A random plan for ``scenario`` with faults of the ``allowed`` kinds; every choice
+    comes from ``rng``, so a narrower campaign draws other plans from the same seed."""
     exchanges = scenario.exchanges
     faults: list[Fault] = []
     if rng.random() < 0.5:
         for _ in range(1 if rng.random() < 0.8 else 2):
             # Body faults strike answers that have a body worth breaking (2xx).
             ok = [i for i, x in enumerate(exchanges) if x.status < 400]
-            kinds = [k for k in FaultKind if ok or not k.in_body]
+            kinds = [k for k in FaultKind if k in allowed and (ok or not k.in_body)]
+            if not kinds:
+                break
             kind = rng.choice(kinds)
             e = rng.choice(ok if kind.in_body else range(len(exchanges)))
             # In-body faults strike inside the message: after its last frame the upstream
@@ -343,9 +354,12 @@ def _error_event(api: str, sequence: int) -> bytes:
     return encode_event("error", json.dumps(event))
 
 
+MALFORMED_DATA = "{not json"  # the data of a malformed-sse fault's event
+
+
 def _malformed_event(api: str) -> bytes:
     name = "content_block_delta" if api == "anthropic" else None
-    return encode_event(name, "{not json")
+    return encode_event(name, MALFORMED_DATA)
 
 
 def _error_reply(api: str, status: int, retry_after: str | None = None) -> Reply:
@@ -485,6 +499,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
 
 
 __all__ = [
+    "ALL_FAULTS",
     "RETRY_AFTER",
     "Checkpoint",
     "CheckpointPoint",

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..headers import FrozenHeaders
 from ..interception import Interception
+from ..sessions.normalize import normalize_response
 from ..tools import InjectedTool, ToolSet, tool_from_mapping
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
@@ -32,6 +33,15 @@ class Exchange:
     @property
     def streaming(self) -> bool:
         return any(k == "content-type" and "event-stream" in v for k, v in self.headers)
+
+
+def _turn(api: str, exchange: Exchange) -> str:
+    if exchange.status >= 400:
+        retry = next((v for k, v in exchange.headers if k == "retry-after"), None)
+        return f"{exchange.status}" + (f" (Retry-After {retry})" if retry is not None else "")
+    shape = normalize_response(api, exchange.status, exchange.headers, exchange.body)
+    calls = [str(call.get("name")) for call in shape["tool_calls"] if isinstance(call, dict)]
+    return f"tool call {', '.join(calls)}" if calls else "text"
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,13 @@ class Scenario:
     @cached_property
     def key_secrets(self) -> tuple[str, ...]:
         return tuple(f"sk-sim-key-{i}-0123456789abcdef" for i in range(self.keys))
+
+    def describe(self) -> str:
+        """One line: the client's kind, the pool, the tools and the upstream's turns."""
+        turns = " -> ".join(_turn(self.api, e) for e in self.exchanges)
+        tools = f", injected {', '.join(t.name for t in self.tools)}" if self.tools else ""
+        kind = "streaming" if self.streaming else "blocking"
+        return f"{kind}, {self.keys} key(s){tools}; upstream: {turns}"
 
     @property
     def provider(self) -> str:
