@@ -6,6 +6,7 @@ import logging
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 stderr = Console(stderr=True)
@@ -52,4 +53,6 @@ def setup_logging(level: str) -> None:
 
 def print_error(message: str) -> None:
     """A domain error, for the user: one red line on stderr."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # soft_wrap: one line however long (the terminal wraps it); escape: a message may quote
+    # user text with brackets (a TOML table name) that is not markup.
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

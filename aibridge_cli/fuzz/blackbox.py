@@ -387,7 +387,7 @@ def run_blackbox(settings: BlackBoxSettings, as_json: bool) -> int:
     from .report import blackbox_json, blackbox_renderable
 
     started = time.monotonic()
-    report = trio.run(run_campaign, settings, strict_exception_groups=False)
+    report = trio.run(run_campaign, settings)
     elapsed = time.monotonic() - started
     if as_json:
         print(json.dumps(blackbox_json(report), indent=2))

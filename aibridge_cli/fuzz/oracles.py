@@ -288,15 +288,14 @@ def _not_from_upstream(run: Run, problems: list[str]) -> list[str]:
     return [p for p in problems if p not in theirs]
 
 
-def content_problems(run: Run, response: Response, clean: bool) -> list[tuple[str, str]]:
-    """(message, shape) when the client's text is not the upstream's, in order.
+def content_problems(run: Run, text: str, whole: bool) -> list[tuple[str, str]]:
+    """(message, shape) when the client's ``text`` is not the upstream's, in order.
 
-    A response that did not end cleanly may hold a prefix; a clean one holds all of it.
+    ``whole``: the response ended cleanly (no error), so it must hold all of the text;
+    otherwise a prefix is right.
     """
     sent = _upstream_text(run.scenario, run.served)
-    got = normalize_response(run.scenario.api, response.status, response.headers, response.body)
-    text = str(got["text"] or "")
-    if text == sent or (not clean and sent.startswith(text)):
+    if text == sent or (not whole and sent.startswith(text)):
         return []
     if sent.startswith(text):
         return [(f"the client got {len(text)} of {len(sent)} characters of text", "text lost")]
@@ -361,14 +360,15 @@ def judge(
         )
         found += [Violation("error-shape", p, problem_kind(p)) for p in strict if p not in problems]
     clean = world.live and response.complete and not response.truncated and not problems
+    got = normalize_response(scenario.api, response.status, response.headers, response.body)
+    errored = (response.status or 0) >= 400 or bool(got["error_type"])
     if "error-surfaced" in oracles and run.served and _broken(run.served[-1]) and clean:
-        status = response.status or 0
-        error = normalize_response(scenario.api, status, response.headers, response.body)
-        if status < 400 and not error["error_type"]:
+        if not errored:
             message = "the upstream's answer failed, the client got a clean end"
             found.append(Violation("error-surfaced", f"{message} ({shape})", shape))
     if "content" in oracles and not plan.disconnects and world.live:
-        found += [Violation("content", m, k) for m, k in content_problems(run, response, clean)]
+        text, whole = str(got["text"] or ""), clean and not errored
+        found += [Violation("content", m, k) for m, k in content_problems(run, text, whole)]
     if "key-pool" in oracles:
         found += [
             Violation("key-pool", p, masked(p)) for p in key_pool_problems(scenario, plan, world)

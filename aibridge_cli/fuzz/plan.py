@@ -419,8 +419,8 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
     chunks = list(exchange.chunks)
     if plan.pad and e == 0:
         chunks = _padded(chunks, plan.pad)
-    wire_fault: WireFault | None = None
-    fault_offset: int | None = None
+    wire_fault: WireFault | None = exchange.fault
+    fault_offset: int | None = exchange.fault_after if exchange.fault else None
     for fault in faults:
         at = min(fault.at, len(chunks))
         if fault.kind is FaultKind.MALFORMED_SSE and at < len(chunks):

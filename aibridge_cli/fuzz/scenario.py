@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ..fakes.scripted_upstream import Fault as WireFault
 from ..headers import FrozenHeaders
 from ..interception import Interception
 from ..sessions.normalize import normalize_response
@@ -25,6 +26,10 @@ class Exchange:
     status: int
     headers: FrozenHeaders
     chunks: tuple[bytes, ...]
+    # A cut the scenario itself asks for (a TOML turn's reset_after or stall_after):
+    # the upstream resets or goes silent after ``fault_after`` body bytes.
+    fault: WireFault | None = None
+    fault_after: int = 0
 
     @property
     def body(self) -> bytes:
@@ -35,13 +40,26 @@ class Exchange:
         return any(k == "content-type" and "event-stream" in v for k, v in self.headers)
 
 
+def _exchange_json(e: Exchange) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "status": e.status,
+        "headers": [list(h) for h in e.headers],
+        "chunks": [c.decode() for c in e.chunks],
+    }
+    if e.fault is not None:  # only then: repro files of other scenarios keep their bytes
+        data.update(fault=e.fault, fault_after=e.fault_after)
+    return data
+
+
 def _turn(api: str, exchange: Exchange) -> str:
     if exchange.status >= 400:
         retry = next((v for k, v in exchange.headers if k == "retry-after"), None)
         return f"{exchange.status}" + (f" (Retry-After {retry})" if retry is not None else "")
     shape = normalize_response(api, exchange.status, exchange.headers, exchange.body)
     calls = [str(call.get("name")) for call in shape["tool_calls"] if isinstance(call, dict)]
-    return f"tool call {', '.join(calls)}" if calls else "text"
+    turn = f"tool call {', '.join(calls)}" if calls else "text"
+    cut = f", {exchange.fault} after {exchange.fault_after} bytes" if exchange.fault else ""
+    return turn + cut
 
 
 @dataclass(frozen=True)
@@ -109,14 +127,7 @@ class Scenario:
             "body": self.body.decode(),
             "keys": self.keys,
             "tools": [tool.to_toml_fields() for tool in self.tools],
-            "exchanges": [
-                {
-                    "status": e.status,
-                    "headers": [list(h) for h in e.headers],
-                    "chunks": [c.decode() for c in e.chunks],
-                }
-                for e in self.exchanges
-            ],
+            "exchanges": [_exchange_json(e) for e in self.exchanges],
         }
 
     @classmethod
@@ -131,6 +142,8 @@ class Scenario:
                     e["status"],
                     tuple((k, v) for k, v in e["headers"]),
                     tuple(c.encode() for c in e["chunks"]),
+                    e.get("fault"),
+                    e.get("fault_after", 0),
                 )
                 for e in data["exchanges"]
             ),
