@@ -70,10 +70,9 @@ class InjectedTool:
         return self._finished(done.returncode, done.stdout, done.stderr)
 
     def run_blocking(self, arguments: Any) -> ToolOutcome:
-        """``run`` without trio, blocking the caller: the simulation runs commands this way,
-        so no virtual time passes while a real process works."""
-        if self.command is None:
-            return ToolOutcome(self.error, True) if self.error is not None else self._canned()
+        """``run`` of a ``command`` tool without trio, blocking the caller: the simulation
+        runs commands this way, so no virtual time passes while a real process works."""
+        assert self.command is not None, "only a command tool runs a process"
         try:
             done = subprocess.run(
                 list(self.command),
@@ -87,9 +86,6 @@ class InjectedTool:
         except OSError as exc:
             return ToolOutcome(f"tool {self.name} could not start: {exc}", True)
         return self._finished(done.returncode, done.stdout, done.stderr)
-
-    def _canned(self) -> ToolOutcome:
-        return ToolOutcome(self.result or "")
 
     def _timed_out(self) -> ToolOutcome:
         return ToolOutcome(f"tool {self.name} timed out after {self.timeout:g} s", True)

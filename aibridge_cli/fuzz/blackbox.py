@@ -62,7 +62,7 @@ from .plan import (
     upstream_replies,
 )
 from .scenario import Scenario
-from .signature import Signature
+from .signature import Signature, first_signatures
 
 EXCLUDED_FAULTS = frozenset({FaultKind.STALL, FaultKind.UNAUTHORIZED, FaultKind.FORBIDDEN})
 _MAX_DELAY = 0.02
@@ -188,10 +188,7 @@ class BlackBoxOutcome:
 
     @property
     def signatures(self) -> tuple[Signature, ...]:
-        first: dict[str, Signature] = {}
-        for v in self.violations:
-            first.setdefault(v.oracle, Signature(self.scenario, v.oracle, v.shape))
-        return tuple(first.values())
+        return first_signatures(self.scenario, self.violations)
 
 
 class LateRequest(NamedTuple):

@@ -26,7 +26,7 @@ from .plan import ALL_FAULTS, FaultKind, Plan
 from .runner import Draw, Judge, Outcome, draw_iteration
 from .scenario import Scenario
 from .shrink import shrink
-from .signature import Signature
+from .signature import Signature, signature_counts
 
 BATCH = 25
 REPRO_VERSION = 1
@@ -240,16 +240,6 @@ def find(settings: Settings, failures: Sequence[Outcome]) -> list[Finding]:
         replace(investigate(judge, settings, firsts[first], signature), count=count)
         for signature, (count, first) in chosen[: settings.max_findings]
     ]
-
-
-def signature_counts(failures: Sequence[Outcome]) -> dict[Signature, tuple[int, int]]:
-    """Every signature of ``failures``: (failing iterations, first iteration)."""
-    out: dict[Signature, tuple[int, int]] = {}
-    for outcome in failures:
-        for signature in outcome.signatures:
-            count, first = out.get(signature, (0, outcome.iteration))
-            out[signature] = (count + 1, first)
-    return out
 
 
 def investigate(

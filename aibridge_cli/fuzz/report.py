@@ -18,11 +18,11 @@ from rich.text import Text
 
 from ..sim.client import ClientResult
 from .blackbox import EXCLUDED_FAULTS, BlackBoxOutcome, BlackBoxRun
-from .campaign import Campaign, Finding, signature_counts
+from .campaign import Campaign, Finding
 from .oracles import ORACLES
 from .plan import FaultKind, Plan
 from .scenario import Scenario
-from .signature import Signature
+from .signature import Signature, signature_counts
 
 
 def describe_plan(plan: Plan) -> list[str]:
@@ -275,13 +275,11 @@ def blackbox_renderable(run: BlackBoxRun) -> RenderableType:
         Text(f"aibridge fuzz --target {s.url}: seed {s.seed}, {len(run.outcomes)} iterations"),
         summary_table(runs, failed, oracles),
     ]
+    counts = signature_counts(failing)
     firsts: dict[Signature, BlackBoxOutcome] = {}
-    counts: dict[Signature, tuple[int, int]] = {}
     for o in failing:
         for sig in o.signatures:
             firsts.setdefault(sig, o)
-            count, first = counts.get(sig, (0, o.iteration))
-            counts[sig] = (count + 1, first)
     if counts:
         parts.append(signatures_table(counts))
     for sig, o in firsts.items():

@@ -18,7 +18,7 @@ from ..sim.world import CommandResults, WorldResult, session, simulate
 from .oracles import ALL_ORACLES, CanonicalRun, Run, Violation, canonical_run, judge
 from .plan import ALL_FAULTS, FaultKind, Plan, draw_plan, iteration_seed, world_spec
 from .scenario import Scenario
-from .signature import Signature
+from .signature import Signature, first_signatures
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,7 @@ class Outcome:
 
     @property
     def signatures(self) -> tuple[Signature, ...]:
-        """One signature per oracle this iteration broke, the first violation's shape."""
-        first: dict[str, Signature] = {}
-        for v in self.violations:
-            first.setdefault(v.oracle, Signature(self.scenario, v.oracle, v.shape))
-        return tuple(first.values())
+        return first_signatures(self.scenario, self.violations)
 
 
 @dataclass

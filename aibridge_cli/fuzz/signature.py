@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from ..headers import media_type
 from .grammar import SSE_FIELDS, Response, parse_events
@@ -37,6 +39,42 @@ class Signature:
 
     def to_json(self) -> dict[str, str]:
         return asdict(self)
+
+
+class _Judged(Protocol):
+    @property
+    def oracle(self) -> str: ...
+
+    @property
+    def shape(self) -> str: ...
+
+
+class Signed(Protocol):
+    """A judged iteration (simulated or black-box): its index and its signatures."""
+
+    @property
+    def iteration(self) -> int: ...
+
+    @property
+    def signatures(self) -> tuple[Signature, ...]: ...
+
+
+def first_signatures(scenario: str, violations: Iterable[_Judged]) -> tuple[Signature, ...]:
+    """One signature per oracle broken, from its first violation (the most fundamental)."""
+    first: dict[str, Signature] = {}
+    for v in violations:
+        first.setdefault(v.oracle, Signature(scenario, v.oracle, v.shape))
+    return tuple(first.values())
+
+
+def signature_counts(failures: Iterable[Signed]) -> dict[Signature, tuple[int, int]]:
+    """Every signature of ``failures``: (failing iterations, first iteration)."""
+    out: dict[Signature, tuple[int, int]] = {}
+    for outcome in failures:
+        for signature in outcome.signatures:
+            count, first = out.get(signature, (0, outcome.iteration))
+            out[signature] = (count + 1, first)
+    return out
 
 
 def masked(message: str) -> str:
@@ -99,4 +137,12 @@ def _is_error(name: str | None, data: object) -> bool:
     return name == "error" or (isinstance(data, dict) and "error" in data)
 
 
-__all__ = ["Signature", "body_shape", "masked", "problem_kind"]
+__all__ = [
+    "Signature",
+    "Signed",
+    "body_shape",
+    "first_signatures",
+    "masked",
+    "problem_kind",
+    "signature_counts",
+]
