@@ -66,7 +66,7 @@ class InjectedTool:
         except trio.TooSlowError:
             return self._timed_out()
         except OSError as exc:
-            return ToolOutcome(f"tool {self.name} could not start: {exc}", True)
+            return self._not_started(exc)
         return self._finished(done.returncode, done.stdout, done.stderr)
 
     def run_blocking(self, arguments: Any) -> ToolOutcome:
@@ -84,8 +84,11 @@ class InjectedTool:
         except subprocess.TimeoutExpired:
             return self._timed_out()
         except OSError as exc:
-            return ToolOutcome(f"tool {self.name} could not start: {exc}", True)
+            return self._not_started(exc)
         return self._finished(done.returncode, done.stdout, done.stderr)
+
+    def _not_started(self, exc: OSError) -> ToolOutcome:
+        return ToolOutcome(f"tool {self.name} could not start: {exc}", True)
 
     def _timed_out(self) -> ToolOutcome:
         return ToolOutcome(f"tool {self.name} timed out after {self.timeout:g} s", True)
@@ -173,14 +176,19 @@ def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
     )
 
 
-def load_tools(path: Path) -> ToolSet:
-    """Read a tools file; every problem becomes a ``ConfigError`` naming the file."""
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML document in ``path`` (a ``what``); a ``ConfigError`` naming it otherwise."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read tools file: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_tools(path: Path) -> ToolSet:
+    """Read a tools file; every problem becomes a ``ConfigError`` naming the file."""
+    data = read_toml(path, "tools file")
     entries = data.get("tool", [])
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected [[tool]] tables")

@@ -23,7 +23,6 @@ may add ``reset_after`` or ``stall_after``. The scenario's name is the file's st
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from ..fakes import anthropic_replies as anthropic
 from ..fakes.openai_replies import chat_answer, responses_answer
 from ..fakes.scripted_upstream import Fault as WireFault
 from ..fakes.scripted_upstream import Reply
-from ..tools import tool_from_mapping
+from ..tools import read_toml, tool_from_mapping
 from .plan import error_body
 from .scenario import Exchange, Scenario
 
@@ -49,13 +48,7 @@ _FRAMING = {"content-length", "transfer-encoding"}
 
 def load_toml_scenario(path: Path) -> Scenario:
     """The scenario in ``path``; every mistake is a ``ConfigError`` naming the file."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return scenario_from_toml(path.stem, data, str(path))
+    return scenario_from_toml(path.stem, read_toml(path, "scenario"), str(path))
 
 
 def scenario_from_toml(name: str, data: Mapping[str, Any], where: str) -> Scenario:
