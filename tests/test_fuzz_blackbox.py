@@ -128,3 +128,24 @@ def test_the_marker_goes_into_the_last_user_message_of_each_api() -> None:
     ):
         body = builtin(name)[0].body
         assert b"aibridge-fuzz-0a0b0c0d-7" in mark(body, "aibridge-fuzz-0a0b0c0d-7")
+
+
+async def test_a_late_request_of_an_earlier_iteration_is_reported_apart_not_judged() -> None:
+    from aibridge_cli.fakes.scripted_upstream import Reply, SeenRequest
+    from aibridge_cli.fuzz.blackbox import BlackBoxRun, _Upstream
+
+    settings = BlackBoxSettings("http://127.0.0.1:1", 1, (), 1, 3)
+    report = BlackBoxRun(settings)
+    upstream = _Upstream("0a0b0c0d", report)
+    upstream.start(2, "anthropic", [Reply.json({"ok": 1})])
+
+    def request(marker: str) -> SeenRequest:
+        body = mark(builtin("anthropic/simple#streaming")[0].body, marker)
+        return SeenRequest("POST", "/v1/messages", [("x-api-key", "k")], body)
+
+    assert upstream(request("aibridge-fuzz-0a0b0c0d-1"), 0).status == 500
+    assert upstream(request("aibridge-fuzz-ffffffff-2"), 1).status == 500
+    assert upstream(request("aibridge-fuzz-0a0b0c0d-2"), 2).status == 200
+    assert [tuple(r) for r in report.late] == [(1, 2)]
+    assert report.unmarked == 1
+    assert [a.key for a in upstream.attempts] == [0]  # only this iteration's request counts

@@ -135,3 +135,16 @@ def test_lazy_initiation_races_into_a_malformed_body() -> None:
     plan = Plan(cuts=(Cut(0, (whole - 1,)),), read_delays=(ReadDelay(0, 0.001),))
     assert "malformed-body" in oracles_of(SEED_CASE, plan, "lazy")
     assert "malformed-body" not in oracles_of(SEED_CASE, plan, "eager")
+
+
+def test_schedule_dependence_names_the_canonical_run_when_it_is_the_malformed_one() -> None:
+    # Seed 5, iteration 3 of the lazy seed case: the perturbed run ends in a proper error
+    # event; the canonical run (same faults, FIFO, no perturbation) mixes SSE and JSON.
+    settings = Settings(tuple(builtin(SEED_CASE)), 5, 4, "lazy")
+    outcome = run_campaign(settings, investigate=False).outcomes[3]
+    blamed = [v for v in outcome.violations if v.oracle == "schedule-dependence"]
+    assert [v.shape for v in blamed] == ["canonical run: SSE then JSON"]
+    assert "the canonical run (same faults, no perturbation, FIFO) is the malformed one" in (
+        blamed[0].message
+    )
+    assert "this perturbed run is well-formed (SSE ended by an error)" in blamed[0].message
