@@ -268,6 +268,13 @@ def _broken(reply: Reply) -> bool:
     return reply.status >= 400 or reply.fault is not None or _sends_error(reply)
 
 
+def _verbatim(reply: Reply, response: Response) -> bool:
+    """The client got the upstream's whole message as it was: a transparent relay of an
+    answer that failed on its own terms (an error event inside a JSON body)."""
+    whole = reply.fault is None
+    return whole and response.status == reply.status and response.body == _played(reply)
+
+
 def _upstream_text(scenario: Scenario, served: Sequence[Reply]) -> str:
     """The text the upstream's 2xx answers carried, in the order it sent them."""
     text = ""
@@ -363,7 +370,7 @@ def judge(
     got = normalize_response(scenario.api, response.status, response.headers, response.body)
     errored = (response.status or 0) >= 400 or bool(got["error_type"])
     if "error-surfaced" in oracles and run.served and _broken(run.served[-1]) and clean:
-        if not errored:
+        if not errored and not _verbatim(run.served[-1], response):
             message = "the upstream's answer failed, the client got a clean end"
             found.append(Violation("error-surfaced", f"{message} ({shape})", shape))
     if "content" in oracles and not plan.disconnects and world.live:

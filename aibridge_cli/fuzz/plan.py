@@ -204,9 +204,6 @@ class Plan:
             replace(self, schedule_seed=0, schedule_budget=0, schedule_rate=0.0) == self.canonical()
         )
 
-    def has(self, kind: FaultKind) -> bool:
-        return any(f.kind is kind for f in self.faults)
-
     @property
     def disconnects(self) -> bool:
         return any(f.kind is FaultKind.CLIENT_DISCONNECT for f in self.faults)
