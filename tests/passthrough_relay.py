@@ -60,7 +60,7 @@ class PassThroughRelay:
             if self.bug == "early-200":
                 sse = [(b"content-type", b"text/event-stream")]
                 await stream.send_all(client.send(h11.Response(status_code=200, headers=sse)))
-            frames = _Frames(self.bug)
+            frames = _Frames(None)
             while True:
                 try:
                     event = await _next_event(conn, up)
@@ -69,6 +69,9 @@ class PassThroughRelay:
                         await _send_json(client, stream, 502, "the upstream closed the connection")
                     return  # mid-body: hang up without ending the message, so the client knows
                 if isinstance(event, h11.Response):
+                    # The SSE plants re-frame event streams only, as a relay that parses SSE would.
+                    sse = any(v.startswith(b"text/event-stream") for _, v in event.headers)
+                    frames = _Frames(self.bug if sse else None)
                     if self.bug != "early-200":
                         kept = [(k, v) for k, v in event.headers if k.lower() not in _HOP_BY_HOP]
                         response = h11.Response(status_code=event.status_code, headers=kept)
