@@ -103,6 +103,8 @@ def body_shape(response: Response) -> str:
         except ValueError:
             if response.truncated:
                 return f"JSON {status}, the client left"
+            if not text:
+                return f"{status} with an empty body"
             return f"{status} with truncated JSON" if text.startswith("{") else f"{status} non-JSON"
         rest = text[end:].lstrip()
         if not rest:
