@@ -58,8 +58,9 @@ class PassThroughRelay:
                 conn.send(head) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
             )
             if self.bug == "early-200":
-                sse = [(b"content-type", b"text/event-stream")]
-                await stream.send_all(client.send(h11.Response(status_code=200, headers=sse)))
+                stream_head = [(b"content-type", b"text/event-stream")]
+                early = h11.Response(status_code=200, headers=stream_head)
+                await stream.send_all(client.send(early))
             frames = _Frames(None)
             while True:
                 try:

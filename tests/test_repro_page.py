@@ -6,7 +6,7 @@ from aibridge_cli.config import StreamInitiation
 from aibridge_cli.fuzz.campaign import Case, Finding, Origin, replay
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.evidence import Evidence, gather
-from aibridge_cli.fuzz.plan import ChunkDelay, Cut, Fault, FaultKind, Plan, ReadDelay, world_spec
+from aibridge_cli.fuzz.plan import Cut, Fault, FaultKind, Plan, ReadDelay, world_spec
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.fuzz.signature import Signature
 from aibridge_cli.sim.world import run_world

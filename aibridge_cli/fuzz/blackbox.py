@@ -34,7 +34,6 @@ import json
 import random
 import re
 import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -42,7 +41,6 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ..console import report_out, stderr
 from ..errors import ConfigError
 from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
 from ..proxy.server import Server
@@ -64,7 +62,7 @@ from .plan import (
 from .scenario import Scenario
 from .signature import Signature, first_signatures
 
-EXCLUDED_FAULTS = frozenset({FaultKind.STALL, FaultKind.UNAUTHORIZED, FaultKind.FORBIDDEN})
+EXCLUDED_FAULTS = frozenset(k for k in FaultKind if not k.black_box)
 _MAX_DELAY = 0.02
 _PAD = 1 << 20
 _LEVER_DELAY = 0.1
@@ -379,19 +377,4 @@ async def run_campaign(settings: BlackBoxSettings) -> BlackBoxRun:
     return await _Campaign(settings, target).run(listeners)
 
 
-def run_blackbox(settings: BlackBoxSettings, as_json: bool) -> int:
-    """Fuzz the proxy at ``settings.url``; 1 when anything failed."""
-    from .report import blackbox_json, blackbox_renderable
-
-    started = time.monotonic()
-    report = trio.run(run_campaign, settings)
-    elapsed = time.monotonic() - started
-    if as_json:
-        print(json.dumps(blackbox_json(report), indent=2))
-    else:
-        report_out.print(blackbox_renderable(report))
-    stderr.print(f"{len(report.outcomes)} black-box iterations in {elapsed:.1f} s", highlight=False)
-    return 1 if any(o.violations for o in report.outcomes) else 0
-
-
-__all__ = ["BlackBoxRun", "BlackBoxSettings", "mark", "run_blackbox", "run_campaign"]
+__all__ = ["BlackBoxRun", "BlackBoxSettings", "mark", "run_campaign"]

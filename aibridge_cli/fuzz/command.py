@@ -17,6 +17,7 @@ from ..console import report_out as stdout
 from ..errors import AibridgeError, ConfigError
 
 if TYPE_CHECKING:
+    from .blackbox import BlackBoxSettings
     from .campaign import Finding, Settings, Shard
     from .plan import FaultKind
 
@@ -153,13 +154,13 @@ def fuzz(
         if seed is None:
             seed = random.SystemRandom().randrange(2**32)
         if target is not None:
-            from .blackbox import BlackBoxSettings, run_blackbox
+            from .blackbox import BlackBoxSettings
 
             assert upstream_port is not None
             black_box = BlackBoxSettings(
                 target, upstream_port, chosen, seed, iterations, judged, kinds
             )
-            raise typer.Exit(run_blackbox(black_box, as_json))
+            raise typer.Exit(_blackbox(black_box, as_json))
         settings = Settings(
             scenarios=chosen,
             seed=seed,
@@ -224,6 +225,26 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
         highlight=False,
     )
     return 1 if campaign.failures else 0
+
+
+def _blackbox(settings: BlackBoxSettings, as_json: bool) -> int:
+    """Fuzz the proxy at ``settings.url``; 1 when anything failed."""
+    import time
+
+    import trio
+
+    from . import report
+    from .blackbox import run_campaign
+
+    started = time.monotonic()
+    run = trio.run(run_campaign, settings)
+    elapsed = time.monotonic() - started
+    if as_json:
+        sys.stdout.write(json.dumps(report.blackbox_json(run), indent=2) + "\n")
+    else:
+        stdout.print(report.blackbox_renderable(run))
+    stderr.print(f"{len(run.outcomes)} black-box iterations in {elapsed:.1f} s", highlight=False)
+    return 1 if any(o.violations for o in run.outcomes) else 0
 
 
 def _write_page(finding: Finding, path: Path) -> None:

@@ -78,6 +78,13 @@ class FaultKind(StrEnum):
         return self.in_body or self is FaultKind.CLIENT_DISCONNECT
 
     @property
+    def black_box(self) -> bool:
+        """A running proxy can take it without it carrying over to later iterations: not a
+        stall (the target's read timeout is its own) nor a 401/403 (a disabled key stays
+        disabled)."""
+        return self not in (FaultKind.STALL, FaultKind.UNAUTHORIZED, FaultKind.FORBIDDEN)
+
+    @property
     def status(self) -> int | None:
         """The status of the error answer this fault sends, if it sends one."""
         return _STATUSES.get(self)

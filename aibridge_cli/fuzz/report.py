@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..sim.client import ClientResult
-from .blackbox import EXCLUDED_FAULTS, BlackBoxOutcome, BlackBoxRun
+from .blackbox import BlackBoxOutcome, BlackBoxRun
 from .campaign import Campaign, Finding
 from .oracles import ORACLES
 from .plan import FaultKind, Plan
@@ -357,7 +357,7 @@ def listing(scenarios: Sequence[Scenario]) -> RenderableType:
     kinds.add_column("what it does")
     kinds.add_column("black-box")
     for kind in FaultKind:
-        kinds.add_row(kind, kind.description, "no" if kind in EXCLUDED_FAULTS else "yes")
+        kinds.add_row(kind, kind.description, "yes" if kind.black_box else "no")
     oracles = Table(title="oracles", title_justify="left")
     oracles.add_column("oracle")
     oracles.add_column("profile")
