@@ -143,7 +143,7 @@ async def test_a_late_request_of_an_earlier_iteration_is_reported_apart_not_judg
 
     def request(marker: str) -> SeenRequest:
         body = mark(builtin("anthropic/simple#streaming")[0].body, marker)
-        return SeenRequest("POST", "/v1/messages", [("x-api-key", "k")], body)
+        return SeenRequest("POST", "/v1/messages", [("x-api-key", "k")], body, "/v1/messages")
 
     assert upstream(request("aibridge-fuzz-0a0b0c0d-1"), 0).status == 500
     assert upstream(request("aibridge-fuzz-ffffffff-2"), 1).status == 500
