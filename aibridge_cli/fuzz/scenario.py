@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ..fakes.scripted_upstream import Fault as WireFault
 from ..headers import FrozenHeaders
 from ..interception import Interception
+from ..sessions.normalize import normalize_response
 from ..tools import InjectedTool, ToolSet, tool_from_mapping
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
@@ -24,6 +26,10 @@ class Exchange:
     status: int
     headers: FrozenHeaders
     chunks: tuple[bytes, ...]
+    # A cut the scenario itself asks for (a TOML turn's reset_after or stall_after):
+    # the upstream resets or goes silent after ``fault_after`` body bytes.
+    fault: WireFault | None = None
+    fault_after: int = 0
 
     @property
     def body(self) -> bytes:
@@ -32,6 +38,28 @@ class Exchange:
     @property
     def streaming(self) -> bool:
         return any(k == "content-type" and "event-stream" in v for k, v in self.headers)
+
+
+def _exchange_json(e: Exchange) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "status": e.status,
+        "headers": [list(h) for h in e.headers],
+        "chunks": [c.decode() for c in e.chunks],
+    }
+    if e.fault is not None:  # only then: repro files of other scenarios keep their bytes
+        data.update(fault=e.fault, fault_after=e.fault_after)
+    return data
+
+
+def _turn(api: str, exchange: Exchange) -> str:
+    if exchange.status >= 400:
+        retry = next((v for k, v in exchange.headers if k == "retry-after"), None)
+        return f"{exchange.status}" + (f" (Retry-After {retry})" if retry is not None else "")
+    shape = normalize_response(api, exchange.status, exchange.headers, exchange.body)
+    calls = [str(call.get("name")) for call in shape["tool_calls"] if isinstance(call, dict)]
+    turn = f"tool call {', '.join(calls)}" if calls else "text"
+    cut = f", {exchange.fault} after {exchange.fault_after} bytes" if exchange.fault else ""
+    return turn + cut
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,13 @@ class Scenario:
     @cached_property
     def key_secrets(self) -> tuple[str, ...]:
         return tuple(f"sk-sim-key-{i}-0123456789abcdef" for i in range(self.keys))
+
+    def describe(self) -> str:
+        """One line: the client's kind, the pool, the tools and the upstream's turns."""
+        turns = " -> ".join(_turn(self.api, e) for e in self.exchanges)
+        tools = f", injected {', '.join(t.name for t in self.tools)}" if self.tools else ""
+        kind = "streaming" if self.streaming else "blocking"
+        return f"{kind}, {self.keys} key(s){tools}; upstream: {turns}"
 
     @property
     def provider(self) -> str:
@@ -92,14 +127,7 @@ class Scenario:
             "body": self.body.decode(),
             "keys": self.keys,
             "tools": [tool.to_toml_fields() for tool in self.tools],
-            "exchanges": [
-                {
-                    "status": e.status,
-                    "headers": [list(h) for h in e.headers],
-                    "chunks": [c.decode() for c in e.chunks],
-                }
-                for e in self.exchanges
-            ],
+            "exchanges": [_exchange_json(e) for e in self.exchanges],
         }
 
     @classmethod
@@ -114,6 +142,8 @@ class Scenario:
                     e["status"],
                     tuple((k, v) for k, v in e["headers"]),
                     tuple(c.encode() for c in e["chunks"]),
+                    e.get("fault"),
+                    e.get("fault_after", 0),
                 )
                 for e in data["exchanges"]
             ),

@@ -14,6 +14,7 @@ no task may be left in the world's nursery.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,6 +44,26 @@ READ_TIMEOUT = 30.0
 GRACE = 5.0
 
 _scheduler = Scheduler()
+
+
+class CommandResults:
+    """Command tools' outputs, each run outside the simulated world once per distinct input.
+
+    A real process inside a virtual-time run lets virtual time race ahead while it works
+    (pings fire, read timeouts expire), so its answer would depend on the machine's speed.
+    Run synchronously, it stops the world instead: no task runs and no virtual time passes;
+    its duration in the world is the plan's tool latency. Kept for a campaign (per worker
+    process): the same input gives the same output, so commands must be deterministic.
+    """
+
+    def __init__(self) -> None:
+        self._outcomes: dict[tuple[str, str], ToolOutcome] = {}
+
+    def outcome(self, tool: InjectedTool, arguments: Any) -> ToolOutcome:
+        key = (tool.name, json.dumps(arguments, sort_keys=True))
+        if key not in self._outcomes:
+            self._outcomes[key] = tool.run_blocking(arguments)
+        return self._outcomes[key]
 
 
 @dataclass(frozen=True)
@@ -229,7 +250,9 @@ def session(fn: Callable[[], Awaitable[T]]) -> T:
         _clock = None
 
 
-async def simulate(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
+async def simulate(
+    spec: WorldSpec, *, timeline: bool = False, commands: CommandResults | None = None
+) -> WorldResult:
     """Run ``spec`` once in the current session; deterministic for a given spec.
 
     The world starts with the other tasks settled, virtual time at 0 and the scheduler
@@ -244,7 +267,7 @@ async def simulate(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
     if recorder is not None:
         trio.lowlevel.add_instrument(recorder)
     try:
-        result = await _World(spec, recorder).run()
+        result = await _World(spec, recorder, commands or CommandResults()).run()
     finally:
         if recorder is not None:
             trio.lowlevel.remove_instrument(recorder)
@@ -261,8 +284,11 @@ def run_world(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
 
 
 class _World:
-    def __init__(self, spec: WorldSpec, timeline: Timeline | None) -> None:
+    def __init__(
+        self, spec: WorldSpec, timeline: Timeline | None, commands: CommandResults
+    ) -> None:
         self.spec = spec
+        self.commands = commands
         self.timeline = timeline
         self.attempts: list[Attempt] = []
         self.errors: list[str] = []
@@ -356,6 +382,8 @@ class _World:
             await trio.sleep(latency[index])
         self.note(f"tool {tool.name} ran")
         self.mark("tool", f"{tool.name} runs", "tool")
+        if tool.command is not None:
+            return self.commands.outcome(tool, arguments)
         return await tool.run(arguments)
 
     async def run(self) -> WorldResult:
