@@ -48,6 +48,19 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class WebSocketConfig:
+    """Limits and timers of a client's WebSocket (the Responses API's WebSocket mode)."""
+
+    # Larger than any request body we take over HTTP is pointless; this matches it.
+    max_message_size: int = 32 * 1024 * 1024
+    # The proxy pings an idle client this often, and closes it (1011) when no pong came
+    # back by the next ping: a peer that vanished without a FIN is found in 2 intervals.
+    ping_interval: float = 20.0
+    # A client that goes away: its upstream socket's close waits this long for the answer.
+    close_timeout: float = 1.0
+
+
+@dataclass(frozen=True)
 class UpstreamTimeouts:
     """Every upstream timeout, explicit. ``read`` is the idle time allowed between bytes."""
 
@@ -73,3 +86,4 @@ class ServeOptions:
     server: ServerConfig = field(default_factory=ServerConfig)
     timeouts: UpstreamTimeouts = field(default_factory=UpstreamTimeouts)
     redact: Sequence[str] = ()
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)

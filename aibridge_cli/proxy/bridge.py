@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 import trio
@@ -46,13 +46,20 @@ from ..errors import (
     UpstreamUnreachable,
 )
 from ..headers import SSE_HEADERS, Headers, forwarded_request_headers, forwarded_response_headers
-from ..interception import Interception, ToolCallRecord, UpstreamExchange
+from ..interception import (
+    ClientRequest,
+    Interception,
+    ToolCallRecord,
+    Transport,
+    UpstreamExchange,
+)
 from ..providers.base import API, Conversation, ToolCall, dumps
 from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from .keypool import KeyPool
 from .server import ResponseWriter
 from .upstream_client import body_chunks
+from .ws_upstream import WebSocketDialer
 
 log = logging.getLogger("aibridge.bridge")
 
@@ -95,6 +102,46 @@ class Environment:
     config: BridgeConfig
     run_tool: ToolRunner = run_tool
     wall_clock: Callable[[], float] = time.time
+    # Upstream WebSockets, over the same network backend as ``client``.
+    dialer: WebSocketDialer = field(default_factory=WebSocketDialer)
+
+    def new_record(
+        self,
+        api: str,
+        request: ClientRequest,
+        *,
+        keep_chunks: bool,
+        client_secrets: list[str],
+        transport: Transport = "http",
+    ) -> Interception:
+        """The record of one interception starting now (``request.headers`` redacted)."""
+        clock_zero = trio.current_time()
+        return Interception(
+            api=api,
+            request=request,
+            started_at=self.wall_clock(),
+            clock=lambda: round((trio.current_time() - clock_zero) * 1000, 3),
+            tools=[tool.to_toml_fields() for tool in self.tools],
+            keep_chunks=keep_chunks,
+            client_secrets=client_secrets,
+            transport=transport,
+        )
+
+
+class ResponseSink(Protocol):
+    """What the engine writes a streamed response to: the HTTP server's ``ResponseWriter``,
+    or one response's messages on a client WebSocket (``ws_bridge.WebSocketResponse``)."""
+
+    @property
+    def started(self) -> bool: ...
+
+    async def start(self, status: int, headers: Headers, data: bytes = b"") -> None: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def respond(self, status: int, headers: Headers, body: bytes) -> None: ...
+
+    async def wait_writable(self) -> None: ...
 
 
 class _Initiate:
@@ -125,7 +172,7 @@ def error_payload(api: API, error: ClientFacingError) -> Any:
 
 
 async def write_error_response(
-    api: API, writer: ResponseWriter, error: ClientFacingError, *, whole: bool = True
+    api: API, writer: ResponseSink, error: ClientFacingError, *, whole: bool = True
 ) -> None:
     """Answer ``error`` as an HTTP status with a JSON body.
 
@@ -149,7 +196,7 @@ async def write_error_response(
 class ClientStream:
     """The streaming side of one request: the channel, the relay task, initiation."""
 
-    def __init__(self, api: API, writer: ResponseWriter, config: BridgeConfig) -> None:
+    def __init__(self, api: API, writer: ResponseSink, config: BridgeConfig) -> None:
         self.api = api
         self.writer = writer
         self.config = config
@@ -374,7 +421,7 @@ class Interceptor:
             f"the agentic loop did not finish in {self.env.config.max_iterations} iterations"
         )
 
-    async def run_streaming(self, conversation: Conversation, writer: ResponseWriter) -> None:
+    async def run_streaming(self, conversation: Conversation, writer: ResponseSink) -> None:
         client = ClientStream(self.api, writer, self.env.config)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.relay)
@@ -390,8 +437,7 @@ class Interceptor:
         for iteration in range(self.env.config.max_iterations):
             if iteration and eager:
                 await client.initiate()
-            async with self.open_upstream(conversation.upstream_body()) as (response, exchange):
-                await self._pump(response, exchange, conversation, client)
+            await self._iteration(conversation, client)
             if conversation.failed:
                 return
             calls = conversation.end_stream()
@@ -400,6 +446,11 @@ class Interceptor:
                 return
             conversation.add_results(calls, await self._run_tools(calls))
         raise self._loop_limit()
+
+    async def _iteration(self, conversation: Conversation, client: ClientStream) -> None:
+        """One upstream request of the loop, its events relayed through the conversation."""
+        async with self.open_upstream(conversation.upstream_body()) as (response, exchange):
+            await self._pump(response, exchange, conversation, client)
 
     async def _pump(
         self,

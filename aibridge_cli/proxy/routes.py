@@ -10,9 +10,10 @@ from typing import Any
 
 import trio
 
+from ..config import WebSocketConfig
 from ..errors import ClientDisconnected, ClientFacingError, RequestError, kind_for_status
 from ..headers import Headers, forwarded_request_headers, forwarded_response_headers
-from ..interception import ClientRequest, Interception, Recorder, credentials, redact_headers
+from ..interception import ClientRequest, Recorder, credentials, redact_headers
 from ..providers.anthropic import AnthropicMessages, anthropic_error
 from ..providers.base import API, dumps, is_streaming
 from ..providers.openai_chat import OpenAIChat
@@ -25,8 +26,9 @@ from .bridge import (
     translate_upstream_errors,
     write_error_response,
 )
-from .server import Request, ResponseWriter
+from .server import Request, ResponseWriter, Upgrade, UpgradeHandler
 from .upstream_client import body_chunks
+from .ws_server import ResponsesSocket, wants_websocket
 
 log = logging.getLogger("aibridge.requests")
 
@@ -78,7 +80,29 @@ class BridgeApp:
     upstreams: dict[str, ProviderUpstream]
     recorder: Recorder | None = None
     redact: tuple[str, ...] = ()
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     requests_served: int = field(default=0)
+
+    def upgrade_handler(self, request: Request) -> UpgradeHandler | None:
+        """The Responses API's WebSocket mode on its HTTP route; other upgrades are HTTP."""
+        route = ROUTES.get(("POST", request.path))
+        if not wants_websocket(request) or route != Intercept(OPENAI_RESPONSES):
+            return None
+
+        async def serve(upgrade: Upgrade) -> None:
+            self.requests_served += 1
+            api = OPENAI_RESPONSES
+            await ResponsesSocket(
+                upgrade,
+                api=api,
+                upstream=self.upstreams[api.provider],
+                env=self.env,
+                config=self.websocket,
+                recorder=self.recorder,
+                redact=self.redact,
+            ).run()
+
+        return serve
 
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
         shaper = error_shape_for(target.split("?", 1)[0])
@@ -159,15 +183,11 @@ class BridgeApp:
         }
 
     async def _intercept(self, api: API, request: Request, writer: ResponseWriter) -> str:
-        clock_zero = trio.current_time()
-        record = Interception(
-            api=api.name,
-            request=ClientRequest(
+        record = self.env.new_record(
+            api.name,
+            ClientRequest(
                 request.method, request.path, redact_headers(request.headers, self.redact), None
             ),
-            started_at=self.env.wall_clock(),
-            clock=lambda: round((trio.current_time() - clock_zero) * 1000, 3),
-            tools=[tool.to_toml_fields() for tool in self.env.tools],
             keep_chunks=self.recorder is not None,
             client_secrets=credentials(request.headers),
         )

@@ -19,6 +19,7 @@ from .keypool import KeyPool
 from .routes import BridgeApp
 from .server import Server
 from .upstream_client import make_client
+from .ws_upstream import WebSocketDialer
 
 
 def build_app(
@@ -36,8 +37,10 @@ def build_app(
         tools = load_tools(options.tools_path) if options.tools_path else ToolSet()
     if options.max_iterations < 1:
         raise ConfigError(f"--max-iterations must be at least 1, not {options.max_iterations}")
+    network = network_backend or httpcore.TrioBackend()
     env = Environment(
-        client=make_client(options.timeouts, network_backend),
+        client=make_client(options.timeouts, network),
+        dialer=WebSocketDialer(network, options.timeouts),
         tools=tools,
         config=BridgeConfig(
             stream_initiation=options.stream_initiation, max_iterations=options.max_iterations
@@ -53,7 +56,13 @@ def build_app(
             options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
         ),
     }
-    return BridgeApp(env, upstreams, recorder=recorder, redact=tuple(options.redact))
+    return BridgeApp(
+        env,
+        upstreams,
+        recorder=recorder,
+        redact=tuple(options.redact),
+        websocket=options.websocket,
+    )
 
 
 async def serve_proxy(

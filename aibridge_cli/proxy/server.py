@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import select
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import h11
 import trio
@@ -69,6 +69,31 @@ class App(Protocol):
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
         """Headers and body for an error the server itself detects (413, 431, ...)."""
         ...
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """A request that asked to switch protocols, and the connection it came on.
+
+    ``buffered`` holds the bytes that came after the request head (the new protocol's);
+    ``shutdown`` is set when the server starts its graceful stop.
+    """
+
+    request: Request
+    stream: trio.abc.Stream
+    buffered: bytes
+    shutdown: trio.Event
+
+
+UpgradeHandler = Callable[[Upgrade], Awaitable[None]]
+
+
+@runtime_checkable
+class Upgrader(Protocol):
+    """An ``App`` that takes some upgrades (WebSockets): it returns the handler that owns
+    the connection from then on, or None to answer the request as HTTP."""
+
+    def upgrade_handler(self, request: Request) -> UpgradeHandler | None: ...
 
 
 class ResponseWriter:
@@ -262,6 +287,8 @@ class HTTPConnection:
                         if request is None:
                             break
                         self.idle = False
+                        if await self._upgraded(request):
+                            break
                         await self._handle(request)
                         self.idle = True
                         self.cycles += 1
@@ -282,6 +309,20 @@ class HTTPConnection:
         finally:
             # Also when the grace period's deadline cuts us: the socket must not leak.
             await self._close()
+
+    async def _upgraded(self, request: Request) -> bool:
+        """Hand the connection to the app's upgrade handler, if it takes this upgrade."""
+        # h11 exports the state but leaves it out of __all__, which mypy reads as private
+        if self.h11.their_state is not h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
+            return False
+        if not isinstance(self.app, Upgrader):
+            return False
+        handler = self.app.upgrade_handler(request)
+        if handler is None:
+            return False
+        buffered = bytes(self.h11.trailing_data[0])
+        await handler(Upgrade(request, self.stream, buffered, self.server.shutdown_started))
+        return True
 
     async def _close(self) -> None:
         # Closing may race a peer that already reset the socket: either way it is gone.
@@ -445,6 +486,10 @@ class Server:
     def __post_init__(self) -> None:
         self._shutdown = trio.Event()
         self.stopped = trio.Event()
+
+    @property
+    def shutdown_started(self) -> trio.Event:
+        return self._shutdown
 
     def shutdown(self) -> None:
         """Stop accepting; idle connections close now, busy ones at the end of the grace."""
