@@ -150,7 +150,9 @@ async def test_injected_tool_turn_is_invisible(stack: StackFactory, session: Ses
     continuation = s.upstream.seen[1].json()
     assert continuation["type"] == "response.create"
     outputs = [i for i in continuation["input"] if i.get("type") == "function_call_output"]
-    assert outputs == [{"type": "function_call_output", "call_id": "call_1", "output": "sunny, 21 C"}]
+    assert outputs == [
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny, 21 C"}
+    ]
     # the loop's two requests went over the one upstream socket
     assert len(s.upstream.seen) == 2
 
