@@ -24,7 +24,7 @@ import wsproto
 from wsproto.events import AcceptConnection, RejectConnection, RejectData
 
 from ..headers import header
-from ..providers.openai_responses_ws import error_event, frame_messages
+from ..providers.openai_responses_ws import EXCHANGE_METHOD, error_event, frame_messages
 from ..proxy.server import Upgrade
 from ..proxy.websocket import MessageTooBig, WebSocket, WebSocketClosed
 from .replies import Reply, SeenRequest
@@ -32,7 +32,6 @@ from .replies import Reply, SeenRequest
 if TYPE_CHECKING:
     from .scripted_upstream import ScriptedUpstream
 
-EXCHANGE_METHOD = "WEBSOCKET"
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 
@@ -69,7 +68,7 @@ async def serve_websocket(upstream: ScriptedUpstream, upgrade: Upgrade) -> None:
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
     connection.initiate_upgrade_connection(raw, request.target)
     list(connection.events())
-    refusal = upstream.refusal(SeenRequest("GET", request.path, request.headers, b""))
+    refusal = upstream.refusal(SeenRequest(EXCHANGE_METHOD, request.path, request.headers, b""))
     if refusal is not None:
         body = b"".join(refusal.chunks)
         headers = [(k.encode(), v.encode()) for k, v in refusal.headers]

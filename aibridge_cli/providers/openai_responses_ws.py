@@ -27,8 +27,14 @@ from ..headers import Headers
 from ..sse import SSEDecoder, encode_event
 from .base import dumps
 from .openai_common import ERROR_CODES, ERROR_TYPES, error_object
+from .openai_responses import TERMINAL
 
 CREATE = "response.create"
+EXCHANGE_METHOD = "WEBSOCKET"
+"""The method of an upstream request made over a socket, as recorded and as the fakes see
+it: one ``response.create`` sent (or one upgrade refused), and what answered it."""
+WEBSOCKET_STATUS = 101
+"""The status of a socket's responses in records: 101, the upgrade's."""
 UPGRADE_PATH = "/openai/v1/responses"
 SSE_VIEW_HEADERS: Headers = [("content-type", "text/event-stream")]
 
@@ -109,6 +115,12 @@ def message_type(text: str) -> tuple[str | None, dict[str, Any] | None]:
         return None, None
     kind = data.get("type")
     return (kind if isinstance(kind, str) else None), data
+
+
+def is_last_message(text: str) -> bool:
+    """True for the message that ends a response: its terminal event or an error."""
+    kind, _ = message_type(text)
+    return kind == "error" or kind in TERMINAL
 
 
 def message_frame(text: str) -> bytes:

@@ -42,6 +42,8 @@ from ..interception import Interception, ResponseLog, UpstreamExchange
 from ..providers.base import Conversation, dumps
 from ..providers.openai_responses import TERMINAL
 from ..providers.openai_responses_ws import (
+    EXCHANGE_METHOD,
+    WEBSOCKET_STATUS,
     error_event,
     error_object_for,
     frame_messages,
@@ -62,11 +64,6 @@ from .websocket import (
 from .ws_upstream import Refused
 
 log = logging.getLogger("aibridge.websocket")
-
-EXCHANGE_METHOD = "WEBSOCKET"
-"""The method of a recorded upstream exchange made over a socket (``path`` stays
-``/responses``): one ``response.create`` sent, the messages that answered it."""
-WEBSOCKET_STATUS = 101
 
 
 class WebSocketResponse:

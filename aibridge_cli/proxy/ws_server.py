@@ -36,6 +36,7 @@ from ..interception import ClientRequest, Interception, Recorder, credentials, r
 from ..providers.base import API, dumps
 from ..providers.openai_common import openai_error
 from ..providers.openai_responses_ws import (
+    WEBSOCKET_STATUS,
     ClientEventError,
     client_event_error,
     parse_client_event,
@@ -51,7 +52,7 @@ from .websocket import (
     WebSocket,
     WebSocketClosed,
 )
-from .ws_bridge import WEBSOCKET_STATUS, UpstreamSession, WebSocketInterceptor, WebSocketResponse
+from .ws_bridge import UpstreamSession, WebSocketInterceptor, WebSocketResponse
 
 log = logging.getLogger("aibridge.websocket")
 

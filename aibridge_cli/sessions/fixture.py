@@ -28,7 +28,10 @@ from ..interception import (
     redact_headers,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# 1: every interception over HTTP. 2 adds "transport" (absent: "http"), so a version-1 file
+# reads as it always did.
+SUPPORTED_VERSIONS = (1, 2)
 _HEADER_KEY = "aibridge_fixture"
 
 
@@ -114,6 +117,8 @@ def encode_interception(
     out: dict[str, Any] = {"api": record.api}
     if label:
         out["label"] = label
+    if record.transport != "http":
+        out["transport"] = record.transport
     out |= {
         "started_at": record.started_at,
         "outcome": record.outcome,
@@ -226,8 +231,12 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
         _headers(req.get("headers", []), "request.headers"),
         _decode_body(req),
     )
+    transport = obj.get("transport", "http")
+    if transport not in ("http", "websocket"):
+        raise _Bad(f"field 'transport' must be 'http' or 'websocket', not {transport!r}")
     record = Interception(
         api=api,
+        transport=transport,
         request=request,
         started_at=float(obj.get("started_at", 0.0)),
         outcome=str(obj.get("outcome", "ok")),
@@ -302,9 +311,10 @@ def _read_header(fixture: Fixture, obj: Any) -> None:
     if not isinstance(obj, dict) or _HEADER_KEY not in obj:
         raise _Bad(f'expected the header line ({{"{_HEADER_KEY}": {FORMAT_VERSION}, ...}})')
     version = obj[_HEADER_KEY]
-    if version != FORMAT_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise _Bad(
-            f"fixture format version {version!r} is not supported (this is {FORMAT_VERSION})"
+            f"fixture format version {version!r} is not supported"
+            f" (this reads {', '.join(map(str, SUPPORTED_VERSIONS))})"
         )
     fixture.version = version
     fixture.tool_version = str(obj.get("tool_version", ""))

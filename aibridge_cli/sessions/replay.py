@@ -20,10 +20,14 @@ import trio
 import trio.lowlevel
 
 from ..config import ServeOptions, StreamInitiation
+from ..errors import ClientFacingError
 from ..interception import REDACTED, Interception
 from ..providers.base import dumps
+from ..providers.openai_responses_ws import is_last_message, sse_view
 from ..proxy.run import build_app
 from ..proxy.server import Server
+from ..proxy.websocket import WebSocketClosed
+from ..proxy.ws_upstream import Refused, WebSocketDialer
 from ..tools import InjectedTool, ToolOutcome, ToolSet, tool_from_mapping
 from .fixture import Fixture, distinct_keys, provider_of
 from .mock import Hit, MockUpstream, Timing, replayable, upstream_route
@@ -31,7 +35,15 @@ from .normalize import diff_normalized, normalize_response
 from .scripted_sessions import stop_servers
 
 _HOP = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "accept-encoding"}
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "accept-encoding",
+        "upgrade",
+    }
 )
 CLIENT_TIMEOUT = 120.0
 
@@ -228,21 +240,34 @@ async def _send_all(
             continue
         before = len(mock.hits)
         headers, body = client_request(record)
+        status: int | None
         try:
-            async with client.stream(
-                record.request.method, target + record.request.path, headers=headers, content=body
-            ) as response:
-                data = await response.aread()
-            status: int | None = response.status_code
-            response_headers = list(response.headers.multi_items())
-        except httpx.HTTPError as exc:
+            if record.transport == "websocket":
+                url = target + record.request.path
+                status, response_headers, data = await websocket_exchange(url, headers, body)
+            else:
+                async with client.stream(
+                    record.request.method,
+                    target + record.request.path,
+                    headers=headers,
+                    content=body,
+                ) as response:
+                    data = await response.aread()
+                status = response.status_code
+                response_headers = list(response.headers.multi_items())
+        except (httpx.HTTPError, ClientFacingError) as exc:
             status, response_headers, data = None, [], b""
             result.problems.append(f"response: the request failed: {type(exc).__name__}: {exc}")
         await trio.lowlevel.checkpoint()  # let the mock finish booking its last hit
         expected = record.response
-        result.expected = normalize_response(
-            record.api, expected.status, expected.headers, expected.body
-        )
+        if record.transport == "websocket":
+            result.expected = normalize_response(
+                record.api, *sse_view(chunk.data for chunk in expected.chunks)
+            )
+        else:
+            result.expected = normalize_response(
+                record.api, expected.status, expected.headers, expected.body
+            )
         result.actual = normalize_response(record.api, status, response_headers, data)
         result.problems += [
             f"response: {d}" for d in diff_normalized(result.expected, result.actual)
@@ -253,6 +278,29 @@ async def _send_all(
         )
         if result.problems:
             result.status = "mismatch"
+
+
+async def websocket_exchange(
+    url: str, headers: list[tuple[str, str]], body: bytes
+) -> tuple[int | None, list[tuple[str, str]], bytes]:
+    """One recorded ``response.create`` sent again on a socket of its own: the answer's
+    messages, up to the response's end, as their SSE view (a refused upgrade as itself)."""
+    upgrade = [(k, v) for k, v in headers if not k.lower().startswith("sec-websocket-")]
+    with trio.fail_after(CLIENT_TIMEOUT):
+        answer = await WebSocketDialer().dial(httpx.URL(url), upgrade)
+        if isinstance(answer, Refused):
+            return answer.status, answer.headers, answer.body
+        socket = answer.socket
+        messages: list[str] = []
+        try:
+            await socket.send(body.decode("utf-8", "replace"))
+            while not messages or not is_last_message(messages[-1]):
+                messages.append(await socket.receive())
+        except WebSocketClosed:
+            pass  # an answer cut short is compared as far as it went
+        finally:
+            await socket.close()
+    return sse_view(messages)
 
 
 def exit_code(results: list[FixtureResult]) -> int:
