@@ -56,8 +56,9 @@ class WebSocketConfig:
     # The proxy pings an idle client this often, and closes it (1011) when no pong came
     # back by the next ping: a peer that vanished without a FIN is found in 2 intervals.
     ping_interval: float = 20.0
-    # A client that goes away: its upstream socket's close waits this long for the answer.
-    close_timeout: float = 1.0
+    # How long a close waits for the peer's close before the TCP connection goes: bounds
+    # how long an upstream socket outlives a client that went away (goal: under 1 s).
+    close_timeout: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -270,3 +270,62 @@ async def test_bad_input_gets_documented_errors_and_the_socket_keeps_serving(
     assert "model" in errors[3]["error"]["message"]
     assert answers[4]["type"] == "response.created"  # and the socket still serves
     assert len(s.upstream.seen) == 1
+
+
+async def _hang_up_after_first_event(url: str) -> None:
+    import websockets
+
+    ws = await websockets.connect(url + "/responses")
+    await ws.send(json.dumps({"type": "response.create", "model": "gpt-x", "input": "hi"}))
+    await asyncio.wait_for(ws.recv(), 10)
+    ws.transport.abort()  # gone without a close frame
+
+
+async def test_client_gone_closes_the_upstream_socket_within_a_second(
+    stack: StackFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    slow = responses_stream("resp_1", [message_item("msg_1", "Slow.")])
+    delays = [0.0] * len(slow.chunks)
+    delays[3] = 30.0
+    s = await stack(
+        [Reply(slow.status, slow.headers, slow.chunks, delays)], openai_keys=KEYS, tools=ToolSet()
+    )
+    url = s.proxy_url.replace("http://", "ws://") + "/openai/v1"
+    await trio.to_thread.run_sync(lambda: asyncio.run(_hang_up_after_first_event(url)))
+    gone = trio.current_time()
+    with trio.fail_after(5):
+        while not any("closed" in r.getMessage() for r in caplog.records):
+            await trio.sleep(0.01)
+    assert trio.current_time() - gone < 1.0
+    closed = next(r.getMessage() for r in caplog.records if "closed" in r.getMessage())
+    assert "after 1 responses" in closed
+
+
+async def _wait_for_close(url: str) -> int:
+    import websockets
+
+    async with websockets.connect(url + "/responses") as ws:
+        try:
+            await asyncio.wait_for(ws.recv(), 10)
+        except websockets.ConnectionClosed as closed:
+            assert closed.rcvd is not None
+            return int(closed.rcvd.code)
+    return -1
+
+
+async def test_shutdown_closes_idle_sockets_with_going_away(stack: StackFactory) -> None:
+    s = await stack([], openai_keys=KEYS)
+    url = s.proxy_url.replace("http://", "ws://") + "/openai/v1"
+    async with trio.open_nursery() as nursery:
+        codes: list[int] = []
+
+        async def client() -> None:
+            codes.append(await trio.to_thread.run_sync(lambda: asyncio.run(_wait_for_close(url))))
+
+        nursery.start_soon(client)
+        with trio.fail_after(5):
+            while not s.proxy_server.connections:
+                await trio.sleep(0.01)
+        await trio.sleep(0.2)  # the upgrade is through
+        s.proxy_server.shutdown()
+    assert codes == [1001]

@@ -132,6 +132,7 @@ class UpstreamSession:
     env: Environment
     client_headers: Headers
     path: str = "/responses"
+    close_timeout: float = 0.5
     socket: WebSocket | None = None
     key: PoolKey | None = None
     headers: Headers = field(default_factory=list)  # the 101's
@@ -184,7 +185,7 @@ class UpstreamSession:
     async def close(self, code: int = NORMAL_CLOSURE) -> None:
         socket, self.socket, self.key = self.socket, None, None
         if socket is not None:
-            await socket.close(code)
+            await socket.close(code, wait=self.close_timeout)
 
 
 class WebSocketInterceptor(Interceptor):

@@ -84,7 +84,9 @@ class ResponsesSocket:
         self.config = config
         self.recorder = recorder
         self.redact = tuple(redact)
-        self.session = UpstreamSession(upstream, env, list(upgrade.request.headers))
+        self.session = UpstreamSession(
+            upstream, env, list(upgrade.request.headers), close_timeout=config.close_timeout
+        )
         self.close_code = NORMAL_CLOSURE
         self.busy = False
         self.served = 0
