@@ -294,7 +294,8 @@ async def test_client_gone_closes_the_upstream_socket_within_a_second(
     await trio.to_thread.run_sync(lambda: asyncio.run(_hang_up_after_first_event(url)))
     gone = trio.current_time()
     with trio.fail_after(5):
-        while not any("closed" in r.getMessage() for r in caplog.records):
+        # polled: the log is the observable, the proxy runs on real sockets
+        while not any("closed" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
             await trio.sleep(0.01)
     assert trio.current_time() - gone < 1.0
     closed = next(r.getMessage() for r in caplog.records if "closed" in r.getMessage())
@@ -308,8 +309,7 @@ async def _wait_for_close(url: str) -> int:
         try:
             await asyncio.wait_for(ws.recv(), 10)
         except websockets.ConnectionClosed as closed:
-            assert closed.rcvd is not None
-            return int(closed.rcvd.code)
+            return int(closed.rcvd.code) if closed.rcvd is not None else -1
     return -1
 
 
@@ -324,7 +324,7 @@ async def test_shutdown_closes_idle_sockets_with_going_away(stack: StackFactory)
 
         nursery.start_soon(client)
         with trio.fail_after(5):
-            while not s.proxy_server.connections:
+            while not s.proxy_server.connections:  # noqa: ASYNC110 (a thread's client connects)
                 await trio.sleep(0.01)
         await trio.sleep(0.2)  # the upgrade is through
         s.proxy_server.shutdown()
