@@ -218,7 +218,11 @@ class _ResponsesFacts(_Facts):
         if not isinstance(data, dict):
             return
         if name == "error":
-            self.error_type = data.get("code") or data.get("type")
+            # an SSE error event has its code on top; WebSocket mode's, in its error object
+            inner = _d(data, "error")
+            self.error_type = (
+                data.get("code") or inner.get("code") or inner.get("type") or data.get("type")
+            )
         elif name == "response.output_text.delta":
             self.text.append(_s(data, "delta"))
         elif name == "response.output_item.done":

@@ -23,16 +23,15 @@ from ..config import ServeOptions, StreamInitiation
 from ..errors import ClientFacingError
 from ..interception import REDACTED, Interception
 from ..providers.base import dumps
-from ..providers.openai_responses_ws import is_last_message, sse_view
+from ..providers.openai_responses_ws import sse_view
 from ..proxy.run import build_app
 from ..proxy.server import Server
-from ..proxy.websocket import WebSocketClosed
-from ..proxy.ws_upstream import Refused, WebSocketDialer
 from ..tools import InjectedTool, ToolOutcome, ToolSet, tool_from_mapping
 from .fixture import Fixture, distinct_keys, provider_of
 from .mock import Hit, MockUpstream, Timing, replayable, upstream_route
 from .normalize import diff_normalized, normalize_response
 from .scripted_sessions import stop_servers
+from .ws_client import websocket_exchange
 
 _HOP = frozenset(
     {
@@ -244,7 +243,8 @@ async def _send_all(
         try:
             if record.transport == "websocket":
                 url = target + record.request.path
-                status, response_headers, data = await websocket_exchange(url, headers, body)
+                with trio.fail_after(CLIENT_TIMEOUT):
+                    status, response_headers, data = await websocket_exchange(url, headers, body)
             else:
                 async with client.stream(
                     record.request.method,
@@ -255,7 +255,7 @@ async def _send_all(
                     data = await response.aread()
                 status = response.status_code
                 response_headers = list(response.headers.multi_items())
-        except (httpx.HTTPError, ClientFacingError) as exc:
+        except (httpx.HTTPError, ClientFacingError, trio.TooSlowError) as exc:
             status, response_headers, data = None, [], b""
             result.problems.append(f"response: the request failed: {type(exc).__name__}: {exc}")
         await trio.lowlevel.checkpoint()  # let the mock finish booking its last hit
@@ -278,29 +278,6 @@ async def _send_all(
         )
         if result.problems:
             result.status = "mismatch"
-
-
-async def websocket_exchange(
-    url: str, headers: list[tuple[str, str]], body: bytes
-) -> tuple[int | None, list[tuple[str, str]], bytes]:
-    """One recorded ``response.create`` sent again on a socket of its own: the answer's
-    messages, up to the response's end, as their SSE view (a refused upgrade as itself)."""
-    upgrade = [(k, v) for k, v in headers if not k.lower().startswith("sec-websocket-")]
-    with trio.fail_after(CLIENT_TIMEOUT):
-        answer = await WebSocketDialer().dial(httpx.URL(url), upgrade)
-        if isinstance(answer, Refused):
-            return answer.status, answer.headers, answer.body
-        socket = answer.socket
-        messages: list[str] = []
-        try:
-            await socket.send(body.decode("utf-8", "replace"))
-            while not messages or not is_last_message(messages[-1]):
-                messages.append(await socket.receive())
-        except WebSocketClosed:
-            pass  # an answer cut short is compared as far as it went
-        finally:
-            await socket.close()
-    return sse_view(messages)
 
 
 def exit_code(results: list[FixtureResult]) -> int:

@@ -21,12 +21,13 @@ import trio
 from ..config import ServeOptions
 from ..errors import FixtureError
 from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
-from ..interception import Interception
+from ..interception import Interception, Transport
 from ..providers.base import dumps
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolSet
 from .fixture import Fixture, provider_of
+from .ws_client import websocket_exchange
 
 CLIENT_PATHS = {
     "anthropic": "/anthropic/v1/messages",
@@ -60,6 +61,7 @@ class Step:
     body: dict[str, Any]
     replies: Sequence[Reply]
     label: str = ""
+    transport: Transport = "http"  # websocket: ``body`` is a response.create message
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,11 @@ async def record_session(session: Session, path: str = "<session>") -> Fixture:
     def play(seen: SeenRequest, index: int) -> Reply:
         return pending.popleft() if pending else _EXHAUSTED
 
-    upstream = ScriptedUpstream(script=play)
+    def refuse(seen: SeenRequest) -> Reply | None:
+        # a WebSocket upgrade is refused with the next reply when that is an error
+        return pending.popleft() if pending and pending[0].status >= 400 else None
+
+    upstream = ScriptedUpstream(script=play, refuse=refuse)
     records: list[Interception] = []
     recorded = trio.Event()
 
@@ -127,17 +133,22 @@ async def record_session(session: Session, path: str = "<session>") -> Fixture:
                         *_CLIENT_HEADERS[provider_of(step.api)],
                     ]
                     url_ = f"http://{phost}:{pport}{CLIENT_PATHS[step.api]}"
-                    async with client.stream(
-                        "POST", url_, headers=headers, content=dumps(step.body).encode()
-                    ) as response:
-                        await response.aread()
+                    content = dumps(step.body).encode()
+                    if step.transport == "websocket":
+                        status, _, _ = await websocket_exchange(url_, headers, content)
+                    else:
+                        async with client.stream(
+                            "POST", url_, headers=headers, content=content
+                        ) as response:
+                            await response.aread()
+                        status = response.status_code
                     # A whole JSON answer can reach the client just before the recorder runs.
                     with trio.move_on_after(_RECORD_WAIT):
                         await recorded.wait()
                     if not recorded.is_set():
                         failure = (
                             f"{path}: the proxy did not intercept {step.api} "
-                            f"({CLIENT_PATHS[step.api]} answered {response.status_code})"
+                            f"({CLIENT_PATHS[step.api]} answered {status})"
                         )
                         break
         finally:
