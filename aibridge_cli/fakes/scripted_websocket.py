@@ -24,7 +24,12 @@ import wsproto
 from wsproto.events import AcceptConnection, RejectConnection, RejectData
 
 from ..headers import header
-from ..providers.openai_responses_ws import EXCHANGE_METHOD, error_event, frame_messages
+from ..providers.openai_responses_ws import (
+    EXCHANGE_METHOD,
+    error_event,
+    frame_messages,
+    opening_status,
+)
 from ..proxy.server import Upgrade
 from ..proxy.websocket import MessageTooBig, WebSocket, WebSocketClosed
 from .replies import Reply, SeenRequest
@@ -40,6 +45,30 @@ def reply_messages(reply: Reply) -> list[list[str]]:
     if reply.status == 101:
         return [[chunk.decode()] if chunk else [] for chunk in reply.chunks]
     return [frame_messages(chunk) for chunk in reply.chunks]
+
+
+def answered_status(reply: Reply) -> tuple[int, str | None]:
+    """The status and ``Retry-After`` a reply stands for (see ``opening_status``)."""
+    if reply.status == 101 and reply.chunks:
+        return opening_status(reply.status, reply.chunks[0].decode("utf-8", "replace"))
+    retry = header(reply.headers, "retry-after")
+    if retry is None and reply.chunks:
+        # a refusal recorded on a socket keeps its Retry-After in its error event
+        retry = opening_status(reply.status, b"".join(reply.chunks).decode("utf-8", "replace"))[1]
+    return reply.status, retry
+
+
+def refusal_bytes(connection: wsproto.WSConnection, reply: Reply) -> bytes:
+    """An upgrade refused with ``reply``: its status, headers and body as HTTP. A reply
+    recorded as a refusal on a socket gets its ``Retry-After`` back as a header."""
+    body = b"".join(reply.chunks)
+    headers = [(k.encode(), v.encode()) for k, v in reply.headers]
+    retry = answered_status(reply)[1]
+    if retry is not None and header(reply.headers, "retry-after") is None:
+        headers.append((b"retry-after", retry.encode()))
+    headers.append((b"content-length", str(len(body)).encode()))
+    head = RejectConnection(status_code=reply.status, headers=headers, has_body=True)
+    return connection.send(head) + connection.send(RejectData(data=body, body_finished=True))
 
 
 def reply_error(reply: Reply) -> str:
@@ -69,16 +98,11 @@ async def serve_websocket(upstream: ScriptedUpstream, upgrade: Upgrade) -> None:
     connection.initiate_upgrade_connection(raw, request.target)
     list(connection.events())
     refusal = upstream.refusal(SeenRequest(EXCHANGE_METHOD, request.path, request.headers, b""))
+    if refusal is not None and refusal.fault == "reset-before-body":
+        await stream.aclose()
+        return
     if refusal is not None:
-        body = b"".join(refusal.chunks)
-        headers = [(k.encode(), v.encode()) for k, v in refusal.headers]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await stream.send_all(
-            connection.send(
-                RejectConnection(status_code=refusal.status, headers=headers, has_body=True)
-            )
-            + connection.send(RejectData(data=body, body_finished=True))
-        )
+        await stream.send_all(refusal_bytes(connection, refusal))
         await stream.aclose()
         return
     await stream.send_all(connection.send(AcceptConnection()))

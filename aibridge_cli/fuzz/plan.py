@@ -342,6 +342,44 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
     )
 
 
+def _message_reply(exchange: Exchange, e: int, plan: Plan, faults: list[Fault]) -> Reply:
+    """A WebSocket exchange's reply: one message per chunk, the faults struck at a message.
+
+    A message is never cut (the proxy reads whole messages; how the frames of one fall
+    into reads is wsproto's business), so cuts and padding do not apply.
+    """
+    messages = list(exchange.chunks)
+    fault_kind: str | None = None
+    fault_at = 0
+    for fault in faults:
+        at = min(fault.at, len(messages))
+        if fault.kind == "malformed-sse" and at < len(messages):
+            messages[at] = b"{not json"
+        elif fault.kind == "error-event":
+            messages = [*messages[:at], _error_message(at)]
+        elif fault.kind in ("reset-in-body", "stall"):
+            fault_kind, fault_at = fault.kind, at
+        elif fault.kind == "reset-before-body":
+            fault_kind = "reset-before-body"
+    delays = [0.0] * len(messages)
+    for de, chunk, seconds in plan.delays:
+        if de == e and chunk < len(messages):
+            delays[chunk] = seconds
+    return Reply(
+        exchange.status,
+        list(exchange.headers),
+        messages,
+        delays,
+        fault=fault_kind,  # type: ignore[arg-type]
+        fault_at=fault_at,
+    )
+
+
+def _error_message(sequence: int) -> bytes:
+    """A mid-response error as the Responses API sends it on a socket."""
+    return _error_event("openai-responses", sequence).split(b"data: ", 1)[1].rstrip(b"\n")
+
+
 def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
     """The mock upstream's answers, request by request, for this scenario and plan."""
     replies: list[Reply] = []
@@ -359,7 +397,10 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
         if status is not None:
             replies.append(_error_reply(scenario.api, status))
             continue
-        replies.append(_exchange_reply(scenario.api, exchange, e, plan, here))
+        if scenario.transport == "websocket" and exchange.status < 400:
+            replies.append(_message_reply(exchange, e, plan, here))
+        else:
+            replies.append(_exchange_reply(scenario.api, exchange, e, plan, here))
     return replies
 
 
@@ -374,6 +415,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         keys=scenario.key_secrets,
         tools=scenario.toolset,
         stream_initiation=stream_initiation,
+        transport=scenario.transport,
         pace=Pace(dict(plan.read_delays), plan.read_size, disconnect),
         tool_latency=plan.tool_latency,
         checkpoints={(p, i): n for p, i, n in plan.checkpoints},

@@ -13,10 +13,21 @@ from functools import cached_property
 from typing import Any
 
 from ..headers import FrozenHeaders
-from ..interception import Interception
+from ..interception import Interception, ResponseLog, Transport
+from ..providers.openai_responses_ws import opening_status
 from ..tools import InjectedTool, ToolSet, tool_from_mapping
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
+
+
+def _answered(transport: str, response: ResponseLog) -> int:
+    """The status an exchange stands for; on a socket, a refusal in its first message
+    (``opening_status``) makes it an error exchange, which plans treat as one."""
+    status = response.status or 200
+    if transport != "websocket" or not response.chunks:
+        return status
+    first = response.chunks[0].data.decode("utf-8", "replace")
+    return opening_status(status, first)[0]
 
 
 @dataclass(frozen=True)
@@ -43,11 +54,14 @@ class Scenario:
     exchanges: tuple[Exchange, ...]
     tools: tuple[InjectedTool, ...]
     keys: int
+    # websocket: the body is one response.create message; each exchange's chunks are the
+    # messages that answered it (a refused upgrade: its HTTP answer)
+    transport: Transport = "http"
 
     # Every iteration asks these; a scenario never changes, so each is worked out once.
     @cached_property
     def streaming(self) -> bool:
-        return json.loads(self.body).get("stream") is True
+        return self.transport == "websocket" or json.loads(self.body).get("stream") is True
 
     @cached_property
     def toolset(self) -> ToolSet:
@@ -66,7 +80,7 @@ class Scenario:
         """The scenario of one recorded interception; ``keys``: the pool size it ran with."""
         exchanges = tuple(
             Exchange(
-                exchange.response.status or 200,
+                _answered(record.transport, exchange.response),
                 tuple(
                     (k.lower(), v)
                     for k, v in exchange.response.headers
@@ -82,7 +96,9 @@ class Scenario:
         )
         body = record.request.body
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return cls(name, record.api, record.request.path, raw, exchanges, tools, keys)
+        return cls(
+            name, record.api, record.request.path, raw, exchanges, tools, keys, record.transport
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +107,7 @@ class Scenario:
             "path": self.path,
             "body": self.body.decode(),
             "keys": self.keys,
+            "transport": self.transport,
             "tools": [tool.to_toml_fields() for tool in self.tools],
             "exchanges": [
                 {
@@ -119,4 +136,5 @@ class Scenario:
             ),
             tuple(tool_from_mapping(t, data["name"]) for t in data["tools"]),
             data["keys"],
+            data.get("transport", "http"),
         )

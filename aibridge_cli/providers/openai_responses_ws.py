@@ -123,6 +123,20 @@ def is_last_message(text: str) -> bool:
     return kind == "error" or kind in TERMINAL
 
 
+def opening_status(status: int, first: str | None) -> tuple[int, str | None]:
+    """What an upstream answered a ``response.create`` with, read from its first message:
+    an ``error`` carrying a status stands for that status (and the ``Retry-After`` among
+    its error's headers); anything else, for ``status`` (101, the socket's)."""
+    kind, event = message_type(first) if first is not None else (None, None)
+    code = event.get("status") if event is not None and kind == "error" else None
+    if event is None or not isinstance(code, int):
+        return status, None
+    error = event.get("error")
+    headers = error.get("headers") if isinstance(error, dict) else None
+    retry = headers.get("retry-after") if isinstance(headers, dict) else None
+    return code, str(retry) if retry is not None else None
+
+
 def message_frame(text: str) -> bytes:
     """The SSE frame that stands for one message (named by its type, when it has one)."""
     kind, _ = message_type(text)

@@ -49,11 +49,12 @@ from ..providers.openai_responses_ws import (
     frame_messages,
     message_frame,
     message_type,
+    opening_status,
     status_error_event,
 )
 from ..sse import SSEEvent
 from .bridge import ClientStream, Environment, Interceptor, Upstream
-from .keypool import FAILOVER_STATUSES, PoolKey
+from .keypool import PoolKey
 from .websocket import (
     NORMAL_CLOSURE,
     BinaryMessage,
@@ -226,8 +227,8 @@ class WebSocketInterceptor(Interceptor):
             while True:
                 text = await socket.receive()
                 exchange.response.wrote(text.encode())
-                kind, data = message_type(text)
-                if first and kind == "error" and key is not None and self._fail_over(key, data):
+                kind, _ = message_type(text)
+                if first and kind == "error" and key is not None and self._fail_over(key, text):
                     await self.session.close()
                     return False
                 first = False
@@ -250,20 +251,14 @@ class WebSocketInterceptor(Interceptor):
             await self.session.close()
             raise
 
-    def _fail_over(self, key: PoolKey, event: dict[str, Any] | None) -> bool:
-        """Apply the mid-connection rule (module docstring) to an opening ``error``."""
-        status = event.get("status") if event is not None else None
-        if event is None or not isinstance(status, int) or status not in FAILOVER_STATUSES:
+    def _fail_over(self, key: PoolKey, text: str) -> bool:
+        """Apply the mid-connection rule (module docstring) to an opening ``error``: any
+        status it carries is reported to the pool, as an HTTP answer's would be."""
+        status, retry = opening_status(WEBSOCKET_STATUS, text)
+        if status < 400:
             return False
-        error = event.get("error")
-        headers = error.get("headers") if isinstance(error, dict) else None
-        retry = headers.get("retry-after") if isinstance(headers, dict) else None
         failover = self.upstream.pool.report(
-            key,
-            status,
-            str(retry) if retry is not None else None,
-            trio.current_time(),
-            self.env.wall_clock(),
+            key, status, retry, trio.current_time(), self.env.wall_clock()
         )
         if failover:
             log.info("key %s answered %d on its socket: failing over", key.masked, status)

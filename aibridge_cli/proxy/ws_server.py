@@ -211,7 +211,10 @@ class ResponsesSocket:
     async def _keepalive(self, socket: WebSocket, scope: trio.CancelScope) -> None:
         while True:
             pongs = socket.pongs
-            await socket.ping()
+            try:
+                await socket.ping()
+            except WebSocketClosed:
+                return  # the client is gone: the reader sees it and ends the connection
             await trio.sleep(self.config.ping_interval)
             if socket.pongs == pongs:
                 interval = self.config.ping_interval

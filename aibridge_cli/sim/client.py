@@ -1,4 +1,5 @@
-"""A lean HTTP/1.1 client for the simulation: one request, paced reads, raw results.
+"""A lean HTTP/1.1 client for the simulation: one request (or one WebSocket message),
+paced reads, raw results.
 
 It keeps what the wire said (status, headers, body bytes, whether the message ended)
 instead of interpreting it, so the oracles can judge a response no SDK would accept.
@@ -11,8 +12,20 @@ from dataclasses import dataclass, field
 
 import h11
 import trio
+import wsproto
+import wsproto.utilities
+from wsproto.events import (
+    AcceptConnection,
+    Message,
+    Ping,
+    RejectConnection,
+    RejectData,
+    TextMessage,
+)
+from wsproto.events import Request as WSRequest
 
 from ..headers import Headers
+from ..providers.openai_responses_ws import is_last_message, sse_view
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,85 @@ async def exchange(
     except h11.RemoteProtocolError as exc:
         result.protocol_error = str(exc)
     result.body = b"".join(parts)
+    if pace.disconnect_after is not None and not result.complete:
+        result.disconnected = True
+    return result
+
+
+async def websocket_exchange(
+    stream: trio.abc.Stream,
+    target: str,
+    body: bytes,
+    pace: Pace,
+    note: Callable[[str], None] | None = None,
+) -> ClientResult:
+    """Open a WebSocket on ``target``, send ``body`` as one message and read the messages
+    that answer it (to the response's end) at the given pace.
+
+    The result is the messages' SSE view (``openai_responses_ws.sse_view``): the oracles
+    judge it with the grammar and normalization of an HTTP stream. A refused upgrade is
+    kept as the HTTP answer it is.
+    """
+    result = ClientResult()
+    conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await stream.send_all(conn.send(WSRequest(host="proxy.sim", target=target)))
+    messages: list[str] = []
+    parts: list[str] = []
+    received = 0
+    reads = 0
+    opened = False
+    refused: list[bytes] = []
+    try:
+        while True:
+            delay = pace.delays.get(reads, 0.0) if opened else 0.0
+            if delay:
+                await trio.sleep(delay)
+            try:
+                data = await stream.receive_some(pace.read_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            reads += opened
+            if note is not None:
+                note(f"client read {len(data)} bytes")
+            conn.receive_data(bytes(data) if data else None)
+            for event in conn.events():
+                if isinstance(event, AcceptConnection):
+                    opened = True
+                    if pace.disconnect_after == 0:
+                        result.disconnected = True
+                        return result
+                    await stream.send_all(conn.send(Message(data=body.decode())))
+                elif isinstance(event, RejectConnection):
+                    result.status = event.status_code
+                    result.headers = [(k.decode(), v.decode()) for k, v in event.headers]
+                    result.complete = not event.has_body
+                elif isinstance(event, RejectData):
+                    refused.append(bytes(event.data))
+                    result.complete = event.body_finished
+                elif isinstance(event, TextMessage):
+                    parts.append(event.data)
+                    received += len(event.data.encode())
+                    if event.message_finished:
+                        messages.append("".join(parts))
+                        parts = []
+                        if is_last_message(messages[-1]):
+                            result.complete = True
+                    cut = pace.disconnect_after
+                    if cut is not None and received >= cut and not result.complete:
+                        result.disconnected = True
+                        break
+                elif isinstance(event, Ping):
+                    await stream.send_all(conn.send(event.response()))
+            if result.complete or result.disconnected or not data:
+                break
+    except wsproto.utilities.RemoteProtocolError as exc:
+        result.protocol_error = str(exc)
+    if refused or result.status is not None:
+        result.body = b"".join(refused)
+        return result
+    status, headers, view = sse_view(messages)
+    if opened:
+        result.status, result.headers, result.body = status, headers, view
     if pace.disconnect_after is not None and not result.complete:
         result.disconnected = True
     return result

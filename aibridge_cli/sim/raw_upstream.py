@@ -9,19 +9,27 @@ inside the body closes the stream, a stall sleeps until the proxy gives up.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from http import HTTPStatus
 
 import trio
+import wsproto
+from wsproto.events import AcceptConnection
 
 from ..fakes.scripted_upstream import Reply
+from ..fakes.scripted_websocket import refusal_bytes, reply_error, reply_messages
+from ..headers import Headers
+from ..proxy.websocket import WebSocket, WebSocketClosed
 
 Script = Callable[[list[tuple[str, str]], int], Reply]
+Peek = Callable[[int], Reply | None]
 
 
 class RawUpstream:
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, peek: Peek = lambda index: None) -> None:
         self.script = script
+        self.peek = peek  # the reply due at an index, without taking it
         self.requests = 0
         self.open_responses = 0
 
@@ -36,6 +44,10 @@ class RawUpstream:
                     buffer += data
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
                 headers = _headers(head)
+                if "websocket" in next((v.lower() for k, v in headers if k == "upgrade"), ""):
+                    target = head.split(b" ", 2)[1].decode("latin-1")
+                    await self._serve_websocket(stream, target, headers, buffer)
+                    return
                 length = int(next((v for k, v in headers if k == "content-length"), "0"))
                 while len(buffer) < length:
                     data = await stream.receive_some(65536)
@@ -56,6 +68,39 @@ class RawUpstream:
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+
+    async def _serve_websocket(
+        self, stream: trio.abc.Stream, target: str, headers: Headers, buffered: bytes
+    ) -> None:
+        """The Responses API's WebSocket mode, by ``scripted_websocket``'s rules: an error
+        reply due next refuses the upgrade; each message takes the next reply."""
+        connection = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        connection.initiate_upgrade_connection(raw, target)
+        list(connection.events())
+        due = self.peek(self.requests)
+        if due is not None and due.status >= 400:
+            reply = self.script(headers, self.requests)
+            self.requests += 1
+            if reply.fault == "reset-before-body":
+                return  # the connection drops before any answer
+            await stream.send_all(refusal_bytes(connection, reply))
+            return
+        await stream.send_all(connection.send(AcceptConnection()))
+        socket = WebSocket(stream, connection, max_message_size=1 << 30, buffered=buffered)
+        try:
+            while True:
+                await socket.receive()
+                reply = self.script(headers, self.requests)
+                self.requests += 1
+                self.open_responses += 1
+                try:
+                    if not await _play_messages(socket, reply):
+                        return  # a reset: the connection drops without a close
+                finally:
+                    self.open_responses -= 1
+        except WebSocketClosed:
+            pass  # the proxy closed its socket (answered by receive)
 
     async def _play(self, stream: trio.abc.Stream, reply: Reply) -> bool:
         """Write one reply; False when a fault or the proxy ended the connection."""
@@ -80,6 +125,35 @@ class RawUpstream:
             return await _fault(stream, reply)
         await stream.send_all(b"0\r\n\r\n")
         return True
+
+
+async def _play_messages(socket: WebSocket, reply: Reply) -> bool:
+    """One reply as messages; False when a fault ended the connection."""
+    if reply.fault == "reset-before-body":
+        return False
+    if reply.status >= 400:
+        await socket.send(reply_error(reply))
+        return True
+    for i, messages in enumerate(reply_messages(reply)):
+        if reply.fault is not None and i == reply.fault_at:
+            return await _message_fault(socket, reply)
+        delay = reply.delays[i] if i < len(reply.delays) else 0.0
+        if delay:
+            with trio.move_on_after(delay):
+                await socket.receive()  # the proxy closing meanwhile ends the wait
+                return False
+        for message in messages:
+            await socket.send(message)
+    if reply.fault is not None:
+        return await _message_fault(socket, reply)
+    return True
+
+
+async def _message_fault(socket: WebSocket, reply: Reply) -> bool:
+    if reply.fault == "stall":
+        with trio.move_on_after(math.inf):
+            await socket.receive()  # silent until the proxy gives up and closes
+    return False
 
 
 async def _hung_up_within(stream: trio.abc.Stream, seconds: float) -> bool:
