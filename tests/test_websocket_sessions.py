@@ -85,8 +85,8 @@ async def test_replay_against_a_target_proxy(stack: StackFactory) -> None:
             openai_keys=["aibridge-replay-openai-key-1", "aibridge-replay-openai-key-2"],
         ),
         tools=tools,
+        run_tool=runner,
     )
-    app.env.run_tool = runner
     async with trio.open_nursery() as nursery:
         server = Server(app)
         host, pport = await nursery.start(server.serve_tcp, "127.0.0.1", 0)

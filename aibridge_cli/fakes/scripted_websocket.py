@@ -17,7 +17,9 @@ goes silent.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 import trio
 import wsproto
@@ -34,8 +36,18 @@ from ..proxy.server import Upgrade
 from ..proxy.websocket import MessageTooBig, WebSocket, WebSocketClosed
 from .replies import Reply, SeenRequest
 
-if TYPE_CHECKING:
-    from .scripted_upstream import ScriptedUpstream
+
+class Script(Protocol):
+    """What the WebSocket side asks of its scripted upstream (``ScriptedUpstream``)."""
+
+    seen: list[SeenRequest]
+
+    def refusal(self, seen: SeenRequest) -> Reply | None: ...
+
+    def next_reply(self, seen: SeenRequest) -> Reply: ...
+
+    def answering(self) -> AbstractAsyncContextManager[Callable[[], None]]: ...
+
 
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
@@ -90,7 +102,7 @@ def reply_error(reply: Reply) -> str:
     return error_event(reply.status, error)
 
 
-async def serve_websocket(upstream: ScriptedUpstream, upgrade: Upgrade) -> None:
+async def serve_websocket(upstream: Script, upgrade: Upgrade) -> None:
     request = upgrade.request
     stream = upgrade.stream
     connection = wsproto.WSConnection(wsproto.ConnectionType.SERVER)

@@ -53,7 +53,7 @@ from ..providers.openai_responses_ws import (
     status_error_event,
 )
 from ..sse import SSEEvent
-from .bridge import ClientStream, Environment, Interceptor, Upstream
+from .bridge import ClientStream, Environment, Interceptor, ProviderUpstream
 from .keypool import PoolKey
 from .websocket import (
     NORMAL_CLOSURE,
@@ -129,7 +129,7 @@ class WebSocketResponse:
 class UpstreamSession:
     """The upstream socket of one client connection and the key it was opened with."""
 
-    upstream: Upstream
+    upstream: ProviderUpstream
     env: Environment
     client_headers: Headers
     path: str = "/responses"

@@ -41,7 +41,7 @@ from ..providers.openai_responses_ws import (
     client_event_error,
     parse_client_event,
 )
-from .bridge import Environment, Upstream, write_error_response
+from .bridge import Environment, ProviderUpstream, write_error_response
 from .server import Request, Upgrade
 from .websocket import (
     GOING_AWAY,
@@ -71,7 +71,7 @@ class ResponsesSocket:
         upgrade: Upgrade,
         *,
         api: API,
-        upstream: Upstream,
+        upstream: ProviderUpstream,
         env: Environment,
         config: WebSocketConfig,
         recorder: Recorder | None,
