@@ -9,7 +9,13 @@ import pytest
 
 from aibridge_cli.errors import FixtureError
 from aibridge_cli.interception import ClientRequest, Interception
-from aibridge_cli.sessions.fixture import Fixture, dump_fixture, header_line, parse_fixture
+from aibridge_cli.sessions.fixture import (
+    FORMAT_VERSION,
+    Fixture,
+    dump_fixture,
+    header_line,
+    parse_fixture,
+)
 from aibridge_cli.sessions.recording import FixtureWriter, load_fixture
 
 
@@ -47,8 +53,33 @@ def test_each_line_is_one_json_object() -> None:
     text = dump_fixture(Fixture("f", [make_record(), make_record()], ["#1", "#2"]))
     lines = text.splitlines()
     assert len(lines) == 3
-    assert json.loads(lines[0])["aibridge_fixture"] == 1
+    assert json.loads(lines[0])["aibridge_fixture"] == FORMAT_VERSION == 2
     assert all(json.loads(line)["api"] == "anthropic" for line in lines[1:])
+
+
+def test_the_websocket_transport_round_trips_and_http_lines_do_not_change() -> None:
+    socket = make_record(b'{"type":"response.created"}')
+    socket.transport = "websocket"
+    text = dump_fixture(Fixture("f", [make_record(), socket], ["#1", "#2"]))
+    first, second = text.splitlines()[1:]
+    assert '"transport"' not in first  # an HTTP line reads as it did in version 1
+    assert json.loads(second)["transport"] == "websocket"
+    again = parse_fixture(text, "f")
+    assert [r.transport for r in again.interceptions] == ["http", "websocket"]
+
+
+def test_a_version_1_file_reads_as_http() -> None:
+    line = dump_fixture(Fixture("f", [make_record()], ["#1"])).splitlines()[1]
+    fixture = parse_fixture('{"aibridge_fixture": 1}\n' + line + "\n", "f")
+    assert fixture.version == 1
+    assert fixture.interceptions[0].transport == "http"
+
+
+def test_an_unknown_transport_is_named() -> None:
+    line = json.loads(dump_fixture(Fixture("f", [make_record()], ["#1"])).splitlines()[1])
+    line["transport"] = "carrier-pigeon"
+    with pytest.raises(FixtureError, match=r"f:2: field 'transport' must be"):
+        parse_fixture('{"aibridge_fixture": 2}\n' + json.dumps(line) + "\n", "f")
 
 
 def test_a_bad_line_is_named_with_file_and_line() -> None:
