@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import openai
 import pytest
@@ -42,7 +42,8 @@ async def _async_session(url: str, creates: list[Event]) -> list[list[Event]]:
     try:
         async with client.responses.connect() as connection:
             for create in creates:
-                await connection.send({"type": "response.create", **create})
+                # a plain dict, as a user writes it (the parameter type is a TypedDict union)
+                await connection.send(cast(Any, {"type": "response.create", **create}))
                 events: list[Event] = []
                 while not _until_done(events):
                     event = await asyncio.wait_for(connection.recv(), 10)
@@ -58,7 +59,7 @@ def _sync_session(url: str, creates: list[Event]) -> list[list[Event]]:
     answers: list[list[Event]] = []
     with client, client.responses.connect() as connection:
         for create in creates:
-            connection.send({"type": "response.create", **create})
+            connection.send(cast(Any, {"type": "response.create", **create}))
             events: list[Event] = []
             while not _until_done(events):
                 events.append(connection.recv().to_dict())
