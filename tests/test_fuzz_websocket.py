@@ -9,6 +9,7 @@ import pytest
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.plan import Fault, Plan
+from aibridge_cli.providers.openai_responses_ws import frame_messages as messages_of
 from aibridge_cli.proxy import ws_bridge
 from aibridge_cli.proxy.ws_bridge import UpstreamSession, WebSocketInterceptor
 
@@ -46,10 +47,8 @@ def test_ignoring_the_mid_connection_rule_breaks_the_key_rules(
 
 
 def test_a_dropped_terminal_message_is_a_malformed_body(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = ws_bridge.frame_messages
-
     def frame_messages(data: bytes) -> list[str]:
-        return [m for m in original(data) if '"response.completed"' not in m]
+        return [m for m in messages_of(data) if '"response.completed"' not in m]
 
     monkeypatch.setattr(ws_bridge, "frame_messages", frame_messages)
     assert "malformed-body" in oracles_of(SIMPLE, Plan())
