@@ -131,7 +131,7 @@ async def serve_websocket(upstream: Script, upgrade: Upgrade) -> None:
             upstream.seen.append(seen)
             reply = upstream.next_reply(seen)
             async with upstream.answering() as answered:
-                if not await _play(socket, reply):
+                if not await play_messages(socket, reply):
                     await stream.aclose()  # a reset: no close frame, the connection drops
                     return
                 answered()
@@ -141,8 +141,12 @@ async def serve_websocket(upstream: Script, upgrade: Upgrade) -> None:
         await socket.close()
 
 
-async def _play(socket: WebSocket, reply: Reply) -> bool:
-    """Answer one message; False when a fault ended the connection."""
+async def play_messages(socket: WebSocket, reply: Reply) -> bool:
+    """Answer one message with ``reply``; False when a fault ended the connection.
+
+    A delay or a stall waits on the socket, so a proxy that closes meanwhile ends the wait
+    (``WebSocketClosed``): it sends nothing else mid-response.
+    """
     if reply.fault == "reset-before-body":
         return False
     if reply.status >= 400:
@@ -150,18 +154,20 @@ async def _play(socket: WebSocket, reply: Reply) -> bool:
         return True
     for i, messages in enumerate(reply_messages(reply)):
         if reply.fault is not None and i == reply.fault_at:
-            return await _fault(reply)
+            return await _fault(socket, reply)
         delay = reply.delays[i] if i < len(reply.delays) else 0.0
         if delay:
-            await trio.sleep(delay)
+            with trio.move_on_after(delay):
+                await socket.receive()
+                return False  # a message mid-response: the script is over
         for message in messages:
             await socket.send(message)
     if reply.fault is not None:
-        return await _fault(reply)
+        return await _fault(socket, reply)
     return True
 
 
-async def _fault(reply: Reply) -> bool:
+async def _fault(socket: WebSocket, reply: Reply) -> bool:
     if reply.fault == "stall":
-        await trio.sleep_forever()
+        await socket.receive()  # silent until the proxy gives up and closes
     return False

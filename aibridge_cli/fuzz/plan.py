@@ -332,14 +332,7 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
         while fault_at < len(pieces) and pos < fault_offset:
             pos += len(pieces[fault_at])
             fault_at += 1
-    return Reply(
-        exchange.status,
-        list(exchange.headers),
-        pieces,
-        delays,
-        fault=fault_kind,  # type: ignore[arg-type]
-        fault_at=fault_at,
-    )
+    return _reply(exchange, pieces, delays, fault_kind, fault_at)
 
 
 def _message_reply(exchange: Exchange, e: int, plan: Plan, faults: list[Fault]) -> Reply:
@@ -365,12 +358,22 @@ def _message_reply(exchange: Exchange, e: int, plan: Plan, faults: list[Fault]) 
     for de, chunk, seconds in plan.delays:
         if de == e and chunk < len(messages):
             delays[chunk] = seconds
+    return _reply(exchange, messages, delays, fault_kind, fault_at)
+
+
+def _reply(
+    exchange: Exchange,
+    chunks: list[bytes],
+    delays: list[float],
+    fault: str | None,
+    fault_at: int,
+) -> Reply:
     return Reply(
         exchange.status,
         list(exchange.headers),
-        messages,
+        chunks,
         delays,
-        fault=fault_kind,  # type: ignore[arg-type]
+        fault=fault,  # type: ignore[arg-type]
         fault_at=fault_at,
     )
 

@@ -38,6 +38,7 @@ import trio
 
 from ..config import BridgeConfig
 from ..errors import (
+    ClientDisconnected,
     ClientFacingError,
     LoopLimitExceeded,
     UpstreamBroken,
@@ -49,6 +50,7 @@ from ..headers import SSE_HEADERS, Headers, forwarded_request_headers, forwarded
 from ..interception import (
     ClientRequest,
     Interception,
+    Recorder,
     ToolCallRecord,
     Transport,
     UpstreamExchange,
@@ -478,6 +480,30 @@ class Interceptor:
                         break
         if broken is not None:
             raise broken
+
+
+@contextmanager
+def recorded(record: Interception, recorder: Recorder | None) -> Iterator[None]:
+    """Note how an interception ended when the client left or it was cancelled, and hand
+    the record to ``recorder`` however it ended."""
+    try:
+        yield
+    except ClientDisconnected:
+        record.outcome = "client disconnected"
+        raise
+    except trio.Cancelled:
+        record.outcome = "cancelled"
+        raise
+    except BaseExceptionGroup as group:
+        # What the streaming nursery's tasks raise arrives wrapped.
+        if group.subgroup(ClientDisconnected) is not None:
+            record.outcome = "client disconnected"
+        elif group.subgroup(trio.Cancelled) is not None:
+            record.outcome = "cancelled"
+        raise
+    finally:
+        if recorder is not None:
+            recorder(record)
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from .bridge import (
     Environment,
     Interceptor,
     ProviderUpstream,
+    recorded,
     translate_upstream_errors,
     write_error_response,
 )
@@ -192,7 +193,7 @@ class BridgeApp:
             client_secrets=credentials(request.headers),
         )
         writer.observer = record.response
-        try:
+        with recorded(record, self.recorder):
             try:
                 body = api.validate(request.body)
             except RequestError as error:
@@ -209,22 +210,6 @@ class BridgeApp:
                 await interceptor.run_streaming(conversation, writer)
             else:
                 await interceptor.run_blocking(conversation, writer)
-        except ClientDisconnected:
-            record.outcome = "client disconnected"
-            raise
-        except trio.Cancelled:
-            record.outcome = "cancelled"
-            raise
-        except BaseExceptionGroup as group:
-            # What the streaming nursery's tasks raise arrives wrapped.
-            if group.subgroup(ClientDisconnected) is not None:
-                record.outcome = "client disconnected"
-            elif group.subgroup(trio.Cancelled) is not None:
-                record.outcome = "cancelled"
-            raise
-        finally:
-            if self.recorder is not None:
-                self.recorder(record)
         keys = ",".join(record.keys_used)
         return f" attempts={len(record.upstream)}" + (f" keys={keys}" if keys else "")
 

@@ -41,7 +41,7 @@ from ..providers.openai_responses_ws import (
     client_event_error,
     parse_client_event,
 )
-from .bridge import Environment, ProviderUpstream, write_error_response
+from .bridge import Environment, ProviderUpstream, recorded, write_error_response
 from .server import Request, Upgrade
 from .websocket import (
     GOING_AWAY,
@@ -250,31 +250,19 @@ class ResponsesSocket:
         record = self._new_record()
         response = WebSocketResponse(socket, record.response)
         try:
-            try:
-                body = self.api.validate(text.encode())
-            except RequestError as error:
+            with recorded(record, self.recorder):
+                try:
+                    body = self.api.validate(text.encode())
+                except RequestError as error:
+                    record.request.body = body
+                    record.outcome = f"rejected: {error.message}"
+                    await write_error_response(self.api, response, error)
+                    return
                 record.request.body = body
-                record.outcome = f"rejected: {error.message}"
-                await write_error_response(self.api, response, error)
-                return
-            record.request.body = body
-            interceptor = WebSocketInterceptor(self.session, self.env, record, self.api)
-            await interceptor.run_streaming(self.api.conversation(body, self.env.tools), response)
-        except ClientDisconnected:
-            record.outcome = "client disconnected"
-            raise
-        except trio.Cancelled:
-            record.outcome = "cancelled"
-            raise
-        except BaseExceptionGroup as group:
-            if group.subgroup(ClientDisconnected) is not None:
-                record.outcome = "client disconnected"
-            elif group.subgroup(trio.Cancelled) is not None:
-                record.outcome = "cancelled"
-            raise
+                interceptor = WebSocketInterceptor(self.session, self.env, record, self.api)
+                conversation = self.api.conversation(body, self.env.tools)
+                await interceptor.run_streaming(conversation, response)
         finally:
-            if self.recorder is not None:
-                self.recorder(record)
             keys = ",".join(record.keys_used)
             log.info(
                 "WS %s response.create %.0fms messages=%d attempts=%d%s",

@@ -79,17 +79,8 @@ async def exchange(
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                delay = pace.delays.get(reads, 0.0)
-                if delay:
-                    await trio.sleep(delay)
-                try:
-                    data = await stream.receive_some(pace.read_size)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
+                conn.receive_data(await _paced_read(stream, pace, reads, note))
                 reads += 1
-                if note is not None:
-                    note(f"client read {len(data)} bytes")
-                conn.receive_data(bytes(data))
             elif isinstance(event, h11.Response):
                 result.status = event.status_code
                 result.headers = [(k.decode(), v.decode()) for k, v in event.headers]
@@ -112,6 +103,22 @@ async def exchange(
     if pace.disconnect_after is not None and not result.complete:
         result.disconnected = True
     return result
+
+
+async def _paced_read(
+    stream: trio.abc.Stream, pace: Pace, index: int, note: Callable[[str], None] | None
+) -> bytes:
+    """Read ``index`` (after its planned delay); b"" when the stream ended or broke."""
+    delay = pace.delays.get(index, 0.0)
+    if delay:
+        await trio.sleep(delay)
+    try:
+        data = bytes(await stream.receive_some(pace.read_size))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        data = b""
+    if note is not None:
+        note(f"client read {len(data)} bytes")
+    return data
 
 
 async def websocket_exchange(
@@ -139,17 +146,10 @@ async def websocket_exchange(
     refused: list[bytes] = []
     try:
         while True:
-            delay = pace.delays.get(reads, 0.0) if opened else 0.0
-            if delay:
-                await trio.sleep(delay)
-            try:
-                data = await stream.receive_some(pace.read_size)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            # the pace counts the reads of the answer, not the handshake's
+            data = await _paced_read(stream, pace, reads if opened else -1, note)
             reads += opened
-            if note is not None:
-                note(f"client read {len(data)} bytes")
-            conn.receive_data(bytes(data) if data else None)
+            conn.receive_data(data or None)
             for event in conn.events():
                 if isinstance(event, AcceptConnection):
                     opened = True

@@ -9,7 +9,6 @@ inside the body closes the stream, a stall sleeps until the proxy gives up.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from http import HTTPStatus
 
@@ -18,7 +17,7 @@ import wsproto
 from wsproto.events import AcceptConnection
 
 from ..fakes.scripted_upstream import Reply
-from ..fakes.scripted_websocket import refusal_bytes, reply_error, reply_messages
+from ..fakes.scripted_websocket import play_messages, refusal_bytes
 from ..headers import Headers
 from ..proxy.websocket import WebSocket, WebSocketClosed
 
@@ -95,7 +94,7 @@ class RawUpstream:
                 self.requests += 1
                 self.open_responses += 1
                 try:
-                    if not await _play_messages(socket, reply):
+                    if not await play_messages(socket, reply):
                         return  # a reset: the connection drops without a close
                 finally:
                     self.open_responses -= 1
@@ -125,35 +124,6 @@ class RawUpstream:
             return await _fault(stream, reply)
         await stream.send_all(b"0\r\n\r\n")
         return True
-
-
-async def _play_messages(socket: WebSocket, reply: Reply) -> bool:
-    """One reply as messages; False when a fault ended the connection."""
-    if reply.fault == "reset-before-body":
-        return False
-    if reply.status >= 400:
-        await socket.send(reply_error(reply))
-        return True
-    for i, messages in enumerate(reply_messages(reply)):
-        if reply.fault is not None and i == reply.fault_at:
-            return await _message_fault(socket, reply)
-        delay = reply.delays[i] if i < len(reply.delays) else 0.0
-        if delay:
-            with trio.move_on_after(delay):
-                await socket.receive()  # the proxy closing meanwhile ends the wait
-                return False
-        for message in messages:
-            await socket.send(message)
-    if reply.fault is not None:
-        return await _message_fault(socket, reply)
-    return True
-
-
-async def _message_fault(socket: WebSocket, reply: Reply) -> bool:
-    if reply.fault == "stall":
-        with trio.move_on_after(math.inf):
-            await socket.receive()  # silent until the proxy gives up and closes
-    return False
 
 
 async def _hung_up_within(stream: trio.abc.Stream, seconds: float) -> bool:
