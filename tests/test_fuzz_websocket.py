@@ -1,6 +1,6 @@
 """The fuzzer over the Responses API's WebSocket mode: the built-in openai-responses-ws
 scenarios run clean, bugs planted in the WebSocket path are caught by the oracles, and lazy
-initiation cannot race there (docs/fuzzing.md says why)."""
+initiation races there as over HTTP, except in the seed race's shape (docs/fuzzing.md)."""
 
 from __future__ import annotations
 
@@ -64,9 +64,18 @@ def test_an_upstream_socket_left_open_is_a_hygiene_finding(
     assert "hygiene" in oracles_of(SIMPLE, Plan())
 
 
-def test_lazy_initiation_cannot_race_over_websocket() -> None:
-    # The plan that makes the HTTP seed case race (a slow first read, the tool turn in one
-    # piece) and a campaign over the seed case: over a socket there is nothing to race for.
+def test_lazy_initiation_races_over_websocket_too() -> None:
+    # The stream breaks while the relay holds events it has not written: the lazy loop
+    # sees nothing initiated and nothing queued and sends its error at once; the relay's
+    # events follow it on the socket (the client closes after the error and still gets them).
+    plan = Plan(faults=(Fault("reset-in-body", 0, 1),))
+    assert "malformed-body" in oracles_of(SIMPLE, plan, "lazy")
+    assert "malformed-body" not in oracles_of(SIMPLE, plan, "eager")
+
+
+def test_the_seed_race_shape_cannot_race_over_websocket() -> None:
+    # The HTTP seed case's racing plan (a slow first read) and a lazy campaign over the
+    # WebSocket seed case: a tool turn releases no event, so after it nothing can race.
     plan = Plan(read_delays=((0, 5.0),), faults=(Fault("429-all", 1, retry_after="30"),))
     assert oracles_of(SEED_CASE, plan, "lazy") == set()
     settings = Settings(tuple(builtin(SEED_CASE)), 7, 60, stream_initiation="lazy")

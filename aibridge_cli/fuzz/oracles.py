@@ -16,6 +16,7 @@ so a bug planted there shows as a disagreement.
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 from ..headers import header
 from ..sessions.normalize import diff_normalized, normalize_response
 from ..sim.world import WALL_EPOCH, Attempt, WorldResult
+from ..sse import SSEDecoder
 from .grammar import Response, response_problems
 from .plan import Plan
 from .scenario import Scenario
@@ -150,6 +152,9 @@ def _final_error_problems(
             return [
                 f"all keys failed: the stream should end in {want} error, not {error or 'none'}"
             ]
+        got = _event_retry_after(response.body)
+        if retry is not None and got is not None and got != str(retry):
+            return [f"all keys failed: the error event's Retry-After {got}, the rules say {retry}"]
         return []
     problems = []
     if response.status != status:
@@ -158,6 +163,20 @@ def _final_error_problems(
     if retry is not None and got != str(retry):
         problems.append(f"all keys failed: Retry-After {got}, the rules say {retry}")
     return problems
+
+
+def _event_retry_after(body: bytes) -> str | None:
+    """The ``Retry-After`` a WebSocket-mode error event carries in its error's headers."""
+    for event in reversed(SSEDecoder().feed(body)):
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            continue
+        error = data.get("error") if isinstance(data, dict) else None
+        headers = error.get("headers") if isinstance(error, dict) else None
+        if isinstance(headers, dict) and "retry-after" in headers:
+            return str(headers["retry-after"])
+    return None
 
 
 # -- all together --------------------------------------------------------------------------

@@ -18,8 +18,18 @@ from typing import Any
 from ..headers import header
 from ..sse import SSEDecoder
 
+# "retry-after" (in a WebSocket error's headers): a cooldown's remaining seconds depend on
+# when it is read, as the Retry-After header does, which the comparison leaves out too.
 _VOLATILE = frozenset(
-    {"id", "created", "created_at", "completed_at", "expires_at", "system_fingerprint"}
+    {
+        "id",
+        "created",
+        "created_at",
+        "completed_at",
+        "expires_at",
+        "system_fingerprint",
+        "retry-after",
+    }
 )
 
 

@@ -16,6 +16,7 @@ import wsproto
 import wsproto.utilities
 from wsproto.events import (
     AcceptConnection,
+    CloseConnection,
     Message,
     Ping,
     RejectConnection,
@@ -144,6 +145,7 @@ async def websocket_exchange(
     reads = 0
     opened = False
     refused: list[bytes] = []
+    closed = False
     try:
         while True:
             # the pace counts the reads of the answer, not the handshake's
@@ -170,15 +172,20 @@ async def websocket_exchange(
                     if event.message_finished:
                         messages.append("".join(parts))
                         parts = []
-                        if is_last_message(messages[-1]):
+                        if is_last_message(messages[-1]) and not result.complete:
+                            # The response is over: close, and keep what still comes
+                            # before the proxy's close (nothing should: the oracles see it).
                             result.complete = True
+                            await stream.send_all(conn.send(CloseConnection(code=1000)))
                     cut = pace.disconnect_after
                     if cut is not None and received >= cut and not result.complete:
                         result.disconnected = True
                         break
-                elif isinstance(event, Ping):
+                elif isinstance(event, Ping) and not result.complete:
                     await stream.send_all(conn.send(event.response()))
-            if result.complete or result.disconnected or not data:
+                elif isinstance(event, CloseConnection):
+                    closed = True
+            if closed or result.disconnected or not data or (result.status and result.complete):
                 break
     except wsproto.utilities.RemoteProtocolError as exc:
         result.protocol_error = str(exc)
