@@ -15,6 +15,8 @@ Headers = list[tuple[str, str]]
 """Header pairs in wire order; names lower-case where the server produced them."""
 FrozenHeaders = tuple[tuple[str, str], ...]
 """The same, hashable: for plans and scenarios that key caches."""
+WireHeaders = list[tuple[bytes, bytes]]
+"""Header pairs as bytes, for httpx."""
 
 SSE_HEADERS: Headers = [
     ("content-type", "text/event-stream"),
@@ -44,6 +46,8 @@ HOP_BY_HOP = frozenset(
 CREDENTIALS = ("x-api-key", "authorization")
 # Client headers that are the proxy's business, not the upstream's.
 _DROP_REQUEST = HOP_BY_HOP | {"host", "accept-encoding", "content-type", "cookie", *CREDENTIALS}
+# What an intercepted response's head says about the body the proxy writes: its own.
+_PROXY_OWNED = frozenset(name for name, _ in SSE_HEADERS) | {"content-type"}
 
 
 def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
@@ -56,9 +60,29 @@ def media_type(headers: Iterable[tuple[str, str]]) -> str:
     return (header(headers, "content-type") or "").split(";", 1)[0].strip().lower()
 
 
-def forwarded_response_headers(headers: Iterable[tuple[str, str]]) -> Headers:
-    """An upstream response's headers as relayed: all but hop-by-hop and framing ones."""
+def forwarded_response_headers(
+    headers: Iterable[tuple[str, str]], *, head: bool = False
+) -> Headers:
+    """An upstream response's headers as relayed: all but hop-by-hop and framing ones.
+
+    ``head``: the answer to a HEAD, whose ``content-length`` is the size of the body a GET
+    would get, not framing, so it is kept.
+    """
+    if head:
+        return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP or k == "content-length"]
     return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+
+
+def intercepted_response_headers(own: Headers, upstream: Iterable[tuple[str, str]]) -> Headers:
+    """An intercepted response's head: the proxy's own headers (the body is the proxy's),
+    then the upstream's that say something else (request ids, rate-limit hints)."""
+    return [*own, *((k, v) for k, v in upstream if k not in HOP_BY_HOP and k not in _PROXY_OWNED)]
+
+
+def wire(headers: Iterable[tuple[str, str]]) -> WireHeaders:
+    """Headers as the bytes they came as: the server decodes them as latin-1, and httpx
+    would encode a str as ASCII, failing on any other byte a client may send."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
 def forwarded_request_headers(headers: Sequence[tuple[str, str]], byok: bool) -> Headers:

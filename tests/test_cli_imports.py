@@ -1,4 +1,5 @@
-"""A command imports only what it runs: help loads no fuzzer, simulation or test framework."""
+"""A command imports only what it runs: help loads no fuzzer, simulation, page builder or
+test framework."""
 
 from __future__ import annotations
 
@@ -28,14 +29,18 @@ def loaded_by(*args: str) -> set[str]:
     return set(done.stderr.split())
 
 
-@pytest.mark.parametrize("args", [("--help",), ("serve", "--help"), ("fuzz", "--help")])
+@pytest.mark.parametrize(
+    "args", [("--help",), ("serve", "--help"), ("fuzz", "--help"), ("show", "--help")]
+)
 def test_help_imports_no_fuzzer_no_simulation_no_test_framework(args: tuple[str, ...]) -> None:
     modules = loaded_by(*args)
     assert "aibridge_cli.cli" in modules  # the probe saw the CLI load
     heavy = sorted(
         name
         for name in modules
-        if name.startswith(("aibridge_cli.sim", "trio.testing", "pytest", "_pytest"))
+        if name.startswith(
+            ("aibridge_cli.sim", "aibridge_cli.views", "trio.testing", "pytest", "_pytest")
+        )
         or (name.startswith("aibridge_cli.fuzz") and name not in ALLOWED_FUZZ)
     )
     assert heavy == []

@@ -53,7 +53,7 @@ def test_each_line_is_one_json_object() -> None:
     text = dump_fixture(Fixture("f", [make_record(), make_record()], ["#1", "#2"]))
     lines = text.splitlines()
     assert len(lines) == 3
-    assert json.loads(lines[0])["aibridge_fixture"] == FORMAT_VERSION == 2
+    assert json.loads(lines[0])["aibridge_fixture"] == FORMAT_VERSION == 3
     assert all(json.loads(line)["api"] == "anthropic" for line in lines[1:])
 
 
@@ -68,10 +68,11 @@ def test_the_websocket_transport_round_trips_and_http_lines_do_not_change() -> N
     assert [r.transport for r in again.interceptions] == ["http", "websocket"]
 
 
-def test_a_version_1_file_reads_as_http() -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_file_reads_as_http(version: int) -> None:
     line = dump_fixture(Fixture("f", [make_record()], ["#1"])).splitlines()[1]
-    fixture = parse_fixture('{"aibridge_fixture": 1}\n' + line + "\n", "f")
-    assert fixture.version == 1
+    fixture = parse_fixture(f'{{"aibridge_fixture": {version}}}\n' + line + "\n", "f")
+    assert fixture.version == version
     assert fixture.interceptions[0].transport == "http"
 
 
@@ -79,7 +80,7 @@ def test_an_unknown_transport_is_named() -> None:
     line = json.loads(dump_fixture(Fixture("f", [make_record()], ["#1"])).splitlines()[1])
     line["transport"] = "carrier-pigeon"
     with pytest.raises(FixtureError, match=r"f:2: field 'transport' must be"):
-        parse_fixture('{"aibridge_fixture": 2}\n' + json.dumps(line) + "\n", "f")
+        parse_fixture('{"aibridge_fixture": 3}\n' + json.dumps(line) + "\n", "f")
 
 
 def test_a_bad_line_is_named_with_file_and_line() -> None:
@@ -89,6 +90,18 @@ def test_a_bad_line_is_named_with_file_and_line() -> None:
         parse_fixture(bad, "f.jsonl")
     with pytest.raises(FixtureError, match=r"^f\.jsonl:2: not valid JSON"):
         parse_fixture(header_line() + "\n{oops\n" + good.splitlines()[1] + "\n", "f.jsonl")
+
+
+def test_a_version_1_file_still_loads() -> None:
+    """Version 2 only added pass-through records and query strings: a v1 file is read as is."""
+    text = dump_fixture(Fixture("f", [make_record()], ["#1"]))
+    header, line = text.splitlines()
+    old = json.dumps({**json.loads(header), "aibridge_fixture": 1}) + "\n" + line + "\n"
+    fixture = parse_fixture(old, "f")
+    assert fixture.version == 1
+    assert [r.api for r in fixture.interceptions] == ["anthropic"]
+    with pytest.raises(FixtureError, match=r"version 4 is not supported \(this reads 1, 2, 3\)"):
+        parse_fixture('{"aibridge_fixture": 4}\n', "f")
 
 
 def test_a_missing_or_foreign_header_is_rejected() -> None:

@@ -72,9 +72,14 @@ def test_a_failing_seed_gives_the_same_report_in_two_processes(tmp_path: Path) -
     assert first.stdout.replace("/4242/", "/1/") == second.stdout.replace("/4242/", "/1/")
     repro = next((tmp_path / "1").glob("repro-*.jsonl"))
     assert repro.read_text() == (tmp_path / "4242" / repro.name).read_text()
-    replayed = runner.invoke(app, ["fuzz", "--repro", str(repro), "--json"])
+    # beside each repro its page, the same from both processes and from --repro --html
+    page = repro.with_suffix(".html")
+    assert page.read_text() == (tmp_path / "4242" / page.name).read_text()
+    again = tmp_path / "again.html"
+    replayed = runner.invoke(app, ["fuzz", "--repro", str(repro), "--json", "--html", str(again)])
+    assert again.read_text() == page.read_text()
     assert replayed.exit_code == 1
-    finding = json.loads(replayed.output)
+    finding = json.loads(replayed.stdout)
     assert finding["oracle"] == "malformed-body"
     timeline = first.stdout.split("timeline (", 1)[1].split("\n", 1)[1].split("repro:", 1)[0]
     assert [line.strip() for line in finding["timeline"]] == [

@@ -35,12 +35,8 @@ def routed(api: str) -> bool:
 @needs_reference
 @pytest.mark.parametrize("path", TXTARS, ids=lambda p: str(p.relative_to(REFERENCE)))
 async def test_every_reference_txtar_imports_and_replays(path: Path) -> None:
-    if path.stem == "fallthrough":
-        with pytest.raises(FixtureError, match="pass-through fixture"):
-            await import_txtar(path)
-        return
     api = api_for(path)
-    if not routed(api):
+    if not routed(api) and path.stem != "fallthrough":
         with pytest.raises(FixtureError, match=f"did not intercept {api}"):
             await import_txtar(path)
         return
@@ -80,11 +76,32 @@ async def test_import_command_writes_fixtures_that_replay(tmp_path: Path) -> Non
     sources = [
         REFERENCE / "anthropic" / "simple.txtar",
         REFERENCE / "anthropic" / "fallthrough.txtar",
+        REFERENCE / "openai" / "chatcompletions" / "fallthrough.txtar",
     ]
     done = await run_cli("import", *map(str, sources), "-o", str(tmp_path))
-    assert done.returncode == 2  # fallthrough cannot be imported
-    assert "pass-through" in done.stderr.decode()
+    assert done.returncode == 0, done.stderr.decode()
     written = sorted(await trio.Path(tmp_path).glob("*.jsonl"))
-    assert [p.name for p in written] == ["anthropic-simple.jsonl"]
-    done = await run_cli("replay", str(written[0]))
+    assert [p.name for p in written] == [
+        "anthropic-fallthrough.jsonl",
+        "anthropic-simple.jsonl",
+        "openai-chat-fallthrough.jsonl",
+    ]
+    done = await run_cli("replay", *map(str, written))
     assert done.returncode == 0, done.stdout.decode()
+
+
+@needs_reference
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+async def test_a_fallthrough_txtar_becomes_a_pass_through_record(provider: str) -> None:
+    assert REFERENCE is not None
+    folder = (
+        REFERENCE / provider if provider == "anthropic" else REFERENCE / "openai/chatcompletions"
+    )
+    fixture = await import_txtar(folder / "fallthrough.txtar")
+    (record,) = fixture.interceptions
+    assert record.api == f"{provider}-passthrough"
+    path = {"anthropic": "/anthropic/v1/models", "openai": "/openai/v1/models"}[provider]
+    assert (record.request.method, record.request.path) == ("GET", path)
+    assert record.response.status == 200
+    assert record.upstream[0].response.body == record.response.body
+    assert b'"data"' in record.response.body

@@ -15,6 +15,7 @@ from aibridge_cli.proxy.run import build_app
 from aibridge_cli.proxy.server import Server
 
 from .conftest import StackFactory
+from .openai_scripts import openai_error_reply
 
 CHAT = "/openai/v1/chat/completions"
 RESPONSES = "/openai/v1/responses"
@@ -55,20 +56,25 @@ async def test_bad_request_body_is_400(
     assert not s.upstream.seen
 
 
-async def test_unknown_openai_path_is_404(stack: StackFactory) -> None:
+async def test_openai_path_outside_the_v1_prefix_is_404(stack: StackFactory) -> None:
     s = await stack([])
     async with httpx.AsyncClient() as http:
-        response = await http.post(s.proxy_url + "/openai/v1/completions", json=CHAT_BODY)
+        response = await http.post(s.proxy_url + "/openai/completions", json=CHAT_BODY)
     assert_openai_error(response, 404, "not_found_error", "no route")
+    assert not s.upstream.seen
 
 
 @pytest.mark.parametrize("path", [CHAT, RESPONSES])
-async def test_wrong_method_is_405(stack: StackFactory, path: str) -> None:
-    s = await stack([])
+async def test_another_method_on_an_intercepted_path_is_passed_through(
+    stack: StackFactory, path: str
+) -> None:
+    s = await stack([openai_error_reply(405, "method not allowed")])
     async with httpx.AsyncClient() as http:
         response = await http.get(s.proxy_url + path)
-    assert_openai_error(response, 405, "invalid_request_error", "not allowed")
-    assert response.headers["allow"] == "POST"
+    assert_openai_error(response, 405, "server_error", "method not allowed")
+    assert [(r.method, r.target) for r in s.upstream.seen] == [
+        ("GET", path.removeprefix("/openai"))
+    ]
 
 
 @pytest.mark.parametrize("path", [CHAT, RESPONSES])

@@ -65,7 +65,12 @@ def test_injected_call_iteration_is_dropped_and_its_call_returned() -> None:
         {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
     ]
     final = events("r2", [message_item("m", "Sunny.")])
-    assert run(conv, final) == [e.raw for e in final]
+    out = run(conv, final)
+    assert out[:-1] == [e.raw for e in final[:-1]]
+    # the terminal event carries both iterations' usage added up
+    terminal = json.loads(out[-1].split(b"data: ", 1)[1])
+    assert terminal["response"]["usage"]["input_tokens"] == 10
+    assert terminal["response"]["usage"]["total_tokens"] == 16
     assert conv.end_stream() == []
 
 

@@ -124,10 +124,9 @@ async def test_body_at_the_limit_is_read(nursery: trio.Nursery) -> None:
     ("method", "target", "status", "error_type", "allow"),
     [
         ("GET", "/nope", 404, "not_found_error", None),
-        ("POST", "/anthropic/v1/complete", 404, "not_found_error", None),
-        ("GET", "/anthropic/v1/messages", 405, "invalid_request_error", "POST"),
-        ("DELETE", "/anthropic/v1/models", 405, "invalid_request_error", "GET"),
-        ("POST", "/healthz", 405, "invalid_request_error", "GET"),
+        ("POST", "/anthropicx/v1/complete", 404, "not_found_error", None),
+        ("POST", "/healthz", 405, "invalid_request_error", "GET, HEAD"),
+        ("DELETE", "/aibridge/status", 405, "invalid_request_error", "GET, HEAD"),
     ],
 )
 async def test_unknown_route_404_wrong_method_405(

@@ -46,6 +46,7 @@ class SeenRequest:
     path: str
     headers: Headers
     body: bytes
+    target: str  # the path with its query string
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k == name), None)

@@ -57,7 +57,9 @@ class ScriptedUpstream:
         )
 
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
-        seen = SeenRequest(request.method, request.path, request.headers, request.body)
+        seen = SeenRequest(
+            request.method, request.path, request.headers, request.body, request.target
+        )
         self.seen.append(seen)
         reply = self.next_reply(seen)
         async with self.answering() as answered:

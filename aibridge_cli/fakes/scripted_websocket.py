@@ -109,7 +109,9 @@ async def serve_websocket(upstream: Script, upgrade: Upgrade) -> None:
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
     connection.initiate_upgrade_connection(raw, request.target)
     list(connection.events())
-    refusal = upstream.refusal(SeenRequest(EXCHANGE_METHOD, request.path, request.headers, b""))
+    refusal = upstream.refusal(
+        SeenRequest(EXCHANGE_METHOD, request.path, request.headers, b"", request.target)
+    )
     if refusal is not None and refusal.fault == "reset-before-body":
         await stream.aclose()
         return
@@ -127,7 +129,9 @@ async def serve_websocket(upstream: Script, upgrade: Upgrade) -> None:
                 text = await socket.receive()
             except MessageTooBig:
                 continue
-            seen = SeenRequest(EXCHANGE_METHOD, request.path, request.headers, text.encode())
+            seen = SeenRequest(
+                EXCHANGE_METHOD, request.path, request.headers, text.encode(), request.target
+            )
             upstream.seen.append(seen)
             reply = upstream.next_reply(seen)
             async with upstream.answering() as answered:

@@ -16,7 +16,7 @@ from ..console import report_out as stdout
 from ..errors import AibridgeError, ConfigError
 
 if TYPE_CHECKING:
-    from .campaign import Settings
+    from .campaign import Finding, Settings
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -57,6 +57,10 @@ def fuzz(
     repro: Annotated[
         Path | None, typer.Option(help="Replay a repro-SEED.jsonl file exactly.")
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="With --repro: write the reproducer's timeline page here."),
+    ] = None,
     target: Annotated[
         str | None, typer.Option(help="Black-box: fuzz the proxy at this URL over real sockets.")
     ] = None,
@@ -73,8 +77,12 @@ def fuzz(
         if list_:
             stdout.print(report.listing(builtin_names()))
             return
+        if html is not None and repro is None:
+            raise ConfigError(
+                "--html goes with --repro (a campaign writes its pages beside the repros)"
+            )
         if repro is not None:
-            raise typer.Exit(_replay(repro, as_json))
+            raise typer.Exit(_replay(repro, as_json, html))
         if iterations < 0 or jobs < 1:
             raise ConfigError("--iterations must be at least 0 and --jobs at least 1")
         if (target is None) != (upstream_port is None):
@@ -124,6 +132,10 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
 
         campaign = run_campaign(settings, update)
     repros = [write_repro(finding, out) for finding in campaign.findings]
+    for finding, path in zip(campaign.findings, repros, strict=True):
+        _write_page(finding, path.with_suffix(".html"))
+    if repros:
+        stderr.print(f"a timeline page beside each repro: {out}/repro-SEED.html", highlight=False)
     if as_json:
         sys.stdout.write(json.dumps(report.campaign_json(campaign, repros), indent=2) + "\n")
     else:
@@ -139,7 +151,16 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
     return 1 if campaign.failures else 0
 
 
-def _replay(path: Path, as_json: bool) -> int:
+def _write_page(finding: Finding, path: Path) -> None:
+    """The finding's timeline page (its runs are run again, with marks)."""
+    from ..views.repro import repro_page
+    from .evidence import gather
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(repro_page(gather(finding)), encoding="utf-8")
+
+
+def _replay(path: Path, as_json: bool, html: Path | None = None) -> int:
     from . import report
     from .campaign import load_repro, replay
     from .runner import Judge
@@ -159,6 +180,9 @@ def _replay(path: Path, as_json: bool) -> int:
         sys.stdout.write(json.dumps(report.finding_json(finding, path), indent=2) + "\n")
     else:
         stdout.print(report.finding_renderable(finding, path))
+    if html is not None:
+        _write_page(finding, html)
+        stderr.print(f"wrote {html}", highlight=False)
     return 1 if finding.violations else 0
 
 

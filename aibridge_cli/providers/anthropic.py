@@ -23,6 +23,7 @@ from ..errors import ErrorKind, RequestError, UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from .base import ToolCall, dumps, next_body, offered_tools, parse_request
+from .usage import add_usage, overlay_usage
 
 ERROR_TYPES: dict[ErrorKind, str] = {
     "invalid_request": "invalid_request_error",
@@ -97,17 +98,6 @@ class _Block:
                 self.content["input"] = json.loads(text) if text.strip() else {}
             except ValueError:
                 raise UpstreamBroken(f"tool input is not valid JSON: {text[:80]!r}") from None
-
-
-def _numeric(usage: Any) -> dict[str, int]:
-    if not isinstance(usage, dict):
-        return {}
-    return {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
-
-
-def _sum_usage(total: dict[str, Any], usage: Any) -> None:
-    for key, value in _numeric(usage).items():
-        total[key] = total.get(key, 0) + value
 
 
 class AnthropicConversation:
@@ -185,7 +175,7 @@ class AnthropicConversation:
         kind = kind or data.get("type")
         if kind == "message_start":
             message = data.get("message") or {}
-            self.iter_usage = _numeric(message.get("usage"))
+            self.iter_usage = overlay_usage(message.get("usage"), {})
             return [event.raw] if self.iteration == 0 else []
         if kind == "content_block_start":
             return self._block_start(event, data)
@@ -240,19 +230,21 @@ class AnthropicConversation:
         return [encode_event(event.event, dumps({**data, "index": index}))]
 
     def _message_delta(self, data: dict[str, Any], raw: bytes) -> list[bytes]:
-        self.iter_usage.update(_numeric(data.get("usage")))
+        delta_usage = data.get("usage")
+        if isinstance(delta_usage, dict):
+            self.iter_usage = overlay_usage(self.iter_usage, delta_usage)
         stop_reason = (data.get("delta") or {}).get("stop_reason")
         self.pending_calls = self._calls(self._content()) if stop_reason == "tool_use" else []
         self.continuing = bool(self.pending_calls)
         # message_delta's usage is cumulative within its message; iterations add up.
-        _sum_usage(self.usage, self.iter_usage)
+        add_usage(self.usage, self.iter_usage)
         if self.continuing:
             return []
         if self.iteration == 0:
             return [raw]  # nothing to add up: relay it untouched
         # The client saw only the first message_start, so the final delta carries every
         # summed count (input tokens included), not just the ones upstream put in it.
-        usage = {**(data.get("usage") or {}), **self.usage}
+        usage = overlay_usage(data.get("usage"), self.usage)
         return [encode_event("message_delta", dumps({**data, "usage": usage}))]
 
     def _content(self) -> list[dict[str, Any]]:
@@ -277,7 +269,7 @@ class AnthropicConversation:
     def on_body(self, body: Any) -> list[ToolCall]:
         if not isinstance(body, dict) or not isinstance(body.get("content"), list):
             raise UpstreamBroken("upstream response is not a Messages API message")
-        _sum_usage(self.usage, body.get("usage"))
+        add_usage(self.usage, body.get("usage"))
         content = body["content"]
         calls = self._calls(content) if body.get("stop_reason") == "tool_use" else []
         self.content.extend(
@@ -296,7 +288,7 @@ class AnthropicConversation:
         return {
             **self.last,
             "content": self.content,
-            "usage": {**self.last.get("usage", {}), **self.usage},
+            "usage": overlay_usage(self.last.get("usage"), self.usage),
         }
 
 

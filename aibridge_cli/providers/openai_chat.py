@@ -14,11 +14,16 @@ rebuilt from the deltas, so it can be sent back upstream with the tool results.
 
 Blocking: the client gets the last completion under the first id with usage summed; the
 text of intermediate turns is dropped, as the Go gateway does.
+
+``n > 1``: injected tools are not offered. Each choice would be its own conversation, with
+its own tool results and continuation, and a completion's choices cannot be continued
+apart; so such a request goes upstream with the client's tools only and its answer is
+relayed as it comes. Tool calls are tracked per (choice, index) all the same, so no two
+choices' arguments are ever joined.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +33,6 @@ from ..tools import InjectedTool, ToolOutcome, ToolSet
 from .base import ToolCall, dumps, next_body, offered_tools, parse_request
 from .openai_common import (
     PING_FRAME,
-    add_usage,
     as_object,
     error_object,
     event_json,
@@ -36,6 +40,7 @@ from .openai_common import (
     openai_error,
     parse_arguments,
 )
+from .usage import add_usage, overlay_usage, summed
 
 DONE_FRAME = b"data: [DONE]\n\n"
 # Finish reasons after which a turn's injected calls are run. Some OpenAI-compatible
@@ -72,12 +77,24 @@ class _Call:
         }
 
 
+def several_choices(body: dict[str, Any]) -> bool:
+    n = body.get("n")
+    return isinstance(n, int) and not isinstance(n, bool) and n > 1
+
+
+def _hashable(value: Any) -> Any:
+    """An index from upstream JSON as a dict key (a list there must not crash the relay)."""
+    return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
+
+
 class ChatConversation:
     """One intercepted Chat Completions request across its agentic iterations."""
 
     def __init__(self, body: dict[str, Any], tools: ToolSet) -> None:
         self.body = body
         self.messages: list[Any] = list(body["messages"])
+        if several_choices(body):
+            tools = ToolSet()  # see the module docstring
         client_tools = body.get("tools") or []
         client_names = {
             (t.get("function") or {}).get("name") for t in client_tools if isinstance(t, dict)
@@ -93,9 +110,9 @@ class ChatConversation:
         self._reset()
 
     def _reset(self) -> None:
-        self.calls: dict[int, _Call] = {}
+        self.calls: dict[tuple[Any, Any], _Call] = {}  # by (choice index, call index)
         self.content: list[str] = []
-        self.next_client_index = 0
+        self.next_client_index: dict[Any, int] = {}  # by choice index
         self.finished = False
         self.done = False
         self.continuing = False
@@ -155,9 +172,7 @@ class ChatConversation:
                 add_usage(self.usage, usage)
                 usage = None
             else:
-                total = copy.deepcopy(self.usage)
-                add_usage(total, usage)
-                usage = {**usage, **total}
+                usage = overlay_usage(usage, summed(self.usage, usage))
         if self.continuing and not kept and usage is None:
             return []  # the swallowed end of an intermediate iteration
         if changed and isinstance(choices, list) and choices and not kept and usage is None:
@@ -182,7 +197,8 @@ class ChatConversation:
         new_delta = delta
         tool_calls = delta.get("tool_calls")
         if isinstance(tool_calls, list) and tool_calls:
-            visible = [out for tc in tool_calls if (out := self._tool_delta(tc)) is not None]
+            at = _hashable(choice.get("index", 0))
+            visible = [out for tc in tool_calls if (out := self._tool_delta(at, tc)) is not None]
             if visible != tool_calls:
                 new_delta = {**delta, "tool_calls": visible}
                 if not visible:
@@ -197,7 +213,7 @@ class ChatConversation:
                 if self.continuing:
                     self.pending = self._take_calls(
                         {"content": "".join(self.content) or None},
-                        [self.calls[i].as_message_part() for i in sorted(self.calls)],
+                        [call.as_message_part() for call in self.calls.values()],
                     )
                     result = {**choice, "finish_reason": None}
         if new_delta is not delta:
@@ -211,20 +227,22 @@ class ChatConversation:
         )
         return result if says_something else None
 
-    def _tool_delta(self, tc: Any) -> Any:
-        """One tool-call delta as the client sees it (None when it is an injected call's)."""
+    def _tool_delta(self, choice: Any, tc: Any) -> Any:
+        """One tool-call delta of ``choice`` as the client sees it (None when it is an
+        injected call's)."""
         if not isinstance(tc, dict):
             return tc
         index = tc.get("index", 0)
         function = as_object(tc.get("function"))
-        call = self.calls.get(index)
+        key = (choice, _hashable(index))
+        call = self.calls.get(key)
         if call is None:
             name = function.get("name") or ""
-            hidden = name in self.injected
-            call = _Call(tc.get("id") or "", name, None if hidden else self.next_client_index)
-            if not hidden:
-                self.next_client_index += 1
-            self.calls[index] = call
+            client_index = None
+            if name not in self.injected:
+                client_index = self.next_client_index.get(choice, 0)
+                self.next_client_index[choice] = client_index + 1
+            call = self.calls[key] = _Call(tc.get("id") or "", name, client_index)
         if isinstance(function.get("arguments"), str):
             call.arguments.append(function["arguments"])
         if call.client_index is None:
@@ -263,7 +281,7 @@ class ChatConversation:
         if self.id is not None:
             body["id"] = self.id
         if self.usage:
-            body["usage"] = {**(body.get("usage") or {}), **self.usage}
+            body["usage"] = overlay_usage(body.get("usage"), self.usage)
         return body
 
 

@@ -1,5 +1,5 @@
 """What OpenAI's Chat Completions and Responses APIs share, sans-io: the error shape,
-tool definitions, usage arithmetic and the parsing of one streamed event."""
+tool definitions and the parsing of one streamed event."""
 
 from __future__ import annotations
 
@@ -62,23 +62,6 @@ def as_object(value: Any) -> dict[str, Any]:
 
 def function_parameters(tool: InjectedTool) -> dict[str, Any]:
     return dict(tool.input_schema) or {"type": "object", "properties": {}}
-
-
-def add_usage(total: dict[str, Any], usage: Any) -> None:
-    """Add one iteration's usage into ``total``, nested details included."""
-    if not isinstance(usage, dict):
-        return
-    for key, value in usage.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int):
-            previous = total.get(key, 0)
-            total[key] = (previous if isinstance(previous, int) else 0) + value
-        elif isinstance(value, dict):
-            inner = total.get(key)
-            if not isinstance(inner, dict):
-                inner = total[key] = {}
-            add_usage(inner, value)
 
 
 def parse_arguments(text: Any) -> Any:

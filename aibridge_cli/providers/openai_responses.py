@@ -16,6 +16,9 @@ The follow-up request carries the tool results as ``function_call_output`` items
 ``conversation`` set, the upstream already appended the input and output items to the
 conversation, so only the outputs are sent; otherwise the input grows by the iteration's
 output items and the outputs, and ``previous_response_id`` is passed on as the client gave it.
+
+Usage: the response the client gets carries every iteration's usage added up (its
+terminal event is rewritten after a loop, once per request).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .openai_common import (
     openai_error,
     parse_arguments,
 )
+from .usage import add_usage, overlay_usage, summed
 
 TERMINAL = frozenset({"response.completed", "response.failed", "response.incomplete"})
 # Output items the API takes back as input items; the others are output-only.
@@ -79,6 +83,7 @@ class ResponsesConversation:
         self.failed = False
         self.iteration = 0
         self.last: dict[str, Any] = {}
+        self.usage: dict[str, Any] = {}  # summed over the iterations that ran injected calls
         self._reset()
 
     def _reset(self) -> None:
@@ -152,8 +157,12 @@ class ResponsesConversation:
             if kind == "response.completed" and isinstance(response, dict):
                 self.pending = self._take_calls(response.get("output"))
                 if self.pending:
+                    add_usage(self.usage, response.get("usage"))
                     self.held = []
                     return []
+            if self.iteration and isinstance(response, dict):
+                data = {**data, "response": self._with_total_usage(response)}
+                event = SSEEvent(event.event, event.data, encode_event(event.event, dumps(data)))
         if not self.injected:
             return [event.raw]  # nothing to hide
         self._hold(event, data)
@@ -161,6 +170,13 @@ class ResponsesConversation:
             held, self.held = self.held, []
             return held
         return []
+
+    def _with_total_usage(self, response: dict[str, Any]) -> dict[str, Any]:
+        """The last response with every iteration's usage added up."""
+        total = summed(self.usage, response.get("usage"))
+        if not total:
+            return response  # no usage anywhere: nothing to add up
+        return {**response, "usage": overlay_usage(response.get("usage"), total)}
 
     def _hold(self, event: SSEEvent, data: dict[str, Any]) -> None:
         """Keep an event for release, unless it belongs to an injected call."""
@@ -205,10 +221,13 @@ class ResponsesConversation:
         if not isinstance(body, dict) or not isinstance(body.get("output"), list):
             raise UpstreamBroken("upstream response is not a Responses API response")
         self.last = body
-        return self._take_calls(body["output"])
+        calls = self._take_calls(body["output"])
+        if calls:
+            add_usage(self.usage, body.get("usage"))
+        return calls
 
     def client_body(self) -> dict[str, Any]:
-        return self.last
+        return self._with_total_usage(self.last) if self.iteration else self.last
 
 
 class OpenAIResponses:

@@ -46,7 +46,15 @@ from ..errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from ..headers import SSE_HEADERS, Headers, forwarded_request_headers, forwarded_response_headers
+from ..headers import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    Headers,
+    forwarded_request_headers,
+    forwarded_response_headers,
+    intercepted_response_headers,
+    wire,
+)
 from ..interception import (
     ClientRequest,
     Interception,
@@ -59,13 +67,14 @@ from ..providers.base import API, Conversation, ToolCall, dumps
 from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from .keypool import KeyPool
-from .server import ResponseWriter
+from .server import Request, ResponseWriter
 from .upstream_client import body_chunks
 from .ws_upstream import WebSocketDialer
 
 log = logging.getLogger("aibridge.bridge")
 
 ToolRunner = Callable[[InjectedTool, Any], Awaitable[ToolOutcome]]
+_URL_CACHE_SIZE = 64
 
 
 async def run_tool(tool: InjectedTool, arguments: Any) -> ToolOutcome:
@@ -87,11 +96,14 @@ class ProviderUpstream:
             return [("authorization", f"Bearer {key}")]
         return [("x-api-key", key)]
 
-    def url(self, path: str) -> httpx.URL:
-        """The URL of ``path`` on this upstream, parsed once (httpx parses a str every time)."""
-        url = self._urls.get(path)
+    def url(self, target: str) -> httpx.URL:
+        """The URL of ``target`` (path and query) on this upstream, parsed once: httpx
+        parses a str every time. Bounded, since clients choose the query strings."""
+        url = self._urls.get(target)
         if url is None:
-            url = self._urls[path] = httpx.URL(self.base_url.rstrip("/") + path)
+            url = httpx.URL(self.base_url.rstrip("/") + target)
+            if len(self._urls) < _URL_CACHE_SIZE:
+                self._urls[target] = url
         return url
 
 
@@ -104,6 +116,9 @@ class Environment:
     config: BridgeConfig
     run_tool: ToolRunner = run_tool
     wall_clock: Callable[[], float] = time.time
+    # The simulation's window on the engine's decisions (initiation, the lazy check), for
+    # a reproducer's timeline; None in a real proxy.
+    trace: Callable[[str], None] | None = None
     # Upstream WebSockets, over the same network backend as ``client``.
     dialer: WebSocketDialer = field(default_factory=WebSocketDialer)
 
@@ -114,16 +129,18 @@ class Environment:
         *,
         keep_chunks: bool,
         client_secrets: list[str],
+        tools: list[dict[str, Any]] | None = None,
         transport: Transport = "http",
     ) -> Interception:
-        """The record of one interception starting now (``request.headers`` redacted)."""
+        """The record of one interception starting now (``request.headers`` redacted);
+        ``tools``: the injected tools offered, by default all of them."""
         clock_zero = trio.current_time()
         return Interception(
             api=api,
             request=request,
             started_at=self.wall_clock(),
             clock=lambda: round((trio.current_time() - clock_zero) * 1000, 3),
-            tools=[tool.to_toml_fields() for tool in self.tools],
+            tools=[t.to_toml_fields() for t in self.tools] if tools is None else tools,
             keep_chunks=keep_chunks,
             client_secrets=client_secrets,
             transport=transport,
@@ -198,15 +215,28 @@ async def write_error_response(
 class ClientStream:
     """The streaming side of one request: the channel, the relay task, initiation."""
 
-    def __init__(self, api: API, writer: ResponseSink, config: BridgeConfig) -> None:
+    def __init__(
+        self,
+        api: API,
+        writer: ResponseSink,
+        config: BridgeConfig,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
         self.api = api
         self.writer = writer
         self.config = config
+        self.trace = trace
         self.initiated = trio.Event()
         self.sender, self.receiver = trio.open_memory_channel[_Item](config.channel_size)
         self.failed = False
         self.queued_bytes = 0  # put on the channel and not yet written to the client
         self._room = trio.Event()
+        self.head: Headers = SSE_HEADERS  # what initiation sends; see ``relay_headers``
+
+    def relay_headers(self, upstream: Headers) -> None:
+        """Initiate with the upstream's headers too: the first iteration's, whose head
+        starts the stream (request ids, rate-limit hints)."""
+        self.head = intercepted_response_headers(SSE_HEADERS, upstream)
 
     async def put(self, frames: list[bytes]) -> None:
         """Queue frames for the relay without yielding unless the queue is full.
@@ -246,6 +276,8 @@ class ClientStream:
             if not self.initiated.is_set() and not waiting:
                 # The pre-fix check: nothing initiated, nothing queued, so answer in JSON,
                 # although the relay may hold a frame it is about to write.
+                if self.trace is not None:
+                    self.trace("lazy check: not initiated, nothing queued: JSON error")
                 await write_error_response(self.api, self.writer, error, whole=False)
                 return
         await self.sender.send(_Failure(error))
@@ -303,8 +335,10 @@ class ClientStream:
         data = b"".join(out)
         if not self.initiated.is_set():
             # the headers and the first frames in one write
-            await self.writer.start(200, SSE_HEADERS, data)
+            await self.writer.start(200, self.head, data)
             self.initiated.set()
+            if self.trace is not None:
+                self.trace("initiated set")
         elif data:
             await self.writer.send(data)
         return failure is not None
@@ -318,14 +352,18 @@ class Interceptor:
         api: API,
         upstream: ProviderUpstream,
         env: Environment,
-        request_headers: Headers,
+        request: Request,
         record: Interception,
     ) -> None:
         self.api = api
         self.upstream = upstream
         self.env = env
-        self.request_headers = request_headers
+        self.request_headers = request.headers
+        query = request.target.partition("?")[2]
+        # The client's query string (``?beta=true``, ``?api-version=``) goes upstream too.
+        self.target = api.upstream_path + ("?" + query if query else "")
         self.record = record
+        self.first_headers: Headers | None = None  # relayed: the first answer's headers
 
     # -- upstream attempts ---------------------------------------------------------------
     @asynccontextmanager
@@ -338,25 +376,25 @@ class Interceptor:
         content = dumps(body).encode()
         base_headers = forwarded_request_headers(self.request_headers, byok=not pool)
         base_headers.append(("content-type", "application/json"))
+        base = wire(base_headers)
         while True:
-            headers = list(base_headers)
+            headers = list(base)
             key = None
             if pool:
                 key = pool.acquire(trio.current_time(), frozenset(tried))
                 tried.add(key.index)
-                headers += self.upstream.auth_headers(key.secret)
+                headers += wire(self.upstream.auth_headers(key.secret))
             exchange = self.record.new_exchange(
-                "POST", self.api.upstream_path, body, key.masked if key else None
+                "POST", self.target, body, key.masked if key else None
             )
             request = self.env.client.build_request(
-                "POST", self.upstream.url(self.api.upstream_path), content=content, headers=headers
+                "POST", self.upstream.url(self.target), content=content, headers=headers
             )
             with translate_upstream_errors(exchange):
                 response = await self.env.client.send(request, stream=True)
             try:
-                exchange.response.started(
-                    response.status_code, list(response.headers.multi_items())
-                )
+                received = list(response.headers.multi_items())
+                exchange.response.started(response.status_code, received)
                 if response.status_code >= 400:
                     with translate_upstream_errors(exchange):
                         data = await response.aread()
@@ -372,9 +410,12 @@ class Interceptor:
                             "key %s answered %d: failing over", key.masked, response.status_code
                         )
                         continue
+                    # An upstream may echo the key it was sent: never to the client.
                     raise UpstreamStatusError(
-                        response.status_code, list(response.headers.multi_items()), data
+                        response.status_code, pool.masked_headers(received), pool.masked_bytes(data)
                     )
+                if self.first_headers is None:
+                    self.first_headers = pool.masked_headers(received)
                 yield response, exchange
             finally:
                 await response.aclose()
@@ -406,11 +447,8 @@ class Interceptor:
                     raise UpstreamBroken("upstream response is not valid JSON") from None
                 calls = conversation.on_body(body)
                 if not calls:
-                    await writer.respond(
-                        200,
-                        [("content-type", "application/json")],
-                        dumps(conversation.client_body()).encode(),
-                    )
+                    head = intercepted_response_headers(JSON_HEADERS, self.first_headers or [])
+                    await writer.respond(200, head, dumps(conversation.client_body()).encode())
                     return
                 conversation.add_results(calls, await self._run_tools(calls))
             raise self._loop_limit()
@@ -424,7 +462,7 @@ class Interceptor:
         )
 
     async def run_streaming(self, conversation: Conversation, writer: ResponseSink) -> None:
-        client = ClientStream(self.api, writer, self.env.config)
+        client = ClientStream(self.api, writer, self.env.config, self.env.trace)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.relay)
             async with client.sender:
@@ -439,7 +477,7 @@ class Interceptor:
         for iteration in range(self.env.config.max_iterations):
             if iteration and eager:
                 await client.initiate()
-            await self._iteration(conversation, client)
+            await self._iteration(conversation, client, first=not iteration)
             if conversation.failed:
                 return
             calls = conversation.end_stream()
@@ -449,9 +487,14 @@ class Interceptor:
             conversation.add_results(calls, await self._run_tools(calls))
         raise self._loop_limit()
 
-    async def _iteration(self, conversation: Conversation, client: ClientStream) -> None:
-        """One upstream request of the loop, its events relayed through the conversation."""
+    async def _iteration(
+        self, conversation: Conversation, client: ClientStream, *, first: bool
+    ) -> None:
+        """One upstream request of the loop, its events relayed through the conversation;
+        the ``first`` one's response headers are the client's."""
         async with self.open_upstream(conversation.upstream_body()) as (response, exchange):
+            if first:
+                client.relay_headers(self.first_headers or [])
             await self._pump(response, exchange, conversation, client)
 
     async def _pump(
@@ -475,6 +518,9 @@ class Interceptor:
                                 break
                     except UpstreamBroken as exc:
                         broken = exc  # the events before the broken one still go out
+                    if conversation.failed:
+                        # an upstream error event may echo the key it was sent
+                        frames = [self.upstream.pool.masked_bytes(f) for f in frames]
                     await client.put(frames)
                     if conversation.failed or broken is not None:
                         break
@@ -483,11 +529,11 @@ class Interceptor:
 
 
 @contextmanager
-def recorded(record: Interception, recorder: Recorder | None) -> Iterator[None]:
+def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interception]:
     """Note how an interception ended when the client left or it was cancelled, and hand
     the record to ``recorder`` however it ended."""
     try:
-        yield
+        yield record
     except ClientDisconnected:
         record.outcome = "client disconnected"
         raise

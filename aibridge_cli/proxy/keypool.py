@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import email.utils
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..errors import AllKeysDisabled, AllKeysRateLimited
+from ..headers import Headers
 
 DEFAULT_COOLDOWN = 60.0
 FAILOVER_STATUSES = frozenset({401, 403, 429})
@@ -35,11 +37,23 @@ class KeyState(StrEnum):
     DISABLED = "disabled"
 
 
-def mask_key(key: str) -> str:
-    """The key as it may appear in logs: its first 4 and last 4 characters."""
+def mask_key(key: str, ellipsis: str = "…") -> str:
+    """The key as it may appear in logs: its first 4 and last 4 characters.
+
+    ``ellipsis="..."`` where only ASCII may go (a header value).
+    """
     if len(key) <= 12:
-        return "*" * len(key) if len(key) <= 8 else key[:2] + "…" + key[-2:]
-    return f"{key[:4]}…{key[-4:]}"
+        return "*" * len(key) if len(key) <= 8 else key[:2] + ellipsis + key[-2:]
+    return f"{key[:4]}{ellipsis}{key[-4:]}"
+
+
+def mask_secrets(text: str, secrets: Sequence[str], ellipsis: str = "…") -> str:
+    """``text`` with each of ``secrets`` replaced by its masked form, longest first (so a
+    key that is the start of another cannot leave the other's tail behind)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret and secret in text:
+            text = text.replace(secret, mask_key(secret, ellipsis))
+    return text
 
 
 def parse_retry_after(value: str | None, wall_now: float) -> float:
@@ -140,6 +154,31 @@ class KeyPool:
             key.disabled = True
             return True
         return False
+
+    # An upstream may echo the key it was sent (in an error message, a header): whatever
+    # of its answer reaches a client goes through these first.
+    def masked_text(self, text: str, ellipsis: str = "…") -> str:
+        """``text`` with every key of the pool masked."""
+        if not self.keys:
+            return text
+        return mask_secrets(text, [key.secret for key in self.keys], ellipsis)
+
+    def masked_bytes(self, data: bytes) -> bytes:
+        """The same for a body (decoded losslessly, whatever its bytes)."""
+        if not self.keys:
+            return data
+        text = data.decode("utf-8", "surrogateescape")
+        return self.masked_text(text).encode("utf-8", "surrogateescape")
+
+    def masked_headers(self, headers: Headers) -> Headers:
+        if not self.keys:
+            return headers
+        secrets = [key.secret for key in self.keys]
+        # once per response, so the common case (no key in any value) stays one scan
+        return [
+            (k, mask_secrets(v, secrets, "...") if any(s in v for s in secrets) else v)
+            for k, v in headers
+        ]
 
     def snapshot(self, now: float) -> list[dict[str, object]]:
         """The pool as ``/aibridge/status`` shows it: masked keys only."""

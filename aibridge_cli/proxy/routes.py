@@ -1,8 +1,12 @@
-"""The proxy's routes: intercepted APIs, pass-through, health and status."""
+"""The proxy's routes: intercepted APIs, the catch-all pass-through, health and status.
+
+``POST`` on an intercepted API's path runs the bridge; any other request under a
+provider's prefix is passed through (``passthrough.py``); ``/healthz`` and
+``/aibridge/status`` are the proxy's own; everything else is a 404.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,9 +15,9 @@ from typing import Any
 import trio
 
 from ..config import WebSocketConfig
-from ..errors import ClientDisconnected, ClientFacingError, RequestError, kind_for_status
-from ..headers import Headers, forwarded_request_headers, forwarded_response_headers
-from ..interception import ClientRequest, Recorder, credentials, redact_headers
+from ..errors import ClientFacingError, RequestError, kind_for_status
+from ..headers import JSON_HEADERS, Headers
+from ..interception import ClientRequest, Interception, Recorder, credentials, redact_headers
 from ..providers.anthropic import AnthropicMessages, anthropic_error
 from ..providers.base import API, dumps, is_streaming
 from ..providers.openai_chat import OpenAIChat
@@ -24,11 +28,10 @@ from .bridge import (
     Interceptor,
     ProviderUpstream,
     recorded,
-    translate_upstream_errors,
     write_error_response,
 )
+from .passthrough import PassThrough, maybe_json, pass_through_for, relay
 from .server import Request, ResponseWriter, Upgrade, UpgradeHandler
-from .upstream_client import body_chunks
 from .ws_server import ResponsesSocket, wants_websocket
 
 log = logging.getLogger("aibridge.requests")
@@ -39,27 +42,20 @@ class Intercept:
     api: API
 
 
-@dataclass(frozen=True)
-class PassThrough:
-    provider: str
-    strip: str  # the route prefix replaced by the provider's base URL
-
-
-Route = Intercept | PassThrough
-
 ANTHROPIC = AnthropicMessages()
 OPENAI_CHAT = OpenAIChat()
 OPENAI_RESPONSES = OpenAIResponses()
 
-# (method, path) -> route. Providers add their routes here.
-ROUTES: dict[tuple[str, str], Route] = {
+# (method, path) -> intercepted API. Providers add their routes here; every other request
+# under a provider's prefix is passed through.
+ROUTES: dict[tuple[str, str], Intercept] = {
     ("POST", "/anthropic/v1/messages"): Intercept(ANTHROPIC),
-    ("GET", "/anthropic/v1/models"): PassThrough("anthropic", "/anthropic"),
-    ("POST", "/anthropic/v1/messages/count_tokens"): PassThrough("anthropic", "/anthropic"),
-    ("GET", "/openai/v1/models"): PassThrough("openai", "/openai/v1"),
     ("POST", "/openai/v1/chat/completions"): Intercept(OPENAI_CHAT),
     ("POST", "/openai/v1/responses"): Intercept(OPENAI_RESPONSES),
 }
+# The proxy's own read-only pages.
+LOCAL_PATHS = frozenset({"/healthz", "/aibridge/status"})
+LOCAL_METHODS = ("GET", "HEAD")
 
 # Error shape by path prefix, for errors found before a route is known.
 ErrorShaper = Callable[[str, str], dict[str, Any]]
@@ -138,38 +134,29 @@ class BridgeApp:
                 note,
             )
 
+    def streams_body(self, method: str, target: str) -> bool:
+        """A passed-through body is relayed as it comes, never buffered or size-limited."""
+        path = target.split("?", 1)[0]
+        return (method, path) not in ROUTES and pass_through_for(path) is not None
+
     async def _dispatch(self, request: Request, writer: ResponseWriter) -> str:
         path = request.path
-        if path == "/healthz":
-            if request.method != "GET":
-                await self._reply_error(request, writer, 405, "use GET", [("allow", "GET")])
+        if path in LOCAL_PATHS:
+            if request.method not in LOCAL_METHODS:
+                allow = [("allow", ", ".join(LOCAL_METHODS))]
+                await self._reply_error(request, writer, 405, "use GET", allow)
                 return ""
-            await writer.respond(200, [("content-type", "application/json")], b'{"status":"ok"}')
-            return ""
-        if path == "/aibridge/status":
-            await writer.respond(
-                200, [("content-type", "application/json")], dumps(self.status()).encode()
-            )
+            page = {"status": "ok"} if path == "/healthz" else self.status()
+            await writer.respond(200, JSON_HEADERS, dumps(page).encode())
             return ""
         route = ROUTES.get((request.method, path))
-        if route is None:
-            allowed = sorted(m for m, p in ROUTES if p == path)
-            if allowed:
-                await self._reply_error(
-                    request,
-                    writer,
-                    405,
-                    f"method {request.method} not allowed on {path}",
-                    [("allow", ", ".join(allowed))],
-                )
-            else:
-                await self._reply_error(
-                    request, writer, 404, f"no route for {request.method} {path}"
-                )
+        if route is not None:
+            return await self._intercept(route.api, request, writer)
+        prefix = pass_through_for(path)
+        if prefix is None:
+            await self._reply_error(request, writer, 404, f"no route for {request.method} {path}")
             return ""
-        if isinstance(route, PassThrough):
-            return await self._pass_through(route, request, writer)
-        return await self._intercept(route.api, request, writer)
+        return await self._pass_through(prefix, request, writer)
 
     def status(self) -> dict[str, Any]:
         now = trio.current_time()
@@ -183,28 +170,34 @@ class BridgeApp:
             "requests_served": self.requests_served,
         }
 
-    async def _intercept(self, api: API, request: Request, writer: ResponseWriter) -> str:
+    def _new_record(
+        self, api: str, request: Request, writer: ResponseWriter, tools: list[dict[str, Any]]
+    ) -> Interception:
+        """The record of one request, watching its client-facing response."""
         record = self.env.new_record(
-            api.name,
+            api,
             ClientRequest(
-                request.method, request.path, redact_headers(request.headers, self.redact), None
+                request.method, request.target, redact_headers(request.headers, self.redact), None
             ),
             keep_chunks=self.recorder is not None,
             client_secrets=credentials(request.headers),
+            tools=tools,
         )
         writer.observer = record.response
-        with recorded(record, self.recorder):
+        return record
+
+    async def _intercept(self, api: API, request: Request, writer: ResponseWriter) -> str:
+        tools = [tool.to_toml_fields() for tool in self.env.tools]
+        with recorded(self._new_record(api.name, request, writer, tools), self.recorder) as record:
             try:
                 body = api.validate(request.body)
             except RequestError as error:
-                record.request.body = _maybe_json(request.body)
+                record.request.body = maybe_json(request.body)
                 record.outcome = f"rejected: {error.message}"
                 await write_error_response(api, writer, error)
                 return ""
             record.request.body = body
-            interceptor = Interceptor(
-                api, self.upstreams[api.provider], self.env, request.headers, record
-            )
+            interceptor = Interceptor(api, self.upstreams[api.provider], self.env, request, record)
             conversation = api.conversation(body, self.env.tools)
             if is_streaming(body):
                 await interceptor.run_streaming(conversation, writer)
@@ -214,58 +207,17 @@ class BridgeApp:
         return f" attempts={len(record.upstream)}" + (f" keys={keys}" if keys else "")
 
     async def _pass_through(
-        self, route: PassThrough, request: Request, writer: ResponseWriter
+        self, prefix: PassThrough, request: Request, writer: ResponseWriter
     ) -> str:
-        """Forward a request the proxy does not interpret, streaming the answer back."""
-        upstream = self.upstreams[route.provider]
-        headers = forwarded_request_headers(request.headers, byok=not upstream.pool)
-        # The body goes through untouched, so its content type must too.
-        headers += [(k, v) for k, v in request.headers if k == "content-type"]
-        masked = ""
-        key = None
-        try:
-            if upstream.pool:
-                key = upstream.pool.acquire(trio.current_time())
-                masked = key.masked
-                headers += upstream.auth_headers(key.secret)
-            url = upstream.base_url.rstrip("/") + request.target[len(route.strip) :]
-            with translate_upstream_errors():
-                upstream_request = self.env.client.build_request(
-                    request.method, url, headers=headers, content=request.body or None
+        with recorded(self._new_record(prefix.api, request, writer, []), self.recorder) as record:
+            try:
+                return await relay(
+                    prefix, self.upstreams[prefix.provider], self.env, request, writer, record
                 )
-                response = await self.env.client.send(upstream_request, stream=True)
-                if key is not None:
-                    # No failover here, but what the upstream said of the key still counts.
-                    upstream.pool.report(
-                        key,
-                        response.status_code,
-                        response.headers.get("retry-after"),
-                        trio.current_time(),
-                        self.env.wall_clock(),
-                    )
-                try:
-                    await writer.start(
-                        response.status_code,
-                        forwarded_response_headers(response.headers.multi_items()),
-                    )
-                    async with body_chunks(response) as chunks:
-                        async for chunk in chunks:
-                            await writer.send(chunk)
-                finally:
-                    await response.aclose()
-        except ClientFacingError as error:
-            if writer.started:
-                # Headers are out: the only honest signal left is a cut connection.
-                raise ClientDisconnected("upstream broke during a pass-through") from error
-            headers_out, body = self.error_response(request.target, error.status, error.message)
-            if error.retry_after is not None:
-                headers_out.append(("retry-after", str(error.retry_after)))
-            await writer.respond(error.status, headers_out, body)
-        return f" passthrough key={masked}" if masked else " passthrough"
-
-
-def _maybe_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body  # kept as bytes: the fixture stores it as text or base64
+            except ClientFacingError as error:  # nothing was written yet
+                record.outcome = f"error: {error.message}"
+                headers, body = self.error_response(request.target, error.status, error.message)
+                if error.retry_after is not None:
+                    headers.append(("retry-after", str(error.retry_after)))
+                await writer.respond(error.status, headers, body)
+                return " passthrough"

@@ -30,9 +30,10 @@ def build_app(
     network_backend: httpcore.AsyncNetworkBackend | None = None,
     run_tool: ToolRunner = run_tool,
     wall_clock: Callable[[], float] = time.time,
+    trace: Callable[[str], None] | None = None,
 ) -> BridgeApp:
     """The proxy app for these options (the upstream client is created here, once). The
-    simulation passes its own network backend, tool runner and wall clock."""
+    simulation passes its own network backend, tool runner, wall clock and trace."""
     if tools is None:
         tools = load_tools(options.tools_path) if options.tools_path else ToolSet()
     if options.max_iterations < 1:
@@ -47,6 +48,7 @@ def build_app(
         ),
         run_tool=run_tool,
         wall_clock=wall_clock,
+        trace=trace,
     )
     upstreams = {
         "anthropic": ProviderUpstream(

@@ -5,6 +5,11 @@ reads the body under the body timeout and size limit, then runs the app's handle
 watcher task reads the stream, so a client that goes away cancels the handler (and with it
 any upstream request) at once. Keep-alive cycles the same connection; shutdown lets
 in-flight requests finish within a grace period, then cuts them.
+
+An app that relays bodies it does not read (``BodyStreamingApp``) may take a request's
+body as a stream instead: the handler then runs as soon as the head is in, and the watcher
+starts once the body has been read. A reply to a HEAD never carries a body, whatever the
+app writes: the writer drops it, keeping the head (``content-length`` included) as given.
 """
 
 from __future__ import annotations
@@ -21,19 +26,21 @@ import trio
 
 from ..config import ServerConfig
 from ..errors import ClientDisconnected
-from ..headers import Headers
+from ..headers import Headers, header
 
 log = logging.getLogger("aibridge.server")
 
 
 @dataclass(frozen=True)
 class Request:
-    """A complete request: header names are lower-case, the body is read in full."""
+    """A request: header names are lower-case; the body is read in full, or, for an app
+    that asked for it, left in ``body_stream`` to read as it comes (``body`` is then empty)."""
 
     method: str
     target: str
     headers: Headers
     body: bytes
+    body_stream: RequestBody | None = None
 
     @property
     def path(self) -> str:
@@ -51,6 +58,15 @@ class AbortConnection(Exception):
 
     Fake upstreams use it to play a connection reset.
     """
+
+
+@runtime_checkable
+class BodyStreamingApp(Protocol):
+    """An app that may take some request bodies as they come, without a size limit."""
+
+    def streams_body(self, method: str, target: str) -> bool:
+        """True when the request's body is relayed, not read: it is not buffered."""
+        ...
 
 
 class ResponseObserver(Protocol):
@@ -104,8 +120,15 @@ class ResponseWriter:
     lets lazy stream initiation reproduce the JSON-then-SSE body of the seed race.
     """
 
-    def __init__(self, connection: HTTPConnection, observer: ResponseObserver | None = None):
+    def __init__(
+        self,
+        connection: HTTPConnection,
+        observer: ResponseObserver | None = None,
+        *,
+        head: bool = False,
+    ):
         self._connection = connection
+        self._head = head  # the answer to a HEAD: a head and never a body
         self._lock = trio.StrictFIFOLock()
         self.observer = observer
         self.status: int | None = None
@@ -143,7 +166,7 @@ class ResponseWriter:
         if self.observer is not None:
             self.observer.started(status, headers)
         events: list[h11.Event] = [h11.Response(status_code=status, headers=headers)]
-        if data:
+        if data and not self._head:
             if self.observer is not None:
                 self.observer.wrote(data)
             self.bytes_sent += len(data)
@@ -185,6 +208,8 @@ class ResponseWriter:
                 await self._send(data)
 
     async def _send(self, data: bytes) -> None:
+        if self._head:
+            return
         if self.observer is not None:
             self.observer.wrote(data)
         self.bytes_sent += len(data)
@@ -210,6 +235,43 @@ class ResponseWriter:
         if not self.finished and self.status is not None:
             self.finished = True
             await self._connection.send_event(h11.EndOfMessage())
+
+
+class RequestBody:
+    """A request body read as it arrives: ``async for`` over its chunks, once.
+
+    Each wait for more is bounded by the body timeout. A client that goes away or stalls
+    mid-body is ``ClientDisconnected``: the request can neither be completed nor answered.
+    """
+
+    def __init__(self, connection: HTTPConnection) -> None:
+        self._connection = connection
+        self.ended = trio.Event()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        if self.ended.is_set():
+            return
+        if connection.h11.they_are_waiting_for_100_continue:
+            await connection.send_event(h11.InformationalResponse(status_code=100, headers=[]))
+        timeout = connection.config.body_timeout
+        while True:
+            try:
+                event = await connection.next_event(timeout)
+            except h11.RemoteProtocolError as exc:
+                raise ClientDisconnected(f"request body cut short: {exc}") from None
+            if event is None:
+                raise ClientDisconnected(f"request body stalled for {timeout:g} s")
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self.ended.set()
+                return
+            else:
+                raise ClientDisconnected("client closed the connection mid-body")
 
 
 def _writable_now(stream: trio.abc.Stream) -> bool:
@@ -243,6 +305,7 @@ class HTTPConnection:
         self.scope = trio.CancelScope()
         self.peer_gone = False
         self.cycles = 0
+        self._streams_body = app.streams_body if isinstance(app, BodyStreamingApp) else None
 
     @property
     def closing(self) -> bool:
@@ -343,7 +406,7 @@ class HTTPConnection:
             self.peer_gone = True
         return bool(data)
 
-    async def _next_event(self, timeout: float) -> h11.Event | type[h11.PAUSED] | None:
+    async def next_event(self, timeout: float) -> h11.Event | type[h11.PAUSED] | None:
         """The next h11 event, reading as needed; None when the time ran out."""
         with trio.move_on_after(timeout):
             while True:
@@ -365,7 +428,7 @@ class HTTPConnection:
                         return None
                 if idle_scope.cancelled_caught:
                     return None
-            head = await self._next_event(self.config.header_timeout)
+            head = await self.next_event(self.config.header_timeout)
             if head is None:
                 await self._reject(408, "request header timeout", target="/")
                 return None
@@ -373,9 +436,15 @@ class HTTPConnection:
                 return None  # ConnectionClosed: the peer is done
             target = head.target.decode("latin-1")
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
+            method = head.method.decode("ascii")
+            # A request that asks to upgrade is read whole (it has no body), so h11 reaches
+            # the state where the app may take the connection over.
+            streams = self._streams_body is not None and self._streams_body(method, target)
+            if streams and header(headers, "upgrade") is None:
+                return Request(method, target, headers, b"", RequestBody(self))
             length = _content_length(headers)
             if length is not None and length > self.config.max_body_size:
-                await self._reject(413, self._too_large(), target=target)
+                await self._reject(413, self._too_large(), target=target, head=method == "HEAD")
                 return None
             body = await self._read_body(target)
             if body is None:
@@ -384,7 +453,7 @@ class HTTPConnection:
             if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 await self._reject(exc.error_status_hint, f"bad request: {exc}", target="/")
             return None
-        return Request(head.method.decode("ascii"), target, headers, body)
+        return Request(method, target, headers, body)
 
     def _too_large(self) -> str:
         return f"request body is larger than the limit of {self.config.max_body_size} bytes"
@@ -395,7 +464,7 @@ class HTTPConnection:
         parts: list[bytes] = []
         size = 0
         while True:
-            event = await self._next_event(self.config.body_timeout)
+            event = await self.next_event(self.config.body_timeout)
             if event is None:
                 await self._reject(408, "request body timeout", target=target)
                 return None
@@ -410,22 +479,27 @@ class HTTPConnection:
             else:
                 return None
 
-    async def _reject(self, status: int, message: str, *, target: str) -> None:
+    async def _reject(self, status: int, message: str, *, target: str, head: bool = False) -> None:
         """Answer an error the server found itself, then the connection closes."""
         if self.h11.our_state is not h11.SEND_RESPONSE and self.h11.our_state is not h11.IDLE:
             return
         headers, body = self.app.error_response(target, status, message)
         try:
-            writer = ResponseWriter(self)
+            writer = ResponseWriter(self, head=head)
             await writer.respond(status, [*headers, ("connection", "close")], body)
         except (ClientDisconnected, h11.LocalProtocolError):
             pass  # the peer is gone or the state forbids an answer: closing says enough
         log.info("rejected %s: %d %s", target, status, message)
 
     async def _handle(self, request: Request) -> None:
-        writer = ResponseWriter(self)
+        writer = ResponseWriter(self, head=request.method == "HEAD")
         async with trio.open_nursery() as nursery:
-            if not self.h11.trailing_data[0]:
+            if request.body_stream is not None:
+                # The body is still arriving: watch the peer once the handler has read it.
+                nursery.start_soon(
+                    self._watch_after_body, request.body_stream, nursery.cancel_scope
+                )
+            elif not self.h11.trailing_data[0]:
                 nursery.start_soon(self._watch_peer, nursery.cancel_scope)
             try:
                 try:
@@ -444,6 +518,11 @@ class HTTPConnection:
                 await writer.finish()
             finally:
                 nursery.cancel_scope.cancel()
+
+    async def _watch_after_body(self, body: RequestBody, handler_scope: trio.CancelScope) -> None:
+        await body.ended.wait()
+        if not self.h11.trailing_data[0]:
+            await self._watch_peer(handler_scope)
 
     async def _watch_peer(self, handler_scope: trio.CancelScope) -> None:
         """Cancel the handler when the client goes away while it is being answered."""

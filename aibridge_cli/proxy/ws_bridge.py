@@ -55,6 +55,7 @@ from ..providers.openai_responses_ws import (
 from ..sse import SSEEvent
 from .bridge import ClientStream, Environment, Interceptor, ProviderUpstream
 from .keypool import PoolKey
+from .server import Request
 from .websocket import (
     NORMAL_CLOSURE,
     BinaryMessage,
@@ -193,12 +194,19 @@ class WebSocketInterceptor(Interceptor):
     """An ``Interceptor`` whose upstream requests are messages on an upstream socket."""
 
     def __init__(
-        self, session: UpstreamSession, env: Environment, record: Interception, api: Any
+        self,
+        session: UpstreamSession,
+        env: Environment,
+        record: Interception,
+        api: Any,
+        upgrade: Request,
     ) -> None:
-        super().__init__(api, session.upstream, env, session.client_headers, record)
+        super().__init__(api, session.upstream, env, upgrade, record)
         self.session = session
 
-    async def _iteration(self, conversation: Conversation, client: ClientStream) -> None:
+    async def _iteration(
+        self, conversation: Conversation, client: ClientStream, *, first: bool
+    ) -> None:
         body = conversation.upstream_body()
         message = dumps(body)
         tried: set[int] = set()

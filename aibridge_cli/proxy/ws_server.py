@@ -259,7 +259,9 @@ class ResponsesSocket:
                     await write_error_response(self.api, response, error)
                     return
                 record.request.body = body
-                interceptor = WebSocketInterceptor(self.session, self.env, record, self.api)
+                interceptor = WebSocketInterceptor(
+                    self.session, self.env, record, self.api, self.request
+                )
                 conversation = self.api.conversation(body, self.env.tools)
                 await interceptor.run_streaming(conversation, response)
         finally:

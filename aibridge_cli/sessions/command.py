@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..config import DEFAULT_ANTHROPIC_URL, DEFAULT_OPENAI_URL, ServeOptions
-from ..console import print_error, setup_logging, stderr, stdout
+from ..console import print_error, report_out, setup_logging, stderr, stdout
 from ..errors import AibridgeError, FixtureError
 from ..options import (
     AnthropicKeyOpt,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .mock import MockUpstream, Timing
     from .recording import FixtureWriter
     from .replay import FixtureResult
+    from .summary import Summary
 
 RedactOpt = Annotated[
     list[str] | None,
@@ -307,8 +308,97 @@ def import_(
     raise typer.Exit(2 if failed else 0)
 
 
+# -- show ----------------------------------------------------------------------------------
+def format_summary(fixture: Fixture, summaries: list[Summary]) -> RenderableType:
+    """One row per interception: what it asked, what it cost, how it went and how fast."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    settings = "".join(f", {k} {v}" for k, v in sorted(fixture.proxy.items()))
+    table = Table(
+        title=f"{fixture.path} ({len(summaries)} interception(s){settings})",
+        title_justify="left",
+    )
+    for column in ("#", "label", "api", "model", "status", "tokens in/out", "tool calls"):
+        table.add_column(column, justify="right" if column in ("#", "tokens in/out") else "left")
+    for column in ("keys tried", "duration", "first event"):
+        table.add_column(
+            column, justify="left" if column == "keys tried" else "right", no_wrap=True
+        )
+    from ..views.page import fmt_ms
+
+    for i, s in enumerate(summaries, start=1):
+        status = Text(str(s.status) if s.status is not None else "none")
+        status.stylize("green" if s.status is not None and s.status < 400 else "bold red")
+        keys = Text()
+        for n, attempt in enumerate(s.attempts):
+            good = attempt.facts.status is not None and attempt.facts.status < 400
+            keys.append("\n" if n else "")
+            keys.append(attempt.key or "client key")
+            keys.append(f" {attempt.verdict}", style="green" if good else "red")
+        table.add_row(
+            str(i),
+            s.label,
+            s.api,
+            s.model or "-",
+            status,
+            f"{s.usage.input_tokens} / {s.usage.output_tokens}",
+            ", ".join(s.injected) or "-",
+            keys if s.attempts else "-",
+            fmt_ms(s.duration_ms),
+            fmt_ms(s.client.first_event_ms),
+        )
+    # An outcome other than ok is a sentence: a note under the table, not a narrow column.
+    notes = [
+        Text.assemble(f"#{i} {s.label}: ", (s.outcome, "yellow"))
+        for i, s in enumerate(summaries, start=1)
+        if s.outcome != "ok"
+    ]
+    return Group(table, *notes)
+
+
+def show(
+    fixtures: Annotated[
+        list[str], typer.Argument(help="Fixture files; with --builtin, built-in names.")
+    ],
+    builtin: Annotated[bool, typer.Option("--builtin", help="Show built-in fixtures.")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a self-contained HTML page here (one fixture)."),
+    ] = None,
+) -> None:
+    """Summarise recorded sessions: per interception its API, model, status, tokens, tool
+    calls, keys tried, duration and time to first event; --html writes a timeline page."""
+    from .builtin import load_builtin
+    from .recording import load_fixture
+    from .summary import summarize
+
+    with exits_on_errors(f"cannot write {html}"):
+        if builtin:
+            loaded = [f for name in fixtures for f in load_builtin(name)]
+        else:
+            loaded = [load_fixture(path) for path in fixtures]
+        if html is not None and len(loaded) != 1:
+            raise FixtureError(f"--html writes one page: give one fixture, not {len(loaded)}")
+        for fixture in loaded:
+            for warning in fixture.warnings:
+                stderr.print(f"warning: {warning}", highlight=False)
+            summaries = [
+                summarize(record, label)
+                for record, label in zip(fixture.interceptions, fixture.labels, strict=True)
+            ]
+            report_out.print(format_summary(fixture, summaries))
+            if html is not None:
+                from ..views.session import session_page
+
+                html.write_text(session_page(fixture, summaries), encoding="utf-8")
+                stderr.print(f"wrote {html}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(record)
     app.command()(mock)
     app.command()(replay)
     app.command("import")(import_)
+    app.command()(show)

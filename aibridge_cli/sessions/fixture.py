@@ -28,10 +28,11 @@ from ..interception import (
     redact_headers,
 )
 
-FORMAT_VERSION = 2
-# 1: every interception over HTTP. 2 adds "transport" (absent: "http"), so a version-1 file
-# reads as it always did.
-SUPPORTED_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+# 2 added pass-through records (``api``: ``anthropic-passthrough``, ``openai-passthrough``)
+# and query strings in ``path``s; 3 added ``transport`` (absent: ``http``). An older file is
+# a newer one without them.
+READABLE_VERSIONS = frozenset({1, 2, 3})
 _HEADER_KEY = "aibridge_fixture"
 
 
@@ -311,11 +312,9 @@ def _read_header(fixture: Fixture, obj: Any) -> None:
     if not isinstance(obj, dict) or _HEADER_KEY not in obj:
         raise _Bad(f'expected the header line ({{"{_HEADER_KEY}": {FORMAT_VERSION}, ...}})')
     version = obj[_HEADER_KEY]
-    if version not in SUPPORTED_VERSIONS:
-        raise _Bad(
-            f"fixture format version {version!r} is not supported"
-            f" (this reads {', '.join(map(str, SUPPORTED_VERSIONS))})"
-        )
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        readable = ", ".join(map(str, sorted(READABLE_VERSIONS)))
+        raise _Bad(f"fixture format version {version!r} is not supported (this reads {readable})")
     fixture.version = version
     fixture.tool_version = str(obj.get("tool_version", ""))
     fixture.created = str(obj.get("created", ""))

@@ -6,6 +6,10 @@ but not what the gateway answered its client. So each variant is run through aib
 own proxy against those replies (``scenario.record_session``) and recorded: the upstream
 side is the txtar's, the client side is aibridge's. Injected tools are the ``bmcp_*``
 names the replies call, each given a canned result.
+
+A txtar without a ``request`` section is a pass-through fixture (``fallthrough.txtar``):
+the Go gateway's test of its reverse proxy, a ``GET /v1/models`` whose upstream answer is
+the ``non-streaming`` section. It becomes a pass-through record the same way.
 """
 
 from __future__ import annotations
@@ -71,9 +75,7 @@ def txtar_session(path: Path, text: str) -> Session:
     archive = parse_txtar(text)
     api = api_for(path)
     if "request" not in archive.sections:
-        raise FixtureError(
-            f"{path}: no 'request' section (a pass-through fixture: fixtures hold interceptions)"
-        )
+        return _pass_through_session(path, archive, api)
     try:
         request = json.loads(archive.sections["request"])
     except ValueError as exc:
@@ -90,6 +92,17 @@ def txtar_session(path: Path, text: str) -> Session:
     if not steps:
         raise FixtureError(f"{path}: no 'streaming' or 'non-streaming' section")
     return Session(steps, injected_tools(archive))
+
+
+def _pass_through_session(path: Path, archive: Txtar, api: str) -> Session:
+    """A fixture of the Go gateway's reverse proxy: ``GET /v1/models`` and its answer."""
+    if "non-streaming" not in archive.sections:
+        raise FixtureError(f"{path}: a pass-through fixture needs a 'non-streaming' section")
+    provider = "openai" if api.startswith("openai") else "anthropic"
+    models = "/v1/models" if provider == "anthropic" else "/models"  # under .../openai/v1
+    reply = _reply(archive.sections["non-streaming"], streaming=False)
+    step = Step(f"{provider}-passthrough", None, [reply], "non-streaming", "GET", models)
+    return Session([step])
 
 
 async def import_txtar(path: Path) -> Fixture:

@@ -60,7 +60,9 @@ def replayable(record: Interception) -> bool:
 
 
 def upstream_route(api: str, exchange: UpstreamExchange) -> tuple[str, str]:
-    return exchange.method, PROVIDER_PREFIX[provider_of(api)] + exchange.path
+    """Method and path (no query) a recorded exchange is served on."""
+    path = exchange.path.partition("?")[0]
+    return exchange.method, PROVIDER_PREFIX[provider_of(api)] + path
 
 
 def reply_for(expected: Expected, timing: Timing) -> Reply:
@@ -144,7 +146,13 @@ class MockUpstream:
 
 
 def request_problems(recorded: UpstreamExchange, seen: SeenRequest) -> list[str]:
-    """How a request differs from the recorded one (bodies compared as JSON)."""
+    """How a request differs from the recorded one: query string, and body (as JSON)."""
+    query, seen_query = recorded.path.partition("?")[2], seen.target.partition("?")[2]
+    problems = [] if query == seen_query else [f"query {seen_query!r}, recorded {query!r}"]
+    return problems + _body_problems(recorded, seen)
+
+
+def _body_problems(recorded: UpstreamExchange, seen: SeenRequest) -> list[str]:
     if recorded.request_body is None:
         return []
     try:

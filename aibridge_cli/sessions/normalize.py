@@ -46,7 +46,8 @@ def strip_volatile(data: Any) -> Any:
     return data
 
 
-def _loads(text: str) -> Any:
+def loads_or_text(text: str) -> Any:
+    """Parsed JSON, or the text itself when it is not JSON."""
     try:
         return json.loads(text)
     except ValueError:
@@ -68,12 +69,12 @@ def normalize_response(
         "usage": {},
         "stop_reason": None,
     }
-    facts = _FACTS.get(api, _AnthropicFacts)()
+    facts = facts_reader(api)
     if "text/event-stream" in (header(headers, "content-type") or "") and body:
         out["shape"] = "sse"
         decoder = SSEDecoder()
         for event in [*decoder.feed(body), *decoder.feed(b"\n\n")]:
-            data = _loads(event.data)
+            data = loads_or_text(event.data)
             name = event.event or (data.get("type") if isinstance(data, dict) else None)
             if name == "ping" or (not event.data and name is None):
                 continue
@@ -117,7 +118,7 @@ def _key(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
 
 
-class _Facts:
+class Facts:
     """Reads text, tool calls, usage, stop reason and error type from events or a body.
 
     Every access is guarded: a malformed response is a fact to compare, never a crash.
@@ -145,7 +146,9 @@ class _Facts:
         calls = []
         for call in self.calls.values():
             raw = "".join(call["arguments"]) if isinstance(call["arguments"], list) else None
-            arguments = call["arguments"] if raw is None else (_loads(raw) if raw.strip() else {})
+            arguments = (
+                call["arguments"] if raw is None else (loads_or_text(raw) if raw.strip() else {})
+            )
             calls.append({"name": call["name"], "input": arguments})
         return {
             "text": "".join(self.text),
@@ -156,7 +159,7 @@ class _Facts:
         }
 
 
-class _AnthropicFacts(_Facts):
+class _AnthropicFacts(Facts):
     def event(self, name: str | None, data: Any) -> None:
         super().event(name, data)
         if not isinstance(data, dict):
@@ -192,7 +195,7 @@ class _AnthropicFacts(_Facts):
         self.stop_reason = data.get("stop_reason")
 
 
-class _ChatFacts(_Facts):
+class _ChatFacts(Facts):
     def event(self, name: str | None, data: Any) -> None:
         super().event(name, data)
         self.usage.update(_d(data, "usage"))
@@ -222,7 +225,7 @@ class _ChatFacts(_Facts):
             self.stop_reason = choice.get("finish_reason")
 
 
-class _ResponsesFacts(_Facts):
+class _ResponsesFacts(Facts):
     def event(self, name: str | None, data: Any) -> None:
         super().event(name, data)
         if not isinstance(data, dict):
@@ -265,11 +268,19 @@ class _ResponsesFacts(_Facts):
             self._item(i, item)
 
 
-_FACTS: dict[str, type[_Facts]] = {
+_FACTS: dict[str, type[Facts]] = {
     "anthropic": _AnthropicFacts,
     "openai-chat": _ChatFacts,
     "openai-responses": _ResponsesFacts,
+    # a pass-through's body is whatever the upstream said: only an error type to read
+    "anthropic-passthrough": Facts,
+    "openai-passthrough": Facts,
 }
+
+
+def facts_reader(api: str) -> Facts:
+    """A fresh reader of ``api``'s events or body (``Facts.event``, ``.body``, ``.result``)."""
+    return _FACTS.get(api, _AnthropicFacts)()
 
 
 def diff_normalized(expected: Any, actual: Any, path: str = "") -> list[str]:

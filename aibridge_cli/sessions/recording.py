@@ -18,7 +18,7 @@ from typing import Any
 from ..config import ServeOptions
 from ..errors import FixtureError
 from ..interception import Interception
-from ..proxy.keypool import mask_key
+from ..proxy.keypool import mask_secrets
 from .fixture import Fixture, encode_interception, header_line, parse_fixture
 
 log = logging.getLogger("aibridge.recording")
@@ -55,7 +55,7 @@ class FixtureWriter:
     ) -> None:
         self.path = Path(path)
         self.redact = tuple(redact)
-        self.secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        self.secrets = [s for s in secrets if s]
         self.written = 0
         try:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
@@ -77,8 +77,7 @@ class FixtureWriter:
                 self._write_line(header_line(proxy))
 
     def _write_line(self, line: str, more_secrets: Sequence[str] = ()) -> None:
-        for secret in [*self.secrets, *sorted(more_secrets, key=len, reverse=True)]:
-            line = line.replace(secret, mask_key(secret))
+        line = mask_secrets(line, [*self.secrets, *more_secrets])
         os.write(self._fd, (line + "\n").encode("utf-8"))
         os.fsync(self._fd)
 

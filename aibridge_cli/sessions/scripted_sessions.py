@@ -34,6 +34,7 @@ CLIENT_PATHS = {
     "openai-chat": "/openai/v1/chat/completions",
     "openai-responses": "/openai/v1/responses",
 }
+PROVIDER_PREFIXES = {"anthropic": "/anthropic", "openai": "/openai/v1"}
 _CLIENT_HEADERS = {
     "anthropic": [("anthropic-version", "2023-06-01"), ("x-api-key", "client-key")],
     "openai": [("authorization", "Bearer client-key")],
@@ -55,13 +56,24 @@ async def stop_servers(*servers: Server, grace: float = 5.0) -> None:
 
 @dataclass(frozen=True)
 class Step:
-    """One client request and the upstream replies, in order, that the proxy will get."""
+    """One client request and the upstream replies, in order, that the proxy will get.
+
+    A pass-through step (``api`` ``anthropic-passthrough`` or ``openai-passthrough``) names
+    its ``method`` and its ``path`` under the provider's prefix; ``body`` may be None.
+    """
 
     api: str
-    body: dict[str, Any]
+    body: dict[str, Any] | None
     replies: Sequence[Reply]
     label: str = ""
+    method: str = "POST"
+    path: str | None = None  # under the provider's prefix; None: the API's own route
     transport: Transport = "http"  # websocket: ``body`` is a response.create message
+
+    def client_path(self) -> str:
+        if self.path is None:
+            return CLIENT_PATHS[self.api]
+        return PROVIDER_PREFIXES[provider_of(self.api)] + self.path
 
 
 @dataclass(frozen=True)
@@ -132,13 +144,13 @@ async def record_session(session: Session, path: str = "<session>") -> Fixture:
                         ("content-type", "application/json"),
                         *_CLIENT_HEADERS[provider_of(step.api)],
                     ]
-                    url_ = f"http://{phost}:{pport}{CLIENT_PATHS[step.api]}"
-                    content = dumps(step.body).encode()
+                    url_ = f"http://{phost}:{pport}{step.client_path()}"
+                    content = None if step.body is None else dumps(step.body).encode()
                     if step.transport == "websocket":
-                        status, _, _ = await websocket_exchange(url_, headers, content)
+                        status, _, _ = await websocket_exchange(url_, headers, content or b"")
                     else:
                         async with client.stream(
-                            "POST", url_, headers=headers, content=content
+                            step.method, url_, headers=headers, content=content
                         ) as response:
                             await response.aread()
                         status = response.status_code
@@ -148,7 +160,7 @@ async def record_session(session: Session, path: str = "<session>") -> Fixture:
                     if not recorded.is_set():
                         failure = (
                             f"{path}: the proxy did not intercept {step.api} "
-                            f"({CLIENT_PATHS[step.api]} answered {status})"
+                            f"({step.client_path()} answered {status})"
                         )
                         break
         finally:

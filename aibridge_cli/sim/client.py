@@ -54,7 +54,7 @@ async def exchange(
     target: str,
     body: bytes,
     pace: Pace,
-    note: Callable[[str], None] | None = None,
+    note: Callable[[str, bytes], None] | None = None,
 ) -> ClientResult:
     """Send one request over ``stream`` and read the response at the given pace."""
     result = ClientResult()
@@ -107,7 +107,7 @@ async def exchange(
 
 
 async def _paced_read(
-    stream: trio.abc.Stream, pace: Pace, index: int, note: Callable[[str], None] | None
+    stream: trio.abc.Stream, pace: Pace, index: int, note: Callable[[str, bytes], None] | None
 ) -> bytes:
     """Read ``index`` (after its planned delay); b"" when the stream ended or broke."""
     delay = pace.delays.get(index, 0.0)
@@ -118,7 +118,7 @@ async def _paced_read(
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         data = b""
     if note is not None:
-        note(f"client read {len(data)} bytes")
+        note(f"client read {len(data)} bytes", data)
     return data
 
 
@@ -127,7 +127,7 @@ async def websocket_exchange(
     target: str,
     body: bytes,
     pace: Pace,
-    note: Callable[[str], None] | None = None,
+    note: Callable[[str, bytes], None] | None = None,
 ) -> ClientResult:
     """Open a WebSocket on ``target``, send ``body`` as one message and read the messages
     that answer it (to the response's end) at the given pace.

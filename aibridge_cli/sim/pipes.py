@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 import trio
 from trio.lowlevel import Abort, Task, checkpoint, current_task, reschedule, wait_task_rescheduled
 
-Note = Callable[[str], None]
+Note = Callable[[str, bytes], None]  # (a line for the timeline, the bytes sent)
 # (point, operation index) -> extra checkpoints before that operation
 CheckpointPlan = Mapping[tuple[str, int], int]
 
@@ -215,7 +215,7 @@ class PipeStream(trio.abc.Stream):
         if self.yields is not None:
             await self.yields.at(self.send_point)
         if self.note is not None:
-            self.note(f"{self.send_point} {len(data)} bytes: {bytes(data[:40])!r}")
+            self.note(f"{self.send_point} {len(data)} bytes: {bytes(data[:40])!r}", bytes(data))
         await self.outgoing.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:

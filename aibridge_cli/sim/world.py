@@ -32,6 +32,7 @@ from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from .client import ClientResult, Pace, exchange, websocket_exchange
+from .marks import Lane, Mark, MarkKind, lane_of
 from .network import MemoryNetwork
 from .pipes import CheckpointPlan, Yields, stream_pair
 from .raw_upstream import RawUpstream
@@ -86,6 +87,7 @@ class WorldResult:
     hygiene: list[str]
     deviations: int
     timeline: list[str] | None = None
+    marks: list[Mark] | None = None  # with the timeline: what a reproducer's page draws
 
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
@@ -107,6 +109,7 @@ class Timeline(trio.abc.Instrument):
     def __init__(self, client: trio.lowlevel.Task) -> None:
         self.client = client  # the session's main task, which runs the world's client
         self.entries: list[list[Any]] = []  # [time, who, action, count]
+        self.marks: list[Mark] = []
 
     def _add(self, who: str, action: str) -> None:
         now = trio.current_time()
@@ -157,6 +160,13 @@ class Timeline(trio.abc.Instrument):
 
     def note(self, text: str) -> None:
         self._add("--", text)
+
+    def mark(self, kind: MarkKind, label: str, lane: Lane | None = None, **fields: Any) -> None:
+        """A mark in the lane of ``lane``, or of the task running now."""
+        if lane is None:
+            lane = lane_of(self._who(trio.lowlevel.current_task()))
+        when = trio.current_time()
+        self.marks.append(Mark(len(self.marks), when, lane, kind, label, **fields))
 
     def render(self) -> list[str]:
         lines = []
@@ -244,6 +254,7 @@ async def simulate(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
     result.deviations = _scheduler.deviations
     if recorder is not None:
         result.timeline = recorder.render()
+        result.marks = recorder.marks
     return result
 
 
@@ -269,6 +280,19 @@ class _World:
         if self.timeline is not None:
             self.timeline.note(text)
 
+    def mark(self, kind: MarkKind, label: str, lane: Lane | None = None, **fields: Any) -> None:
+        if self.timeline is not None:
+            self.timeline.mark(kind, label, lane, **fields)
+
+    def _downstream_sent(self, text: str, data: bytes) -> None:
+        """The proxy wrote to the client: which task, and the bytes."""
+        self.note(text)
+        self.mark("write", f"wrote {len(data)} bytes", data=data)
+
+    def _client_read(self, text: str, data: bytes) -> None:
+        self.note(text)
+        self.mark("read", f"read {len(data)} bytes", "client", data=data)
+
     def _script(self, headers: list[tuple[str, str]], index: int) -> Reply:
         if index < len(self.spec.replies):
             reply = self.spec.replies[index]
@@ -289,6 +313,16 @@ class _World:
         self.attempts.append(Attempt(trio.current_time(), key, status, retry))
         if self.timeline is not None:
             self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
+            fault = f", then {reply.fault}" if reply.fault else ""
+            self.mark(
+                "attempt",
+                f"request #{index} with key {key}: {reply.status}{fault}",
+                "upstream",
+                data=b"".join(reply.chunks),
+                status=status,
+                key=key,
+                exchange=index,
+            )
         return reply
 
     def _guard(
@@ -317,6 +351,11 @@ class _World:
         replies = self.spec.replies
         return replies[index] if index < len(replies) else None
 
+    def _trace(self, decision: str) -> None:
+        """The engine's decisions (``Environment.trace``), in the deciding task's lane."""
+        self.note(decision)
+        self.mark("decision", decision)
+
     async def _run_tool(self, tool: InjectedTool, arguments: Any) -> ToolOutcome:
         latency = self.spec.tool_latency
         index = self.tool_calls
@@ -325,6 +364,7 @@ class _World:
         if index < len(latency) and latency[index]:
             await trio.sleep(latency[index])
         self.note(f"tool {tool.name} ran")
+        self.mark("tool", f"{tool.name} runs", "tool")
         return await tool.run(arguments)
 
     async def run(self) -> WorldResult:
@@ -350,20 +390,22 @@ class _World:
                 network_backend=network,
                 run_tool=self._run_tool,
                 wall_clock=lambda: WALL_EPOCH + trio.current_time(),
+                trace=self._trace if self.timeline else None,
             )
             proxy = Server(app, ServerConfig())
             near, far = stream_pair(
                 lockstep=True,
                 yields=self.yields,
                 name="downstream",
-                note=self.note if self.timeline else None,
+                note=self._downstream_sent if self.timeline else None,
             )
             services.start_soon(
                 self._guard(proxy.serve_stream, "the proxy", upstream=False), far, name="proxy-conn"
             )
             client = ClientResult()
+            self.mark("request", f"POST {spec.path} ({len(spec.body)} bytes)", "client")
             with trio.move_on_after(spec.bound) as bound:
-                note = self.note if self.timeline else None
+                note = self._client_read if self.timeline else None
                 if spec.transport == "websocket":
                     client = await websocket_exchange(near, spec.path, spec.body, spec.pace, note)
                 else:
@@ -373,6 +415,10 @@ class _World:
             provider = "openai" if spec.path.startswith("/openai") else "anthropic"
             pool = app.upstreams[provider].pool.snapshot(end_time)
             self.note("client done")
+            ending = "complete" if client.complete else "incomplete"
+            self.mark(
+                "done", f"done: {client.status}, {len(client.body)} body bytes, {ending}", "client"
+            )
             await near.aclose()
             with trio.move_on_after(GRACE):
                 await self.proxy_done.wait()

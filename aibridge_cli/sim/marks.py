@@ -1,0 +1,47 @@
+"""What happened in one simulated run, as marks for a reproducer's page.
+
+A run recorded with a timeline (a reproducer, never a campaign iteration) also keeps a
+list of ``Mark``s: each thing a reader of a race wants to see, in the order it happened,
+with the simulated time and the lane of the task that did it: the client's request and
+reads, every write to the client (and its bytes) by the relay task or the loop task, the
+upstream's answer to each attempt and the key it was tried with, tool runs, the engine's
+decisions (stream initiation, the lazy check). The marks are plain data; the page draws
+them. Recording is deterministic: the same spec gives the same marks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Lane = Literal["client", "relay", "loop", "upstream", "tool"]
+LANES: tuple[Lane, ...] = ("client", "relay", "loop", "upstream", "tool")
+MarkKind = Literal["request", "write", "read", "attempt", "decision", "tool", "done"]
+
+
+@dataclass(frozen=True)
+class Mark:
+    step: int  # position in the run: marks at one instant keep their order
+    time: float  # simulated seconds
+    lane: Lane
+    kind: MarkKind
+    label: str
+    data: bytes = b""  # the bytes written or read
+    status: int | None = None  # an attempt's answer (None: the connection was dropped)
+    key: int | None = None  # an attempt's key, as an index into the configured keys
+    exchange: int | None = None  # an attempt's scripted reply: the plan's exchange number
+
+
+# The world's task names (see ``world.TASK_NAMES``) by lane; any other task is the loop's
+# side of the proxy (the handler task runs the agentic loop).
+_TASK_LANES: dict[str, Lane] = {
+    "client": "client",
+    "proxy relay": "relay",
+    "proxy handler/loop": "loop",
+}
+
+
+def lane_of(task: str) -> Lane:
+    if task.startswith("upstream-conn"):
+        return "upstream"
+    return _TASK_LANES.get(task, "loop")

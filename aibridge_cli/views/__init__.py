@@ -1,0 +1,1 @@
+"""Self-contained HTML pages: data in, one HTML string out (no network, no templates)."""

@@ -1,0 +1,113 @@
+"""The reproducer page's data: the seed race's marks, who wrote what, the offending bytes."""
+
+from __future__ import annotations
+
+from aibridge_cli.config import StreamInitiation
+from aibridge_cli.fuzz.campaign import Finding, replay
+from aibridge_cli.fuzz.catalog import builtin
+from aibridge_cli.fuzz.evidence import Evidence, gather
+from aibridge_cli.fuzz.plan import Fault, Plan, world_spec
+from aibridge_cli.fuzz.runner import Judge
+from aibridge_cli.sim.world import run_world
+from aibridge_cli.views.repro import offending_range, parse_writes, repro_page
+
+SEED_CASE = "anthropic/rate-limit-after-tool-turn"
+# The seed race, shrunk: the client waits 1 ms before its first read, so the relay holds
+# message_start while the loop runs the tool and gets two 429s.
+SLOW_READER = Plan(read_delays=((0, 0.001),))
+# A schedule-dependence finding of the same scenario (seed 1, iteration 45, shrunk).
+BAD_FRAME = Plan(faults=(Fault("malformed-sse", 0, 9),), cuts=((0, (992, 1014)),))
+
+
+def finding(plan: Plan, oracle: str, mode: StreamInitiation = "lazy") -> Finding:
+    (scenario,) = builtin(SEED_CASE)
+    return replay(Judge(mode), scenario, plan, oracle, 1, 0, 0)
+
+
+def seed_race() -> Evidence:
+    return gather(finding(SLOW_READER, "malformed-body"))
+
+
+def test_the_seed_race_marks_show_the_json_error_before_the_relays_first_frame() -> None:
+    evidence = seed_race()
+    marks = evidence.run.marks or []
+    story = [(m.lane, m.kind, m.label) for m in marks if m.kind != "read"]
+    assert story == [
+        ("client", "request", "POST /anthropic/v1/messages (129 bytes)"),
+        ("upstream", "attempt", "request #0 with key 0: 200"),
+        ("tool", "tool", "bmcp_weather runs"),
+        ("upstream", "attempt", "request #1 with key 0: 429"),
+        ("upstream", "attempt", "request #2 with key 1: 429"),
+        ("loop", "decision", "lazy check: not initiated, nothing queued: JSON error"),
+        ("loop", "write", "wrote 201 bytes"),
+        ("relay", "write", "wrote 573 bytes"),
+        ("relay", "decision", "initiated set"),
+        ("loop", "write", "wrote 5 bytes"),
+        ("client", "done", "done: 429, 667 body bytes, complete"),
+    ]
+    writes = list(parse_writes(marks).values())
+    first, second, last = writes
+    assert (first.mark.lane, first.status, first.is_error) == ("loop", 429, True)
+    assert first.describe() == "HTTP 429 head + JSON error (201 B)"
+    # the relay's superfluous start: no head on the wire, its frames join the 429's body
+    assert (second.mark.lane, second.status) == ("relay", None)
+    assert second.body.startswith(b"event: message_start")
+    assert last.end
+    assert b"".join(w.body for w in writes) == evidence.run.client.body
+    assert [m.key for m in marks if m.kind == "attempt"] == [0, 0, 1]
+    assert [m.status for m in marks if m.kind == "attempt"] == [200, 429, 429]
+
+
+def test_the_offending_bytes_are_what_follows_the_json_error() -> None:
+    body = seed_race().run.client.body
+    start, end = offending_range("malformed-body", body, None) or (0, 0)
+    assert body[:start].endswith(b'rate-limited"}}')
+    assert body[start:end].startswith(b"event: message_start")
+    assert end == len(body)
+    assert offending_range("malformed-body", b'{"ok": true}', None) is None
+    sse = b'event: a\ndata: {"x":1}\n\nevent: b\ndata: {not json}\n\n'
+    assert offending_range("malformed-body", sse, None) == (sse.index(b"event: b"), len(sse))
+    assert offending_range("schedule-dependence", b"abcXYZ", b"abcdef") == (3, 6)
+    assert offending_range("schedule-dependence", b"same", b"same") is None
+
+
+def test_eager_mode_is_the_control_one_writer_and_no_json_error() -> None:
+    evidence = gather(finding(SLOW_READER, "malformed-body", "eager"))
+    marks = evidence.run.marks or []
+    assert not evidence.finding.violations
+    assert next(m.lane for m in marks if m.kind == "write") == "relay"
+    assert not any("lazy check" in m.label for m in marks)
+    assert not any(w.status and w.status >= 400 for w in parse_writes(marks).values())
+
+
+def test_the_marks_are_the_same_on_every_run_and_campaigns_record_none() -> None:
+    assert seed_race().run.marks == seed_race().run.marks
+    (scenario,) = builtin(SEED_CASE)
+    plain = run_world(world_spec(scenario, SLOW_READER, "lazy"))
+    assert plain.marks is None
+    assert plain.timeline is None
+
+
+def test_schedule_dependence_sets_the_canonical_run_beside_the_failing_one() -> None:
+    evidence = gather(finding(BAD_FRAME, "schedule-dependence"))
+    assert evidence.finding.oracle == "schedule-dependence"
+    assert evidence.canonical is not None
+    assert evidence.canonical.marks
+    page = repro_page(evidence)
+    assert page.count('<section class="run"') == 2
+    assert page.index("canonical run") < page.index("this run")
+    assert '<mark class="offending">' in page
+    # the plan's fault is drawn on the attempt that played exchange 0, in both runs
+    assert [m.exchange for m in evidence.run.marks or [] if m.kind == "attempt"] == [0]
+    assert page.count(">200, malformed-sse</text>") == 2
+
+
+def test_the_seed_race_page_draws_every_mark_in_its_lane() -> None:
+    evidence = seed_race()
+    page = repro_page(evidence)
+    marks = evidence.run.marks or []
+    for lane in ("client", "relay", "loop", "upstream", "tool"):
+        count = sum(1 for m in marks if m.lane == lane)
+        assert f'class="lane" data-lane="{lane}" data-marks="{count}"' in page
+    assert page.count('<g class="mark"') == len(marks) == 14
+    assert page.count('<section class="run"') == 1
