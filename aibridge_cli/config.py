@@ -48,6 +48,20 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class WebSocketConfig:
+    """Limits and timers of a client's WebSocket (the Responses API's WebSocket mode)."""
+
+    # Larger than any request body we take over HTTP is pointless; this matches it.
+    max_message_size: int = 32 * 1024 * 1024
+    # The proxy pings an idle client this often, and closes it (1011) when no pong came
+    # back by the next ping: a peer that vanished without a FIN is found in 2 intervals.
+    ping_interval: float = 20.0
+    # How long a close waits for the peer's close before the TCP connection goes: bounds
+    # how long an upstream socket outlives a client that went away (goal: under 1 s).
+    close_timeout: float = 0.5
+
+
+@dataclass(frozen=True)
 class UpstreamTimeouts:
     """Every upstream timeout, explicit. ``read`` is the idle time allowed between bytes."""
 
@@ -91,3 +105,4 @@ class ServeOptions:
     timeouts: UpstreamTimeouts = field(default_factory=UpstreamTimeouts)
     redact: Sequence[str] = ()
     guard: GuardConfig = field(default_factory=GuardConfig)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)

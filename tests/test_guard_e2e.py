@@ -283,3 +283,34 @@ async def test_the_host_check_holds_for_the_loopback_names(
     other_port = await post(http, s, {"host": "localhost:1", "content-type": "application/json"})
     assert other_port.status_code == 403
     assert len(s.upstream.seen) == 2
+
+
+WEBSOCKET_HANDSHAKE = {
+    "upgrade": "websocket",
+    "connection": "Upgrade",
+    "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "sec-websocket-version": "13",
+}
+
+
+async def test_a_websocket_upgrade_passes_the_same_guard(
+    stack: StackFactory, http: httpx.AsyncClient
+) -> None:
+    """A page can open a WebSocket to 127.0.0.1 without a preflight: the upgrade is checked
+    as every request is, before the Responses WebSocket handler sees it."""
+    s = await stack([], openai_keys=[OPENAI_POOL_KEY])
+    url = f"{s.proxy_url}/openai/v1/responses"
+    port = url.split(":")[2].split("/")[0]
+    cross_site = await http.get(url, headers={**WEBSOCKET_HANDSHAKE, "origin": EVIL})
+    rebound = await http.get(
+        url, headers={**WEBSOCKET_HANDSHAKE, "host": f"attacker.example:{port}"}
+    )
+    assert (cross_site.status_code, rebound.status_code) == (403, 403)
+    assert cross_site.json()["error"]["type"] == "permission_error"  # OpenAI's shape
+
+    locked = await stack([], openai_keys=[OPENAI_POOL_KEY], guard=GuardConfig(auth_token=TOKEN))
+    no_token = await http.get(
+        f"{locked.proxy_url}/openai/v1/responses", headers=WEBSOCKET_HANDSHAKE
+    )
+    assert no_token.status_code == 401
+    assert s.upstream.seen == locked.upstream.seen == []

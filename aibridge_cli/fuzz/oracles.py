@@ -16,6 +16,7 @@ so a bug planted there shows as a disagreement.
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from typing import Any
 from ..errors import ConfigError
 from ..fakes.scripted_upstream import Reply
 from ..headers import header
+from ..providers.openai_responses_ws import sse_view
 from ..sessions.normalize import diff_normalized, normalize_response
 from ..sim.world import WALL_EPOCH, Attempt, WorldResult
+from ..sse import SSEDecoder
 from .grammar import Response, response_problems
 from .plan import Plan
 from .scenario import Scenario
@@ -240,6 +243,9 @@ def _final_error_problems(
             return [
                 f"all keys failed: the stream should end in {want} error, not {error or 'none'}"
             ]
+        got = _event_retry_after(response.body)
+        if retry is not None and got is not None and got != str(retry):
+            return [f"all keys failed: the error event's Retry-After {got}, the rules say {retry}"]
         return []
     problems = []
     if response.status != status:
@@ -279,9 +285,14 @@ def _upstream_text(scenario: Scenario, served: Sequence[Reply]) -> str:
     """The text the upstream's 2xx answers carried, in the order it sent them."""
     text = ""
     for reply in served:
-        if reply.status < 400:
-            shape = normalize_response(scenario.api, reply.status, reply.headers, _played(reply))
-            text += str(shape["text"] or "")
+        if reply.status >= 400:
+            continue
+        status, headers, body = reply.status, reply.headers, _played(reply)
+        if scenario.transport == "websocket":
+            # one message per chunk: judged in the SSE view the client's messages get
+            stop = reply.fault_at if reply.fault is not None else len(reply.chunks)
+            status, headers, body = sse_view(reply.chunks[:stop])
+        text += str(normalize_response(scenario.api, status, headers, body)["text"] or "")
     return text
 
 
@@ -313,6 +324,20 @@ def content_problems(run: Run, text: str, whole: bool) -> list[tuple[str, str]]:
     else:
         kind = "text differs"
     return [(f"{kind}: the client got {text[:60]!r}, the upstream sent {sent[:60]!r}", kind)]
+
+
+def _event_retry_after(body: bytes) -> str | None:
+    """The ``Retry-After`` a WebSocket-mode error event carries in its error's headers."""
+    for event in reversed(SSEDecoder().feed(body)):
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            continue
+        error = data.get("error") if isinstance(data, dict) else None
+        headers = error.get("headers") if isinstance(error, dict) else None
+        if isinstance(headers, dict) and "retry-after" in headers:
+            return str(headers["retry-after"])
+    return None
 
 
 # -- all together --------------------------------------------------------------------------

@@ -450,14 +450,57 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
         while fault_at < len(pieces) and pos < fault_offset:
             pos += len(pieces[fault_at])
             fault_at += 1
+    return _reply(exchange, pieces, delays, wire_fault, fault_at)
+
+
+def _message_reply(exchange: Exchange, e: int, plan: Plan, faults: list[Fault]) -> Reply:
+    """A WebSocket exchange's reply: one message per chunk, the faults struck at a message.
+
+    A message is never cut (the proxy reads whole messages; how the frames of one fall
+    into reads is wsproto's business), so cuts and padding do not apply.
+    """
+    messages = list(exchange.chunks)
+    fault_kind: WireFault | None = None
+    fault_at = 0
+    for fault in faults:
+        at = min(fault.at, len(messages))
+        if fault.kind is FaultKind.MALFORMED_SSE and at < len(messages):
+            messages[at] = b"{not json"
+        elif fault.kind is FaultKind.ERROR_EVENT:
+            messages = [*messages[:at], _error_message(at)]
+        elif fault.kind is FaultKind.RESET_IN_BODY:
+            fault_kind, fault_at = "reset-in-body", at
+        elif fault.kind is FaultKind.STALL:
+            fault_kind, fault_at = "stall", at
+        elif fault.kind is FaultKind.RESET_BEFORE_BODY:
+            fault_kind = "reset-before-body"
+    delays = [0.0] * len(messages)
+    for delay in plan.delays:
+        if delay.exchange == e and delay.chunk < len(messages):
+            delays[delay.chunk] = delay.seconds
+    return _reply(exchange, messages, delays, fault_kind, fault_at)
+
+
+def _reply(
+    exchange: Exchange,
+    chunks: list[bytes],
+    delays: list[float],
+    fault: WireFault | None,
+    fault_at: int,
+) -> Reply:
     return Reply(
         exchange.status,
         list(exchange.headers),
-        pieces,
+        chunks,
         delays,
-        fault=wire_fault,
+        fault=fault,
         fault_at=fault_at,
     )
+
+
+def _error_message(sequence: int) -> bytes:
+    """A mid-response error as the Responses API sends it on a socket."""
+    return _error_event("openai-responses", sequence).split(b"data: ", 1)[1].rstrip(b"\n")
 
 
 def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
@@ -476,7 +519,10 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
         if status is not None:
             replies.append(_error_reply(scenario.api, status))
             continue
-        replies.append(_exchange_reply(scenario.api, exchange, e, plan, here))
+        if scenario.transport == "websocket" and exchange.status < 400:
+            replies.append(_message_reply(exchange, e, plan, here))
+        else:
+            replies.append(_exchange_reply(scenario.api, exchange, e, plan, here))
     return replies
 
 
@@ -492,6 +538,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         keys=scenario.key_secrets,
         tools=scenario.toolset,
         stream_initiation=stream_initiation,
+        transport=scenario.transport,
         pace=Pace(dict(plan.read_delays), plan.read_size, disconnect),
         tool_latency=plan.tool_latency,
         checkpoints={(c.point, c.operation): c.extra for c in plan.checkpoints},

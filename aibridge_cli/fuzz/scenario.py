@@ -14,11 +14,22 @@ from typing import Any
 
 from ..fakes.scripted_upstream import Fault as WireFault
 from ..headers import FrozenHeaders
-from ..interception import Interception
+from ..interception import Interception, ResponseLog, Transport
+from ..providers.openai_responses_ws import opening_status
 from ..sessions.normalize import normalize_response
 from ..tools import InjectedTool, ToolSet, tool_from_mapping
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
+
+
+def _answered(transport: str, response: ResponseLog) -> int:
+    """The status an exchange stands for; on a socket, a refusal in its first message
+    (``opening_status``) makes it an error exchange, which plans treat as one."""
+    status = response.status or 200
+    if transport != "websocket" or not response.chunks:
+        return status
+    first = response.chunks[0].data.decode("utf-8", "replace")
+    return opening_status(status, first)[0]
 
 
 @dataclass(frozen=True)
@@ -71,11 +82,14 @@ class Scenario:
     exchanges: tuple[Exchange, ...]
     tools: tuple[InjectedTool, ...]
     keys: int
+    # websocket: the body is one response.create message; each exchange's chunks are the
+    # messages that answered it (a refused upgrade: its HTTP answer)
+    transport: Transport = "http"
 
     # Every iteration asks these; a scenario never changes, so each is worked out once.
     @cached_property
     def streaming(self) -> bool:
-        return json.loads(self.body).get("stream") is True
+        return self.transport == "websocket" or json.loads(self.body).get("stream") is True
 
     @cached_property
     def toolset(self) -> ToolSet:
@@ -101,7 +115,7 @@ class Scenario:
         """The scenario of one recorded interception; ``keys``: the pool size it ran with."""
         exchanges = tuple(
             Exchange(
-                exchange.response.status or 200,
+                _answered(record.transport, exchange.response),
                 tuple(
                     (k.lower(), v)
                     for k, v in exchange.response.headers
@@ -117,7 +131,9 @@ class Scenario:
         )
         body = record.request.body
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return cls(name, record.api, record.request.path, raw, exchanges, tools, keys)
+        return cls(
+            name, record.api, record.request.path, raw, exchanges, tools, keys, record.transport
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +142,7 @@ class Scenario:
             "path": self.path,
             "body": self.body.decode(),
             "keys": self.keys,
+            "transport": self.transport,
             "tools": [tool.to_toml_fields() for tool in self.tools],
             "exchanges": [_exchange_json(e) for e in self.exchanges],
         }
@@ -149,4 +166,5 @@ class Scenario:
             ),
             tuple(tool_from_mapping(t, data["name"]) for t in data["tools"]),
             data["keys"],
+            data.get("transport", "http"),
         )

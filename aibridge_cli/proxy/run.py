@@ -21,6 +21,7 @@ from .keypool import KeyPool
 from .routes import ROUTES, BridgeApp
 from .server import Server
 from .upstream_client import make_client
+from .ws_upstream import WebSocketDialer
 
 log = logging.getLogger("aibridge.server")
 
@@ -41,8 +42,10 @@ def build_app(
         tools = load_tools(options.tools_path) if options.tools_path else ToolSet()
     if options.max_iterations < 1:
         raise ConfigError(f"--max-iterations must be at least 1, not {options.max_iterations}")
+    network = network_backend or httpcore.TrioBackend()
     env = Environment(
-        client=make_client(options.timeouts, network_backend),
+        client=make_client(options.timeouts, network),
+        dialer=WebSocketDialer(network, options.timeouts),
         tools=tools,
         config=BridgeConfig(
             stream_initiation=options.stream_initiation, max_iterations=options.max_iterations
@@ -59,7 +62,13 @@ def build_app(
             options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
         ),
     }
-    return BridgeApp(env, upstreams, recorder=recorder, redact=tuple(options.redact))
+    return BridgeApp(
+        env,
+        upstreams,
+        recorder=recorder,
+        redact=tuple(options.redact),
+        websocket=options.websocket,
+    )
 
 
 def proxy_guard(options: ServeOptions) -> Guard:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import select
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
@@ -26,7 +26,7 @@ import trio
 
 from ..config import ServerConfig
 from ..errors import ClientDisconnected
-from ..headers import Headers
+from ..headers import Headers, header
 from .guard import Address, Admit, Guard, Preflight, Refuse
 
 log = logging.getLogger("aibridge.server")
@@ -86,6 +86,31 @@ class App(Protocol):
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
         """Headers and body for an error the server itself detects (413, 431, ...)."""
         ...
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """A request that asked to switch protocols, and the connection it came on.
+
+    ``buffered`` holds the bytes that came after the request head (the new protocol's);
+    ``shutdown`` is set when the server starts its graceful stop.
+    """
+
+    request: Request
+    stream: trio.abc.Stream
+    buffered: bytes
+    shutdown: trio.Event
+
+
+UpgradeHandler = Callable[[Upgrade], Awaitable[None]]
+
+
+@runtime_checkable
+class Upgrader(Protocol):
+    """An ``App`` that takes some upgrades (WebSockets): it returns the handler that owns
+    the connection from then on, or None to answer the request as HTTP."""
+
+    def upgrade_handler(self, request: Request) -> UpgradeHandler | None: ...
 
 
 class ResponseWriter:
@@ -333,7 +358,13 @@ class HTTPConnection:
                         if request is None:
                             break
                         self.idle = False
-                        await self._handle(request)
+                        admitted = await self._admitted(request)
+                        if admitted is None:
+                            pass  # turned away: the answer is written
+                        elif await self._upgraded(admitted[0]):
+                            break
+                        else:
+                            await self._handle(*admitted)
                         self.idle = True
                         self.cycles += 1
                         if (
@@ -353,6 +384,20 @@ class HTTPConnection:
         finally:
             # Also when the grace period's deadline cuts us: the socket must not leak.
             await self._close()
+
+    async def _upgraded(self, request: Request) -> bool:
+        """Hand the connection to the app's upgrade handler, if it takes this upgrade."""
+        # h11 exports the state but leaves it out of __all__, which mypy reads as private
+        if self.h11.their_state is not h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
+            return False
+        if not isinstance(self.app, Upgrader):
+            return False
+        handler = self.app.upgrade_handler(request)
+        if handler is None:
+            return False
+        buffered = bytes(self.h11.trailing_data[0])
+        await handler(Upgrade(request, self.stream, buffered, self.server.shutdown_started))
+        return True
 
     async def _close(self) -> None:
         # Closing may race a peer that already reset the socket: either way it is gone.
@@ -404,7 +449,10 @@ class HTTPConnection:
             target = head.target.decode("latin-1")
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
             method = head.method.decode("ascii")
-            if self._streams_body is not None and self._streams_body(method, target):
+            # A request that asks to upgrade is read whole (it has no body), so h11 reaches
+            # the state where the app may take the connection over.
+            streams = self._streams_body is not None and self._streams_body(method, target)
+            if streams and header(headers, "upgrade") is None:
                 return Request(method, target, headers, b"", RequestBody(self))
             length = _content_length(headers)
             if length is not None and length > self.config.max_body_size:
@@ -455,18 +503,21 @@ class HTTPConnection:
             pass  # the peer is gone or the state forbids an answer: closing says enough
         log.info("rejected %s: %d %s", target, status, message)
 
-    async def _handle(self, request: Request) -> None:
-        cors: Headers | None = None
-        if self.server.guard is not None:
-            verdict = self.server.guard.check(
-                request.method, request.path, request.headers, self.local
-            )
-            if not isinstance(verdict, Admit):
-                await self._turn_away(request, verdict)
-                return
-            if verdict.headers is not request.headers:
-                request = replace(request, headers=verdict.headers)
-            cors = verdict.cors
+    async def _admitted(self, request: Request) -> tuple[Request, Headers | None] | None:
+        """The request as the guard lets it through (its token header dropped) and the CORS
+        headers its answer carries; None when the guard turned it away. Upgrades (WebSocket)
+        pass the same gate as every other request."""
+        if self.server.guard is None:
+            return request, None
+        verdict = self.server.guard.check(request.method, request.path, request.headers, self.local)
+        if not isinstance(verdict, Admit):
+            await self._turn_away(request, verdict)
+            return None
+        if verdict.headers is not request.headers:
+            request = replace(request, headers=verdict.headers)
+        return request, verdict.cors
+
+    async def _handle(self, request: Request, cors: Headers | None) -> None:
         writer = ResponseWriter(self, head=request.method == "HEAD", cors=cors)
         async with trio.open_nursery() as nursery:
             if request.body_stream is not None:
@@ -568,6 +619,10 @@ class Server:
     def __post_init__(self) -> None:
         self._shutdown = trio.Event()
         self.stopped = trio.Event()
+
+    @property
+    def shutdown_started(self) -> trio.Event:
+        return self._shutdown
 
     def shutdown(self) -> None:
         """Stop accepting; idle connections close now, busy ones at the end of the grace."""

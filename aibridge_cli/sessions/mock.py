@@ -23,6 +23,7 @@ from typing import Any, Literal
 from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest, upstream_error
 from ..headers import forwarded_response_headers
 from ..interception import Interception, UpstreamExchange
+from ..providers.openai_responses_ws import WEBSOCKET_STATUS
 from .fixture import Fixture, provider_of
 from .normalize import diff_normalized
 
@@ -104,7 +105,7 @@ class MockUpstream:
                     )
                     if exchange.response.chunks:
                         start = exchange.response.chunks[-1].offset_ms
-        self.app = ScriptedUpstream(script=self.answer)
+        self.app = ScriptedUpstream(script=self.answer, refuse=self.refusal)
 
     @property
     def json_routes(self) -> list[tuple[str, str]]:
@@ -136,6 +137,17 @@ class MockUpstream:
         self.hits.append(hit)
         if hit.problems:
             return _mismatch(route[1], index, hit.problems)
+        return reply_for(expected, self.timing)
+
+    def refusal(self, seen: SeenRequest) -> Reply | None:
+        """A WebSocket upgrade is refused when the next exchange recorded on its route is a
+        refused one (an error status, not 101); otherwise the socket opens and its
+        messages take the exchanges in order."""
+        queue = self.queues.get((seen.method, seen.path.split("?", 1)[0]))
+        if not queue or queue[0].recorded.response.status == WEBSOCKET_STATUS:
+            return None
+        expected = queue.popleft()
+        self.hits.append(Hit(seen, expected))
         return reply_for(expected, self.timing)
 
 

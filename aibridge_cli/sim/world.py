@@ -27,10 +27,12 @@ import trio.testing
 
 from ..config import ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
 from ..fakes.scripted_upstream import Reply
+from ..fakes.scripted_websocket import answered_status
+from ..interception import Transport
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from .client import ClientResult, Pace, exchange
+from .client import ClientResult, Pace, exchange, websocket_exchange
 from .marks import Lane, Mark, MarkKind, lane_of
 from .network import MemoryNetwork
 from .pipes import CheckpointPlan, Yields, stream_pair
@@ -76,6 +78,7 @@ class WorldSpec:
     keys: Sequence[str]
     tools: ToolSet
     stream_initiation: StreamInitiation = "eager"
+    transport: Transport = "http"  # websocket: ``body`` is one message on a socket on ``path``
     pace: Pace = field(default_factory=Pace)
     tool_latency: Sequence[float] = ()
     checkpoints: CheckpointPlan = field(default_factory=dict)
@@ -329,8 +332,10 @@ class _World:
         if secret is None and bearer.startswith("Bearer "):
             secret = bearer[len("Bearer ") :]
         key = self.spec.keys.index(secret) if secret in self.spec.keys else None
-        retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
-        status = None if reply.fault == "reset-before-body" else reply.status
+        status: int | None
+        status, retry = answered_status(reply)
+        if reply.fault == "reset-before-body":
+            status = None
         self.attempts.append(Attempt(trio.current_time(), key, status, retry))
         if self.timeline is not None:
             self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
@@ -368,6 +373,10 @@ class _World:
 
         return guarded
 
+    def _due(self, index: int) -> Reply | None:
+        replies = self.spec.replies
+        return replies[index] if index < len(replies) else None
+
     def _trace(self, decision: str) -> None:
         """The engine's decisions (``Environment.trace``), in the deciding task's lane."""
         self.note(decision)
@@ -388,7 +397,7 @@ class _World:
 
     async def run(self) -> WorldResult:
         spec = self.spec
-        upstream = RawUpstream(self._script)
+        upstream = RawUpstream(self._script, self._due)
         hygiene: list[str] = []
         async with trio.open_nursery() as services:
             network = MemoryNetwork(
@@ -424,14 +433,11 @@ class _World:
             client = ClientResult()
             self.mark("request", f"POST {spec.path} ({len(spec.body)} bytes)", "client")
             with trio.move_on_after(spec.bound) as bound:
-                client = await exchange(
-                    near,
-                    "POST",
-                    spec.path,
-                    spec.body,
-                    spec.pace,
-                    self._client_read if self.timeline else None,
-                )
+                note = self._client_read if self.timeline else None
+                if spec.transport == "websocket":
+                    client = await websocket_exchange(near, spec.path, spec.body, spec.pace, note)
+                else:
+                    client = await exchange(near, "POST", spec.path, spec.body, spec.pace, note)
             live = not bound.cancelled_caught
             end_time = trio.current_time()
             provider = "openai" if spec.path.startswith("/openai") else "anthropic"
