@@ -116,7 +116,7 @@ class ScriptedUpstream:
         self.all_closed = trio.Event()
         finished = False
         try:
-            await self._play(reply, writer)
+            await play_reply(reply, writer)
             finished = True
         finally:
             self.open_responses -= 1
@@ -125,20 +125,22 @@ class ScriptedUpstream:
             if not self.open_responses:
                 self.all_closed.set()
 
-    async def _play(self, reply: Reply, writer: ResponseWriter) -> None:
-        if reply.fault == "reset-before-body":
-            raise AbortConnection()
-        await writer.start(reply.status, list(reply.headers))
-        for i, chunk in enumerate(reply.chunks):
-            if reply.fault is not None and i == reply.fault_at:
-                if reply.fault == "stall":
-                    await trio.sleep_forever()
-                raise AbortConnection()
-            delay = reply.delays[i] if i < len(reply.delays) else 0.0
-            if delay:
-                await trio.sleep(delay)
-            await writer.send(chunk)
-        if reply.fault is not None and reply.fault_at >= len(reply.chunks):
+
+async def play_reply(reply: Reply, writer: ResponseWriter) -> None:
+    """Write ``reply``: each chunk in its own send after its delay, then its fault."""
+    if reply.fault == "reset-before-body":
+        raise AbortConnection()
+    await writer.start(reply.status, list(reply.headers))
+    for i, chunk in enumerate(reply.chunks):
+        if reply.fault is not None and i == reply.fault_at:
             if reply.fault == "stall":
                 await trio.sleep_forever()
             raise AbortConnection()
+        delay = reply.delays[i] if i < len(reply.delays) else 0.0
+        if delay:
+            await trio.sleep(delay)
+        await writer.send(chunk)
+    if reply.fault is not None and reply.fault_at >= len(reply.chunks):
+        if reply.fault == "stall":
+            await trio.sleep_forever()
+        raise AbortConnection()
