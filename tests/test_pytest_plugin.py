@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from aibridge_cli.cli import app
 from aibridge_cli.fakes import anthropic_replies as ar
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
 from aibridge_cli.pytest_plugin.loop_thread import LoopThread
@@ -209,6 +211,14 @@ def test_record_once_then_replay_with_no_upstream_and_no_keys(
         assert not [p for key in (ANTHROPIC_KEY, OPENAI_KEY) for p in fragments(key) if p in text]
         assert "[redacted]" in text
     served = len(upstream.app.seen)
+    # a recorded test is a fuzz target as it is
+    out = pytester.path / "fuzz-out"
+    for path in files.values():
+        fuzzed = CliRunner().invoke(
+            app, ["fuzz", str(path), "--iterations", "20", "--seed", "7", "--out", str(out)]
+        )
+        assert fuzzed.exit_code == 0, fuzzed.output
+        assert "no failures" in fuzzed.output
 
     gone(upstream, monkeypatch)
     replayed = run(pytester, "--aibridge-record=none", "-v")

@@ -92,7 +92,9 @@ class PluginSession:
         """After the test: nothing new reaches the cassette, what is in flight is written."""
         if self.active is cassette:
             self.active = None
-        if self.thread is not None:
+        if cassette.writer is None:
+            cassette.closed = True  # replay only: nothing in flight can write anything
+        elif self.thread is not None:
             self.thread.call(cassette.aclose)
         path = cassette.settings.path
         if cassette.recorded:
