@@ -83,13 +83,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test whose requests matched nothing recorded fails with the diff, in place of
+    whatever the code under test made of the 400 it got (or despite its catching it)."""
     try:
-        return (yield)
-    finally:
-        cassette = item.stash.get(_CASSETTE, None)
-        message = cassette.failure() if cassette is not None else None
+        result = yield
+    except BaseException:
+        message = _misses(item)
         if message:
-            pytest.fail(message, pytrace=False)
+            raise pytest.fail.Exception(message, pytrace=False) from None
+        raise
+    message = _misses(item)
+    if message:
+        pytest.fail(message, pytrace=False)
+    return result
+
+
+def _misses(item: pytest.Item) -> str | None:
+    cassette = item.stash.get(_CASSETTE, None)
+    return cassette.failure() if cassette is not None else None
 
 
 def pytest_terminal_summary(
@@ -97,12 +108,15 @@ def pytest_terminal_summary(
 ) -> None:
     session = config.stash.get(_SESSION, None)
     if session is not None and (session.recorded or session.late):
+        from .settings import shown
+
         terminalreporter.section("aibridge")
         for path, count in session.recorded.items():
-            terminalreporter.write_line(f"recorded {count} interception(s) to {path}")
+            terminalreporter.write_line(f"recorded {count} interception(s) to {shown(path)}")
         for path, count in session.late.items():
             terminalreporter.write_line(
-                f"not recorded: {count} request(s) still running when their test ended ({path})",
+                f"not recorded: {count} request(s) still running when their test ended "
+                f"({shown(path)})",
                 yellow=True,
             )
 

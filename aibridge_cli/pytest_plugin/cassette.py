@@ -24,7 +24,7 @@ from ..sessions.fixture import Fixture
 from ..sessions.matching import request_shape
 from ..sessions.mock import MockUpstream, mismatch_reply, reply_for
 from ..sessions.recording import FixtureWriter
-from .settings import CassetteSettings
+from .settings import CassetteSettings, shown
 
 PROVIDER_ROUTES = ("/anthropic", "/openai")
 DRAIN_TIMEOUT = 5.0
@@ -126,7 +126,7 @@ class Cassette:
         """The failure message when requests matched nothing recorded; None when all did."""
         if not self.misses:
             return None
-        path, mode = self.settings.path, self.settings.mode
+        path, mode = shown(self.settings.path), self.settings.mode
         lines = [
             f"aibridge: {len(self.misses)} request(s) matched nothing recorded in {path} "
             f"(record mode {mode!r})"

@@ -22,7 +22,7 @@ from ..proxy.server import Request, ResponseWriter
 from ..sessions.recording import load_fixture, open_recorder
 from .cassette import Cassette
 from .loop_thread import LoopThread
-from .settings import CassetteSettings, Defaults
+from .settings import CassetteSettings, Defaults, shown
 
 KEY_VARIABLES = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
 
@@ -69,7 +69,7 @@ class PluginSession:
         exists = path.exists()
         if mode == "none" and not exists:
             raise ConfigError(
-                f"no recording at {path}: record it once with --aibridge-record=once "
+                f"no recording at {shown(path)}: record it once with --aibridge-record=once "
                 "(with the API keys in the environment)"
             )
         recording = mode in ("new", "all") or (mode == "once" and not exists)

@@ -66,6 +66,14 @@ def default_path(test_file: Path, nodeid: str) -> Path:
     return test_file.parent / "aibridge" / test_file.stem / f"{name}.jsonl"
 
 
+def shown(path: Path) -> str:
+    """``path`` as a message shows it: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _strings(value: Any, where: str) -> list[str]:
     if isinstance(value, str):
         return [value]
