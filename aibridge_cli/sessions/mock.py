@@ -163,8 +163,9 @@ class MockUpstream:
         served = [e for e in self.expected if e not in queue and matches(e.shape, seen, self.rules)]
         if served:
             return [
-                f"it matches recorded interception #{served[0].interception + 1}, already "
-                "served: the code made this request more often than the recording did"
+                f"no recorded exchange left for {seen.method} {seen.path}: it matches recorded "
+                f"interception #{served[0].interception + 1}, already served (the code made "
+                "this request more often than the recording did)"
             ]
         found = closest([e.shape for e in queue], seen, self.rules)
         if found is None:
