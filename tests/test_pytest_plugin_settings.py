@@ -64,3 +64,11 @@ def test_recorded_timing_replays_the_gaps_between_chunks_and_fast_none() -> None
     (expected,) = MockUpstream([Fixture("f.jsonl", [record], ["#1"])]).expected
     assert list(reply_for(expected, "recorded").delays) == [0.12, 0.03, 0.25]
     assert list(reply_for(expected, "fast").delays) == [0.0, 0.0, 0.0]
+
+
+def test_session_defaults_take_what_was_given_and_check_it() -> None:
+    assert Defaults.of({"record": "", "timing": "", "anthropic_upstream": ""}) == Defaults()
+    given = Defaults.of({"record": "all", "openai_upstream": "http://127.0.0.1:9/v1"})
+    assert (given.mode, given.openai_upstream) == ("all", "http://127.0.0.1:9/v1")
+    with pytest.raises(ConfigError, match="aibridge_record: record mode 'al' is not one of"):
+        Defaults.of({"record": "al"})

@@ -26,43 +26,29 @@ KEY_PLACEHOLDER = "sk-aibridge-replay-placeholder"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("aibridge", "record and replay AI API traffic (aibridge)")
+    # The choices are spelled out here: settings.py, which checks them, imports the
+    # machinery this module must not load.
     settings = [
         (
             "record",
-            "none",
             "none: replay only, a request with no recorded match fails the test; once: record "
             "a test whose file is missing; new: replay what matches, record what does not; "
-            "all: record every test afresh",
+            "all: record every test afresh (default: none)",
             ("none", "once", "new", "all"),
         ),
-        (
-            "timing",
-            "fast",
-            "replay timing: fast, or recorded (the recorded gaps)",
-            ("fast", "recorded"),
-        ),
-        (
-            "anthropic_upstream",
-            "https://api.anthropic.com",
-            "the Anthropic API that recording reaches",
-            None,
-        ),
-        (
-            "openai_upstream",
-            "https://api.openai.com/v1",
-            "the OpenAI API that recording reaches",
-            None,
-        ),
+        ("timing", "replay fast, or with the recorded gaps (default: fast)", ("fast", "recorded")),
+        ("anthropic_upstream", "the Anthropic API recording reaches (default: the real)", None),
+        ("openai_upstream", "the OpenAI API recording reaches, .../v1 (default: the real)", None),
     ]
-    for name, default, help_text, choices in settings:
+    for name, help_text, choices in settings:
         group.addoption(
             "--aibridge-" + name.replace("_", "-"),
             dest="aibridge_" + name,
             choices=choices,
             default=None,
-            help=f"{help_text} (default: the ini key aibridge_{name}, else {default})",
+            help=f"{help_text}; the ini key aibridge_{name} sets it for a project",
         )
-        parser.addini("aibridge_" + name, help_text, default=default)
+        parser.addini("aibridge_" + name, help_text, default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -132,18 +118,13 @@ def _session(config: pytest.Config) -> PluginSession:
     session = config.stash.get(_SESSION, None)
     if session is None:
         from .session import PluginSession
-        from .settings import Defaults, record_mode, timing
+        from .settings import SESSION_SETTINGS, Defaults
 
-        def pick(name: str) -> str:
-            return str(config.getoption("aibridge_" + name) or config.getini("aibridge_" + name))
-
-        defaults = Defaults(
-            mode=record_mode(pick("record"), "aibridge_record"),
-            timing=timing(pick("timing"), "aibridge_timing"),
-            anthropic_upstream=pick("anthropic_upstream"),
-            openai_upstream=pick("openai_upstream"),
-        )
-        session = config.stash[_SESSION] = PluginSession(defaults)
+        given = {
+            name: str(config.getoption("aibridge_" + name) or config.getini("aibridge_" + name))
+            for name in SESSION_SETTINGS
+        }
+        session = config.stash[_SESSION] = PluginSession(Defaults.of(given))
     return session
 
 

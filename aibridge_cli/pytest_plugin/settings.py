@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from ..config import DEFAULT_ANTHROPIC_URL, DEFAULT_OPENAI_URL
 from ..errors import ConfigError
 from ..sessions.matching import MatchRules
 from ..sessions.mock import Timing
@@ -34,14 +35,28 @@ class CassetteSettings:
     rules: MatchRules
 
 
+SESSION_SETTINGS = ("record", "timing", "anthropic_upstream", "openai_upstream")
+
+
 @dataclass(frozen=True)
 class Defaults:
     """The session-wide settings: the command line's, else the ini file's."""
 
     mode: RecordMode = "none"
     timing: Timing = "fast"
-    anthropic_upstream: str = "https://api.anthropic.com"
-    openai_upstream: str = "https://api.openai.com/v1"
+    anthropic_upstream: str = DEFAULT_ANTHROPIC_URL
+    openai_upstream: str = DEFAULT_OPENAI_URL
+
+    @classmethod
+    def of(cls, given: Mapping[str, str]) -> Defaults:
+        """From the values of ``SESSION_SETTINGS`` given (an empty one was not)."""
+        plain = cls()
+        return cls(
+            record_mode(given["record"], "aibridge_record") if given.get("record") else plain.mode,
+            timing(given["timing"], "aibridge_timing") if given.get("timing") else plain.timing,
+            given.get("anthropic_upstream") or plain.anthropic_upstream,
+            given.get("openai_upstream") or plain.openai_upstream,
+        )
 
 
 def record_mode(value: str, where: str) -> RecordMode:
