@@ -3,11 +3,11 @@
 A request gets the first recorded exchange not yet served that it matches
 (``matching.py``: method, path, query and JSON body with ids and timestamps left out, a
 missing ``stream`` read as ``false``), so requests replayed in their recorded order get
-the exchanges in that order. A request that matches none gets a 400 in the provider's error shape with its differences
-from the closest unserved exchange, and uses nothing up. Replies are ``scripted.Reply``s:
-the recorded chunks one send each, with the recorded gaps between them
-(``timing="recorded"``) or none (``"fast"``); a recorded connection error becomes a
-reset. Keys are not checked: replays use fake ones.
+the exchanges in that order. A request that matches none gets a 400 in the provider's
+error shape with its differences from the closest unserved exchange, and uses nothing up.
+Replies are ``scripted.Reply``s: the recorded chunks one send each, with the recorded
+gaps between them (``timing="recorded"``) or none (``"fast"``); a recorded connection
+error becomes a reset. Keys are not checked: replays use fake ones.
 
 Anthropic's routes sit at the root (``/v1/messages``), OpenAI's under ``/v1`` (the
 recorded path is relative to the base URL ``.../v1``), as on the real hosts.
