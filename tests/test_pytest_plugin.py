@@ -92,10 +92,12 @@ async def test_trio_streaming(aibridge_anthropic_url):
     async with anthropic.AsyncAnthropic(
         base_url=aibridge_anthropic_url, api_key=key, max_retries=0
     ) as client:
+        page = await client.models.list(limit=2)
         async with client.messages.stream(
             model="claude-test", max_tokens=64, messages=[{"role": "user", "content": "Hi"}]
         ) as stream:
             text = await stream.get_final_text()
+    assert [model.id for model in page.data] == ["claude-test"]
     assert text == "Hello"
 '''
 
@@ -105,7 +107,12 @@ def user_module(prompt: str = "What is the weather in Paris?", extra: str = "") 
 
 
 def answer(seen: SeenRequest, index: int) -> Reply:
-    """A scripted provider: a tool call, then a final answer; streams say Hello."""
+    """A scripted provider: a tool call, then a final answer; streams say Hello; one model,
+    listed only when asked with ``limit``."""
+    if seen.method == "GET" and seen.target == "/v1/models?limit=2":
+        model = {"type": "model", "id": "claude-test", "display_name": "Test"}
+        listing = {"data": [{**model, "created_at": "2025-01-01T00:00:00Z"}], "has_more": False}
+        return Reply.json({**listing, "first_id": "claude-test", "last_id": "claude-test"})
     body = seen.json()
     if seen.path.startswith("/v1/chat/completions"):
         message = {"role": "assistant", "content": "hi there"}
@@ -203,7 +210,7 @@ def test_record_once_then_replay_with_no_upstream_and_no_keys(
         "test_openai_async",
         "test_trio_streaming",
     }
-    assert [len(load_fixture(p).interceptions) for p in files.values()] == [2, 1, 1]
+    assert [len(load_fixture(p).interceptions) for p in files.values()] == [2, 1, 2]
     # the upstream got the real keys; the files have none of them, whole or in part
     assert upstream.keys_seen() == {ANTHROPIC_KEY, OPENAI_KEY}
     for path in files.values():
@@ -290,8 +297,8 @@ def test_all_records_afresh_and_none_without_a_recording_says_how_to_make_one(
     )
     run(pytester, "--aibridge-record=once", *upstream.options()).assert_outcomes(passed=3)
     run(pytester, "--aibridge-record=all", *upstream.options()).assert_outcomes(passed=3)
-    assert [len(load_fixture(p).interceptions) for p in recordings(pytester).values()] == [2, 1, 1]
-    assert len(upstream.app.seen) == 8
+    assert [len(load_fixture(p).interceptions) for p in recordings(pytester).values()] == [2, 1, 2]
+    assert len(upstream.app.seen) == 10
 
 
 MATCHING_MODULE = """
