@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest, upstream_error
 from ..headers import forwarded_response_headers
