@@ -69,6 +69,13 @@ def error_shape_for(path: str) -> ErrorShaper:
     return lambda kind, message: anthropic_error(kind, message)  # type: ignore[arg-type]
 
 
+def error_response(target: str, status: int, message: str) -> tuple[Headers, bytes]:
+    """An error the proxy answers itself, in the shape of the provider its path names."""
+    shaper = error_shape_for(target.split("?", 1)[0])
+    body = dumps(shaper(kind_for_status(status), message)).encode()
+    return [("content-type", "application/json")], body
+
+
 @dataclass
 class BridgeApp:
     """The aibridge proxy as an ``App`` for the HTTP server."""
@@ -102,9 +109,7 @@ class BridgeApp:
         return serve
 
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
-        shaper = error_shape_for(target.split("?", 1)[0])
-        body = dumps(shaper(kind_for_status(status), message)).encode()
-        return [("content-type", "application/json")], body
+        return error_response(target, status, message)
 
     async def _reply_error(
         self,

@@ -89,14 +89,15 @@ class FixtureWriter:
         os.close(self._fd)
 
 
-def open_recorder(path: Path, options: ServeOptions) -> FixtureWriter:
-    """The recorder for ``serve --record`` and ``record``: every key the proxy holds, and
-    its token, is scrubbed."""
+def open_recorder(path: Path, options: ServeOptions, secrets: Sequence[str] = ()) -> FixtureWriter:
+    """The recorder for ``serve --record``, ``record`` and the pytest plugin: every key the
+    proxy holds, its token, and ``secrets`` (keys known to be about: the environment's)
+    are scrubbed."""
     token = [options.guard.auth_token] if options.guard.auth_token else []
     return FixtureWriter(
         path,
         redact=options.redact,
-        secrets=[*options.anthropic_keys, *options.openai_keys, *token],
+        secrets=[*options.anthropic_keys, *options.openai_keys, *token, *secrets],
         proxy={
             "stream_initiation": options.stream_initiation,
             "max_iterations": options.max_iterations,
