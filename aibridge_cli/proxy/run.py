@@ -131,12 +131,21 @@ async def serve_until_signalled(
             sys.stdout.flush()
         task_status.started((bound_host, bound_port))
         await server.stopped.wait()
+        log.info("stopped")
         nursery.cancel_scope.cancel()
 
 
 async def _watch_signals(server: Server) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
+        async for signum in signals:
             if server.shutting_down:
+                log.warning("second signal: stopping now")
                 raise KeyboardInterrupt  # a second signal: stop now
+            busy = sum(1 for c in server.connections if not c.idle)
+            log.info(
+                "%s: shutting down; %d request(s) in flight get %g s to finish",
+                signal.Signals(signum).name,
+                busy,
+                server.config.grace_period,
+            )
             server.shutdown()

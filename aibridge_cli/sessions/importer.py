@@ -108,9 +108,14 @@ def _pass_through_session(path: Path, archive: Txtar, api: str) -> Session:
 async def import_txtar(path: Path) -> Fixture:
     """One txtar as a fixture, recorded through aibridge's proxy."""
     try:
-        text = await trio.Path(path).read_text(encoding="utf-8")
+        data = await trio.Path(path).read_bytes()
     except OSError as exc:
-        raise FixtureError(f"{path}: cannot read: {exc.strerror}") from None
+        raise FixtureError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise FixtureError(f"{path}:{line}: not UTF-8 text (is it a txtar file?)") from None
     return await record_session(txtar_session(path, text), str(path))
 
 

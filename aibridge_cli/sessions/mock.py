@@ -3,9 +3,12 @@
 Requests are matched by route and order: the n-th request on a route (method and path)
 gets the n-th exchange recorded on it. A request whose route has nothing left, or whose
 JSON body differs from the recorded one, gets a 400 in the provider's error shape with
-the differences. Replies are ``scripted.Reply``s: the recorded chunks one send each, with
-the recorded gaps between them (``timing="recorded"``) or none (``"fast"``); a recorded
-connection error becomes a reset. Keys are not checked: replays use fake ones.
+the differences, and leaves that exchange for the next request: a client that got one
+request wrong can send it again. A missing ``stream`` field counts as ``false``, as the
+providers read it (the SDKs leave it out of blocking requests). Replies are
+``scripted.Reply``s: the recorded chunks one send each, with the recorded gaps between
+them (``timing="recorded"``) or none (``"fast"``); a recorded connection error becomes a
+reset. Keys are not checked: replays use fake ones.
 
 Anthropic's routes sit at the root (``/v1/messages``), OpenAI's under ``/v1`` (the
 recorded path is relative to the base URL ``.../v1``), as on the real hosts.
@@ -132,11 +135,12 @@ class MockUpstream:
             )
             self.hits.append(hit)
             return _mismatch(route[1], index, hit.problems)
-        expected = queue.popleft()
+        expected = queue[0]
         hit = Hit(seen, expected, request_problems(expected.recorded, seen))
         self.hits.append(hit)
         if hit.problems:
             return _mismatch(route[1], index, hit.problems)
+        queue.popleft()
         return reply_for(expected, self.timing)
 
     def refusal(self, seen: SeenRequest) -> Reply | None:
@@ -149,6 +153,13 @@ class MockUpstream:
         expected = queue.popleft()
         self.hits.append(Hit(seen, expected))
         return reply_for(expected, self.timing)
+
+    def skip_to(self, fixture: int, interception: int) -> None:
+        """Drop the exchanges recorded before that interception and not asked for: a
+        replay moves on to the next interception whatever the last one left."""
+        for queue in self.queues.values():
+            while queue and (queue[0].fixture, queue[0].interception) < (fixture, interception):
+                queue.popleft()
 
 
 def request_problems(recorded: UpstreamExchange, seen: SeenRequest) -> list[str]:
@@ -168,7 +179,14 @@ def _body_problems(recorded: UpstreamExchange, seen: SeenRequest) -> list[str]:
     expected = recorded.request_body
     if isinstance(expected, bytes):
         return [] if expected == seen.body else ["request body differs from the recorded bytes"]
+    if isinstance(expected, dict) and isinstance(body, dict):
+        expected, body = _stream_said(expected), _stream_said(body)
     return [f"request body {line}" for line in diff_normalized(expected, body)]
+
+
+def _stream_said(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with ``stream`` as the providers read it: absent (or null) is false."""
+    return body if body.get("stream") is not None else {**body, "stream": False}
 
 
 def _mismatch(path: str, index: int, problems: list[str]) -> Reply:

@@ -14,16 +14,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import trio
 import trio.lowlevel
 
 from ..config import ServeOptions, StreamInitiation
-from ..errors import ClientFacingError
+from ..errors import ClientFacingError, FixtureError, TargetUnreachable
 from ..interception import REDACTED, Interception
 from ..providers.base import dumps
 from ..providers.openai_responses_ws import sse_view
+from ..proxy.routes import ROUTES, Intercept
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolOutcome, ToolSet, tool_from_mapping
@@ -45,6 +47,9 @@ _HOP = frozenset(
     }
 )
 CLIENT_TIMEOUT = 120.0
+# How long a --target gets to accept a connection before the replay is called off.
+TARGET_CONNECT_TIMEOUT = 5.0
+KNOWN_APIS = tuple(route.api.name for route in ROUTES.values() if isinstance(route, Intercept))
 
 
 @dataclass
@@ -134,6 +139,41 @@ def replay_options(fixture: Fixture, upstream_url: str) -> ServeOptions:
     )
 
 
+def check_replayable(fixture: Fixture) -> None:
+    """Refuse a fixture a replay could only pretend to check: one with no interception,
+    or one of an API the proxy does not serve."""
+    if not fixture.interceptions:
+        raise FixtureError(
+            f"{fixture.path}: nothing to replay (the file holds only its header)",
+            hint="record some traffic into it first",
+        )
+    for record, label in zip(fixture.interceptions, fixture.labels, strict=True):
+        if record.api not in KNOWN_APIS:
+            raise FixtureError(
+                f"{fixture.path}: interception {label} has an unknown api {record.api!r} "
+                f"(known: {', '.join(KNOWN_APIS)})",
+                hint='fix its "api" field',
+            )
+
+
+async def check_target(url: str) -> None:
+    """Fail at once, not with every interception, when nothing listens at ``url``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with trio.fail_after(TARGET_CONNECT_TIMEOUT):
+            stream = await trio.open_tcp_stream(host, port)
+    except (OSError, trio.TooSlowError) as exc:
+        why = "timed out" if isinstance(exc, trio.TooSlowError) else exc.strerror or str(exc)
+        raise TargetUnreachable(
+            f"cannot reach --target {url} ({why})",
+            hint="start the proxy there first, or leave out --target to replay through "
+            "an in-process one",
+        ) from None
+    await stream.aclose()
+
+
 def client_request(record: Interception) -> tuple[list[tuple[str, str]], bytes]:
     """Headers and body to send again: secrets and framing dropped, a fake key added."""
     headers = [(k, v) for k, v in record.request.headers if k.lower() not in _HOP and v != REDACTED]
@@ -194,8 +234,10 @@ async def replay_fixture(
     target: str | None = None,
     upstream_port: int = 0,
     timing: Timing = "fast",
+    replayed: Callable[[], None] = lambda: None,
 ) -> FixtureResult:
-    """Replay one fixture file; see the module docstring."""
+    """Replay one fixture file; see the module docstring. ``replayed`` is called after
+    each interception (the command's progress bar)."""
     outcome = FixtureResult(fixture.path, warnings=list(fixture.warnings))
     mock = MockUpstream([fixture], timing)
     async with trio.open_nursery() as nursery:
@@ -212,7 +254,7 @@ async def replay_fixture(
             target = f"http://{phost}:{pport}"
         try:
             async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
-                await _send_all(fixture, mock, client, target.rstrip("/"), outcome)
+                await _send_all(fixture, mock, client, target.rstrip("/"), outcome, replayed)
         finally:
             if proxy_server is not None:
                 await app.env.client.aclose()
@@ -228,15 +270,21 @@ async def _send_all(
     client: httpx.AsyncClient,
     target: str,
     outcome: FixtureResult,
+    replayed: Callable[[], None],
 ) -> None:
     recorded_slots, replay_slots = _Slots(), _Slots()
-    for record, label in zip(fixture.interceptions, fixture.labels, strict=True):
+    for index, (record, label) in enumerate(
+        zip(fixture.interceptions, fixture.labels, strict=True)
+    ):
         result = InterceptionResult(label, record.api, record.request.path, "match")
         outcome.results.append(result)
         if not replayable(record):
             result.status = "skipped"
             result.problems.append(f"not replayed: recorded outcome was {record.outcome!r}")
+            replayed()
             continue
+        # What an earlier interception left unasked is not this one's to answer.
+        mock.skip_to(0, index)
         before = len(mock.hits)
         headers, body = client_request(record)
         status: int | None
@@ -278,6 +326,7 @@ async def _send_all(
         )
         if result.problems:
             result.status = "mismatch"
+        replayed()
 
 
 def exit_code(results: list[FixtureResult]) -> int:
