@@ -7,12 +7,13 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httpcore
 import trio
 
 from ..config import BridgeConfig, ServeOptions
-from ..errors import ConfigError
+from ..errors import ConfigError, TargetUnreachable
 from ..interception import Recorder
 from ..tools import ToolSet, load_tools
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
@@ -24,6 +25,10 @@ from .upstream_client import make_client
 from .ws_upstream import WebSocketDialer
 
 log = logging.getLogger("aibridge.server")
+
+# How long a --target proxy gets to accept a connection before a replay or a black-box
+# campaign is called off.
+TARGET_CONNECT_TIMEOUT = 5.0
 
 
 def build_app(
@@ -149,3 +154,21 @@ async def _watch_signals(server: Server) -> None:
                 server.config.grace_period,
             )
             server.shutdown()
+
+
+async def check_target(url: str) -> None:
+    """Fail at once, not with every request, when nothing listens at the proxy ``url``
+    (replay's and fuzz's --target)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with trio.fail_after(TARGET_CONNECT_TIMEOUT):
+            stream = await trio.open_tcp_stream(host, port)
+    except (OSError, trio.TooSlowError) as exc:
+        why = "timed out" if isinstance(exc, trio.TooSlowError) else exc.strerror or str(exc)
+        raise TargetUnreachable(
+            f"cannot reach --target {url} ({why})",
+            hint="start the proxy there first (or leave out --target)",
+        ) from None
+    await stream.aclose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -77,7 +78,7 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(partial(serve_proxy, bridge, options, announce=False))
         base = f"http://{host}:{port}"
-        stderr.print(f"recording to {writer.path} through {base}", highlight=False)
+        stderr.print(f"recording to {writer.path} through {base}", highlight=False, soft_wrap=True)
         env = {
             **os.environ,
             "ANTHROPIC_BASE_URL": f"{base}/anthropic",
@@ -132,6 +133,11 @@ def record(
     from .recording import open_recorder
 
     setup_logging(log_level, log_format)
+    if shutil.which(command[0]) is None:
+        # before a proxy starts and a fixture is created for a session that cannot happen
+        raise CommandNotRunnable(
+            f"cannot run {command[0]} (not found)", hint="check the command after -- and your PATH"
+        )
     options = serve_options(
         host="127.0.0.1",
         port=port,
@@ -149,7 +155,9 @@ def record(
         code = trio.run(record_command, options, writer, command)
     finally:
         writer.close()
-    stderr.print(f"recorded {writer.written} interceptions to {output}", highlight=False)
+    stderr.print(
+        f"recorded {writer.written} interceptions to {output}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(code)
 
 
@@ -235,7 +243,8 @@ async def replay_all(
     timing: Literal["recorded", "fast"],
     replayed: Callable[[], None],
 ) -> list[FixtureResult]:
-    from .replay import check_target, replay_fixture
+    from ..proxy.run import check_target
+    from .replay import replay_fixture
 
     if target is not None:
         await check_target(target)

@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import trio
 import trio.lowlevel
 
 from ..config import ServeOptions, StreamInitiation
-from ..errors import ClientFacingError, FixtureError, TargetUnreachable
+from ..errors import ClientFacingError, FixtureError
 from ..interception import REDACTED, Interception
 from ..providers.base import dumps
 from ..providers.openai_responses_ws import sse_view
@@ -47,8 +46,6 @@ _HOP = frozenset(
     }
 )
 CLIENT_TIMEOUT = 120.0
-# How long a --target gets to accept a connection before the replay is called off.
-TARGET_CONNECT_TIMEOUT = 5.0
 KNOWN_APIS = tuple(route.api.name for route in ROUTES.values() if isinstance(route, Intercept))
 
 
@@ -154,24 +151,6 @@ def check_replayable(fixture: Fixture) -> None:
                 f"(known: {', '.join(KNOWN_APIS)})",
                 hint='fix its "api" field',
             )
-
-
-async def check_target(url: str) -> None:
-    """Fail at once, not with every interception, when nothing listens at ``url``."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with trio.fail_after(TARGET_CONNECT_TIMEOUT):
-            stream = await trio.open_tcp_stream(host, port)
-    except (OSError, trio.TooSlowError) as exc:
-        why = "timed out" if isinstance(exc, trio.TooSlowError) else exc.strerror or str(exc)
-        raise TargetUnreachable(
-            f"cannot reach --target {url} ({why})",
-            hint="start the proxy there first, or leave out --target to replay through "
-            "an in-process one",
-        ) from None
-    await stream.aclose()
 
 
 def client_request(record: Interception) -> tuple[list[tuple[str, str]], bytes]:
