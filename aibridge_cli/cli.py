@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 import typer.core
+import typer.main
 
 from . import __version__
 from .console import print_error
@@ -70,10 +71,20 @@ class AibridgeGroup(typer.core.TyperGroup):
             raise typer.Exit(failure.exit_code) from None
 
 
+class _NamedArgument(typer.core.TyperArgument):
+    """An argument shown by its name (``FIXTURE...``) alone, without the Python type typer
+    0.29 prints beside it (``<list[str]>``); typer offers no switch for that column."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
 def _readable(params: list[Any]) -> None:
     for param in params:
         if isinstance(param, typer.core.TyperOption) and param.metavar is None:
             param.metavar = _placeholder(param)
+        elif isinstance(param, typer.core.TyperArgument):
+            param.__class__ = _NamedArgument
 
 
 def _quiet_flag(option: Any) -> Any:
@@ -146,6 +157,21 @@ def _main(
 
 def main() -> None:
     app()
+
+
+def environment_variables() -> dict[str, list[str]]:
+    """Each option (its long name) and the variables that set it, one per command: what
+    the README's table lists (``scripts/env_table.py`` writes it)."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, AibridgeGroup)
+    table: dict[str, list[str]] = {}
+    for name, command in group.commands.items():
+        for param in command.params:
+            if isinstance(param, typer.core.TyperOption) and param.name:
+                option = next(o for o in param.opts if o.startswith("--"))
+                variable = f"{ENV_PREFIX}_{name.upper()}_{param.name.upper()}"
+                table.setdefault(option, []).append(variable)
+    return dict(sorted(table.items()))
 
 
 # Each area registers its commands; a command imports its machinery only when it runs, so

@@ -1,5 +1,6 @@
 """SIGTERM during streams: in-flight streams finish within the grace period, later ones are
-cut at its end with an SSE error event, and the recording holds one complete line per interception."""
+cut at its end with an SSE error event, and the recording holds one complete line per
+interception."""
 
 from __future__ import annotations
 
