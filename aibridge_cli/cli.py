@@ -16,7 +16,7 @@ import typer.main
 
 from . import __version__
 from .console import print_error
-from .failures import explain
+from .failures import explain, interrupted
 from .fuzz.command import register as register_fuzz
 from .proxy.command import register as register_proxy
 from .sessions.command import register as register_sessions
@@ -61,7 +61,9 @@ class AibridgeGroup(typer.core.TyperGroup):
         except _UsageError as exc:
             print_error(_usage_line(exc))
             raise typer.Exit(2) from None
-        except Exception as exc:
+        except BaseException as exc:
+            if interrupted(exc):
+                raise typer.Exit(130) from None  # as a shell reports Ctrl-C
             if ctx.params.get("debug"):
                 raise
             failure = explain(exc)

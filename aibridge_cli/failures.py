@@ -57,6 +57,14 @@ def explain(exc: BaseException) -> Failure | None:
     return found
 
 
+def interrupted(exc: BaseException) -> bool:
+    """True for Ctrl-C (or a second SIGTERM), also when it comes wrapped in groups."""
+    import trio
+
+    found = [leaf for leaf in leaves(exc) if not isinstance(leaf, trio.Cancelled)]
+    return bool(found) and all(isinstance(leaf, KeyboardInterrupt) for leaf in found)
+
+
 def _expected(exc: BaseException) -> Failure | None:
     if isinstance(exc, AibridgeError):
         return Failure(str(exc), exc.hint, exc.exit_code)

@@ -11,10 +11,13 @@ import httpx
 import pytest
 import trio
 
+from aibridge_cli.config import ServeOptions
+from aibridge_cli.proxy.run import build_app
 from aibridge_cli.proxy.server import Server
 from aibridge_cli.sessions.builtin import load_builtin
 from aibridge_cli.sessions.mock import MockUpstream
 from aibridge_cli.sessions.scripted_sessions import stop_servers
+from aibridge_cli.tools import ToolSet
 
 from .anthropic_script import message, message_start, stream, text_block
 from .conftest import StackFactory
@@ -98,3 +101,26 @@ async def test_the_mock_reads_a_missing_stream_as_false_and_a_mismatch_uses_noth
     finally:
         await client.close()
         await stop_servers(server)
+
+
+async def test_a_stream_cut_at_shutdown_ends_with_an_api_error_in_its_apis_shape() -> None:
+    app = build_app(ServeOptions(), tools=ToolSet())
+    async with app.env.client:
+        frames = {
+            path: app.stream_error_frame(path, "proxy shutting down")
+            for path in (
+                "/anthropic/v1/messages?beta=true",
+                "/openai/v1/chat/completions",
+                "/openai/v1/responses",
+                "/anthropic/v1/models",
+            )
+        }
+    anthropic_frame = frames["/anthropic/v1/messages?beta=true"]
+    assert anthropic_frame is not None
+    assert anthropic_frame.startswith(b"event: error\n")
+    for path in ("/openai/v1/chat/completions", "/openai/v1/responses"):
+        frame = frames[path]
+        assert frame is not None
+        assert b'"message":"proxy shutting down"' in frame
+        assert b"api_error" in frame or b"server_error" in frame, frame
+    assert frames["/anthropic/v1/models"] is None  # a pass-through's stream is not ours

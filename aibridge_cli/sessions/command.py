@@ -283,7 +283,8 @@ def replay(
     ] = 0,
     timing: TimingOpt = "fast",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    log_level: LogLevelOpt = "warning",
+    # the replayed proxy's own lines repeat the recorded failures: shown on demand
+    log_level: LogLevelOpt = "error",
     log_format: LogFormatOpt = "text",
 ) -> None:
     """Replay fixtures through a proxy and compare what the client gets with the recording.
