@@ -30,18 +30,23 @@ from .fixture import Fixture, encode_interception, header_line, parse_fixture
 log = logging.getLogger("aibridge.recording")
 
 
-def load_fixture(path: Path | str) -> Fixture:
-    """Read and parse one fixture file; every problem is a ``FixtureError``."""
+def read_text(path: Path | str, expected: str = "") -> str:
+    """A file's UTF-8 text; unreadable or not UTF-8 is a ``FixtureError`` naming
+    ``file:line`` (``expected`` says what the file should have been)."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise FixtureError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise FixtureError(f"{path}:{line}: not UTF-8 text") from None
-    return parse_fixture(text, str(path))
+        raise FixtureError(f"{path}:{line}: not UTF-8 text{expected}") from None
+
+
+def load_fixture(path: Path | str) -> Fixture:
+    """Read and parse one fixture file; every problem is a ``FixtureError``."""
+    return parse_fixture(read_text(path), str(path))
 
 
 class FixtureWriter:
