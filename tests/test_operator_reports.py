@@ -82,19 +82,24 @@ async def test_the_mock_reads_a_missing_stream_as_false_and_a_mismatch_uses_noth
     client = anthropic.AsyncAnthropic(
         base_url=f"http://{host}:{port}", api_key="sk-ant-fake", max_retries=0
     )
-    asked = {"model": "claude-sonnet-4-5", "max_tokens": 256}
-    hello = [{"role": "user", "content": "Say hello."}]
+    model, max_tokens = "claude-sonnet-4-5", 256
+    hello: list[anthropic.types.MessageParam] = [{"role": "user", "content": "Say hello."}]
     try:
         with pytest.raises(anthropic.BadRequestError, match="does not match the fixture"):
             await client.messages.create(
-                **asked, messages=[{"role": "user", "content": "Say goodbye."}], stream=True
+                model=model,
+                max_tokens=max_tokens,
+                messages=[{"role": "user", "content": "Say goodbye."}],
+                stream=True,
             )
         # the streaming exchange is still there for the right request
-        async with client.messages.stream(**asked, messages=hello) as streamed:
+        async with client.messages.stream(
+            model=model, max_tokens=max_tokens, messages=hello
+        ) as streamed:
             text = await streamed.get_final_text()
         assert text == "Hello, world!"
         # the SDK leaves ``stream`` out of a blocking request: recorded as false, it matches
-        blocking = await client.messages.create(**asked, messages=hello)
+        blocking = await client.messages.create(model=model, max_tokens=max_tokens, messages=hello)
         assert blocking.content[0].type == "text"
         assert blocking.content[0].text == "Hello, world!"
         assert mock.remaining == 0
