@@ -202,8 +202,8 @@ def key_pool_problems(scenario: Scenario, plan: Plan, world: WorldResult) -> lis
             return problems
         key = keys[due]
         key.attempts += 1
-        if attempt.status is not None and attempt.status >= 400:
-            key.last = attempt.status  # the pool remembers the last error it saw
+        if attempt.status is not None:
+            key.last = attempt.status  # the pool remembers the last answer, a success too
         tried.add(due)
         if attempt.status == 429:
             key.until = max(key.until, attempt.time + _cooldown(attempt.retry_after, attempt.time))
