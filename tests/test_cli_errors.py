@@ -181,6 +181,17 @@ ROWS = [
         ("cannot listen on 127.0.0.1:", "Address already in use"),
     ),
     Row(
+        "fuzz with its upstream port busy",
+        lambda w: [
+            "fuzz",
+            "--target",
+            f"http://127.0.0.1:{w.busy_port}",  # something listens there: the target is fine
+            "--upstream-port",
+            str(w.busy_port),
+        ],
+        ("cannot listen on 127.0.0.1:", "Address already in use"),
+    ),
+    Row(
         "record a command that does not exist",
         lambda w: ["record", "-o", str(w.dir / "r.jsonl"), "--", "aibridge-no-such-binary"],
         ("cannot run aibridge-no-such-binary", "check the command"),
@@ -241,11 +252,16 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
         yield Workspace(tmp_path, held.getsockname()[1])
 
 
+def files(workspace: Workspace) -> set[Path]:
+    return {path for path in workspace.dir.rglob("*") if path.is_file()}
+
+
 def run(
     row: Row, workspace: Workspace, invoke: Callable[[list[str]], tuple[int, str, str]]
 ) -> None:
     """Run the row, then check the exit code, the one line and the kept file's bytes."""
     args = row.args(workspace)
+    inputs = files(workspace)
     keeps = workspace.dir / row.keeps if row.keeps else None
     before = keeps.read_bytes() if keeps else b""
     code, stdout, stderr = invoke(args)
@@ -259,7 +275,7 @@ def run(
         assert words in line, line
     if keeps is not None:
         assert keeps.read_bytes() == before
-        assert [p.name for p in workspace.dir.iterdir()] == [keeps.name]  # nothing beside
+    assert files(workspace) == inputs  # nothing beside: no .cut file, no empty fixture
 
 
 def in_process(args: list[str]) -> tuple[int, str, str]:

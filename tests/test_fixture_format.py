@@ -157,9 +157,20 @@ def test_writer_refuses_a_file_that_is_not_a_fixture_and_leaves_it_alone(
     assert list(tmp_path.iterdir()) == [path]
 
 
+def test_a_file_the_writer_created_and_wrote_nothing_to_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "rec.jsonl"
+    FixtureWriter(path).close()  # a proxy that failed to start, or served nothing
+    assert not path.exists()
+    path.write_bytes(b"")  # the user's own empty file stays, as a fixture now
+    FixtureWriter(path).close()
+    assert load_fixture(path).interceptions == []
+
+
 def test_writer_refuses_a_fixture_recorded_with_other_settings(tmp_path: Path) -> None:
     path = tmp_path / "rec.jsonl"
-    FixtureWriter(path, proxy={"stream_initiation": "lazy", "max_iterations": 10}).close()
+    writer = FixtureWriter(path, proxy={"stream_initiation": "lazy", "max_iterations": 10})
+    writer(make_record())
+    writer.close()
     before = path.read_bytes()
     with pytest.raises(FixtureError, match=r"stream_initiation=lazy.*this proxy: .*eager"):
         FixtureWriter(path, proxy={"stream_initiation": "eager", "max_iterations": 10})

@@ -155,9 +155,12 @@ def record(
         code = trio.run(record_command, options, writer, command)
     finally:
         writer.close()
-    stderr.print(
-        f"recorded {writer.written} interceptions to {output}", highlight=False, soft_wrap=True
+    done = (
+        f"recorded {writer.written} interceptions to {output}"
+        if writer.written or not writer.created
+        else f"recorded nothing: {output} not created"
     )
+    stderr.print(done, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -5,7 +5,8 @@ The writer is the proxy's recorder. Each interception is one line written with a
 file whose complete lines are every interception that finished; at worst the last line
 is cut, which the loader reports and skips.
 
-Recording never changes bytes it did not write. It appends only to a file that is empty
+Recording never changes bytes it did not write, and a file it created and wrote no
+interception to is removed when it closes. It appends only to a file that is empty
 or a fixture recorded with the same proxy settings (its header line says which); any
 other file is refused, untouched, since a replay compares against the header's settings.
 A cut last line left by an earlier crash is moved aside to ``<file>.cut`` (``.cut.1``,
@@ -69,7 +70,13 @@ class FixtureWriter:
         self.secrets = [s for s in secrets if s]
         self.written = 0
         try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                flags = os.O_RDWR | os.O_APPEND
+                self._fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+                self.created = True
+            except FileExistsError:
+                self._fd = os.open(self.path, flags)
+                self.created = False
             data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
         except OSError as exc:
             raise FixtureError(
@@ -144,7 +151,11 @@ class FixtureWriter:
         self.written += 1
 
     def close(self) -> None:
+        """Close the file; one this writer created and wrote no interception to is
+        removed (a proxy that failed to start, or served nothing, leaves nothing behind)."""
         os.close(self._fd)
+        if self.created and not self.written:
+            self.path.unlink(missing_ok=True)
 
 
 def _settings(proxy: dict[str, Any] | None) -> str:
