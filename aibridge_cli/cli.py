@@ -58,6 +58,8 @@ class AibridgeGroup(typer.core.TyperGroup):
             _quiet_flag(command.get_help_option(ctx))
         try:
             return super().invoke(ctx)
+        except typer.Exit:
+            raise  # a command's own exit code
         except _UsageError as exc:
             print_error(_usage_line(exc))
             raise typer.Exit(2) from None

@@ -100,3 +100,23 @@ def test_json_logs_are_one_object_per_line() -> None:
     assert {line["level"] for line in requests} == {"info"}
     assert requests[0]["message"].startswith("POST /anthropic/v1/messages 200 ")
     assert isinstance(requests[0]["time"], float)
+
+
+@pytest.mark.parametrize(
+    ("words", "offered"),
+    [
+        ("aibridge se", ["serve"]),
+        ("aibridge serve --log-level ", ["debug", "info", "warning", "error"]),
+    ],
+)
+def test_shell_completion_offers_commands_and_allowed_values(
+    words: str, offered: list[str]
+) -> None:
+    env = {
+        "_AIBRIDGE_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split(" ")) - 1),
+    }
+    result = CliRunner().invoke(app, [], prog_name="aibridge", env=env)
+    assert result.exit_code == 0
+    assert result.stdout.split() == offered
