@@ -4,6 +4,7 @@ starts fast."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -120,3 +121,20 @@ def test_shell_completion_offers_commands_and_allowed_values(
     result = CliRunner().invoke(app, [], prog_name="aibridge", env=env)
     assert result.exit_code == 0
     assert result.stdout.split() == offered
+
+
+def test_replay_shows_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from aibridge_cli.sessions import command
+
+    result = CliRunner().invoke(app, ["replay", "--builtin", "anthropic/simple"])
+    assert result.exit_code == 0
+    assert result.stderr == ""  # piped: the report alone, no bar drawn into a log
+    screen = io.StringIO()
+    monkeypatch.setattr(command, "stderr", Console(file=screen, force_terminal=True, width=80))
+    with command.replay_progress(3) as replayed:
+        for _ in range(3):
+            replayed()
+    assert "replay" in screen.getvalue()
+    assert "3/3" in screen.getvalue()
