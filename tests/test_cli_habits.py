@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from aibridge_cli.cli import app, environment_variables
 from aibridge_cli.options import format_size, parse_size
 
-COMMANDS = ["serve", "record", "mock", "replay", "import", "fuzz"]
+# every command, those added later too
+COMMANDS = list(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 ROOT = Path(__file__).resolve().parent.parent
 
 
