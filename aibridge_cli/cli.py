@@ -76,7 +76,7 @@ class AibridgeGroup(typer.core.TyperGroup):
 
 
 class _NamedArgument(typer.core.TyperArgument):
-    """An argument shown by its name (``FIXTURE...``) alone, without the Python type typer
+    """An argument shown by its name (``FIXTURE``) alone, without the Python type typer
     0.29 prints beside it (``<list[str]>``); typer offers no switch for that column."""
 
     def display_type_rich(self, ctx: Any) -> str | None:

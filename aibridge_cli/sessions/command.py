@@ -99,7 +99,7 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
 
 def record(
     command: Annotated[
-        list[str], typer.Argument(metavar="COMMAND...", help="The command to run, after --.")
+        list[str], typer.Argument(metavar="COMMAND", help="The command to run, after --.")
     ],
     output: Annotated[
         Path,
@@ -179,7 +179,7 @@ async def serve_mock(mock: MockUpstream, host: str, port: int, guard: GuardConfi
 
 def mock(
     fixtures: Annotated[
-        list[Path], typer.Argument(metavar="FIXTURE...", help="Fixture files to serve, in order.")
+        list[Path], typer.Argument(metavar="FIXTURE", help="Fixture files to serve, in order.")
     ],
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 0,
@@ -263,7 +263,7 @@ def replay(
     fixtures: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="FIXTURE...",
+            metavar="FIXTURE",
             help="Fixture files; with --builtin, built-in names (none: all).",
         ),
     ] = None,
@@ -374,7 +374,7 @@ async def import_all(paths: list[Path], out: Path) -> tuple[list[Path], list[str
 
 def import_(
     txtars: Annotated[
-        list[Path], typer.Argument(metavar="TXTAR...", help="The Go gateway's .txtar fixtures.")
+        list[Path], typer.Argument(metavar="TXTAR", help="The Go gateway's .txtar fixtures.")
     ],
     output: Annotated[
         Path,
@@ -458,7 +458,7 @@ def format_summary(fixture: Fixture, summaries: list[Summary]) -> RenderableType
 def show(
     fixtures: Annotated[
         list[str],
-        typer.Argument(metavar="FIXTURE...", help="Fixture files; with --builtin, built-in names."),
+        typer.Argument(metavar="FIXTURE", help="Fixture files; with --builtin, built-in names."),
     ],
     builtin: Annotated[bool, typer.Option("--builtin", help="Show built-in fixtures.")] = False,
     html: Annotated[
