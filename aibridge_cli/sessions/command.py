@@ -505,7 +505,7 @@ def show(
                 raise FixtureError(
                     f"{html}: cannot write ({exc.strerror})", hint="choose another --html path"
                 ) from None
-                stderr.print(f"wrote {html}", highlight=False)
+            stderr.print(f"wrote {html}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
