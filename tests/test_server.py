@@ -33,9 +33,6 @@ class SleepyApp:
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
         return [("content-type", "application/json")], json.dumps({"error": message}).encode()
 
-    def stream_error_frame(self, target: str, message: str) -> bytes | None:
-        return None
-
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
         self.started.append(request.path)
         try:

@@ -59,9 +59,6 @@ class ScriptedUpstream:
         body = upstream_error(target.split("?", 1)[0], status, message)
         return [("content-type", "application/json")], dumps(body).encode()
 
-    def stream_error_frame(self, target: str, message: str) -> bytes | None:
-        return None  # a fake upstream cut at shutdown is a cut, as a real one's would be
-
     def next_reply(self, seen: SeenRequest) -> Reply:
         index = len(self.seen) - 1
         if self.script is not None:

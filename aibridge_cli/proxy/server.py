@@ -88,6 +88,16 @@ class BodyStreamingApp(Protocol):
         ...
 
 
+@runtime_checkable
+class ShutdownNoticeApp(Protocol):
+    """An app that can say why an event stream is cut at the end of the grace period."""
+
+    def stream_error_frame(self, target: str, message: str) -> bytes | None:
+        """The last bytes of a cut event stream: an error event in the shape of the API at
+        ``target``, or None to cut it without one."""
+        ...
+
+
 class ResponseObserver(Protocol):
     """Sees what a response writer sends: used to record the client-facing response."""
 
@@ -103,11 +113,6 @@ class App(Protocol):
 
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
         """Headers and body for an error the server itself detects (413, 431, ...)."""
-        ...
-
-    def stream_error_frame(self, target: str, message: str) -> bytes | None:
-        """The last bytes of an event stream the server cuts (at the end of the grace
-        period): an error event in the shape of the API at ``target``, or None."""
         ...
 
 
@@ -447,6 +452,8 @@ class HTTPConnection:
             or trio.current_time() < self.server.grace_deadline
             or media_type(writer.headers) != "text/event-stream"
         ):
+            return
+        if not isinstance(self.app, ShutdownNoticeApp):
             return
         frame = self.app.stream_error_frame(request.target, SHUTDOWN_MESSAGE)
         if frame is None:
