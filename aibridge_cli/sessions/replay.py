@@ -24,7 +24,8 @@ from ..errors import ClientFacingError, FixtureError
 from ..interception import REDACTED, Interception
 from ..providers.base import dumps
 from ..providers.openai_responses_ws import sse_view
-from ..proxy.routes import ROUTES, Intercept
+from ..proxy.passthrough import PREFIXES
+from ..proxy.routes import ROUTES
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolOutcome, ToolSet, tool_from_mapping
@@ -46,7 +47,11 @@ _HOP = frozenset(
     }
 )
 CLIENT_TIMEOUT = 120.0
-KNOWN_APIS = tuple(route.api.name for route in ROUTES.values() if isinstance(route, Intercept))
+# what a fixture's "api" may name: the intercepted APIs and the pass-through records
+KNOWN_APIS = (
+    *(route.api.name for route in ROUTES.values()),
+    *(prefix.api for prefix in PREFIXES),
+)
 
 
 @dataclass
