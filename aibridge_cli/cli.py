@@ -173,8 +173,11 @@ def environment_variables() -> dict[str, list[str]]:
         for param in command.params:
             if isinstance(param, typer.core.TyperOption) and param.name:
                 option = next(o for o in param.opts if o.startswith("--"))
-                variable = f"{ENV_PREFIX}_{name.upper()}_{param.name.upper()}"
-                table.setdefault(option, []).append(variable)
+                # an option that names its own variable (--auth-token) reads that one
+                named = param.envvar if isinstance(param.envvar, str) else None
+                variable = named or f"{ENV_PREFIX}_{name.upper()}_{param.name.upper()}"
+                if variable not in table.setdefault(option, []):
+                    table[option].append(variable)
     return dict(sorted(table.items()))
 
 

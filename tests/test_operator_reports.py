@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import logging
 
+import anthropic
 import httpx
 import pytest
 import trio
 
-import anthropic
 from aibridge_cli.config import ServeOptions
 from aibridge_cli.proxy.run import build_app
 from aibridge_cli.proxy.server import Server
