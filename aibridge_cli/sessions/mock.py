@@ -202,6 +202,14 @@ class MockUpstream:
         self.hits.append(Hit(seen, expected))
         return reply_for(expected, self.timing)
 
+    def skip_to(self, fixture: int, interception: int) -> None:
+        """Drop the exchanges recorded before that interception and not asked for: a
+        replay moves on to the next interception whatever the last one left."""
+        for queue in self.queues.values():
+            # Kept in recorded order, so the ones before that interception lead each queue.
+            while queue and (queue[0].fixture, queue[0].interception) < (fixture, interception):
+                del queue[0]
+
 
 def mismatch_reply(path: str, index: int, problems: list[str]) -> Reply:
     """A 400 in the provider's error shape (by path) that says what did not match."""
