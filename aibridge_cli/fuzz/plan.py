@@ -459,13 +459,16 @@ def _line_endings(
 ) -> tuple[list[bytes], tuple[int, ...], int | None]:
     """The chunks with every LF turned into ``ending``, offsets moved to match.
 
-    A cut just after an LF lands between the CR and the LF of a CRLF: the boundary a
-    decoder must hold a CR across. A fault's offset keeps to the whole line end.
+    In CRLF a cut moves back to the last line end before it and lands between its CR and
+    its LF: the boundary where a decoder must not count a second line end (in the middle
+    of an event as often as between two). A fault's offset keeps to the whole line end.
     """
     body, new = b"".join(chunks), ending.encode()
     grow = len(new) - 1
 
     def moved(offset: int, split: bool) -> int:
+        if split and grow:
+            offset = body.rfind(b"\n", 0, offset) + 1 or offset
         inside = split and grow and body[offset - 1 : offset] == b"\n"
         return offset + grow * body.count(b"\n", 0, offset) - (1 if inside else 0)
 
