@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from aibridge_cli.fakes.scripted_upstream import Reply
 from aibridge_cli.fuzz.catalog import builtin
+from aibridge_cli.fuzz.differential import stream_problems
 from aibridge_cli.fuzz.plan import Cut, Fault, FaultKind, Plan, upstream_replies
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.providers.anthropic import AnthropicConversation
@@ -148,3 +150,25 @@ def test_a_clean_early_end_relayed_as_a_complete_answer(
     assert oracles_of(name, early) == set()
     monkeypatch.setattr(conversation, "end_stream", lambda self: [])  # the plant
     assert "differential" in oracles_of(name, early)
+
+
+def test_generic_lets_a_gateway_add_fields_and_ids_but_not_lose_an_event() -> None:
+    events: list[tuple[str | None, Any]] = [
+        ("response.created", {"type": "response.created", "sequence_number": 0}),
+        (
+            "response.output_text.delta",
+            {"type": "response.output_text.delta", "sequence_number": 1, "delta": "hi"},
+        ),
+        ("response.completed", {"type": "response.completed", "sequence_number": 2}),
+    ]
+    upstream = Reply.sse(events)
+    sse = [("content-type", "text/event-stream")]
+
+    def judged(exact: bool, sent: list[tuple[str | None, Any]]) -> list[str]:
+        body = b"".join(Reply.sse(sent).chunks)
+        return stream_problems(exact, "openai-responses", (), [upstream], 200, sse, body)
+
+    added = [(name, {**data, "id": "gw-1", "provider": "x"}) for name, data in events]
+    assert judged(False, added) == []
+    assert judged(True, added) != []  # aibridge relays events as they came
+    assert judged(False, [added[0], added[2]])[0].startswith("an event differs (#1)")

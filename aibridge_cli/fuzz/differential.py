@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from ..fakes.scripted_upstream import Reply
 from ..headers import media_type
+from ..sessions.normalize import VOLATILE
 
 Event = tuple[str | None, Any]  # (event name, JSON data; None when it is not JSON)
 DONE = "[DONE]"
@@ -367,12 +368,12 @@ def _chat_atoms(events: Sequence[Event], first_id: str | None) -> Iterator[tuple
             for key, value in (choice.get("delta") or {}).items():
                 if key == "tool_calls":
                     for tc in value or []:
-                        yield ("tool_call", i, json.dumps(tc, sort_keys=True))
+                        yield ("tool_call", i, tc)
                 elif value is not None and value != "":
-                    yield (key, i, json.dumps(value, sort_keys=True))
+                    yield (key, i, value)
             for key, value in choice.items():
                 if key not in ("delta", "index") and value is not None:
-                    yield (key, i, json.dumps(value, sort_keys=True))
+                    yield (key, i, value)
 
 
 def _describe(event: Any) -> str:
@@ -380,6 +381,7 @@ def _describe(event: Any) -> str:
 
 
 def stream_problems(
+    exact: bool,
     api: str,
     injected: Collection[str],
     served: Sequence[Reply],
@@ -387,7 +389,12 @@ def stream_problems(
     headers: Sequence[tuple[str, str]],
     body: bytes,
 ) -> list[str]:
-    """Where the client's stream departs from the events it is due."""
+    """Where the client's stream departs from the events it is due.
+
+    ``exact`` (the aibridge profile): aibridge's documented relay, data equal. Otherwise
+    what any correct gateway owes: each event's data holds what the upstream's did
+    (a gateway may add fields and give its own ids and timestamps).
+    """
     due = due_events(api, injected, served)
     if media_type(headers) != "text/event-stream":
         if due.ending != "complete" and (status or 0) >= 400 and not due.events:
@@ -405,15 +412,32 @@ def stream_problems(
             return ["no error for a failed answer: the stream does not end in an error event"]
         got = got[:-1]
     if api == "openai-chat":
-        first = due.first_id
+        first = due.first_id if exact else None
         want_atoms, got_atoms = list(_chat_atoms(want, None)), list(_chat_atoms(got, first))
-        return _first_difference(want_atoms, got_atoms)
-    return _first_difference(want, got)
+        return _first_difference(want_atoms, got_atoms, exact)
+    return _first_difference(want, got, exact)
 
 
-def _first_difference(want: Sequence[Any], got: Sequence[Any]) -> list[str]:
+def covers(got: Any, want: Any) -> bool:
+    """``got`` says all that ``want`` says: the same, or with fields added, ids and
+    timestamps aside."""
+    if isinstance(want, dict):
+        return isinstance(got, dict) and all(
+            k in VOLATILE or k.endswith("_id") or (k in got and covers(got[k], v))
+            for k, v in want.items()
+        )
+    if isinstance(want, (list, tuple)):
+        return (
+            isinstance(got, (list, tuple))
+            and len(got) == len(want)
+            and all(covers(g, w) for g, w in zip(got, want, strict=True))
+        )
+    return bool(got == want)
+
+
+def _first_difference(want: Sequence[Any], got: Sequence[Any], exact: bool = True) -> list[str]:
     for i, (w, g) in enumerate(zip(want, got, strict=False)):
-        if w != g:
+        if (w != g) if exact else not covers(g, w):
             return [f"an event differs (#{i}): the client got {_describe(g)}, due {_describe(w)}"]
     if len(got) > len(want):
         return [f"an event added (#{len(want)}): the client got {_describe(got[len(want)])}"]
@@ -426,7 +450,12 @@ def _first_difference(want: Sequence[Any], got: Sequence[Any]) -> list[str]:
 
 
 def body_problems(
-    api: str, injected: Collection[str], served: Sequence[Reply], status: int | None, body: bytes
+    exact: bool,
+    api: str,
+    injected: Collection[str],
+    served: Sequence[Reply],
+    status: int | None,
+    body: bytes,
 ) -> list[str]:
     """Where a blocking answer's JSON body departs from the upstream's answers."""
     answers: list[dict[str, Any]] = []
@@ -469,7 +498,7 @@ def body_problems(
         want["id"] = answers[0]["id"]
     if api != "openai-responses":
         want, got = _without(want), _without(got)
-    return _first_difference([want], [got])
+    return _first_difference([want], [got], exact)
 
 
 # -- usage --------------------------------------------------------------------------------

@@ -452,12 +452,16 @@ def _differential(
     api, injected = scenario.api, {tool.name for tool in scenario.tools}
     shape = body_shape(response)
     if "differential" in oracles:
+        # Any of aibridge's own rules judged: hold it to its documented relay, data equal.
+        exact = bool(set(oracles) - GENERIC_ORACLES)
         if scenario.streaming:
             problems = stream_problems(
-                api, injected, run.served, response.status, response.headers, response.body
+                exact, api, injected, run.served, response.status, response.headers, response.body
             )
         else:
-            problems = body_problems(api, injected, run.served, response.status, response.body)
+            problems = body_problems(
+                exact, api, injected, run.served, response.status, response.body
+            )
         found += [Violation("differential", p, f"{shape}: {problem_kind(p)}") for p in problems]
     if "usage" in oracles and whole:
         problems = usage_problems(api, scenario.streaming, run.served, response.body)

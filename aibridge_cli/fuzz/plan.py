@@ -356,7 +356,9 @@ def draw_rare(
     if rng.random() < 0.4:
         plan = replace(plan, retry_after=rng.choice(RARE_RETRY_AFTER))
     ok = [i for i, x in enumerate(scenario.exchanges) if x.status < 400]
-    if FaultKind.EARLY_END in allowed and ok and rng.random() < 0.08:
+    # A campaign narrowed to the rare kinds (--fault early-end) draws them often.
+    weight = 0.5 if all(k.rare for k in allowed) else 0.08
+    if FaultKind.EARLY_END in allowed and ok and rng.random() < weight:
         e = rng.choice(ok)
         at = rng.randrange(len(scenario.exchanges[e].chunks))
         plan = replace(plan, faults=(*plan.faults, Fault(FaultKind.EARLY_END, e, at)))
