@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from ..fakes.scripted_upstream import Reply
 from ..headers import media_type
 from ..sessions.normalize import VOLATILE
+from .grammar import Response
 
 Event = tuple[str | None, Any]  # (event name, JSON data; None when it is not JSON)
 DONE = "[DONE]"
@@ -385,16 +386,16 @@ def stream_problems(
     api: str,
     injected: Collection[str],
     served: Sequence[Reply],
-    status: int | None,
-    headers: Sequence[tuple[str, str]],
-    body: bytes,
+    response: Response,
 ) -> list[str]:
     """Where the client's stream departs from the events it is due.
 
     ``exact`` (the aibridge profile): aibridge's documented relay, data equal. Otherwise
     what any correct gateway owes: each event's data holds what the upstream's did
-    (a gateway may add fields and give its own ids and timestamps).
+    (a gateway may add fields and give its own ids and timestamps), and a failed answer
+    may reach the client as a stream cut short instead of an error event.
     """
+    status, headers, body = response.status, response.headers, response.body
     due = due_events(api, injected, served)
     if media_type(headers) != "text/event-stream":
         if due.ending != "complete" and (status or 0) >= 400 and not due.events:
@@ -407,15 +408,33 @@ def stream_problems(
     want = list(due.events)
     if due.ending == "complete" and api == "openai-chat":
         want.append((None, DONE))
-    if due.ending == "failed":
-        if not got or not _is_error(api, *got[-1]):
-            return ["no error for a failed answer: the stream does not end in an error event"]
+    if not exact and _relayed_as_it_came(api, served, got):
+        return []  # a transparent gateway, faithful to an upstream answer that failed itself
+    # Generic: an answer the upstream cut at the HTTP level may reach the client cut, and
+    # one it ended cleanly but early (or with a bad event) may be relayed as it came.
+    whole = bool(served) and served[-1].fault is None and served[-1].status < 400
+    error_due = due.ending == "failed" and (exact or (response.complete and not whole))
+    if got and due.ending == "failed" and _is_error(api, *got[-1]):
         got = got[:-1]
+    elif error_due:
+        return ["no error for a failed answer: the stream does not end in an error event"]
     if api == "openai-chat":
         first = due.first_id if exact else None
         want_atoms, got_atoms = list(_chat_atoms(want, None)), list(_chat_atoms(got, first))
         return _first_difference(want_atoms, got_atoms, exact)
     return _first_difference(want, got, exact)
+
+
+def _relayed_as_it_came(api: str, served: Sequence[Reply], got: Sequence[Event]) -> bool:
+    """The client got the one upstream answer's events as they came, bad ones included."""
+    answers = [r for r in served if r.status < 400]
+    if len(answers) != 1:
+        return False
+    sent = _client_events(api, played(answers[0]))
+    if api == "openai-chat":
+        sent = [e for e in sent if e[1] != DONE]
+        got = [e for e in got if e[1] != DONE]
+    return len(sent) == len(got) and all(covers(g, w) for g, w in zip(got, sent, strict=True))
 
 
 def covers(got: Any, want: Any) -> bool:
@@ -454,10 +473,10 @@ def body_problems(
     api: str,
     injected: Collection[str],
     served: Sequence[Reply],
-    status: int | None,
-    body: bytes,
+    response: Response,
 ) -> list[str]:
     """Where a blocking answer's JSON body departs from the upstream's answers."""
+    status, body = response.status, response.body
     answers: list[dict[str, Any]] = []
     broken = False
     for reply in served:
@@ -479,6 +498,15 @@ def body_problems(
                 return [f"the upstream's {last.status} came back as {status}"]
         return []
     if not answers or broken:
+        if (
+            not exact
+            and last is not None
+            and (
+                (last.fault is None and body == played(last))
+                or (last.fault is not None and not response.complete)
+            )
+        ):
+            return []  # a transparent gateway: the upstream's early end or its cut, as it came
         return ["a 200 for an upstream answer that did not come whole"]
     try:
         got = json.loads(body)
@@ -557,6 +585,9 @@ def usage_problems(api: str, streaming: bool, served: Sequence[Reply], body: byt
         return []
     if streaming:
         got = _stream_usage(api, read_events(body))
+        last = next((r for r in reversed(served) if r.status < 400), None)
+        if not got and last is not None and not _stream_usage(api, read_events(played(last))):
+            return []  # the last iteration reported none: there was no report to add to
     else:
         try:
             got = _numbers(json.loads(body).get("usage"))

@@ -455,13 +455,9 @@ def _differential(
         # Any of aibridge's own rules judged: hold it to its documented relay, data equal.
         exact = bool(set(oracles) - GENERIC_ORACLES)
         if scenario.streaming:
-            problems = stream_problems(
-                exact, api, injected, run.served, response.status, response.headers, response.body
-            )
+            problems = stream_problems(exact, api, injected, run.served, response)
         else:
-            problems = body_problems(
-                exact, api, injected, run.served, response.status, response.body
-            )
+            problems = body_problems(exact, api, injected, run.served, response)
         found += [Violation("differential", p, f"{shape}: {problem_kind(p)}") for p in problems]
     if "usage" in oracles and whole:
         problems = usage_problems(api, scenario.streaming, run.served, response.body)
