@@ -430,6 +430,13 @@ def shard(root: Path, args: argparse.Namespace, which: str) -> int:
     # cwd first on sys.path (python -m): the copy, not the installed package, is imported.
     env = {**os.environ, "PYTHONPATH": str(root)}
     done = subprocess.run(argv, cwd=root, env=env, capture_output=True, timeout=args.timeout)
+    if done.returncode == 1:
+        # A crash exits 1 too: killed means the report lists a failing iteration.
+        try:
+            failures = json.loads(done.stdout).get("failures")
+        except ValueError:
+            failures = None
+        return 1 if failures else 3
     return done.returncode
 
 
