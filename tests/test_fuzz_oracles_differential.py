@@ -45,9 +45,9 @@ def test_the_unplanted_proxy_passes_these_plans() -> None:
 def test_leaked_argument_deltas_of_an_injected_chat_call(monkeypatch: pytest.MonkeyPatch) -> None:
     original = ChatConversation._tool_delta
 
-    def tool_delta(self: ChatConversation, tc: Any) -> Any:
+    def tool_delta(self: ChatConversation, choice: Any, tc: Any) -> Any:
         # The plant: only the delta that names the injected call is hidden.
-        out = original(self, tc)
+        out = original(self, choice, tc)
         named = ((tc or {}).get("function") or {}).get("name")
         return tc if out is None and not named else out
 
