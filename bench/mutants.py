@@ -251,6 +251,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "        self.usage = dict(self.iter_usage)\n",
         "streaming usage is the last iteration's, not the sum",
         "the client is billed for one turn of an agentic loop",
+        elsewhere=(
+            (
+                "        add_usage(self.usage, self.iter_usage)\n",
+                "        self.usage = dict(self.iter_usage)\n",
+            ),
+        ),
     ),
     Mutant(
         "anthropic-usage-merge-order",
@@ -259,6 +265,12 @@ MUTANTS: tuple[Mutant, ...] = (
         'usage = {**self.usage, **(data.get("usage") or {})}',
         "the last message_delta's own counts override the sums",
         "a dict merge in the wrong order: output_tokens is the last turn's",
+        elsewhere=(
+            (
+                'usage = overlay_usage(data.get("usage"), self.usage)',
+                'usage = overlay_usage(self.usage, data.get("usage") or {})',
+            ),
+        ),
     ),
     Mutant(
         "anthropic-fast-path-index",
@@ -294,6 +306,12 @@ MUTANTS: tuple[Mutant, ...] = (
         '"usage": self.last.get("usage", {}),',
         "blocking usage is the last iteration's",
         "usage not summed over the loop (blocking)",
+        elsewhere=(
+            (
+                '"usage": overlay_usage(self.last.get("usage"), self.usage),',
+                '"usage": self.last.get("usage", {}),',
+            ),
+        ),
     ),
     # -- OpenAI Chat --------------------------------------------------------------------------
     Mutant(
@@ -327,6 +345,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "            pass\n",
         "blocking usage is the last completion's",
         "usage not summed over the loop (blocking)",
+        elsewhere=(
+            (
+                '            body["usage"] = overlay_usage(body.get("usage"), self.usage)\n',
+                "            pass\n",
+            ),
+        ),
     ),
     # -- OpenAI Responses ---------------------------------------------------------------------
     Mutant(
