@@ -40,6 +40,7 @@ DONE = "[DONE]"
 NOT_JSON = object()  # the data of an event that does not parse
 _LINES = re.compile(rb"\r\n|\r|\n")
 _STRIPPED = ("usage",)  # left to the usage oracle
+_TERMINAL = ("response.completed", "response.failed", "response.incomplete")
 
 
 # -- reading bytes ------------------------------------------------------------------------
@@ -181,9 +182,10 @@ class _Anthropic:
         return "failed"  # the upstream ended before message_stop
 
 
-def _strip_message_usage(data: dict[str, Any]) -> dict[str, Any]:
-    message = data.get("message")
-    return {**data, "message": _without(message)} if isinstance(message, dict) else data
+def _strip_message_usage(data: dict[str, Any], key: str = "message") -> dict[str, Any]:
+    """``data`` without the usage of the object under ``key`` (usage is the usage oracle's)."""
+    inner = data.get(key)
+    return {**data, key: _without(inner)} if isinstance(inner, dict) else data
 
 
 class _Chat:
@@ -271,7 +273,7 @@ class _Responses:
             ):
                 continue
             response = data.get("response")
-            if kind in ("response.completed", "response.failed", "response.incomplete"):
+            if kind in _TERMINAL:
                 output = response.get("output") if isinstance(response, dict) else None
                 calls = [
                     i
@@ -283,7 +285,7 @@ class _Responses:
                 if isinstance(output, list) and isinstance(response, dict) and self.injected:
                     kept = [i for i in output if not (isinstance(i, dict) and self._injected(i))]
                     data = {**data, "response": {**response, "output": kept}}
-                out.append((name, data))
+                out.append((name, _strip_message_usage(data, "response")))
                 due.events += held
                 return "complete"
             out.append((name, data))
@@ -338,6 +340,8 @@ def _client_events(api: str, body: bytes) -> list[Event]:
             data = {**_without(data), "choices": [_chat_choice(c) for c in data["choices"]]}
         elif api == "anthropic" and name == "message_delta":
             data = _without(data)
+        elif api == "openai-responses" and isinstance(data, dict) and name in _TERMINAL:
+            data = _strip_message_usage(data, "response")
         events.append((name, data))
     return events
 
@@ -524,8 +528,7 @@ def body_problems(
         ]
     elif api == "openai-chat" and isinstance(answers[0].get("id"), str):
         want["id"] = answers[0]["id"]
-    if api != "openai-responses":
-        want, got = _without(want), _without(got)
+    want, got = _without(want), _without(got)
     return _first_difference([want], [got], exact)
 
 
@@ -564,13 +567,13 @@ def _stream_usage(api: str, events: Sequence[Event]) -> dict[str, int]:
             usage.update(_numbers(data.get("usage")))
         elif api == "openai-chat" and isinstance(data.get("usage"), dict):
             usage = _numbers(data["usage"])
+        elif api == "openai-responses" and name in _TERMINAL:
+            usage = _numbers((data.get("response") or {}).get("usage"))
     return usage
 
 
 def usage_problems(api: str, streaming: bool, served: Sequence[Reply], body: bytes) -> list[str]:
     """The client's usage against the sum over every iteration (a complete answer only)."""
-    if api == "openai-responses":
-        return []  # a stored response: its usage is the last one's, by design
     total: dict[str, int] = {}
     for reply in served:
         if reply.status < 400:
