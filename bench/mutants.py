@@ -1,4 +1,4 @@
-"""Benchmark 7, the fuzzer measured by mutation testing: how many realistic bugs does
+"""Benchmark 8, the fuzzer measured by mutation testing: how many realistic bugs does
 ``aibridge fuzz`` alone find?
 
 ``MUTANTS`` is a written set of small bugs, each one a change a reviewer could miss,
