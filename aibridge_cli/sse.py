@@ -2,8 +2,11 @@
 
 Theory of operation: ``SSEDecoder.feed`` takes bytes exactly as they arrive (a frame may
 be split at any byte, several frames may come in one chunk) and returns every event that
-became complete. Lines end in CRLF, LF or CR; a CR at the very end of a chunk is held
-back until the next byte shows whether an LF follows. Each event keeps ``raw``, the exact
+became complete. Lines end in CRLF, LF or CR; a CR at the very end of a chunk ends its
+line at once (a stream in CR line endings may end there, and its last event must not
+wait for a byte that never comes), and an LF that starts the next chunk is the rest of
+that CRLF, not a line of its own: it is kept at the head of the next event's ``raw``, so
+the events' raw bytes still add up to the bytes that came. Each event keeps ``raw``, the exact
 bytes it was made from, so a relay can pass an untouched event on without re-encoding it.
 """
 
@@ -39,10 +42,15 @@ class SSEDecoder:
         self._data: list[str] = []
         self._id: str | None = None
         self._has_fields = False
+        self._after_cr = False  # the last chunk ended in CR: an LF next belongs to it
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they completed, in order."""
         buffer = self._buffer + chunk if self._buffer else chunk
+        if self._after_cr and chunk:
+            self._after_cr = False
+            if chunk[:1] == b"\n":
+                self._scan += 1  # the LF of a CRLF whose CR ended the last chunk
         if b"\r" not in buffer:
             return self._feed_lf(buffer)
         events: list[SSEEvent] = []
@@ -52,7 +60,7 @@ class SSEDecoder:
         for match in _LINE_END.finditer(buffer, pos):
             end = match.end()
             if end == size and match.group() == b"\r":
-                break  # maybe the first half of CRLF: wait for the next byte
+                self._after_cr = True  # maybe the first half of a CRLF split by the read
             line = buffer[pos : match.start()]
             pos = end
             if line:

@@ -37,7 +37,7 @@ def list_scenarios() -> list[str]:
     ).stdout
     names = []
     for line in out.splitlines():
-        cell = line.strip("│┃ ").strip()
+        cell = line.strip("│┃ ").split("│")[0].strip()  # the name column (--list adds others)
         if "/" in cell and " " not in cell:
             names.append(cell)
     return names

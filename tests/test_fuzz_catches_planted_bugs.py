@@ -97,8 +97,9 @@ def test_chunk_dependent_output_is_schedule_dependence(monkeypatch: pytest.Monke
     plan = Plan(
         cuts=(Cut(0, tuple(offsets)),), delays=tuple(ChunkDelay(0, i, 0.01) for i in range(1, 4))
     )
-    # The deltas the upstream sent and the client never saw: content catches it too.
-    assert oracles_of(SIMPLE, plan) == {"schedule-dependence", "content"}
+    # The deltas the upstream sent and the client never saw: content and the
+    # differential oracle catch it too.
+    assert oracles_of(SIMPLE, plan) == {"schedule-dependence", "content", "differential"}
     assert "schedule-dependence" in campaign_oracles([SIMPLE], 25)
 
 

@@ -56,7 +56,13 @@ def test_one_byte_at_a_time(wire: bytes, expected: list[tuple[str | None, str, b
     events: list[SSEEvent] = []
     for i in range(len(wire)):
         events += decoder.feed(wire[i : i + 1])
-    assert _shape(events) == expected
+    # A CR at the end of a read ends its line at once; the LF of that CRLF, read next,
+    # heads the next event's raw bytes: the events and their bytes in order are the same.
+    assert [(e.event, e.data) for e in events] == [(e, d) for e, d, _ in expected]
+    assert b"".join(e.raw for e in events) in (
+        b"".join(raw for *_, raw in expected),
+        b"".join(raw for *_, raw in expected)[:-1],  # the last LF still to come
+    )
 
 
 @pytest.mark.parametrize(("wire", "expected"), CASES)
@@ -77,8 +83,17 @@ def test_trailing_data_is_kept_for_later(
 def test_cr_at_chunk_end_then_lf_is_one_line_end() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\r") == []
-    assert decoder.feed(b"\n\r") == []
-    assert _shape(decoder.feed(b"\n")) == [(None, "a", b"data: a\r\n\r\n")]
+    assert _shape(decoder.feed(b"\n\r")) == [(None, "a", b"data: a\r\n\r")]
+    assert decoder.feed(b"\n") == []
+    assert not decoder.pending()
+    assert _shape(decoder.feed(b"data: b\n\n")) == [(None, "b", b"\ndata: b\n\n")]
+
+
+def test_a_stream_in_cr_line_endings_gives_its_last_event_at_once() -> None:
+    # The upstream may end its body (or stop for a while) right after the CR that ends
+    # the last event: waiting for the next byte would lose it or hold it back.
+    decoder = SSEDecoder()
+    assert _shape(decoder.feed(b"data: a\r\r")) == [(None, "a", b"data: a\r\r")]
 
 
 def test_id_field_is_kept() -> None:

@@ -18,6 +18,7 @@ injected tool call is visible.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from ..sse import SSEDecoder
 Events = Sequence[tuple[str | None, Any]]
 SSE_FIELDS = (b"event:", b"data:", b"id:", b"retry:", b":")
 DONE = "[DONE]"
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def parse_events(
 ) -> tuple[list[tuple[str | None, Any]], list[str]]:
     """The SSE events in ``body`` with their JSON data, and what breaks the framing."""
     problems = []
-    lines = body.replace(b"\r\n", b"\n").split(b"\n")
+    lines = _LINE_END.split(body)  # CR alone ends a line too
     if truncated:
         lines = lines[:-1]  # the client hung up: the last line may be cut anywhere
     for line in lines:

@@ -8,6 +8,8 @@
   each attempt's key, the client's status and Retry-After, and the pool afterwards.
 * ``liveness``: the client was done within the virtual-time bound.
 * ``hygiene``: no task left behind, no unhandled exception, every connection closed.
+* ``differential``, ``usage``, ``continuation-sse``: the client's answer against what the
+  upstream sent and aibridge's documented changes to it (see ``differential.py``).
 
 The key-pool model here is written from the rules in BEHAVIOR.md, not from ``keypool.py``,
 so a bug planted there shows as a disagreement.
@@ -23,13 +25,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ..config import StreamInitiation
 from ..errors import ConfigError
 from ..fakes.scripted_upstream import Reply
-from ..headers import header
+from ..headers import header, media_type
 from ..providers.openai_responses_ws import sse_view
 from ..sessions.normalize import diff_normalized, normalize_response
 from ..sim.world import WALL_EPOCH, Attempt, WorldResult
 from ..sse import SSEDecoder
+from .differential import body_problems, continued, played, stream_problems, usage_problems
 from .grammar import Response, response_problems
 from .plan import Plan
 from .scenario import Scenario
@@ -76,6 +80,12 @@ _ORACLE_LIST = (
         Profile.GENERIC,
     ),
     Oracle(
+        "differential",
+        "the client's events are the upstream's, less and plus what the proxy documents "
+        "(hidden injected calls, renumbering, [DONE], one error for a failed answer)",
+        Profile.GENERIC,
+    ),
+    Oracle(
         "schedule-dependence",
         "the normalized response equals the canonical run's",
         Profile.GENERIC,
@@ -89,6 +99,16 @@ _ORACLE_LIST = (
     Oracle(
         "key-pool",
         "keys tried in order, cooldowns from Retry-After, status and Retry-After right",
+        Profile.AIBRIDGE,
+    ),
+    Oracle(
+        "usage",
+        "usage summed over every iteration, every numeric field",
+        Profile.AIBRIDGE,
+    ),
+    Oracle(
+        "continuation-sse",
+        "eager: once an agentic continuation began, the answer is a 200 event stream",
         Profile.AIBRIDGE,
     ),
 )
@@ -128,6 +148,7 @@ class Run:
     plan: Plan
     world: WorldResult
     served: Sequence[Reply]  # the upstream's answers, one per request it answered
+    stream_initiation: StreamInitiation = "eager"
 
 
 @dataclass(frozen=True)
@@ -264,12 +285,6 @@ def _final_error_problems(
 # -- what the upstream sent ----------------------------------------------------------------
 
 
-def _played(reply: Reply) -> bytes:
-    """The body bytes ``reply`` put on the wire before its fault struck."""
-    chunks = reply.chunks[: reply.fault_at] if reply.fault is not None else reply.chunks
-    return b"".join(chunks)
-
-
 def _sends_error(reply: Reply) -> bool:
     return any(c.startswith((b"event: error\n", b'data: {"error"')) for c in reply.chunks)
 
@@ -283,7 +298,7 @@ def _verbatim(reply: Reply, response: Response) -> bool:
     """The client got the upstream's whole message as it was: a transparent relay of an
     answer that failed on its own terms (an error event inside a JSON body)."""
     whole = reply.fault is None
-    return whole and response.status == reply.status and response.body == _played(reply)
+    return whole and response.status == reply.status and response.body == played(reply)
 
 
 def _upstream_text(scenario: Scenario, served: Sequence[Reply]) -> str:
@@ -292,7 +307,7 @@ def _upstream_text(scenario: Scenario, served: Sequence[Reply]) -> str:
     for reply in served:
         if reply.status >= 400:
             continue
-        status, headers, body = reply.status, reply.headers, _played(reply)
+        status, headers, body = reply.status, reply.headers, played(reply)
         if scenario.transport == "websocket":
             # one message per chunk: judged in the SSE view the client's messages get
             stop = reply.fault_at if reply.fault is not None else len(reply.chunks)
@@ -305,7 +320,7 @@ def _not_from_upstream(run: Run, problems: list[str]) -> list[str]:
     if not run.served:
         return problems
     last = run.served[-1]
-    sent = Response(last.status, last.headers, _played(last), complete=last.fault is None)
+    sent = Response(last.status, last.headers, played(last), complete=last.fault is None)
     api, streaming = run.scenario.api, run.scenario.streaming
     theirs = set(response_problems(api, sent, streaming=streaming, injected=(), strict=False))
     return [p for p in problems if p not in theirs]
@@ -406,6 +421,7 @@ def judge(
     if "content" in oracles and not plan.disconnects and world.live:
         text, whole = str(got["text"] or ""), clean and not errored
         found += [Violation("content", m, k) for m, k in content_problems(run, text, whole)]
+    found += _differential(run, response, oracles, clean and not errored)
     if "key-pool" in oracles:
         found += [
             Violation("key-pool", p, masked(p)) for p in key_pool_problems(scenario, plan, world)
@@ -420,6 +436,41 @@ def judge(
         differences = diff_normalized(canonical.shape, this)
         if differences and this["keys"] == canonical.shape["keys"]:
             found.append(_schedule_dependence(differences, canonical, bool(problems), shape))
+    return found
+
+
+def _differential(
+    run: Run, response: Response, oracles: Collection[str], whole: bool
+) -> list[Violation]:
+    """The oracles that compare the client's answer with what the upstream sent."""
+    scenario, world = run.scenario, run.world
+    if run.plan.disconnects or not world.live or not run.served:
+        return []  # a client that left sees a prefix; a hung run is liveness's
+    if scenario.transport == "websocket":
+        return []  # the upstream's messages are not an event stream (not modelled yet)
+    found: list[Violation] = []
+    api, injected = scenario.api, {tool.name for tool in scenario.tools}
+    shape = body_shape(response)
+    if "differential" in oracles:
+        # Any of aibridge's own rules judged: hold it to its documented relay, data equal.
+        exact = bool(set(oracles) - GENERIC_ORACLES)
+        if scenario.streaming:
+            problems = stream_problems(exact, api, injected, run.served, response)
+        else:
+            problems = body_problems(exact, api, injected, run.served, response)
+        found += [Violation("differential", p, f"{shape}: {problem_kind(p)}") for p in problems]
+    if "usage" in oracles and whole:
+        problems = usage_problems(api, scenario.streaming, run.served, response.body)
+        found += [Violation("usage", p, "usage not summed") for p in problems]
+    if (
+        "continuation-sse" in oracles
+        and run.stream_initiation == "eager"
+        and scenario.streaming
+        and continued(run.served)
+        and (response.status != 200 or media_type(response.headers) != "text/event-stream")
+    ):
+        message = f"an agentic continuation began, then the client got {shape}"
+        found.append(Violation("continuation-sse", message, shape))
     return found
 
 

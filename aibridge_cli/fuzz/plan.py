@@ -42,6 +42,7 @@ class FaultKind(StrEnum):
     STALL = "stall"
     MALFORMED_SSE = "malformed-sse"
     CLIENT_DISCONNECT = "client-disconnect"
+    EARLY_END = "early-end"
 
     @property
     def description(self) -> str:
@@ -70,7 +71,13 @@ class FaultKind(StrEnum):
             FaultKind.ERROR_EVENT,
             FaultKind.STALL,
             FaultKind.MALFORMED_SSE,
+            FaultKind.EARLY_END,
         )
+
+    @property
+    def rare(self) -> bool:
+        """Drawn on its own, after every other choice of a plan (see ``draw_rare``)."""
+        return self is FaultKind.EARLY_END
 
     @property
     def uses_at(self) -> bool:
@@ -103,6 +110,7 @@ _DESCRIPTIONS: dict[FaultKind, str] = {
     FaultKind.STALL: "the upstream goes silent after frame AT, past the read timeout",
     FaultKind.MALFORMED_SSE: "frame AT is replaced by an event whose data is not JSON",
     FaultKind.CLIENT_DISCONNECT: "the client hangs up after AT body bytes (0: before reading)",
+    FaultKind.EARLY_END: "the upstream ends its body cleanly before frame AT (no terminal event)",
 }
 _STATUSES: dict[FaultKind, int] = {
     FaultKind.RATE_LIMIT_ONE: 429,
@@ -113,6 +121,12 @@ _STATUSES: dict[FaultKind, int] = {
     FaultKind.OVERLOADED: 529,
 }
 RETRY_AFTER = ("0", "1", "5", "30", None, "date", "soon")
+# The rare paths: every 429's Retry-After as seconds, fractions or HTTP dates ("date+N":
+# N seconds after the simulation's epoch), read against a clock started at a fraction of
+# a second, where rounding up matters; upstreams that end their lines in CRLF or CR.
+RARE_RETRY_AFTER = ("7", "2.5", "0.4", "date", "date+3")
+START_AFTER = (0.3, 0.7, 1.5)
+LINE_ENDINGS = ("\r\n", "\r")
 CheckpointPoint = Literal[
     "downstream-send", "downstream-receive", "upstream-send", "upstream-receive", "tool"
 ]
@@ -196,14 +210,26 @@ class Plan:
     tool_latency: tuple[float, ...] = ()  # seconds, by tool call
     checkpoints: tuple[Checkpoint, ...] = ()
     pad: int = 0  # bytes of padding in the first event of exchange 0 (black-box)
+    # What the upstream and the clock are, so kept by the canonical run:
+    line_ending: str = "\n"  # of the upstream's event streams
+    retry_after: str | None = None  # every 429's Retry-After, the scenario's own included
+    start_after: float = 0.0  # virtual seconds before the client sends its request
 
     def canonical(self) -> Plan:
-        return Plan(faults=self.faults, pad=self.pad)
+        return replace(self._world(), faults=self.faults)
 
     def essential_canonical(self) -> Plan:
         """``canonical()`` with each fault's ignored fields dropped: plans that share it share
         their canonical run."""
-        return Plan(faults=tuple(f.essential() for f in self.faults), pad=self.pad)
+        return replace(self._world(), faults=tuple(f.essential() for f in self.faults))
+
+    def _world(self) -> Plan:
+        return Plan(
+            pad=self.pad,
+            line_ending=self.line_ending,
+            retry_after=self.retry_after,
+            start_after=self.start_after,
+        )
 
     @property
     def perturbs_only_the_schedule(self) -> bool:
@@ -232,6 +258,9 @@ class Plan:
             tool_latency=tuple(data.get("tool_latency", ())),
             checkpoints=tuple(Checkpoint(*c) for c in data.get("checkpoints", ())),
             pad=data.get("pad", 0),
+            line_ending=data.get("line_ending", "\n"),
+            retry_after=data.get("retry_after"),
+            start_after=data.get("start_after", 0.0),
         )
 
 
@@ -255,7 +284,7 @@ def draw_plan(
         for _ in range(1 if rng.random() < 0.8 else 2):
             # Body faults strike answers that have a body worth breaking (2xx).
             ok = [i for i, x in enumerate(exchanges) if x.status < 400]
-            kinds = [k for k in FaultKind if k in allowed and (ok or not k.in_body)]
+            kinds = [k for k in FaultKind if k in allowed and not k.rare and (ok or not k.in_body)]
             if not kinds:
                 break
             kind = rng.choice(kinds)
@@ -310,6 +339,29 @@ def draw_plan(
         }
         checkpoints = sorted(Checkpoint(p, i, n) for (p, i), n in points.items())
         plan = replace(plan, checkpoints=tuple(checkpoints))
+    return draw_rare(rng, scenario, plan, allowed)
+
+
+def draw_rare(
+    rng: random.Random, scenario: Scenario, plan: Plan, allowed: frozenset[FaultKind]
+) -> Plan:
+    """The rare paths, weighted so that each comes up in every 1,000-iteration campaign.
+
+    Drawn after everything else, so a seed's other choices stay what they were.
+    """
+    if rng.random() < 0.15:
+        plan = replace(plan, line_ending=rng.choice(LINE_ENDINGS))
+    if rng.random() < 0.5:
+        plan = replace(plan, start_after=rng.choice(START_AFTER))
+    if rng.random() < 0.4:
+        plan = replace(plan, retry_after=rng.choice(RARE_RETRY_AFTER))
+    ok = [i for i, x in enumerate(scenario.exchanges) if x.status < 400]
+    # A campaign narrowed to the rare kinds (--fault early-end) draws them often.
+    weight = 0.5 if all(k.rare for k in allowed) else 0.08
+    if FaultKind.EARLY_END in allowed and ok and rng.random() < weight:
+        e = rng.choice(ok)
+        at = rng.randrange(len(scenario.exchanges[e].chunks))
+        plan = replace(plan, faults=(*plan.faults, Fault(FaultKind.EARLY_END, e, at)))
     return plan
 
 
@@ -366,12 +418,18 @@ def _malformed_event(api: str) -> bytes:
     return encode_event(name, MALFORMED_DATA)
 
 
+def _retry_after_header(value: str) -> str:
+    """A plan's Retry-After as sent: ``date`` is 20 s after the epoch, ``date+N`` N s."""
+    if value.startswith("date"):
+        after = float(value[5:] or 20)
+        return email.utils.formatdate(WALL_EPOCH + after, usegmt=True)
+    return value
+
+
 def _error_reply(api: str, status: int, retry_after: str | None = None) -> Reply:
     headers = [("content-type", "application/json")]
-    if retry_after == "date":
-        headers.append(("retry-after", email.utils.formatdate(WALL_EPOCH + 20, usegmt=True)))
-    elif retry_after is not None:
-        headers.append(("retry-after", retry_after))
+    if retry_after is not None:
+        headers.append(("retry-after", _retry_after_header(retry_after)))
     body = error_body(api, status, f"simulated {status}")
     return Reply(status, headers, [json.dumps(body).encode()])
 
@@ -396,6 +454,28 @@ def _rechunk(chunks: tuple[bytes, ...], cuts: tuple[int, ...], keep: int | None)
         offsets.append(keep)
     bounds = [0, *sorted(set(o for o in offsets if 0 < o < len(body))), len(body)]
     return [body[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _line_endings(
+    chunks: list[bytes], cuts: tuple[int, ...], fault_offset: int | None, ending: str
+) -> tuple[list[bytes], tuple[int, ...], int | None]:
+    """The chunks with every LF turned into ``ending``, offsets moved to match.
+
+    In CRLF a cut moves back to the last line end before it and lands between its CR and
+    its LF: the boundary where a decoder must not count a second line end (in the middle
+    of an event as often as between two). A fault's offset keeps to the whole line end.
+    """
+    body, new = b"".join(chunks), ending.encode()
+    grow = len(new) - 1
+
+    def moved(offset: int, split: bool) -> int:
+        if split and grow:
+            offset = body.rfind(b"\n", 0, offset) + 1 or offset
+        inside = split and grow and body[offset - 1 : offset] == b"\n"
+        return offset + grow * body.count(b"\n", 0, offset) - (1 if inside else 0)
+
+    fault = moved(fault_offset, False) if fault_offset is not None else None
+    return [c.replace(b"\n", new) for c in chunks], tuple(moved(c, True) for c in cuts), fault
 
 
 def _frame_offset(exchange: Exchange, frame: int) -> int:
@@ -437,7 +517,11 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
             wire_fault, fault_offset = "stall", _frame_offset(exchange, at)
         elif fault.kind is FaultKind.RESET_BEFORE_BODY:
             wire_fault = "reset-before-body"
+        elif fault.kind is FaultKind.EARLY_END:
+            chunks = chunks[:at]  # and the body ends there, cleanly
     cuts = dict(plan.cuts).get(e, ())
+    if plan.line_ending != "\n" and exchange.streaming:
+        chunks, cuts, fault_offset = _line_endings(chunks, cuts, fault_offset, plan.line_ending)
     pieces = _rechunk(tuple(chunks), cuts, fault_offset)
     delays = [0.0] * len(pieces)
     for delay in plan.delays:
@@ -450,7 +534,11 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
         while fault_at < len(pieces) and pos < fault_offset:
             pos += len(pieces[fault_at])
             fault_at += 1
-    return _reply(exchange, pieces, delays, wire_fault, fault_at)
+    headers = list(exchange.headers)
+    if plan.retry_after is not None and exchange.status == 429:
+        retry = ("retry-after", _retry_after_header(plan.retry_after))
+        headers = [h for h in headers if h[0] != "retry-after"] + [retry]
+    return _reply(exchange, pieces, delays, wire_fault, fault_at, headers)
 
 
 def _message_reply(exchange: Exchange, e: int, plan: Plan, faults: list[Fault]) -> Reply:
@@ -487,10 +575,11 @@ def _reply(
     delays: list[float],
     fault: WireFault | None,
     fault_at: int,
+    headers: list[tuple[str, str]] | None = None,
 ) -> Reply:
     return Reply(
         exchange.status,
-        list(exchange.headers),
+        list(exchange.headers) if headers is None else headers,
         chunks,
         delays,
         fault=fault,
@@ -512,6 +601,8 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
         for fault in here:
             if fault.kind.strikes_key and fault.kind.status is not None:
                 retry = fault.retry_after if fault.kind.rate_limits else None
+                if fault.kind.rate_limits and plan.retry_after is not None:
+                    retry = plan.retry_after
                 error = _error_reply(scenario.api, fault.kind.status, retry)
                 every = fault.kind is FaultKind.RATE_LIMIT_ALL
                 replies += [error] * (keys if every else 1)
@@ -528,7 +619,7 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
 
 def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiation) -> WorldSpec:
     disconnect = next((f.at for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT), None)
-    bound = 300.0 + sum(d.seconds for d in plan.delays)
+    bound = 300.0 + plan.start_after + sum(d.seconds for d in plan.delays)
     bound += sum(r.seconds for r in plan.read_delays)
     bound += sum(plan.tool_latency)
     return WorldSpec(
@@ -539,7 +630,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         tools=scenario.toolset,
         stream_initiation=stream_initiation,
         transport=scenario.transport,
-        pace=Pace(dict(plan.read_delays), plan.read_size, disconnect),
+        pace=Pace(dict(plan.read_delays), plan.read_size, disconnect, plan.start_after),
         tool_latency=plan.tool_latency,
         checkpoints={(c.point, c.operation): c.extra for c in plan.checkpoints},
         schedule_seed=plan.schedule_seed,
@@ -551,6 +642,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
 
 __all__ = [
     "ALL_FAULTS",
+    "RARE_RETRY_AFTER",
     "RETRY_AFTER",
     "Checkpoint",
     "CheckpointPoint",
@@ -561,6 +653,7 @@ __all__ = [
     "Plan",
     "ReadDelay",
     "draw_plan",
+    "draw_rare",
     "error_body",
     "iteration_seed",
     "upstream_replies",

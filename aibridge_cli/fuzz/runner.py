@@ -62,7 +62,8 @@ class Judge:
     async def _run(self, scenario: Scenario, plan: Plan, *, timeline: bool = False) -> Run:
         spec = world_spec(scenario, plan, self.stream_initiation)
         world = await self.simulate(spec, timeline=timeline, commands=self.commands)
-        return Run(scenario, plan, world, spec.replies[: len(world.attempts)])
+        served = spec.replies[: len(world.attempts)]
+        return Run(scenario, plan, world, served, self.stream_initiation)
 
     async def canonical_of(self, scenario: Scenario, plan: Plan) -> CanonicalRun:
         base = plan.essential_canonical()

@@ -20,7 +20,7 @@ from ..sse import SSEDecoder
 
 # "retry-after" (in a WebSocket error's headers): a cooldown's remaining seconds depend on
 # when it is read, as the Retry-After header does, which the comparison leaves out too.
-_VOLATILE = frozenset(
+VOLATILE = frozenset(
     {
         "id",
         "created",
@@ -39,7 +39,7 @@ def strip_volatile(data: Any) -> Any:
         return {
             k: strip_volatile(v)
             for k, v in data.items()
-            if k not in _VOLATILE and not k.endswith("_id")
+            if k not in VOLATILE and not k.endswith("_id")
         }
     if isinstance(data, list):
         return [strip_volatile(v) for v in data]

@@ -36,6 +36,7 @@ class Pace:
     delays: Mapping[int, float] = field(default_factory=dict)
     read_size: int = 65536
     disconnect_after: int | None = None  # body bytes; None: read to the end
+    start_after: float = 0.0  # seconds before the request goes out (a fractional clock)
 
 
 @dataclass
@@ -60,6 +61,8 @@ async def exchange(
     """Send one request over ``stream`` and read the response at the given pace; ``host``
     is the Host header (a real proxy's guard admits only the address it serves)."""
     result = ClientResult()
+    if pace.start_after:
+        await trio.sleep(pace.start_after)
     conn = h11.Connection(h11.CLIENT)
     head = h11.Request(
         method=method,
