@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from aibridge_cli.errors import AllKeysRateLimited
 from aibridge_cli.fakes.scripted_upstream import Reply
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.differential import stream_problems
@@ -110,7 +111,7 @@ def test_retry_after_rounded_to_nearest_shows_on_a_fractional_clock(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def rounded(remaining: float) -> keypool.PoolKey:
-        raise keypool.AllKeysRateLimited(retry_after=max(1, round(remaining)))
+        raise AllKeysRateLimited(retry_after=max(1, round(remaining)))
 
     monkeypatch.setattr(keypool.KeyPool, "_raise_rate_limited", staticmethod(rounded))
     scenario = "anthropic/all-keys-rate-limited"
