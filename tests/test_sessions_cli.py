@@ -331,3 +331,14 @@ async def test_record_of_a_missing_command_says_so_and_exits_127(tmp_path: Path)
     done = await run_cli("record", "-o", str(tmp_path / "f.jsonl"), "--", "/no/such/command")
     assert done.returncode == 127
     assert "cannot run /no/such/command" in " ".join(done.stderr.decode().split())
+
+
+async def test_every_built_in_fixture_replays_to_a_match() -> None:
+    """The README's first command: a change that alters what clients get (usage summed over
+    the loop, say) must come with regenerated fixtures (scripts/make_builtin_fixtures.py)."""
+    done = await run_cli("replay", "--builtin", "--json")
+    results = json.loads(done.stdout)
+    assert len(results) >= 28
+    mismatched = [(r["fixture"], i) for r in results if not r["ok"] for i in r["interceptions"]]
+    assert mismatched == []
+    assert done.returncode == 0
