@@ -4,8 +4,10 @@ error shape (or closes), never with a 500, and still serves a good request after
 from __future__ import annotations
 
 import json
+import logging
 
 import h11
+import pytest
 import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
@@ -144,3 +146,21 @@ async def _run(payloads: list[bytes]) -> None:
 @given(payloads=st.lists(malformed, min_size=30, max_size=40))
 def test_malformed_requests_never_kill_the_server(payloads: list[bytes]) -> None:
     trio.run(_run, payloads, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_a_broken_request_line_is_rejected_without_logging_the_next_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """h11 quotes a line it cannot read as a request line (here a client's key header, sent
+    first by a broken client) in its error: the reason is logged, the bytes are not."""
+    app = build_app(ServeOptions(anthropic_base_url="http://127.0.0.1:9"), tools=ToolSet())
+    server = Server(app, ServerConfig(header_timeout=1.0))
+    key = b"sk-ant-client-key-in-a-broken-head-0001"
+    async with app.env.client:
+        with caplog.at_level(logging.DEBUG, logger="aibridge"):
+            status, body = await _serve_one(server, b"x-api-key: " + key + b"\r\n\r\n")
+    assert status == 400
+    assert b"illegal request line" in body
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "illegal request line" in logged
+    assert key.decode() not in logged

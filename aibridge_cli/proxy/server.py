@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -34,6 +35,8 @@ from ..headers import Headers, header, media_type
 from .guard import Address, Admit, Guard, Preflight, Refuse
 
 log = logging.getLogger("aibridge.server")
+# ": b'...'" or ": bytearray(b'...')" at the end of an h11 message
+_QUOTED_BYTES = re.compile(r":\s*(?:bytearray\()?b['\"].*\Z", re.S)
 
 # A request target is logged up to this many characters: a 100 KB path is an attack or a
 # mistake, and one line of log is no place for it.
@@ -41,6 +44,13 @@ LOGGED_TARGET_LIMIT = 200
 # How long a stream cut at the end of the grace period gets to take its error event.
 SHUTDOWN_NOTICE_TIMEOUT = 1.0
 SHUTDOWN_MESSAGE = "proxy shutting down"
+
+
+def _h11_reason(exc: h11.RemoteProtocolError) -> str:
+    """h11's reason without the bytes it quotes: those can be any line of the head (a
+    broken request line makes h11 quote the next one, an ``x-api-key`` line, say), and the
+    reason is logged."""
+    return _QUOTED_BYTES.sub("", str(exc))
 
 
 def loggable(target: str, limit: int = LOGGED_TARGET_LIMIT) -> str:
@@ -549,7 +559,9 @@ class HTTPConnection:
                 return None
         except h11.RemoteProtocolError as exc:
             if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                await self._reject(exc.error_status_hint, f"bad request: {exc}", target="/")
+                await self._reject(
+                    exc.error_status_hint, f"bad request: {_h11_reason(exc)}", target="/"
+                )
             return None
         return Request(method, target, headers, body)
 
