@@ -73,3 +73,4 @@ class ServeOptions:
     server: ServerConfig = field(default_factory=ServerConfig)
     timeouts: UpstreamTimeouts = field(default_factory=UpstreamTimeouts)
     redact: Sequence[str] = ()
+    mcp_required: bool = False  # an MCP server that does not start stops serve

@@ -3,6 +3,7 @@
     AibridgeError
     ├── ConfigError                 bad command-line or tools-file input (CLI exit 2)
     ├── FixtureError                a fixture file that cannot be loaded (CLI exit 2)
+    ├── McpUnavailable              an MCP server did not start under --mcp-required (exit 2)
     ├── ClientDisconnected          the client went away mid-response (nothing to answer)
     └── ClientFacingError           answered to the client in the provider's error shape
         ├── RequestError            local: the client's request is wrong (400/404/405/413)
@@ -69,6 +70,10 @@ class ConfigError(AibridgeError):
 
 class FixtureError(AibridgeError):
     """A fixture file that cannot be loaded; the message says ``file:line: reason``."""
+
+
+class McpUnavailable(AibridgeError):
+    """An MCP server did not answer ``initialize`` and ``--mcp-required`` was given."""
 
 
 class ClientDisconnected(AibridgeError):

@@ -69,6 +69,7 @@ def serve_options(
     read_timeout: float = UpstreamTimeouts.read,
     grace_period: float = ServerConfig.grace_period,
     redact: Sequence[str] = (),
+    mcp_required: bool = False,
 ) -> ServeOptions:
     """The serve options from the command line, with keys from the environment; the
     limits and timeouts default to the server's and the upstream client's own."""
@@ -85,4 +86,5 @@ def serve_options(
         server=ServerConfig(max_body_size=max_body_size, grace_period=grace_period),
         timeouts=UpstreamTimeouts(connect=connect_timeout, read=read_timeout),
         redact=tuple(redact),
+        mcp_required=mcp_required,
     )

@@ -54,6 +54,10 @@ def serve(
         list[str] | None,
         typer.Option("--redact", help="Another header kept out of recordings; repeat for more."),
     ] = None,
+    mcp_required: Annotated[
+        bool,
+        typer.Option(help="Exit (status 2) when an [[mcp]] server does not answer initialize."),
+    ] = False,
 ) -> None:
     """Run the proxy. Prints 'listening on http://HOST:PORT' when ready."""
     import trio
@@ -78,6 +82,7 @@ def serve(
             read_timeout=read_timeout,
             grace_period=grace_period,
             redact=redact or (),
+            mcp_required=mcp_required,
         )
         recorder = open_recorder(record, options) if record else None
         bridge = build_app(options, recorder=recorder)

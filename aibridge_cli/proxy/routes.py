@@ -142,7 +142,8 @@ class BridgeApp:
                 name: {"base_url": up.base_url, "keys": up.pool.snapshot(now)}
                 for name, up in self.upstreams.items()
             },
-            "tools": [tool.name for tool in self.env.tools],
+            "tools": [tool.name for tool in self.env.toolset()],
+            "mcp": self.env.servers.status() if self.env.servers is not None else [],
             "requests_served": self.requests_served,
         }
 
@@ -189,8 +190,9 @@ class BridgeApp:
                 self.recorder(record)
 
     async def _intercept(self, api: API, request: Request, writer: ResponseWriter) -> str:
-        tools = [tool.to_toml_fields() for tool in self.env.tools]
-        with self._recording(self._new_record(api.name, request, writer, tools)) as record:
+        tools = self.env.toolset()  # this request's, though MCP servers change meanwhile
+        offered = [tool.to_toml_fields() for tool in tools]
+        with self._recording(self._new_record(api.name, request, writer, offered)) as record:
             try:
                 body = api.validate(request.body)
             except RequestError as error:
@@ -199,8 +201,10 @@ class BridgeApp:
                 await write_error_response(api, writer, error)
                 return ""
             record.request.body = body
-            interceptor = Interceptor(api, self.upstreams[api.provider], self.env, request, record)
-            conversation = api.conversation(body, self.env.tools)
+            interceptor = Interceptor(
+                api, self.upstreams[api.provider], self.env, request, record, tools
+            )
+            conversation = api.conversation(body, tools)
             if is_streaming(body):
                 await interceptor.run_streaming(conversation, writer)
             else:

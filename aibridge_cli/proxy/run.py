@@ -11,9 +11,9 @@ import httpcore
 import trio
 
 from ..config import BridgeConfig, ServeOptions
-from ..errors import ConfigError
+from ..errors import ConfigError, McpUnavailable
 from ..interception import Recorder
-from ..tools import ToolSet, load_tools
+from ..tools import ToolServers, ToolSet, ToolsFile, load_tools_file
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
 from .keypool import KeyPool
 from .routes import BridgeApp
@@ -33,8 +33,15 @@ def build_app(
 ) -> BridgeApp:
     """The proxy app for these options (the upstream client is created here, once). The
     simulation passes its own network backend, tool runner, wall clock and trace."""
+    servers: ToolServers | None = None
     if tools is None:
-        tools = load_tools(options.tools_path) if options.tools_path else ToolSet()
+        found = load_tools_file(options.tools_path) if options.tools_path else ToolsFile()
+        tools = found.tools
+        if found.mcp:
+            # imported only here: the mcp SDK is an extra, and heavy to load
+            from ..mcp_tools.servers import McpServers
+
+            servers = McpServers(found.mcp)
     if options.max_iterations < 1:
         raise ConfigError(f"--max-iterations must be at least 1, not {options.max_iterations}")
     env = Environment(
@@ -46,6 +53,7 @@ def build_app(
         run_tool=run_tool,
         wall_clock=wall_clock,
         trace=trace,
+        servers=servers,
     )
     upstreams = {
         "anthropic": ProviderUpstream(
@@ -65,12 +73,24 @@ async def serve_proxy(
     announce: bool = True,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the proxy until SIGINT/SIGTERM, then shut down gracefully."""
-    async with app.env.client:
-        server = Server(app, options.server)
-        await serve_until_signalled(
-            server, options.host, options.port, announce=announce, task_status=task_status
-        )
+    """Run the proxy until SIGINT/SIGTERM, then shut down gracefully.
+
+    The MCP servers, if any, live in a nursery of this run: they start before the proxy
+    listens and are stopped (cancelled) once it has drained its requests.
+    """
+    failed: list[str] = []
+    async with app.env.client, trio.open_nursery() as tool_servers:
+        if app.env.servers is not None:
+            failed = await tool_servers.start(app.env.servers.serve)
+        if not (failed and options.mcp_required):
+            server = Server(app, options.server)
+            await serve_until_signalled(
+                server, options.host, options.port, announce=announce, task_status=task_status
+            )
+        tool_servers.cancel_scope.cancel()
+    if failed and options.mcp_required:
+        # raised out here: inside the nursery it would come wrapped in an exception group
+        raise McpUnavailable(f"mcp server {failed[0]} (--mcp-required)")
 
 
 async def serve_until_signalled(
