@@ -20,6 +20,7 @@ import httpx
 import trio
 
 from aibridge_cli.config import ServeOptions
+from aibridge_cli.interception import Recorder
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
 from aibridge_cli.proxy.run import build_app
 
@@ -105,6 +106,7 @@ async def mcp_stack(
     nursery: trio.Nursery,
     replies: list[Reply],
     tools_path: Path,
+    recorder: Recorder | None = None,
     **options: Any,
 ) -> Stack:
     """A scripted upstream and a proxy whose MCP servers run in ``nursery`` (as in serve)."""
@@ -118,7 +120,8 @@ async def mcp_stack(
             openai_keys=["sk-openai-mcp-test-key-0000AAAA"],
             tools_path=tools_path,
             **options,
-        )
+        ),
+        recorder=recorder,
     )
     assert app.env.servers is not None
     nursery.start_soon(_close_at_the_end, app.env.client)
