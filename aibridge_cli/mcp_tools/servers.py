@@ -98,10 +98,11 @@ class McpServer:
             except Exception as exc:  # whatever a transport raised: name it, start again
                 self.error = _describe(exc)
             self.state = "down"
+            if self.tried.is_set():  # a failed first start is reported by serve
+                log.warning(
+                    "mcp server %s down (%s): retry in %g s", self.spec.name, self.error, delay
+                )
             self.tried.set()
-            log.warning(
-                "mcp server %s is down (%s); retrying in %g s", self.spec.name, self.error, delay
-            )
             await trio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
             self.restarts += 1
@@ -249,7 +250,6 @@ class McpServers:
                 nursery.start_soon(server.run)
             for server in self.servers:
                 await server.tried.wait()
-            failed = [f"{s.spec.name}: {s.error}" for s in self.servers if s.state != "ready"]
-            for line in failed:
-                log.warning("mcp server %s; serving without its tools", line)
-            task_status.started(failed)
+            task_status.started(
+                [f"{s.spec.name}: {s.error}" for s in self.servers if s.state != "ready"]
+            )

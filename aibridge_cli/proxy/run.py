@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -19,6 +20,8 @@ from .keypool import KeyPool
 from .routes import BridgeApp
 from .server import Server
 from .upstream_client import make_client
+
+log = logging.getLogger("aibridge.serve")
 
 
 def build_app(
@@ -82,6 +85,9 @@ async def serve_proxy(
     async with app.env.client, trio.open_nursery() as tool_servers:
         if app.env.servers is not None:
             failed = await tool_servers.start(app.env.servers.serve)
+            if not options.mcp_required:
+                for line in failed:
+                    log.warning("mcp server %s: serving without its tools", line)
         if not (failed and options.mcp_required):
             server = Server(app, options.server)
             await serve_until_signalled(
