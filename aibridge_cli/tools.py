@@ -4,8 +4,8 @@ Each ``[[tool]]`` has ``name``, ``description``, ``input_schema`` and exactly on
 ``result`` (canned text), ``command`` (argv; the tool input arrives as JSON on stdin,
 stdout is the result, a non-zero exit is a tool error) or ``error`` (canned error text).
 Each ``[[mcp]]`` names an MCP server whose tools are injected too
-(``aibridge_cli.mcp_tools``); those tools are live, so the set in play is asked of
-``ToolServers`` at every request.
+(``aibridge_cli.mcp_tools``, which reads those tables); those tools are live, so the set
+in play is asked of ``ToolServers`` at every request.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import trio
 
 from .errors import ConfigError
-from .mcp_tools.config import McpServerSpec, mcp_server_from_mapping
 
 DEFAULT_TOOL_TIMEOUT = 30.0
 
@@ -170,10 +169,12 @@ class ToolServers(Protocol):
 
 @dataclass(frozen=True)
 class ToolsFile:
-    """What a tools file holds: canned and command tools, and MCP servers."""
+    """What a tools file holds: canned and command tools, and the ``[[mcp]]`` tables (read
+    by ``mcp_tools.config``, a layer above this module)."""
 
+    path: Path | None = None
     tools: ToolSet = field(default_factory=ToolSet)
-    mcp: tuple[McpServerSpec, ...] = ()
+    mcp: tuple[Mapping[str, Any], ...] = ()
 
 
 def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
@@ -231,18 +232,15 @@ def load_tools_file(path: Path) -> ToolsFile:
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected [[tool]] tables")
     tools = [tool_from_mapping(entry, f"{path}: tool #{i + 1}") for i, entry in enumerate(entries)]
-    _no_duplicates(path, "tool", [tool.name for tool in tools])
+    no_duplicates(path, "tool", [tool.name for tool in tools])
     servers = data.get("mcp", [])
-    if not isinstance(servers, list):
+    if not isinstance(servers, list) or not all(isinstance(t, dict) for t in servers):
         raise ConfigError(f"{path}: expected [[mcp]] tables")
-    mcp = tuple(
-        mcp_server_from_mapping(entry, f"{path}: mcp #{i + 1}") for i, entry in enumerate(servers)
-    )
-    _no_duplicates(path, "mcp server", [server.name for server in mcp])
-    return ToolsFile(ToolSet.of(tools), mcp)
+    return ToolsFile(path, ToolSet.of(tools), tuple(servers))
 
 
-def _no_duplicates(path: Path, what: str, names: list[str]) -> None:
+def no_duplicates(path: Path, what: str, names: list[str]) -> None:
+    """A ``ConfigError`` naming the file when two entries share a name."""
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{path}: duplicate {what} names: {', '.join(dupes)}")

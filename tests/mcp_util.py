@@ -20,8 +20,8 @@ import httpx
 import trio
 
 from aibridge_cli.config import ServeOptions
-from aibridge_cli.interception import Recorder
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
+from aibridge_cli.interception import Recorder
 from aibridge_cli.proxy.run import build_app
 
 from .conftest import Stack, start_server

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aibridge_cli.errors import ConfigError
-from aibridge_cli.mcp_tools.config import mcp_server_from_mapping, offered_name
+from aibridge_cli.mcp_tools.config import mcp_server_from_mapping, mcp_servers, offered_name
 from aibridge_cli.mcp_tools.results import outcome_from_result
 from aibridge_cli.tools import ToolImage, ToolOutcome, load_tools_file
 
@@ -23,7 +23,7 @@ def test_a_tools_file_holds_tools_and_mcp_servers(tmp_path: Path) -> None:
     )
     found = load_tools_file(path)
     assert [t.name for t in found.tools] == ["canned"]
-    fs, web = found.mcp
+    fs, web = mcp_servers(found)
     assert (fs.command, dict(fs.env), fs.timeout, fs.transport) == (
         ("fs-server", "--root", "/tmp"),
         {"LEVEL": "debug"},
@@ -35,6 +35,13 @@ def test_a_tools_file_holds_tools_and_mcp_servers(tmp_path: Path) -> None:
         (("x-team", "a"),),
         "streamable-http",
     )
+
+
+def test_two_servers_of_one_name_are_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "tools.toml"
+    path.write_text('[[mcp]]\nname = "a"\nurl = "http://h/"\n' * 2)
+    with pytest.raises(ConfigError, match="duplicate mcp server names: a"):
+        mcp_servers(load_tools_file(path))
 
 
 def test_the_bearer_comes_from_the_environment_when_connecting(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..tools import ToolsFile, no_duplicates
 
 DEFAULT_CALL_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -136,3 +137,14 @@ def mcp_server_from_mapping(entry: Any, where: str) -> McpServerSpec:
         timeout=_seconds(entry, "timeout", DEFAULT_CALL_TIMEOUT, where),
         connect_timeout=_seconds(entry, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, where),
     )
+
+
+def mcp_servers(found: ToolsFile) -> tuple[McpServerSpec, ...]:
+    """The MCP servers of a tools file; a bad table is a ``ConfigError`` naming it."""
+    specs = tuple(
+        mcp_server_from_mapping(entry, f"{found.path}: mcp #{i + 1}")
+        for i, entry in enumerate(found.mcp)
+    )
+    if found.path is not None:
+        no_duplicates(found.path, "mcp server", [spec.name for spec in specs])
+    return specs

@@ -14,6 +14,7 @@ import trio
 from ..config import BridgeConfig, ServeOptions
 from ..errors import ConfigError, McpUnavailable
 from ..interception import Recorder
+from ..mcp_tools.config import mcp_servers
 from ..tools import ToolServers, ToolSet, ToolsFile, load_tools_file
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
 from .keypool import KeyPool
@@ -41,10 +42,11 @@ def build_app(
         found = load_tools_file(options.tools_path) if options.tools_path else ToolsFile()
         tools = found.tools
         if found.mcp:
+            specs = mcp_servers(found)
             # imported only here: the mcp SDK is an extra, and heavy to load
             from ..mcp_tools.servers import McpServers
 
-            servers = McpServers(found.mcp)
+            servers = McpServers(specs)
     if options.max_iterations < 1:
         raise ConfigError(f"--max-iterations must be at least 1, not {options.max_iterations}")
     env = Environment(
