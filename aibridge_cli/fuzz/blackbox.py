@@ -41,7 +41,8 @@ from .plan import Plan, draw_plan, error_body, iteration_seed, upstream_replies
 from .report import describe_plan
 from .scenario import Scenario
 
-_EXCLUDED_FAULTS = ("stall", "401", "403")
+# (MCP faults: a target proxy runs its own tools)
+_EXCLUDED_FAULTS = ("stall", "401", "403", "mcp-error", "mcp-slow", "mcp-dies")
 _MAX_DELAY = 0.02
 _PAD = 1 << 20
 _LEVER_DELAY = 0.1

@@ -8,6 +8,7 @@
   each attempt's key, the client's status and Retry-After, and the pool afterwards.
 * ``liveness``: the client was done within the virtual-time bound.
 * ``hygiene``: no task left behind, no unhandled exception, every connection closed.
+* ``tool-results``: the upstream request after an injected tool ran carries its result.
 
 The key-pool model here is written from the rules in BEHAVIOR.md, not from ``keypool.py``,
 so a bug planted there shows as a disagreement.
@@ -34,6 +35,7 @@ ORACLES: dict[str, str] = {
     "malformed-body": "a JSON error or a well-formed event stream, never a mix; grammar holds",
     "key-pool": "keys tried in order, cooldowns from Retry-After, status and Retry-After right",
     "schedule-dependence": "the normalized response equals the canonical run's",
+    "tool-results": "every injected tool's result is in the next upstream request",
 }
 
 
@@ -196,6 +198,8 @@ def judge(
         found.append(Violation("malformed-body", problem))
     for problem in key_pool_problems(scenario, plan, world):
         found.append(Violation("key-pool", problem))
+    for problem in world.lost_tool_results:
+        found.append(Violation("tool-results", problem))
     if canonical is not None and not plan.disconnects and world.live:
         shape = shape_of(scenario, response, world)
         differences = diff_normalized(canonical, shape)

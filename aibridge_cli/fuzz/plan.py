@@ -37,7 +37,11 @@ FAULT_KINDS: dict[str, str] = {
     "stall": "the upstream goes silent after frame AT, past the read timeout",
     "malformed-sse": "frame AT is replaced by an event whose data is not JSON",
     "client-disconnect": "the client hangs up after AT body bytes (0: before reading)",
+    "mcp-error": "MCP tool call AT answers isError",
+    "mcp-slow": "MCP tool call AT takes past the tool's timeout",
+    "mcp-dies": "the MCP server dies during tool call AT",
 }
+MCP_FAULTS = ("mcp-error", "mcp-slow", "mcp-dies")
 KEY_FAULTS = ("429-one", "429-all", "401", "403")
 BODY_FAULTS = ("reset-in-body", "error-event", "stall", "malformed-sse")
 RETRY_AFTER = ("0", "1", "5", "30", None, "date", "soon")
@@ -70,12 +74,14 @@ class Fault:
             where += f" frame {self.at}"
         if self.kind == "client-disconnect":
             where = f"after {self.at} body bytes"
+        if self.kind in MCP_FAULTS:
+            where = f"tool call {self.at}"
         extra = f" Retry-After={self.retry_after}" if self.kind in ("429-one", "429-all") else ""
         return f"{self.kind} at {where}{extra}"
 
     def essential(self) -> Fault:
         """This fault without the fields its kind ignores (a 429's frame, a 500's Retry-After)."""
-        at = self.at if self.kind in (*BODY_FAULTS, "client-disconnect") else 0
+        at = self.at if self.kind in (*BODY_FAULTS, *MCP_FAULTS, "client-disconnect") else 0
         retry = self.retry_after if self.kind in ("429-one", "429-all") else None
         return Fault(self.kind, self.exchange, at, retry)
 
@@ -146,7 +152,7 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
         for _ in range(1 if rng.random() < 0.8 else 2):
             # Body faults strike answers that have a body worth breaking (2xx).
             ok = [i for i, x in enumerate(exchanges) if x.status < 400]
-            kinds = [k for k in FAULT_KINDS if ok or k not in BODY_FAULTS]
+            kinds = [k for k in FAULT_KINDS if k not in MCP_FAULTS and (ok or k not in BODY_FAULTS)]
             kind = rng.choice(kinds)
             e = rng.choice(ok if kind in BODY_FAULTS else range(len(exchanges)))
             # In-body faults strike inside the message: after its last frame the upstream
@@ -156,6 +162,10 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
                 at = rng.choice([0, 1, 40, 200, 700])
             retry = rng.choice(RETRY_AFTER) if kind in ("429-one", "429-all") else None
             faults.append(Fault(kind, e, at, retry))
+    # Drawn only for a scenario with MCP tools, so no other scenario's plans change.
+    if any(tool.mcp for tool in scenario.tools) and rng.random() < 0.3:
+        calls = max(1, len(exchanges) - 1)
+        faults.append(Fault(rng.choice(MCP_FAULTS), 0, rng.randrange(calls)))
     plan = Plan(
         faults=tuple(faults),
         schedule_seed=rng.getrandbits(32),
@@ -367,6 +377,8 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
     disconnect = next((f.at for f in plan.faults if f.kind == "client-disconnect"), None)
     bound = 300.0 + sum(d for _, _, d in plan.delays) + sum(d for _, d in plan.read_delays)
     bound += sum(plan.tool_latency)
+    tool_faults = {f.at: f.kind for f in plan.faults if f.kind in MCP_FAULTS}
+    bound += sum(t.timeout for t in scenario.tools) if "mcp-slow" in tool_faults.values() else 0
     return WorldSpec(
         path=scenario.path,
         body=scenario.body,
@@ -376,6 +388,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         stream_initiation=stream_initiation,
         pace=Pace(dict(plan.read_delays), plan.read_size, disconnect),
         tool_latency=plan.tool_latency,
+        tool_faults=tool_faults,
         checkpoints={(p, i): n for p, i, n in plan.checkpoints},
         schedule_seed=plan.schedule_seed,
         schedule_budget=plan.schedule_budget,

@@ -16,6 +16,15 @@ from typing import Any
 from ..tools import ToolImage, ToolOutcome
 
 
+def server_down(server: str, tool: str) -> ToolOutcome:
+    """A call whose server died before answering (live, or a simulation fault)."""
+    return ToolOutcome(f"mcp server {server} went down during {tool}", True)
+
+
+def timed_out(server: str, tool: str, seconds: float) -> ToolOutcome:
+    return ToolOutcome(f"mcp server {server}: {tool} timed out after {seconds:g} s", True)
+
+
 def _part_text(part: Mapping[str, Any]) -> str | None:
     kind = part.get("type")
     if kind == "text":

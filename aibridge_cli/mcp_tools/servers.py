@@ -30,7 +30,7 @@ import trio
 from ..errors import ConfigError
 from ..tools import InjectedTool, McpOrigin, ToolOutcome
 from .config import McpServerSpec, offered_name
-from .results import outcome_from_result
+from .results import outcome_from_result, server_down, timed_out
 
 try:
     import httpx2
@@ -203,11 +203,11 @@ class McpServer:
             with trio.fail_after(limit):
                 result = await client.call_tool(tool, arguments)
         except trio.TooSlowError:
-            return ToolOutcome(f"mcp server {name}: {tool} timed out after {limit:g} s", True)
+            return timed_out(name, tool, limit)
         except MCPError as exc:
             if exc.error.code == mcp_types.CONNECTION_CLOSED:
                 self._lost.set()
-                return ToolOutcome(f"mcp server {name} went down during {tool}", True)
+                return server_down(name, tool)
             return ToolOutcome(f"mcp server {name}: {tool} failed: {exc.error.message}", True)
         except Exception as exc:  # a transport failure: the connection is no good any more
             self._lost.set()

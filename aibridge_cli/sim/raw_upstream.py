@@ -17,11 +17,13 @@ import trio
 from ..fakes.scripted_upstream import Reply
 
 Script = Callable[[list[tuple[str, str]], int], Reply]
+BodySeen = Callable[[int, bytes], None]  # request index, request body
 
 
 class RawUpstream:
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, body_seen: BodySeen | None = None) -> None:
         self.script = script
+        self.body_seen = body_seen
         self.requests = 0
         self.open_responses = 0
 
@@ -42,6 +44,8 @@ class RawUpstream:
                     if not data:
                         return
                     buffer += data
+                if self.body_seen is not None:
+                    self.body_seen(self.requests, buffer[:length])
                 buffer = buffer[length:]
                 reply = self.script(headers, self.requests)
                 self.requests += 1
