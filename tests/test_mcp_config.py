@@ -56,6 +56,8 @@ def test_the_bearer_comes_from_the_environment_when_connecting(
     monkeypatch.setenv("WEB_TOKEN", "tok-123")
     assert spec.http_headers() == {"authorization": "Bearer tok-123"}
     assert "tok-123" not in spec.target
+    secret_url = {"name": "web", "url": "https://user:pw-secret@mcp.example/mcp"}
+    assert mcp_server_from_mapping(secret_url, "t").target == "https://…@mcp.example/mcp"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
 from ..tools import ToolsFile, no_duplicates
@@ -60,8 +61,14 @@ class McpServerSpec:
 
     @property
     def target(self) -> str:
-        """What the status page shows: the program, or the URL (headers never shown)."""
-        return self.command[0] if self.command is not None else str(self.url)
+        """What the status page shows: the program, or the URL without any credentials in
+        it (headers are never shown)."""
+        if self.command is not None:
+            return self.command[0]
+        parts = urlsplit(str(self.url))
+        if "@" not in parts.netloc:
+            return str(self.url)
+        return urlunsplit(parts._replace(netloc="…@" + parts.netloc.rpartition("@")[2]))
 
     def http_headers(self) -> dict[str, str]:
         """The headers sent to a URL server, the bearer read from the environment now."""
