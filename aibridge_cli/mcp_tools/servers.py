@@ -193,7 +193,8 @@ class McpServer:
 
     async def call(self, tool: str, arguments: Any) -> ToolOutcome:
         """Call ``tool``; every failure is a tool error for the model, never an exception."""
-        client, name = self._client, self.spec.name
+        # this connection's own event: a late failure must not end a newer connection
+        client, lost, name = self._client, self._lost, self.spec.name
         limit = self.spec.timeout
         if not isinstance(arguments, dict):
             arguments = {}  # MCP takes an object; the model sent something else
@@ -206,11 +207,11 @@ class McpServer:
             return timed_out(name, tool, limit)
         except MCPError as exc:
             if exc.error.code == mcp_types.CONNECTION_CLOSED:
-                self._lost.set()
+                lost.set()
                 return server_down(name, tool)
             return ToolOutcome(f"mcp server {name}: {tool} failed: {exc.error.message}", True)
         except Exception as exc:  # a transport failure: the connection is no good any more
-            self._lost.set()
+            lost.set()
             return ToolOutcome(f"mcp server {name} failed during {tool}: {_describe(exc)}", True)
         return outcome_from_result(result.model_dump(by_alias=True, mode="json", exclude_none=True))
 
