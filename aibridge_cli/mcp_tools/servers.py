@@ -55,10 +55,6 @@ HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 ServerState = Literal["starting", "ready", "down"]
 
 
-class _Lost(Exception):
-    """The connection to a server is gone (a call or a ping said so)."""
-
-
 class McpServer:
     """One configured MCP server, restarted when it dies; see the module docstring."""
 
