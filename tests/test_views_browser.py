@@ -69,7 +69,7 @@ def test_every_builtin_fixture_on_one_page(browser: Chromium, tmp_path: Path) ->
         " [...section.querySelectorAll('g.lane')].map(g => [g.dataset.lane, +g.dataset.events,"
         " +g.dataset.chunks, g.querySelectorAll('rect.mark').length]))"
     )
-    assert len(lanes) == len(records) == 27
+    assert len(lanes) == len(records) == 30
     for record, drawn in zip(records, lanes, strict=True):
         expected = [["client", frames(record.response), len(record.response.chunks)]]
         for exchange in record.upstream:
