@@ -56,7 +56,7 @@ def serve(
     ] = None,
     mcp_required: Annotated[
         bool,
-        typer.Option(help="Exit (status 2) when an [[mcp]] server does not answer initialize."),
+        typer.Option(help="Exit (status 2) when an MCP server of the tools file does not start."),
     ] = False,
 ) -> None:
     """Run the proxy. Prints 'listening on http://HOST:PORT' when ready."""
