@@ -103,8 +103,8 @@ def test_a_version_1_file_still_loads() -> None:
     fixture = parse_fixture(old, "f")
     assert fixture.version == 1
     assert [r.api for r in fixture.interceptions] == ["anthropic"]
-    with pytest.raises(FixtureError, match=r"version 3 is not supported \(this reads 1, 2\)"):
-        parse_fixture('{"aibridge_fixture": 3}\n', "f")
+    with pytest.raises(FixtureError, match=r"version 4 is not supported \(this reads 1, 2, 3\)"):
+        parse_fixture('{"aibridge_fixture": 4}\n', "f")
 
 
 def test_a_missing_or_foreign_header_is_rejected() -> None:
