@@ -48,6 +48,20 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class WebSocketConfig:
+    """Limits and timers of a client's WebSocket (the Responses API's WebSocket mode)."""
+
+    # Larger than any request body we take over HTTP is pointless; this matches it.
+    max_message_size: int = 32 * 1024 * 1024
+    # The proxy pings an idle client this often, and closes it (1011) when no pong came
+    # back by the next ping: a peer that vanished without a FIN is found in 2 intervals.
+    ping_interval: float = 20.0
+    # How long a close waits for the peer's close before the TCP connection goes: bounds
+    # how long an upstream socket outlives a client that went away (goal: under 1 s).
+    close_timeout: float = 0.5
+
+
+@dataclass(frozen=True)
 class UpstreamTimeouts:
     """Every upstream timeout, explicit. ``read`` is the idle time allowed between bytes."""
 
@@ -55,6 +69,23 @@ class UpstreamTimeouts:
     read: float = 300.0
     write: float = 30.0
     pool: float = 10.0
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Who may use a listening server besides the loopback clients (proxy/guard.py).
+
+    ``allowed_hosts`` are Host values accepted besides the address served (a name alone
+    matches any port, ``name:port`` that port only); ``allowed_origins`` are browser origins
+    whose requests and CORS preflights are accepted (``*``: any page, unsafe);
+    ``auth_token`` is what every client must present as its key; ``insecure_open`` lets
+    a key pool be served beyond loopback without one.
+    """
+
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    auth_token: str | None = field(default=None, repr=False)  # a secret: never in a repr
+    insecure_open: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,3 +105,5 @@ class ServeOptions:
     timeouts: UpstreamTimeouts = field(default_factory=UpstreamTimeouts)
     redact: Sequence[str] = ()
     mcp_required: bool = False  # an MCP server that does not start stops serve
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)

@@ -6,6 +6,7 @@ import logging
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 stderr = Console(stderr=True)
@@ -51,5 +52,8 @@ def setup_logging(level: str) -> None:
 
 
 def print_error(message: str) -> None:
-    """A domain error, for the user: one red line on stderr."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    """A domain error, for the user: one red line on stderr, however long (never wrapped),
+    the message taken as text (a bracket in it is no markup)."""
+    stderr.print(
+        f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True
+    )

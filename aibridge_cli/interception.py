@@ -11,9 +11,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .headers import Headers
+
+Transport = Literal["http", "websocket"]
+"""How the client spoke: an HTTP request, or one ``response.create`` on a WebSocket."""
 
 SECRET_HEADERS = frozenset(
     {"x-api-key", "authorization", "proxy-authorization", "cookie", "set-cookie", "api-key"}
@@ -125,6 +128,9 @@ class Interception:
     tools: list[dict[str, Any]] = field(default_factory=list)
     outcome: str = "ok"
     keep_chunks: bool = True  # False: responses keep status and headers only
+    # websocket: the request is the upgrade's method, path and headers with one message as
+    # its body; the response and every upstream exchange hold one message per chunk
+    transport: Transport = "http"
     # the client's own credentials, never written anywhere (see ``credentials``)
     client_secrets: list[str] = field(default_factory=list, repr=False)
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .config import ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
+from .config import GuardConfig, ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
 
 
 def keys_from(option: Sequence[str], env_var: str) -> list[str]:
@@ -51,6 +51,56 @@ InitiationOpt = Annotated[
     ),
 ]
 LogLevelOpt = Annotated[str, typer.Option(help="Log level on stderr: debug, info, warning, error.")]
+AllowedHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowed-host",
+        help="Another Host header to accept: NAME (any port) or NAME:PORT; repeat for more. "
+        "Default: only the address served (127.0.0.1, localhost, [::1] with its port).",
+    ),
+]
+AllowOriginOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-origin",
+        help="A browser origin whose pages may call this server, e.g. http://localhost:3000; "
+        "repeat for more. Requests from other pages get 403. '*' admits every web page: unsafe.",
+    ),
+]
+AuthTokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--auth-token",
+        envvar="AIBRIDGE_AUTH_TOKEN",
+        show_envvar=True,
+        help="Token every client must send as its API key (x-api-key or bearer); others get "
+        "401. Needed to serve a key pool beyond loopback. Prefer the environment variable: "
+        "a command line is visible to other users.",
+    ),
+]
+InsecureOpenOpt = Annotated[
+    bool,
+    typer.Option(
+        "--insecure-open",
+        help="Serve a key pool beyond loopback without a token: anyone who can reach the "
+        "address spends your keys.",
+    ),
+]
+
+
+def guard_config(
+    allowed_host: Sequence[str] | None,
+    allow_origin: Sequence[str] | None,
+    auth_token: str | None = None,
+    insecure_open: bool = False,
+) -> GuardConfig:
+    """The guard settings from the command line; an empty token is no token."""
+    return GuardConfig(
+        allowed_hosts=tuple(allowed_host or ()),
+        allowed_origins=tuple(allow_origin or ()),
+        auth_token=auth_token or None,
+        insecure_open=insecure_open,
+    )
 
 
 def serve_options(
@@ -70,6 +120,7 @@ def serve_options(
     grace_period: float = ServerConfig.grace_period,
     redact: Sequence[str] = (),
     mcp_required: bool = False,
+    guard: GuardConfig | None = None,
 ) -> ServeOptions:
     """The serve options from the command line, with keys from the environment; the
     limits and timeouts default to the server's and the upstream client's own."""
@@ -87,4 +138,5 @@ def serve_options(
         timeouts=UpstreamTimeouts(connect=connect_timeout, read=read_timeout),
         redact=tuple(redact),
         mcp_required=mcp_required,
+        guard=guard or GuardConfig(),
     )

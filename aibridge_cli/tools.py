@@ -11,6 +11,7 @@ in play is asked of ``ToolServers`` at every request.
 from __future__ import annotations
 
 import json
+import subprocess
 import tomllib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -96,13 +97,40 @@ class InjectedTool:
                     deliver_cancel=_kill,
                 )
         except trio.TooSlowError:
-            return ToolOutcome(f"tool {self.name} timed out after {self.timeout:g} s", True)
+            return self._timed_out()
         except OSError as exc:
-            return ToolOutcome(f"tool {self.name} could not start: {exc}", True)
-        out = done.stdout.decode("utf-8", errors="replace")
-        if done.returncode != 0:
-            err = done.stderr.decode("utf-8", errors="replace").strip()
-            return ToolOutcome(err or out or f"tool {self.name} exited {done.returncode}", True)
+            return self._not_started(exc)
+        return self._finished(done.returncode, done.stdout, done.stderr)
+
+    def run_blocking(self, arguments: Any) -> ToolOutcome:
+        """``run`` of a ``command`` tool without trio, blocking the caller: the simulation
+        runs commands this way, so no virtual time passes while a real process works."""
+        assert self.command is not None, "only a command tool runs a process"
+        try:
+            done = subprocess.run(
+                list(self.command),
+                input=json.dumps(arguments).encode(),
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return self._timed_out()
+        except OSError as exc:
+            return self._not_started(exc)
+        return self._finished(done.returncode, done.stdout, done.stderr)
+
+    def _not_started(self, exc: OSError) -> ToolOutcome:
+        return ToolOutcome(f"tool {self.name} could not start: {exc}", True)
+
+    def _timed_out(self) -> ToolOutcome:
+        return ToolOutcome(f"tool {self.name} timed out after {self.timeout:g} s", True)
+
+    def _finished(self, returncode: int, stdout: bytes, stderr: bytes) -> ToolOutcome:
+        out = stdout.decode("utf-8", errors="replace")
+        if returncode != 0:
+            err = stderr.decode("utf-8", errors="replace").strip()
+            return ToolOutcome(err or out or f"tool {self.name} exited {returncode}", True)
         return ToolOutcome(out)
 
     def as_spec(self) -> dict[str, Any]:
@@ -215,6 +243,16 @@ def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
     )
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML document in ``path`` (a ``what``); a ``ConfigError`` naming it otherwise."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_tools(path: Path) -> ToolSet:
     """The canned and command tools of a tools file (its MCP servers are not started)."""
     return load_tools_file(path).tools
@@ -222,12 +260,7 @@ def load_tools(path: Path) -> ToolSet:
 
 def load_tools_file(path: Path) -> ToolsFile:
     """Read a tools file; every problem becomes a ``ConfigError`` naming the file."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read tools file: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, "tools file")
     entries = data.get("tool", [])
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected [[tool]] tables")

@@ -28,14 +28,14 @@ def load() -> str:
 
 def speed(iterations: int) -> None:
     from aibridge_cli.fuzz.catalog import builtin
-    from aibridge_cli.fuzz.runner import Judge
+    from aibridge_cli.fuzz.runner import Draw, Judge
 
     scenarios = builtin(SEED_CASE)
     for mode in ("eager", "lazy"):
         judge = Judge(mode)  # type: ignore[arg-type]
         cpu, wall = time.process_time(), time.perf_counter()
         for i in range(iterations):
-            judge.iteration(scenarios, 1, i)
+            judge.iteration(Draw(scenarios, 1), i)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         print(
             f"{mode}: {iterations} iterations, {iterations / cpu:.1f} it/s per core (CPU), "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -581,20 +582,47 @@ PROVIDERS: dict[str, Callable[[], Provider]] = {
 }
 
 
+def _without(body: dict[str, Any], field: str) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != field}
+
+
+def over_websocket(sessions: dict[str, Session]) -> dict[str, Session]:
+    """The streaming steps of Responses sessions as WebSocket mode sends them: one
+    ``response.create`` message each (``stream`` is implicit there)."""
+    out = {}
+    for name, session in sessions.items():
+        steps = [
+            replace(
+                step,
+                body={
+                    "type": "response.create",
+                    **{k: v for k, v in step.body.items() if k != "stream"},
+                },
+                transport="websocket",
+            )
+            for step in session.steps
+            if step.body.get("stream") is True
+        ]
+        out[name] = replace(session, steps=steps)
+    return out
+
+
 def routed(api: str) -> bool:
     return any(isinstance(r, Intercept) and r.api.name == api for r in ROUTES.values())
 
 
 async def main(names: list[str]) -> None:
-    for api, make in PROVIDERS.items():
+    folders = [(api, api, scenarios(make())) for api, make in PROVIDERS.items()]
+    folders.append(("openai-responses-ws", "openai-responses", over_websocket(folders[-1][2])))
+    for folder, api, sessions in folders:
         if not routed(api):
             print(f"skip {api}: not routed by this proxy yet")
             continue
-        for name, session in scenarios(make()).items():
+        for name, session in sessions.items():
             if names and name not in names:
                 continue
             fixture = await record_session(session)
-            target = OUT / api / f"{name}.jsonl"
+            target = OUT / folder / f"{name}.jsonl"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(dump_fixture(fixture), encoding="utf-8")
             print(

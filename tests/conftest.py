@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 import trio
 
-from aibridge_cli.config import ServeOptions
+from aibridge_cli.config import GuardConfig, ServeOptions
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
-from aibridge_cli.proxy import keypool
+from aibridge_cli.proxy import guard, keypool
 from aibridge_cli.proxy import routes as app_module
+from aibridge_cli.proxy.guard import Guard
 from aibridge_cli.proxy.routes import BridgeApp
-from aibridge_cli.proxy.run import build_app
+from aibridge_cli.proxy.run import build_app, proxy_guard
 from aibridge_cli.proxy.server import Server
 from aibridge_cli.tools import InjectedTool, ToolSet
 
@@ -45,6 +46,15 @@ def pytest_configure(config: pytest.Config) -> None:
         return found
 
     setattr(app_module, "credentials", noting_client)  # noqa: B010
+    guard_init = guard.Guard.__init__
+
+    def noting_token(
+        self: Guard, config: GuardConfig, json_routes: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        WATCH.note([config.auth_token] if config.auth_token else [])
+        guard_init(self, config, list(json_routes))
+
+    guard.Guard.__init__ = noting_token  # type: ignore[method-assign]
 
 
 @pytest.fixture(autouse=True)
@@ -99,8 +109,10 @@ class Stack:
     proxy_url: str
 
 
-async def start_server(nursery: trio.Nursery, app: Any) -> tuple[Server, str]:
-    server = Server(app)
+async def start_server(
+    nursery: trio.Nursery, app: Any, guard: Guard | None = None
+) -> tuple[Server, str]:
+    server = Server(app, guard=guard)
     host, port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
     return server, f"http://{host}:{port}"
 
@@ -123,17 +135,16 @@ async def stack(nursery: trio.Nursery) -> AsyncIterator[StackFactory]:
     ) -> Stack:
         upstream = ScriptedUpstream(list(replies or []))
         upstream_server, upstream_url = await start_server(nursery, upstream)
-        app = build_app(
-            ServeOptions(
-                anthropic_base_url=upstream_url,
-                openai_base_url=upstream_url + "/v1",
-                anthropic_keys=keys or [],
-                openai_keys=openai_keys or [],
-                **options,
-            ),
-            tools=tools if tools is not None else ToolSet.of([WEATHER]),
+        serve_options = ServeOptions(
+            anthropic_base_url=upstream_url,
+            openai_base_url=upstream_url + "/v1",
+            anthropic_keys=keys or [],
+            openai_keys=openai_keys or [],
+            **options,
         )
-        proxy_server, proxy_url = await start_server(nursery, app)
+        app = build_app(serve_options, tools=tools if tools is not None else ToolSet.of([WEATHER]))
+        # Guarded as ``serve`` is: the SDKs must pass the guard unchanged.
+        proxy_server, proxy_url = await start_server(nursery, app, proxy_guard(serve_options))
         s = Stack(upstream, upstream_server, upstream_url, app, proxy_server, proxy_url)
         started.append(s)
         return s

@@ -18,12 +18,22 @@ class RawResponse:
         return next((v for k, v in self.headers if k == name), None)
 
 
+def _authority(stream: trio.abc.Stream) -> str:
+    """The Host a real client sends: the address dialled (the guard admits no other); a
+    memory stream has none."""
+    if not isinstance(stream, trio.SocketStream):
+        return "test"
+    ip, port = stream.socket.getpeername()[:2]
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 class RawClient:
     """One HTTP/1.1 client connection over any ``trio.abc.Stream``."""
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
+        self.host = _authority(stream)
 
     async def send_request(
         self,
@@ -32,7 +42,7 @@ class RawClient:
         body: bytes = b"",
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
-        all_headers = [("host", "test"), ("content-length", str(len(body))), *(headers or [])]
+        all_headers = [("host", self.host), ("content-length", str(len(body))), *(headers or [])]
         await self.stream.send_all(
             self.h11.send(h11.Request(method=method, target=target, headers=all_headers))
         )

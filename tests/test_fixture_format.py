@@ -70,8 +70,8 @@ def test_mcp_calls_round_trip_and_version_1_files_still_load() -> None:
     assert mcp["server"] == "wx"
     assert mcp["duration_ms"] == 12.5
     assert parse_fixture(text, "f").interceptions[0].tool_calls == record.tool_calls
-    for old_version in (1, 2):
-        old = text.replace('"aibridge_fixture":3', f'"aibridge_fixture":{old_version}', 1)
+    for old_version in (1, 2, 3):
+        old = text.replace('"aibridge_fixture":4', f'"aibridge_fixture":{old_version}', 1)
         assert parse_fixture(old, "f").interceptions[0].tool_calls == record.tool_calls
     bad = text.replace('"duration_ms":12.5', '"duration_ms":"slow"')
     with pytest.raises(FixtureError, match=r"tool_calls\[1\].duration_ms' has the wrong type"):
@@ -82,8 +82,34 @@ def test_each_line_is_one_json_object() -> None:
     text = dump_fixture(Fixture("f", [make_record(), make_record()], ["#1", "#2"]))
     lines = text.splitlines()
     assert len(lines) == 3
-    assert json.loads(lines[0])["aibridge_fixture"] == FORMAT_VERSION == 3
+    assert json.loads(lines[0])["aibridge_fixture"] == FORMAT_VERSION == 4
     assert all(json.loads(line)["api"] == "anthropic" for line in lines[1:])
+
+
+def test_the_websocket_transport_round_trips_and_http_lines_do_not_change() -> None:
+    socket = make_record(b'{"type":"response.created"}')
+    socket.transport = "websocket"
+    text = dump_fixture(Fixture("f", [make_record(), socket], ["#1", "#2"]))
+    first, second = text.splitlines()[1:]
+    assert '"transport"' not in first  # an HTTP line reads as it did in version 1
+    assert json.loads(second)["transport"] == "websocket"
+    again = parse_fixture(text, "f")
+    assert [r.transport for r in again.interceptions] == ["http", "websocket"]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_file_reads_as_http(version: int) -> None:
+    line = dump_fixture(Fixture("f", [make_record()], ["#1"])).splitlines()[1]
+    fixture = parse_fixture(f'{{"aibridge_fixture": {version}}}\n' + line + "\n", "f")
+    assert fixture.version == version
+    assert fixture.interceptions[0].transport == "http"
+
+
+def test_an_unknown_transport_is_named() -> None:
+    line = json.loads(dump_fixture(Fixture("f", [make_record()], ["#1"])).splitlines()[1])
+    line["transport"] = "carrier-pigeon"
+    with pytest.raises(FixtureError, match=r"f:2: field 'transport' must be"):
+        parse_fixture('{"aibridge_fixture": 3}\n' + json.dumps(line) + "\n", "f")
 
 
 def test_a_bad_line_is_named_with_file_and_line() -> None:
@@ -103,8 +129,8 @@ def test_a_version_1_file_still_loads() -> None:
     fixture = parse_fixture(old, "f")
     assert fixture.version == 1
     assert [r.api for r in fixture.interceptions] == ["anthropic"]
-    with pytest.raises(FixtureError, match=r"version 4 is not supported \(this reads 1, 2, 3\)"):
-        parse_fixture('{"aibridge_fixture": 4}\n', "f")
+    with pytest.raises(FixtureError, match=r"version 5 is not supported \(this reads 1, 2, 3, 4\)"):
+        parse_fixture('{"aibridge_fixture": 5}\n', "f")
 
 
 def test_a_missing_or_foreign_header_is_rejected() -> None:

@@ -10,7 +10,7 @@ import trio
 
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
-from aibridge_cli.fuzz.plan import Fault, Plan
+from aibridge_cli.fuzz.plan import ChunkDelay, Cut, Fault, FaultKind, Plan, ReadDelay
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.providers.anthropic import AnthropicConversation
 from aibridge_cli.proxy import keypool
@@ -74,7 +74,7 @@ def test_a_pool_that_ignores_retry_after_breaks_the_key_rules(
     monkeypatch.setattr(
         keypool, "parse_retry_after", lambda value, wall_now: keypool.DEFAULT_COOLDOWN
     )
-    plan = Plan(faults=(Fault("429-one", 0, retry_after="5"),))
+    plan = Plan(faults=(Fault(FaultKind.RATE_LIMIT_ONE, 0, retry_after="5"),))
     assert oracles_of(SIMPLE, plan) == {"key-pool"}
     assert "key-pool" in campaign_oracles([SEED_CASE], 10)
 
@@ -94,8 +94,11 @@ def test_chunk_dependent_output_is_schedule_dependence(monkeypatch: pytest.Monke
     # a moment after the last, so each is its own socket read (the upstream client joins
     # what one read brings).
     offsets = [sum(len(c) for c in scenario.exchanges[0].chunks[:i]) for i in range(1, 4)]
-    plan = Plan(cuts=((0, tuple(offsets)),), delays=tuple((0, i, 0.01) for i in range(1, 4)))
-    assert oracles_of(SIMPLE, plan) == {"schedule-dependence"}
+    plan = Plan(
+        cuts=(Cut(0, tuple(offsets)),), delays=tuple(ChunkDelay(0, i, 0.01) for i in range(1, 4))
+    )
+    # The deltas the upstream sent and the client never saw: content catches it too.
+    assert oracles_of(SIMPLE, plan) == {"schedule-dependence", "content"}
     assert "schedule-dependence" in campaign_oracles([SIMPLE], 25)
 
 
@@ -129,6 +132,19 @@ def test_lazy_initiation_races_into_a_malformed_body() -> None:
     # The seed race, not planted: the tool turn's frames come in one chunk, the relay takes
     # them all, and a slow first read keeps it in its header write while the loop fails.
     whole = len(builtin(SEED_CASE)[0].exchanges[0].body)
-    plan = Plan(cuts=((0, (whole - 1,)),), read_delays=((0, 0.001),))
+    plan = Plan(cuts=(Cut(0, (whole - 1,)),), read_delays=(ReadDelay(0, 0.001),))
     assert "malformed-body" in oracles_of(SEED_CASE, plan, "lazy")
     assert "malformed-body" not in oracles_of(SEED_CASE, plan, "eager")
+
+
+def test_schedule_dependence_names_the_canonical_run_when_it_is_the_malformed_one() -> None:
+    # Seed 5, iteration 3 of the lazy seed case: the perturbed run ends in a proper error
+    # event; the canonical run (same faults, FIFO, no perturbation) mixes SSE and JSON.
+    settings = Settings(tuple(builtin(SEED_CASE)), 5, 4, "lazy")
+    outcome = run_campaign(settings, investigate=False).outcomes[3]
+    blamed = [v for v in outcome.violations if v.oracle == "schedule-dependence"]
+    assert [v.shape for v in blamed] == ["canonical run: SSE then JSON"]
+    assert "the canonical run (same faults, no perturbation, FIFO) is the malformed one" in (
+        blamed[0].message
+    )
+    assert "this perturbed run is well-formed (SSE ended by an error)" in blamed[0].message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from aibridge_cli.cli import app
-from aibridge_cli.fuzz.campaign import Settings, run_campaign
-from aibridge_cli.fuzz.catalog import builtin
+from aibridge_cli.fuzz.campaign import Settings, Shard, run_campaign
+from aibridge_cli.fuzz.catalog import builtin, select
 
 SEED_CASE = "anthropic/rate-limit-after-tool-turn"
 runner = CliRunner()
@@ -32,7 +33,7 @@ def test_usage_errors_exit_2() -> None:
     assert runner.invoke(app, ["fuzz", "--iterations", "lots"]).exit_code == 2
 
 
-def _fuzz(tmp_path: Path, hash_seed: str) -> subprocess.Popen[str]:
+def _fuzz(tmp_path: Path, hash_seed: str, argv: list[str] | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed, "COLUMNS": "200"}
     return subprocess.Popen(
         [
@@ -40,12 +41,10 @@ def _fuzz(tmp_path: Path, hash_seed: str) -> subprocess.Popen[str]:
             "-m",
             "aibridge_cli",
             "fuzz",
-            "--scenario",
-            SEED_CASE,
-            "--stream-initiation",
-            "lazy",
-            "--iterations",
-            "3",
+            *(
+                argv
+                or ["--scenario", SEED_CASE, "--stream-initiation", "lazy", "--iterations", "3"]
+            ),
             "--seed",
             "1",
             "--out",
@@ -70,28 +69,39 @@ def test_a_failing_seed_gives_the_same_report_in_two_processes(tmp_path: Path) -
     assert first.returncode == second.returncode == 1, first.stderr
     assert "FAIL malformed-body" in first.stdout
     assert first.stdout.replace("/4242/", "/1/") == second.stdout.replace("/4242/", "/1/")
-    repro = next((tmp_path / "1").glob("repro-*.jsonl"))
-    assert repro.read_text() == (tmp_path / "4242" / repro.name).read_text()
-    # beside each repro its page, the same from both processes and from --repro --html
-    page = repro.with_suffix(".html")
-    assert page.read_text() == (tmp_path / "4242" / page.name).read_text()
-    again = tmp_path / "again.html"
-    replayed = runner.invoke(app, ["fuzz", "--repro", str(repro), "--json", "--html", str(again)])
-    assert again.read_text() == page.read_text()
-    assert replayed.exit_code == 1
-    finding = json.loads(replayed.stdout)
-    assert finding["oracle"] == "malformed-body"
-    timeline = first.stdout.split("timeline (", 1)[1].split("\n", 1)[1].split("repro:", 1)[0]
-    assert [line.strip() for line in finding["timeline"]] == [
-        line.strip() for line in timeline.strip().splitlines()
+    repros = sorted((tmp_path / "1").glob("repro-*.jsonl"))
+    assert [r.read_text() for r in repros] == [
+        (tmp_path / "4242" / r.name).read_text() for r in repros
     ]
+    # Each distinct failure has its own repro, and each replays to its own signature; beside
+    # each repro its page, the same from both processes and from --repro --html.
+    for repro in repros:
+        page = repro.with_suffix(".html")
+        assert page.read_text() == (tmp_path / "4242" / page.name).read_text()
+        header = json.loads(repro.read_text().splitlines()[0])
+        again = tmp_path / f"again-{repro.stem}.html"
+        replayed = runner.invoke(
+            app, ["fuzz", "--repro", str(repro), "--json", "--html", str(again)]
+        )
+        assert again.read_text() == page.read_text()
+        assert replayed.exit_code == 1
+        finding = json.loads(replayed.stdout)
+        assert finding["signature"]["oracle"] == header["oracle"]
+        assert finding["signature"]["shape"] == header["shape"]
+        if header["oracle"] == "malformed-body":
+            timeline = first.stdout.split("timeline (", 1)[1].split("\n", 1)[1]
+            timeline = timeline.split("repro:", 1)[0]
+            assert [line.strip() for line in finding["timeline"]] == [
+                line.strip() for line in timeline.strip().splitlines()
+            ]
+    assert any("malformed-body" in r.read_text() for r in repros)
 
 
 def test_shards_together_run_and_find_exactly_what_one_run_does() -> None:
     scenarios = (*builtin(SEED_CASE), *builtin("anthropic/simple#streaming"))
     whole = run_campaign(Settings(scenarios, 3, 30, "lazy"), investigate=False)
     parts = [
-        run_campaign(Settings(scenarios, 3, 30, "lazy", shard=(k, 4)), investigate=False)
+        run_campaign(Settings(scenarios, 3, 30, "lazy", shard=Shard(k, 4)), investigate=False)
         for k in range(1, 5)
     ]
     ran = sorted(o.iteration for p in parts for o in p.outcomes)
@@ -124,3 +134,114 @@ def test_fixture_files_are_scenarios_and_junit_lists_every_oracle(tmp_path: Path
     xml = junit.read_text()
     assert 'name="malformed-body"' in xml
     assert "<failure" not in xml
+
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def test_every_usage_and_setup_error_exits_2_with_one_line(tmp_path: Path) -> None:
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text('api = "anthropic"\n[[turn]]\nstatus = 200\n')
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        cases = [
+            ["--iterations", "0"],
+            ["--iterations", "-3"],
+            ["--time-budget", "-1"],
+            ["--jobs", "0"],
+            ["--max-findings", "0"],
+            ["--fault", "teapot"],
+            ["--no-fault", "429"],
+            ["--skip-oracle", "vibes"],
+            ["--scenario", str(bad_toml)],
+            ["--scenario", str(tmp_path / "missing.toml")],
+            ["--target", "http://127.0.0.1:1", "--upstream-port", "0"],
+            ["--target", f"http://127.0.0.1:{taken}", "--upstream-port", str(taken)],
+            ["--target", "ftp://x", "--upstream-port", "1"],
+            ["--upstream-port", "99999", "--target", "http://127.0.0.1:1"],
+        ]
+        for args in cases:
+            result = runner.invoke(app, ["fuzz", *args])
+            assert result.exit_code == 2, (args, result.output)
+            assert "Traceback" not in result.output
+            assert len(result.output.strip().splitlines()) == 1, (args, result.output)
+
+
+def test_a_toml_scenario_401_on_every_key_after_a_tool_turn(tmp_path: Path) -> None:
+    # 15 lines of TOML; lazy initiation answers the all-keys-failed error after the SSE
+    # head went out (the seed race), eager never does.
+    path = SCENARIOS / "401-after-tool-turn.toml"
+    assert len(path.read_text().splitlines()) <= 15
+    scenarios = select([str(path)], [])
+    lazy = run_campaign(Settings(scenarios, 1, 12, "lazy"), investigate=False)
+    eager = run_campaign(Settings(scenarios, 1, 12, "eager"), investigate=False)
+    assert "JSON 502 then SSE" in {s.shape for o in lazy.failures for s in o.signatures}
+    assert eager.failures == []
+
+
+def test_a_command_tool_scenario_gives_the_same_report_in_two_processes(tmp_path: Path) -> None:
+    argv = ["--scenario", str(SCENARIOS / "weather-command.toml"), "--iterations", "40"]
+    processes = [_fuzz(tmp_path, seed, argv) for seed in ("1", "4242")]
+    first, second = (_wait(p) for p in processes)
+    assert first.returncode == second.returncode == 0, first.stdout + first.stderr
+    assert first.stdout == second.stdout
+    assert "no failures" in first.stdout
+
+
+def test_list_describes_each_scenario_on_one_line() -> None:
+    result = runner.invoke(app, ["fuzz", "--list"], env={"COLUMNS": "400"})
+    line = next(x for x in result.output.splitlines() if SEED_CASE in x)
+    assert (
+        "streaming, 2 key(s), injected bmcp_weather; upstream: tool call bmcp_weather -> 429"
+        in line
+    )
+    assert "error-surfaced" in result.output
+    assert "generic" in result.output
+
+
+def test_oracles_and_faults_narrow_a_campaign(tmp_path: Path) -> None:
+    args = ["fuzz", "--scenario", SEED_CASE, "--stream-initiation", "lazy", "--seed", "1"]
+    args += ["--iterations", "30", "--out", str(tmp_path), "--json"]
+    wide = json.loads(runner.invoke(app, args).stdout)
+    narrow = runner.invoke(
+        app,
+        [*args, "--skip-oracle", "malformed-body", "--oracles", "generic", "--no-fault", "429-all"],
+    )
+    data = json.loads(narrow.stdout)
+    assert "malformed-body" in {s["oracle"] for s in wide["signatures"]}
+    assert "key-pool" in wide["oracles"]
+    assert "key-pool" not in data["oracles"]
+    assert {s["oracle"] for s in data["signatures"]} <= set(data["oracles"])
+    assert "malformed-body" not in data["oracles"]
+
+
+def test_repro_show_body_prints_the_whole_client_body(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "fuzz",
+            "--scenario",
+            SEED_CASE,
+            "--stream-initiation",
+            "lazy",
+            "--seed",
+            "1",
+            "--iterations",
+            "3",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 1
+    repro = sorted(tmp_path.glob("repro-*.jsonl"))[0]
+    shown = runner.invoke(
+        app, ["fuzz", "--repro", str(repro), "--show-body"], env={"COLUMNS": "400"}
+    )
+    replayed = runner.invoke(app, ["fuzz", "--repro", str(repro), "--json"])
+    body = json.loads(replayed.stdout)
+    assert shown.exit_code == 1
+    assert "client response: status" in shown.output
+    for line in body["client"]["body"].splitlines():
+        assert line in shown.output

@@ -8,12 +8,13 @@ import pytest
 
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
-from aibridge_cli.fuzz.plan import MCP_FAULTS, Fault, Plan
+from aibridge_cli.fuzz.plan import Fault, FaultKind, Plan
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.providers.base import ToolCall
 from aibridge_cli.proxy.bridge import Interceptor
 from aibridge_cli.tools import ToolOutcome
 
+MCP_FAULTS = [kind for kind in FaultKind if kind.mcp]
 MCP_SCENARIOS = [f"{api}/mcp-tool" for api in ("anthropic", "openai-chat", "openai-responses")]
 
 
@@ -38,10 +39,10 @@ def test_an_mcp_scenario_serves_its_tool_from_the_records() -> None:
 
 @pytest.mark.parametrize("name", MCP_SCENARIOS)
 @pytest.mark.parametrize("kind", MCP_FAULTS)
-def test_every_mcp_fault_leaves_every_oracle_clean(name: str, kind: str) -> None:
+def test_every_mcp_fault_leaves_every_oracle_clean(name: str, kind: FaultKind) -> None:
     oracles, end = judged(name, Plan(faults=(Fault(kind, 0, 0),)))
     assert oracles == set()  # tool-results among them: the error reached the next turn
-    if kind == "mcp-slow":
+    if kind is FaultKind.MCP_SLOW:
         assert end >= 30.0  # the call ran into the tool's 30 s timeout, in virtual time
 
 

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import trio
 
-import anthropic
 from aibridge_cli.fakes.scripted_upstream import Reply
 
 from .anthropic_script import message_end, message_start, stream, text_block, tool_block

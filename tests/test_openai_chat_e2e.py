@@ -331,6 +331,9 @@ async def test_client_disconnect_closes_upstream_within_a_second(stack: StackFac
     assert s.upstream.closed_early == 1
 
 
+JSON_TYPE = {"content-type": "application/json"}  # as SDKs send; other types get 415
+
+
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
@@ -344,7 +347,9 @@ async def test_bad_requests_answered_in_openai_shape(
 ) -> None:
     s = await stack([])
     async with httpx.AsyncClient() as http:
-        response = await http.post(s.proxy_url + "/openai/v1/chat/completions", content=body)
+        response = await http.post(
+            s.proxy_url + "/openai/v1/chat/completions", content=body, headers=JSON_TYPE
+        )
     assert response.status_code == status
     error = response.json()["error"]
     assert fragment in error["message"]

@@ -227,7 +227,9 @@ async def test_a_client_gone_mid_upload_costs_only_its_connection(
     s = await stack([Reply.json({"id": "file-1"})])
     host, port = s.proxy_url.removeprefix("http://").split(":")
     conn = await trio.open_tcp_stream(host, int(port))
-    head = b"POST /openai/v1/files HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n"
+    # The Host a real client sends: the guard refuses any other before the app sees it.
+    head = f"POST /openai/v1/files HTTP/1.1\r\nhost: {host}:{port}\r\n".encode()
+    head += b"content-length: 100000\r\n\r\n"
     await conn.send_all(head + b"only the start")
     await conn.aclose()
     with trio.fail_after(10):

@@ -35,7 +35,7 @@ from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRe
 from aibridge_cli.sessions.recording import load_fixture
 
 from .cli_process import CLI, start_cli, stop_cli
-from .conftest import start_server
+from .conftest import WATCH, start_server
 from .openai_scripts import function_item, message_item, responses_stream
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +67,9 @@ QUIET_CODEX = [
     "--disable",
     "apps",
 ]
+# ``serve --auth-token`` with a key pool: each client sends the token as its own key.
+GUARD_TOKEN = "aibridge-real-clients-token-0123456789-WXYZ"
+POOL_KEY = "sk-real-clients-pool-key-0123456789-ABCD"
 RUN_LIMIT = 120  # seconds for one client run (a cold start of either takes a few)
 
 
@@ -206,12 +209,18 @@ def responses_script(tool_turn: bool) -> ScriptedUpstream:
 
 @asynccontextmanager
 async def aibridge_serve(
-    nursery: trio.Nursery, upstream: ScriptedUpstream, url_option: str, suffix: str, tools: Path
+    nursery: trio.Nursery,
+    upstream: ScriptedUpstream,
+    url_option: str,
+    suffix: str,
+    tools: Path,
+    *options: str,
 ) -> AsyncIterator[str]:
-    """``aibridge serve`` (a subprocess) in front of ``upstream``; yields the proxy's URL."""
+    """``aibridge serve`` (a subprocess) in front of ``upstream``, with more ``options``;
+    yields the proxy's URL."""
     _, upstream_url = await start_server(nursery, upstream)
     proc, proxy = await start_cli(
-        "serve", "--port", "0", url_option, upstream_url + suffix, "--tools", str(tools)
+        "serve", "--port", "0", url_option, upstream_url + suffix, "--tools", str(tools), *options
     )
     try:
         yield proxy
@@ -276,6 +285,44 @@ async def test_claude_code_recorded_then_replayed_matches(
     assert "1/1 fixtures match" in replayed.stdout.decode()
 
 
+@asynccontextmanager
+async def guarded_serve(
+    nursery: trio.Nursery, upstream: ScriptedUpstream, provider: str, tools: Path
+) -> AsyncIterator[str]:
+    """``aibridge serve --auth-token GUARD_TOKEN`` with POOL_KEY as ``provider``'s pool."""
+    WATCH.note([GUARD_TOKEN])
+    url_option, suffix = f"--{provider}-base-url", "/v1" if provider == "openai" else ""
+    guard = ("--auth-token", GUARD_TOKEN, f"--{provider}-key", POOL_KEY)
+    async with aibridge_serve(nursery, upstream, url_option, suffix, tools, *guard) as proxy:
+        yield proxy
+
+
+def assert_pool_key_went_up_and_token_did_not(
+    seen: list[SeenRequest], credential: str, key: str
+) -> None:
+    assert seen, "no request reached the upstream"
+    for request in seen:
+        assert request.header(credential) in (key, f"Bearer {key}"), request.path
+        assert GUARD_TOKEN not in repr(request)
+
+
+@needs_claude
+async def test_claude_code_sends_the_token_as_its_key_through_a_guarded_serve(
+    nursery: trio.Nursery, sentinel: Sentinel, tmp_path: Path, tools_file: Path
+) -> None:
+    """``serve --auth-token T --anthropic-key K``: ANTHROPIC_API_KEY=T passes the guard as
+    ``x-api-key``; K goes upstream, T goes no further."""
+    assert CLAUDE is not None
+    upstream = anthropic_script(tool_turn=False)
+    async with guarded_serve(nursery, upstream, "anthropic", tools_file) as proxy:
+        env = base_env(sentinel) | claude_home(tmp_path) | QUIET_CLAUDE
+        env |= {"ANTHROPIC_BASE_URL": proxy + "/anthropic", "ANTHROPIC_API_KEY": GUARD_TOKEN}
+        done = await run_client([CLAUDE, "-p", "What is the weather in Paris?"], env, tmp_path)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert "Sunny in Paris." in done.stdout.decode()
+    assert_pool_key_went_up_and_token_did_not(upstream.seen, "x-api-key", POOL_KEY)
+
+
 # -- Codex CLI -----------------------------------------------------------------------------
 def codex_home(tmp_path: Path, proxy: str) -> dict[str, str]:
     home = tmp_path / "codex-home"
@@ -319,3 +366,21 @@ async def test_codex_cli_through_aibridge_serve(
         assert [o["output"] for o in outputs] == ["sunny, 21 C"]
     else:
         assert len(requests) == 1
+
+
+@needs_codex
+async def test_codex_cli_sends_the_token_as_its_key_through_a_guarded_serve(
+    nursery: trio.Nursery, sentinel: Sentinel, tmp_path: Path, tools_file: Path
+) -> None:
+    """``serve --auth-token T --openai-key K``: Codex's ``env_key`` holding T passes the
+    guard as a bearer token; K goes upstream, T goes no further."""
+    assert CODEX is not None
+    upstream = responses_script(tool_turn=False)
+    async with guarded_serve(nursery, upstream, "openai", tools_file) as proxy:
+        env = base_env(sentinel) | claude_home(tmp_path) | codex_home(tmp_path, proxy)
+        env["AIBRIDGE_TEST_OPENAI_KEY"] = GUARD_TOKEN
+        argv = [CODEX, "exec", "--skip-git-repo-check", *QUIET_CODEX, "What is the weather?"]
+        done = await run_client(argv, env, tmp_path)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert "Sunny in Paris." in done.stdout.decode()
+    assert_pool_key_went_up_and_token_did_not(upstream.seen, "authorization", POOL_KEY)

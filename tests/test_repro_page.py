@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 from aibridge_cli.config import StreamInitiation
-from aibridge_cli.fuzz.campaign import Finding, replay
+from aibridge_cli.fuzz.campaign import Case, Finding, Origin, replay
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.evidence import Evidence, gather
-from aibridge_cli.fuzz.plan import Fault, Plan, world_spec
+from aibridge_cli.fuzz.plan import Cut, Fault, FaultKind, Plan, ReadDelay, world_spec
 from aibridge_cli.fuzz.runner import Judge
+from aibridge_cli.fuzz.signature import Signature
 from aibridge_cli.sim.world import run_world
 from aibridge_cli.views.repro import offending_range, parse_writes, repro_page
 
 SEED_CASE = "anthropic/rate-limit-after-tool-turn"
 # The seed race, shrunk: the client waits 1 ms before its first read, so the relay holds
 # message_start while the loop runs the tool and gets two 429s.
-SLOW_READER = Plan(read_delays=((0, 0.001),))
+SLOW_READER = Plan(read_delays=(ReadDelay(0, 0.001),))
 # A schedule-dependence finding of the same scenario (seed 1, iteration 45, shrunk).
-BAD_FRAME = Plan(faults=(Fault("malformed-sse", 0, 9),), cuts=((0, (992, 1014)),))
+BAD_FRAME = Plan(faults=(Fault(FaultKind.MALFORMED_SSE, 0, 9),), cuts=(Cut(0, (992, 1014)),))
 
 
 def finding(plan: Plan, oracle: str, mode: StreamInitiation = "lazy") -> Finding:
     (scenario,) = builtin(SEED_CASE)
-    return replay(Judge(mode), scenario, plan, oracle, 1, 0, 0)
+    # No shape: the first violation of ``oracle`` is the one shown.
+    case = Case(scenario, plan, Signature(scenario.name, oracle, ""))
+    return replay(Judge(mode), case, Origin(1, 0, 0))
 
 
 def seed_race() -> Evidence:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.plan import world_spec
-from aibridge_cli.fuzz.runner import draw_iteration
+from aibridge_cli.fuzz.runner import Draw, draw_iteration
 from aibridge_cli.sim.world import WorldResult, WorldSpec, run_world, session, simulate
 
 SEED_CASE = "anthropic/rate-limit-after-tool-turn"
@@ -14,7 +14,7 @@ def specs() -> list[WorldSpec]:
     scenarios = (*builtin(SEED_CASE), *builtin("openai-chat/injected-tool#streaming"))
     return [
         world_spec(scenario, plan, "lazy")
-        for scenario, plan, _ in (draw_iteration(scenarios, 3, i) for i in range(12))
+        for scenario, plan, _ in (draw_iteration(Draw(scenarios, 3), i) for i in range(12))
     ]
 
 

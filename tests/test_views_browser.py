@@ -49,7 +49,10 @@ def write_session(fixture: Fixture, path: Path) -> Path:
 
 
 def frames(log: ResponseLog) -> int:
-    """Events in a body, counted without the SSE parser: blank-line ends, or one JSON body."""
+    """Events in a body, counted without the SSE parser: blank-line ends, or one JSON body;
+    on a WebSocket (status 101), one per message."""
+    if log.status == 101:
+        return len(log.chunks)
     sse = media_type(log.headers) == "text/event-stream"
     return log.body.count(b"\n\n") if sse else int(bool(log.body))
 
@@ -69,7 +72,7 @@ def test_every_builtin_fixture_on_one_page(browser: Chromium, tmp_path: Path) ->
         " [...section.querySelectorAll('g.lane')].map(g => [g.dataset.lane, +g.dataset.events,"
         " +g.dataset.chunks, g.querySelectorAll('rect.mark').length]))"
     )
-    assert len(lanes) == len(records) == 30
+    assert len(lanes) == len(records) == 37  # 30 over HTTP, 7 over WebSocket
     for record, drawn in zip(records, lanes, strict=True):
         expected = [["client", frames(record.response), len(record.response.chunks)]]
         for exchange in record.upstream:

@@ -8,61 +8,34 @@ the body, a stall). Every request it sees is kept for assertions.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import partial
+from typing import Any
 
 import trio
 
+from ..errors import kind_for_status
 from ..headers import Headers
+from ..providers.anthropic import anthropic_error
 from ..providers.base import dumps
-from ..proxy.server import AbortConnection, Request, ResponseWriter
-from ..sse import encode_event
-
-Fault = Literal["reset-before-body", "reset-in-body", "stall"]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One scripted answer. ``fault_at`` is the chunk index where the fault strikes."""
-
-    status: int = 200
-    headers: Headers = field(default_factory=list)
-    chunks: Sequence[bytes] = ()
-    delays: Sequence[float] = ()
-    fault: Fault | None = None
-    fault_at: int = 0
-
-    @classmethod
-    def json(cls, body: Any, status: int = 200, headers: Headers | None = None) -> Reply:
-        data = dumps(body).encode()
-        return cls(status, [("content-type", "application/json"), *(headers or [])], [data])
-
-    @classmethod
-    def sse(cls, events: Sequence[tuple[str | None, Any]], **kwargs: Any) -> Reply:
-        """An SSE reply, one event per chunk; data that is not a string is JSON-encoded."""
-        chunks = [
-            encode_event(name, data if isinstance(data, str) else dumps(data))
-            for name, data in events
-        ]
-        return cls(200, [("content-type", "text/event-stream")], chunks, **kwargs)
+from ..providers.openai_common import openai_error
+from ..proxy.server import AbortConnection, Request, ResponseWriter, UpgradeHandler
+from ..proxy.ws_server import wants_websocket
+from .replies import Fault, Reply, SeenRequest
+from .scripted_websocket import serve_websocket
 
 
-@dataclass(frozen=True)
-class SeenRequest:
-    method: str
-    path: str
-    headers: Headers
-    body: bytes
-    target: str  # the path with its query string
+def upstream_error(path: str, status: int, message: str) -> dict[str, Any]:
+    """An error body in the shape of the provider that owns ``path`` on its own host:
+    Anthropic's ``/v1/messages...``, OpenAI's the rest of ``/v1/``."""
+    if path.startswith("/v1/") and not path.startswith("/v1/messages"):
+        return openai_error(kind_for_status(status), message)
+    return anthropic_error(kind_for_status(status), message)
 
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k == name), None)
 
-    def json(self) -> Any:
-        return json.loads(self.body)
-
+__all__ = ["Fault", "Reply", "ScriptedUpstream", "SeenRequest"]
 
 Script = Callable[[SeenRequest, int], Reply]
 
@@ -74,6 +47,7 @@ class ScriptedUpstream:
     replies: list[Reply] = field(default_factory=list)
     script: Script | None = None
     seen: list[SeenRequest] = field(default_factory=list)
+    refuse: Callable[[SeenRequest], Reply | None] | None = None  # WebSocket upgrades
     open_responses: int = 0
     closed_early: int = 0
 
@@ -82,7 +56,7 @@ class ScriptedUpstream:
         self.all_closed.set()
 
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
-        body = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        body = upstream_error(target.split("?", 1)[0], status, message)
         return [("content-type", "application/json")], dumps(body).encode()
 
     def next_reply(self, seen: SeenRequest) -> Reply:
@@ -101,18 +75,46 @@ class ScriptedUpstream:
         )
         self.seen.append(seen)
         reply = self.next_reply(seen)
+        async with self.answering() as answered:
+            await self._play(reply, writer)
+            answered()
+
+    @asynccontextmanager
+    async def answering(self) -> AsyncIterator[Callable[[], None]]:
+        """Count a reply as open while it plays; one not marked answered closed early."""
         self.open_responses += 1
         self.all_closed = trio.Event()
         finished = False
-        try:
-            await self._play(reply, writer)
+
+        def answered() -> None:
+            nonlocal finished
             finished = True
+
+        try:
+            yield answered
         finally:
             self.open_responses -= 1
             if not finished:
                 self.closed_early += 1
             if not self.open_responses:
                 self.all_closed.set()
+
+    # -- the Responses API's WebSocket mode (scripted_websocket.py) -------------------------
+    def upgrade_handler(self, request: Request) -> UpgradeHandler | None:
+        if not wants_websocket(request):
+            return None
+        return partial(serve_websocket, self)
+
+    def refusal(self, seen: SeenRequest) -> Reply | None:
+        """The answer to a WebSocket upgrade: a reply with an error status refuses it (and
+        is a request of the script), None opens the socket."""
+        if self.refuse is not None:
+            return self.refuse(seen)
+        index = len(self.seen)
+        if self.script is None and index < len(self.replies) and self.replies[index].status >= 400:
+            self.seen.append(seen)
+            return self.replies[index]
+        return None
 
     async def _play(self, reply: Reply, writer: ResponseWriter) -> None:
         if reply.fault == "reset-before-body":

@@ -16,18 +16,30 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..config import StreamInitiation
 from ..errors import FixtureError
-from .oracles import Violation
-from .plan import Plan
-from .runner import Judge, Outcome, draw_iteration
+from ..sim.client import ClientResult
+from .oracles import ALL_ORACLES, Violation
+from .plan import ALL_FAULTS, FaultKind, Plan
+from .runner import Draw, Judge, Outcome, draw_iteration
 from .scenario import Scenario
 from .shrink import shrink
+from .signature import Signature, signature_counts
 
 BATCH = 25
 REPRO_VERSION = 1
+
+
+class Shard(NamedTuple):
+    """Shard ``part`` (from 1) of ``parts``: iterations ``i`` with ``i % parts == part - 1``."""
+
+    part: int
+    parts: int
+
+
+ONE_SHARD = Shard(1, 1)
 
 
 @dataclass(frozen=True)
@@ -37,8 +49,18 @@ class Settings:
     iterations: int
     stream_initiation: StreamInitiation = "eager"
     jobs: int = 1
-    shard: tuple[int, int] = (1, 1)
+    shard: Shard = ONE_SHARD
     time_budget: float | None = None
+    oracles: frozenset[str] = ALL_ORACLES
+    faults: frozenset[FaultKind] = ALL_FAULTS
+    max_findings: int = 20  # signatures shrunk and written as repro files
+
+    @property
+    def draw(self) -> Draw:
+        return Draw(self.scenarios, self.seed, self.faults)
+
+    def judge(self) -> Judge:
+        return Judge(self.stream_initiation, self.oracles)
 
     def indexes(self) -> list[int]:
         k, n = self.shard
@@ -46,20 +68,46 @@ class Settings:
 
 
 @dataclass(frozen=True)
-class Finding:
-    """A shrunk failure, ready to print and to replay."""
+class Origin:
+    """Where a plan came from: the campaign's seed and the iteration that drew it."""
 
     seed: int
     iteration: int
     iteration_seed: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A shrunk failure, ready to print and to replay."""
+
+    origin: Origin
     scenario: Scenario
     stream_initiation: StreamInitiation
+    oracles: frozenset[str]
     original: Plan
     plan: Plan
     violation: Violation
     violations: tuple[Violation, ...]
     timeline: tuple[str, ...]
     shrink_runs: int
+    client: ClientResult
+    count: int = 1  # failing iterations with this signature
+
+    @property
+    def signature(self) -> Signature:
+        return Signature(self.scenario.name, self.violation.oracle, self.violation.shape)
+
+    @property
+    def seed(self) -> int:
+        return self.origin.seed
+
+    @property
+    def iteration(self) -> int:
+        return self.origin.iteration
+
+    @property
+    def iteration_seed(self) -> int:
+        return self.origin.iteration_seed
 
     @property
     def oracle(self) -> str:
@@ -75,7 +123,9 @@ class Finding:
                 "iteration_seed": self.iteration_seed,
                 "stream_initiation": self.stream_initiation,
                 "oracle": self.violation.oracle,
+                "shape": self.violation.shape,
                 "message": self.violation.message,
+                "oracles": sorted(self.oracles),
             },
             {"kind": "scenario", **self.scenario.to_json()},
             {"kind": "plan", **self.plan.to_json()},
@@ -99,18 +149,18 @@ Progress = Callable[[int, int], None]  # (iterations done, failures so far)
 
 # -- workers -----------------------------------------------------------------------------------
 
-_worker: tuple[Judge, tuple[Scenario, ...], int] | None = None
+_worker: tuple[Judge, Draw] | None = None
 
 
-def _init_worker(scenarios: tuple[Scenario, ...], seed: int, mode: StreamInitiation) -> None:
+def _init_worker(settings: Settings) -> None:
     global _worker
-    _worker = (Judge(mode), scenarios, seed)
+    _worker = (settings.judge(), settings.draw)
 
 
 def _run_batch(indexes: Sequence[int]) -> list[Outcome]:
     assert _worker is not None
-    judge, scenarios, seed = _worker
-    return judge.iterations(scenarios, seed, indexes)
+    judge, draw = _worker
+    return judge.iterations(draw, indexes)
 
 
 def _batches(indexes: list[int]) -> Iterator[list[int]]:
@@ -136,7 +186,7 @@ def run_campaign(
             progress(len(campaign.outcomes), failures)
 
     if settings.jobs <= 1:
-        _init_worker(settings.scenarios, settings.seed, settings.stream_initiation)
+        _init_worker(settings)
         for batch in _batches(indexes):
             if deadline is not None and time.monotonic() > deadline:
                 campaign.stopped_early = True
@@ -149,7 +199,7 @@ def run_campaign(
             settings.jobs,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(settings.scenarios, settings.seed, settings.stream_initiation),
+            initargs=(settings,),
         ) as pool:
             pending: set[Future[list[Outcome]]] = set()
             batches = _batches(indexes)
@@ -181,83 +231,95 @@ def run_campaign(
 
 
 def find(settings: Settings, failures: Sequence[Outcome]) -> list[Finding]:
-    """Shrink the first failure of every (scenario, oracle) pair."""
-    firsts: dict[tuple[str, str], Outcome] = {}
-    for outcome in failures:
-        assert outcome.oracle is not None
-        firsts.setdefault((outcome.scenario, outcome.oracle), outcome)
-    judge = Judge(settings.stream_initiation)
+    """Shrink the first failure of every distinct signature (the first ``max_findings``)."""
+    counts = signature_counts(failures)
+    firsts = {o.iteration: o for o in failures}
+    judge = settings.judge()
+    chosen = sorted(counts.items(), key=lambda item: (item[1][1], item[0]))
     return [
-        investigate(judge, settings, outcome)
-        for outcome in sorted(firsts.values(), key=lambda o: o.iteration)
+        replace(investigate(judge, settings, firsts[first], signature), count=count)
+        for signature, (count, first) in chosen[: settings.max_findings]
     ]
 
 
-def investigate(judge: Judge, settings: Settings, outcome: Outcome) -> Finding:
-    scenario, plan, this_seed = draw_iteration(settings.scenarios, settings.seed, outcome.iteration)
-    oracle = outcome.oracle
-    return minimize(
-        judge, scenario, plan, oracle or "", settings.seed, outcome.iteration, this_seed
-    )
-
-
-def minimize(
-    judge: Judge,
-    scenario: Scenario,
-    plan: Plan,
-    oracle: str,
-    seed: int,
-    iteration: int,
-    this_seed: int,
+def investigate(
+    judge: Judge, settings: Settings, outcome: Outcome, signature: Signature
 ) -> Finding:
-    """Shrink ``plan`` while it still violates ``oracle``; rerun the result with a timeline."""
+    scenario, plan, this_seed = draw_iteration(settings.draw, outcome.iteration)
+    origin = Origin(settings.seed, outcome.iteration, this_seed)
+    return minimize(judge, Case(scenario, plan, signature), origin)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A plan and the failure it shows, to shrink or replay."""
+
+    scenario: Scenario
+    plan: Plan
+    signature: Signature
+
+    def matches(self, violation: Violation) -> bool:
+        return (violation.oracle, violation.shape) == (self.signature.oracle, self.signature.shape)
+
+    def shows(self, violations: Sequence[Violation]) -> bool:
+        return any(self.matches(v) for v in violations)
+
+
+def minimize(judge: Judge, case: Case, origin: Origin) -> Finding:
+    """Shrink the plan while it still shows the signature; rerun the result with a timeline."""
+    scenario, plan = case.scenario, case.plan
     _, world = judge.evaluate(scenario, plan)
     plan = replace(plan, schedule_budget=min(plan.schedule_budget, world.deviations))
 
     def fails(candidate: Plan) -> bool:
-        violations, _ = judge.evaluate(scenario, candidate)
-        return any(v.oracle == oracle for v in violations)
+        return case.shows(judge.evaluate(scenario, candidate)[0])
 
     original = plan
     small, runs = shrink(plan, fails) if fails(plan) else (plan, 0)
-    return replay(judge, scenario, small, oracle, seed, iteration, this_seed, original, runs)
+    return replay(judge, replace(case, plan=small), origin, original=original, shrink_runs=runs)
 
 
 def replay(
     judge: Judge,
-    scenario: Scenario,
-    plan: Plan,
-    oracle: str,
-    seed: int,
-    iteration: int,
-    this_seed: int,
+    case: Case,
+    origin: Origin,
+    *,
     original: Plan | None = None,
     shrink_runs: int = 0,
 ) -> Finding:
-    """Run ``plan`` once with a timeline and describe what it violates."""
-    violations, world = judge.evaluate(scenario, plan, timeline=True)
+    """Run the case's plan once with a timeline and describe what it violates."""
+    violations, world = judge.evaluate(case.scenario, case.plan, timeline=True)
+    same_oracle = [v for v in violations if v.oracle == case.signature.oracle]
     chosen = next(
-        (v for v in violations if v.oracle == oracle),
-        violations[0] if violations else Violation("none", "the plan no longer fails"),
+        (v for v in violations if case.matches(v)),
+        (same_oracle or violations or [Violation("none", "the plan no longer fails")])[0],
     )
     return Finding(
-        seed,
-        iteration,
-        this_seed,
-        scenario,
-        judge.stream_initiation,
-        original or plan,
-        plan,
-        chosen,
-        tuple(violations),
-        tuple(world.timeline or ()),
-        shrink_runs,
+        origin=origin,
+        scenario=case.scenario,
+        stream_initiation=judge.stream_initiation,
+        oracles=judge.oracles,
+        original=original or case.plan,
+        plan=case.plan,
+        violation=chosen,
+        violations=tuple(violations),
+        timeline=tuple(world.timeline or ()),
+        shrink_runs=shrink_runs,
+        client=world.client,
     )
 
 
-def write_repro(finding: Finding, directory: Path) -> Path:
+def write_repro(finding: Finding, directory: Path, taken: set[Path] | None = None) -> Path:
+    """Write ``repro-<iteration seed>.jsonl`` (``-2``, ``-3``... when one iteration shows
+    several signatures: ``taken`` holds the paths written so far)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"repro-{finding.iteration_seed}.jsonl"
+    n = 1
+    while taken is not None and path in taken:
+        n += 1
+        path = directory / f"repro-{finding.iteration_seed}-{n}.jsonl"
+    if taken is not None:
+        taken.add(path)
     path.write_text(
         "".join(json.dumps(line, sort_keys=True) + "\n" for line in finding.repro_lines())
     )

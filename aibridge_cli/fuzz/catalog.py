@@ -57,7 +57,11 @@ def builtin(name: str) -> list[Scenario]:
 
 
 def from_file(path: Path) -> list[Scenario]:
-    """The scenarios of a fixture file, or the one scenario of a repro file."""
+    """The scenarios of a fixture file; the one scenario of a TOML or a repro file."""
+    if path.suffix == ".toml":
+        from .toml_scenario import load_toml_scenario
+
+        return [load_toml_scenario(path)]
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -74,8 +78,18 @@ def from_file(path: Path) -> list[Scenario]:
     return fixture_scenarios(path.stem, parse_fixture(text, str(path)))
 
 
+def _is_file_name(name: str) -> bool:
+    """A ``--scenario`` that names a file (a path, or a .toml/.jsonl name), not a built-in."""
+    return name.endswith((".toml", ".jsonl")) or Path(name).is_file()
+
+
 def select(names: Sequence[str], files: Sequence[Path]) -> tuple[Scenario, ...]:
-    """The named built-ins and the files' scenarios; every built-in when neither is given."""
-    chosen = [s for name in names for s in builtin(name)]
+    """The named built-ins or scenario files, and the files' scenarios; every built-in when
+    neither is given."""
+    chosen = [
+        s
+        for name in names
+        for s in (from_file(Path(name)) if _is_file_name(name) else builtin(name))
+    ]
     chosen += [s for path in files for s in from_file(path)]
     return tuple(chosen) if chosen else builtin_scenarios()

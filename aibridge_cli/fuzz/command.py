@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -16,36 +17,78 @@ from ..console import report_out as stdout
 from ..errors import AibridgeError, ConfigError
 
 if TYPE_CHECKING:
-    from .campaign import Finding, Settings
+    from .blackbox import BlackBoxSettings
+    from .campaign import Finding, Settings, Shard
+    from .plan import FaultKind
+
+# The profiles by name (oracles.Profile): typer needs the choices without importing the fuzzer.
+ProfileName = Literal["generic", "aibridge"]
 
 
-def parse_shard(text: str) -> tuple[int, int]:
+def parse_shard(text: str) -> Shard:
+    from .campaign import Shard
+
     try:
         k, n = (int(part) for part in text.split("/"))
     except ValueError:
         raise ConfigError(f"--shard must look like K/N, not {text!r}") from None
     if not 1 <= k <= n:
         raise ConfigError(f"--shard {text}: K must be between 1 and N")
-    return k, n
+    return Shard(k, n)
+
+
+def parse_faults(only: Sequence[str], without: Sequence[str]) -> frozenset[FaultKind]:
+    """The fault kinds a campaign draws: ``--fault`` (default: all) less ``--no-fault``."""
+    from .plan import ALL_FAULTS, FaultKind
+
+    def kind(name: str, flag: str) -> FaultKind:
+        try:
+            return FaultKind(name)
+        except ValueError:
+            known = ", ".join(FaultKind)
+            raise ConfigError(f"{flag} {name!r}: no such fault kind (one of {known})") from None
+
+    chosen = frozenset(kind(n, "--fault") for n in only) or ALL_FAULTS
+    return chosen - {kind(n, "--no-fault") for n in without}
 
 
 def fuzz(
     fixtures: Annotated[
-        list[Path] | None, typer.Argument(help="Extra scenario files (JSONL).")
+        list[Path] | None,
+        typer.Argument(help="Extra scenario files: fixtures (JSONL), TOML scenarios, repros."),
     ] = None,
     iterations: Annotated[int, typer.Option(help="Iterations to run (over all shards).")] = 1000,
     seed: Annotated[int | None, typer.Option(help="Seed of the campaign; default: random.")] = None,
     scenario: Annotated[
-        list[str] | None, typer.Option("--scenario", help="Built-in scenario to fuzz; repeatable.")
+        list[str] | None,
+        typer.Option("--scenario", help="Built-in scenario or scenario file; repeatable."),
     ] = None,
     stream_initiation: Annotated[
         StreamInitiation, typer.Option(help="The proxy's stream initiation mode.")
     ] = "eager",
+    oracles: Annotated[
+        ProfileName | None,
+        typer.Option(
+            "--oracles", help="Oracle profile; default aibridge (simulation), generic (--target)."
+        ),
+    ] = None,
+    skip_oracle: Annotated[
+        list[str] | None, typer.Option("--skip-oracle", help="Do not judge this oracle.")
+    ] = None,
+    fault: Annotated[
+        list[str] | None, typer.Option("--fault", help="Draw only these fault kinds.")
+    ] = None,
+    no_fault: Annotated[
+        list[str] | None, typer.Option("--no-fault", help="Never draw this fault kind.")
+    ] = None,
     jobs: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     shard: Annotated[str, typer.Option(help="Run shard K of N (K/N) of the iterations.")] = "1/1",
     time_budget: Annotated[
         float | None, typer.Option(help="Stop starting iterations after this many seconds.")
     ] = None,
+    max_findings: Annotated[
+        int, typer.Option(help="Distinct failures to shrink and write as repro files.")
+    ] = 20,
     junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     out: Annotated[Path, typer.Option(help="Directory for repro-SEED.jsonl files.")] = Path(
@@ -57,6 +100,9 @@ def fuzz(
     repro: Annotated[
         Path | None, typer.Option(help="Replay a repro-SEED.jsonl file exactly.")
     ] = None,
+    show_body: Annotated[
+        bool, typer.Option("--show-body", help="With --repro: print the client's whole body.")
+    ] = False,
     html: Annotated[
         Path | None,
         typer.Option("--html", help="With --repro: write the reproducer's timeline page here."),
@@ -68,35 +114,64 @@ def fuzz(
         int | None, typer.Option(help="Black-box: port for the fault-injecting mock upstream.")
     ] = None,
 ) -> None:
-    """Fuzz the proxy in a simulated world (or a running proxy, with --target)."""
+    """Fuzz the proxy in a simulated world (or a running proxy, with --target).
+
+    Exit status: 0 no failure, 1 a failure found, 2 a usage or setup error.
+    """
     from . import report
     from .campaign import Settings
-    from .catalog import builtin_names, select
+    from .catalog import builtin_scenarios, select
+    from .oracles import Profile, profile_oracles
 
     try:
         if list_:
-            stdout.print(report.listing(builtin_names()))
+            stdout.print(report.listing(builtin_scenarios()))
             return
         if html is not None and repro is None:
             raise ConfigError(
                 "--html goes with --repro (a campaign writes its pages beside the repros)"
             )
         if repro is not None:
-            raise typer.Exit(_replay(repro, as_json, html))
-        if iterations < 0 or jobs < 1:
-            raise ConfigError("--iterations must be at least 0 and --jobs at least 1")
+            raise typer.Exit(_replay(repro, as_json, show_body, html))
+        if iterations < 1:
+            raise ConfigError(f"--iterations must be at least 1, not {iterations}")
+        if jobs < 1:
+            raise ConfigError(f"--jobs must be at least 1, not {jobs}")
+        if time_budget is not None and time_budget <= 0:
+            raise ConfigError(
+                f"--time-budget must be a positive number of seconds, not {time_budget:g}"
+            )
+        if max_findings < 1:
+            raise ConfigError(f"--max-findings must be at least 1, not {max_findings}")
         if (target is None) != (upstream_port is None):
             raise ConfigError("--target and --upstream-port go together")
+        if upstream_port is not None and not 0 < upstream_port < 65536:
+            raise ConfigError(f"--upstream-port {upstream_port}: not a TCP port")
+        profile = Profile(oracles or ("generic" if target is not None else "aibridge"))
+        judged = profile_oracles(profile, skip_oracle or ())
+        kinds = parse_faults(fault or (), no_fault or ())
         chosen = select(scenario or [], fixtures or [])
         if seed is None:
             seed = random.SystemRandom().randrange(2**32)
         if target is not None:
-            from .blackbox import run_blackbox
+            from .blackbox import BlackBoxSettings
 
             assert upstream_port is not None
-            raise typer.Exit(run_blackbox(target, upstream_port, chosen, seed, iterations, as_json))
+            black_box = BlackBoxSettings(
+                target, upstream_port, chosen, seed, iterations, judged, kinds
+            )
+            raise typer.Exit(_blackbox(black_box, as_json))
         settings = Settings(
-            chosen, seed, iterations, stream_initiation, jobs, parse_shard(shard), time_budget
+            scenarios=chosen,
+            seed=seed,
+            iterations=iterations,
+            stream_initiation=stream_initiation,
+            jobs=jobs,
+            shard=parse_shard(shard),
+            time_budget=time_budget,
+            oracles=judged,
+            faults=kinds,
+            max_findings=max_findings,
         )
         code = _campaign(settings, junit, as_json, out)
     except AibridgeError as exc:
@@ -131,7 +206,8 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
             progress.update(task, completed=done, failures=failures, speed=speed)
 
         campaign = run_campaign(settings, update)
-    repros = [write_repro(finding, out) for finding in campaign.findings]
+    taken: set[Path] = set()
+    repros = [write_repro(finding, out, taken) for finding in campaign.findings]
     for finding, path in zip(campaign.findings, repros, strict=True):
         _write_page(finding, path.with_suffix(".html"))
     if repros:
@@ -151,6 +227,26 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
     return 1 if campaign.failures else 0
 
 
+def _blackbox(settings: BlackBoxSettings, as_json: bool) -> int:
+    """Fuzz the proxy at ``settings.url``; 1 when anything failed."""
+    import time
+
+    import trio
+
+    from . import report
+    from .blackbox import run_campaign
+
+    started = time.monotonic()
+    run = trio.run(run_campaign, settings)
+    elapsed = time.monotonic() - started
+    if as_json:
+        sys.stdout.write(json.dumps(report.blackbox_json(run), indent=2) + "\n")
+    else:
+        stdout.print(report.blackbox_renderable(run))
+    stderr.print(f"{len(run.outcomes)} black-box iterations in {elapsed:.1f} s", highlight=False)
+    return 1 if any(o.violations for o in run.outcomes) else 0
+
+
 def _write_page(finding: Finding, path: Path) -> None:
     """The finding's timeline page (its runs are run again, with marks)."""
     from ..views.repro import repro_page
@@ -160,26 +256,23 @@ def _write_page(finding: Finding, path: Path) -> None:
     path.write_text(repro_page(gather(finding)), encoding="utf-8")
 
 
-def _replay(path: Path, as_json: bool, html: Path | None = None) -> int:
+def _replay(path: Path, as_json: bool, show_body: bool, html: Path | None = None) -> int:
     from . import report
-    from .campaign import load_repro, replay
+    from .campaign import Case, Origin, load_repro, replay
+    from .oracles import ALL_ORACLES
     from .runner import Judge
+    from .signature import Signature
 
     header, scenario, plan = load_repro(path)
-    judge = Judge(header["stream_initiation"])
-    finding = replay(
-        judge,
-        scenario,
-        plan,
-        header["oracle"],
-        header["seed"],
-        header["iteration"],
-        header["iteration_seed"],
-    )
+    oracles = frozenset(header.get("oracles", ALL_ORACLES))
+    judge = Judge(header["stream_initiation"], oracles)
+    origin = Origin(header["seed"], header["iteration"], header["iteration_seed"])
+    signature = Signature(scenario.name, header["oracle"], header.get("shape", ""))
+    finding = replay(judge, Case(scenario, plan, signature), origin)
     if as_json:
         sys.stdout.write(json.dumps(report.finding_json(finding, path), indent=2) + "\n")
     else:
-        stdout.print(report.finding_renderable(finding, path))
+        stdout.print(report.finding_renderable(finding, path, show_body=show_body))
     if html is not None:
         _write_page(finding, html)
         stderr.print(f"wrote {html}", highlight=False)

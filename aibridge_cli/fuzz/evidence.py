@@ -25,7 +25,7 @@ class Evidence:
 
 def gather(finding: Finding) -> Evidence:
     """Run the finding's plan (and its canonical plan, when that is the question) again."""
-    judge = Judge(finding.stream_initiation)
+    judge = Judge(finding.stream_initiation, finding.oracles)
     _, run = judge.evaluate(finding.scenario, finding.plan, timeline=True)
     canonical = None
     if finding.oracle == "schedule-dependence":

@@ -26,7 +26,7 @@ from ..headers import media_type
 from ..sse import SSEDecoder
 
 Events = Sequence[tuple[str | None, Any]]
-_SSE_FIELDS = (b"event:", b"data:", b"id:", b"retry:", b":")
+SSE_FIELDS = (b"event:", b"data:", b"id:", b"retry:", b":")
 DONE = "[DONE]"
 
 
@@ -50,7 +50,7 @@ def parse_events(
     if truncated:
         lines = lines[:-1]  # the client hung up: the last line may be cut anywhere
     for line in lines:
-        if line and not line.startswith(_SSE_FIELDS):
+        if line and not line.startswith(SSE_FIELDS):
             problems.append(f"not an SSE line: {line[:60]!r}")
             break
     decoder = SSEDecoder()
@@ -96,7 +96,7 @@ def _visible(name: Any, injected: Collection[str]) -> list[str]:
 
 
 def anthropic_stream_problems(
-    events: Events, *, finished: bool, injected: Collection[str]
+    events: Events, *, finished: bool, injected: Collection[str], strict: bool = True
 ) -> list[str]:
     problems: list[str] = []
     real = [(name, data) for name, data in events if name != "ping"]
@@ -144,7 +144,7 @@ def anthropic_stream_problems(
                 problems.append("message_stop without message_delta")
             ended = name
         elif name == "error":
-            if not _is_anthropic_error(data):
+            if strict and not _is_anthropic_error(data):
                 problems.append(f"an error event that is not an Anthropic error: {data!r:.80}")
             ended = name
     if finished and ended is None:
@@ -166,7 +166,9 @@ def _anthropic_body(data: Any, injected: Collection[str]) -> list[str]:
 # -- OpenAI Chat Completions -------------------------------------------------------------------
 
 
-def chat_stream_problems(events: Events, *, finished: bool, injected: Collection[str]) -> list[str]:
+def chat_stream_problems(
+    events: Events, *, finished: bool, injected: Collection[str], strict: bool = True
+) -> list[str]:
     problems: list[str] = []
     ended: str | None = None
     for _, data in events:
@@ -175,7 +177,7 @@ def chat_stream_problems(events: Events, *, finished: bool, injected: Collection
             break
         if data == DONE:
             ended = DONE
-        elif _is_openai_error(data):
+        elif _is_openai_error(data) if strict else isinstance(data, dict) and "error" in data:
             ended = "error"
         elif not isinstance(data, dict) or data.get("object") != "chat.completion.chunk":
             problems.append(f"a frame that is not a chat.completion.chunk: {data!r:.80}")
@@ -215,7 +217,7 @@ def _responses_items(data: Any) -> list[Any]:
 
 
 def responses_stream_problems(
-    events: Events, *, finished: bool, injected: Collection[str]
+    events: Events, *, finished: bool, injected: Collection[str], strict: bool = True
 ) -> list[str]:
     problems: list[str] = []
     if not events:
@@ -272,9 +274,18 @@ RULES: dict[str, Rules] = {
 
 
 def response_problems(
-    api: str, response: Response, *, streaming: bool, injected: Collection[str]
+    api: str,
+    response: Response,
+    *,
+    streaming: bool,
+    injected: Collection[str],
+    strict: bool = True,
 ) -> list[str]:
-    """Everything wrong with one response of ``api``, as the client would see it."""
+    """Everything wrong with one response of ``api``, as the client would see it.
+
+    ``strict``: errors (bodies and events) in the API's own error shape; without it any
+    JSON object will do, as a gateway may word its errors its own way.
+    """
     rules = RULES[api]
     if response.status is None:
         return [] if response.truncated else ["no response at all"]
@@ -289,7 +300,9 @@ def response_problems(
             problems.append("an event stream for a blocking request")
         events, framing = parse_events(response.body, truncated=response.truncated)
         problems += framing
-        problems += rules.stream(events, finished=not response.truncated, injected=injected)
+        problems += rules.stream(
+            events, finished=not response.truncated, injected=injected, strict=strict
+        )
         return problems
     if media != "application/json":
         return [*problems, f"status {response.status} with content-type {media or 'none'}"]
@@ -300,7 +313,7 @@ def response_problems(
             return problems
         return [*problems, f"a JSON body that does not parse ({exc}): {response.body[:120]!r}"]
     if response.status >= 400:
-        if not rules.is_error(data):
+        if not (rules.is_error(data) if strict else isinstance(data, dict)):
             problems.append(f"status {response.status} without an error body of {api}")
     elif streaming:
         problems.append(f"status {response.status} JSON for a streaming request")

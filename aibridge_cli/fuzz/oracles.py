@@ -17,32 +17,132 @@ so a bug planted there shows as a disagreement.
 from __future__ import annotations
 
 import email.utils
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
+from ..errors import ConfigError
+from ..fakes.scripted_upstream import Reply
 from ..headers import header
+from ..providers.openai_responses_ws import sse_view
 from ..sessions.normalize import diff_normalized, normalize_response
 from ..sim.world import WALL_EPOCH, Attempt, WorldResult
+from ..sse import SSEDecoder
 from .grammar import Response, response_problems
 from .plan import Plan
 from .scenario import Scenario
+from .signature import body_shape, masked, problem_kind
 
-ORACLES: dict[str, str] = {
-    "hygiene": "no task left behind, no unhandled exception, every connection closed",
-    "liveness": "the client is done within the virtual-time bound",
-    "malformed-body": "a JSON error or a well-formed event stream, never a mix; grammar holds",
-    "key-pool": "keys tried in order, cooldowns from Retry-After, status and Retry-After right",
-    "schedule-dependence": "the normalized response equals the canonical run's",
-    "tool-results": "every injected tool's result is in the next upstream request",
-}
+
+class Profile(StrEnum):
+    """Which rules a campaign holds the proxy to."""
+
+    GENERIC = "generic"  # what any correct proxy must hold
+    AIBRIDGE = "aibridge"  # generic, plus aibridge's own documented rules
+
+
+@dataclass(frozen=True)
+class Oracle:
+    name: str
+    holds: str
+    profile: Profile
+    simulation_only: bool = False
+
+
+_ORACLE_LIST = (
+    Oracle(
+        "hygiene",
+        "no task left behind, no unhandled exception, every connection closed",
+        Profile.GENERIC,
+    ),
+    Oracle("liveness", "the client is done within the time bound", Profile.GENERIC),
+    Oracle(
+        "malformed-body",
+        "a JSON body or a well-formed event stream of the client's API, "
+        "never a mix; no injected tool visible",
+        Profile.GENERIC,
+    ),
+    Oracle(
+        "content",
+        "no text lost, duplicated or reordered against what the upstream sent",
+        Profile.GENERIC,
+    ),
+    Oracle(
+        "error-surfaced",
+        "a failed upstream answer reaches the client as an error, never "
+        "as a clean end or a 2xx with a cut body",
+        Profile.GENERIC,
+    ),
+    Oracle(
+        "schedule-dependence",
+        "the normalized response equals the canonical run's",
+        Profile.GENERIC,
+        simulation_only=True,
+    ),
+    Oracle(
+        "error-shape",
+        "errors in the API's own shape; a malformed upstream event is never relayed",
+        Profile.AIBRIDGE,
+    ),
+    Oracle(
+        "key-pool",
+        "keys tried in order, cooldowns from Retry-After, status and Retry-After right",
+        Profile.AIBRIDGE,
+    ),
+    Oracle(
+        "tool-results",
+        "every injected tool's result is in the next upstream request",
+        Profile.AIBRIDGE,
+        simulation_only=True,  # a black-box target runs its own tools, unseen
+    ),
+)
+# The tool-results signature: which tool and result vary, the failure does not.
+_LOST_RESULT = "a tool's result missing from the next upstream request"
+ORACLES: dict[str, Oracle] = {oracle.name: oracle for oracle in _ORACLE_LIST}
+
+
+def profile_oracles(profile: Profile, skip: Collection[str] = ()) -> frozenset[str]:
+    """The oracles a ``profile`` campaign judges, less ``skip``."""
+    unknown = sorted(set(skip) - set(ORACLES))
+    if unknown:
+        raise ConfigError(
+            f"--skip-oracle {unknown[0]!r}: no such oracle (one of {', '.join(ORACLES)})"
+        )
+    wanted = {Profile.GENERIC} if profile is Profile.GENERIC else set(Profile)
+    return frozenset(o.name for o in _ORACLE_LIST if o.profile in wanted) - set(skip)
+
+
+ALL_ORACLES = profile_oracles(Profile.AIBRIDGE)
+GENERIC_ORACLES = profile_oracles(Profile.GENERIC)
 
 
 @dataclass(frozen=True)
 class Violation:
     oracle: str
     message: str
+    shape: str = ""  # the failure's shape for its signature (see signature.py)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one run gives the oracles: the scenario and plan, the world, what was served."""
+
+    scenario: Scenario
+    plan: Plan
+    world: WorldResult
+    served: Sequence[Reply]  # the upstream's answers, one per request it answered
+
+
+@dataclass(frozen=True)
+class CanonicalRun:
+    """What schedule-dependence compares with: the canonical run's meaning and health."""
+
+    shape: dict[str, Any]
+    malformed: bool
+    body: str  # its body shape
 
 
 def client_response(world: WorldResult, plan: Plan) -> Response:
@@ -152,6 +252,9 @@ def _final_error_problems(
             return [
                 f"all keys failed: the stream should end in {want} error, not {error or 'none'}"
             ]
+        got = _event_retry_after(response.body)
+        if retry is not None and got is not None and got != str(retry):
+            return [f"all keys failed: the error event's Retry-After {got}, the rules say {retry}"]
         return []
     problems = []
     if response.status != status:
@@ -160,6 +263,90 @@ def _final_error_problems(
     if retry is not None and got != str(retry):
         problems.append(f"all keys failed: Retry-After {got}, the rules say {retry}")
     return problems
+
+
+# -- what the upstream sent ----------------------------------------------------------------
+
+
+def _played(reply: Reply) -> bytes:
+    """The body bytes ``reply`` put on the wire before its fault struck."""
+    chunks = reply.chunks[: reply.fault_at] if reply.fault is not None else reply.chunks
+    return b"".join(chunks)
+
+
+def _sends_error(reply: Reply) -> bool:
+    return any(c.startswith((b"event: error\n", b'data: {"error"')) for c in reply.chunks)
+
+
+def _broken(reply: Reply) -> bool:
+    """The upstream failed this answer: an error status, a reset or stall, an error event."""
+    return reply.status >= 400 or reply.fault is not None or _sends_error(reply)
+
+
+def _verbatim(reply: Reply, response: Response) -> bool:
+    """The client got the upstream's whole message as it was: a transparent relay of an
+    answer that failed on its own terms (an error event inside a JSON body)."""
+    whole = reply.fault is None
+    return whole and response.status == reply.status and response.body == _played(reply)
+
+
+def _upstream_text(scenario: Scenario, served: Sequence[Reply]) -> str:
+    """The text the upstream's 2xx answers carried, in the order it sent them."""
+    text = ""
+    for reply in served:
+        if reply.status >= 400:
+            continue
+        status, headers, body = reply.status, reply.headers, _played(reply)
+        if scenario.transport == "websocket":
+            # one message per chunk: judged in the SSE view the client's messages get
+            stop = reply.fault_at if reply.fault is not None else len(reply.chunks)
+            status, headers, body = sse_view(reply.chunks[:stop])
+        text += str(normalize_response(scenario.api, status, headers, body)["text"] or "")
+    return text
+
+
+def _not_from_upstream(run: Run, problems: list[str]) -> list[str]:
+    if not run.served:
+        return problems
+    last = run.served[-1]
+    sent = Response(last.status, last.headers, _played(last), complete=last.fault is None)
+    api, streaming = run.scenario.api, run.scenario.streaming
+    theirs = set(response_problems(api, sent, streaming=streaming, injected=(), strict=False))
+    return [p for p in problems if p not in theirs]
+
+
+def content_problems(run: Run, text: str, whole: bool) -> list[tuple[str, str]]:
+    """(message, shape) when the client's ``text`` is not the upstream's, in order.
+
+    ``whole``: the response ended cleanly (no error), so it must hold all of the text;
+    otherwise a prefix is right.
+    """
+    sent = _upstream_text(run.scenario, run.served)
+    if text == sent or (not whole and sent.startswith(text)):
+        return []
+    if sent.startswith(text):
+        return [(f"the client got {len(text)} of {len(sent)} characters of text", "text lost")]
+    if len(text) > len(sent):
+        kind = "text duplicated"
+    elif sorted(text) == sorted(sent[: len(text)]):
+        kind = "text reordered"
+    else:
+        kind = "text differs"
+    return [(f"{kind}: the client got {text[:60]!r}, the upstream sent {sent[:60]!r}", kind)]
+
+
+def _event_retry_after(body: bytes) -> str | None:
+    """The ``Retry-After`` a WebSocket-mode error event carries in its error's headers."""
+    for event in reversed(SSEDecoder().feed(body)):
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            continue
+        error = data.get("error") if isinstance(data, dict) else None
+        headers = error.get("headers") if isinstance(error, dict) else None
+        if isinstance(headers, dict) and "retry-after" in headers:
+            return str(headers["retry-after"])
+    return None
 
 
 # -- all together --------------------------------------------------------------------------
@@ -176,33 +363,90 @@ def shape_of(scenario: Scenario, response: Response, world: WorldResult) -> dict
     return {**shape, "complete": response.complete, "keys": [a.key for a in world.attempts]}
 
 
-def judge(
-    scenario: Scenario, plan: Plan, world: WorldResult, canonical: Any | None
-) -> list[Violation]:
-    """Every violation of this run, most fundamental first.
+def canonical_run(run: Run) -> CanonicalRun:
+    response = client_response(run.world, run.plan)
+    malformed = bool(judge(run, None, {"malformed-body"}))
+    meaning = shape_of(run.scenario, response, run.world)
+    return CanonicalRun(meaning, malformed, body_shape(response))
 
-    ``canonical`` is the canonical run's ``shape_of`` (None: this run is the canonical one).
+
+def judge(
+    run: Run, canonical: CanonicalRun | None, oracles: Collection[str] = ALL_ORACLES
+) -> list[Violation]:
+    """Every violation of this run among ``oracles``, most fundamental first.
+
+    ``canonical``: the canonical run's (None: this run is the canonical one).
     """
-    found: list[Violation] = [Violation("hygiene", h) for h in world.hygiene]
-    if not world.live:
-        found.append(
-            Violation(
-                "liveness", f"the client was not done after {world.end_time:g} virtual seconds"
-            )
-        )
+    scenario, plan, world = run.scenario, run.plan, run.world
+    found: list[Violation] = []
+    if "hygiene" in oracles:
+        found += [Violation("hygiene", h, masked(h)) for h in world.hygiene]
+    if "liveness" in oracles and not world.live:
+        message = f"the client was not done after {world.end_time:g} seconds"
+        found.append(Violation("liveness", message, "the client was not done"))
     response = client_response(world, plan)
+    shape = body_shape(response)
     injected = {tool.name for tool in scenario.tools}
-    for problem in response_problems(
-        scenario.api, response, streaming=scenario.streaming, injected=injected
+    lenient = response_problems(
+        scenario.api, response, streaming=scenario.streaming, injected=injected, strict=False
+    )
+    # Generic: what the proxy added. A problem the upstream's own answer has (a malformed
+    # event, a stream it cut) is relayed faithfully by a transparent proxy.
+    problems = _not_from_upstream(run, lenient) if lenient else []
+    if "malformed-body" in oracles:
+        found += [Violation("malformed-body", p, _body_label(shape, p)) for p in problems]
+    if "error-shape" in oracles and (lenient or b"error" in response.body):
+        strict = response_problems(
+            scenario.api, response, streaming=scenario.streaming, injected=injected
+        )
+        found += [Violation("error-shape", p, problem_kind(p)) for p in strict if p not in problems]
+    clean = world.live and response.complete and not response.truncated and not problems
+    got = normalize_response(scenario.api, response.status, response.headers, response.body)
+    errored = (response.status or 0) >= 400 or bool(got["error_type"])
+    if "error-surfaced" in oracles and run.served and _broken(run.served[-1]) and clean:
+        if not errored and not _verbatim(run.served[-1], response):
+            message = "the upstream's answer failed, the client got a clean end"
+            found.append(Violation("error-surfaced", f"{message} ({shape})", shape))
+    if "content" in oracles and not plan.disconnects and world.live:
+        text, whole = str(got["text"] or ""), clean and not errored
+        found += [Violation("content", m, k) for m, k in content_problems(run, text, whole)]
+    if "key-pool" in oracles:
+        found += [
+            Violation("key-pool", p, masked(p)) for p in key_pool_problems(scenario, plan, world)
+        ]
+    if "tool-results" in oracles:
+        found += [Violation("tool-results", p, _LOST_RESULT) for p in world.lost_tool_results]
+    if (
+        "schedule-dependence" in oracles
+        and canonical is not None
+        and not plan.disconnects
+        and world.live
     ):
-        found.append(Violation("malformed-body", problem))
-    for problem in key_pool_problems(scenario, plan, world):
-        found.append(Violation("key-pool", problem))
-    for problem in world.lost_tool_results:
-        found.append(Violation("tool-results", problem))
-    if canonical is not None and not plan.disconnects and world.live:
-        shape = shape_of(scenario, response, world)
-        differences = diff_normalized(canonical, shape)
-        if differences and shape["keys"] == canonical["keys"]:
-            found.append(Violation("schedule-dependence", "; ".join(differences[:3])))
+        this = shape_of(scenario, response, world)
+        differences = diff_normalized(canonical.shape, this)
+        if differences and this["keys"] == canonical.shape["keys"]:
+            found.append(_schedule_dependence(differences, canonical, bool(problems), shape))
     return found
+
+
+def _body_label(shape: str, problem: str) -> str:
+    """A mixed or cut body is its own signature; a well-framed one is named by its problem."""
+    if " then " in shape or "truncated" in shape or "cut" in shape:
+        return shape
+    return f"{shape}: {problem_kind(problem)}"
+
+
+def _schedule_dependence(
+    differences: list[str], canonical: CanonicalRun, malformed: bool, shape: str
+) -> Violation:
+    """Name the failing run: the perturbed one, or the canonical one it was compared with."""
+    detail = "; ".join(differences[:3])
+    if canonical.malformed and not malformed:
+        message = (
+            f"the canonical run (same faults, no perturbation, FIFO) is the malformed one "
+            f"({canonical.body}); this perturbed run is well-formed ({shape}): {detail}"
+        )
+        return Violation("schedule-dependence", message, f"canonical run: {canonical.body}")
+    return Violation(
+        "schedule-dependence", f"this run differs from the canonical run: {detail}", shape
+    )

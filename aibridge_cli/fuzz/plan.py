@@ -15,43 +15,122 @@ import itertools
 import json
 import random
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal, NamedTuple, get_args
 
 from ..config import StreamInitiation
+from ..fakes.scripted_upstream import Fault as WireFault
 from ..fakes.scripted_upstream import Reply
 from ..sim.client import Pace
 from ..sim.world import WALL_EPOCH, WorldSpec
 from ..sse import encode_event
 from .scenario import Exchange, Scenario
 
-FAULT_KINDS: dict[str, str] = {
-    "429-one": "the key in use answers 429 (Retry-After drawn); the proxy fails over",
-    "429-all": "every key answers 429 (Retry-After drawn)",
-    "401": "the key in use answers 401 and is disabled",
-    "403": "the key in use answers 403 and is disabled",
-    "500": "the exchange answers 500 (relayed, no failover)",
-    "529": "the exchange answers 529 overloaded (relayed, no failover)",
-    "reset-before-body": "the upstream drops the connection before the status line",
-    "reset-in-body": "the upstream drops the connection after frame AT",
-    "error-event": "the upstream sends an SSE error event after frame AT",
-    "stall": "the upstream goes silent after frame AT, past the read timeout",
-    "malformed-sse": "frame AT is replaced by an event whose data is not JSON",
-    "client-disconnect": "the client hangs up after AT body bytes (0: before reading)",
-    "mcp-error": "MCP tool call AT answers isError",
-    "mcp-slow": "MCP tool call AT takes past the tool's timeout",
-    "mcp-dies": "the MCP server dies during tool call AT",
+
+class FaultKind(StrEnum):
+    """What a fault does; the value is the name users type and repro files hold."""
+
+    RATE_LIMIT_ONE = "429-one"
+    RATE_LIMIT_ALL = "429-all"
+    UNAUTHORIZED = "401"
+    FORBIDDEN = "403"
+    SERVER_ERROR = "500"
+    OVERLOADED = "529"
+    RESET_BEFORE_BODY = "reset-before-body"
+    RESET_IN_BODY = "reset-in-body"
+    ERROR_EVENT = "error-event"
+    STALL = "stall"
+    MALFORMED_SSE = "malformed-sse"
+    CLIENT_DISCONNECT = "client-disconnect"
+    MCP_ERROR = "mcp-error"
+    MCP_SLOW = "mcp-slow"
+    MCP_DIES = "mcp-dies"
+
+    @property
+    def description(self) -> str:
+        return _DESCRIPTIONS[self]
+
+    @property
+    def rate_limits(self) -> bool:
+        """A 429: it carries a Retry-After."""
+        return self in (FaultKind.RATE_LIMIT_ONE, FaultKind.RATE_LIMIT_ALL)
+
+    @property
+    def strikes_key(self) -> bool:
+        """An error answer for the key in use, before the exchange's own answer."""
+        return self.rate_limits or self in (FaultKind.UNAUTHORIZED, FaultKind.FORBIDDEN)
+
+    @property
+    def replaces_answer(self) -> bool:
+        """An error status instead of the exchange's answer (relayed, no failover)."""
+        return self in (FaultKind.SERVER_ERROR, FaultKind.OVERLOADED)
+
+    @property
+    def in_body(self) -> bool:
+        """Strikes inside a 2xx answer's body, at frame ``at``."""
+        return self in (
+            FaultKind.RESET_IN_BODY,
+            FaultKind.ERROR_EVENT,
+            FaultKind.STALL,
+            FaultKind.MALFORMED_SSE,
+        )
+
+    @property
+    def mcp(self) -> bool:
+        """Strikes an MCP tool call (the ``at``-th), not the upstream: drawn only for a
+        scenario with MCP tools."""
+        return self in (FaultKind.MCP_ERROR, FaultKind.MCP_SLOW, FaultKind.MCP_DIES)
+
+    @property
+    def uses_at(self) -> bool:
+        """``Fault.at`` means something: a frame, the client's byte count, a tool call."""
+        return self.in_body or self.mcp or self is FaultKind.CLIENT_DISCONNECT
+
+    @property
+    def black_box(self) -> bool:
+        """A running proxy can take it without it carrying over to later iterations: not a
+        stall (the target's read timeout is its own), a 401/403 (a disabled key stays
+        disabled) nor an MCP fault (the target runs its own tools)."""
+        if self.mcp:
+            return False
+        return self not in (FaultKind.STALL, FaultKind.UNAUTHORIZED, FaultKind.FORBIDDEN)
+
+    @property
+    def status(self) -> int | None:
+        """The status of the error answer this fault sends, if it sends one."""
+        return _STATUSES.get(self)
+
+
+_DESCRIPTIONS: dict[FaultKind, str] = {
+    FaultKind.RATE_LIMIT_ONE: "the key in use answers 429 (Retry-After drawn); it fails over",
+    FaultKind.RATE_LIMIT_ALL: "every key answers 429 (Retry-After drawn)",
+    FaultKind.UNAUTHORIZED: "the key in use answers 401 and is disabled",
+    FaultKind.FORBIDDEN: "the key in use answers 403 and is disabled",
+    FaultKind.SERVER_ERROR: "the exchange answers 500 (relayed, no failover)",
+    FaultKind.OVERLOADED: "the exchange answers 529 overloaded (relayed, no failover)",
+    FaultKind.RESET_BEFORE_BODY: "the upstream drops the connection before the status line",
+    FaultKind.RESET_IN_BODY: "the upstream drops the connection after frame AT",
+    FaultKind.ERROR_EVENT: "the upstream sends an SSE error event after frame AT",
+    FaultKind.STALL: "the upstream goes silent after frame AT, past the read timeout",
+    FaultKind.MALFORMED_SSE: "frame AT is replaced by an event whose data is not JSON",
+    FaultKind.CLIENT_DISCONNECT: "the client hangs up after AT body bytes (0: before reading)",
+    FaultKind.MCP_ERROR: "MCP tool call AT answers isError",
+    FaultKind.MCP_SLOW: "MCP tool call AT takes past the tool's timeout",
+    FaultKind.MCP_DIES: "the MCP server dies during tool call AT",
 }
-MCP_FAULTS = ("mcp-error", "mcp-slow", "mcp-dies")
-KEY_FAULTS = ("429-one", "429-all", "401", "403")
-BODY_FAULTS = ("reset-in-body", "error-event", "stall", "malformed-sse")
+_STATUSES: dict[FaultKind, int] = {
+    FaultKind.RATE_LIMIT_ONE: 429,
+    FaultKind.RATE_LIMIT_ALL: 429,
+    FaultKind.UNAUTHORIZED: 401,
+    FaultKind.FORBIDDEN: 403,
+    FaultKind.SERVER_ERROR: 500,
+    FaultKind.OVERLOADED: 529,
+}
 RETRY_AFTER = ("0", "1", "5", "30", None, "date", "soon")
-_CHECKPOINT_POINTS = (
-    "downstream-send",
-    "downstream-receive",
-    "upstream-send",
-    "upstream-receive",
-    "tool",
-)
+CheckpointPoint = Literal[
+    "downstream-send", "downstream-receive", "upstream-send", "upstream-receive", "tool"
+]
+_CHECKPOINT_POINTS: tuple[CheckpointPoint, ...] = get_args(CheckpointPoint)
 _ERROR_TYPES = {
     401: "authentication_error",
     403: "permission_error",
@@ -63,27 +142,61 @@ _ERROR_TYPES = {
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str
+    kind: FaultKind
     exchange: int = 0
     at: int = 0
     retry_after: str | None = None
 
+    def __post_init__(self) -> None:
+        # A repro file or a test names the kind by its value; keep the enum either way.
+        object.__setattr__(self, "kind", FaultKind(self.kind))
+
     def describe(self) -> str:
         where = f"exchange {self.exchange}"
-        if self.kind in ("reset-in-body", "error-event", "stall", "malformed-sse"):
+        if self.kind.in_body:
             where += f" frame {self.at}"
-        if self.kind == "client-disconnect":
+        if self.kind is FaultKind.CLIENT_DISCONNECT:
             where = f"after {self.at} body bytes"
-        if self.kind in MCP_FAULTS:
+        if self.kind.mcp:
             where = f"tool call {self.at}"
-        extra = f" Retry-After={self.retry_after}" if self.kind in ("429-one", "429-all") else ""
+        extra = f" Retry-After={self.retry_after}" if self.kind.rate_limits else ""
         return f"{self.kind} at {where}{extra}"
 
     def essential(self) -> Fault:
         """This fault without the fields its kind ignores (a 429's frame, a 500's Retry-After)."""
-        at = self.at if self.kind in (*BODY_FAULTS, *MCP_FAULTS, "client-disconnect") else 0
-        retry = self.retry_after if self.kind in ("429-one", "429-all") else None
+        at = self.at if self.kind.uses_at else 0
+        retry = self.retry_after if self.kind.rate_limits else None
         return Fault(self.kind, self.exchange, at, retry)
+
+
+class Cut(NamedTuple):
+    """Byte offsets where exchange ``exchange``'s answer is cut into separate chunks."""
+
+    exchange: int
+    offsets: tuple[int, ...]
+
+
+class ChunkDelay(NamedTuple):
+    """The upstream waits ``seconds`` before chunk ``chunk`` of exchange ``exchange``."""
+
+    exchange: int
+    chunk: int
+    seconds: float
+
+
+class ReadDelay(NamedTuple):
+    """The client waits ``seconds`` before its read number ``read``."""
+
+    read: int
+    seconds: float
+
+
+class Checkpoint(NamedTuple):
+    """``extra`` checkpoints before operation number ``operation`` at ``point``."""
+
+    point: CheckpointPoint
+    operation: int
+    extra: int
 
 
 @dataclass(frozen=True)
@@ -92,12 +205,12 @@ class Plan:
     schedule_seed: int = 0
     schedule_budget: int = 0
     schedule_rate: float = 0.0
-    cuts: tuple[tuple[int, tuple[int, ...]], ...] = ()  # (exchange, byte offsets)
-    delays: tuple[tuple[int, int, float], ...] = ()  # (exchange, chunk, seconds)
-    read_delays: tuple[tuple[int, float], ...] = ()  # (read index, seconds)
+    cuts: tuple[Cut, ...] = ()
+    delays: tuple[ChunkDelay, ...] = ()
+    read_delays: tuple[ReadDelay, ...] = ()
     read_size: int = 65536
-    tool_latency: tuple[float, ...] = ()
-    checkpoints: tuple[tuple[str, int, int], ...] = ()  # (point, operation, count)
+    tool_latency: tuple[float, ...] = ()  # seconds, by tool call
+    checkpoints: tuple[Checkpoint, ...] = ()
     pad: int = 0  # bytes of padding in the first event of exchange 0 (black-box)
 
     def canonical(self) -> Plan:
@@ -116,7 +229,7 @@ class Plan:
 
     @property
     def disconnects(self) -> bool:
-        return any(f.kind == "client-disconnect" for f in self.faults)
+        return any(f.kind is FaultKind.CLIENT_DISCONNECT for f in self.faults)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,12 +241,12 @@ class Plan:
             schedule_seed=data.get("schedule_seed", 0),
             schedule_budget=data.get("schedule_budget", 0),
             schedule_rate=data.get("schedule_rate", 0.0),
-            cuts=tuple((e, tuple(c)) for e, c in data.get("cuts", ())),
-            delays=tuple((e, c, d) for e, c, d in data.get("delays", ())),
-            read_delays=tuple((i, d) for i, d in data.get("read_delays", ())),
+            cuts=tuple(Cut(e, tuple(c)) for e, c in data.get("cuts", ())),
+            delays=tuple(ChunkDelay(*d) for d in data.get("delays", ())),
+            read_delays=tuple(ReadDelay(*r) for r in data.get("read_delays", ())),
             read_size=data.get("read_size", 65536),
             tool_latency=tuple(data.get("tool_latency", ())),
-            checkpoints=tuple((p, i, n) for p, i, n in data.get("checkpoints", ())),
+            checkpoints=tuple(Checkpoint(*c) for c in data.get("checkpoints", ())),
             pad=data.get("pad", 0),
         )
 
@@ -144,28 +257,37 @@ def iteration_seed(seed: int, iteration: int) -> int:
     return int.from_bytes(digest, "big")
 
 
-def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
-    """A random plan for ``scenario``; every choice comes from ``rng``."""
+ALL_FAULTS = frozenset(FaultKind)
+
+
+def draw_plan(
+    rng: random.Random, scenario: Scenario, allowed: frozenset[FaultKind] = ALL_FAULTS
+) -> Plan:
+    """A random plan for ``scenario`` with faults of the ``allowed`` kinds; every choice
+    comes from ``rng``, so a narrower campaign draws other plans from the same seed."""
     exchanges = scenario.exchanges
     faults: list[Fault] = []
     if rng.random() < 0.5:
         for _ in range(1 if rng.random() < 0.8 else 2):
             # Body faults strike answers that have a body worth breaking (2xx).
             ok = [i for i, x in enumerate(exchanges) if x.status < 400]
-            kinds = [k for k in FAULT_KINDS if k not in MCP_FAULTS and (ok or k not in BODY_FAULTS)]
+            kinds = [k for k in FaultKind if k in allowed and not k.mcp and (ok or not k.in_body)]
+            if not kinds:
+                break
             kind = rng.choice(kinds)
-            e = rng.choice(ok if kind in BODY_FAULTS else range(len(exchanges)))
+            e = rng.choice(ok if kind.in_body else range(len(exchanges)))
             # In-body faults strike inside the message: after its last frame the upstream
             # has nothing left to break.
             at = rng.randrange(len(exchanges[e].chunks))
-            if kind == "client-disconnect":
+            if kind is FaultKind.CLIENT_DISCONNECT:
                 at = rng.choice([0, 1, 40, 200, 700])
-            retry = rng.choice(RETRY_AFTER) if kind in ("429-one", "429-all") else None
+            retry = rng.choice(RETRY_AFTER) if kind.rate_limits else None
             faults.append(Fault(kind, e, at, retry))
     # Drawn only for a scenario with MCP tools, so no other scenario's plans change.
-    if any(tool.mcp for tool in scenario.tools) and rng.random() < 0.3:
+    mcp_kinds = [k for k in FaultKind if k.mcp and k in allowed]
+    if mcp_kinds and any(tool.mcp for tool in scenario.tools) and rng.random() < 0.3:
         calls = max(1, len(exchanges) - 1)
-        faults.append(Fault(rng.choice(MCP_FAULTS), 0, rng.randrange(calls)))
+        faults.append(Fault(rng.choice(mcp_kinds), 0, rng.randrange(calls)))
     plan = Plan(
         faults=tuple(faults),
         schedule_seed=rng.getrandbits(32),
@@ -181,20 +303,21 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
                     offsets = _recorded_offsets(exchange)
                 else:
                     offsets = sorted({rng.randrange(1, size) for _ in range(rng.randint(1, 8))})
-                cuts.append((e, tuple(offsets)))
+                cuts.append(Cut(e, tuple(offsets)))
         plan = replace(plan, cuts=tuple(cuts))
     if rng.random() < 0.4:
         delays = []
         for _ in range(rng.randint(1, 4)):
             e = rng.randrange(len(exchanges))
-            delays.append((e, rng.randrange(8), rng.choice([0.001, 0.05, 0.5, 3.0, 12.0])))
+            chunk = rng.randrange(8)  # drawn before the delay: a seed's plans never change
+            delays.append(ChunkDelay(e, chunk, rng.choice([0.001, 0.05, 0.5, 3.0, 12.0])))
         plan = replace(plan, delays=tuple(sorted(set(delays))))
     if rng.random() < 0.4:
         reads = {
             rng.randrange(6): rng.choice([0.001, 0.01, 0.2, 2.0, 15.0])
             for _ in range(rng.randint(1, 3))
         }
-        plan = replace(plan, read_delays=tuple(sorted(reads.items())))
+        plan = replace(plan, read_delays=tuple(ReadDelay(*r) for r in sorted(reads.items())))
     if rng.random() < 0.15:
         plan = replace(plan, read_size=rng.choice([7, 64, 512]))
     if rng.random() < 0.3:
@@ -206,7 +329,8 @@ def draw_plan(rng: random.Random, scenario: Scenario) -> Plan:
             (rng.choice(_CHECKPOINT_POINTS), rng.randrange(6)): rng.randint(1, 30)
             for _ in range(rng.randint(1, 4))
         }
-        plan = replace(plan, checkpoints=tuple(sorted((p, i, n) for (p, i), n in points.items())))
+        checkpoints = sorted(Checkpoint(p, i, n) for (p, i), n in points.items())
+        plan = replace(plan, checkpoints=tuple(checkpoints))
     return plan
 
 
@@ -255,9 +379,12 @@ def _error_event(api: str, sequence: int) -> bytes:
     return encode_event("error", json.dumps(event))
 
 
+MALFORMED_DATA = "{not json"  # the data of a malformed-sse fault's event
+
+
 def _malformed_event(api: str) -> bytes:
     name = "content_block_delta" if api == "anthropic" else None
-    return encode_event(name, "{not json")
+    return encode_event(name, MALFORMED_DATA)
 
 
 def _error_reply(api: str, status: int, retry_after: str | None = None) -> Reply:
@@ -317,39 +444,84 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
     chunks = list(exchange.chunks)
     if plan.pad and e == 0:
         chunks = _padded(chunks, plan.pad)
-    fault_kind: str | None = None
-    fault_offset: int | None = None
+    wire_fault: WireFault | None = exchange.fault
+    fault_offset: int | None = exchange.fault_after if exchange.fault else None
     for fault in faults:
         at = min(fault.at, len(chunks))
-        if fault.kind == "malformed-sse" and at < len(chunks):
+        if fault.kind is FaultKind.MALFORMED_SSE and at < len(chunks):
             chunks[at] = _malformed_event(api)
-        elif fault.kind == "error-event":
+        elif fault.kind is FaultKind.ERROR_EVENT:
             chunks = [*chunks[:at], _error_event(api, at)]
-        elif fault.kind in ("reset-in-body", "stall"):
-            fault_kind, fault_offset = fault.kind, _frame_offset(exchange, at)
-        elif fault.kind == "reset-before-body":
-            fault_kind = "reset-before-body"
+        elif fault.kind is FaultKind.RESET_IN_BODY:
+            wire_fault, fault_offset = "reset-in-body", _frame_offset(exchange, at)
+        elif fault.kind is FaultKind.STALL:
+            wire_fault, fault_offset = "stall", _frame_offset(exchange, at)
+        elif fault.kind is FaultKind.RESET_BEFORE_BODY:
+            wire_fault = "reset-before-body"
     cuts = dict(plan.cuts).get(e, ())
     pieces = _rechunk(tuple(chunks), cuts, fault_offset)
     delays = [0.0] * len(pieces)
-    for de, chunk, seconds in plan.delays:
+    for delay in plan.delays:
         # Error bodies come at once: the key pool's clock starts when the body is read.
-        if de == e and chunk < len(pieces) and exchange.status < 400:
-            delays[chunk] = seconds
+        if delay.exchange == e and delay.chunk < len(pieces) and exchange.status < 400:
+            delays[delay.chunk] = delay.seconds
     fault_at = 0
     if fault_offset is not None:
         pos = 0
         while fault_at < len(pieces) and pos < fault_offset:
             pos += len(pieces[fault_at])
             fault_at += 1
+    return _reply(exchange, pieces, delays, wire_fault, fault_at)
+
+
+def _message_reply(exchange: Exchange, e: int, plan: Plan, faults: list[Fault]) -> Reply:
+    """A WebSocket exchange's reply: one message per chunk, the faults struck at a message.
+
+    A message is never cut (the proxy reads whole messages; how the frames of one fall
+    into reads is wsproto's business), so cuts and padding do not apply.
+    """
+    messages = list(exchange.chunks)
+    fault_kind: WireFault | None = None
+    fault_at = 0
+    for fault in faults:
+        at = min(fault.at, len(messages))
+        if fault.kind is FaultKind.MALFORMED_SSE and at < len(messages):
+            messages[at] = b"{not json"
+        elif fault.kind is FaultKind.ERROR_EVENT:
+            messages = [*messages[:at], _error_message(at)]
+        elif fault.kind is FaultKind.RESET_IN_BODY:
+            fault_kind, fault_at = "reset-in-body", at
+        elif fault.kind is FaultKind.STALL:
+            fault_kind, fault_at = "stall", at
+        elif fault.kind is FaultKind.RESET_BEFORE_BODY:
+            fault_kind = "reset-before-body"
+    delays = [0.0] * len(messages)
+    for delay in plan.delays:
+        if delay.exchange == e and delay.chunk < len(messages):
+            delays[delay.chunk] = delay.seconds
+    return _reply(exchange, messages, delays, fault_kind, fault_at)
+
+
+def _reply(
+    exchange: Exchange,
+    chunks: list[bytes],
+    delays: list[float],
+    fault: WireFault | None,
+    fault_at: int,
+) -> Reply:
     return Reply(
         exchange.status,
         list(exchange.headers),
-        pieces,
+        chunks,
         delays,
-        fault=fault_kind,  # type: ignore[arg-type]
+        fault=fault,
         fault_at=fault_at,
     )
+
+
+def _error_message(sequence: int) -> bytes:
+    """A mid-response error as the Responses API sends it on a socket."""
+    return _error_event("openai-responses", sequence).split(b"data: ", 1)[1].rstrip(b"\n")
 
 
 def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
@@ -359,26 +531,30 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
     for e, exchange in enumerate(scenario.exchanges):
         here = [f for f in plan.faults if f.exchange == e]
         for fault in here:
-            if fault.kind == "429-one":
-                replies.append(_error_reply(scenario.api, 429, fault.retry_after))
-            elif fault.kind == "429-all":
-                replies += [_error_reply(scenario.api, 429, fault.retry_after)] * keys
-            elif fault.kind in ("401", "403"):
-                replies.append(_error_reply(scenario.api, int(fault.kind)))
-        status = next((int(f.kind) for f in here if f.kind in ("500", "529")), None)
+            if fault.kind.strikes_key and fault.kind.status is not None:
+                retry = fault.retry_after if fault.kind.rate_limits else None
+                error = _error_reply(scenario.api, fault.kind.status, retry)
+                every = fault.kind is FaultKind.RATE_LIMIT_ALL
+                replies += [error] * (keys if every else 1)
+        status = next((f.kind.status for f in here if f.kind.replaces_answer), None)
         if status is not None:
             replies.append(_error_reply(scenario.api, status))
             continue
-        replies.append(_exchange_reply(scenario.api, exchange, e, plan, here))
+        if scenario.transport == "websocket" and exchange.status < 400:
+            replies.append(_message_reply(exchange, e, plan, here))
+        else:
+            replies.append(_exchange_reply(scenario.api, exchange, e, plan, here))
     return replies
 
 
 def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiation) -> WorldSpec:
-    disconnect = next((f.at for f in plan.faults if f.kind == "client-disconnect"), None)
-    bound = 300.0 + sum(d for _, _, d in plan.delays) + sum(d for _, d in plan.read_delays)
+    disconnect = next((f.at for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT), None)
+    bound = 300.0 + sum(d.seconds for d in plan.delays)
+    bound += sum(r.seconds for r in plan.read_delays)
     bound += sum(plan.tool_latency)
-    tool_faults = {f.at: f.kind for f in plan.faults if f.kind in MCP_FAULTS}
-    bound += sum(t.timeout for t in scenario.tools) if "mcp-slow" in tool_faults.values() else 0
+    tool_faults = {f.at: f.kind for f in plan.faults if f.kind.mcp}
+    slow = FaultKind.MCP_SLOW in tool_faults.values()
+    bound += sum(t.timeout for t in scenario.tools) if slow else 0
     return WorldSpec(
         path=scenario.path,
         body=scenario.body,
@@ -386,10 +562,11 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         keys=scenario.key_secrets,
         tools=scenario.toolset,
         stream_initiation=stream_initiation,
+        transport=scenario.transport,
         pace=Pace(dict(plan.read_delays), plan.read_size, disconnect),
         tool_latency=plan.tool_latency,
         tool_faults=tool_faults,
-        checkpoints={(p, i): n for p, i, n in plan.checkpoints},
+        checkpoints={(c.point, c.operation): c.extra for c in plan.checkpoints},
         schedule_seed=plan.schedule_seed,
         schedule_budget=plan.schedule_budget,
         schedule_rate=plan.schedule_rate,
@@ -397,4 +574,20 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
     )
 
 
-__all__ = ["FAULT_KINDS", "Fault", "Plan", "draw_plan", "iteration_seed", "world_spec"]
+__all__ = [
+    "ALL_FAULTS",
+    "RETRY_AFTER",
+    "Checkpoint",
+    "CheckpointPoint",
+    "ChunkDelay",
+    "Cut",
+    "Fault",
+    "FaultKind",
+    "Plan",
+    "ReadDelay",
+    "draw_plan",
+    "error_body",
+    "iteration_seed",
+    "upstream_replies",
+    "world_spec",
+]

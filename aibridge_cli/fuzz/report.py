@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,13 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..sim.client import ClientResult
+from .blackbox import BlackBoxOutcome, BlackBoxRun
 from .campaign import Campaign, Finding
 from .oracles import ORACLES
-from .plan import FAULT_KINDS, Plan
+from .plan import FaultKind, Plan
+from .scenario import Scenario
+from .signature import Signature, signature_counts
 
 
 def describe_plan(plan: Plan) -> list[str]:
@@ -33,10 +37,10 @@ def describe_plan(plan: Plan) -> list[str]:
     for e, offsets in plan.cuts:
         cut = f"cut at bytes {', '.join(map(str, offsets))}" if offsets else "sent in one chunk"
         lines.append(f"exchange {e} {cut}")
-    for e, chunk, seconds in plan.delays:
-        lines.append(f"exchange {e} chunk {chunk} delayed {seconds:g} s")
-    for read, seconds in plan.read_delays:
-        lines.append(f"client waits {seconds:g} s before read {read}")
+    for delay in plan.delays:
+        lines.append(f"exchange {delay.exchange} chunk {delay.chunk} delayed {delay.seconds:g} s")
+    for read in plan.read_delays:
+        lines.append(f"client waits {read.seconds:g} s before read {read.read}")
     if plan.read_size != 65536:
         lines.append(f"client reads at most {plan.read_size} bytes at a time")
     for call, seconds in enumerate(plan.tool_latency):
@@ -44,33 +48,67 @@ def describe_plan(plan: Plan) -> list[str]:
             lines.append(f"tool call {call} takes {seconds:g} s")
     if plan.pad:
         lines.append(f"the first event of exchange 0 padded by {plan.pad} bytes")
-    for point, op, count in plan.checkpoints:
-        lines.append(f"{count} extra checkpoint(s) before {point} #{op}")
+    for c in plan.checkpoints:
+        lines.append(f"{c.extra} extra checkpoint(s) before {c.point} #{c.operation}")
     return lines
 
 
-def summary_table(campaign: Campaign) -> Table:
+def _oracle_columns(oracles: Collection[str]) -> list[str]:
+    return [name for name in ORACLES if name in oracles]
+
+
+def summary_table(
+    runs: Counter[str], failed: Counter[tuple[str, str]], oracles: Collection[str]
+) -> Table:
+    """Iterations per scenario, and how many of them broke each oracle."""
     table = Table(title="fuzz summary", title_justify="left")
     table.add_column("scenario")
     table.add_column("iterations", justify="right")
-    for oracle in ORACLES:
+    columns = _oracle_columns(oracles)
+    for oracle in columns:
         table.add_column(oracle, justify="right")
-    runs = Counter(o.scenario for o in campaign.outcomes)
-    failed = Counter((o.scenario, o.oracle) for o in campaign.failures)
     for scenario in sorted(runs):
-        cells = [str(failed[(scenario, oracle)] or "-") for oracle in ORACLES]
+        cells = [str(failed[(scenario, oracle)] or "-") for oracle in columns]
         table.add_row(scenario, str(runs[scenario]), *cells)
     return table
 
 
-def finding_renderable(finding: Finding, repro: Path | None) -> RenderableType:
+def _per_oracle(signed: Sequence[tuple[str, Sequence[Signature]]]) -> Counter[tuple[str, str]]:
+    return Counter((scenario, s.oracle) for scenario, signatures in signed for s in signatures)
+
+
+def signatures_table(counts: dict[Signature, tuple[int, int]]) -> Table:
+    """Every distinct failure: oracle, scenario, the body's shape, how often, since when."""
+    table = Table(title="distinct failures", title_justify="left")
+    for column in ("oracle", "scenario", "shape"):
+        table.add_column(column)
+    table.add_column("iterations", justify="right")
+    table.add_column("first", justify="right")
+    for signature, (count, first) in sorted(counts.items(), key=lambda i: (i[1][1], i[0])):
+        table.add_row(signature.oracle, signature.scenario, signature.shape, str(count), str(first))
+    return table
+
+
+def body_lines(client: ClientResult) -> list[str]:
+    """The client's whole response, as it came (bytes that are not UTF-8 escaped)."""
+    head = f"client response: status {client.status}, {len(client.body)} body bytes"
+    head += "" if client.complete else " (the HTTP message did not end)"
+    lines = [head, *(f"  {k}: {v}" for k, v in client.headers), "  --"]
+    text = client.body.decode("utf-8", errors="backslashreplace")
+    return lines + [f"  {line}" for line in text.split("\n")]
+
+
+def finding_renderable(
+    finding: Finding, repro: Path | None, *, show_body: bool = False
+) -> RenderableType:
     if not finding.violations:
         return Text(f"PASS: {finding.scenario.name}: the plan no longer fails", style="bold green")
-    head = Text(f"FAIL {finding.oracle}: {finding.scenario.name}", style="bold red")
+    head = Text(f"FAIL {finding.signature.label()}: {finding.scenario.name}", style="bold red")
     lines = [
         f"seed {finding.seed}, iteration {finding.iteration} "
         f"(iteration seed {finding.iteration_seed}), "
         f"stream initiation {finding.stream_initiation}",
+        f"{finding.count} failing iteration(s) with this signature",
         f"violated {finding.oracle}: {finding.violation.message}",
     ]
     others = sorted({v.oracle for v in finding.violations} - {finding.oracle})
@@ -80,10 +118,12 @@ def finding_renderable(finding: Finding, repro: Path | None) -> RenderableType:
         f"minimal plan (shrunk in {finding.shrink_runs} runs):" if finding.shrink_runs else "plan:"
     )
     lines += [f"  {line}" for line in describe_plan(finding.plan)]
+    if show_body:
+        lines += body_lines(finding.client)
     lines.append(f"timeline ({len(finding.timeline)} lines: virtual time, task, action):")
     lines += [f"  {line}" for line in finding.timeline]
     if repro is not None:
-        lines.append(f"repro: {repro}  (aibridge fuzz --repro {repro})")
+        lines.append(f"repro: {repro}  (aibridge fuzz --repro {repro} --show-body)")
     return Group(head, Text("\n".join(lines)))
 
 
@@ -94,16 +134,28 @@ def campaign_renderable(campaign: Campaign, repros: Sequence[Path | None]) -> Re
         f"aibridge fuzz: seed {s.seed}, {len(campaign.outcomes)} of {s.iterations} iterations"
         f"{f' (shard {k}/{n})' if n > 1 else ''}, stream initiation {s.stream_initiation}"
     )
-    parts: list[RenderableType] = [head, summary_table(campaign)]
+    runs = Counter(o.scenario for o in campaign.outcomes)
+    failed = _per_oracle([(o.scenario, o.signatures) for o in campaign.failures])
+    parts: list[RenderableType] = [head, summary_table(runs, failed, s.oracles)]
+    counts = signature_counts(campaign.failures)
+    if counts:
+        parts.append(signatures_table(counts))
     for finding, repro in zip(campaign.findings, repros, strict=True):
         parts.append(finding_renderable(finding, repro))
-    failures = campaign.failures
-    if failures:
-        first = failures[0]
+    if len(counts) > len(campaign.findings):
         parts.append(
             Text(
-                f"{len(failures)} failing iteration(s); first at iteration {first.iteration} "
-                f"({first.scenario}, {first.oracle})",
+                f"{len(counts) - len(campaign.findings)} more signature(s) not shrunk "
+                f"(--max-findings {s.max_findings})",
+                style="yellow",
+            )
+        )
+    failures = campaign.failures
+    if failures:
+        parts.append(
+            Text(
+                f"{len(failures)} failing iteration(s), {len(counts)} distinct failure(s); "
+                f"first at iteration {failures[0].iteration}",
                 style="bold red",
             )
         )
@@ -114,6 +166,13 @@ def campaign_renderable(campaign: Campaign, repros: Sequence[Path | None]) -> Re
     return Group(*parts)
 
 
+def _signatures_json(counts: dict[Signature, tuple[int, int]]) -> list[dict[str, Any]]:
+    return [
+        {**signature.to_json(), "iterations": count, "first_iteration": first}
+        for signature, (count, first) in sorted(counts.items(), key=lambda i: (i[1][1], i[0]))
+    ]
+
+
 def campaign_json(campaign: Campaign, repros: Sequence[Path | None]) -> dict[str, Any]:
     s = campaign.settings
     return {
@@ -122,8 +181,10 @@ def campaign_json(campaign: Campaign, repros: Sequence[Path | None]) -> dict[str
         "ran": len(campaign.outcomes),
         "shard": f"{s.shard[0]}/{s.shard[1]}",
         "stream_initiation": s.stream_initiation,
+        "oracles": _oracle_columns(s.oracles),
         "scenarios": [sc.name for sc in s.scenarios],
         "stopped_early": campaign.stopped_early,
+        "signatures": _signatures_json(signature_counts(campaign.failures)),
         "failures": [
             {
                 "iteration": o.iteration,
@@ -131,6 +192,7 @@ def campaign_json(campaign: Campaign, repros: Sequence[Path | None]) -> dict[str
                 "scenario": o.scenario,
                 "oracle": o.oracle,
                 "message": o.violations[0].message,
+                "signatures": [sig.to_json() for sig in o.signatures],
             }
             for o in campaign.failures
         ],
@@ -139,65 +201,168 @@ def campaign_json(campaign: Campaign, repros: Sequence[Path | None]) -> dict[str
 
 
 def finding_json(finding: Finding, repro: Path | None) -> dict[str, Any]:
+    client = finding.client
     return {
         "scenario": finding.scenario.name,
         "oracle": finding.oracle,
+        "signature": finding.signature.to_json(),
+        "count": finding.count,
         "message": finding.violation.message,
         "seed": finding.seed,
         "iteration": finding.iteration,
         "iteration_seed": finding.iteration_seed,
         "plan": finding.plan.to_json(),
-        "violations": [{"oracle": v.oracle, "message": v.message} for v in finding.violations],
+        "violations": [
+            {"oracle": v.oracle, "message": v.message, "shape": v.shape} for v in finding.violations
+        ],
+        "client": {
+            "status": client.status,
+            "headers": [list(h) for h in client.headers],
+            "body": client.body.decode("utf-8", errors="backslashreplace"),
+            "complete": client.complete,
+        },
         "timeline": list(finding.timeline),
         "repro": str(repro) if repro else None,
     }
 
 
 def write_junit(campaign: Campaign, path: Path) -> None:
-    """One test case per scenario and oracle; a failure element when it failed."""
-    failed: dict[tuple[str, str], list[Any]] = {}
-    for o in campaign.failures:
-        failed.setdefault((o.scenario, o.oracle or ""), []).append(o)
+    """One test case per scenario and oracle; a failure element listing its signatures."""
+    counts = signature_counts(campaign.failures)
     scenarios = sorted({o.scenario for o in campaign.outcomes})
+    columns = _oracle_columns(campaign.settings.oracles)
+    failed = {(sig.scenario, sig.oracle) for sig in counts}
     suite = ET.Element(
         "testsuite",
         name="aibridge-fuzz",
-        tests=str(len(scenarios) * len(ORACLES)),
+        tests=str(len(scenarios) * len(columns)),
         failures=str(len(failed)),
     )
     for scenario in scenarios:
-        for oracle in ORACLES:
+        for oracle in columns:
             case = ET.SubElement(suite, "testcase", classname=scenario, name=oracle)
-            hits = failed.get((scenario, oracle))
+            hits = sorted(
+                (
+                    (first, count, sig)
+                    for sig, (count, first) in counts.items()
+                    if (sig.scenario, sig.oracle) == (scenario, oracle)
+                ),
+            )
             if hits:
-                first = hits[0]
+                total = sum(count for _, count, _ in hits)
                 failure = ET.SubElement(
                     case,
                     "failure",
-                    message=f"{len(hits)} failing iteration(s); "
-                    f"first: {first.violations[0].message}",
+                    message=f"{total} failing iteration(s), {len(hits)} signature(s); "
+                    f"first: {hits[0][2].shape}",
                 )
-                failure.text = (
-                    f"seed {campaign.settings.seed} iteration {first.iteration} "
-                    f"(iteration seed {first.seed})"
+                failure.text = "\n".join(
+                    f"{sig.shape}: {count} iteration(s), first {first} "
+                    f"(seed {campaign.settings.seed})"
+                    for first, count, sig in hits
                 )
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
 
 
-def listing(scenarios: Sequence[str]) -> RenderableType:
+def blackbox_renderable(run: BlackBoxRun) -> RenderableType:
+    s = run.settings
+    runs = Counter(o.scenario for o in run.outcomes)
+    failing = [o for o in run.outcomes if o.violations]
+    failed = _per_oracle([(o.scenario, o.signatures) for o in failing])
+    oracles = s.oracles - {"schedule-dependence"}
+    parts: list[RenderableType] = [
+        Text(f"aibridge fuzz --target {s.url}: seed {s.seed}, {len(run.outcomes)} iterations"),
+        summary_table(runs, failed, oracles),
+    ]
+    counts = signature_counts(failing)
+    firsts: dict[Signature, BlackBoxOutcome] = {}
+    for o in failing:
+        for sig in o.signatures:
+            firsts.setdefault(sig, o)
+    if counts:
+        parts.append(signatures_table(counts))
+    for sig, o in firsts.items():
+        violation = next(v for v in o.violations if v.oracle == sig.oracle)
+        lines = [
+            f"{counts[sig][0]} failing iteration(s); first: iteration {o.iteration} "
+            f"(iteration seed {o.seed})",
+            f"violated {sig.oracle}: {violation.message}",
+            "plan:",
+            *(f"  {line}" for line in describe_plan(o.plan)),
+            *body_lines(o.client),
+        ]
+        parts += [
+            Text(f"FAIL {sig.label()}: {sig.scenario}", style="bold red"),
+            Text("\n".join(lines)),
+        ]
+    if run.late or run.unmarked:
+        parts.append(
+            Text(
+                f"not judged: {len(run.late)} late request(s) from earlier iterations "
+                f"({_late_summary(run)}), {run.unmarked} request(s) without this run's marker",
+                style="yellow",
+            )
+        )
+    parts.append(
+        Text(
+            f"{len(failing)} failing iteration(s), {len(counts)} distinct failure(s). "
+            "Black-box reproduction is statistical: the seed fixes the plans, not the "
+            "target's interleavings; rerun to retry.",
+            style="bold red" if failing else "bold green",
+        )
+    )
+    return Group(*parts)
+
+
+def _late_summary(run: BlackBoxRun) -> str:
+    shown = ", ".join(f"iteration {r.marked} during {r.during}" for r in run.late[:5])
+    return shown + (", ..." if len(run.late) > 5 else "")
+
+
+def blackbox_json(run: BlackBoxRun) -> dict[str, Any]:
+    s = run.settings
+    return {
+        "mode": "black-box",
+        "target": s.url,
+        "seed": s.seed,
+        "ran": len(run.outcomes),
+        "oracles": _oracle_columns(s.oracles - {"schedule-dependence"}),
+        "reproduction": "statistical",
+        "late_requests": [r._asdict() for r in run.late],
+        "unmarked_requests": run.unmarked,
+        "failures": [
+            {
+                "iteration": o.iteration,
+                "iteration_seed": o.seed,
+                "scenario": o.scenario,
+                "signatures": [sig.to_json() for sig in o.signatures],
+                "violations": [{"oracle": v.oracle, "message": v.message} for v in o.violations],
+                "plan": o.plan.to_json(),
+            }
+            for o in run.outcomes
+            if o.violations
+        ],
+    }
+
+
+def listing(scenarios: Sequence[Scenario]) -> RenderableType:
     table = Table(title="scenarios", title_justify="left")
     table.add_column("name")
-    for name in scenarios:
-        table.add_row(name)
+    table.add_column("what it is")
+    for scenario in scenarios:
+        table.add_row(scenario.name, scenario.describe())
     kinds = Table(title="fault kinds", title_justify="left")
     kinds.add_column("kind")
     kinds.add_column("what it does")
-    for kind, text in FAULT_KINDS.items():
-        kinds.add_row(kind, text)
+    kinds.add_column("black-box")
+    for kind in FaultKind:
+        kinds.add_row(kind, kind.description, "yes" if kind.black_box else "no")
     oracles = Table(title="oracles", title_justify="left")
     oracles.add_column("oracle")
+    oracles.add_column("profile")
     oracles.add_column("what must hold")
-    for oracle, text in ORACLES.items():
-        oracles.add_row(oracle, text)
+    for oracle in ORACLES.values():
+        where = f"{oracle.profile}{' (simulation only)' if oracle.simulation_only else ''}"
+        oracles.add_row(oracle.name, where, oracle.holds)
     return Group(table, kinds, oracles)

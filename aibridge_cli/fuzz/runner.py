@@ -12,13 +12,13 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 from ..config import StreamInitiation
-from ..sim.world import WorldResult, session, simulate
-from .oracles import Violation, client_response, judge, shape_of
-from .plan import Plan, draw_plan, iteration_seed, world_spec
+from ..sim.world import CommandResults, WorldResult, session, simulate
+from .oracles import ALL_ORACLES, CanonicalRun, Run, Violation, canonical_run, judge
+from .plan import ALL_FAULTS, FaultKind, Plan, draw_plan, iteration_seed, world_spec
 from .scenario import Scenario
+from .signature import Signature, first_signatures
 
 
 @dataclass(frozen=True)
@@ -39,86 +39,100 @@ class Outcome:
     def oracle(self) -> str | None:
         return self.violations[0].oracle if self.violations else None
 
+    @property
+    def signatures(self) -> tuple[Signature, ...]:
+        return first_signatures(self.scenario, self.violations)
+
 
 @dataclass
 class Judge:
     """Runs and judges plans; keeps the canonical runs it has computed.
 
     The ``async`` methods run inside a simulation ``session``; the others start one.
+    ``commands`` holds the outputs of command tools, run once per distinct input.
     """
 
     stream_initiation: StreamInitiation
-    canonical: dict[tuple[str, Plan], Any] = field(default_factory=dict)
+    oracles: frozenset[str] = ALL_ORACLES
+    canonical: dict[tuple[str, Plan], CanonicalRun] = field(default_factory=dict)
+    commands: CommandResults = field(default_factory=CommandResults)
     # The world runner; a test passes one that counts the runs.
     simulate: Callable[..., Awaitable[WorldResult]] = field(default=simulate, repr=False)
 
-    async def canonical_shape_of(self, scenario: Scenario, plan: Plan) -> Any:
+    async def _run(self, scenario: Scenario, plan: Plan, *, timeline: bool = False) -> Run:
+        spec = world_spec(scenario, plan, self.stream_initiation)
+        world = await self.simulate(spec, timeline=timeline, commands=self.commands)
+        return Run(scenario, plan, world, spec.replies[: len(world.attempts)])
+
+    async def canonical_of(self, scenario: Scenario, plan: Plan) -> CanonicalRun:
         base = plan.essential_canonical()
         key = (scenario.name, base)
         if key not in self.canonical:
-            world = await self.simulate(world_spec(scenario, base, self.stream_initiation))
-            self.canonical[key] = shape_of(scenario, client_response(world, base), world)
+            self.canonical[key] = canonical_run(await self._run(scenario, base))
         return self.canonical[key]
 
     async def judge_plan(
         self, scenario: Scenario, plan: Plan, *, timeline: bool = False
     ) -> tuple[list[Violation], WorldResult]:
-        world = await self.simulate(
-            world_spec(scenario, plan, self.stream_initiation), timeline=timeline
-        )
+        run = await self._run(scenario, plan, timeline=timeline)
         # A client that hangs up sees a prefix: no canonical run to compare it with.
-        compare = plan != plan.canonical() and not plan.disconnects
+        compare = (
+            "schedule-dependence" in self.oracles
+            and plan != plan.canonical()
+            and not plan.disconnects
+        )
         canonical = None
         if compare:
             key = (scenario.name, plan.essential_canonical())
             if (
                 key not in self.canonical
-                and world.deviations == 0
+                and run.world.deviations == 0
                 and plan.perturbs_only_the_schedule
             ):
                 # The scheduler never deviated from FIFO and nothing else was perturbed: this
                 # was the canonical run, byte for byte.
-                self.canonical[key] = shape_of(scenario, client_response(world, plan), world)
-            canonical = await self.canonical_shape_of(scenario, plan)
-        return judge(scenario, plan, world, canonical), world
+                self.canonical[key] = canonical_run(run)
+            canonical = await self.canonical_of(scenario, plan)
+        return judge(run, canonical, self.oracles), run.world
 
-    async def judge_iteration(
-        self, scenarios: Sequence[Scenario], seed: int, index: int
-    ) -> Outcome:
-        scenario, plan, this_seed = draw_iteration(scenarios, seed, index)
+    async def judge_iteration(self, draw: Draw, index: int) -> Outcome:
+        scenario, plan, this_seed = draw_iteration(draw, index)
         violations, _ = await self.judge_plan(scenario, plan)
         return Outcome(
             index, this_seed, scenario.name, tuple(violations), plan if violations else None
         )
 
-    async def judge_iterations(
-        self, scenarios: Sequence[Scenario], seed: int, indexes: Sequence[int]
-    ) -> list[Outcome]:
-        return [await self.judge_iteration(scenarios, seed, i) for i in indexes]
+    async def judge_iterations(self, draw: Draw, indexes: Sequence[int]) -> list[Outcome]:
+        return [await self.judge_iteration(draw, i) for i in indexes]
 
-    def canonical_shape(self, scenario: Scenario, plan: Plan) -> Any:
-        return session(partial(self.canonical_shape_of, scenario, plan))
+    def canonical_shape(self, scenario: Scenario, plan: Plan) -> CanonicalRun:
+        return session(partial(self.canonical_of, scenario, plan))
 
     def evaluate(
         self, scenario: Scenario, plan: Plan, *, timeline: bool = False
     ) -> tuple[list[Violation], WorldResult]:
         return session(partial(self.judge_plan, scenario, plan, timeline=timeline))
 
-    def iteration(self, scenarios: Sequence[Scenario], seed: int, index: int) -> Outcome:
-        return session(partial(self.judge_iteration, scenarios, seed, index))
+    def iteration(self, draw: Draw, index: int) -> Outcome:
+        return session(partial(self.judge_iteration, draw, index))
 
-    def iterations(
-        self, scenarios: Sequence[Scenario], seed: int, indexes: Sequence[int]
-    ) -> list[Outcome]:
+    def iterations(self, draw: Draw, indexes: Sequence[int]) -> list[Outcome]:
         """Iterations ``indexes`` in one session."""
-        return session(partial(self.judge_iterations, scenarios, seed, indexes))
+        return session(partial(self.judge_iterations, draw, indexes))
 
 
-def draw_iteration(
-    scenarios: Sequence[Scenario], seed: int, index: int
-) -> tuple[Scenario, Plan, int]:
-    """The scenario and plan of iteration ``index`` of a run seeded with ``seed``."""
-    this_seed = iteration_seed(seed, index)
+@dataclass(frozen=True)
+class Draw:
+    """What an iteration is drawn from: the scenarios, the seed, the fault kinds allowed."""
+
+    scenarios: Sequence[Scenario]
+    seed: int
+    faults: frozenset[FaultKind] = ALL_FAULTS
+
+
+def draw_iteration(draw: Draw, index: int) -> tuple[Scenario, Plan, int]:
+    """The scenario and plan of iteration ``index`` of a run seeded with ``draw.seed``."""
+    this_seed = iteration_seed(draw.seed, index)
     rng = random.Random(this_seed)
-    scenario = scenarios[rng.randrange(len(scenarios))]
-    return scenario, draw_plan(rng, scenario), this_seed
+    scenario = draw.scenarios[rng.randrange(len(draw.scenarios))]
+    return scenario, draw_plan(rng, scenario, draw.faults), this_seed

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ..fakes.scripted_upstream import Fault as WireFault
 from ..headers import FrozenHeaders
-from ..interception import Interception
+from ..interception import Interception, ResponseLog, Transport
+from ..providers.openai_responses_ws import opening_status
+from ..sessions.normalize import normalize_response
 from ..tools import InjectedTool, ToolSet, tool_from_mapping
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
@@ -30,11 +33,25 @@ def _served_from_records(entry: dict[str, Any], record: Interception) -> dict[st
     return {**entry, "error" if call.is_error else "result": call.result}
 
 
+def _answered(transport: str, response: ResponseLog) -> int:
+    """The status an exchange stands for; on a socket, a refusal in its first message
+    (``opening_status``) makes it an error exchange, which plans treat as one."""
+    status = response.status or 200
+    if transport != "websocket" or not response.chunks:
+        return status
+    first = response.chunks[0].data.decode("utf-8", "replace")
+    return opening_status(status, first)[0]
+
+
 @dataclass(frozen=True)
 class Exchange:
     status: int
     headers: FrozenHeaders
     chunks: tuple[bytes, ...]
+    # A cut the scenario itself asks for (a TOML turn's reset_after or stall_after):
+    # the upstream resets or goes silent after ``fault_after`` body bytes.
+    fault: WireFault | None = None
+    fault_after: int = 0
 
     @property
     def body(self) -> bytes:
@@ -43,6 +60,28 @@ class Exchange:
     @property
     def streaming(self) -> bool:
         return any(k == "content-type" and "event-stream" in v for k, v in self.headers)
+
+
+def _exchange_json(e: Exchange) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "status": e.status,
+        "headers": [list(h) for h in e.headers],
+        "chunks": [c.decode() for c in e.chunks],
+    }
+    if e.fault is not None:  # only then: repro files of other scenarios keep their bytes
+        data.update(fault=e.fault, fault_after=e.fault_after)
+    return data
+
+
+def _turn(api: str, exchange: Exchange) -> str:
+    if exchange.status >= 400:
+        retry = next((v for k, v in exchange.headers if k == "retry-after"), None)
+        return f"{exchange.status}" + (f" (Retry-After {retry})" if retry is not None else "")
+    shape = normalize_response(api, exchange.status, exchange.headers, exchange.body)
+    calls = [str(call.get("name")) for call in shape["tool_calls"] if isinstance(call, dict)]
+    turn = f"tool call {', '.join(calls)}" if calls else "text"
+    cut = f", {exchange.fault} after {exchange.fault_after} bytes" if exchange.fault else ""
+    return turn + cut
 
 
 @dataclass(frozen=True)
@@ -54,11 +93,14 @@ class Scenario:
     exchanges: tuple[Exchange, ...]
     tools: tuple[InjectedTool, ...]
     keys: int
+    # websocket: the body is one response.create message; each exchange's chunks are the
+    # messages that answered it (a refused upgrade: its HTTP answer)
+    transport: Transport = "http"
 
     # Every iteration asks these; a scenario never changes, so each is worked out once.
     @cached_property
     def streaming(self) -> bool:
-        return json.loads(self.body).get("stream") is True
+        return self.transport == "websocket" or json.loads(self.body).get("stream") is True
 
     @cached_property
     def toolset(self) -> ToolSet:
@@ -67,6 +109,13 @@ class Scenario:
     @cached_property
     def key_secrets(self) -> tuple[str, ...]:
         return tuple(f"sk-sim-key-{i}-0123456789abcdef" for i in range(self.keys))
+
+    def describe(self) -> str:
+        """One line: the client's kind, the pool, the tools and the upstream's turns."""
+        turns = " -> ".join(_turn(self.api, e) for e in self.exchanges)
+        tools = f", injected {', '.join(t.name for t in self.tools)}" if self.tools else ""
+        kind = "streaming" if self.streaming else "blocking"
+        return f"{kind}, {self.keys} key(s){tools}; upstream: {turns}"
 
     @property
     def provider(self) -> str:
@@ -77,7 +126,7 @@ class Scenario:
         """The scenario of one recorded interception; ``keys``: the pool size it ran with."""
         exchanges = tuple(
             Exchange(
-                exchange.response.status or 200,
+                _answered(record.transport, exchange.response),
                 tuple(
                     (k.lower(), v)
                     for k, v in exchange.response.headers
@@ -93,7 +142,9 @@ class Scenario:
         )
         body = record.request.body
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return cls(name, record.api, record.request.path, raw, exchanges, tools, keys)
+        return cls(
+            name, record.api, record.request.path, raw, exchanges, tools, keys, record.transport
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,15 +153,9 @@ class Scenario:
             "path": self.path,
             "body": self.body.decode(),
             "keys": self.keys,
+            "transport": self.transport,
             "tools": [tool.to_toml_fields() for tool in self.tools],
-            "exchanges": [
-                {
-                    "status": e.status,
-                    "headers": [list(h) for h in e.headers],
-                    "chunks": [c.decode() for c in e.chunks],
-                }
-                for e in self.exchanges
-            ],
+            "exchanges": [_exchange_json(e) for e in self.exchanges],
         }
 
     @classmethod
@@ -125,9 +170,12 @@ class Scenario:
                     e["status"],
                     tuple((k, v) for k, v in e["headers"]),
                     tuple(c.encode() for c in e["chunks"]),
+                    e.get("fault"),
+                    e.get("fault_after", 0),
                 )
                 for e in data["exchanges"]
             ),
             tuple(tool_from_mapping(t, data["name"]) for t in data["tools"]),
             data["keys"],
+            data.get("transport", "http"),
         )

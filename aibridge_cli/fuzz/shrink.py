@@ -10,16 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
-from .plan import Fault, Plan
+from .plan import Fault, FaultKind, Plan
 
 Fails = Callable[[Plan], bool]
 _SMALLER_DELAYS = (0.0, 0.001, 0.01, 0.1, 1.0)
 
 
-def _without(items: tuple, i: int) -> tuple:  # type: ignore[type-arg]
+T = TypeVar("T")
+
+
+def _without(items: tuple[T, ...], i: int) -> tuple[T, ...]:
     return items[:i] + items[i + 1 :]
+
+
+def _with(items: tuple[T, ...], i: int, item: T) -> tuple[T, ...]:
+    """``items`` with its ``i``-th entry replaced by ``item``."""
+    return (*items[:i], item, *items[i + 1 :])
 
 
 def candidates(plan: Plan) -> Iterator[Plan]:
@@ -41,36 +49,27 @@ def candidates(plan: Plan) -> Iterator[Plan]:
         for i in range(len(items)):
             fields = {name: _without(items, i)}
             yield replace(plan, **fields)
-    for i, (e, offsets) in enumerate(plan.cuts):
-        for j in range(len(offsets)):
-            fewer = (e, offsets[:j] + offsets[j + 1 :])
-            yield replace(plan, cuts=(*plan.cuts[:i], fewer, *plan.cuts[i + 1 :]))
-    for i, (e, c, d) in enumerate(plan.delays):
+    for i, cut in enumerate(plan.cuts):
+        for j in range(len(cut.offsets)):
+            fewer = cut._replace(offsets=_without(cut.offsets, j))
+            yield replace(plan, cuts=_with(plan.cuts, i, fewer))
+    for i, delay in enumerate(plan.delays):
         for smaller in _SMALLER_DELAYS:
-            if smaller < d:
-                yield replace(
-                    plan, delays=(*plan.delays[:i], (e, c, smaller), *plan.delays[i + 1 :])
-                )
-    for i, (r, d) in enumerate(plan.read_delays):
+            if smaller < delay.seconds:
+                yield replace(plan, delays=_with(plan.delays, i, delay._replace(seconds=smaller)))
+    for i, read in enumerate(plan.read_delays):
         for smaller in _SMALLER_DELAYS:
-            if smaller < d:
-                yield replace(
-                    plan,
-                    read_delays=(*plan.read_delays[:i], (r, smaller), *plan.read_delays[i + 1 :]),
-                )
-    for i, (p, op, n) in enumerate(plan.checkpoints):
-        if n > 1:
-            yield replace(
-                plan,
-                checkpoints=(*plan.checkpoints[:i], (p, op, n // 2), *plan.checkpoints[i + 1 :]),
-            )
-            yield replace(
-                plan,
-                checkpoints=(*plan.checkpoints[:i], (p, op, n - 1), *plan.checkpoints[i + 1 :]),
-            )
+            if smaller < read.seconds:
+                shorter = read._replace(seconds=smaller)
+                yield replace(plan, read_delays=_with(plan.read_delays, i, shorter))
+    for i, checkpoint in enumerate(plan.checkpoints):
+        if checkpoint.extra > 1:
+            for extra in (checkpoint.extra // 2, checkpoint.extra - 1):
+                fewer_yields = checkpoint._replace(extra=extra)
+                yield replace(plan, checkpoints=_with(plan.checkpoints, i, fewer_yields))
     for i, fault in enumerate(plan.faults):
         for simpler in _simpler_faults(fault):
-            yield replace(plan, faults=(*plan.faults[:i], simpler, *plan.faults[i + 1 :]))
+            yield replace(plan, faults=_with(plan.faults, i, simpler))
     if plan.schedule_budget > 1:
         yield replace(plan, schedule_budget=plan.schedule_budget // 2)
         yield replace(plan, schedule_budget=plan.schedule_budget - 1)
@@ -80,9 +79,9 @@ def _simpler_faults(fault: Fault) -> Iterator[Fault]:
     if fault.at > 0:
         yield replace(fault, at=0)
         yield replace(fault, at=fault.at // 2)
-    if fault.kind == "429-all":
-        yield replace(fault, kind="429-one")
-    if fault.retry_after not in (None, "1") and fault.kind.startswith("429"):
+    if fault.kind is FaultKind.RATE_LIMIT_ALL:
+        yield replace(fault, kind=FaultKind.RATE_LIMIT_ONE)
+    if fault.retry_after not in (None, "1") and fault.kind.rate_limits:
         yield replace(fault, retry_after="1")
 
 

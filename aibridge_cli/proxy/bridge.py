@@ -31,13 +31,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 import trio
 
 from ..config import BridgeConfig
 from ..errors import (
+    ClientDisconnected,
     ClientFacingError,
     LoopLimitExceeded,
     UpstreamBroken,
@@ -54,13 +55,21 @@ from ..headers import (
     intercepted_response_headers,
     wire,
 )
-from ..interception import Interception, ToolCallRecord, UpstreamExchange
+from ..interception import (
+    ClientRequest,
+    Interception,
+    Recorder,
+    ToolCallRecord,
+    Transport,
+    UpstreamExchange,
+)
 from ..providers.base import API, Conversation, ToolCall, dumps
 from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
 from .keypool import KeyPool
 from .server import Request, ResponseWriter
 from .upstream_client import body_chunks
+from .ws_upstream import WebSocketDialer
 
 log = logging.getLogger("aibridge.bridge")
 
@@ -111,12 +120,54 @@ class Environment:
     # a reproducer's timeline; None in a real proxy.
     trace: Callable[[str], None] | None = None
     servers: ToolServers | None = None  # MCP servers, whose tools come and go
+    # Upstream WebSockets, over the same network backend as ``client``.
+    dialer: WebSocketDialer = field(default_factory=WebSocketDialer)
+
+    def new_record(
+        self,
+        api: str,
+        request: ClientRequest,
+        *,
+        keep_chunks: bool,
+        client_secrets: list[str],
+        tools: list[dict[str, Any]] | None = None,
+        transport: Transport = "http",
+    ) -> Interception:
+        """The record of one interception starting now (``request.headers`` redacted);
+        ``tools``: the injected tools offered, by default all of them."""
+        clock_zero = trio.current_time()
+        return Interception(
+            api=api,
+            request=request,
+            started_at=self.wall_clock(),
+            clock=lambda: round((trio.current_time() - clock_zero) * 1000, 3),
+            tools=[t.to_toml_fields() for t in self.toolset()] if tools is None else tools,
+            keep_chunks=keep_chunks,
+            client_secrets=client_secrets,
+            transport=transport,
+        )
 
     def toolset(self) -> ToolSet:
         """The tools in play for a request starting now: the file's, then the servers'."""
         if self.servers is None:
             return self.tools
         return ToolSet.of([*self.tools, *self.servers.tools()])
+
+
+class ResponseSink(Protocol):
+    """What the engine writes a streamed response to: the HTTP server's ``ResponseWriter``,
+    or one response's messages on a client WebSocket (``ws_bridge.WebSocketResponse``)."""
+
+    @property
+    def started(self) -> bool: ...
+
+    async def start(self, status: int, headers: Headers, data: bytes = b"") -> None: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def respond(self, status: int, headers: Headers, body: bytes) -> None: ...
+
+    async def wait_writable(self) -> None: ...
 
 
 class _Initiate:
@@ -147,7 +198,7 @@ def error_payload(api: API, error: ClientFacingError) -> Any:
 
 
 async def write_error_response(
-    api: API, writer: ResponseWriter, error: ClientFacingError, *, whole: bool = True
+    api: API, writer: ResponseSink, error: ClientFacingError, *, whole: bool = True
 ) -> None:
     """Answer ``error`` as an HTTP status with a JSON body.
 
@@ -174,7 +225,7 @@ class ClientStream:
     def __init__(
         self,
         api: API,
-        writer: ResponseWriter,
+        writer: ResponseSink,
         config: BridgeConfig,
         trace: Callable[[str], None] | None = None,
     ) -> None:
@@ -423,7 +474,7 @@ class Interceptor:
             f"the agentic loop did not finish in {self.env.config.max_iterations} iterations"
         )
 
-    async def run_streaming(self, conversation: Conversation, writer: ResponseWriter) -> None:
+    async def run_streaming(self, conversation: Conversation, writer: ResponseSink) -> None:
         client = ClientStream(self.api, writer, self.env.config, self.env.trace)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.relay)
@@ -439,10 +490,7 @@ class Interceptor:
         for iteration in range(self.env.config.max_iterations):
             if iteration and eager:
                 await client.initiate()
-            async with self.open_upstream(conversation.upstream_body()) as (response, exchange):
-                if not iteration:
-                    client.relay_headers(self.first_headers or [])
-                await self._pump(response, exchange, conversation, client)
+            await self._iteration(conversation, client, first=not iteration)
             if conversation.failed:
                 return
             calls = conversation.end_stream()
@@ -451,6 +499,16 @@ class Interceptor:
                 return
             conversation.add_results(calls, await self._run_tools(calls))
         raise self._loop_limit()
+
+    async def _iteration(
+        self, conversation: Conversation, client: ClientStream, *, first: bool
+    ) -> None:
+        """One upstream request of the loop, its events relayed through the conversation;
+        the ``first`` one's response headers are the client's."""
+        async with self.open_upstream(conversation.upstream_body()) as (response, exchange):
+            if first:
+                client.relay_headers(self.first_headers or [])
+            await self._pump(response, exchange, conversation, client)
 
     async def _pump(
         self,
@@ -481,6 +539,30 @@ class Interceptor:
                         break
         if broken is not None:
             raise broken
+
+
+@contextmanager
+def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interception]:
+    """Note how an interception ended when the client left or it was cancelled, and hand
+    the record to ``recorder`` however it ended."""
+    try:
+        yield record
+    except ClientDisconnected:
+        record.outcome = "client disconnected"
+        raise
+    except trio.Cancelled:
+        record.outcome = "cancelled"
+        raise
+    except BaseExceptionGroup as group:
+        # What the streaming nursery's tasks raise arrives wrapped.
+        if group.subgroup(ClientDisconnected) is not None:
+            record.outcome = "client disconnected"
+        elif group.subgroup(trio.Cancelled) is not None:
+            record.outcome = "cancelled"
+        raise
+    finally:
+        if recorder is not None:
+            recorder(record)
 
 
 @contextmanager

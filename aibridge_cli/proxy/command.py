@@ -11,15 +11,20 @@ from ..config import DEFAULT_ANTHROPIC_URL, DEFAULT_OPENAI_URL, ServerConfig, Up
 from ..console import print_error, setup_logging
 from ..errors import AibridgeError
 from ..options import (
+    AllowedHostOpt,
+    AllowOriginOpt,
     AnthropicKeyOpt,
     AnthropicURLOpt,
+    AuthTokenOpt,
     HostOpt,
     InitiationOpt,
+    InsecureOpenOpt,
     LogLevelOpt,
     OpenAIKeyOpt,
     OpenAIURLOpt,
     PortOpt,
     ToolsOpt,
+    guard_config,
     serve_options,
 )
 
@@ -58,12 +63,18 @@ def serve(
         bool,
         typer.Option(help="Exit (status 2) when an MCP server of the tools file does not start."),
     ] = False,
+    allowed_host: AllowedHostOpt = None,
+    allow_origin: AllowOriginOpt = None,
+    auth_token: AuthTokenOpt = None,
+    insecure_open: InsecureOpenOpt = False,
 ) -> None:
     """Run the proxy. Prints 'listening on http://HOST:PORT' when ready."""
+    from functools import partial
+
     import trio
 
     from ..sessions.recording import open_recorder
-    from .run import build_app, serve_proxy
+    from .run import build_app, proxy_guard, serve_proxy
 
     setup_logging(log_level)
     try:
@@ -83,10 +94,12 @@ def serve(
             grace_period=grace_period,
             redact=redact or (),
             mcp_required=mcp_required,
+            guard=guard_config(allowed_host, allow_origin, auth_token, insecure_open),
         )
+        guard = proxy_guard(options)  # before anything is opened: it may refuse the options
         recorder = open_recorder(record, options) if record else None
         bridge = build_app(options, recorder=recorder)
-        trio.run(serve_proxy, bridge, options)
+        trio.run(partial(serve_proxy, bridge, options, guard=guard))
     except AibridgeError as exc:
         print_error(str(exc))
         raise typer.Exit(2) from None

@@ -8,14 +8,14 @@ provider's prefix is passed through (``passthrough.py``); ``/healthz`` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from ..errors import ClientDisconnected, ClientFacingError, RequestError, kind_for_status
+from ..config import WebSocketConfig
+from ..errors import ClientFacingError, RequestError, kind_for_status
 from ..headers import JSON_HEADERS, Headers
 from ..interception import ClientRequest, Interception, Recorder, credentials, redact_headers
 from ..providers.anthropic import AnthropicMessages, anthropic_error
@@ -27,10 +27,12 @@ from .bridge import (
     Environment,
     Interceptor,
     ProviderUpstream,
+    recorded,
     write_error_response,
 )
 from .passthrough import PassThrough, maybe_json, pass_through_for, relay
-from .server import Request, ResponseWriter
+from .server import Request, ResponseWriter, Upgrade, UpgradeHandler
+from .ws_server import ResponsesSocket, wants_websocket
 
 log = logging.getLogger("aibridge.requests")
 
@@ -75,7 +77,29 @@ class BridgeApp:
     upstreams: dict[str, ProviderUpstream]
     recorder: Recorder | None = None
     redact: tuple[str, ...] = ()
+    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     requests_served: int = field(default=0)
+
+    def upgrade_handler(self, request: Request) -> UpgradeHandler | None:
+        """The Responses API's WebSocket mode on its HTTP route; other upgrades are HTTP."""
+        route = ROUTES.get(("POST", request.path))
+        if not wants_websocket(request) or route != Intercept(OPENAI_RESPONSES):
+            return None
+
+        async def serve(upgrade: Upgrade) -> None:
+            self.requests_served += 1
+            api = OPENAI_RESPONSES
+            await ResponsesSocket(
+                upgrade,
+                api=api,
+                upstream=self.upstreams[api.provider],
+                env=self.env,
+                config=self.websocket,
+                recorder=self.recorder,
+                redact=self.redact,
+            ).run()
+
+        return serve
 
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
         shaper = error_shape_for(target.split("?", 1)[0])
@@ -151,48 +175,23 @@ class BridgeApp:
         self, api: str, request: Request, writer: ResponseWriter, tools: list[dict[str, Any]]
     ) -> Interception:
         """The record of one request, watching its client-facing response."""
-        clock_zero = trio.current_time()
-        record = Interception(
-            api=api,
-            request=ClientRequest(
+        record = self.env.new_record(
+            api,
+            ClientRequest(
                 request.method, request.target, redact_headers(request.headers, self.redact), None
             ),
-            started_at=self.env.wall_clock(),
-            clock=lambda: round((trio.current_time() - clock_zero) * 1000, 3),
-            tools=tools,
             keep_chunks=self.recorder is not None,
             client_secrets=credentials(request.headers),
+            tools=tools,
         )
         writer.observer = record.response
         return record
 
-    @contextmanager
-    def _recording(self, record: Interception) -> Iterator[Interception]:
-        """Watch the client-facing response, note how the request ended, and hand the
-        record to the recorder whatever happened."""
-        try:
-            yield record
-        except ClientDisconnected:
-            record.outcome = "client disconnected"
-            raise
-        except trio.Cancelled:
-            record.outcome = "cancelled"
-            raise
-        except BaseExceptionGroup as group:
-            # What the streaming nursery's tasks raise arrives wrapped.
-            if group.subgroup(ClientDisconnected) is not None:
-                record.outcome = "client disconnected"
-            elif group.subgroup(trio.Cancelled) is not None:
-                record.outcome = "cancelled"
-            raise
-        finally:
-            if self.recorder is not None:
-                self.recorder(record)
-
     async def _intercept(self, api: API, request: Request, writer: ResponseWriter) -> str:
         tools = self.env.toolset()  # this request's, though MCP servers change meanwhile
         offered = [tool.to_toml_fields() for tool in tools]
-        with self._recording(self._new_record(api.name, request, writer, offered)) as record:
+        record = self._new_record(api.name, request, writer, offered)
+        with recorded(record, self.recorder):
             try:
                 body = api.validate(request.body)
             except RequestError as error:
@@ -215,7 +214,7 @@ class BridgeApp:
     async def _pass_through(
         self, prefix: PassThrough, request: Request, writer: ResponseWriter
     ) -> str:
-        with self._recording(self._new_record(prefix.api, request, writer, [])) as record:
+        with recorded(self._new_record(prefix.api, request, writer, []), self.recorder) as record:
             try:
                 return await relay(
                     prefix, self.upstreams[prefix.provider], self.env, request, writer, record

@@ -17,12 +17,14 @@ from ..interception import Recorder
 from ..mcp_tools.config import mcp_servers
 from ..tools import ToolServers, ToolSet, ToolsFile, load_tools_file
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
+from .guard import Guard, exposes_pool
 from .keypool import KeyPool
-from .routes import BridgeApp
+from .routes import ROUTES, BridgeApp
 from .server import Server
 from .upstream_client import make_client
+from .ws_upstream import WebSocketDialer
 
-log = logging.getLogger("aibridge.serve")
+log = logging.getLogger("aibridge.server")
 
 
 def build_app(
@@ -49,8 +51,10 @@ def build_app(
             servers = McpServers(specs)
     if options.max_iterations < 1:
         raise ConfigError(f"--max-iterations must be at least 1, not {options.max_iterations}")
+    network = network_backend or httpcore.TrioBackend()
     env = Environment(
-        client=make_client(options.timeouts, network_backend),
+        client=make_client(options.timeouts, network),
+        dialer=WebSocketDialer(network, options.timeouts),
         tools=tools,
         config=BridgeConfig(
             stream_initiation=options.stream_initiation, max_iterations=options.max_iterations
@@ -68,21 +72,52 @@ def build_app(
             options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
         ),
     }
-    return BridgeApp(env, upstreams, recorder=recorder, redact=tuple(options.redact))
+    return BridgeApp(
+        env,
+        upstreams,
+        recorder=recorder,
+        redact=tuple(options.redact),
+        websocket=options.websocket,
+    )
+
+
+def proxy_guard(options: ServeOptions) -> Guard:
+    """The guard in front of the proxy (proxy/guard.py). A ``ConfigError`` when the options
+    would serve a key pool beyond loopback to anyone, or allow a malformed host or origin."""
+    pooled = bool(options.anthropic_keys or options.openai_keys)
+    if exposes_pool(options.host, pooled, options.guard):
+        where = options.host or "every interface"
+        if not options.guard.insecure_open:
+            raise ConfigError(
+                f"--host {where} is reachable from other machines and the key pool would be "
+                "open to them: give --auth-token (or AIBRIDGE_AUTH_TOKEN) for clients to send, "
+                "or --insecure-open if that is what you mean"
+            )
+        log.warning(
+            "serving the key pool on %s without a token (--insecure-open): anyone who can "
+            "reach it spends your keys",
+            where,
+        )
+    # JSON only on the intercepted APIs (ROUTES); the pass-through takes any body.
+    return Guard(options.guard, json_routes=ROUTES)
 
 
 async def serve_proxy(
     app: BridgeApp,
     options: ServeOptions,
     *,
+    guard: Guard | None = None,
     announce: bool = True,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the proxy until SIGINT/SIGTERM, then shut down gracefully.
+    """Run the proxy until SIGINT/SIGTERM, then shut down gracefully. ``guard``: the one
+    :func:`proxy_guard` makes of ``options`` unless given.
 
     The MCP servers, if any, live in a nursery of this run: they start before the proxy
     listens and are stopped (cancelled) once it has drained its requests.
     """
+    if guard is None:
+        guard = proxy_guard(options)
     failed: list[str] = []
     async with app.env.client, trio.open_nursery() as tool_servers:
         if app.env.servers is not None:
@@ -91,7 +126,7 @@ async def serve_proxy(
                 for line in failed:
                     log.warning("mcp server %s: serving without its tools", line)
         if not (failed and options.mcp_required):
-            server = Server(app, options.server)
+            server = Server(app, options.server, guard)
             await serve_until_signalled(
                 server, options.host, options.port, announce=announce, task_status=task_status
             )

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import select
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import h11
@@ -26,7 +26,8 @@ import trio
 
 from ..config import ServerConfig
 from ..errors import ClientDisconnected
-from ..headers import Headers
+from ..headers import Headers, header
+from .guard import Address, Admit, Guard, Preflight, Refuse
 
 log = logging.getLogger("aibridge.server")
 
@@ -87,6 +88,31 @@ class App(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Upgrade:
+    """A request that asked to switch protocols, and the connection it came on.
+
+    ``buffered`` holds the bytes that came after the request head (the new protocol's);
+    ``shutdown`` is set when the server starts its graceful stop.
+    """
+
+    request: Request
+    stream: trio.abc.Stream
+    buffered: bytes
+    shutdown: trio.Event
+
+
+UpgradeHandler = Callable[[Upgrade], Awaitable[None]]
+
+
+@runtime_checkable
+class Upgrader(Protocol):
+    """An ``App`` that takes some upgrades (WebSockets): it returns the handler that owns
+    the connection from then on, or None to answer the request as HTTP."""
+
+    def upgrade_handler(self, request: Request) -> UpgradeHandler | None: ...
+
+
 class ResponseWriter:
     """Writes one response. Safe to use from two tasks at once.
 
@@ -101,9 +127,11 @@ class ResponseWriter:
         observer: ResponseObserver | None = None,
         *,
         head: bool = False,
+        cors: Headers | None = None,
     ):
         self._connection = connection
         self._head = head  # the answer to a HEAD: a head and never a body
+        self.cors = cors
         self._lock = trio.StrictFIFOLock()
         self.observer = observer
         self.status: int | None = None
@@ -140,6 +168,9 @@ class ResponseWriter:
         self.headers = headers
         if self.observer is not None:
             self.observer.started(status, headers)
+        if self.cors:
+            # After the observer: a recording is the same whether a browser asked or not.
+            headers = [*headers, *self.cors]
         events: list[h11.Event] = [h11.Response(status_code=status, headers=headers)]
         if data and not self._head:
             if self.observer is not None:
@@ -281,6 +312,8 @@ class HTTPConnection:
         self.peer_gone = False
         self.cycles = 0
         self._streams_body = app.streams_body if isinstance(app, BodyStreamingApp) else None
+        # Asked once per connection, for the guard's Host check.
+        self.local = _local_address(stream) if server.guard is not None else None
 
     @property
     def closing(self) -> bool:
@@ -325,7 +358,13 @@ class HTTPConnection:
                         if request is None:
                             break
                         self.idle = False
-                        await self._handle(request)
+                        admitted = await self._admitted(request)
+                        if admitted is None:
+                            pass  # turned away: the answer is written
+                        elif await self._upgraded(admitted[0]):
+                            break
+                        else:
+                            await self._handle(*admitted)
                         self.idle = True
                         self.cycles += 1
                         if (
@@ -345,6 +384,20 @@ class HTTPConnection:
         finally:
             # Also when the grace period's deadline cuts us: the socket must not leak.
             await self._close()
+
+    async def _upgraded(self, request: Request) -> bool:
+        """Hand the connection to the app's upgrade handler, if it takes this upgrade."""
+        # h11 exports the state but leaves it out of __all__, which mypy reads as private
+        if self.h11.their_state is not h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
+            return False
+        if not isinstance(self.app, Upgrader):
+            return False
+        handler = self.app.upgrade_handler(request)
+        if handler is None:
+            return False
+        buffered = bytes(self.h11.trailing_data[0])
+        await handler(Upgrade(request, self.stream, buffered, self.server.shutdown_started))
+        return True
 
     async def _close(self) -> None:
         # Closing may race a peer that already reset the socket: either way it is gone.
@@ -396,7 +449,10 @@ class HTTPConnection:
             target = head.target.decode("latin-1")
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
             method = head.method.decode("ascii")
-            if self._streams_body is not None and self._streams_body(method, target):
+            # A request that asks to upgrade is read whole (it has no body), so h11 reaches
+            # the state where the app may take the connection over.
+            streams = self._streams_body is not None and self._streams_body(method, target)
+            if streams and header(headers, "upgrade") is None:
                 return Request(method, target, headers, b"", RequestBody(self))
             length = _content_length(headers)
             if length is not None and length > self.config.max_body_size:
@@ -447,8 +503,22 @@ class HTTPConnection:
             pass  # the peer is gone or the state forbids an answer: closing says enough
         log.info("rejected %s: %d %s", target, status, message)
 
-    async def _handle(self, request: Request) -> None:
-        writer = ResponseWriter(self, head=request.method == "HEAD")
+    async def _admitted(self, request: Request) -> tuple[Request, Headers | None] | None:
+        """The request as the guard lets it through (its token header dropped) and the CORS
+        headers its answer carries; None when the guard turned it away. Upgrades (WebSocket)
+        pass the same gate as every other request."""
+        if self.server.guard is None:
+            return request, None
+        verdict = self.server.guard.check(request.method, request.path, request.headers, self.local)
+        if not isinstance(verdict, Admit):
+            await self._turn_away(request, verdict)
+            return None
+        if verdict.headers is not request.headers:
+            request = replace(request, headers=verdict.headers)
+        return request, verdict.cors
+
+    async def _handle(self, request: Request, cors: Headers | None) -> None:
+        writer = ResponseWriter(self, head=request.method == "HEAD", cors=cors)
         async with trio.open_nursery() as nursery:
             if request.body_stream is not None:
                 # The body is still arriving: watch the peer once the handler has read it.
@@ -480,6 +550,20 @@ class HTTPConnection:
         if not self.h11.trailing_data[0]:
             await self._watch_peer(handler_scope)
 
+    async def _turn_away(self, request: Request, verdict: Refuse | Preflight) -> None:
+        """Answer for the guard; the app never sees the request (nor reads a body still
+        arriving: the connection closes after the answer)."""
+        writer = ResponseWriter(self, head=request.method == "HEAD")
+        if isinstance(verdict, Preflight):
+            await writer.start(204, verdict.headers)  # no Content-Length on a 204
+            await writer.finish()
+            return
+        log.warning(
+            "refused %s %s: %d %s", request.method, request.path, verdict.status, verdict.message
+        )
+        headers, body = self.app.error_response(request.target, verdict.status, verdict.message)
+        await writer.respond(verdict.status, headers, body)
+
     async def _watch_peer(self, handler_scope: trio.CancelScope) -> None:
         """Cancel the handler when the client goes away while it is being answered."""
         try:
@@ -502,6 +586,19 @@ def _is_disconnect(exc: BaseException) -> bool:
     return isinstance(exc, expected)
 
 
+def _local_address(stream: trio.abc.Stream) -> Address | None:
+    """The address a socket stream's peer connected to; None for other streams."""
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    try:
+        sockname = stream.socket.getsockname()
+    except OSError:
+        # Reset already. Not None, which would skip the port check: this address matches
+        # no Host, so the check fails closed.
+        return "", -1
+    return str(sockname[0]), int(sockname[1])
+
+
 def _content_length(headers: Sequence[tuple[str, str]]) -> int | None:
     for key, value in headers:
         if key == "content-length" and value.isdigit():
@@ -515,12 +612,17 @@ class Server:
 
     app: App
     config: ServerConfig = field(default_factory=ServerConfig)
+    guard: Guard | None = None  # None: every request goes to the app (fakes, memory pipes)
     shutting_down: bool = False
     connections: set[HTTPConnection] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._shutdown = trio.Event()
         self.stopped = trio.Event()
+
+    @property
+    def shutdown_started(self) -> trio.Event:
+        return self._shutdown
 
     def shutdown(self) -> None:
         """Stop accepting; idle connections close now, busy ones at the end of the grace."""

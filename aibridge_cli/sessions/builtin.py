@@ -12,7 +12,9 @@ from importlib import resources
 from ..errors import FixtureError
 from .fixture import Fixture, parse_fixture
 
-PROVIDERS = ("anthropic", "openai-chat", "openai-responses")
+# openai-responses-ws: the Responses API's WebSocket mode (interceptions of api
+# openai-responses over transport websocket)
+PROVIDERS = ("anthropic", "openai-chat", "openai-responses", "openai-responses-ws")
 
 
 def _root() -> resources.abc.Traversable:

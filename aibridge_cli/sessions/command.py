@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..config import DEFAULT_ANTHROPIC_URL, DEFAULT_OPENAI_URL, ServeOptions
+from ..config import DEFAULT_ANTHROPIC_URL, DEFAULT_OPENAI_URL, GuardConfig, ServeOptions
 from ..console import print_error, report_out, setup_logging, stderr, stdout
 from ..errors import AibridgeError, FixtureError
 from ..options import (
+    AllowedHostOpt,
+    AllowOriginOpt,
     AnthropicKeyOpt,
     AnthropicURLOpt,
     InitiationOpt,
@@ -27,6 +29,7 @@ from ..options import (
     OpenAIKeyOpt,
     OpenAIURLOpt,
     ToolsOpt,
+    guard_config,
     serve_options,
 )
 
@@ -149,12 +152,15 @@ def record(
 
 
 # -- mock ----------------------------------------------------------------------------------
-async def serve_mock(mock: MockUpstream, host: str, port: int) -> None:
-    """Serve the mock until SIGINT/SIGTERM, announcing its address like ``serve``."""
+async def serve_mock(mock: MockUpstream, host: str, port: int, guard: GuardConfig) -> None:
+    """Serve the mock until SIGINT/SIGTERM, announcing its address like ``serve``; the
+    guard's Host, Origin and JSON checks apply as they do to ``serve`` (no token: the mock
+    holds no keys)."""
+    from ..proxy.guard import Guard
     from ..proxy.run import serve_until_signalled
     from ..proxy.server import Server
 
-    server = Server(mock.app)
+    server = Server(mock.app, guard=Guard(guard, json_routes=mock.json_routes))
     await serve_until_signalled(server, host, port)
 
 
@@ -164,6 +170,8 @@ def mock(
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 0,
     timing: TimingOpt = "recorded",
     log_level: LogLevelOpt = "info",
+    allowed_host: AllowedHostOpt = None,
+    allow_origin: AllowOriginOpt = None,
 ) -> None:
     """Serve the recorded upstream exchanges as a fake Anthropic/OpenAI server."""
     import trio
@@ -178,7 +186,8 @@ def mock(
             for warning in fixture.warnings:
                 stderr.print(f"warning: {warning}", highlight=False)
         upstream = MockUpstream(loaded, _timing(timing))
-        trio.run(serve_mock, upstream, host, port)
+        guard = guard_config(allowed_host, allow_origin)
+        trio.run(serve_mock, upstream, host, port, guard)
 
 
 # -- replay --------------------------------------------------------------------------------

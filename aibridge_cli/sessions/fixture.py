@@ -28,11 +28,12 @@ from ..interception import (
     redact_headers,
 )
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # 2 added pass-through records (``api``: ``anthropic-passthrough``, ``openai-passthrough``)
-# and query strings in ``path``s; 3 added the MCP fields of a tool call (``server``,
-# ``server_tool``, ``duration_ms``, ``images``). An older file is a newer one without them.
-READABLE_VERSIONS = frozenset({1, 2, 3})
+# and query strings in ``path``s; 3 added ``transport`` (absent: ``http``); 4 added the MCP
+# fields of a tool call (``server``, ``server_tool``, ``duration_ms``, ``images``). An older
+# file is a newer one without them.
+READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 _HEADER_KEY = "aibridge_fixture"
 
 
@@ -131,6 +132,8 @@ def encode_interception(
     out: dict[str, Any] = {"api": record.api}
     if label:
         out["label"] = label
+    if record.transport != "http":
+        out["transport"] = record.transport
     out |= {
         "started_at": record.started_at,
         "outcome": record.outcome,
@@ -240,8 +243,12 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
         _headers(req.get("headers", []), "request.headers"),
         _decode_body(req),
     )
+    transport = obj.get("transport", "http")
+    if transport not in ("http", "websocket"):
+        raise _Bad(f"field 'transport' must be 'http' or 'websocket', not {transport!r}")
     record = Interception(
         api=api,
+        transport=transport,
         request=request,
         started_at=float(obj.get("started_at", 0.0)),
         outcome=str(obj.get("outcome", "ok")),

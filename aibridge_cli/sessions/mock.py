@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
+from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest, upstream_error
 from ..headers import forwarded_response_headers
 from ..interception import Interception, UpstreamExchange
+from ..providers.openai_responses_ws import WEBSOCKET_STATUS
 from .fixture import Fixture, provider_of
 from .normalize import diff_normalized
 
@@ -104,7 +105,13 @@ class MockUpstream:
                     )
                     if exchange.response.chunks:
                         start = exchange.response.chunks[-1].offset_ms
-        self.app = ScriptedUpstream(script=self.answer)
+        self.app = ScriptedUpstream(script=self.answer, refuse=self.refusal)
+
+    @property
+    def json_routes(self) -> list[tuple[str, str]]:
+        """The routes that take JSON bodies: every recorded POST (the guard answers 415
+        to any other body there)."""
+        return [route for route in self.queues if route[0] == "POST"]
 
     @property
     def remaining(self) -> int:
@@ -130,6 +137,17 @@ class MockUpstream:
         self.hits.append(hit)
         if hit.problems:
             return _mismatch(route[1], index, hit.problems)
+        return reply_for(expected, self.timing)
+
+    def refusal(self, seen: SeenRequest) -> Reply | None:
+        """A WebSocket upgrade is refused when the next exchange recorded on its route is a
+        refused one (an error status, not 101); otherwise the socket opens and its
+        messages take the exchanges in order."""
+        queue = self.queues.get((seen.method, seen.path.split("?", 1)[0]))
+        if not queue or queue[0].recorded.response.status == WEBSOCKET_STATUS:
+            return None
+        expected = queue.popleft()
+        self.hits.append(Hit(seen, expected))
         return reply_for(expected, self.timing)
 
 
@@ -159,17 +177,7 @@ def _mismatch(path: str, index: int, problems: list[str]) -> Reply:
         f"aibridge mock: request #{index + 1} ({path}) does not match the fixture: "
         + "; ".join(problems[:10])
     )
-    if path.startswith("/v1/messages") or not path.startswith("/v1/"):
-        body: Any = {
-            "type": "error",
-            "error": {"type": "invalid_request_error", "message": message},
-        }
-    else:
-        body = {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "code": "fixture_mismatch",
-            }
-        }
+    body = upstream_error(path, 400, message)
+    if "code" in body["error"]:
+        body["error"]["code"] = "fixture_mismatch"  # OpenAI's errors name their cause
     return Reply.json(body, 400, [("x-aibridge-mock", "mismatch")])

@@ -18,8 +18,18 @@ from typing import Any
 from ..headers import header
 from ..sse import SSEDecoder
 
+# "retry-after" (in a WebSocket error's headers): a cooldown's remaining seconds depend on
+# when it is read, as the Retry-After header does, which the comparison leaves out too.
 _VOLATILE = frozenset(
-    {"id", "created", "created_at", "completed_at", "expires_at", "system_fingerprint"}
+    {
+        "id",
+        "created",
+        "created_at",
+        "completed_at",
+        "expires_at",
+        "system_fingerprint",
+        "retry-after",
+    }
 )
 
 
@@ -221,7 +231,11 @@ class _ResponsesFacts(Facts):
         if not isinstance(data, dict):
             return
         if name == "error":
-            self.error_type = data.get("code") or data.get("type")
+            # an SSE error event has its code on top; WebSocket mode's, in its error object
+            inner = _d(data, "error")
+            self.error_type = (
+                data.get("code") or inner.get("code") or inner.get("type") or data.get("type")
+            )
         elif name == "response.output_text.delta":
             self.text.append(_s(data, "delta"))
         elif name == "response.output_item.done":

@@ -90,11 +90,13 @@ class FixtureWriter:
 
 
 def open_recorder(path: Path, options: ServeOptions) -> FixtureWriter:
-    """The recorder for ``serve --record`` and ``record``: every key the proxy holds is scrubbed."""
+    """The recorder for ``serve --record`` and ``record``: every key the proxy holds, and
+    its token, is scrubbed."""
+    token = [options.guard.auth_token] if options.guard.auth_token else []
     return FixtureWriter(
         path,
         redact=options.redact,
-        secrets=[*options.anthropic_keys, *options.openai_keys],
+        secrets=[*options.anthropic_keys, *options.openai_keys, *token],
         proxy={
             "stream_initiation": options.stream_initiation,
             "max_iterations": options.max_iterations,

@@ -20,8 +20,10 @@ import trio
 import trio.lowlevel
 
 from ..config import ServeOptions, StreamInitiation
+from ..errors import ClientFacingError
 from ..interception import REDACTED, Interception
 from ..providers.base import dumps
+from ..providers.openai_responses_ws import sse_view
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolImage, ToolOutcome, ToolSet, tool_from_mapping
@@ -29,9 +31,18 @@ from .fixture import Fixture, distinct_keys, provider_of
 from .mock import Hit, MockUpstream, Timing, replayable, upstream_route
 from .normalize import diff_normalized, normalize_response
 from .scripted_sessions import stop_servers
+from .ws_client import websocket_exchange
 
 _HOP = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "accept-encoding"}
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "accept-encoding",
+        "upgrade",
+    }
 )
 CLIENT_TIMEOUT = 120.0
 
@@ -231,21 +242,35 @@ async def _send_all(
             continue
         before = len(mock.hits)
         headers, body = client_request(record)
+        status: int | None
         try:
-            async with client.stream(
-                record.request.method, target + record.request.path, headers=headers, content=body
-            ) as response:
-                data = await response.aread()
-            status: int | None = response.status_code
-            response_headers = list(response.headers.multi_items())
-        except httpx.HTTPError as exc:
+            if record.transport == "websocket":
+                url = target + record.request.path
+                with trio.fail_after(CLIENT_TIMEOUT):
+                    status, response_headers, data = await websocket_exchange(url, headers, body)
+            else:
+                async with client.stream(
+                    record.request.method,
+                    target + record.request.path,
+                    headers=headers,
+                    content=body,
+                ) as response:
+                    data = await response.aread()
+                status = response.status_code
+                response_headers = list(response.headers.multi_items())
+        except (httpx.HTTPError, ClientFacingError, trio.TooSlowError) as exc:
             status, response_headers, data = None, [], b""
             result.problems.append(f"response: the request failed: {type(exc).__name__}: {exc}")
         await trio.lowlevel.checkpoint()  # let the mock finish booking its last hit
         expected = record.response
-        result.expected = normalize_response(
-            record.api, expected.status, expected.headers, expected.body
-        )
+        if record.transport == "websocket":
+            result.expected = normalize_response(
+                record.api, *sse_view(chunk.data for chunk in expected.chunks)
+            )
+        else:
+            result.expected = normalize_response(
+                record.api, expected.status, expected.headers, expected.body
+            )
         result.actual = normalize_response(record.api, status, response_headers, data)
         result.problems += [
             f"response: {d}" for d in diff_normalized(result.expected, result.actual)

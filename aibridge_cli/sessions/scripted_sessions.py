@@ -21,12 +21,13 @@ import trio
 from ..config import ServeOptions
 from ..errors import FixtureError
 from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
-from ..interception import Interception
+from ..interception import Interception, Transport
 from ..providers.base import dumps
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolSet
 from .fixture import Fixture, provider_of
+from .ws_client import websocket_exchange
 
 CLIENT_PATHS = {
     "anthropic": "/anthropic/v1/messages",
@@ -67,6 +68,7 @@ class Step:
     label: str = ""
     method: str = "POST"
     path: str | None = None  # under the provider's prefix; None: the API's own route
+    transport: Transport = "http"  # websocket: ``body`` is a response.create message
 
     def client_path(self) -> str:
         if self.path is None:
@@ -101,7 +103,11 @@ async def record_session(session: Session, path: str = "<session>") -> Fixture:
     def play(seen: SeenRequest, index: int) -> Reply:
         return pending.popleft() if pending else _EXHAUSTED
 
-    upstream = ScriptedUpstream(script=play)
+    def refuse(seen: SeenRequest) -> Reply | None:
+        # a WebSocket upgrade is refused with the next reply when that is an error
+        return pending.popleft() if pending and pending[0].status >= 400 else None
+
+    upstream = ScriptedUpstream(script=play, refuse=refuse)
     records: list[Interception] = []
     recorded = trio.Event()
 
@@ -140,17 +146,21 @@ async def record_session(session: Session, path: str = "<session>") -> Fixture:
                     ]
                     url_ = f"http://{phost}:{pport}{step.client_path()}"
                     content = None if step.body is None else dumps(step.body).encode()
-                    async with client.stream(
-                        step.method, url_, headers=headers, content=content
-                    ) as response:
-                        await response.aread()
+                    if step.transport == "websocket":
+                        status, _, _ = await websocket_exchange(url_, headers, content or b"")
+                    else:
+                        async with client.stream(
+                            step.method, url_, headers=headers, content=content
+                        ) as response:
+                            await response.aread()
+                        status = response.status_code
                     # A whole JSON answer can reach the client just before the recorder runs.
                     with trio.move_on_after(_RECORD_WAIT):
                         await recorded.wait()
                     if not recorded.is_set():
                         failure = (
                             f"{path}: the proxy did not intercept {step.api} "
-                            f"({step.client_path()} answered {response.status_code})"
+                            f"({step.client_path()} answered {status})"
                         )
                         break
         finally:

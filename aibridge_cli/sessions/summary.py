@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..headers import Headers, media_type
-from ..interception import Chunk, Interception, ResponseLog
+from ..interception import Chunk, Interception, ResponseLog, Transport
+from ..providers.openai_responses_ws import WEBSOCKET_STATUS, message_frame
 from ..sse import SSEDecoder
 from .normalize import facts_reader, loads_or_text, normalize_response
 
@@ -122,13 +123,18 @@ class Summary:
 
 
 def _read_stream(
-    api: str, headers: Headers, chunks: Sequence[Chunk]
+    api: str, headers: Headers, chunks: Sequence[Chunk], messages: bool = False
 ) -> tuple[list[TimedEvent], dict[str, Any]]:
     """The events of a response, each at the time of the chunk that completed it, and the
-    facts they state (``normalize``'s readers), in one pass over the bytes."""
+    facts they state (``normalize``'s readers), in one pass over the bytes. ``messages``:
+    each chunk is one WebSocket message (an event), read through its SSE frame."""
     if not chunks:
         return [], facts_reader(api).result()
-    if media_type(headers) != "text/event-stream":
+    if messages:
+        chunks = [
+            Chunk(c.offset_ms, message_frame(c.data.decode("utf-8", "replace"))) for c in chunks
+        ]
+    elif media_type(headers) != "text/event-stream":
         size = sum(len(c.data) for c in chunks)
         body = b"".join(c.data for c in chunks)
         facts = normalize_response(api, 200, headers, body)
@@ -155,10 +161,11 @@ def _tokens(usage: dict[str, Any], names: Sequence[str]) -> int:
     return 0
 
 
-def stream_facts(api: str, log: ResponseLog) -> StreamFacts:
+def stream_facts(api: str, log: ResponseLog, transport: Transport = "http") -> StreamFacts:
     """What one recorded response was and said."""
     chunks = log.chunks
-    events, facts = _read_stream(api, log.headers, chunks)
+    messages = transport == "websocket" and log.status == WEBSOCKET_STATUS
+    events, facts = _read_stream(api, log.headers, chunks, messages)
     usage = facts["usage"] if isinstance(facts["usage"], dict) else {}
     error_type = facts["error_type"]
     return StreamFacts(
@@ -179,7 +186,8 @@ def summarize(record: Interception, label: str) -> Summary:
     body = record.request.body if isinstance(record.request.body, dict) else {}
     model = body.get("model")
     attempts = tuple(
-        Attempt(ex.key, ex.error, stream_facts(record.api, ex.response)) for ex in record.upstream
+        Attempt(ex.key, ex.error, stream_facts(record.api, ex.response, record.transport))
+        for ex in record.upstream
     )
     offered = {str(tool.get("name")) for tool in record.tools if isinstance(tool, dict)}
     turns = []
@@ -192,9 +200,9 @@ def summarize(record: Interception, label: str) -> Summary:
         label=label,
         api=record.api,
         model=model if isinstance(model, str) else "",
-        stream=body.get("stream") is True,
+        stream=body.get("stream") is True or record.transport == "websocket",
         outcome=record.outcome,
-        client=stream_facts(record.api, record.response),
+        client=stream_facts(record.api, record.response, record.transport),
         attempts=attempts,
         injected=tuple(call.name for call in record.tool_calls),
         tool_turns=tuple(turns),

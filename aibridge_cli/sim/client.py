@@ -1,4 +1,5 @@
-"""A lean HTTP/1.1 client for the simulation: one request, paced reads, raw results.
+"""A lean HTTP/1.1 client for the simulation: one request (or one WebSocket message),
+paced reads, raw results.
 
 It keeps what the wire said (status, headers, body bytes, whether the message ended)
 instead of interpreting it, so the oracles can judge a response no SDK would accept.
@@ -11,8 +12,21 @@ from dataclasses import dataclass, field
 
 import h11
 import trio
+import wsproto
+import wsproto.utilities
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Message,
+    Ping,
+    RejectConnection,
+    RejectData,
+    TextMessage,
+)
+from wsproto.events import Request as WSRequest
 
 from ..headers import Headers
+from ..providers.openai_responses_ws import is_last_message, sse_view
 
 
 @dataclass(frozen=True)
@@ -41,15 +55,17 @@ async def exchange(
     body: bytes,
     pace: Pace,
     note: Callable[[str, bytes], None] | None = None,
+    host: str = "proxy.sim",
 ) -> ClientResult:
-    """Send one request over ``stream`` and read the response at the given pace."""
+    """Send one request over ``stream`` and read the response at the given pace; ``host``
+    is the Host header (a real proxy's guard admits only the address it serves)."""
     result = ClientResult()
     conn = h11.Connection(h11.CLIENT)
     head = h11.Request(
         method=method,
         target=target,
         headers=[
-            ("host", "proxy.sim"),
+            ("host", host),
             ("content-type", "application/json"),
             ("content-length", str(len(body))),
         ],
@@ -66,17 +82,8 @@ async def exchange(
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                delay = pace.delays.get(reads, 0.0)
-                if delay:
-                    await trio.sleep(delay)
-                try:
-                    data = await stream.receive_some(pace.read_size)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
+                conn.receive_data(await _paced_read(stream, pace, reads, note))
                 reads += 1
-                if note is not None:
-                    note(f"client read {len(data)} bytes", bytes(data))
-                conn.receive_data(bytes(data))
             elif isinstance(event, h11.Response):
                 result.status = event.status_code
                 result.headers = [(k.decode(), v.decode()) for k, v in event.headers]
@@ -96,6 +103,100 @@ async def exchange(
     except h11.RemoteProtocolError as exc:
         result.protocol_error = str(exc)
     result.body = b"".join(parts)
+    if pace.disconnect_after is not None and not result.complete:
+        result.disconnected = True
+    return result
+
+
+async def _paced_read(
+    stream: trio.abc.Stream, pace: Pace, index: int, note: Callable[[str, bytes], None] | None
+) -> bytes:
+    """Read ``index`` (after its planned delay); b"" when the stream ended or broke."""
+    delay = pace.delays.get(index, 0.0)
+    if delay:
+        await trio.sleep(delay)
+    try:
+        data = bytes(await stream.receive_some(pace.read_size))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        data = b""
+    if note is not None:
+        note(f"client read {len(data)} bytes", data)
+    return data
+
+
+async def websocket_exchange(
+    stream: trio.abc.Stream,
+    target: str,
+    body: bytes,
+    pace: Pace,
+    note: Callable[[str, bytes], None] | None = None,
+) -> ClientResult:
+    """Open a WebSocket on ``target``, send ``body`` as one message and read the messages
+    that answer it (to the response's end) at the given pace.
+
+    The result is the messages' SSE view (``openai_responses_ws.sse_view``): the oracles
+    judge it with the grammar and normalization of an HTTP stream. A refused upgrade is
+    kept as the HTTP answer it is.
+    """
+    result = ClientResult()
+    conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await stream.send_all(conn.send(WSRequest(host="proxy.sim", target=target)))
+    messages: list[str] = []
+    parts: list[str] = []
+    received = 0
+    reads = 0
+    opened = False
+    refused: list[bytes] = []
+    closed = False
+    try:
+        while True:
+            # the pace counts the reads of the answer, not the handshake's
+            data = await _paced_read(stream, pace, reads if opened else -1, note)
+            reads += opened
+            conn.receive_data(data or None)
+            for event in conn.events():
+                if isinstance(event, AcceptConnection):
+                    opened = True
+                    if pace.disconnect_after == 0:
+                        result.disconnected = True
+                        return result
+                    await stream.send_all(conn.send(Message(data=body.decode())))
+                elif isinstance(event, RejectConnection):
+                    result.status = event.status_code
+                    result.headers = [(k.decode(), v.decode()) for k, v in event.headers]
+                    result.complete = not event.has_body
+                elif isinstance(event, RejectData):
+                    refused.append(bytes(event.data))
+                    result.complete = event.body_finished
+                elif isinstance(event, TextMessage):
+                    parts.append(event.data)
+                    received += len(event.data.encode())
+                    if event.message_finished:
+                        messages.append("".join(parts))
+                        parts = []
+                        if is_last_message(messages[-1]) and not result.complete:
+                            # The response is over: close, and keep what still comes
+                            # before the proxy's close (nothing should: the oracles see it).
+                            result.complete = True
+                            await stream.send_all(conn.send(CloseConnection(code=1000)))
+                    cut = pace.disconnect_after
+                    if cut is not None and received >= cut and not result.complete:
+                        result.disconnected = True
+                        break
+                elif isinstance(event, Ping) and not result.complete:
+                    await stream.send_all(conn.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    closed = True
+            if closed or result.disconnected or not data or (result.status and result.complete):
+                break
+    except wsproto.utilities.RemoteProtocolError as exc:
+        result.protocol_error = str(exc)
+    if refused or result.status is not None:
+        result.body = b"".join(refused)
+        return result
+    status, headers, view = sse_view(messages)
+    if opened:
+        result.status, result.headers, result.body = status, headers, view
     if pace.disconnect_after is not None and not result.complete:
         result.disconnected = True
     return result

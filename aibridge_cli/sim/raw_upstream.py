@@ -13,16 +13,28 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 import trio
+import wsproto
+from wsproto.events import AcceptConnection
 
 from ..fakes.scripted_upstream import Reply
+from ..fakes.scripted_websocket import play_messages, refusal_bytes
+from ..headers import Headers
+from ..proxy.websocket import WebSocket, WebSocketClosed
 
 Script = Callable[[list[tuple[str, str]], int], Reply]
+Peek = Callable[[int], Reply | None]
 BodySeen = Callable[[int, bytes], None]  # request index, request body
 
 
 class RawUpstream:
-    def __init__(self, script: Script, body_seen: BodySeen | None = None) -> None:
+    def __init__(
+        self,
+        script: Script,
+        peek: Peek = lambda index: None,
+        body_seen: BodySeen | None = None,
+    ) -> None:
         self.script = script
+        self.peek = peek  # the reply due at an index, without taking it
         self.body_seen = body_seen
         self.requests = 0
         self.open_responses = 0
@@ -38,6 +50,10 @@ class RawUpstream:
                     buffer += data
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
                 headers = _headers(head)
+                if "websocket" in next((v.lower() for k, v in headers if k == "upgrade"), ""):
+                    target = head.split(b" ", 2)[1].decode("latin-1")
+                    await self._serve_websocket(stream, target, headers, buffer)
+                    return
                 length = int(next((v for k, v in headers if k == "content-length"), "0"))
                 while len(buffer) < length:
                     data = await stream.receive_some(65536)
@@ -60,6 +76,41 @@ class RawUpstream:
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
+
+    async def _serve_websocket(
+        self, stream: trio.abc.Stream, target: str, headers: Headers, buffered: bytes
+    ) -> None:
+        """The Responses API's WebSocket mode, by ``scripted_websocket``'s rules: an error
+        reply due next refuses the upgrade; each message takes the next reply."""
+        connection = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        connection.initiate_upgrade_connection(raw, target)
+        list(connection.events())
+        due = self.peek(self.requests)
+        if due is not None and due.status >= 400:
+            reply = self.script(headers, self.requests)
+            self.requests += 1
+            if reply.fault == "reset-before-body":
+                return  # the connection drops before any answer
+            await stream.send_all(refusal_bytes(connection, reply))
+            return
+        await stream.send_all(connection.send(AcceptConnection()))
+        socket = WebSocket(stream, connection, max_message_size=1 << 30, buffered=buffered)
+        try:
+            while True:
+                message = await socket.receive()
+                if self.body_seen is not None:
+                    self.body_seen(self.requests, message.encode())
+                reply = self.script(headers, self.requests)
+                self.requests += 1
+                self.open_responses += 1
+                try:
+                    if not await play_messages(socket, reply):
+                        return  # a reset: the connection drops without a close
+                finally:
+                    self.open_responses -= 1
+        except WebSocketClosed:
+            pass  # the proxy closed its socket (answered by receive)
 
     async def _play(self, stream: trio.abc.Stream, reply: Reply) -> bool:
         """Write one reply; False when a fault or the proxy ended the connection."""

@@ -14,6 +14,7 @@ no task may be left in the world's nursery.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,12 +27,14 @@ import trio.testing
 
 from ..config import ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
 from ..fakes.scripted_upstream import Reply
+from ..fakes.scripted_websocket import answered_status
+from ..interception import Transport
 from ..mcp_tools.results import server_down, timed_out
 from ..providers.base import dumps
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from .client import ClientResult, Pace, exchange
+from .client import ClientResult, Pace, exchange, websocket_exchange
 from .marks import Lane, Mark, MarkKind, lane_of
 from .network import MemoryNetwork
 from .pipes import CheckpointPlan, Yields, stream_pair
@@ -47,6 +50,26 @@ GRACE = 5.0
 _scheduler = Scheduler()
 
 
+class CommandResults:
+    """Command tools' outputs, each run outside the simulated world once per distinct input.
+
+    A real process inside a virtual-time run lets virtual time race ahead while it works
+    (pings fire, read timeouts expire), so its answer would depend on the machine's speed.
+    Run synchronously, it stops the world instead: no task runs and no virtual time passes;
+    its duration in the world is the plan's tool latency. Kept for a campaign (per worker
+    process): the same input gives the same output, so commands must be deterministic.
+    """
+
+    def __init__(self) -> None:
+        self._outcomes: dict[tuple[str, str], ToolOutcome] = {}
+
+    def outcome(self, tool: InjectedTool, arguments: Any) -> ToolOutcome:
+        key = (tool.name, json.dumps(arguments, sort_keys=True))
+        if key not in self._outcomes:
+            self._outcomes[key] = tool.run_blocking(arguments)
+        return self._outcomes[key]
+
+
 @dataclass(frozen=True)
 class WorldSpec:
     """Everything one run depends on."""
@@ -57,6 +80,7 @@ class WorldSpec:
     keys: Sequence[str]
     tools: ToolSet
     stream_initiation: StreamInitiation = "eager"
+    transport: Transport = "http"  # websocket: ``body`` is one message on a socket on ``path``
     pace: Pace = field(default_factory=Pace)
     tool_latency: Sequence[float] = ()
     tool_faults: Mapping[int, str] = field(default_factory=dict)  # MCP call index -> fault
@@ -234,7 +258,9 @@ def session(fn: Callable[[], Awaitable[T]]) -> T:
         _clock = None
 
 
-async def simulate(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
+async def simulate(
+    spec: WorldSpec, *, timeline: bool = False, commands: CommandResults | None = None
+) -> WorldResult:
     """Run ``spec`` once in the current session; deterministic for a given spec.
 
     The world starts with the other tasks settled, virtual time at 0 and the scheduler
@@ -249,7 +275,7 @@ async def simulate(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
     if recorder is not None:
         trio.lowlevel.add_instrument(recorder)
     try:
-        result = await _World(spec, recorder).run()
+        result = await _World(spec, recorder, commands or CommandResults()).run()
     finally:
         if recorder is not None:
             trio.lowlevel.remove_instrument(recorder)
@@ -266,8 +292,11 @@ def run_world(spec: WorldSpec, *, timeline: bool = False) -> WorldResult:
 
 
 class _World:
-    def __init__(self, spec: WorldSpec, timeline: Timeline | None) -> None:
+    def __init__(
+        self, spec: WorldSpec, timeline: Timeline | None, commands: CommandResults
+    ) -> None:
         self.spec = spec
+        self.commands = commands
         self.timeline = timeline
         self.attempts: list[Attempt] = []
         self.errors: list[str] = []
@@ -317,8 +346,10 @@ class _World:
         if secret is None and bearer.startswith("Bearer "):
             secret = bearer[len("Bearer ") :]
         key = self.spec.keys.index(secret) if secret in self.spec.keys else None
-        retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
-        status = None if reply.fault == "reset-before-body" else reply.status
+        status: int | None
+        status, retry = answered_status(reply)
+        if reply.fault == "reset-before-body":
+            status = None
         self.attempts.append(Attempt(trio.current_time(), key, status, retry))
         if self.timeline is not None:
             self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
@@ -356,6 +387,10 @@ class _World:
 
         return guarded
 
+    def _due(self, index: int) -> Reply | None:
+        replies = self.spec.replies
+        return replies[index] if index < len(replies) else None
+
     def _trace(self, decision: str) -> None:
         """The engine's decisions (``Environment.trace``), in the deciding task's lane."""
         self.note(decision)
@@ -378,18 +413,20 @@ class _World:
         self, tool: InjectedTool, arguments: Any, fault: str | None
     ) -> ToolOutcome:
         """The tool's answer, or the MCP fault the plan put on this call."""
-        if tool.mcp is None or fault is None:
-            return await tool.run(arguments)
-        if fault == "mcp-slow":
-            await trio.sleep(tool.timeout)
-            return timed_out(tool.mcp.server, tool.mcp.tool, tool.timeout)
-        if fault == "mcp-dies":
-            return server_down(tool.mcp.server, tool.mcp.tool)
-        return ToolOutcome("simulated MCP tool error", True)
+        if tool.mcp is not None and fault is not None:
+            if fault == "mcp-slow":
+                await trio.sleep(tool.timeout)
+                return timed_out(tool.mcp.server, tool.mcp.tool, tool.timeout)
+            if fault == "mcp-dies":
+                return server_down(tool.mcp.server, tool.mcp.tool)
+            return ToolOutcome("simulated MCP tool error", True)
+        if tool.command is not None:
+            return self.commands.outcome(tool, arguments)
+        return await tool.run(arguments)
 
     async def run(self) -> WorldResult:
         spec = self.spec
-        upstream = RawUpstream(self._script, self._body_seen)
+        upstream = RawUpstream(self._script, self._due, self._body_seen)
         hygiene: list[str] = []
         async with trio.open_nursery() as services:
             network = MemoryNetwork(
@@ -425,14 +462,11 @@ class _World:
             client = ClientResult()
             self.mark("request", f"POST {spec.path} ({len(spec.body)} bytes)", "client")
             with trio.move_on_after(spec.bound) as bound:
-                client = await exchange(
-                    near,
-                    "POST",
-                    spec.path,
-                    spec.body,
-                    spec.pace,
-                    self._client_read if self.timeline else None,
-                )
+                note = self._client_read if self.timeline else None
+                if spec.transport == "websocket":
+                    client = await websocket_exchange(near, spec.path, spec.body, spec.pace, note)
+                else:
+                    client = await exchange(near, "POST", spec.path, spec.body, spec.pace, note)
             live = not bound.cancelled_caught
             end_time = trio.current_time()
             provider = "openai" if spec.path.startswith("/openai") else "anthropic"
