@@ -15,7 +15,10 @@ from aibridge_cli.proxy.bridge import Interceptor
 from aibridge_cli.tools import ToolOutcome
 
 MCP_FAULTS = [kind for kind in FaultKind if kind.mcp]
-MCP_SCENARIOS = [f"{api}/mcp-tool" for api in ("anthropic", "openai-chat", "openai-responses")]
+MCP_SCENARIOS = [
+    f"{api}/mcp-tool"
+    for api in ("anthropic", "openai-chat", "openai-responses", "openai-responses-ws")
+]
 
 
 def judged(name: str, plan: Plan) -> tuple[set[str], float]:
