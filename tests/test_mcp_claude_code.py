@@ -20,18 +20,7 @@ from aibridge_cli.fakes.anthropic_replies import (
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
 
 from .mcp_util import calls, stdio_entry, write_tools
-from .test_real_clients import (
-    CLAUDE,
-    CLIENT_KEY,
-    QUIET_CLAUDE,
-    Sentinel,
-    aibridge_serve,
-    base_env,
-    claude_home,
-    needs_claude,
-    run_client,
-    sentinel,
-)
+from .test_real_clients import Sentinel, claude_through_serve, needs_claude, sentinel
 
 __all__ = ["sentinel"]
 
@@ -71,14 +60,9 @@ def _play(seen: SeenRequest, index: int) -> Reply:
 async def test_claude_code_answers_with_an_mcp_injected_tool(
     nursery: trio.Nursery, sentinel: Sentinel, tmp_path: Path
 ) -> None:
-    assert CLAUDE is not None
     log = tmp_path / "calls.jsonl"
     tools = write_tools(tmp_path / "tools.toml", stdio_entry("wx", log))
     upstream = ScriptedUpstream(script=_play)
-    async with aibridge_serve(nursery, upstream, "--anthropic-base-url", "", tools) as proxy:
-        env = base_env(sentinel) | claude_home(tmp_path) | QUIET_CLAUDE
-        env |= {"ANTHROPIC_BASE_URL": proxy + "/anthropic", "ANTHROPIC_API_KEY": CLIENT_KEY}
-        done = await run_client([CLAUDE, "-p", "What is the weather in Paris?"], env, tmp_path)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    done = await claude_through_serve(nursery, sentinel, tmp_path, upstream, tools)
     assert "The MCP server says: sunny, 21 C in Paris." in done.stdout.decode()
     assert calls(log) == [{"tool": "forecast", "input": {"city": "Paris"}}]
