@@ -1,22 +1,143 @@
-"""The ``aibridge`` command line: thin typer commands over plain functions."""
+"""The ``aibridge`` command line: thin typer commands over plain functions.
+
+What every command shares lives in ``AibridgeGroup``, so a command added later gets it
+without asking: ``-h``, an ``AIBRIDGE_<COMMAND>_<OPTION>`` environment variable for each
+option, readable placeholders, and one line on stderr with exit 2 for every operator
+mistake (a bad value, a port in use, an unreadable file), a traceback only with --debug.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
+import typer.main
 
 from . import __version__
+from .console import print_error
+from .failures import explain, interrupted
 from .fuzz.command import register as register_fuzz
 from .proxy.command import register as register_proxy
 from .sessions.command import register as register_sessions
 
+ENV_PREFIX = "AIBRIDGE"
+
+# typer exports click's ``BadParameter`` but not its base, the ``UsageError`` every parse
+# failure is (a missing option, an unknown one, a bad value); click is a package of its
+# own before typer 0.29 and vendored inside it since, so it is reached through the one
+# class both export.
+_UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+
+class AibridgeGroup(typer.core.TyperGroup):
+    """The root command: the conventions above, applied to every subcommand."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for command in self.commands.values():
+            _readable(command.params)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        # typer adds the completion options after building the group: fixed up here
+        for param in self.params:
+            if isinstance(param, typer.core.TyperOption):
+                # a variable that prints the version or installs completion would surprise
+                param.allow_from_autoenv = param.name == "debug"
+        _readable(self.params)
+        return super().make_context(*args, **kwargs)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _quiet_flag(super().get_help_option(ctx))
+
+    def invoke(self, ctx: Any) -> Any:
+        for command in self.commands.values():
+            # created on first use, with a ``<bool>`` placeholder: made before it is shown
+            _quiet_flag(command.get_help_option(ctx))
+        try:
+            return super().invoke(ctx)
+        except typer.Exit:
+            raise  # a command's own exit code
+        except _UsageError as exc:
+            print_error(_usage_line(exc))
+            raise typer.Exit(2) from None
+        except BaseException as exc:
+            if interrupted(exc):
+                raise typer.Exit(130) from None  # as a shell reports Ctrl-C
+            if ctx.params.get("debug"):
+                raise
+            failure = explain(exc)
+            if failure is None:
+                raise
+            print_error(failure.line())
+            raise typer.Exit(failure.exit_code) from None
+
+
+class _NamedArgument(typer.core.TyperArgument):
+    """An argument shown by its name (``FIXTURE``) alone, without the Python type typer
+    0.29 prints beside it (``<list[str]>``); typer offers no switch for that column."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def _readable(params: list[Any]) -> None:
+    for param in params:
+        if isinstance(param, typer.core.TyperOption) and param.metavar is None:
+            param.metavar = _placeholder(param)
+        elif isinstance(param, typer.core.TyperArgument):
+            param.__class__ = _NamedArgument
+
+
+def _quiet_flag(option: Any) -> Any:
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+def _placeholder(option: typer.core.TyperOption) -> str:
+    """What stands for an option's value in the help when its command names none: the
+    allowed values of a choice, a plain word otherwise, nothing after a flag."""
+    if option.is_flag:
+        return ""
+    # typer 0.29 describes the type in ``type_descriptor``; earlier ones hold click's type
+    described = getattr(option, "type_descriptor", None)
+    if described is not None:
+        if described.is_choice:
+            return "|".join(str(c) for c in described.choices or ())
+        kind = getattr(described.annotation, "__name__", "")
+    else:
+        kind = getattr(getattr(option, "type", None), "name", "")
+        if choices := getattr(getattr(option, "type", None), "choices", None):
+            return "|".join(str(c) for c in choices)
+    return _PLACEHOLDERS.get(kind.lower(), "TEXT")
+
+
+_PLACEHOLDERS = {"int": "N", "integer": "N", "float": "NUMBER", "path": "PATH"}
+
+
+def _usage_line(exc: Any) -> str:
+    """A parse failure as one line that says where the help is."""
+    # typer's choice check words its message like a pydantic error
+    message = exc.format_message().rstrip(".").replace("Value error, ", "")
+    command = exc.ctx.command_path if exc.ctx is not None else "aibridge"
+    return f"{message[:1].lower()}{message[1:]}; see '{command} -h'"
+
+
 app = typer.Typer(
     name="aibridge",
-    help="Record, replay and fuzz AI API traffic through a local proxy.",
+    cls=AibridgeGroup,
+    help="Record, replay and fuzz AI API traffic through a local proxy.\n\n"
+    "Example: aibridge serve --port 8080, then point a client at "
+    "http://127.0.0.1:8080/anthropic or http://127.0.0.1:8080/openai/v1",
+    epilog="Every option also reads AIBRIDGE_<COMMAND>_<OPTION> from the environment, "
+    "for example AIBRIDGE_SERVE_PORT=9000.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": ENV_PREFIX},
 )
 
 
@@ -31,12 +152,33 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show a traceback with every error.")
+    ] = False,
 ) -> None:
     """aibridge: a local proxy for the Anthropic and OpenAI APIs that records, replays, fuzzes."""
 
 
 def main() -> None:
     app()
+
+
+def environment_variables() -> dict[str, list[str]]:
+    """Each option (its long name) and the variables that set it, one per command: what
+    the README's table lists (``scripts/env_table.py`` writes it)."""
+    group = typer.main.get_command(app)
+    assert isinstance(group, AibridgeGroup)
+    table: dict[str, list[str]] = {}
+    for name, command in group.commands.items():
+        for param in command.params:
+            if isinstance(param, typer.core.TyperOption) and param.name:
+                option = next(o for o in param.opts if o.startswith("--"))
+                # an option that names its own variable (--auth-token) reads that one
+                named = param.envvar if isinstance(param.envvar, str) else None
+                variable = named or f"{ENV_PREFIX}_{name.upper()}_{param.name.upper()}"
+                if variable not in table.setdefault(option, []):
+                    table[option].append(variable)
+    return dict(sorted(table.items()))
 
 
 # Each area registers its commands; a command imports its machinery only when it runs, so

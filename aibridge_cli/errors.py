@@ -1,9 +1,12 @@
 """Every exception aibridge raises on purpose, in one tree.
 
-    AibridgeError
-    ├── ConfigError                 bad command-line or tools-file input (CLI exit 2)
-    ├── FixtureError                a fixture file that cannot be loaded (CLI exit 2)
-    ├── McpUnavailable              an MCP server did not start under --mcp-required (exit 2)
+    AibridgeError                   what the CLI reports as one line (exit 2 unless noted)
+    ├── ConfigError                 bad command-line or tools-file input
+    ├── FixtureError                a fixture file that cannot be loaded or written to
+    ├── McpUnavailable              an MCP server did not start under --mcp-required
+    ├── ListenError                 a server cannot listen on its address
+    ├── TargetUnreachable           replay's --target does not accept connections
+    ├── CommandNotRunnable          ``record`` cannot start its command (exit 127)
     ├── ClientDisconnected          the client went away mid-response (nothing to answer)
     └── ClientFacingError           answered to the client in the provider's error shape
         ├── RequestError            local: the client's request is wrong (400/404/405/413)
@@ -19,11 +22,14 @@
 
 A ``ClientFacingError`` carries everything needed to answer: the HTTP status, a
 provider-neutral error kind (mapped to each provider's own type string), a message, and
-the ``Retry-After`` seconds when there is one.
+the ``Retry-After`` seconds when there is one. Every ``AibridgeError`` may carry a
+``hint``, what the operator can do about it: ``failures.py`` prints
+``error: <message>; <hint>``.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import Literal
 
 from .headers import header
@@ -63,6 +69,14 @@ def kind_for_status(status: int) -> ErrorKind:
 class AibridgeError(Exception):
     """Base of every error aibridge raises on purpose."""
 
+    hint: str | None = None
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
 
 class ConfigError(AibridgeError):
     """Bad configuration: an option, an environment variable or the tools file."""
@@ -74,6 +88,34 @@ class FixtureError(AibridgeError):
 
 class McpUnavailable(AibridgeError):
     """An MCP server did not answer ``initialize`` and ``--mcp-required`` was given."""
+
+
+class ListenError(AibridgeError):
+    """A server could not bind its address: the port is taken, the host is not ours..."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        why = cause.strerror or str(cause)
+        super().__init__(f"cannot listen on {host}:{port} ({why})", hint=_listen_hint(cause))
+        self.host = host
+        self.port = port
+
+
+def _listen_hint(cause: OSError) -> str:
+    if cause.errno == errno.EADDRINUSE:
+        return "another process holds that port: choose another one, or 0 for a free one"
+    if cause.errno == errno.EACCES:
+        return "ports below 1024 need privileges: choose a higher one"
+    return "give an address of this machine, such as 127.0.0.1"
+
+
+class TargetUnreachable(AibridgeError):
+    """Nothing accepts connections at the address the operator pointed us at."""
+
+
+class CommandNotRunnable(AibridgeError):
+    """``aibridge record`` could not start its command; 127 as a shell says it."""
+
+    exit_code = 127
 
 
 class ClientDisconnected(AibridgeError):

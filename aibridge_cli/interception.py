@@ -127,6 +127,9 @@ class Interception:
     response: ResponseLog = field(default_factory=ResponseLog)
     tools: list[dict[str, Any]] = field(default_factory=list)
     outcome: str = "ok"
+    # the status of the error the client got, also when it went out as an in-stream event
+    # (for the log line's level; not recorded)
+    error_status: int | None = None
     keep_chunks: bool = True  # False: responses keep status and headers only
     # websocket: the request is the upgrade's method, path and headers with one message as
     # its body; the response and every upstream exchange hold one message per chunk

@@ -3,14 +3,18 @@ build. Light on purpose: importing this loads typer and the settings, no machine
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
 from .config import GuardConfig, ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
+from .console import LogFormat, LogLevel
 
 
 def keys_from(option: Sequence[str], env_var: str) -> list[str]:
@@ -20,14 +24,134 @@ def keys_from(option: Sequence[str], env_var: str) -> list[str]:
     return [k.strip() for k in os.environ.get(env_var, "").split(",") if k.strip()]
 
 
-HostOpt = Annotated[str, typer.Option(help="Address to bind; keep 127.0.0.1 unless you mean it.")]
-PortOpt = Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")]
-AnthropicURLOpt = Annotated[str, typer.Option(help="Anthropic upstream base URL.")]
-OpenAIURLOpt = Annotated[str, typer.Option(help="OpenAI upstream base URL (with /v1).")]
+# -- values checked when parsed -------------------------------------------------------------
+# Each parser takes the text of an option (or its default, already typed) and returns the
+# value or raises ``typer.BadParameter``: a bad value stops the command before anything
+# starts, as one line naming the option (``cli.AibridgeGroup``).
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kib": 1024,
+    "kb": 1000,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "mb": 1000**2,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "gb": 1000**3,
+}
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
+
+
+def parse_port(value: str | int) -> int:
+    """A TCP port: 0 to 65535 (0: the system picks a free one)."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a port number (0 to 65535)") from None
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"{port} is not a port (ports are 0 to 65535; 0 picks a free one)")
+    return port
+
+
+def parse_size(value: str | int) -> int:
+    """A positive size in bytes, with an optional unit: 1024, 64KiB, 32MiB, 1.5MB."""
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    else:
+        match = _SIZE.fullmatch(value)
+        if match is None or match.group(2).lower() not in _SIZE_UNITS:
+            raise typer.BadParameter(
+                f"{value!r} is not a size (a number of bytes, or with a unit: 64KiB, 32MiB, 1GB)"
+            )
+        number, unit = float(match.group(1)), match.group(2).lower()
+    size = int(number * _SIZE_UNITS[unit])
+    if size <= 0:
+        raise typer.BadParameter(f"{value!r} is not a positive size")
+    return size
+
+
+def format_size(size: int) -> str:
+    """A byte count the way ``parse_size`` reads it back: 32MiB, 1500B."""
+    for unit in ("GiB", "MiB", "KiB"):
+        scale = _SIZE_UNITS[unit.lower()]
+        if size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size}B"
+
+
+def _number(value: str | float, what: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number of {what}") from None
+    if math.isnan(number) or math.isinf(number):
+        raise typer.BadParameter(f"{value!r} is not a finite number of {what}")
+    return number
+
+
+def parse_timeout(value: str | float) -> float:
+    """A positive number of seconds."""
+    seconds = _number(value, "seconds")
+    if seconds <= 0:
+        raise typer.BadParameter(f"{value} is not a positive number of seconds")
+    return seconds
+
+
+def parse_grace(value: str | float) -> float:
+    """Zero or more seconds (0: cut in-flight requests at once)."""
+    seconds = _number(value, "seconds")
+    if seconds < 0:
+        raise typer.BadParameter(f"{value} is negative (0 or more seconds)")
+    return seconds
+
+
+def parse_count(value: str | int) -> int:
+    """A whole number of at least 1."""
+    try:
+        count = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a whole number") from None
+    if count < 1:
+        raise typer.BadParameter(f"{count} is less than 1")
+    return count
+
+
+def parse_base_url(value: str) -> str:
+    """An http(s) URL with a host, such as https://api.anthropic.com."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(
+            f"{value!r} is not an http(s) URL with a host (such as https://api.anthropic.com)"
+        )
+    try:
+        parts.port  # noqa: B018  # a bad port raises here
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} has a port that is not 0 to 65535") from None
+    return value
+
+
+HostOpt = Annotated[
+    str,
+    typer.Option(metavar="ADDRESS", help="Address to bind; keep 127.0.0.1 unless you mean it."),
+]
+PortOpt = Annotated[
+    int,
+    typer.Option(metavar="PORT", parser=parse_port, help="Port to listen on; 0 picks a free one."),
+]
+AnthropicURLOpt = Annotated[
+    str, typer.Option(metavar="URL", parser=parse_base_url, help="Anthropic upstream base URL.")
+]
+OpenAIURLOpt = Annotated[
+    str,
+    typer.Option(metavar="URL", parser=parse_base_url, help="OpenAI upstream base URL (with /v1)."),
+]
 AnthropicKeyOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--anthropic-key",
+        metavar="KEY",
         help="Anthropic API key for the pool; repeat in failover order. "
         "Default: AIBRIDGE_ANTHROPIC_KEYS (comma-separated). None: the client's key is forwarded.",
     ),
@@ -36,12 +160,18 @@ OpenAIKeyOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--openai-key",
+        metavar="KEY",
         help="OpenAI API key for the pool; repeat in failover order. "
         "Default: AIBRIDGE_OPENAI_KEYS (comma-separated).",
     ),
 ]
 ToolsOpt = Annotated[
-    Path | None, typer.Option("--tools", help="TOML file of injected tools, one table per tool.")
+    Path | None,
+    typer.Option(
+        "--tools",
+        metavar="FILE",
+        help="TOML file of injected tools, one tool table each (see the README).",
+    ),
 ]
 InitiationOpt = Annotated[
     StreamInitiation,
@@ -50,11 +180,22 @@ InitiationOpt = Annotated[
         "lazy: the pre-fix logic, kept as a fuzzing target.",
     ),
 ]
-LogLevelOpt = Annotated[str, typer.Option(help="Log level on stderr: debug, info, warning, error.")]
+MaxIterationsOpt = Annotated[
+    int,
+    typer.Option(metavar="N", parser=parse_count, help="Bound on agentic-loop iterations."),
+]
+LogLevelOpt = Annotated[
+    LogLevel, typer.Option(case_sensitive=False, help="Log level of the lines on stderr.")
+]
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option(help="text: one readable line per record; json: one JSON object per line."),
+]
 AllowedHostOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--allowed-host",
+        metavar="HOST",
         help="Another Host header to accept: NAME (any port) or NAME:PORT; repeat for more. "
         "Default: only the address served (127.0.0.1, localhost, [::1] with its port).",
     ),
@@ -63,6 +204,7 @@ AllowOriginOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--allow-origin",
+        metavar="ORIGIN",
         help="A browser origin whose pages may call this server, e.g. http://localhost:3000; "
         "repeat for more. Requests from other pages get 403. '*' admits every web page: unsafe.",
     ),
@@ -71,6 +213,7 @@ AuthTokenOpt = Annotated[
     str | None,
     typer.Option(
         "--auth-token",
+        metavar="TOKEN",
         envvar="AIBRIDGE_AUTH_TOKEN",
         show_envvar=True,
         help="Token every client must send as its API key (x-api-key or bearer); others get "

@@ -6,11 +6,14 @@ stdout is the result, a non-zero exit is a tool error) or ``error`` (canned erro
 Each ``[[mcp]]`` names an MCP server whose tools are injected too
 (``aibridge_cli.mcp_tools``, which reads those tables); those tools are live, so the set
 in play is asked of ``ToolServers`` at every request.
+A tools file is checked in full when the proxy starts, so a mistake in it stops the
+start instead of failing the first conversation that calls the tool.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tomllib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -243,14 +246,19 @@ def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
     )
 
 
-def read_toml(path: Path, what: str) -> dict[str, Any]:
-    """The TOML document in ``path`` (a ``what``); a ``ConfigError`` naming it otherwise."""
+def read_toml(path: Path, what: str, hint: str | None = None) -> dict[str, Any]:
+    """The TOML document in ``path`` (a ``what``); a ``ConfigError`` naming it otherwise,
+    with ``hint`` saying where the format is described."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})", hint=hint) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: {what} is not UTF-8 text (byte {exc.start})", hint=hint
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{path}: not valid TOML ({exc})", hint=hint) from None
 
 
 def load_tools(path: Path) -> ToolSet:
@@ -260,20 +268,48 @@ def load_tools(path: Path) -> ToolSet:
 
 def load_tools_file(path: Path) -> ToolsFile:
     """Read a tools file; every problem becomes a ``ConfigError`` naming the file."""
-    data = read_toml(path, "tools file")
+    hint = "see the README's injected tools section"
+    data = read_toml(path, "tools file", hint)
     entries = data.get("tool", [])
     if not isinstance(entries, list):
-        raise ConfigError(f"{path}: expected [[tool]] tables")
-    tools = [tool_from_mapping(entry, f"{path}: tool #{i + 1}") for i, entry in enumerate(entries)]
-    no_duplicates(path, "tool", [tool.name for tool in tools])
+        raise ConfigError(f"{path}: expected [[tool]] tables", hint=hint)
     servers = data.get("mcp", [])
     if not isinstance(servers, list) or not all(isinstance(t, dict) for t in servers):
-        raise ConfigError(f"{path}: expected [[mcp]] tables")
+        raise ConfigError(f"{path}: expected [[mcp]] tables", hint=hint)
+    if not entries and not servers:
+        raise ConfigError(
+            f"{path}: no [[tool]] or [[mcp]] table (the file defines no tool)", hint=hint
+        )
+    tools = []
+    for i, entry in enumerate(entries):
+        where = f"{path}: tool #{i + 1}"
+        tool = tool_from_mapping(entry, where)
+        _check_complete(entry, tool, where)
+        tools.append(tool)
+    no_duplicates(path, "tool", [tool.name for tool in tools], hint)
     return ToolsFile(path, ToolSet.of(tools), tuple(servers))
 
 
-def no_duplicates(path: Path, what: str, names: list[str]) -> None:
+def no_duplicates(path: Path, what: str, names: list[str], hint: str | None = None) -> None:
     """A ``ConfigError`` naming the file when two entries share a name."""
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError(f"{path}: duplicate {what} names: {', '.join(dupes)}")
+        raise ConfigError(f"{path}: duplicate {what} names: {', '.join(dupes)}", hint=hint)
+
+
+def _check_complete(entry: Mapping[str, Any], tool: InjectedTool, where: str) -> None:
+    """What the model needs to call the tool, and a command that can start.
+
+    ``tool_from_mapping`` also builds tools from recordings and scenarios, which may
+    leave these out; a file an operator wrote must not."""
+    for key in ("description", "input_schema"):
+        if key not in entry:
+            raise ConfigError(
+                f"{where} ({tool.name}): missing {key!r}",
+                hint="the model is offered the tool with its description and input_schema",
+            )
+    if tool.command is not None and shutil.which(tool.command[0]) is None:
+        raise ConfigError(
+            f"{where} ({tool.name}): command {tool.command[0]!r} not found on PATH",
+            hint="install it, or give its full path",
+        )

@@ -74,10 +74,15 @@ async def test_serve_announces_serves_and_stops_on_a_signal(stop: signal.Signals
     assert rest == b""  # exactly one line on stdout
     log = errors.decode()
     assert re.search(r"GET /healthz 200 \d+ms", log), log
-    # One line per request, however long, with route, status, duration, attempts, keys.
+    # One line per request, however long, with route, status, duration, attempts, keys,
+    # and for a failure its cause, as an error.
     assert re.search(
-        r"\n\S+ INFO +POST /anthropic/v1/messages 502 \d+ms attempts=1 keys=sk-a…WXYZ\n", log
+        r"\n\S+ ERROR +POST /anthropic/v1/messages 502 \d+ms attempts=1 keys=sk-a…WXYZ "
+        r'error="upstream unreachable: [^"]+"\n',
+        log,
     ), log
+    assert re.search(rf"INFO +{stop.name}: shutting down; \d+ request\(s\) in flight", log), log
+    assert log.endswith(" INFO    stopped\n"), log
     assert SECRET not in log
     assert SECRET[4:-4] not in log
     assert SECRET not in status.text
@@ -129,7 +134,9 @@ def test_bad_tools_file_is_a_one_line_error(tmp_path: object) -> None:
     assert done.stdout == ""
 
 
-async def test_sigterm_gives_in_flight_requests_the_grace_period(nursery: trio.Nursery) -> None:
+async def test_sigterm_past_the_grace_ends_the_stream_with_an_sse_error_event(
+    nursery: trio.Nursery,
+) -> None:
     # An upstream that starts a stream and then never finishes it.
     stalled = Reply.sse(
         [("message_start", {"type": "message_start", "message": {"usage": {}}})],
@@ -140,9 +147,10 @@ async def test_sigterm_gives_in_flight_requests_the_grace_period(nursery: trio.N
     upstream_server = Server(upstream)
     host, port = await nursery.start(upstream_server.serve_tcp, "127.0.0.1", 0)
     process = await open_serve(
-        "--anthropic-base-url", f"http://{host}:{port}", "--grace-period", "1"
+        "--anthropic-base-url", f"http://{host}:{port}", "--grace-period", "1", stderr=True
     )
     assert process.stdout is not None
+    assert process.stderr is not None
     try:
         with trio.fail_after(30):
             line = await _read_line(process.stdout)
@@ -160,16 +168,24 @@ async def test_sigterm_gives_in_flight_requests_the_grace_period(nursery: trio.N
                 assert b"message_start" in await chunks.__anext__()
                 process.send_signal(signal.SIGTERM)
                 signalled = trio.current_time()
-                with pytest.raises(httpx.RemoteProtocolError):
-                    await chunks.__anext__()  # cut once the grace period is over
+                rest = b"".join([chunk async for chunk in chunks])  # ends cleanly
                 cut_after = trio.current_time() - signalled
         with trio.fail_after(30):
             code = await process.wait()
+            log = b"".join([chunk async for chunk in process.stderr]).decode()
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
         await process.stdout.aclose()
+        await process.stderr.aclose()
         upstream_server.shutdown()
     assert code == 0
     assert 0.9 < cut_after < 5
+    # the client reads why its stream ended, as Anthropic would say it
+    assert rest == (
+        b"event: error\n"
+        b'data: {"type":"error","error":{"type":"api_error","message":"proxy shutting down"}}\n\n'
+    )
+    assert re.search(r"WARNING POST /anthropic/v1/messages 200 \d+ms .*cancelled\n", log), log
+    assert "stream cut at the end of the 1 s grace period; sent an error event" in log, log

@@ -150,19 +150,62 @@ def test_a_cut_last_line_is_reported_and_skipped() -> None:
     assert fixture.warnings == ["f:3: truncated last line skipped (a crash mid-write?)"]
 
 
-def test_writer_appends_and_drops_a_cut_line_before_appending(tmp_path: Path) -> None:
+def test_writer_moves_a_cut_line_aside_before_appending(tmp_path: Path) -> None:
     path = tmp_path / "rec.jsonl"
     writer = FixtureWriter(path)
     writer(make_record())
     writer.close()
-    with path.open("a") as f:
-        f.write('{"api": "anthr')  # what a crash mid-write leaves
-    assert load_fixture(path).warnings
-    writer = FixtureWriter(path)
+    whole = path.read_bytes()
+    for n, cut in enumerate(['{"api": "anthr', '{"api": "open']):
+        with path.open("a") as f:
+            f.write(cut)  # what a crash mid-write leaves
+        assert load_fixture(path).warnings
+        writer = FixtureWriter(path)
+        assert path.read_bytes() == whole  # the cut line is gone from the fixture...
+        aside = tmp_path / ("rec.jsonl.cut" if n == 0 else "rec.jsonl.cut.1")
+        assert aside.read_text() == cut  # ...and kept beside it, byte for byte
+        writer(make_record())
+        writer.close()
+        whole = path.read_bytes()
+    fixture = load_fixture(path)
+    assert (len(fixture.interceptions), fixture.warnings) == (3, [])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"a\nb", b"a\nb\n", b"\xff\xfe\n", b'{"not": "a header"}\n', b"just text, no newline"],
+)
+def test_writer_refuses_a_file_that_is_not_a_fixture_and_leaves_it_alone(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(FixtureError, match="is not an aibridge fixture"):
+        FixtureWriter(path)
+    assert path.read_bytes() == content
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_file_the_writer_created_and_wrote_nothing_to_is_removed(tmp_path: Path) -> None:
+    path = tmp_path / "rec.jsonl"
+    FixtureWriter(path).close()  # a proxy that failed to start, or served nothing
+    assert not path.exists()
+    path.write_bytes(b"")  # the user's own empty file stays, as a fixture now
+    FixtureWriter(path).close()
+    assert load_fixture(path).interceptions == []
+
+
+def test_writer_refuses_a_fixture_recorded_with_other_settings(tmp_path: Path) -> None:
+    path = tmp_path / "rec.jsonl"
+    writer = FixtureWriter(path, proxy={"stream_initiation": "lazy", "max_iterations": 10})
     writer(make_record())
     writer.close()
-    fixture = load_fixture(path)
-    assert (len(fixture.interceptions), fixture.warnings) == (2, [])
+    before = path.read_bytes()
+    with pytest.raises(FixtureError, match=r"stream_initiation=lazy.*this proxy: .*eager"):
+        FixtureWriter(path, proxy={"stream_initiation": "eager", "max_iterations": 10})
+    assert path.read_bytes() == before
+    FixtureWriter(path, proxy={"stream_initiation": "lazy", "max_iterations": 10}).close()
+    assert path.read_bytes() == before  # the same settings: appended to, header kept
 
 
 def test_writer_scrubs_keys_and_extra_headers(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from aibridge_cli.tools import ToolImage, ToolOutcome, load_tools_file
 def test_a_tools_file_holds_tools_and_mcp_servers(tmp_path: Path) -> None:
     path = tmp_path / "tools.toml"
     path.write_text(
-        '[[tool]]\nname = "canned"\nresult = "ok"\n'
+        '[[tool]]\nname = "canned"\nresult = "ok"\ndescription = "d"\ninput_schema = {}\n'
         '[[mcp]]\nname = "fs"\ncommand = ["fs-server", "--root", "/tmp"]\n'
         'env = {LEVEL = "debug"}\nallow = "^read"\ntimeout = 5\n'
         '[[mcp]]\nname = "web"\nurl = "http://127.0.0.1:9/mcp"\n'

@@ -195,6 +195,75 @@ async def test_header_timeout_answers_408_and_closes(
     assert await client.at_eof()
 
 
+async def test_a_body_sent_a_byte_a_second_is_cut_at_the_body_deadline(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The deadline is for the whole body: each byte used to restart the timeout, so a
+    # client trickling one byte a second held the connection open for ever.
+    app = SleepyApp()
+    config = ServerConfig(body_timeout=60.0)
+    client = connect(nursery, Server(app, config))
+    await client.stream.send_all(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+    start = trio.current_time()
+
+    async def trickle() -> None:
+        for _ in range(1000):
+            await trio.sleep(1)
+            try:
+                await client.stream.send_all(b"x")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    nursery.start_soon(trickle)
+    response = await client.read_response()
+    assert response.status == 408
+    assert b"request body timeout" in response.body
+    assert trio.current_time() - start == pytest.approx(60.0)
+    assert app.started == []
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 3, 1000])
+async def test_a_head_over_the_limit_is_431_however_it_arrives(
+    nursery: trio.Nursery, pieces: int
+) -> None:
+    # h11 checks its limit only while a head is incomplete: a head that arrived whole in
+    # one or two reads got through at up to twice the limit.
+    app = SleepyApp()
+    limit = 64 * 1024
+    client = connect(nursery, Server(app, ServerConfig(max_header_size=limit)))
+    head = b"GET /x HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (limit + 1) + b"\r\n\r\n"
+    size = -(-len(head) // pieces)
+    for i in range(0, len(head), size):
+        await client.stream.send_all(head[i : i + size])
+    response = await client.read_response()
+    assert response.status == 431
+    assert app.started == []
+
+
+async def test_a_head_at_the_limit_is_served(nursery: trio.Nursery) -> None:
+    app = SleepyApp()
+    limit = 64 * 1024
+    client = connect(nursery, Server(app, ServerConfig(max_header_size=limit)))
+    start = b"GET /x HTTP/1.1\r\nHost: x\r\nX-Big: "
+    head = start + b"a" * (limit - len(start) - 4) + b"\r\n\r\n"
+    assert len(head) == limit
+    await client.stream.send_all(head)
+    response = await client.read_response()
+    assert response.status == 200
+
+
+async def test_a_long_path_is_cut_in_the_log(
+    nursery: trio.Nursery, bridge: BridgeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = connect(nursery, Server(bridge))
+    path = "/" + "p" * 50_000
+    response = await client.request("GET", path)
+    assert response.status == 404
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "aibridge.requests"]
+    assert line.startswith("GET /" + "p" * 199 + "…(+49801 chars) 404 ")
+    assert len(line) < 300
+
+
 async def test_idle_keep_alive_connection_closes_after_the_keep_alive_timeout(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

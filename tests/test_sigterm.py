@@ -1,5 +1,6 @@
 """SIGTERM during streams: in-flight streams finish within the grace period, later ones are
-cut at its end, and the recording holds one complete line per interception."""
+cut at its end with an SSE error event, and the recording holds one complete line per
+interception."""
 
 from __future__ import annotations
 
@@ -78,7 +79,14 @@ async def test_sigterm_lets_streams_finish_within_the_grace_and_records_them_who
     assert isinstance(slow, httpx.Response)
     assert slow.status_code == 200
     assert [e.event for e in parse_sse_strictly(slow.content)][-1] == "message_stop"
-    assert isinstance(results["stuck"], httpx.HTTPError)  # cut at the end of the grace
+    stuck = results["stuck"]  # cut at the end of the grace, told why in its own shape
+    assert isinstance(stuck, httpx.Response)
+    events = parse_sse_strictly(stuck.content)
+    assert events[-1].event == "error"
+    assert json.loads(events[-1].data) == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "proxy shutting down"},
+    }
     assert trio.current_time() - sigterm_at == pytest.approx(10.0, abs=0.1)
 
     writer.close()

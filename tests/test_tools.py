@@ -35,12 +35,14 @@ result = "sunny"
 [[tool]]
 name = "bmcp_upper"
 description = "Upper-case the city"
+input_schema = {{ type = "object" }}
 command = [{sys.executable!r}, "-c", {ECHO_UPPER!r}]
 timeout = 5
 
 [[tool]]
 name = "bmcp_broken"
 description = "Always fails"
+input_schema = {{ type = "object" }}
 error = "backend down"
 """,
     )
@@ -60,6 +62,9 @@ error = "backend down"
     assert len(tools) == 3
 
 
+COMPLETE = "[[tool]]\nname = 'a'\ndescription = 'd'\ninput_schema = {}\n"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -77,9 +82,16 @@ error = "backend down"
             "'timeout' must be a positive number",
         ),
         (
-            "[[tool]]\nname = 'a'\nresult = 'x'\n[[tool]]\nname = 'a'\nresult = 'y'\n",
+            f"{COMPLETE}result = 'x'\n{COMPLETE}result = 'y'\n",
             "duplicate tool names: a",
         ),
+        ("[[tool]]\nname = 'a'\nresult = 'x'\ninput_schema = {}\n", "missing 'description'"),
+        ("[[tool]]\nname = 'a'\nresult = 'x'\ndescription = 'd'\n", "missing 'input_schema'"),
+        (
+            f"{COMPLETE}command = ['aibridge-no-such-binary']\n",
+            "command 'aibridge-no-such-binary' not found on PATH",
+        ),
+        ("# no tools\n", "no [[tool]] or [[mcp]] table"),
         ("tool = 3\n", "expected [[tool]] tables"),
         ("[[tool]\nname=", "not valid TOML"),
     ],

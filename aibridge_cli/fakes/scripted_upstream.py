@@ -35,7 +35,7 @@ def upstream_error(path: str, status: int, message: str) -> dict[str, Any]:
     return anthropic_error(kind_for_status(status), message)
 
 
-__all__ = ["Fault", "Reply", "ScriptedUpstream", "SeenRequest"]
+__all__ = ["Fault", "Reply", "ScriptedUpstream", "SeenRequest", "play_reply", "upstream_error"]
 
 Script = Callable[[SeenRequest, int], Reply]
 
@@ -76,7 +76,7 @@ class ScriptedUpstream:
         self.seen.append(seen)
         reply = self.next_reply(seen)
         async with self.answering() as answered:
-            await self._play(reply, writer)
+            await play_reply(reply, writer)
             answered()
 
     @asynccontextmanager
@@ -116,20 +116,22 @@ class ScriptedUpstream:
             return self.replies[index]
         return None
 
-    async def _play(self, reply: Reply, writer: ResponseWriter) -> None:
-        if reply.fault == "reset-before-body":
-            raise AbortConnection()
-        await writer.start(reply.status, list(reply.headers))
-        for i, chunk in enumerate(reply.chunks):
-            if reply.fault is not None and i == reply.fault_at:
-                if reply.fault == "stall":
-                    await trio.sleep_forever()
-                raise AbortConnection()
-            delay = reply.delays[i] if i < len(reply.delays) else 0.0
-            if delay:
-                await trio.sleep(delay)
-            await writer.send(chunk)
-        if reply.fault is not None and reply.fault_at >= len(reply.chunks):
+
+async def play_reply(reply: Reply, writer: ResponseWriter) -> None:
+    """Write ``reply``: each chunk in its own send after its delay, then its fault."""
+    if reply.fault == "reset-before-body":
+        raise AbortConnection()
+    await writer.start(reply.status, list(reply.headers))
+    for i, chunk in enumerate(reply.chunks):
+        if reply.fault is not None and i == reply.fault_at:
             if reply.fault == "stall":
                 await trio.sleep_forever()
             raise AbortConnection()
+        delay = reply.delays[i] if i < len(reply.delays) else 0.0
+        if delay:
+            await trio.sleep(delay)
+        await writer.send(chunk)
+    if reply.fault is not None and reply.fault_at >= len(reply.chunks):
+        if reply.fault == "stall":
+            await trio.sleep_forever()
+        raise AbortConnection()

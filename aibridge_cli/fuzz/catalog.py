@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, FixtureError
 from ..sessions.builtin import list_builtin, load_builtin
-from ..sessions.fixture import Fixture, parse_fixture, provider_of
+from ..sessions.fixture import Fixture, is_pass_through, parse_fixture, provider_of
 from .scenario import Scenario
 
 
@@ -23,6 +23,8 @@ def fixture_scenarios(name: str, fixture: Fixture) -> list[Scenario]:
     records = fixture.interceptions
     out = []
     for i, record in enumerate(records):
+        if is_pass_through(record.api):
+            continue  # the fuzzer drives intercepted APIs; a pass-through has no grammar
         label = fixture.labels[i] if i < len(fixture.labels) and fixture.labels[i] else str(i)
         full = name if len(records) == 1 else f"{name}#{label}"
         out.append(

@@ -117,6 +117,8 @@ def fuzz(
     """Fuzz the proxy in a simulated world (or a running proxy, with --target).
 
     Exit status: 0 no failure, 1 a failure found, 2 a usage or setup error.
+
+    Example: aibridge fuzz --iterations 10000 --jobs 2 --seed 7 (aibridge fuzz --list: what)
     """
     from . import report
     from .campaign import Settings

@@ -104,6 +104,9 @@ _LOST_RESULT = "a tool's result missing from the next upstream request"
 ORACLES: dict[str, Oracle] = {oracle.name: oracle for oracle in _ORACLE_LIST}
 
 
+SWITCHING_PROTOCOLS = 101
+
+
 def profile_oracles(profile: Profile, skip: Collection[str] = ()) -> frozenset[str]:
     """The oracles a ``profile`` campaign judges, less ``skip``."""
     unknown = sorted(set(skip) - set(ORACLES))
@@ -211,8 +214,10 @@ def key_pool_problems(scenario: Scenario, plan: Plan, world: WorldResult) -> lis
             return problems
         key = keys[due]
         key.attempts += 1
-        if attempt.status is not None and attempt.status >= 400:
-            key.last = attempt.status  # the pool remembers the last error it saw
+        if attempt.status is not None and attempt.status != SWITCHING_PROTOCOLS:
+            # the pool remembers the last answer, a success too; a WebSocket's upgrade is
+            # the socket opening, whose messages may still be refused: not reported
+            key.last = attempt.status
         tried.add(due)
         if attempt.status == 429:
             key.until = max(key.until, attempt.time + _cooldown(attempt.retry_after, attempt.time))

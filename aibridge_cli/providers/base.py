@@ -137,6 +137,10 @@ def parse_request(raw: bytes, required: dict[str, tuple[Any, str]]) -> dict[str,
     for name, (kind, what) in required.items():
         if not isinstance(body.get(name), kind):
             raise RequestError(f"{name}: field required ({what})")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        # else "yes" would be read as a blocking request and fail on the SSE that comes back
+        raise RequestError(f"stream: must be true or false, not {stream!r}")
     return body
 
 

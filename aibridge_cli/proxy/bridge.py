@@ -404,17 +404,20 @@ class Interceptor:
             try:
                 received = list(response.headers.multi_items())
                 exchange.response.started(response.status_code, received)
+                # Every answer is reported, a success too: /aibridge/status shows it.
+                failover = key is not None and pool.report(
+                    key,
+                    response.status_code,
+                    response.headers.get("retry-after"),
+                    trio.current_time(),
+                    self.env.wall_clock(),
+                )
                 if response.status_code >= 400:
                     with translate_upstream_errors(exchange):
                         data = await response.aread()
                     exchange.response.wrote(data)
-                    if key is not None and pool.report(
-                        key,
-                        response.status_code,
-                        response.headers.get("retry-after"),
-                        trio.current_time(),
-                        self.env.wall_clock(),
-                    ):
+                    if failover:
+                        assert key is not None
                         log.info(
                             "key %s answered %d: failing over", key.masked, response.status_code
                         )
@@ -467,6 +470,7 @@ class Interceptor:
             raise self._loop_limit()
         except ClientFacingError as error:
             self.record.outcome = f"error: {error.message}"
+            self.record.error_status = error.status
             await write_error_response(self.api, writer, error)
 
     def _loop_limit(self) -> LoopLimitExceeded:
@@ -483,6 +487,7 @@ class Interceptor:
                     await self._loop(conversation, client)
                 except ClientFacingError as error:
                     self.record.outcome = f"error: {error.message}"
+                    self.record.error_status = error.status
                     await client.fail(error)
 
     async def _loop(self, conversation: Conversation, client: ClientStream) -> None:

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from ..config import DEFAULT_ANTHROPIC_URL, DEFAULT_OPENAI_URL, ServerConfig, UpstreamTimeouts
-from ..console import print_error, setup_logging
-from ..errors import AibridgeError
+from ..console import setup_logging
 from ..options import (
     AllowedHostOpt,
     AllowOriginOpt,
@@ -19,12 +18,18 @@ from ..options import (
     HostOpt,
     InitiationOpt,
     InsecureOpenOpt,
+    LogFormatOpt,
     LogLevelOpt,
+    MaxIterationsOpt,
     OpenAIKeyOpt,
     OpenAIURLOpt,
     PortOpt,
     ToolsOpt,
+    format_size,
     guard_config,
+    parse_grace,
+    parse_size,
+    parse_timeout,
     serve_options,
 )
 
@@ -38,26 +43,53 @@ def serve(
     openai_key: OpenAIKeyOpt = None,
     tools: ToolsOpt = None,
     stream_initiation: InitiationOpt = "eager",
-    max_iterations: Annotated[int, typer.Option(help="Bound on agentic-loop iterations.")] = 10,
+    max_iterations: MaxIterationsOpt = 10,
     max_body_size: Annotated[
-        int, typer.Option(help="Largest request body accepted, in bytes (larger: 413).")
+        int,
+        typer.Option(
+            metavar="SIZE",
+            parser=parse_size,
+            show_default=False,
+            help="Largest request body accepted (larger: 413): bytes, or 64KiB, 32MiB, 1GB; "
+            f"default {format_size(ServerConfig.max_body_size)}.",
+        ),
     ] = ServerConfig.max_body_size,
     connect_timeout: Annotated[
-        float, typer.Option(help="Upstream connect timeout, seconds.")
+        float,
+        typer.Option(metavar="SECONDS", parser=parse_timeout, help="Upstream connect timeout."),
     ] = UpstreamTimeouts.connect,
     read_timeout: Annotated[
-        float, typer.Option(help="Upstream idle-read timeout, seconds (no byte for this long).")
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            parser=parse_timeout,
+            help="Upstream idle-read timeout (no byte for this long).",
+        ),
     ] = UpstreamTimeouts.read,
     grace_period: Annotated[
-        float, typer.Option(help="Seconds in-flight requests get on Ctrl-C/SIGTERM.")
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            parser=parse_grace,
+            help="How long in-flight requests may finish after Ctrl-C/SIGTERM.",
+        ),
     ] = ServerConfig.grace_period,
     log_level: LogLevelOpt = "info",
+    log_format: LogFormatOpt = "text",
     record: Annotated[
-        Path | None, typer.Option("--record", help="Append each interception to this fixture.")
+        Path | None,
+        typer.Option(
+            "--record",
+            metavar="FIXTURE",
+            help="Append each interception to this fixture (a new file, or one this proxy "
+            "recorded with the same settings).",
+        ),
     ] = None,
     redact: Annotated[
         list[str] | None,
-        typer.Option("--redact", help="Another header kept out of recordings; repeat for more."),
+        typer.Option(
+            "--redact", metavar="HEADER", help="Another header kept out of recordings; repeat."
+        ),
     ] = None,
     mcp_required: Annotated[
         bool,
@@ -68,7 +100,10 @@ def serve(
     auth_token: AuthTokenOpt = None,
     insecure_open: InsecureOpenOpt = False,
 ) -> None:
-    """Run the proxy. Prints 'listening on http://HOST:PORT' when ready."""
+    """Run the proxy. Prints 'listening on http://HOST:PORT' when ready.
+
+    Example: aibridge serve --port 8080 --anthropic-key "$ANTHROPIC_API_KEY" --record s.jsonl
+    """
     from functools import partial
 
     import trio
@@ -76,38 +111,33 @@ def serve(
     from ..sessions.recording import open_recorder
     from .run import build_app, proxy_guard, serve_proxy
 
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
+    options = serve_options(
+        host=host,
+        port=port,
+        anthropic_base_url=anthropic_base_url,
+        openai_base_url=openai_base_url,
+        anthropic_key=anthropic_key,
+        openai_key=openai_key,
+        tools=tools,
+        stream_initiation=stream_initiation,
+        max_iterations=max_iterations,
+        max_body_size=max_body_size,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        grace_period=grace_period,
+        redact=redact or (),
+        mcp_required=mcp_required,
+        guard=guard_config(allowed_host, allow_origin, auth_token, insecure_open),
+    )
+    guard = proxy_guard(options)  # before anything is opened: it may refuse the options
+    recorder = open_recorder(record, options) if record else None
     try:
-        options = serve_options(
-            host=host,
-            port=port,
-            anthropic_base_url=anthropic_base_url,
-            openai_base_url=openai_base_url,
-            anthropic_key=anthropic_key,
-            openai_key=openai_key,
-            tools=tools,
-            stream_initiation=stream_initiation,
-            max_iterations=max_iterations,
-            max_body_size=max_body_size,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            grace_period=grace_period,
-            redact=redact or (),
-            mcp_required=mcp_required,
-            guard=guard_config(allowed_host, allow_origin, auth_token, insecure_open),
-        )
-        guard = proxy_guard(options)  # before anything is opened: it may refuse the options
-        recorder = open_recorder(record, options) if record else None
         bridge = build_app(options, recorder=recorder)
         trio.run(partial(serve_proxy, bridge, options, guard=guard))
-    except AibridgeError as exc:
-        print_error(str(exc))
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        print_error(f"cannot listen on {host}:{port}: {exc.strerror}")
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    finally:
+        if recorder is not None:
+            recorder.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,8 @@ provider's prefix is passed through (``passthrough.py``); ``/healthz`` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from .bridge import (
     write_error_response,
 )
 from .passthrough import PassThrough, maybe_json, pass_through_for, relay
-from .server import Request, ResponseWriter, Upgrade, UpgradeHandler
+from .server import Request, ResponseWriter, Upgrade, UpgradeHandler, loggable
 from .ws_server import ResponsesSocket, wants_websocket
 
 log = logging.getLogger("aibridge.requests")
@@ -69,6 +70,63 @@ def error_shape_for(path: str) -> ErrorShaper:
     return lambda kind, message: anthropic_error(kind, message)  # type: ignore[arg-type]
 
 
+def error_response(target: str, status: int, message: str) -> tuple[Headers, bytes]:
+    """An error the proxy answers itself, in the shape of the provider its path names."""
+    shaper = error_shape_for(target.split("?", 1)[0])
+    body = dumps(shaper(kind_for_status(status), message)).encode()
+    return [("content-type", "application/json")], body
+
+
+@dataclass
+class Outcome:
+    """How an interception ended, for its log line: a status 200 says nothing of a stream
+    that broke after it, so the line names what went wrong and its cause."""
+
+    problem: str | None = None  # "error", "cancelled", "disconnected" or "rejected"
+    cause: str = ""
+    status: int | None = None  # what the error stood for, in a stream too
+
+    def of(self, recorded: str, status: int | None = None) -> None:
+        """Read the interception's recorded outcome (``"ok"``, ``"error: ..."``, ...)."""
+        self.status = status
+        for prefix, problem in _PROBLEMS:
+            if recorded.startswith(prefix):
+                self.problem = problem
+                self.cause = recorded.removeprefix(prefix).lstrip(":").strip()
+                return
+
+    @contextmanager
+    def noting(self, record: Interception) -> Iterator[None]:
+        """Read the record's outcome once the request is over, however it ended."""
+        try:
+            yield
+        finally:
+            self.of(record.outcome, record.error_status)
+
+    def suffix(self) -> str:
+        """What the log line adds: `` error="upstream connection lost: ..."``."""
+        if self.problem is None:
+            return ""
+        return f' {self.problem}="{self.cause}"' if self.cause else f" {self.problem}"
+
+    def level(self) -> int:
+        """An error for a failure of the upstream or the proxy (5xx, in a stream too), a
+        warning for a refusal (a 429, a 401...) or a cut; what the client got wrong, info."""
+        if self.problem == "error":
+            return logging.ERROR if self.status is None or self.status >= 500 else logging.WARNING
+        if self.problem in ("cancelled", "disconnected"):
+            return logging.WARNING
+        return logging.INFO
+
+
+_PROBLEMS = (
+    ("error", "error"),
+    ("cancelled", "cancelled"),
+    ("client disconnected", "disconnected"),
+    ("rejected", "rejected"),
+)
+
+
 @dataclass
 class BridgeApp:
     """The aibridge proxy as an ``App`` for the HTTP server."""
@@ -102,9 +160,15 @@ class BridgeApp:
         return serve
 
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
-        shaper = error_shape_for(target.split("?", 1)[0])
-        body = dumps(shaper(kind_for_status(status), message)).encode()
-        return [("content-type", "application/json")], body
+        return error_response(target, status, message)
+
+    def stream_error_frame(self, target: str, message: str) -> bytes | None:
+        """An in-stream ``api_error`` in the shape of the intercepted API at ``target``."""
+        path = target.split("?", 1)[0]
+        route = next((r for (_, p), r in ROUTES.items() if p == path), None)
+        if route is None:
+            return None  # a pass-through's stream is the upstream's: not ours to end
+        return route.api.error_frame(route.api.error_body("api_error", message))
 
     async def _reply_error(
         self,
@@ -120,18 +184,21 @@ class BridgeApp:
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
         started = trio.current_time()
         note = ""
+        outcome = Outcome()
         try:
-            note = await self._dispatch(request, writer)
+            note = await self._dispatch(request, writer, outcome)
         finally:
             self.requests_served += 1
             elapsed = (trio.current_time() - started) * 1000
-            log.info(
-                "%s %s %s %.0fms%s",
+            log.log(
+                outcome.level(),
+                "%s %s %s %.0fms%s%s",
                 request.method,
-                request.path,
+                loggable(request.path),
                 writer.status if writer.status is not None else "-",
                 elapsed,
                 note,
+                outcome.suffix(),
             )
 
     def streams_body(self, method: str, target: str) -> bool:
@@ -139,7 +206,7 @@ class BridgeApp:
         path = target.split("?", 1)[0]
         return (method, path) not in ROUTES and pass_through_for(path) is not None
 
-    async def _dispatch(self, request: Request, writer: ResponseWriter) -> str:
+    async def _dispatch(self, request: Request, writer: ResponseWriter, outcome: Outcome) -> str:
         path = request.path
         if path in LOCAL_PATHS:
             if request.method not in LOCAL_METHODS:
@@ -151,12 +218,12 @@ class BridgeApp:
             return ""
         route = ROUTES.get((request.method, path))
         if route is not None:
-            return await self._intercept(route.api, request, writer)
+            return await self._intercept(route.api, request, writer, outcome)
         prefix = pass_through_for(path)
         if prefix is None:
             await self._reply_error(request, writer, 404, f"no route for {request.method} {path}")
             return ""
-        return await self._pass_through(prefix, request, writer)
+        return await self._pass_through(prefix, request, writer, outcome)
 
     def status(self) -> dict[str, Any]:
         now = trio.current_time()
@@ -187,11 +254,13 @@ class BridgeApp:
         writer.observer = record.response
         return record
 
-    async def _intercept(self, api: API, request: Request, writer: ResponseWriter) -> str:
+    async def _intercept(
+        self, api: API, request: Request, writer: ResponseWriter, outcome: Outcome
+    ) -> str:
         tools = self.env.toolset()  # this request's, though MCP servers change meanwhile
         offered = [tool.to_toml_fields() for tool in tools]
         record = self._new_record(api.name, request, writer, offered)
-        with recorded(record, self.recorder):
+        with outcome.noting(record), recorded(record, self.recorder):
             try:
                 body = api.validate(request.body)
             except RequestError as error:
@@ -212,15 +281,17 @@ class BridgeApp:
         return f" attempts={len(record.upstream)}" + (f" keys={keys}" if keys else "")
 
     async def _pass_through(
-        self, prefix: PassThrough, request: Request, writer: ResponseWriter
+        self, prefix: PassThrough, request: Request, writer: ResponseWriter, outcome: Outcome
     ) -> str:
-        with recorded(self._new_record(prefix.api, request, writer, []), self.recorder) as record:
+        record = self._new_record(prefix.api, request, writer, [])
+        with outcome.noting(record), recorded(record, self.recorder):
             try:
                 return await relay(
                     prefix, self.upstreams[prefix.provider], self.env, request, writer, record
                 )
             except ClientFacingError as error:  # nothing was written yet
                 record.outcome = f"error: {error.message}"
+                record.error_status = error.status
                 headers, body = self.error_response(request.target, error.status, error.message)
                 if error.retry_after is not None:
                     headers.append(("retry-after", str(error.retry_after)))

@@ -7,12 +7,13 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import httpcore
 import trio
 
 from ..config import BridgeConfig, ServeOptions
-from ..errors import ConfigError, McpUnavailable
+from ..errors import ConfigError, McpUnavailable, TargetUnreachable
 from ..interception import Recorder
 from ..mcp_tools.config import mcp_servers
 from ..tools import ToolServers, ToolSet, ToolsFile, load_tools_file
@@ -25,6 +26,10 @@ from .upstream_client import make_client
 from .ws_upstream import WebSocketDialer
 
 log = logging.getLogger("aibridge.server")
+
+# How long a --target proxy gets to accept a connection before a replay or a black-box
+# campaign is called off.
+TARGET_CONNECT_TIMEOUT = 5.0
 
 
 def build_app(
@@ -156,12 +161,39 @@ async def serve_until_signalled(
             sys.stdout.flush()
         task_status.started((bound_host, bound_port))
         await server.stopped.wait()
+        log.info("stopped")
         nursery.cancel_scope.cancel()
 
 
 async def _watch_signals(server: Server) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
+        async for signum in signals:
             if server.shutting_down:
+                log.warning("second signal: stopping now")
                 raise KeyboardInterrupt  # a second signal: stop now
+            busy = sum(1 for c in server.connections if not c.idle)
+            log.info(
+                "%s: shutting down; %d request(s) in flight get %g s to finish",
+                signal.Signals(signum).name,
+                busy,
+                server.config.grace_period,
+            )
             server.shutdown()
+
+
+async def check_target(url: str) -> None:
+    """Fail at once, not with every request, when nothing listens at the proxy ``url``
+    (replay's and fuzz's --target)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with trio.fail_after(TARGET_CONNECT_TIMEOUT):
+            stream = await trio.open_tcp_stream(host, port)
+    except (OSError, trio.TooSlowError) as exc:
+        why = "timed out" if isinstance(exc, trio.TooSlowError) else exc.strerror or str(exc)
+        raise TargetUnreachable(
+            f"cannot reach --target {url} ({why})",
+            hint="start the proxy there first (or leave out --target)",
+        ) from None
+    await stream.aclose()

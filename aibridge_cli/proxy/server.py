@@ -1,10 +1,13 @@
 """An HTTP/1.1 server on trio and h11 that serves any ``trio.abc.Stream``.
 
-One ``HTTPConnection`` owns one stream: it reads a request head under the header timeout,
-reads the body under the body timeout and size limit, then runs the app's handler while a
-watcher task reads the stream, so a client that goes away cancels the handler (and with it
-any upstream request) at once. Keep-alive cycles the same connection; shutdown lets
-in-flight requests finish within a grace period, then cuts them.
+One ``HTTPConnection`` owns one stream: it reads a request head within the header timeout
+and the head size limit, reads the body within the body timeout and size limit (each
+timeout a deadline for the whole head or body, however slowly its bytes trickle in; a
+streamed body bounds each wait instead), then
+runs the app's handler while a watcher task reads the stream, so a client that goes away
+cancels the handler (and with it any upstream request) at once. Keep-alive cycles the
+same connection; shutdown lets in-flight requests finish within a grace period, then cuts
+them, ending each cut event stream with an error event in its API's shape first.
 
 An app that relays bodies it does not read (``BodyStreamingApp``) may take a request's
 body as a stream instead: the handler then runs as soon as the head is in, and the watcher
@@ -15,6 +18,7 @@ app writes: the writer drops it, keeping the head (``content-length`` included) 
 from __future__ import annotations
 
 import logging
+import math
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -25,11 +29,25 @@ import h11
 import trio
 
 from ..config import ServerConfig
-from ..errors import ClientDisconnected
-from ..headers import Headers, header
+from ..errors import ClientDisconnected, ListenError
+from ..headers import Headers, header, media_type
 from .guard import Address, Admit, Guard, Preflight, Refuse
 
 log = logging.getLogger("aibridge.server")
+
+# A request target is logged up to this many characters: a 100 KB path is an attack or a
+# mistake, and one line of log is no place for it.
+LOGGED_TARGET_LIMIT = 200
+# How long a stream cut at the end of the grace period gets to take its error event.
+SHUTDOWN_NOTICE_TIMEOUT = 1.0
+SHUTDOWN_MESSAGE = "proxy shutting down"
+
+
+def loggable(target: str, limit: int = LOGGED_TARGET_LIMIT) -> str:
+    """``target`` cut to ``limit`` characters, saying how much was left out."""
+    if len(target) <= limit:
+        return target
+    return f"{target[:limit]}…(+{len(target) - limit} chars)"
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,16 @@ class BodyStreamingApp(Protocol):
 
     def streams_body(self, method: str, target: str) -> bool:
         """True when the request's body is relayed, not read: it is not buffered."""
+        ...
+
+
+@runtime_checkable
+class ShutdownNoticeApp(Protocol):
+    """An app that can say why an event stream is cut at the end of the grace period."""
+
+    def stream_error_frame(self, target: str, message: str) -> bytes | None:
+        """The last bytes of a cut event stream: an error event in the shape of the API at
+        ``target``, or None to cut it without one."""
         ...
 
 
@@ -266,7 +294,9 @@ class RequestBody:
         timeout = connection.config.body_timeout
         while True:
             try:
-                event = await connection.next_event(timeout)
+                # each wait, not the whole: a streamed upload may be large, and it is
+                # relayed as it comes rather than held
+                event = await connection.next_event(trio.current_time() + timeout)
             except h11.RemoteProtocolError as exc:
                 raise ClientDisconnected(f"request body cut short: {exc}") from None
             if event is None:
@@ -314,6 +344,10 @@ class HTTPConnection:
         self._streams_body = app.streams_body if isinstance(app, BodyStreamingApp) else None
         # Asked once per connection, for the guard's Host check.
         self.local = _local_address(stream) if server.guard is not None else None
+        self.received = 0  # bytes fed to h11 since the current request began
+        self.request: Request | None = None
+        self.writer: ResponseWriter | None = None
+        self.torn = False  # a send was cancelled part-way: the byte stream is not whole
 
     @property
     def closing(self) -> bool:
@@ -324,7 +358,11 @@ class HTTPConnection:
         data = b"".join(self.h11.send(event) or b"" for event in events)
         if data:
             with self._writing():
-                await self.stream.send_all(data)
+                try:
+                    await self.stream.send_all(data)
+                except trio.Cancelled:
+                    self.torn = True  # part of ``data`` may be out: nothing may follow it
+                    raise
 
     async def wait_writable(self) -> None:
         if _writable_now(self.stream):
@@ -382,6 +420,7 @@ class HTTPConnection:
                     # A bug in a handler must cost its connection, not the whole server.
                     log.error("request handler failed; closing the connection", exc_info=group)
         finally:
+            await self._end_cut_stream()
             # Also when the grace period's deadline cuts us: the socket must not leak.
             await self._close()
 
@@ -399,6 +438,40 @@ class HTTPConnection:
         await handler(Upgrade(request, self.stream, buffered, self.server.shutdown_started))
         return True
 
+    async def _end_cut_stream(self) -> None:
+        """At the end of the grace period, end an event stream that is being cut with an
+        error event, so its client reads why instead of a broken connection."""
+        writer, request = self.writer, self.request
+        if (
+            writer is None
+            or request is None
+            or not writer.started
+            or writer.finished
+            or self.torn
+            or self.peer_gone
+            or trio.current_time() < self.server.grace_deadline
+            or media_type(writer.headers) != "text/event-stream"
+        ):
+            return
+        if not isinstance(self.app, ShutdownNoticeApp):
+            return
+        frame = self.app.stream_error_frame(request.target, SHUTDOWN_MESSAGE)
+        if frame is None:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_NOTICE_TIMEOUT):
+            try:
+                await self.send_event(h11.Data(data=frame), h11.EndOfMessage())
+            except (ClientDisconnected, h11.LocalProtocolError):
+                return  # gone, or h11 will not send: the cut says the rest
+            writer.finished = True
+            log.warning(
+                "%s %s: stream cut at the end of the %g s grace period; sent an error event (%s)",
+                request.method,
+                loggable(request.path),
+                self.config.grace_period,
+                SHUTDOWN_MESSAGE,
+            )
+
     async def _close(self) -> None:
         # Closing may race a peer that already reset the socket: either way it is gone.
         with trio.CancelScope(shield=True):
@@ -413,14 +486,15 @@ class HTTPConnection:
             data = bytes(await self.stream.receive_some(65536))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
+        self.received += len(data)
         self.h11.receive_data(data)
         if not data:
             self.peer_gone = True
         return bool(data)
 
-    async def next_event(self, timeout: float) -> h11.Event | type[h11.PAUSED] | None:
-        """The next h11 event, reading as needed; None when the time ran out."""
-        with trio.move_on_after(timeout):
+    async def next_event(self, deadline: float) -> h11.Event | type[h11.PAUSED] | None:
+        """The next h11 event, reading as needed; None when the deadline passed."""
+        with trio.move_on_at(deadline):
             while True:
                 event = self.h11.next_event()
                 if event is not h11.NEED_DATA:
@@ -433,20 +507,32 @@ class HTTPConnection:
             self.config.header_timeout if self.cycles == 0 else self.config.keepalive_timeout
         )
         try:
-            if not self.h11.trailing_data[0]:
+            self.received = len(self.h11.trailing_data[0])  # pipelined bytes already read
+            if not self.received:
                 # Idle keep-alive: wait for the first byte of the next request.
                 with trio.move_on_after(first_wait) as idle_scope:
                     if not await self._receive():
                         return None
                 if idle_scope.cancelled_caught:
                     return None
-            head = await self.next_event(self.config.header_timeout)
+            head = await self.next_event(trio.current_time() + self.config.header_timeout)
             if head is None:
                 await self._reject(408, "request header timeout", target="/")
                 return None
             if not isinstance(head, h11.Request):
                 return None  # ConnectionClosed: the peer is done
             target = head.target.decode("latin-1")
+            # h11 checks its limit only while a head is incomplete, so a head that arrives
+            # whole in one or two reads may be up to twice as large: measured here exactly.
+            head_size = self.received - len(self.h11.trailing_data[0])
+            if head_size > self.config.max_header_size:
+                await self._reject(
+                    431,
+                    f"request head is {head_size} bytes, larger than the limit of "
+                    f"{self.config.max_header_size}",
+                    target=target,
+                )
+                return None
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
             method = head.method.decode("ascii")
             # A request that asks to upgrade is read whole (it has no body), so h11 reaches
@@ -475,8 +561,11 @@ class HTTPConnection:
             await self.send_event(h11.InformationalResponse(status_code=100, headers=[]))
         parts: list[bytes] = []
         size = 0
+        # One deadline for the whole body: a client sending a byte now and then must not
+        # hold the connection for ever.
+        deadline = trio.current_time() + self.config.body_timeout
         while True:
-            event = await self.next_event(self.config.body_timeout)
+            event = await self.next_event(deadline)
             if event is None:
                 await self._reject(408, "request body timeout", target=target)
                 return None
@@ -501,7 +590,7 @@ class HTTPConnection:
             await writer.respond(status, [*headers, ("connection", "close")], body)
         except (ClientDisconnected, h11.LocalProtocolError):
             pass  # the peer is gone or the state forbids an answer: closing says enough
-        log.info("rejected %s: %d %s", target, status, message)
+        log.info("rejected %s: %d %s", loggable(target), status, message)
 
     async def _admitted(self, request: Request) -> tuple[Request, Headers | None] | None:
         """The request as the guard lets it through (its token header dropped) and the CORS
@@ -519,6 +608,7 @@ class HTTPConnection:
 
     async def _handle(self, request: Request, cors: Headers | None) -> None:
         writer = ResponseWriter(self, head=request.method == "HEAD", cors=cors)
+        self.request, self.writer = request, writer
         async with trio.open_nursery() as nursery:
             if request.body_stream is not None:
                 # The body is still arriving: watch the peer once the handler has read it.
@@ -534,7 +624,7 @@ class HTTPConnection:
                     if writer.started or _is_disconnect(exc):
                         raise  # mid-response: cutting the connection is all that is left
                     # A bug in the app: answer in the app's error shape, not with silence.
-                    log.error("request handler failed on %s", request.path, exc_info=exc)
+                    log.error("request handler failed on %s", loggable(request.path), exc_info=exc)
                     headers, body = self.app.error_response(
                         request.target, 500, "internal error in the proxy"
                     )
@@ -615,6 +705,8 @@ class Server:
     guard: Guard | None = None  # None: every request goes to the app (fakes, memory pipes)
     shutting_down: bool = False
     connections: set[HTTPConnection] = field(default_factory=set)
+    # when the grace period ends and busy connections are cut (set at shutdown)
+    grace_deadline: float = math.inf
 
     def __post_init__(self) -> None:
         self._shutdown = trio.Event()
@@ -648,8 +740,14 @@ class Server:
         *,
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on host:port and serve until shutdown; reports the bound address."""
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        """Listen on host:port and serve until shutdown; reports the bound address.
+
+        An address that cannot be bound (taken, not this machine's, unresolvable) is a
+        ``ListenError`` naming it: the one failure an operator causes here."""
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:  # socket.gaierror included
+            raise ListenError(host, port, exc) from exc
         await self.serve_listeners(listeners, task_status=task_status)
 
     async def serve_listeners(
@@ -683,7 +781,8 @@ class Server:
                 with trio.CancelScope(shield=True):
                     for listener in listeners:
                         await listener.aclose()
-            connections.cancel_scope.deadline = trio.current_time() + self.config.grace_period
+            self.grace_deadline = trio.current_time() + self.config.grace_period
+            connections.cancel_scope.deadline = self.grace_deadline
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:

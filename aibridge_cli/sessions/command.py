@@ -8,28 +8,35 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from ..config import DEFAULT_ANTHROPIC_URL, DEFAULT_OPENAI_URL, GuardConfig, ServeOptions
 from ..console import print_error, report_out, setup_logging, stderr, stdout
-from ..errors import AibridgeError, FixtureError
+from ..errors import CommandNotRunnable, FixtureError
 from ..options import (
     AllowedHostOpt,
     AllowOriginOpt,
     AnthropicKeyOpt,
     AnthropicURLOpt,
+    HostOpt,
     InitiationOpt,
+    LogFormatOpt,
     LogLevelOpt,
+    MaxIterationsOpt,
     OpenAIKeyOpt,
     OpenAIURLOpt,
+    PortOpt,
     ToolsOpt,
     guard_config,
+    parse_base_url,
+    parse_port,
     serve_options,
 )
 
@@ -37,7 +44,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from .fixture import Fixture
-    from .mock import MockUpstream, Timing
+    from .mock import MockUpstream
     from .recording import FixtureWriter
     from .replay import FixtureResult
     from .summary import Summary
@@ -46,40 +53,16 @@ RedactOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--redact",
+        metavar="HEADER",
         help="Another header whose value never reaches the fixture (x-api-key, authorization "
         "and cookie always are); repeat for more.",
     ),
 ]
+# the same values as ``mock.Timing``, spelled here so the help loads no sessions code
 TimingOpt = Annotated[
-    str, typer.Option(help="recorded: reproduce the recorded gaps between chunks; fast: none.")
+    Literal["recorded", "fast"],
+    typer.Option(help="recorded: reproduce the recorded gaps between chunks; fast: none."),
 ]
-
-
-@contextmanager
-def exits_on_errors(os_error: str, os_code: int = 2) -> Iterator[None]:
-    """Domain errors become one red line and exit 2; ``os_error`` says what an OSError meant."""
-    try:
-        yield
-    except (AibridgeError, OSError, BaseExceptionGroup) as exc:
-        # An error raised in a nursery's body arrives wrapped in a group of one.
-        leaf: BaseException = exc
-        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
-            leaf = leaf.exceptions[0]
-        if isinstance(leaf, AibridgeError):
-            print_error(str(leaf))
-            raise typer.Exit(2) from None
-        if isinstance(leaf, OSError):
-            print_error(f"{os_error}: {leaf.strerror}")
-            raise typer.Exit(os_code) from None
-        raise
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-def _timing(value: str) -> Timing:
-    if value not in ("recorded", "fast"):
-        raise FixtureError(f"--timing must be recorded or fast, not {value!r}")
-    return "recorded" if value == "recorded" else "fast"
 
 
 # -- record --------------------------------------------------------------------------------
@@ -95,7 +78,7 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(partial(serve_proxy, bridge, options, announce=False))
         base = f"http://{host}:{port}"
-        stderr.print(f"recording to {writer.path} through {base}", highlight=False)
+        stderr.print(f"recording to {writer.path} through {base}", highlight=False, soft_wrap=True)
         env = {
             **os.environ,
             "ANTHROPIC_BASE_URL": f"{base}/anthropic",
@@ -103,6 +86,11 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
         }
         try:
             done = await trio.run_process(argv, check=False, env=env, stdin=None)
+        except OSError as exc:
+            raise CommandNotRunnable(
+                f"cannot run {argv[0]} ({exc.strerror or exc})",
+                hint="check the command after -- and your PATH",
+            ) from None
         finally:
             nursery.cancel_scope.cancel()
     code = done.returncode
@@ -110,44 +98,69 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
 
 
 def record(
-    command: Annotated[list[str], typer.Argument(help="The command to run, after --.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Fixture file to append to.")],
+    command: Annotated[
+        list[str], typer.Argument(metavar="COMMAND", help="The command to run, after --.")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FIXTURE",
+            help="Fixture to record to: a new file, or one recorded with the same settings.",
+        ),
+    ],
     anthropic_key: AnthropicKeyOpt = None,
     openai_key: OpenAIKeyOpt = None,
     tools: ToolsOpt = None,
     redact: RedactOpt = None,
     anthropic_base_url: AnthropicURLOpt = DEFAULT_ANTHROPIC_URL,
     openai_base_url: OpenAIURLOpt = DEFAULT_OPENAI_URL,
-    port: Annotated[int, typer.Option(help="Port for the proxy; 0 picks a free one.")] = 0,
+    port: PortOpt = 0,
     stream_initiation: InitiationOpt = "eager",
-    max_iterations: Annotated[int, typer.Option(help="Bound on agentic-loop iterations.")] = 10,
+    max_iterations: MaxIterationsOpt = 10,
     log_level: LogLevelOpt = "warning",
+    log_format: LogFormatOpt = "text",
 ) -> None:
-    """Run COMMAND with ANTHROPIC_BASE_URL and OPENAI_BASE_URL pointing at a recording proxy."""
+    """Run COMMAND with ANTHROPIC_BASE_URL and OPENAI_BASE_URL pointing at a recording proxy.
+
+    Exits with COMMAND's status (127 when it cannot start).
+
+    Example: aibridge record -o session.jsonl -- claude -p "hello"
+    """
     import trio
 
     from .recording import open_recorder
 
-    setup_logging(log_level)
-    with exits_on_errors(f"cannot run {command[0]}", 127):
-        options = serve_options(
-            host="127.0.0.1",
-            port=port,
-            anthropic_base_url=anthropic_base_url,
-            openai_base_url=openai_base_url,
-            anthropic_key=anthropic_key,
-            openai_key=openai_key,
-            tools=tools,
-            stream_initiation=stream_initiation,
-            max_iterations=max_iterations,
-            redact=redact or (),
+    setup_logging(log_level, log_format)
+    if shutil.which(command[0]) is None:
+        # before a proxy starts and a fixture is created for a session that cannot happen
+        raise CommandNotRunnable(
+            f"cannot run {command[0]} (not found)", hint="check the command after -- and your PATH"
         )
-        writer = open_recorder(output, options)
-        try:
-            code = trio.run(record_command, options, writer, command)
-        finally:
-            writer.close()
-    stderr.print(f"recorded {writer.written} interceptions to {output}", highlight=False)
+    options = serve_options(
+        host="127.0.0.1",
+        port=port,
+        anthropic_base_url=anthropic_base_url,
+        openai_base_url=openai_base_url,
+        anthropic_key=anthropic_key,
+        openai_key=openai_key,
+        tools=tools,
+        stream_initiation=stream_initiation,
+        max_iterations=max_iterations,
+        redact=redact or (),
+    )
+    writer = open_recorder(output, options)
+    try:
+        code = trio.run(record_command, options, writer, command)
+    finally:
+        writer.close()
+    done = (
+        f"recorded {writer.written} interceptions to {output}"
+        if writer.written or not writer.created
+        else f"recorded nothing: {output} not created"
+    )
+    stderr.print(done, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -165,29 +178,35 @@ async def serve_mock(mock: MockUpstream, host: str, port: int, guard: GuardConfi
 
 
 def mock(
-    fixtures: Annotated[list[Path], typer.Argument(help="Fixture files to serve, in order.")],
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 0,
+    fixtures: Annotated[
+        list[Path], typer.Argument(metavar="FIXTURE", help="Fixture files to serve, in order.")
+    ],
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 0,
     timing: TimingOpt = "recorded",
     log_level: LogLevelOpt = "info",
+    log_format: LogFormatOpt = "text",
     allowed_host: AllowedHostOpt = None,
     allow_origin: AllowOriginOpt = None,
 ) -> None:
-    """Serve the recorded upstream exchanges as a fake Anthropic/OpenAI server."""
+    """Serve the recorded upstream exchanges as a fake Anthropic/OpenAI server.
+
+    Example: aibridge mock session.jsonl --port 9000, then
+    ANTHROPIC_BASE_URL=http://127.0.0.1:9000 or OPENAI_BASE_URL=http://127.0.0.1:9000/v1
+    """
     import trio
 
     from .mock import MockUpstream
     from .recording import load_fixture
 
-    setup_logging(log_level)
-    with exits_on_errors(f"cannot listen on {host}:{port}"):
-        loaded = [load_fixture(path) for path in fixtures]
-        for fixture in loaded:
-            for warning in fixture.warnings:
-                stderr.print(f"warning: {warning}", highlight=False)
-        upstream = MockUpstream(loaded, _timing(timing))
-        guard = guard_config(allowed_host, allow_origin)
-        trio.run(serve_mock, upstream, host, port, guard)
+    setup_logging(log_level, log_format)
+    loaded = [load_fixture(path) for path in fixtures]
+    for fixture in loaded:
+        for warning in fixture.warnings:
+            stderr.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+    upstream = MockUpstream(loaded, timing)
+    guard = guard_config(allowed_host, allow_origin)
+    trio.run(serve_mock, upstream, host, port, guard)
 
 
 # -- replay --------------------------------------------------------------------------------
@@ -221,12 +240,21 @@ def format_result(result: FixtureResult, max_lines: int = 20) -> RenderableType:
 
 
 async def replay_all(
-    fixtures: list[Fixture], target: str | None, upstream_port: int, timing: Timing
+    fixtures: list[Fixture],
+    target: str | None,
+    upstream_port: int,
+    timing: Literal["recorded", "fast"],
+    replayed: Callable[[], None],
 ) -> list[FixtureResult]:
+    from ..proxy.run import check_target
     from .replay import replay_fixture
 
+    if target is not None:
+        await check_target(target)
     return [
-        await replay_fixture(f, target=target, upstream_port=upstream_port, timing=timing)
+        await replay_fixture(
+            f, target=target, upstream_port=upstream_port, timing=timing, replayed=replayed
+        )
         for f in fixtures
     ]
 
@@ -234,39 +262,63 @@ async def replay_all(
 def replay(
     fixtures: Annotated[
         list[str] | None,
-        typer.Argument(help="Fixture files; with --builtin, built-in names (none: all)."),
+        typer.Argument(
+            metavar="FIXTURE",
+            help="Fixture files; with --builtin, built-in names (none: all).",
+        ),
     ] = None,
     builtin: Annotated[bool, typer.Option("--builtin", help="Replay built-in fixtures.")] = False,
     target: Annotated[
         str | None,
-        typer.Option(help="Replay against this proxy (base URL) instead of an in-process one."),
+        typer.Option(
+            metavar="URL",
+            parser=parse_base_url,
+            help="Replay against this proxy (base URL) instead of an in-process one.",
+        ),
     ] = None,
     upstream_port: Annotated[
-        int, typer.Option(help="Port for the mock upstream (point --target's upstream at it).")
+        int,
+        typer.Option(
+            metavar="PORT",
+            parser=parse_port,
+            help="Port for the mock upstream (point --target's upstream at it).",
+        ),
     ] = 0,
     timing: TimingOpt = "fast",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    log_level: LogLevelOpt = "warning",
+    # the replayed proxy's own lines repeat the recorded failures: shown on demand
+    log_level: LogLevelOpt = "error",
+    log_format: LogFormatOpt = "text",
 ) -> None:
-    """Replay fixtures through a proxy and compare what the client gets with the recording."""
+    """Replay fixtures through a proxy and compare what the client gets with the recording.
+
+    Exits 0 when everything matches, 1 on a mismatch, 2 on a usage or fixture error.
+
+    Example: aibridge replay session.jsonl (or: aibridge replay --builtin simple --json)
+    """
     import trio
 
     from .builtin import load_builtin
     from .recording import load_fixture
-    from .replay import exit_code
+    from .replay import check_replayable, exit_code
 
-    setup_logging(log_level)
-    with exits_on_errors(f"cannot start the mock upstream on port {upstream_port}"):
-        if target is not None and not upstream_port:
-            raise FixtureError("--target needs --upstream-port, where its upstream points")
-        if builtin:
-            names: list[str | None] = list(fixtures) if fixtures else [None]
-            loaded = [f for name in names for f in load_builtin(name)]
-        elif not fixtures:
-            raise FixtureError("give fixture files, or --builtin")
-        else:
-            loaded = [load_fixture(path) for path in fixtures]
-        results = trio.run(replay_all, loaded, target, upstream_port, _timing(timing))
+    setup_logging(log_level, log_format)
+    if target is not None and not upstream_port:
+        raise FixtureError(
+            "--target needs --upstream-port",
+            hint="start the proxy with its upstream at http://127.0.0.1:PORT and pass that PORT",
+        )
+    if builtin:
+        names: list[str | None] = list(fixtures) if fixtures else [None]
+        loaded = [f for name in names for f in load_builtin(name)]
+    elif not fixtures:
+        raise FixtureError("nothing to replay", hint="give fixture files, or --builtin")
+    else:
+        loaded = [load_fixture(path) for path in fixtures]
+    for fixture in loaded:
+        check_replayable(fixture)
+    with replay_progress(sum(len(f.interceptions) for f in loaded)) as replayed:
+        results = trio.run(replay_all, loaded, target, upstream_port, timing, replayed)
     if as_json:
         sys.stdout.write(json.dumps([r.as_json() for r in results], indent=2) + "\n")
     else:
@@ -275,6 +327,25 @@ def replay(
         matched = sum(1 for r in results if r.ok)
         stdout.print(f"{matched}/{len(results)} fixtures match")
     raise typer.Exit(exit_code(results))
+
+
+@contextmanager
+def replay_progress(total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr while interceptions replay, on a terminal only (a pipe or
+    a CI log gets the report alone); yields the function that counts one done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+    ) as progress:
+        task = progress.add_task("replay", total=total)
+        yield lambda: progress.advance(task)
 
 
 # -- import --------------------------------------------------------------------------------
@@ -291,24 +362,41 @@ async def import_all(paths: list[Path], out: Path) -> tuple[list[Path], list[str
             failed.append(str(exc))
             continue
         target = out / output_name(path)
-        target.write_text(dump_fixture(fixture), encoding="utf-8")
+        try:
+            target.write_text(dump_fixture(fixture), encoding="utf-8")
+        except OSError as exc:
+            raise FixtureError(
+                f"{target}: cannot write ({exc.strerror})", hint="choose another --output"
+            ) from None
         written.append(target)
     return written, failed
 
 
 def import_(
-    txtars: Annotated[list[Path], typer.Argument(help="The Go gateway's .txtar fixtures.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the fixtures.")],
+    txtars: Annotated[
+        list[Path], typer.Argument(metavar="TXTAR", help="The Go gateway's .txtar fixtures.")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", metavar="DIR", help="Directory for the fixtures."),
+    ],
 ) -> None:
-    """Convert txtar fixtures to JSONL ones (client side produced by aibridge's proxy)."""
+    """Convert txtar fixtures to JSONL ones (client side produced by aibridge's proxy).
+
+    Exits 2 when any file could not be converted (each is named on stderr).
+
+    Example: aibridge import ../reference/aibridge-fixtures/anthropic/*.txtar -o imported/
+    """
     import trio
 
     setup_logging("warning")
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print_error(f"{output}: cannot create: {exc.strerror}")
-        raise typer.Exit(2) from None
+        raise FixtureError(
+            f"{output}: cannot create the output directory ({exc.strerror})",
+            hint="choose another --output",
+        ) from None
     written, failed = trio.run(import_all, txtars, output)
     for path in written:
         stdout.print(f"wrote {path}")
@@ -369,40 +457,55 @@ def format_summary(fixture: Fixture, summaries: list[Summary]) -> RenderableType
 
 def show(
     fixtures: Annotated[
-        list[str], typer.Argument(help="Fixture files; with --builtin, built-in names.")
+        list[str],
+        typer.Argument(metavar="FIXTURE", help="Fixture files; with --builtin, built-in names."),
     ],
     builtin: Annotated[bool, typer.Option("--builtin", help="Show built-in fixtures.")] = False,
     html: Annotated[
         Path | None,
-        typer.Option("--html", help="Also write a self-contained HTML page here (one fixture)."),
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            help="Also write a self-contained HTML page here (one fixture).",
+        ),
     ] = None,
 ) -> None:
     """Summarise recorded sessions: per interception its API, model, status, tokens, tool
-    calls, keys tried, duration and time to first event; --html writes a timeline page."""
+    calls, keys tried, duration and time to first event; --html writes a timeline page.
+
+    Example: aibridge show session.jsonl --html session.html
+    """
     from .builtin import load_builtin
     from .recording import load_fixture
     from .summary import summarize
 
-    with exits_on_errors(f"cannot write {html}"):
-        if builtin:
-            loaded = [f for name in fixtures for f in load_builtin(name)]
-        else:
-            loaded = [load_fixture(path) for path in fixtures]
-        if html is not None and len(loaded) != 1:
-            raise FixtureError(f"--html writes one page: give one fixture, not {len(loaded)}")
-        for fixture in loaded:
-            for warning in fixture.warnings:
-                stderr.print(f"warning: {warning}", highlight=False)
-            summaries = [
-                summarize(record, label)
-                for record, label in zip(fixture.interceptions, fixture.labels, strict=True)
-            ]
-            report_out.print(format_summary(fixture, summaries))
-            if html is not None:
-                from ..views.session import session_page
+    if builtin:
+        loaded = [f for name in fixtures for f in load_builtin(name)]
+    else:
+        loaded = [load_fixture(path) for path in fixtures]
+    if html is not None and len(loaded) != 1:
+        raise FixtureError(
+            f"--html writes one page: give one fixture, not {len(loaded)}",
+            hint="run show once per fixture",
+        )
+    for fixture in loaded:
+        for warning in fixture.warnings:
+            stderr.print(f"warning: {warning}", highlight=False)
+        summaries = [
+            summarize(record, label)
+            for record, label in zip(fixture.interceptions, fixture.labels, strict=True)
+        ]
+        report_out.print(format_summary(fixture, summaries))
+        if html is not None:
+            from ..views.session import session_page
 
+            try:
                 html.write_text(session_page(fixture, summaries), encoding="utf-8")
-                stderr.print(f"wrote {html}", highlight=False)
+            except OSError as exc:
+                raise FixtureError(
+                    f"{html}: cannot write ({exc.strerror})", hint="choose another --html path"
+                ) from None
+            stderr.print(f"wrote {html}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

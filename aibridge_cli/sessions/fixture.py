@@ -55,6 +55,11 @@ class Fixture:
         return len(distinct_keys(self, provider))
 
 
+def is_pass_through(api: str) -> bool:
+    """True for a pass-through record (``anthropic-passthrough``...): no intercepted API."""
+    return api.endswith("-passthrough")
+
+
 def provider_of(api: str) -> str:
     """The key pool and upstream an API uses: ``anthropic`` or ``openai``."""
     return "openai" if api.startswith("openai") else "anthropic"

@@ -24,6 +24,7 @@ from ..errors import FixtureError
 from ..fakes.scripted_upstream import Reply
 from ..tools import InjectedTool
 from .fixture import Fixture
+from .recording import read_text
 from .scripted_sessions import Session, Step, record_session, split_sse
 from .txtar import Txtar, parse_http_section, parse_txtar
 
@@ -107,10 +108,7 @@ def _pass_through_session(path: Path, archive: Txtar, api: str) -> Session:
 
 async def import_txtar(path: Path) -> Fixture:
     """One txtar as a fixture, recorded through aibridge's proxy."""
-    try:
-        text = await trio.Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FixtureError(f"{path}: cannot read: {exc.strerror}") from None
+    text = await trio.to_thread.run_sync(read_text, path, " (is it a txtar file?)")
     return await record_session(txtar_session(path, text), str(path))
 
 

@@ -1,11 +1,13 @@
 """A mock upstream from fixtures: the recorded upstream exchanges, played back.
 
-Requests are matched by route and order: the n-th request on a route (method and path)
-gets the n-th exchange recorded on it. A request whose route has nothing left, or whose
-JSON body differs from the recorded one, gets a 400 in the provider's error shape with
-the differences. Replies are ``scripted.Reply``s: the recorded chunks one send each, with
-the recorded gaps between them (``timing="recorded"``) or none (``"fast"``); a recorded
-connection error becomes a reset. Keys are not checked: replays use fake ones.
+A request gets the first recorded exchange not yet served that it matches
+(``matching.py``: method, path, query and JSON body with ids and timestamps left out, a
+missing ``stream`` read as ``false``), so requests replayed in their recorded order get
+the exchanges in that order. A request that matches none gets a 400 in the provider's
+error shape with its differences from the closest unserved exchange, and uses nothing up.
+Replies are ``scripted.Reply``s: the recorded chunks one send each, with the recorded
+gaps between them (``timing="recorded"``) or none (``"fast"``); a recorded connection
+error becomes a reset. Keys are not checked: replays use fake ones.
 
 Anthropic's routes sit at the root (``/v1/messages``), OpenAI's under ``/v1`` (the
 recorded path is relative to the base URL ``.../v1``), as on the real hosts.
@@ -13,27 +15,33 @@ recorded path is relative to the base URL ``.../v1``), as on the real hosts.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest, upstream_error
 from ..headers import forwarded_response_headers
 from ..interception import Interception, UpstreamExchange
 from ..providers.openai_responses_ws import WEBSOCKET_STATUS
 from .fixture import Fixture, provider_of
-from .normalize import diff_normalized
+from .matching import (
+    ANY_BODY,
+    MatchRules,
+    RequestShape,
+    closest,
+    matches,
+    request_shape,
+)
 
 log = logging.getLogger("aibridge.mock")
 
 Timing = Literal["recorded", "fast"]
 PROVIDER_PREFIX = {"anthropic": "", "openai": "/v1"}
+DEFAULT_RULES = MatchRules()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one recorded exchange is itself, not its equal
 class Expected:
     """One recorded exchange, where it came from, and when its reply may start."""
 
@@ -43,6 +51,7 @@ class Expected:
     api: str
     recorded: UpstreamExchange
     start_ms: float
+    shape: RequestShape
 
 
 @dataclass
@@ -86,12 +95,31 @@ def reply_for(expected: Expected, timing: Timing) -> Reply:
     )
 
 
-class MockUpstream:
-    """Builds the scripted upstream that serves ``fixtures``; keeps every hit."""
+def _recorded_shape(exchange: UpstreamExchange, api: str, rules: MatchRules) -> RequestShape:
+    method, path = upstream_route(api, exchange)
+    query = exchange.path.partition("?")[2]
+    body = ANY_BODY if exchange.request_body is None else exchange.request_body
+    return request_shape(method, f"{path}?{query}" if query else path, body, rules)
 
-    def __init__(self, fixtures: Sequence[Fixture], timing: Timing = "recorded") -> None:
+
+class MockUpstream:
+    """Builds the scripted upstream that serves ``fixtures``; keeps every hit.
+
+    A request takes the first recorded exchange not yet served that it matches under
+    ``rules`` (``matching.py``); one that matches none takes nothing, so a later request
+    can still have its exchange.
+    """
+
+    def __init__(
+        self,
+        fixtures: Sequence[Fixture],
+        timing: Timing = "recorded",
+        rules: MatchRules = DEFAULT_RULES,
+    ) -> None:
         self.timing = timing
-        self.queues: dict[tuple[str, str], deque[Expected]] = {}
+        self.rules = rules
+        self.expected: list[Expected] = []
+        self.queues: dict[tuple[str, str], list[Expected]] = {}
         self.hits: list[Hit] = []
         for f, fixture in enumerate(fixtures):
             for i, record in enumerate(fixture.interceptions):
@@ -99,10 +127,11 @@ class MockUpstream:
                     continue
                 start = 0.0
                 for e, exchange in enumerate(record.upstream):
-                    expected = Expected(f, i, e, record.api, exchange, start)
-                    self.queues.setdefault(upstream_route(record.api, exchange), deque()).append(
-                        expected
-                    )
+                    shape = _recorded_shape(exchange, record.api, rules)
+                    expected = Expected(f, i, e, record.api, exchange, start, shape)
+                    self.expected.append(expected)
+                    key = shape.route if rules.by_route else ("", "")
+                    self.queues.setdefault(key, []).append(expected)
                     if exchange.response.chunks:
                         start = exchange.response.chunks[-1].offset_ms
         self.app = ScriptedUpstream(script=self.answer, refuse=self.refusal)
@@ -117,61 +146,73 @@ class MockUpstream:
     def remaining(self) -> int:
         return sum(len(q) for q in self.queues.values())
 
-    def answer(self, seen: SeenRequest, index: int) -> Reply:
-        route = (seen.method, seen.path.split("?", 1)[0])
-        queue = self.queues.get(route)
-        if not queue:
+    def shape_of(self, seen: SeenRequest) -> RequestShape:
+        return request_shape(seen.method, seen.target, seen.body, self.rules)
+
+    def take(self, seen: RequestShape) -> Expected | None:
+        """The first unserved exchange ``seen`` matches, now served; None leaves all as is."""
+        queue = self.queues.get(seen.route if self.rules.by_route else ("", ""), [])
+        for n, expected in enumerate(queue):
+            if matches(expected.shape, seen, self.rules):
+                del queue[n]
+                return expected
+        return None
+
+    def problems(self, seen: RequestShape) -> list[str]:
+        """Why ``seen`` matched nothing: how it differs from the closest unserved exchange."""
+        queue = self.queues.get(seen.route if self.rules.by_route else ("", ""), [])
+        served = [e for e in self.expected if e not in queue and matches(e.shape, seen, self.rules)]
+        if served:
+            return [
+                f"no recorded exchange left for {seen.method} {seen.path}: it matches recorded "
+                f"interception #{served[0].interception + 1}, already served (the code made "
+                "this request more often than the recording did)"
+            ]
+        found = closest([e.shape for e in queue], seen, self.rules)
+        if found is None:
             known = ", ".join(f"{m} {p}" for (m, p), q in self.queues.items() if q) or "none"
-            hit = Hit(
-                seen,
-                None,
-                [
-                    f"no recorded exchange left for {route[0]} {route[1]} "
-                    f"(routes with exchanges left: {known})"
-                ],
-            )
-            self.hits.append(hit)
-            return _mismatch(route[1], index, hit.problems)
-        expected = queue.popleft()
-        hit = Hit(seen, expected, request_problems(expected.recorded, seen))
+            return [
+                f"no recorded exchange left for {seen.method} {seen.path}"
+                + (f" (routes with exchanges left: {known})" if self.rules.by_route else "")
+            ]
+        index, problems = found
+        near = queue[index]
+        where = f"interception #{near.interception + 1}, upstream exchange #{near.exchange + 1}"
+        return [f"closest recorded request: {where}", *problems]
+
+    def answer(self, seen: SeenRequest, index: int) -> Reply:
+        shape = self.shape_of(seen)
+        expected = self.take(shape)
+        hit = Hit(seen, expected, [] if expected else self.problems(shape))
         self.hits.append(hit)
-        if hit.problems:
-            return _mismatch(route[1], index, hit.problems)
+        if expected is None:
+            return mismatch_reply(shape.path, index, hit.problems)
         return reply_for(expected, self.timing)
 
     def refusal(self, seen: SeenRequest) -> Reply | None:
         """A WebSocket upgrade is refused when the next exchange recorded on its route is a
         refused one (an error status, not 101); otherwise the socket opens and its
         messages take the exchanges in order."""
-        queue = self.queues.get((seen.method, seen.path.split("?", 1)[0]))
-        if not queue or queue[0].recorded.response.status == WEBSOCKET_STATUS:
+        route = (seen.method, seen.path.split("?", 1)[0])
+        queue = self.queues.get(route if self.rules.by_route else ("", ""), [])
+        n = next((i for i, e in enumerate(queue) if e.shape.route == route), None)
+        if n is None or queue[n].recorded.response.status == WEBSOCKET_STATUS:
             return None
-        expected = queue.popleft()
+        expected = queue.pop(n)
         self.hits.append(Hit(seen, expected))
         return reply_for(expected, self.timing)
 
-
-def request_problems(recorded: UpstreamExchange, seen: SeenRequest) -> list[str]:
-    """How a request differs from the recorded one: query string, and body (as JSON)."""
-    query, seen_query = recorded.path.partition("?")[2], seen.target.partition("?")[2]
-    problems = [] if query == seen_query else [f"query {seen_query!r}, recorded {query!r}"]
-    return problems + _body_problems(recorded, seen)
-
-
-def _body_problems(recorded: UpstreamExchange, seen: SeenRequest) -> list[str]:
-    if recorded.request_body is None:
-        return []
-    try:
-        body: Any = json.loads(seen.body) if seen.body else None
-    except ValueError:
-        body = seen.body
-    expected = recorded.request_body
-    if isinstance(expected, bytes):
-        return [] if expected == seen.body else ["request body differs from the recorded bytes"]
-    return [f"request body {line}" for line in diff_normalized(expected, body)]
+    def skip_to(self, fixture: int, interception: int) -> None:
+        """Drop the exchanges recorded before that interception and not asked for: a
+        replay moves on to the next interception whatever the last one left."""
+        for queue in self.queues.values():
+            # Kept in recorded order, so the ones before that interception lead each queue.
+            while queue and (queue[0].fixture, queue[0].interception) < (fixture, interception):
+                del queue[0]
 
 
-def _mismatch(path: str, index: int, problems: list[str]) -> Reply:
+def mismatch_reply(path: str, index: int, problems: list[str]) -> Reply:
+    """A 400 in the provider's error shape (by path) that says what did not match."""
     log.warning("request #%d (%s) does not match the fixture: %s", index + 1, path, problems[:3])
     message = (
         f"aibridge mock: request #{index + 1} ({path}) does not match the fixture: "

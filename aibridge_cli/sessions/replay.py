@@ -20,10 +20,12 @@ import trio
 import trio.lowlevel
 
 from ..config import ServeOptions, StreamInitiation
-from ..errors import ClientFacingError
+from ..errors import ClientFacingError, FixtureError
 from ..interception import REDACTED, Interception
 from ..providers.base import dumps
 from ..providers.openai_responses_ws import sse_view
+from ..proxy.passthrough import PREFIXES
+from ..proxy.routes import ROUTES
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolImage, ToolOutcome, ToolSet, tool_from_mapping
@@ -45,6 +47,11 @@ _HOP = frozenset(
     }
 )
 CLIENT_TIMEOUT = 120.0
+# what a fixture's "api" may name: the intercepted APIs and the pass-through records
+KNOWN_APIS = (
+    *(route.api.name for route in ROUTES.values()),
+    *(prefix.api for prefix in PREFIXES),
+)
 
 
 @dataclass
@@ -137,6 +144,23 @@ def replay_options(fixture: Fixture, upstream_url: str) -> ServeOptions:
     )
 
 
+def check_replayable(fixture: Fixture) -> None:
+    """Refuse a fixture a replay could only pretend to check: one with no interception,
+    or one of an API the proxy does not serve."""
+    if not fixture.interceptions:
+        raise FixtureError(
+            f"{fixture.path}: nothing to replay (the file holds only its header)",
+            hint="record some traffic into it first",
+        )
+    for record, label in zip(fixture.interceptions, fixture.labels, strict=True):
+        if record.api not in KNOWN_APIS:
+            raise FixtureError(
+                f"{fixture.path}: interception {label} has an unknown api {record.api!r} "
+                f"(known: {', '.join(KNOWN_APIS)})",
+                hint='fix its "api" field',
+            )
+
+
 def client_request(record: Interception) -> tuple[list[tuple[str, str]], bytes]:
     """Headers and body to send again: secrets and framing dropped, a fake key added."""
     headers = [(k, v) for k, v in record.request.headers if k.lower() not in _HOP and v != REDACTED]
@@ -197,8 +221,10 @@ async def replay_fixture(
     target: str | None = None,
     upstream_port: int = 0,
     timing: Timing = "fast",
+    replayed: Callable[[], None] = lambda: None,
 ) -> FixtureResult:
-    """Replay one fixture file; see the module docstring."""
+    """Replay one fixture file; see the module docstring. ``replayed`` is called after
+    each interception (the command's progress bar)."""
     outcome = FixtureResult(fixture.path, warnings=list(fixture.warnings))
     mock = MockUpstream([fixture], timing)
     async with trio.open_nursery() as nursery:
@@ -215,7 +241,7 @@ async def replay_fixture(
             target = f"http://{phost}:{pport}"
         try:
             async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
-                await _send_all(fixture, mock, client, target.rstrip("/"), outcome)
+                await _send_all(fixture, mock, client, target.rstrip("/"), outcome, replayed)
         finally:
             if proxy_server is not None:
                 await app.env.client.aclose()
@@ -231,15 +257,21 @@ async def _send_all(
     client: httpx.AsyncClient,
     target: str,
     outcome: FixtureResult,
+    replayed: Callable[[], None],
 ) -> None:
     recorded_slots, replay_slots = _Slots(), _Slots()
-    for record, label in zip(fixture.interceptions, fixture.labels, strict=True):
+    for index, (record, label) in enumerate(
+        zip(fixture.interceptions, fixture.labels, strict=True)
+    ):
         result = InterceptionResult(label, record.api, record.request.path, "match")
         outcome.results.append(result)
         if not replayable(record):
             result.status = "skipped"
             result.problems.append(f"not replayed: recorded outcome was {record.outcome!r}")
+            replayed()
             continue
+        # What an earlier interception left unasked is not this one's to answer.
+        mock.skip_to(0, index)
         before = len(mock.hits)
         headers, body = client_request(record)
         status: int | None
@@ -281,6 +313,7 @@ async def _send_all(
         )
         if result.problems:
             result.status = "mismatch"
+        replayed()
 
 
 def exit_code(results: list[FixtureResult]) -> int:

@@ -202,6 +202,9 @@ class Timeline(trio.abc.Instrument):
         return lines
 
 
+REQUEST_LOG = "aibridge.requests"
+
+
 class _ErrorLog(logging.Handler):
     """Keeps what the proxy logs at ERROR: a handler failure it survived is still a finding."""
 
@@ -210,6 +213,8 @@ class _ErrorLog(logging.Handler):
         self.records: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == REQUEST_LOG:
+            return  # a request's own line: an upstream failure the proxy answered, not a bug
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
