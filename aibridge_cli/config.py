@@ -104,5 +104,6 @@ class ServeOptions:
     server: ServerConfig = field(default_factory=ServerConfig)
     timeouts: UpstreamTimeouts = field(default_factory=UpstreamTimeouts)
     redact: Sequence[str] = ()
+    mcp_required: bool = False  # an MCP server that does not start stops serve
     guard: GuardConfig = field(default_factory=GuardConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)

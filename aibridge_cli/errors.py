@@ -3,6 +3,7 @@
     AibridgeError                   what the CLI reports as one line (exit 2 unless noted)
     ├── ConfigError                 bad command-line or tools-file input
     ├── FixtureError                a fixture file that cannot be loaded or written to
+    ├── McpUnavailable              an MCP server did not start under --mcp-required
     ├── ListenError                 a server cannot listen on its address
     ├── TargetUnreachable           replay's --target does not accept connections
     ├── CommandNotRunnable          ``record`` cannot start its command (exit 127)
@@ -83,6 +84,10 @@ class ConfigError(AibridgeError):
 
 class FixtureError(AibridgeError):
     """A fixture file that cannot be loaded; the message says ``file:line: reason``."""
+
+
+class McpUnavailable(AibridgeError):
+    """An MCP server did not answer ``initialize`` and ``--mcp-required`` was given."""
 
 
 class ListenError(AibridgeError):

@@ -99,6 +99,11 @@ class ToolCallRecord:
     input: Any
     result: str
     is_error: bool
+    # An MCP tool's server and its name there, and how long the call took (ms).
+    server: str | None = None
+    server_tool: str | None = None
+    duration_ms: float | None = None
+    images: list[dict[str, str]] = field(default_factory=list)  # media_type, base64 data
 
 
 @dataclass

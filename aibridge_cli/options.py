@@ -262,6 +262,7 @@ def serve_options(
     read_timeout: float = UpstreamTimeouts.read,
     grace_period: float = ServerConfig.grace_period,
     redact: Sequence[str] = (),
+    mcp_required: bool = False,
     guard: GuardConfig | None = None,
 ) -> ServeOptions:
     """The serve options from the command line, with keys from the environment; the
@@ -279,5 +280,6 @@ def serve_options(
         server=ServerConfig(max_body_size=max_body_size, grace_period=grace_period),
         timeouts=UpstreamTimeouts(connect=connect_timeout, read=read_timeout),
         redact=tuple(redact),
+        mcp_required=mcp_required,
         guard=guard or GuardConfig(),
     )

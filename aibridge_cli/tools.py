@@ -3,6 +3,9 @@
 Each ``[[tool]]`` has ``name``, ``description``, ``input_schema`` and exactly one of
 ``result`` (canned text), ``command`` (argv; the tool input arrives as JSON on stdin,
 stdout is the result, a non-zero exit is a tool error) or ``error`` (canned error text).
+Each ``[[mcp]]`` names an MCP server whose tools are injected too
+(``aibridge_cli.mcp_tools``, which reads those tables); those tools are live, so the set
+in play is asked of ``ToolServers`` at every request.
 A tools file is checked in full when the proxy starts, so a mistake in it stops the
 start instead of failing the first conversation that calls the tool.
 """
@@ -13,10 +16,10 @@ import json
 import shutil
 import subprocess
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -31,11 +34,34 @@ async def _kill(process: trio.Process) -> None:
 
 
 @dataclass(frozen=True)
+class ToolImage:
+    """An image a tool returned: its media type and base64 data, as MCP carries it."""
+
+    media_type: str
+    data: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"media_type": self.media_type, "data": self.data}
+
+
+@dataclass(frozen=True)
 class ToolOutcome:
-    """What running a tool gave: the text for the model, and whether it failed."""
+    """What running a tool gave: the text for the model, any images, and whether it failed.
+
+    Each provider builds its tool-result content from this (``providers/``).
+    """
 
     text: str
     is_error: bool = False
+    images: tuple[ToolImage, ...] = ()
+
+
+@dataclass(frozen=True)
+class McpOrigin:
+    """Where an injected MCP tool lives: its server and its name there."""
+
+    server: str
+    tool: str
 
 
 @dataclass(frozen=True)
@@ -47,9 +73,16 @@ class InjectedTool:
     command: tuple[str, ...] | None = None
     error: str | None = None
     timeout: float = DEFAULT_TOOL_TIMEOUT
+    mcp: McpOrigin | None = None
+    # How a live MCP tool is called (its server's client); None for a recorded one.
+    call: Callable[[Any], Awaitable[ToolOutcome]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     async def run(self, arguments: Any) -> ToolOutcome:
         """Run the tool on the model's input. Never raises for a tool failure."""
+        if self.call is not None:
+            return await self.call(arguments)
         if self.result is not None:
             return ToolOutcome(self.result)
         if self.error is not None:
@@ -120,6 +153,8 @@ class InjectedTool:
             data["error"] = self.error
         if self.command is not None:
             data["command"] = list(self.command)
+        if self.mcp is not None:
+            data["mcp"] = {"server": self.mcp.server, "tool": self.mcp.tool}
         return data
 
 
@@ -146,6 +181,33 @@ class ToolSet:
         return cls({tool.name: tool for tool in tools})
 
 
+class ToolServers(Protocol):
+    """Live tool servers (MCP): their tools change while the proxy runs."""
+
+    def tools(self) -> list[InjectedTool]:
+        """The tools offered now: those of the servers that are up, filtered."""
+        ...
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each server, its state and its tools, for ``/aibridge/status``."""
+        ...
+
+    async def serve(self, *, task_status: trio.TaskStatus[list[str]] = ...) -> None:
+        """Run the servers until cancelled; started, with one line per server that did
+        not start, once each has answered ``initialize`` or failed to."""
+        ...
+
+
+@dataclass(frozen=True)
+class ToolsFile:
+    """What a tools file holds: canned and command tools, and the ``[[mcp]]`` tables (read
+    by ``mcp_tools.config``, a layer above this module)."""
+
+    path: Path | None = None
+    tools: ToolSet = field(default_factory=ToolSet)
+    mcp: tuple[Mapping[str, Any], ...] = ()
+
+
 def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
     """One tool from its table; ``where`` names it in error messages."""
     name = entry.get("name")
@@ -168,6 +230,10 @@ def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
     timeout = entry.get("timeout", DEFAULT_TOOL_TIMEOUT)
     if not isinstance(timeout, int | float) or timeout <= 0:
         raise ConfigError(f"{where} ({name}): 'timeout' must be a positive number")
+    origin = entry.get("mcp")
+    mcp = None
+    if isinstance(origin, Mapping):
+        mcp = McpOrigin(str(origin.get("server", "")), str(origin.get("tool", "")))
     return InjectedTool(
         name=name,
         description=str(entry.get("description", "")),
@@ -176,6 +242,7 @@ def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
         command=tuple(command) if command is not None else None,
         error=str(entry["error"]) if "error" in entry else None,
         timeout=float(timeout),
+        mcp=mcp,
     )
 
 
@@ -195,25 +262,39 @@ def read_toml(path: Path, what: str, hint: str | None = None) -> dict[str, Any]:
 
 
 def load_tools(path: Path) -> ToolSet:
+    """The canned and command tools of a tools file (its MCP servers are not started)."""
+    return load_tools_file(path).tools
+
+
+def load_tools_file(path: Path) -> ToolsFile:
     """Read a tools file; every problem becomes a ``ConfigError`` naming the file."""
     hint = "see the README's injected tools section"
     data = read_toml(path, "tools file", hint)
     entries = data.get("tool", [])
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected [[tool]] tables", hint=hint)
-    if not entries:
-        raise ConfigError(f"{path}: no [[tool]] table (the file defines no tool)", hint=hint)
+    servers = data.get("mcp", [])
+    if not isinstance(servers, list) or not all(isinstance(t, dict) for t in servers):
+        raise ConfigError(f"{path}: expected [[mcp]] tables", hint=hint)
+    if not entries and not servers:
+        raise ConfigError(
+            f"{path}: no [[tool]] or [[mcp]] table (the file defines no tool)", hint=hint
+        )
     tools = []
     for i, entry in enumerate(entries):
         where = f"{path}: tool #{i + 1}"
         tool = tool_from_mapping(entry, where)
         _check_complete(entry, tool, where)
         tools.append(tool)
-    names = [tool.name for tool in tools]
+    no_duplicates(path, "tool", [tool.name for tool in tools], hint)
+    return ToolsFile(path, ToolSet.of(tools), tuple(servers))
+
+
+def no_duplicates(path: Path, what: str, names: list[str], hint: str | None = None) -> None:
+    """A ``ConfigError`` naming the file when two entries share a name."""
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError(f"{path}: duplicate tool names: {', '.join(dupes)}", hint=hint)
-    return ToolSet.of(tools)
+        raise ConfigError(f"{path}: duplicate {what} names: {', '.join(dupes)}", hint=hint)
 
 
 def _check_complete(entry: Mapping[str, Any], tool: InjectedTool, where: str) -> None:

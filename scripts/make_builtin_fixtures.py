@@ -27,10 +27,11 @@ from aibridge_cli.fakes.anthropic_replies import (
     tool_block,
 )
 from aibridge_cli.fakes.scripted_upstream import Reply
+from aibridge_cli.mcp_tools.config import offered_name
 from aibridge_cli.proxy.routes import ROUTES, Intercept
 from aibridge_cli.sessions.fixture import dump_fixture
 from aibridge_cli.sessions.scripted_sessions import Session, Step, record_session
-from aibridge_cli.tools import InjectedTool
+from aibridge_cli.tools import InjectedTool, McpOrigin, ToolOutcome
 
 OUT = Path(__file__).resolve().parents[1] / "aibridge_cli" / "fixtures"
 
@@ -39,6 +40,25 @@ WEATHER = InjectedTool(
     description="Current weather for a city",
     input_schema={"type": "object", "properties": {"city": {"type": "string"}}},
     result="sunny, 21 C",
+)
+
+
+async def _forecast(arguments: Any) -> ToolOutcome:
+    return ToolOutcome(f"sunny, 21 C in {arguments.get('city', '?')}")
+
+
+# A tool of the MCP server "weather", as serve offers it; its answers are canned here, the
+# way the simulation serves an MCP tool from a recording.
+MCP_FORECAST = InjectedTool(
+    name=offered_name("weather", "forecast"),
+    description="The weather in a city.",
+    input_schema={
+        "type": "object",
+        "properties": {"city": {"title": "City", "type": "string"}},
+        "required": ["city"],
+    },
+    mcp=McpOrigin("weather", "forecast"),
+    call=_forecast,
 )
 CLIENT_TOOL = {
     "name": "read_file",
@@ -483,6 +503,20 @@ def scenarios(p: Provider) -> dict[str, Session]:
                 ),
             ],
             tools=[WEATHER],
+        ),
+        "mcp-tool": Session(
+            [
+                Step(
+                    api,
+                    p.request("Weather in Paris?"),
+                    [
+                        p.tool_reply(MCP_FORECAST.name, weather),
+                        p.text_reply(["It is ", "sunny."], 1),
+                    ],
+                    "streaming",
+                ),
+            ],
+            tools=[MCP_FORECAST],
         ),
         "client-tool": Session(
             [

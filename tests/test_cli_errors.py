@@ -117,7 +117,7 @@ ROWS = [
     Row(
         "serve --tools with no tool",
         lambda w: ["serve", "--port", "0", "--tools", w.file("t.toml", "# nothing\n")],
-        ("t.toml: no [[tool]] table",),
+        ("t.toml: no [[tool]] or [[mcp]] table",),
     ),
     Row(
         "serve --tools with a missing binary",

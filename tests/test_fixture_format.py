@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aibridge_cli.errors import FixtureError
-from aibridge_cli.interception import ClientRequest, Interception
+from aibridge_cli.interception import ClientRequest, Interception, ToolCallRecord
 from aibridge_cli.sessions.fixture import (
     FORMAT_VERSION,
     Fixture,
@@ -49,11 +49,40 @@ def test_round_trip_keeps_chunks_and_non_utf8_bytes() -> None:
     assert dump_fixture(again).splitlines()[1:] == text.splitlines()[1:]
 
 
+def test_mcp_calls_round_trip_and_version_1_files_still_load() -> None:
+    record = make_record()
+    record.tool_calls = [
+        ToolCallRecord("plain", {}, "ok", False),
+        ToolCallRecord(
+            "bmcp_wx_radar",
+            {"city": "Lyon"},
+            "radar",
+            False,
+            "wx",
+            "radar",
+            12.5,
+            [{"media_type": "image/png", "data": "iVBO"}],
+        ),
+    ]
+    text = dump_fixture(Fixture("f", [record], ["#1"]))
+    plain, mcp = json.loads(text.splitlines()[1])["tool_calls"]
+    assert set(plain) == {"name", "input", "result", "is_error"}  # nothing MCP on a plain one
+    assert mcp["server"] == "wx"
+    assert mcp["duration_ms"] == 12.5
+    assert parse_fixture(text, "f").interceptions[0].tool_calls == record.tool_calls
+    for old_version in (1, 2, 3):
+        old = text.replace('"aibridge_fixture":4', f'"aibridge_fixture":{old_version}', 1)
+        assert parse_fixture(old, "f").interceptions[0].tool_calls == record.tool_calls
+    bad = text.replace('"duration_ms":12.5', '"duration_ms":"slow"')
+    with pytest.raises(FixtureError, match=r"tool_calls\[1\].duration_ms' has the wrong type"):
+        parse_fixture(bad, "f")
+
+
 def test_each_line_is_one_json_object() -> None:
     text = dump_fixture(Fixture("f", [make_record(), make_record()], ["#1", "#2"]))
     lines = text.splitlines()
     assert len(lines) == 3
-    assert json.loads(lines[0])["aibridge_fixture"] == FORMAT_VERSION == 3
+    assert json.loads(lines[0])["aibridge_fixture"] == FORMAT_VERSION == 4
     assert all(json.loads(line)["api"] == "anthropic" for line in lines[1:])
 
 
@@ -100,8 +129,8 @@ def test_a_version_1_file_still_loads() -> None:
     fixture = parse_fixture(old, "f")
     assert fixture.version == 1
     assert [r.api for r in fixture.interceptions] == ["anthropic"]
-    with pytest.raises(FixtureError, match=r"version 4 is not supported \(this reads 1, 2, 3\)"):
-        parse_fixture('{"aibridge_fixture": 4}\n', "f")
+    with pytest.raises(FixtureError, match=r"version 5 is not supported \(this reads 1, 2, 3, 4\)"):
+        parse_fixture('{"aibridge_fixture": 5}\n', "f")
 
 
 def test_a_missing_or_foreign_header_is_rejected() -> None:

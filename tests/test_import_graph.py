@@ -102,7 +102,18 @@ def test_the_cycle_finder_finds_a_cycle_through_a_late_import(tmp_path: Path) ->
 
 # The areas, lowest first: each may import only itself and the areas below it. The
 # commands (``cli`` and each area's ``command``) sit above them all.
-LAYERS = ["top", "providers", "proxy", "fakes", "sessions", "sim", "fuzz", "views", "pytest_plugin"]
+LAYERS = [
+    "top",
+    "mcp_tools",
+    "providers",
+    "proxy",
+    "fakes",
+    "sessions",
+    "sim",
+    "fuzz",
+    "views",
+    "pytest_plugin",
+]
 
 
 def layer_of(name: str) -> int | None:

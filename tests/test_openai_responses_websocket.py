@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import openai
@@ -15,9 +16,11 @@ import trio
 
 from aibridge_cli.config import WebSocketConfig
 from aibridge_cli.fakes.scripted_upstream import Reply
+from aibridge_cli.interception import Interception
 from aibridge_cli.tools import ToolSet
 
 from .conftest import Stack, StackFactory
+from .mcp_util import calls, mcp_stack, stdio_entry, write_tools
 from .openai_scripts import (
     function_item,
     message_item,
@@ -154,6 +157,39 @@ async def test_injected_tool_turn_is_invisible(stack: StackFactory, session: Ses
     ]
     # the loop's two requests went over the one upstream socket
     assert len(s.upstream.seen) == 2
+
+
+@SESSIONS
+async def test_an_mcp_servers_tool_is_offered_and_run_over_the_socket(
+    nursery: trio.Nursery, tmp_path: Path, session: Session
+) -> None:
+    """Issue #16 item 5: a response.create is offered the MCP servers' tools (toolset()),
+    not only the tools file's, and the loop runs them on the server."""
+    log = tmp_path / "calls.jsonl"
+    tools = write_tools(tmp_path / "tools.toml", stdio_entry("wx", log))
+    replies = [
+        responses_stream("resp_1", [function_item("bmcp_wx_forecast")]),
+        responses_stream("resp_2", [message_item("msg_1", "Sunny in Paris.")]),
+    ]
+    records: list[Interception] = []
+    s = await mcp_stack(nursery, replies, tools, recorder=records.append)
+    (events,) = await converse(s, session, create())
+    assert text_of(events) == "Sunny in Paris."
+    assert not [e for e in events if "bmcp_wx" in json.dumps(e)]
+    first, continuation = (r.json() for r in s.upstream.seen)
+    assert {"bmcp_wx_forecast", "bmcp_wx_radar"} <= {t["name"] for t in first["tools"]}
+    assert continuation["type"] == "response.create"
+    outputs = [i for i in continuation["input"] if i.get("type") == "function_call_output"]
+    assert outputs == [
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny, 21 C in Paris"}
+    ]
+    assert calls(log) == [{"tool": "forecast", "input": {"city": "Paris"}}]
+    # the record lists what was offered and names the server that answered
+    (record,) = records
+    assert record.transport == "websocket"
+    assert "bmcp_wx_forecast" in {t["name"] for t in record.tools}
+    (call,) = record.tool_calls
+    assert (call.server, call.server_tool) == ("wx", "forecast")
 
 
 @SESSIONS

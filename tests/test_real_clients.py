@@ -236,18 +236,31 @@ def tools_file(tmp_path: Path) -> Path:
 
 
 # -- Claude Code ---------------------------------------------------------------------------
+async def claude_through_serve(
+    nursery: trio.Nursery,
+    sentinel: Sentinel,
+    tmp_path: Path,
+    upstream: ScriptedUpstream,
+    tools: Path,
+) -> subprocess.CompletedProcess[bytes]:
+    """Claude Code, asked for the weather in Paris, through ``aibridge serve`` with
+    ``tools`` in front of ``upstream``; asserts it exited cleanly."""
+    assert CLAUDE is not None
+    async with aibridge_serve(nursery, upstream, "--anthropic-base-url", "", tools) as proxy:
+        env = base_env(sentinel) | claude_home(tmp_path) | QUIET_CLAUDE
+        env |= {"ANTHROPIC_BASE_URL": proxy + "/anthropic", "ANTHROPIC_API_KEY": CLIENT_KEY}
+        done = await run_client([CLAUDE, "-p", "What is the weather in Paris?"], env, tmp_path)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return done
+
+
 @needs_claude
 @pytest.mark.parametrize("tool_turn", [False, True], ids=["plain", "injected-tool"])
 async def test_claude_code_through_aibridge_serve(
     nursery: trio.Nursery, sentinel: Sentinel, tmp_path: Path, tools_file: Path, tool_turn: bool
 ) -> None:
-    assert CLAUDE is not None
     upstream = anthropic_script(tool_turn)
-    async with aibridge_serve(nursery, upstream, "--anthropic-base-url", "", tools_file) as proxy:
-        env = base_env(sentinel) | claude_home(tmp_path) | QUIET_CLAUDE
-        env |= {"ANTHROPIC_BASE_URL": proxy + "/anthropic", "ANTHROPIC_API_KEY": CLIENT_KEY}
-        done = await run_client([CLAUDE, "-p", "What is the weather in Paris?"], env, tmp_path)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    done = await claude_through_serve(nursery, sentinel, tmp_path, upstream, tools_file)
     assert "Sunny in Paris." in done.stdout.decode()
     messages = [s for s in upstream.seen if s.path == "/v1/messages"]
     assert all(s.target == "/v1/messages?beta=true" for s in messages)  # the query is kept

@@ -91,7 +91,7 @@ COMPLETE = "[[tool]]\nname = 'a'\ndescription = 'd'\ninput_schema = {}\n"
             f"{COMPLETE}command = ['aibridge-no-such-binary']\n",
             "command 'aibridge-no-such-binary' not found on PATH",
         ),
-        ("# no tools\n", "no [[tool]] table"),
+        ("# no tools\n", "no [[tool]] or [[mcp]] table"),
         ("tool = 3\n", "expected [[tool]] tables"),
         ("[[tool]\nname=", "not valid TOML"),
     ],

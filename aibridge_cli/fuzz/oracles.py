@@ -10,6 +10,7 @@
 * ``hygiene``: no task left behind, no unhandled exception, every connection closed.
 * ``differential``, ``usage``, ``continuation-sse``: the client's answer against what the
   upstream sent and aibridge's documented changes to it (see ``differential.py``).
+* ``tool-results``: the upstream request after an injected tool ran carries its result.
 
 The key-pool model here is written from the rules in BEHAVIOR.md, not from ``keypool.py``,
 so a bug planted there shows as a disagreement.
@@ -111,7 +112,15 @@ _ORACLE_LIST = (
         "eager: once an agentic continuation began, the answer is a 200 event stream",
         Profile.AIBRIDGE,
     ),
+    Oracle(
+        "tool-results",
+        "every injected tool's result is in the next upstream request",
+        Profile.AIBRIDGE,
+        simulation_only=True,  # a black-box target runs its own tools, unseen
+    ),
 )
+# The tool-results signature: which tool and result vary, the failure does not.
+_LOST_RESULT = "a tool's result missing from the next upstream request"
 ORACLES: dict[str, Oracle] = {oracle.name: oracle for oracle in _ORACLE_LIST}
 
 
@@ -426,6 +435,8 @@ def judge(
         found += [
             Violation("key-pool", p, masked(p)) for p in key_pool_problems(scenario, plan, world)
         ]
+    if "tool-results" in oracles:
+        found += [Violation("tool-results", p, _LOST_RESULT) for p in world.lost_tool_results]
     if (
         "schedule-dependence" in oracles
         and canonical is not None

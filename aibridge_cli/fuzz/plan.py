@@ -43,6 +43,9 @@ class FaultKind(StrEnum):
     MALFORMED_SSE = "malformed-sse"
     CLIENT_DISCONNECT = "client-disconnect"
     EARLY_END = "early-end"
+    MCP_ERROR = "mcp-error"
+    MCP_SLOW = "mcp-slow"
+    MCP_DIES = "mcp-dies"
 
     @property
     def description(self) -> str:
@@ -80,15 +83,23 @@ class FaultKind(StrEnum):
         return self is FaultKind.EARLY_END
 
     @property
+    def mcp(self) -> bool:
+        """Strikes an MCP tool call (the ``at``-th), not the upstream: drawn only for a
+        scenario with MCP tools."""
+        return self in (FaultKind.MCP_ERROR, FaultKind.MCP_SLOW, FaultKind.MCP_DIES)
+
+    @property
     def uses_at(self) -> bool:
-        """``Fault.at`` means something: a frame, or the client's byte count."""
-        return self.in_body or self is FaultKind.CLIENT_DISCONNECT
+        """``Fault.at`` means something: a frame, the client's byte count, a tool call."""
+        return self.in_body or self.mcp or self is FaultKind.CLIENT_DISCONNECT
 
     @property
     def black_box(self) -> bool:
         """A running proxy can take it without it carrying over to later iterations: not a
-        stall (the target's read timeout is its own) nor a 401/403 (a disabled key stays
-        disabled)."""
+        stall (the target's read timeout is its own), a 401/403 (a disabled key stays
+        disabled) nor an MCP fault (the target runs its own tools)."""
+        if self.mcp:
+            return False
         return self not in (FaultKind.STALL, FaultKind.UNAUTHORIZED, FaultKind.FORBIDDEN)
 
     @property
@@ -111,6 +122,9 @@ _DESCRIPTIONS: dict[FaultKind, str] = {
     FaultKind.MALFORMED_SSE: "frame AT is replaced by an event whose data is not JSON",
     FaultKind.CLIENT_DISCONNECT: "the client hangs up after AT body bytes (0: before reading)",
     FaultKind.EARLY_END: "the upstream ends its body cleanly before frame AT (no terminal event)",
+    FaultKind.MCP_ERROR: "MCP tool call AT answers isError",
+    FaultKind.MCP_SLOW: "MCP tool call AT takes past the tool's timeout",
+    FaultKind.MCP_DIES: "the MCP server dies during tool call AT",
 }
 _STATUSES: dict[FaultKind, int] = {
     FaultKind.RATE_LIMIT_ONE: 429,
@@ -157,6 +171,8 @@ class Fault:
             where += f" frame {self.at}"
         if self.kind is FaultKind.CLIENT_DISCONNECT:
             where = f"after {self.at} body bytes"
+        if self.kind.mcp:
+            where = f"tool call {self.at}"
         extra = f" Retry-After={self.retry_after}" if self.kind.rate_limits else ""
         return f"{self.kind} at {where}{extra}"
 
@@ -284,7 +300,11 @@ def draw_plan(
         for _ in range(1 if rng.random() < 0.8 else 2):
             # Body faults strike answers that have a body worth breaking (2xx).
             ok = [i for i, x in enumerate(exchanges) if x.status < 400]
-            kinds = [k for k in FaultKind if k in allowed and not k.rare and (ok or not k.in_body)]
+            kinds = [
+                k
+                for k in FaultKind
+                if k in allowed and not k.rare and not k.mcp and (ok or not k.in_body)
+            ]
             if not kinds:
                 break
             kind = rng.choice(kinds)
@@ -296,6 +316,11 @@ def draw_plan(
                 at = rng.choice([0, 1, 40, 200, 700])
             retry = rng.choice(RETRY_AFTER) if kind.rate_limits else None
             faults.append(Fault(kind, e, at, retry))
+    # Drawn only for a scenario with MCP tools, so no other scenario's plans change.
+    mcp_kinds = [k for k in FaultKind if k.mcp and k in allowed]
+    if mcp_kinds and any(tool.mcp for tool in scenario.tools) and rng.random() < 0.3:
+        calls = max(1, len(exchanges) - 1)
+        faults.append(Fault(rng.choice(mcp_kinds), 0, rng.randrange(calls)))
     plan = Plan(
         faults=tuple(faults),
         schedule_seed=rng.getrandbits(32),
@@ -622,6 +647,9 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
     bound = 300.0 + plan.start_after + sum(d.seconds for d in plan.delays)
     bound += sum(r.seconds for r in plan.read_delays)
     bound += sum(plan.tool_latency)
+    tool_faults = {f.at: f.kind for f in plan.faults if f.kind.mcp}
+    slow = FaultKind.MCP_SLOW in tool_faults.values()
+    bound += sum(t.timeout for t in scenario.tools) if slow else 0
     return WorldSpec(
         path=scenario.path,
         body=scenario.body,
@@ -632,6 +660,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         transport=scenario.transport,
         pace=Pace(dict(plan.read_delays), plan.read_size, disconnect, plan.start_after),
         tool_latency=plan.tool_latency,
+        tool_faults=tool_faults,
         checkpoints={(c.point, c.operation): c.extra for c in plan.checkpoints},
         schedule_seed=plan.schedule_seed,
         schedule_budget=plan.schedule_budget,

@@ -22,6 +22,17 @@ from ..tools import InjectedTool, ToolSet, tool_from_mapping
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
 
 
+def _served_from_records(entry: dict[str, Any], record: Interception) -> dict[str, Any]:
+    """An MCP tool's table with its first recorded answer as its canned one: the
+    simulation serves MCP tools from records, with no server."""
+    if "mcp" not in entry or any(k in entry for k in ("result", "command", "error")):
+        return entry
+    call = next((c for c in record.tool_calls if c.name == entry.get("name")), None)
+    if call is None:
+        return {**entry, "error": "no recorded call"}
+    return {**entry, "error" if call.is_error else "result": call.result}
+
+
 def _answered(transport: str, response: ResponseLog) -> int:
     """The status an exchange stands for; on a socket, a refusal in its first message
     (``opening_status``) makes it an error exchange, which plans treat as one."""
@@ -126,7 +137,7 @@ class Scenario:
             for exchange in record.upstream
         )
         tools = tuple(
-            tool_from_mapping(entry, f"{name}: tool #{i + 1}")
+            tool_from_mapping(_served_from_records(entry, record), f"{name}: tool #{i + 1}")
             for i, entry in enumerate(record.tools)
         )
         body = record.request.body

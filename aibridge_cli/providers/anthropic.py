@@ -100,6 +100,17 @@ class _Block:
                 raise UpstreamBroken(f"tool input is not valid JSON: {text[:80]!r}") from None
 
 
+def _result_content(outcome: ToolOutcome) -> str | list[dict[str, Any]]:
+    """A tool result's content: the text, or text and image blocks when there are images."""
+    if not outcome.images:
+        return outcome.text
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": outcome.text}] if outcome.text else []
+    return blocks + [
+        {"type": "image", "source": {"type": "base64", "media_type": i.media_type, "data": i.data}}
+        for i in outcome.images
+    ]
+
+
 class AnthropicConversation:
     """One intercepted Messages request across its agentic iterations."""
 
@@ -135,7 +146,7 @@ class AnthropicConversation:
             {
                 "type": "tool_result",
                 "tool_use_id": call.id,
-                "content": outcome.text,
+                "content": _result_content(outcome),
                 **({"is_error": True} if outcome.is_error else {}),
             }
             for call, outcome in zip(calls, outcomes, strict=True)

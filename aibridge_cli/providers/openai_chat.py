@@ -39,6 +39,7 @@ from .openai_common import (
     function_parameters,
     openai_error,
     parse_arguments,
+    result_text,
 )
 from .usage import add_usage, overlay_usage, summed
 
@@ -124,7 +125,11 @@ class ChatConversation:
 
     def add_results(self, calls: list[ToolCall], outcomes: list[ToolOutcome]) -> None:
         for call, outcome in zip(calls, outcomes, strict=True):
-            text = f"error: {outcome.text}" if outcome.is_error else outcome.text
+            # A Chat Completions tool message takes text only: images are named, not sent.
+            text = result_text(outcome) + "".join(
+                f"\n[image: {image.media_type}, {len(image.data) * 3 // 4} bytes]"
+                for image in outcome.images
+            )
             self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
         self.iteration += 1
         self._reset()

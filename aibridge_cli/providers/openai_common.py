@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ErrorKind, UpstreamBroken
 from ..sse import SSEEvent
-from ..tools import InjectedTool
+from ..tools import InjectedTool, ToolOutcome
 
 ERROR_TYPES: dict[ErrorKind, str] = {
     "invalid_request": "invalid_request_error",
@@ -62,6 +62,11 @@ def as_object(value: Any) -> dict[str, Any]:
 
 def function_parameters(tool: InjectedTool) -> dict[str, Any]:
     return dict(tool.input_schema) or {"type": "object", "properties": {}}
+
+
+def result_text(outcome: ToolOutcome) -> str:
+    """A tool's text as OpenAI's tool results carry it: no error flag, so a prefix says it."""
+    return f"error: {outcome.text}" if outcome.is_error else outcome.text
 
 
 def parse_arguments(text: Any) -> Any:

@@ -36,6 +36,7 @@ from .openai_common import (
     function_parameters,
     openai_error,
     parse_arguments,
+    result_text,
 )
 from .usage import add_usage, overlay_usage, summed
 
@@ -55,6 +56,19 @@ REPLAYABLE = frozenset(
         "compaction",
     }
 )
+
+
+def _output(outcome: ToolOutcome) -> str | list[dict[str, Any]]:
+    """A function call's output: the text, or input_text and input_image parts with images."""
+    if not outcome.images:
+        return result_text(outcome)
+    return [
+        {"type": "input_text", "text": result_text(outcome)},
+        *(
+            {"type": "input_image", "image_url": f"data:{i.media_type};base64,{i.data}"}
+            for i in outcome.images
+        ),
+    ]
 
 
 def responses_tool_spec(tool: InjectedTool) -> dict[str, Any]:
@@ -105,7 +119,7 @@ class ResponsesConversation:
             {
                 "type": "function_call_output",
                 "call_id": call.id,
-                "output": f"error: {outcome.text}" if outcome.is_error else outcome.text,
+                "output": _output(outcome),
             }
             for call, outcome in zip(calls, outcomes, strict=True)
         ]

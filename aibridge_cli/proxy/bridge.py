@@ -65,7 +65,7 @@ from ..interception import (
 )
 from ..providers.base import API, Conversation, ToolCall, dumps
 from ..sse import SSEDecoder
-from ..tools import InjectedTool, ToolOutcome, ToolSet
+from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
 from .keypool import KeyPool
 from .server import Request, ResponseWriter
 from .upstream_client import body_chunks
@@ -119,6 +119,7 @@ class Environment:
     # The simulation's window on the engine's decisions (initiation, the lazy check), for
     # a reproducer's timeline; None in a real proxy.
     trace: Callable[[str], None] | None = None
+    servers: ToolServers | None = None  # MCP servers, whose tools come and go
     # Upstream WebSockets, over the same network backend as ``client``.
     dialer: WebSocketDialer = field(default_factory=WebSocketDialer)
 
@@ -140,11 +141,17 @@ class Environment:
             request=request,
             started_at=self.wall_clock(),
             clock=lambda: round((trio.current_time() - clock_zero) * 1000, 3),
-            tools=[t.to_toml_fields() for t in self.tools] if tools is None else tools,
+            tools=[t.to_toml_fields() for t in self.toolset()] if tools is None else tools,
             keep_chunks=keep_chunks,
             client_secrets=client_secrets,
             transport=transport,
         )
+
+    def toolset(self) -> ToolSet:
+        """The tools in play for a request starting now: the file's, then the servers'."""
+        if self.servers is None:
+            return self.tools
+        return ToolSet.of([*self.tools, *self.servers.tools()])
 
 
 class ResponseSink(Protocol):
@@ -354,10 +361,12 @@ class Interceptor:
         env: Environment,
         request: Request,
         record: Interception,
+        tools: ToolSet,
     ) -> None:
         self.api = api
         self.upstream = upstream
         self.env = env
+        self.tools = tools  # what the request was offered, though servers change meanwhile
         self.request_headers = request.headers
         query = request.target.partition("?")[2]
         # The client's query string (``?beta=true``, ``?api-version=``) goes upstream too.
@@ -428,12 +437,16 @@ class Interceptor:
     async def _run_tools(self, calls: list[ToolCall]) -> list[ToolOutcome]:
         outcomes = []
         for call in calls:
-            tool = self.env.tools.get(call.name)
+            tool = self.tools.get(call.name)
             assert tool is not None, "only injected tools are returned as calls"
+            started = trio.current_time()
             outcome = await self.env.run_tool(tool, call.input)
-            self.record.tool_calls.append(
-                ToolCallRecord(call.name, call.input, outcome.text, outcome.is_error)
-            )
+            record = ToolCallRecord(call.name, call.input, outcome.text, outcome.is_error)
+            if tool.mcp is not None:
+                record.server, record.server_tool = tool.mcp.server, tool.mcp.tool
+                record.duration_ms = round((trio.current_time() - started) * 1000, 3)
+            record.images = [image.as_json() for image in outcome.images]
+            self.record.tool_calls.append(record)
             outcomes.append(outcome)
         return outcomes
 

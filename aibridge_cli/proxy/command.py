@@ -91,6 +91,10 @@ def serve(
             "--redact", metavar="HEADER", help="Another header kept out of recordings; repeat."
         ),
     ] = None,
+    mcp_required: Annotated[
+        bool,
+        typer.Option(help="Exit (status 2) when an MCP server of the tools file does not start."),
+    ] = False,
     allowed_host: AllowedHostOpt = None,
     allow_origin: AllowOriginOpt = None,
     auth_token: AuthTokenOpt = None,
@@ -123,6 +127,7 @@ def serve(
         read_timeout=read_timeout,
         grace_period=grace_period,
         redact=redact or (),
+        mcp_required=mcp_required,
         guard=guard_config(allowed_host, allow_origin, auth_token, insecure_open),
     )
     guard = proxy_guard(options)  # before anything is opened: it may refuse the options

@@ -233,7 +233,8 @@ class BridgeApp:
                 name: {"base_url": up.base_url, "keys": up.pool.snapshot(now)}
                 for name, up in self.upstreams.items()
             },
-            "tools": [tool.name for tool in self.env.tools],
+            "tools": [tool.name for tool in self.env.toolset()],
+            "mcp": self.env.servers.status() if self.env.servers is not None else [],
             "requests_served": self.requests_served,
         }
 
@@ -256,8 +257,9 @@ class BridgeApp:
     async def _intercept(
         self, api: API, request: Request, writer: ResponseWriter, outcome: Outcome
     ) -> str:
-        tools = [tool.to_toml_fields() for tool in self.env.tools]
-        record = self._new_record(api.name, request, writer, tools)
+        tools = self.env.toolset()  # this request's, though MCP servers change meanwhile
+        offered = [tool.to_toml_fields() for tool in tools]
+        record = self._new_record(api.name, request, writer, offered)
         with outcome.noting(record), recorded(record, self.recorder):
             try:
                 body = api.validate(request.body)
@@ -267,8 +269,10 @@ class BridgeApp:
                 await write_error_response(api, writer, error)
                 return ""
             record.request.body = body
-            interceptor = Interceptor(api, self.upstreams[api.provider], self.env, request, record)
-            conversation = api.conversation(body, self.env.tools)
+            interceptor = Interceptor(
+                api, self.upstreams[api.provider], self.env, request, record, tools
+            )
+            conversation = api.conversation(body, tools)
             if is_streaming(body):
                 await interceptor.run_streaming(conversation, writer)
             else:

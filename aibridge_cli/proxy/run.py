@@ -13,9 +13,10 @@ import httpcore
 import trio
 
 from ..config import BridgeConfig, ServeOptions
-from ..errors import ConfigError, TargetUnreachable
+from ..errors import ConfigError, McpUnavailable, TargetUnreachable
 from ..interception import Recorder
-from ..tools import ToolSet, load_tools
+from ..mcp_tools.config import mcp_servers
+from ..tools import ToolServers, ToolSet, ToolsFile, load_tools_file
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
 from .guard import Guard, exposes_pool
 from .keypool import KeyPool
@@ -43,8 +44,16 @@ def build_app(
 ) -> BridgeApp:
     """The proxy app for these options (the upstream client is created here, once). The
     simulation passes its own network backend, tool runner, wall clock and trace."""
+    servers: ToolServers | None = None
     if tools is None:
-        tools = load_tools(options.tools_path) if options.tools_path else ToolSet()
+        found = load_tools_file(options.tools_path) if options.tools_path else ToolsFile()
+        tools = found.tools
+        if found.mcp:
+            specs = mcp_servers(found)
+            # imported only here: the mcp SDK is an extra, and heavy to load
+            from ..mcp_tools.servers import McpServers
+
+            servers = McpServers(specs)
     if options.max_iterations < 1:
         raise ConfigError(f"--max-iterations must be at least 1, not {options.max_iterations}")
     network = network_backend or httpcore.TrioBackend()
@@ -58,6 +67,7 @@ def build_app(
         run_tool=run_tool,
         wall_clock=wall_clock,
         trace=trace,
+        servers=servers,
     )
     upstreams = {
         "anthropic": ProviderUpstream(
@@ -106,14 +116,29 @@ async def serve_proxy(
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the proxy until SIGINT/SIGTERM, then shut down gracefully. ``guard``: the one
-    :func:`proxy_guard` makes of ``options`` unless given."""
+    :func:`proxy_guard` makes of ``options`` unless given.
+
+    The MCP servers, if any, live in a nursery of this run: they start before the proxy
+    listens and are stopped (cancelled) once it has drained its requests.
+    """
     if guard is None:
         guard = proxy_guard(options)
-    async with app.env.client:
-        server = Server(app, options.server, guard)
-        await serve_until_signalled(
-            server, options.host, options.port, announce=announce, task_status=task_status
-        )
+    failed: list[str] = []
+    async with app.env.client, trio.open_nursery() as tool_servers:
+        if app.env.servers is not None:
+            failed = await tool_servers.start(app.env.servers.serve)
+            if not options.mcp_required:
+                for line in failed:
+                    log.warning("mcp server %s: serving without its tools", line)
+        if not (failed and options.mcp_required):
+            server = Server(app, options.server, guard)
+            await serve_until_signalled(
+                server, options.host, options.port, announce=announce, task_status=task_status
+            )
+        tool_servers.cancel_scope.cancel()
+    if failed and options.mcp_required:
+        # raised out here: inside the nursery it would come wrapped in an exception group
+        raise McpUnavailable(f"mcp server {failed[0]} (--mcp-required)")
 
 
 async def serve_until_signalled(

@@ -53,6 +53,7 @@ from ..providers.openai_responses_ws import (
     status_error_event,
 )
 from ..sse import SSEEvent
+from ..tools import ToolSet
 from .bridge import ClientStream, Environment, Interceptor, ProviderUpstream
 from .keypool import PoolKey
 from .server import Request
@@ -200,8 +201,9 @@ class WebSocketInterceptor(Interceptor):
         record: Interception,
         api: Any,
         upgrade: Request,
+        tools: ToolSet,
     ) -> None:
-        super().__init__(api, session.upstream, env, upgrade, record)
+        super().__init__(api, session.upstream, env, upgrade, record, tools)
         self.session = session
 
     async def _iteration(

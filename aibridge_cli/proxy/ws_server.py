@@ -41,6 +41,7 @@ from ..providers.openai_responses_ws import (
     client_event_error,
     parse_client_event,
 )
+from ..tools import ToolSet
 from .bridge import Environment, ProviderUpstream, recorded, write_error_response
 from .server import Request, Upgrade
 from .websocket import (
@@ -229,7 +230,8 @@ class ResponsesSocket:
             scope.cancel()
 
     # -- one response.create ---------------------------------------------------------------
-    def _new_record(self) -> Interception:
+    def _new_record(self, tools: ToolSet | None = None) -> Interception:
+        """``tools``: the injected tools offered; by default those in play now."""
         record = self.env.new_record(
             self.api.name,
             ClientRequest(
@@ -240,6 +242,7 @@ class ResponsesSocket:
             ),
             keep_chunks=self.recorder is not None,
             client_secrets=credentials(self.request.headers),
+            tools=None if tools is None else [tool.to_toml_fields() for tool in tools],
             transport="websocket",
         )
         record.response.started(WEBSOCKET_STATUS, [])
@@ -247,7 +250,8 @@ class ResponsesSocket:
 
     async def _intercept(self, socket: WebSocket, text: str, body: dict[str, Any]) -> None:
         started = trio.current_time()
-        record = self._new_record()
+        tools = self.env.toolset()  # this response's, though MCP servers change meanwhile
+        record = self._new_record(tools)
         response = WebSocketResponse(socket, record.response)
         try:
             with recorded(record, self.recorder):
@@ -260,9 +264,9 @@ class ResponsesSocket:
                     return
                 record.request.body = body
                 interceptor = WebSocketInterceptor(
-                    self.session, self.env, record, self.api, self.request
+                    self.session, self.env, record, self.api, self.request, tools
                 )
-                conversation = self.api.conversation(body, self.env.tools)
+                conversation = self.api.conversation(body, tools)
                 await interceptor.run_streaming(conversation, response)
         finally:
             keys = ",".join(record.keys_used)

@@ -28,11 +28,12 @@ from ..interception import (
     redact_headers,
 )
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # 2 added pass-through records (``api``: ``anthropic-passthrough``, ``openai-passthrough``)
-# and query strings in ``path``s; 3 added ``transport`` (absent: ``http``). An older file is
-# a newer one without them.
-READABLE_VERSIONS = frozenset({1, 2, 3})
+# and query strings in ``path``s; 3 added ``transport`` (absent: ``http``); 4 added the MCP
+# fields of a tool call (``server``, ``server_tool``, ``duration_ms``, ``images``). An older
+# file is a newer one without them.
+READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 _HEADER_KEY = "aibridge_fixture"
 
 
@@ -114,6 +115,19 @@ def _encode_response(log: ResponseLog) -> dict[str, Any]:
     }
 
 
+def _encode_tool_call(call: ToolCallRecord) -> dict[str, Any]:
+    out = {"name": call.name, "input": call.input, "result": call.result, "is_error": call.is_error}
+    if call.server is not None:
+        out |= {
+            "server": call.server,
+            "server_tool": call.server_tool,
+            "duration_ms": call.duration_ms,
+        }
+    if call.images:
+        out["images"] = call.images
+    return out
+
+
 def encode_interception(
     record: Interception, label: str | None = None, redact: Iterable[str] = ()
 ) -> str:
@@ -151,10 +165,7 @@ def encode_interception(
             }
             for ex in record.upstream
         ],
-        "tool_calls": [
-            {"name": c.name, "input": c.input, "result": c.result, "is_error": c.is_error}
-            for c in record.tool_calls
-        ],
+        "tool_calls": [_encode_tool_call(c) for c in record.tool_calls],
         "response": _encode_response(
             ResponseLog(
                 status=record.response.status,
@@ -272,10 +283,33 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
                 call.get("input"),
                 _need(call, "result", str, where),
                 bool(call.get("is_error", False)),
+                _optional(call, "server", str, where),
+                _optional(call, "server_tool", str, where),
+                _optional(call, "duration_ms", int | float, where),
+                _images(call, where),
             )
         )
     label = obj.get("label")
     return record, label if isinstance(label, str) else None
+
+
+def _optional(obj: dict[str, Any], key: str, kind: Any, where: str) -> Any:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise _Bad(f"field {where + key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _images(call: dict[str, Any], where: str) -> list[dict[str, str]]:
+    images = call.get("images", [])
+    if not isinstance(images, list) or not all(
+        isinstance(i, dict)
+        and isinstance(i.get("media_type"), str)
+        and isinstance(i.get("data"), str)
+        for i in images
+    ):
+        raise _Bad(f"field {where + 'images'!r} must be a list of {{media_type, data}} objects")
+    return [{"media_type": i["media_type"], "data": i["data"]} for i in images]
 
 
 def parse_fixture(text: str, path: str = "<fixture>") -> Fixture:

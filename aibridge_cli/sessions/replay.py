@@ -28,7 +28,7 @@ from ..proxy.passthrough import PREFIXES
 from ..proxy.routes import ROUTES
 from ..proxy.run import build_app
 from ..proxy.server import Server
-from ..tools import InjectedTool, ToolOutcome, ToolSet, tool_from_mapping
+from ..tools import InjectedTool, ToolImage, ToolOutcome, ToolSet, tool_from_mapping
 from .fixture import Fixture, distinct_keys, provider_of
 from .mock import Hit, MockUpstream, Timing, replayable, upstream_route
 from .normalize import diff_normalized, normalize_response
@@ -101,6 +101,7 @@ def replay_tools(
     for record in fixture.interceptions:
         for i, entry in enumerate(record.tools):
             if isinstance(entry, dict) and entry.get("name") not in tools:
+                # An MCP tool is answered from the records too: no server is needed.
                 canned = {k: v for k, v in entry.items() if k not in ("command", "error", "result")}
                 tool = tool_from_mapping({**canned, "result": ""}, f"{fixture.path}: tool #{i + 1}")
                 tools[tool.name] = tool
@@ -108,7 +109,9 @@ def replay_tools(
     for record in fixture.interceptions:
         if replayable(record):
             for call in record.tool_calls:
-                results.setdefault(call.name, []).append(ToolOutcome(call.result, call.is_error))
+                images = tuple(ToolImage(i["media_type"], i["data"]) for i in call.images)
+                outcome = ToolOutcome(call.result, call.is_error, images)
+                results.setdefault(call.name, []).append(outcome)
 
     async def run(tool: InjectedTool, arguments: Any) -> ToolOutcome:
         queue = results.get(tool.name)

@@ -23,12 +23,19 @@ from ..proxy.websocket import WebSocket, WebSocketClosed
 
 Script = Callable[[list[tuple[str, str]], int], Reply]
 Peek = Callable[[int], Reply | None]
+BodySeen = Callable[[int, bytes], None]  # request index, request body
 
 
 class RawUpstream:
-    def __init__(self, script: Script, peek: Peek = lambda index: None) -> None:
+    def __init__(
+        self,
+        script: Script,
+        peek: Peek = lambda index: None,
+        body_seen: BodySeen | None = None,
+    ) -> None:
         self.script = script
         self.peek = peek  # the reply due at an index, without taking it
+        self.body_seen = body_seen
         self.requests = 0
         self.open_responses = 0
 
@@ -53,6 +60,8 @@ class RawUpstream:
                     if not data:
                         return
                     buffer += data
+                if self.body_seen is not None:
+                    self.body_seen(self.requests, buffer[:length])
                 buffer = buffer[length:]
                 reply = self.script(headers, self.requests)
                 self.requests += 1
@@ -89,7 +98,9 @@ class RawUpstream:
         socket = WebSocket(stream, connection, max_message_size=1 << 30, buffered=buffered)
         try:
             while True:
-                await socket.receive()
+                message = await socket.receive()
+                if self.body_seen is not None:
+                    self.body_seen(self.requests, message.encode())
                 reply = self.script(headers, self.requests)
                 self.requests += 1
                 self.open_responses += 1

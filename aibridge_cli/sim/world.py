@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -29,6 +29,8 @@ from ..config import ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeo
 from ..fakes.scripted_upstream import Reply
 from ..fakes.scripted_websocket import answered_status
 from ..interception import Transport
+from ..mcp_tools.results import server_down, timed_out
+from ..providers.base import dumps
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolOutcome, ToolSet
@@ -81,6 +83,7 @@ class WorldSpec:
     transport: Transport = "http"  # websocket: ``body`` is one message on a socket on ``path``
     pace: Pace = field(default_factory=Pace)
     tool_latency: Sequence[float] = ()
+    tool_faults: Mapping[int, str] = field(default_factory=dict)  # MCP call index -> fault
     checkpoints: CheckpointPlan = field(default_factory=dict)
     schedule_seed: int = 0
     schedule_budget: int = 0
@@ -109,6 +112,8 @@ class WorldResult:
     deviations: int
     timeline: list[str] | None = None
     marks: list[Mark] | None = None  # with the timeline: what a reproducer's page draws
+    # tool results the loop got that the next upstream request did not carry
+    lost_tool_results: list[str] = field(default_factory=list)
 
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
@@ -301,6 +306,8 @@ class _World:
         self.attempts: list[Attempt] = []
         self.errors: list[str] = []
         self.tool_calls = 0
+        self.unsent: list[tuple[str, str]] = []  # (tool, result) not yet seen upstream
+        self.lost: list[str] = []
         self.yields = Yields(spec.checkpoints)
         self.proxy_done = trio.Event()
         self.upstream_serving = 0
@@ -323,6 +330,13 @@ class _World:
     def _client_read(self, text: str, data: bytes) -> None:
         self.note(text)
         self.mark("read", f"read {len(data)} bytes", "client", data=data)
+
+    def _body_seen(self, index: int, body: bytes) -> None:
+        """The request after tool calls must carry their results (the tool-results oracle)."""
+        for tool, text in self.unsent:
+            if dumps(text)[1:-1].encode() not in body:
+                self.lost.append(f"upstream request #{index} lacks {tool}'s result {text!r}")
+        self.unsent.clear()
 
     def _script(self, headers: list[tuple[str, str]], index: int) -> Reply:
         if index < len(self.spec.replies):
@@ -394,15 +408,30 @@ class _World:
         await self.yields.at("tool")
         if index < len(latency) and latency[index]:
             await trio.sleep(latency[index])
+        outcome = await self._tool_outcome(tool, arguments, self.spec.tool_faults.get(index))
         self.note(f"tool {tool.name} ran")
         self.mark("tool", f"{tool.name} runs", "tool")
+        self.unsent.append((tool.name, outcome.text))
+        return outcome
+
+    async def _tool_outcome(
+        self, tool: InjectedTool, arguments: Any, fault: str | None
+    ) -> ToolOutcome:
+        """The tool's answer, or the MCP fault the plan put on this call."""
+        if tool.mcp is not None and fault is not None:
+            if fault == "mcp-slow":
+                await trio.sleep(tool.timeout)
+                return timed_out(tool.mcp.server, tool.mcp.tool, tool.timeout)
+            if fault == "mcp-dies":
+                return server_down(tool.mcp.server, tool.mcp.tool)
+            return ToolOutcome("simulated MCP tool error", True)
         if tool.command is not None:
             return self.commands.outcome(tool, arguments)
         return await tool.run(arguments)
 
     async def run(self) -> WorldResult:
         spec = self.spec
-        upstream = RawUpstream(self._script, self._due)
+        upstream = RawUpstream(self._script, self._due, self._body_seen)
         hygiene: list[str] = []
         async with trio.open_nursery() as services:
             network = MemoryNetwork(
@@ -471,4 +500,6 @@ class _World:
             services.cancel_scope.cancel()
         hygiene.extend(self.errors)
         hygiene.extend(_error_log.records)
-        return WorldResult(client, self.attempts, pool, end_time, live, hygiene, 0)
+        return WorldResult(
+            client, self.attempts, pool, end_time, live, hygiene, 0, lost_tool_results=self.lost
+        )
