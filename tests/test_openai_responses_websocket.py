@@ -149,6 +149,9 @@ async def test_injected_tool_turn_is_invisible(stack: StackFactory, session: Ses
     assert not [e for e in events if "bmcp_weather" in json.dumps(e)]
     assert [e["type"] for e in events].count("response.created") == 1
     assert events[-1]["response"]["id"] == "resp_2"
+    # usage summed over both iterations (each upstream response reports 5 in, 3 out)
+    usage = events[-1]["response"]["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (10, 6, 16)
     continuation = s.upstream.seen[1].json()
     assert continuation["type"] == "response.create"
     outputs = [i for i in continuation["input"] if i.get("type") == "function_call_output"]
