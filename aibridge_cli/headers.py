@@ -55,6 +55,16 @@ def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
     return next((v for k, v in headers if k.lower() == name), None)
 
 
+def presented_key(headers: Iterable[tuple[str, str]]) -> str | None:
+    """The key a request presents, as a provider reads it: Anthropic's ``x-api-key``, else
+    an OpenAI-style ``Authorization: Bearer`` token."""
+    key = header(headers, "x-api-key")
+    bearer = header(headers, "authorization") or ""
+    if key is None and bearer.startswith("Bearer "):
+        key = bearer[len("Bearer ") :]
+    return key
+
+
 def media_type(headers: Iterable[tuple[str, str]]) -> str:
     """The content type without parameters, lower-case ('' when absent)."""
     return (header(headers, "content-type") or "").split(";", 1)[0].strip().lower()

@@ -43,6 +43,7 @@ import trio
 
 from ..errors import ConfigError
 from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
+from ..headers import header, presented_key
 from ..proxy.server import Server
 from ..sim.client import ClientResult, Pace, exchange
 from ..sim.world import Attempt, WorldResult
@@ -240,16 +241,13 @@ class _Upstream:
         reply = self.replies[n] if n < len(self.replies) else exhausted
         self.served.append(reply)
         status = None if reply.fault == "reset-before-body" else reply.status
-        retry = next((v for k, v in reply.headers if k.lower() == "retry-after"), None)
+        retry = header(reply.headers, "retry-after")
         key = self._key(seen)
         self.attempts.append(Attempt(trio.current_time(), key, status, retry))
         return reply
 
     def _key(self, seen: SeenRequest) -> int | None:
-        secret = seen.header("x-api-key")
-        bearer = seen.header("authorization") or ""
-        if secret is None and bearer.startswith("Bearer "):
-            secret = bearer[len("Bearer ") :]
+        secret = presented_key(seen.headers)
         if secret is None:
             return None
         provider = "anthropic" if seen.path.endswith("/messages") else "openai"

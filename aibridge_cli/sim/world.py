@@ -28,6 +28,7 @@ import trio.testing
 from ..config import ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
 from ..fakes.scripted_upstream import Reply
 from ..fakes.scripted_websocket import answered_status
+from ..headers import presented_key
 from ..interception import Transport
 from ..mcp_tools.results import server_down, timed_out
 from ..providers.base import dumps
@@ -346,10 +347,7 @@ class _World:
                 {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}},
                 500,
             )
-        secret = next((v for k, v in headers if k == "x-api-key"), None)
-        bearer = next((v for k, v in headers if k == "authorization"), "")
-        if secret is None and bearer.startswith("Bearer "):
-            secret = bearer[len("Bearer ") :]
+        secret = presented_key(headers)
         key = self.spec.keys.index(secret) if secret in self.spec.keys else None
         status: int | None
         status, retry = answered_status(reply)
