@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 from urllib.parse import urlsplit
 
 import typer
@@ -246,14 +246,21 @@ def guard_config(
     )
 
 
+class Upstreams(NamedTuple):
+    """Where each provider is and the keys of its pool, as the command line gave them (keys
+    not given there come from the environment when the options are built)."""
+
+    anthropic_base_url: str
+    openai_base_url: str
+    anthropic_key: list[str] | None
+    openai_key: list[str] | None
+
+
 def serve_options(
     *,
     host: str,
     port: int,
-    anthropic_base_url: str,
-    openai_base_url: str,
-    anthropic_key: list[str] | None,
-    openai_key: list[str] | None,
+    upstreams: Upstreams,
     tools: Path | None,
     stream_initiation: StreamInitiation,
     max_iterations: int,
@@ -270,10 +277,10 @@ def serve_options(
     return ServeOptions(
         host=host,
         port=port,
-        anthropic_base_url=anthropic_base_url,
-        openai_base_url=openai_base_url,
-        anthropic_keys=keys_from(anthropic_key or [], "AIBRIDGE_ANTHROPIC_KEYS"),
-        openai_keys=keys_from(openai_key or [], "AIBRIDGE_OPENAI_KEYS"),
+        anthropic_base_url=upstreams.anthropic_base_url,
+        openai_base_url=upstreams.openai_base_url,
+        anthropic_keys=keys_from(upstreams.anthropic_key or [], "AIBRIDGE_ANTHROPIC_KEYS"),
+        openai_keys=keys_from(upstreams.openai_key or [], "AIBRIDGE_OPENAI_KEYS"),
         tools_path=tools,
         stream_initiation=stream_initiation,
         max_iterations=max_iterations,

@@ -10,7 +10,7 @@ import pytest
 from aibridge_cli.errors import AllKeysRateLimited
 from aibridge_cli.fakes.scripted_upstream import Reply
 from aibridge_cli.fuzz.catalog import builtin
-from aibridge_cli.fuzz.differential import stream_problems
+from aibridge_cli.fuzz.differential import Exchange, stream_problems
 from aibridge_cli.fuzz.grammar import Response
 from aibridge_cli.fuzz.plan import Cut, Fault, FaultKind, Plan, upstream_replies
 from aibridge_cli.fuzz.runner import Judge
@@ -168,7 +168,7 @@ def test_generic_lets_a_gateway_add_fields_and_ids_but_not_lose_an_event() -> No
 
     def judged(exact: bool, sent: list[tuple[str | None, Any]]) -> list[str]:
         response = Response(200, sse, b"".join(Reply.sse(sent).chunks), complete=True)
-        return stream_problems(exact, "openai-responses", (), [upstream], response)
+        return stream_problems(Exchange("openai-responses", (), [upstream], response), exact)
 
     added = [(name, {**data, "id": "gw-1", "provider": "x"}) for name, data in events]
     assert judged(False, added) == []

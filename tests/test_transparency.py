@@ -8,13 +8,13 @@ import dataclasses
 import json
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
 import trio
 from openai.types.chat import ChatCompletionToolParam
 
-import anthropic
 from aibridge_cli.config import ServeOptions
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
 from aibridge_cli.interception import Interception

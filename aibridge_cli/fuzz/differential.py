@@ -28,7 +28,7 @@ import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..fakes.scripted_upstream import Reply
 from ..headers import media_type
@@ -385,13 +385,19 @@ def _describe(event: Any) -> str:
     return json.dumps(event, default=str)[:160]
 
 
-def stream_problems(
-    exact: bool,
-    api: str,
-    injected: Collection[str],
-    served: Sequence[Reply],
-    response: Response,
-) -> list[str]:
+class Exchange(NamedTuple):
+    """One request's traffic as the differential reads it."""
+
+    api: str
+    injected: Collection[str]
+    """The names of the injected tools: their calls are the proxy's, not the client's."""
+    served: Sequence[Reply]
+    """The upstream's answers, one an iteration, as played."""
+    response: Response
+    """What the client got."""
+
+
+def stream_problems(exchange: Exchange, exact: bool) -> list[str]:
     """Where the client's stream departs from the events it is due.
 
     ``exact`` (the aibridge profile): aibridge's documented relay, data equal. Otherwise
@@ -399,6 +405,7 @@ def stream_problems(
     (a gateway may add fields and give its own ids and timestamps), and a failed answer
     may reach the client as a stream cut short instead of an error event.
     """
+    api, injected, served, response = exchange
     status, headers, body = response.status, response.headers, response.body
     due = due_events(api, injected, served)
     if media_type(headers) != "text/event-stream":
@@ -472,14 +479,9 @@ def _first_difference(want: Sequence[Any], got: Sequence[Any], exact: bool = Tru
 # -- blocking -----------------------------------------------------------------------------
 
 
-def body_problems(
-    exact: bool,
-    api: str,
-    injected: Collection[str],
-    served: Sequence[Reply],
-    response: Response,
-) -> list[str]:
+def body_problems(exchange: Exchange, exact: bool) -> list[str]:
     """Where a blocking answer's JSON body departs from the upstream's answers."""
+    api, injected, served, response = exchange
     status, body = response.status, response.body
     answers: list[dict[str, Any]] = []
     broken = False

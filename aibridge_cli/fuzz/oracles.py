@@ -34,7 +34,14 @@ from ..providers.openai_responses_ws import sse_view
 from ..sessions.normalize import diff_normalized, normalize_response
 from ..sim.world import WALL_EPOCH, Attempt, WorldResult
 from ..sse import SSEDecoder
-from .differential import body_problems, continued, played, stream_problems, usage_problems
+from .differential import (
+    Exchange,
+    body_problems,
+    continued,
+    played,
+    stream_problems,
+    usage_problems,
+)
 from .grammar import Response, response_problems
 from .plan import Plan
 from .scenario import Scenario
@@ -465,10 +472,9 @@ def _differential(
     if "differential" in oracles:
         # Any of aibridge's own rules judged: hold it to its documented relay, data equal.
         exact = bool(set(oracles) - GENERIC_ORACLES)
-        if scenario.streaming:
-            problems = stream_problems(exact, api, injected, run.served, response)
-        else:
-            problems = body_problems(exact, api, injected, run.served, response)
+        exchange = Exchange(api, injected, run.served, response)
+        judge = stream_problems if scenario.streaming else body_problems
+        problems = judge(exchange, exact)
         found += [Violation("differential", p, f"{shape}: {problem_kind(p)}") for p in problems]
     if "usage" in oracles and whole:
         problems = usage_problems(api, scenario.streaming, run.served, response.body)

@@ -27,17 +27,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ErrorKind, UpstreamBroken
+from ..errors import UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from .base import ToolCall, dumps, next_body, offered_tools, parse_request
 from .openai_common import (
-    PING_FRAME,
+    OpenAIAPI,
     as_object,
     error_object,
     event_json,
     function_parameters,
-    openai_error,
     parse_arguments,
     result_text,
 )
@@ -290,13 +289,11 @@ class ChatConversation:
         return body
 
 
-class OpenAIChat:
+class OpenAIChat(OpenAIAPI):
     """``POST /openai/v1/chat/completions``."""
 
     name = "openai-chat"
-    provider = "openai"
     upstream_path = "/chat/completions"
-    ping_frame = PING_FRAME
 
     def conversation(self, body: dict[str, Any], tools: ToolSet) -> ChatConversation:
         return ChatConversation(body, tools)
@@ -304,9 +301,6 @@ class OpenAIChat:
     @staticmethod
     def validate(raw: bytes) -> dict[str, Any]:
         return parse_request(raw, {"model": (str, "a string"), "messages": (list, "a list")})
-
-    def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]:
-        return openai_error(kind, message)
 
     def error_frame(self, payload: Any) -> bytes:
         """A ``data:`` frame holding an ``error`` object: the openai SDK raises on it."""

@@ -46,6 +46,17 @@ def openai_error(kind: ErrorKind, message: str) -> dict[str, Any]:
     }
 
 
+class OpenAIAPI:
+    """What both OpenAI routes are alike in: the key pool they draw on, the keep-alive
+    frame and the error body; each route adds its path, grammar and error frame."""
+
+    provider = "openai"
+    ping_frame = PING_FRAME
+
+    def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]:
+        return openai_error(kind, message)
+
+
 def error_object(payload: Any) -> dict[str, Any]:
     """The inner ``error`` object of an error body (or the payload itself if it has none)."""
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ErrorKind, UpstreamBroken
+from ..errors import UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from .base import ToolCall, dumps, next_body, offered_tools, parse_request
 from .openai_common import (
-    PING_FRAME,
+    OpenAIAPI,
     error_object,
     event_json,
     function_parameters,
-    openai_error,
     parse_arguments,
     result_text,
 )
@@ -244,13 +243,11 @@ class ResponsesConversation:
         return self._with_total_usage(self.last) if self.iteration else self.last
 
 
-class OpenAIResponses:
+class OpenAIResponses(OpenAIAPI):
     """``POST /openai/v1/responses``."""
 
     name = "openai-responses"
-    provider = "openai"
     upstream_path = "/responses"
-    ping_frame = PING_FRAME
 
     def conversation(self, body: dict[str, Any], tools: ToolSet) -> ResponsesConversation:
         return ResponsesConversation(body, tools)
@@ -260,9 +257,6 @@ class OpenAIResponses:
         return parse_request(
             raw, {"model": (str, "a string"), "input": (str | list, "a string or a list")}
         )
-
-    def error_body(self, kind: ErrorKind, message: str) -> dict[str, Any]:
-        return openai_error(kind, message)
 
     def error_frame(self, payload: Any) -> bytes:
         """An ``error`` event; its ``error`` object is what makes the openai SDK raise."""
