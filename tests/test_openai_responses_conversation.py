@@ -111,11 +111,12 @@ def test_malformed_event_breaks_the_stream(tools: ToolSet) -> None:
         conv.on_event(bad)
 
 
-def test_stream_cut_before_completion_is_broken() -> None:
+def test_stream_cut_before_completion_is_broken_and_releases_nothing_it_held() -> None:
     conv = conversation()
-    run(conv, events("r1", [message_item("m", "hi")])[:-1])
+    assert run(conv, events("r1", [message_item("m", "hi")])[:-1]) == []
     with pytest.raises(UpstreamBroken):
         conv.end_stream()
+    assert conv.closing_frames() == []  # the client gets the error alone
 
 
 def test_blocking_tool_turn_then_answer_returns_the_last_response() -> None:

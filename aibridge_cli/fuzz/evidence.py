@@ -29,6 +29,6 @@ def gather(finding: Finding) -> Evidence:
     _, run = judge.evaluate(finding.scenario, finding.plan, timeline=True)
     canonical = None
     if finding.oracle == "schedule-dependence":
-        base = finding.plan.essential_canonical()
+        base = finding.plan.essential_canonical(finding.scenario)
         _, canonical = judge.evaluate(finding.scenario, base, timeline=True)
     return Evidence(finding, run, canonical)

@@ -379,15 +379,24 @@ def _event_retry_after(body: bytes) -> str | None:
 # -- all together --------------------------------------------------------------------------
 
 
-def shape_of(scenario: Scenario, response: Response, world: WorldResult) -> dict[str, Any]:
-    """The timing-free meaning of a run, comparable across schedules.
+def shape_of(
+    scenario: Scenario,
+    response: Response,
+    world: WorldResult,
+    normalized: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The timing-free meaning of a run, comparable across schedules (``normalized``: the
+    response's ``normalize_response``, when the caller has it already).
 
     The keys the upstream saw are part of it: when a perturbation's delay lets a cooling
     key recover, the proxy rightly takes another path (the key-pool oracle checks that
     path), so such a run is not compared with the canonical one.
     """
-    shape = normalize_response(scenario.api, response.status, response.headers, response.body)
-    return {**shape, "complete": response.complete, "keys": [a.key for a in world.attempts]}
+    if normalized is None:
+        normalized = normalize_response(
+            scenario.api, response.status, response.headers, response.body
+        )
+    return {**normalized, "complete": response.complete, "keys": [a.key for a in world.attempts]}
 
 
 def canonical_run(run: Run) -> CanonicalRun:
@@ -450,7 +459,7 @@ def judge(
         and not plan.disconnects
         and world.live
     ):
-        this = shape_of(scenario, response, world)
+        this = shape_of(scenario, response, world, got)
         differences = diff_normalized(canonical.shape, this)
         if differences and this["keys"] == canonical.shape["keys"]:
             found.append(_schedule_dependence(differences, canonical, bool(problems), shape))

@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple, get_args
@@ -139,6 +140,7 @@ RETRY_AFTER = ("0", "1", "5", "30", None, "date", "soon")
 # N seconds after the simulation's epoch), read against a clock started at a fraction of
 # a second, where rounding up matters; upstreams that end their lines in CRLF or CR.
 RARE_RETRY_AFTER = ("7", "2.5", "0.4", "date", "date+3")
+_SECONDS = re.compile(r"\d+(\.\d+)?")  # a Retry-After in seconds, not an HTTP date
 START_AFTER = (0.3, 0.7, 1.5)
 LINE_ENDINGS = ("\r\n", "\r")
 CheckpointPoint = Literal[
@@ -234,10 +236,41 @@ class Plan:
     def canonical(self) -> Plan:
         return replace(self._world(), faults=self.faults)
 
-    def essential_canonical(self) -> Plan:
-        """``canonical()`` with each fault's ignored fields dropped: plans that share it share
-        their canonical run."""
-        return replace(self._world(), faults=tuple(f.essential() for f in self.faults))
+    def essential_canonical(self, scenario: Scenario) -> Plan:
+        """``canonical()`` less what cannot change its run, so that plans that share it share
+        their canonical run. Dropped: each fault's ignored fields; a fault's Retry-After
+        where the plan's replaces it; the plan's Retry-After where no answer is a 429; the
+        clock's start unless a Retry-After is an HTTP date (a cooldown in seconds runs from
+        the moment of the 429, so only a date, in whole seconds of wall time, rounds
+        otherwise on a fractional clock); the line ending where no answer streams."""
+        faults = tuple(f.essential() for f in self.faults)
+        if self.retry_after is not None:
+            faults = tuple(replace(f, retry_after=None) for f in faults)
+        plan = replace(self._world(), faults=faults)
+        retry_afters = self._retry_afters(scenario)
+        if self.retry_after not in retry_afters:
+            plan = replace(plan, retry_after=None)
+        if all(_SECONDS.fullmatch(value) for value in retry_afters):
+            plan = replace(plan, start_after=0.0)
+        if not any(x.streaming for x in scenario.exchanges):
+            plan = replace(plan, line_ending="\n")  # it rewrites event streams only
+        return plan
+
+    def _retry_afters(self, scenario: Scenario) -> list[str]:
+        """Every Retry-After the upstream sends in this plan's world."""
+        rate_limits = [f for f in self.faults if f.kind.rate_limits]
+        values = [
+            value
+            for x in scenario.exchanges
+            if x.status != 429 or self.retry_after is None
+            for name, value in x.headers
+            if name == "retry-after"
+        ]
+        if self.retry_after is None:
+            return values + [f.retry_after for f in rate_limits if f.retry_after is not None]
+        if rate_limits or any(x.status == 429 for x in scenario.exchanges):
+            return [*values, self.retry_after]
+        return values
 
     def _world(self) -> Plan:
         return Plan(

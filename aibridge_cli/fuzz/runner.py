@@ -66,7 +66,7 @@ class Judge:
         return Run(scenario, plan, world, served, self.stream_initiation)
 
     async def canonical_of(self, scenario: Scenario, plan: Plan) -> CanonicalRun:
-        base = plan.essential_canonical()
+        base = plan.essential_canonical(scenario)
         key = (scenario.name, base)
         if key not in self.canonical:
             self.canonical[key] = canonical_run(await self._run(scenario, base))
@@ -84,7 +84,7 @@ class Judge:
         )
         canonical = None
         if compare:
-            key = (scenario.name, plan.essential_canonical())
+            key = (scenario.name, plan.essential_canonical(scenario))
             if (
                 key not in self.canonical
                 and run.world.deviations == 0

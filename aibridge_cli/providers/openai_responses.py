@@ -6,11 +6,13 @@ stored last, whole: its id, its ``sequence_number``s and ``output_index``es as t
 upstream gave them. When injected tools are offered, an iteration's events are therefore
 held until its terminal event: a ``response.completed`` whose function calls are all
 injected is dropped with everything before it and the loop runs the calls; any other
-ending releases the iteration's events as they came, less the events of injected
-``function_call`` items (the Go gateway released those too, showing the client a call it
-must not run). With no injected tools there is nothing to hide and events flow through as
-they arrive. An event that is not a JSON object ends the stream with an error, as on the
-other providers (the Go gateway relayed it as received).
+terminal event (or an ``error`` event) releases the iteration's events as they came, less
+the events of injected ``function_call`` items (the Go gateway released those too, showing
+the client a call it must not run). A stream that breaks before either (cut, or ended
+early) releases nothing it held: the client gets the error alone, since no stored response
+stands behind those events. With no injected tools there is nothing to hide and events
+flow through as they arrive. An event that is not a JSON object ends the stream with an
+error, as on the other providers (the Go gateway relayed it as received).
 
 The follow-up request carries the tool results as ``function_call_output`` items. With
 ``conversation`` set, the upstream already appended the input and output items to the
