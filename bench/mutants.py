@@ -205,10 +205,16 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "bridge-monotonic-date",
         "proxy/bridge.py",
-        "                        self.env.wall_clock(),\n",
-        "                        trio.current_time(),\n",
+        "                    self.env.wall_clock(),\n",
+        "                    trio.current_time(),\n",
         "an HTTP-date Retry-After measured against the monotonic clock",
         "mixing clocks: a date cooldown of decades",
+        elsewhere=(
+            (
+                "                        self.env.wall_clock(),\n",
+                "                        trio.current_time(),\n",
+            ),
+        ),
     ),
     Mutant(
         "bridge-no-closing",
