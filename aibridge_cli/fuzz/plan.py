@@ -411,7 +411,7 @@ def draw_rare(
         plan = replace(plan, line_ending=rng.choice(LINE_ENDINGS))
     if rng.random() < 0.5:
         plan = replace(plan, start_after=rng.choice(START_AFTER))
-    if rng.random() < 0.4:
+    if rng.random() < 0.2:  # each distinct Retry-After in a 429 world costs a canonical run
         plan = replace(plan, retry_after=rng.choice(RARE_RETRY_AFTER))
     ok = [i for i, x in enumerate(scenario.exchanges) if x.status < 400]
     # A campaign narrowed to the rare kinds (--fault early-end) draws them often.
