@@ -482,8 +482,8 @@ def _differential(
         # Any of aibridge's own rules judged: hold it to its documented relay, data equal.
         exact = bool(set(oracles) - GENERIC_ORACLES)
         exchange = Exchange(api, injected, run.served, response)
-        judge = stream_problems if scenario.streaming else body_problems
-        problems = judge(exchange, exact)
+        problems_of = stream_problems if scenario.streaming else body_problems
+        problems = problems_of(exchange, exact)
         found += [Violation("differential", p, f"{shape}: {problem_kind(p)}") for p in problems]
     if "usage" in oracles and whole:
         problems = usage_problems(api, scenario.streaming, run.served, response.body)

@@ -66,7 +66,10 @@ class Judge:
         return Run(scenario, plan, world, served, self.stream_initiation)
 
     async def canonical_of(self, scenario: Scenario, plan: Plan) -> CanonicalRun:
-        base = plan.essential_canonical(scenario)
+        return await self._canonical(scenario, plan.essential_canonical(scenario))
+
+    async def _canonical(self, scenario: Scenario, base: Plan) -> CanonicalRun:
+        """The canonical run of ``base`` (an essential canonical plan), run once."""
         key = (scenario.name, base)
         if key not in self.canonical:
             self.canonical[key] = canonical_run(await self._run(scenario, base))
@@ -84,7 +87,8 @@ class Judge:
         )
         canonical = None
         if compare:
-            key = (scenario.name, plan.essential_canonical(scenario))
+            base = plan.essential_canonical(scenario)
+            key = (scenario.name, base)
             if (
                 key not in self.canonical
                 and run.world.deviations == 0
@@ -93,7 +97,7 @@ class Judge:
                 # The scheduler never deviated from FIFO and nothing else was perturbed: this
                 # was the canonical run, byte for byte.
                 self.canonical[key] = canonical_run(run)
-            canonical = await self.canonical_of(scenario, plan)
+            canonical = await self._canonical(scenario, base)
         return judge(run, canonical, self.oracles), run.world
 
     async def judge_iteration(self, draw: Draw, index: int) -> Outcome:
