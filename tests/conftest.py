@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import trio
 
+from aibridge_cli import interception
 from aibridge_cli.config import GuardConfig, ServeOptions
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
-from aibridge_cli.proxy import guard, keypool
+from aibridge_cli.proxy import guard, keypool, ws_server
 from aibridge_cli.proxy import routes as app_module
 from aibridge_cli.proxy.guard import Guard
 from aibridge_cli.proxy.routes import BridgeApp
@@ -37,15 +38,16 @@ def pytest_configure(config: pytest.Config) -> None:
         return from_secrets(cls, secrets)  # type: ignore[no-any-return]
 
     keypool.KeyPool.from_secrets = classmethod(noting_pool)  # type: ignore[assignment]
-    # The routes module's own name for the function, which it imported from interception.
-    credentials = getattr(app_module, "credentials")  # noqa: B009
+    # The HTTP and WebSocket routes' own names for the function, imported from interception.
+    credentials = interception.credentials
 
     def noting_client(headers: Iterable[tuple[str, str]]) -> list[str]:
         found: list[str] = credentials(headers)
         WATCH.note(found)
         return found
 
-    setattr(app_module, "credentials", noting_client)  # noqa: B010
+    for module in (app_module, ws_server):
+        setattr(module, "credentials", noting_client)  # noqa: B010
     guard_init = guard.Guard.__init__
 
     def noting_token(
