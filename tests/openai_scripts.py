@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any
 import openai
 import pytest
 
+from aibridge_cli.fakes.openai_replies import chunk as fake_chunk
+from aibridge_cli.fakes.openai_replies import function_item as function_item
+from aibridge_cli.fakes.openai_replies import message_item as message_item
 from aibridge_cli.fakes.scripted_upstream import Reply
 
 if TYPE_CHECKING:
@@ -66,16 +69,8 @@ def chunk(
     id: str = CHAT_ID,
     usage: dict[str, Any] | None = None,
 ) -> tuple[None, dict[str, Any]]:
-    data: dict[str, Any] = {
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "model": "gpt-x",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    if usage is not None:
-        data["usage"] = usage
-    return (None, data)
+    """The package's chunk with the tests' own id."""
+    return fake_chunk(delta, finish, id=id, usage=usage)
 
 
 def tool_delta(
@@ -209,29 +204,6 @@ def response_object(id: str, output: list[Any], status: str = "completed") -> di
             "input_tokens_details": {"cached_tokens": 0},
             "output_tokens_details": {"reasoning_tokens": 0},
         },
-    }
-
-
-def message_item(id: str, text: str) -> dict[str, Any]:
-    return {
-        "id": id,
-        "type": "message",
-        "status": "completed",
-        "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": []}],
-    }
-
-
-def function_item(
-    name: str, call_id: str = "call_1", arguments: str = '{"city": "Paris"}', id: str = "fc_1"
-) -> dict[str, Any]:
-    return {
-        "id": id,
-        "type": "function_call",
-        "status": "completed",
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
     }
 
 

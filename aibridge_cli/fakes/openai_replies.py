@@ -21,13 +21,48 @@ _USAGE_RESPONSES = {
 }
 
 
-def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-1",
+def chunk(
+    delta: dict[str, Any],
+    finish: str | None = None,
+    *,
+    id: str = "chatcmpl-1",
+    usage: dict[str, Any] | None = None,
+) -> tuple[None, dict[str, Any]]:
+    """One Chat Completions stream chunk, as an unnamed event."""
+    data: dict[str, Any] = {
+        "id": id,
         "object": "chat.completion.chunk",
         "created": 1,
         "model": "gpt-x",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    if usage is not None:
+        data["usage"] = usage
+    return (None, data)
+
+
+def message_item(id: str, text: str) -> dict[str, Any]:
+    """A finished Responses ``message`` output item holding ``text``."""
+    return {
+        "id": id,
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def function_item(
+    name: str, call_id: str = "call_1", arguments: str = '{"city": "Paris"}', id: str = "fc_1"
+) -> dict[str, Any]:
+    """A finished Responses ``function_call`` output item."""
+    return {
+        "id": id,
+        "type": "function_call",
+        "status": "completed",
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
     }
 
 
@@ -51,17 +86,17 @@ def chat_answer(
             "usage": _USAGE_CHAT,
         }
         return Reply.json(body)
-    chunks = [_chunk({"role": "assistant", "content": "" if call is None else None})]
+    chunks = [chunk({"role": "assistant", "content": "" if call is None else None})]
     if text:
-        chunks.append(_chunk({"content": text}))
+        chunks.append(chunk({"content": text}))
     if call is not None:
         name, arguments, call_id = call
         start = {"index": 0, "id": call_id, "type": "function"}
-        chunks.append(_chunk({"tool_calls": [{**start, "function": {"name": name}}]}))
+        chunks.append(chunk({"tool_calls": [{**start, "function": {"name": name}}]}))
         args = {"index": 0, "function": {"arguments": json.dumps(arguments)}}
-        chunks.append(_chunk({"tool_calls": [args]}))
-    chunks.append({**_chunk({}, finish), "usage": _USAGE_CHAT})
-    return Reply.sse([*((None, c) for c in chunks), (None, "[DONE]")])
+        chunks.append(chunk({"tool_calls": [args]}))
+    chunks.append(chunk({}, finish, usage=_USAGE_CHAT))
+    return Reply.sse([*chunks, (None, "[DONE]")])
 
 
 def _response(output: list[dict[str, Any]], status: str) -> dict[str, Any]:
@@ -80,26 +115,11 @@ def responses_answer(
     text: str | None, call: tuple[str, dict[str, Any], str] | None, *, stream: bool
 ) -> Reply:
     """Text, or a function call (name, input, call id), as the Responses API sends it."""
-    item: dict[str, Any]
     if call is not None:
         name, arguments, call_id = call
-        item = {
-            "id": "fc_1",
-            "type": "function_call",
-            "status": "completed",
-            "call_id": call_id,
-            "name": name,
-            "arguments": json.dumps(arguments),
-        }
+        item = function_item(name, call_id, json.dumps(arguments))
     else:
-        content = [{"type": "output_text", "text": text or "", "annotations": []}]
-        item = {
-            "id": "msg_1",
-            "type": "message",
-            "status": "completed",
-            "role": "assistant",
-            "content": content,
-        }
+        item = message_item("msg_1", text or "")
     if not stream:
         return Reply.json(_response([item], "completed"))
     events: list[tuple[str | None, Any]] = []
