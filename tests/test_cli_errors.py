@@ -173,6 +173,62 @@ ROWS = [
         keeps="lazy.jsonl",
     ),
     Row(
+        "serve --record on a fixture with a bad line before good ones",
+        lambda w: [
+            "serve",
+            "--port",
+            "0",
+            "--record",
+            w.file("mid.jsonl", HEADER + '{"cut": \n' + _interception("anthropic")),
+        ],
+        ("mid.jsonl:2: not valid JSON", "nothing was written to the file", "record to a new"),
+        keeps="mid.jsonl",
+    ),
+    Row(
+        "serve --record /dev/full",
+        lambda w: ["serve", "--port", "0", "--record", "/dev/full"],
+        ("/dev/full: cannot record there (No space left on device)", "free space"),
+    ),
+    Row(
+        "record -o /dev/full",
+        lambda w: ["record", "-o", "/dev/full", "--", "true"],
+        ("/dev/full: cannot record there (No space left on device)",),
+    ),
+    Row(
+        "show --html over the fixture shown",
+        lambda w: ["show", w.file("s.jsonl", HEADER), "--html", str(w.dir / "s.jsonl")],
+        ("s.jsonl is also an input of this command", "choose another output path"),
+        keeps="s.jsonl",
+    ),
+    Row(
+        "show --html over another fixture",
+        lambda w: [
+            "show",
+            w.file("s.jsonl", HEADER),
+            "--html",
+            w.file("other.jsonl", HEADER),
+        ],
+        ("other.jsonl holds aibridge data", "not writing over it"),
+        keeps="other.jsonl",
+    ),
+    Row(
+        "show --html to /dev/full",
+        lambda w: ["show", w.file("s.jsonl", HEADER), "--html", "/dev/full"],
+        ("/dev/full: cannot write (No space left on device)", "nothing was written"),
+    ),
+    Row(
+        "fuzz --repro with --html over the repro",
+        lambda w: [
+            "fuzz",
+            "--repro",
+            w.file("repro-1.jsonl", '{"kind": "fuzz-repro"}\n'),
+            "--html",
+            str(w.dir / "repro-1.jsonl"),
+        ],
+        ("repro-1.jsonl is also an input of this command",),
+        keeps="repro-1.jsonl",
+    ),
+    Row(
         "record on a busy port",
         lambda w: [
             "record",
@@ -242,6 +298,7 @@ ROWS = [
 # What only a process shows is the same for every row; these cover each command kind.
 PROCESS_ROWS = {
     "serve on a busy port",
+    "serve --record /dev/full",
     "serve --record on a file that is not a fixture",
     "record a command that does not exist",
     "replay --target where nothing listens",

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from ..config import StreamInitiation
 from ..errors import FixtureError
+from ..files import write_private
 from ..sim.client import ClientResult
 from .oracles import ALL_ORACLES, Violation
 from .plan import ALL_FAULTS, FaultKind, Plan
@@ -312,7 +313,6 @@ def replay(
 def write_repro(finding: Finding, directory: Path, taken: set[Path] | None = None) -> Path:
     """Write ``repro-<iteration seed>.jsonl`` (``-2``, ``-3``... when one iteration shows
     several signatures: ``taken`` holds the paths written so far)."""
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"repro-{finding.iteration_seed}.jsonl"
     n = 1
     while taken is not None and path in taken:
@@ -320,9 +320,8 @@ def write_repro(finding: Finding, directory: Path, taken: set[Path] | None = Non
         path = directory / f"repro-{finding.iteration_seed}-{n}.jsonl"
     if taken is not None:
         taken.add(path)
-    path.write_text(
-        "".join(json.dumps(line, sort_keys=True) + "\n" for line in finding.repro_lines())
-    )
+    lines = (json.dumps(line, sort_keys=True) + "\n" for line in finding.repro_lines())
+    write_private(path, "".join(lines))  # whole or absent, 0600: it holds the run's bodies
     return path
 
 

@@ -249,13 +249,14 @@ def _blackbox(settings: BlackBoxSettings, as_json: bool) -> int:
     return 1 if any(o.violations for o in run.outcomes) else 0
 
 
-def _write_page(finding: Finding, path: Path) -> None:
-    """The finding's timeline page (its runs are run again, with marks)."""
+def _write_page(finding: Finding, path: Path, inputs: Sequence[Path] = ()) -> None:
+    """The finding's timeline page (its runs are run again, with marks); never over an
+    input or a fixture."""
+    from ..files import write_private
     from ..views.repro import repro_page
     from .evidence import gather
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(repro_page(gather(finding)), encoding="utf-8")
+    write_private(path, repro_page(gather(finding)), inputs=inputs, spare_data=True)
 
 
 def _replay(path: Path, as_json: bool, show_body: bool, html: Path | None = None) -> int:
@@ -265,6 +266,10 @@ def _replay(path: Path, as_json: bool, show_body: bool, html: Path | None = None
     from .runner import Judge
     from .signature import Signature
 
+    if html is not None:
+        from ..files import refuse_overwrite
+
+        refuse_overwrite(html, [path])  # before the run, not after it
     header, scenario, plan = load_repro(path)
     oracles = frozenset(header.get("oracles", ALL_ORACLES))
     judge = Judge(header["stream_initiation"], oracles)
@@ -276,7 +281,7 @@ def _replay(path: Path, as_json: bool, show_body: bool, html: Path | None = None
     else:
         stdout.print(report.finding_renderable(finding, path, show_body=show_body))
     if html is not None:
-        _write_page(finding, html)
+        _write_page(finding, html, [path])
         stderr.print(f"wrote {html}", highlight=False)
     return 1 if finding.violations else 0
 

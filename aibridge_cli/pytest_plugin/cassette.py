@@ -76,8 +76,9 @@ class Cassette:
         if self.closed or self.writer is None:
             self.late += 1
             return
-        self.writer(interception)
-        self.recorded += 1
+        before = self.writer.written
+        self.writer(interception)  # a write the disk refused is logged there, and dropped
+        self.recorded += self.writer.written - before
 
     async def aclose(self) -> None:
         """In the server's loop: let requests in flight finish (their interceptions are

@@ -348,6 +348,7 @@ def replay_progress(total: int) -> Iterator[Callable[[], None]]:
 
 # -- import --------------------------------------------------------------------------------
 async def import_all(paths: list[Path], out: Path) -> tuple[list[Path], list[str]]:
+    from ..files import write_private
     from .fixture import dump_fixture
     from .importer import import_txtar, output_name
 
@@ -360,12 +361,7 @@ async def import_all(paths: list[Path], out: Path) -> tuple[list[Path], list[str
             failed.append(str(exc))
             continue
         target = out / output_name(path)
-        try:
-            target.write_text(dump_fixture(fixture), encoding="utf-8")
-        except OSError as exc:
-            raise FixtureError(
-                f"{target}: cannot write ({exc.strerror})", hint="choose another --output"
-            ) from None
+        write_private(target, dump_fixture(fixture), inputs=paths)
         written.append(target)
     return written, failed
 
@@ -473,10 +469,15 @@ def show(
 
     Example: aibridge show session.jsonl --html session.html
     """
+    from ..files import refuse_overwrite, write_private
     from .builtin import load_builtin
     from .recording import load_fixture
     from .summary import summarize
 
+    inputs: list[Path] = []
+    if html is not None and not builtin:
+        inputs = [] if builtin else [Path(name) for name in fixtures]
+        refuse_overwrite(html, inputs)  # before any work: the page would replace it
     if builtin:
         loaded = [f for name in fixtures for f in load_builtin(name)]
     else:
@@ -493,16 +494,13 @@ def show(
             summarize(record, label)
             for record, label in zip(fixture.interceptions, fixture.labels, strict=True)
         ]
-        report_out.print(format_summary(fixture, summaries))
-        if html is not None:
+        if html is not None:  # first: a page that cannot be written is the one error line
             from ..views.session import session_page
 
-            try:
-                html.write_text(session_page(fixture, summaries), encoding="utf-8")
-            except OSError as exc:
-                raise FixtureError(
-                    f"{html}: cannot write ({exc.strerror})", hint="choose another --html path"
-                ) from None
+            page = session_page(fixture, summaries)
+            write_private(html, page, inputs=inputs, spare_data=True)
+        report_out.print(format_summary(fixture, summaries))
+        if html is not None:
             stderr.print(f"wrote {html}", highlight=False, soft_wrap=True)
 
 

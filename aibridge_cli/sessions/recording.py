@@ -1,16 +1,24 @@
 """Fixture files on disk: loading them, and appending interceptions as they complete.
 
-The writer is the proxy's recorder. Each interception is one line written with a single
-``os.write`` and then fsynced, so a proxy killed at any moment (SIGKILL included) leaves a
+The writer is the proxy's recorder. Each interception is one line appended whole or not
+at all (``files.append_whole``: short writes continued, the file cut back to its length
+on a failure) and fsynced, so a proxy killed at any moment (SIGKILL included) leaves a
 file whose complete lines are every interception that finished; at worst the last line
 is cut, which the loader reports and skips.
 
+The disk never costs a client its stream: a write that fails (a full disk, a quota, an
+I/O error) drops that interception, is logged once as one line, and the writer tries
+again with the next one; the first that succeeds is logged with how many were dropped.
+A failure that leaves part of a line behind (the cut back failed too) stops recording
+for good, so nothing is ever appended after a broken line.
+
 Recording never changes bytes it did not write, and a file it created and wrote no
-interception to is removed when it closes. It appends only to a file that is empty
-or a fixture recorded with the same proxy settings (its header line says which); any
-other file is refused, untouched, since a replay compares against the header's settings.
-A cut last line left by an earlier crash is moved aside to ``<file>.cut`` (``.cut.1``,
-...) before appending, so new lines never glue onto it and no byte is lost.
+interception to is removed when it closes. It appends only to a file that is empty or a
+fixture recorded with the same proxy settings (its header line says which) whose every
+line is valid; any other file is refused, untouched, since a replay compares against the
+header's settings and a line appended after a bad one would be unreadable. A cut last
+line left by an earlier crash is moved aside to ``<file>.cut`` (``.cut.1``, ...) before
+appending, so new lines never glue onto it and no byte is lost.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 
 from ..config import ServeOptions
 from ..errors import FixtureError
+from ..files import PRIVATE, TornWrite, append_whole
 from ..interception import Interception
 from ..proxy.keypool import mask_secrets
 from .fixture import Fixture, encode_interception, header_line, parse_fixture
@@ -38,6 +47,11 @@ def read_text(path: Path | str, expected: str = "") -> str:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise FixtureError(f"{path}: cannot read ({exc.strerror})") from None
+    return decode_text(data, path, expected)
+
+
+def decode_text(data: bytes, path: Path | str, expected: str = "") -> str:
+    """``data`` as UTF-8; otherwise a ``FixtureError`` naming ``path:line``."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -54,7 +68,8 @@ class FixtureWriter:
     """Appends interceptions to a JSONL fixture; usable as ``BridgeApp.recorder``.
 
     ``secrets`` are the raw keys the proxy holds: any that would still reach a line (an
-    upstream echoing a key back, say) is replaced by its masked form.
+    upstream echoing a key back, say) is replaced by its masked form. ``written`` and
+    ``dropped`` count the interceptions that reached the file and those the disk refused.
     """
 
     def __init__(
@@ -69,30 +84,45 @@ class FixtureWriter:
         self.redact = tuple(redact)
         self.secrets = [s for s in secrets if s]
         self.written = 0
+        self.dropped = 0
+        self._failing: str | None = None  # the cause while writes fail
+        self._dropped_before = 0  # ``dropped`` when they started failing
+        self._torn = False
+        self.created = False
         try:
             try:
                 flags = os.O_RDWR | os.O_APPEND
-                self._fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+                self._fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, PRIVATE)
                 self.created = True
             except FileExistsError:
                 self._fd = os.open(self.path, flags)
-                self.created = False
-            data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
         except OSError as exc:
-            raise FixtureError(
-                f"{self.path}: cannot open for recording ({exc.strerror})",
-                hint="check the path and its permissions",
-            ) from None
+            raise self._cannot(exc) from None
         try:
-            self._start(data, proxy)
+            self._start(proxy)
         except BaseException:
-            os.close(self._fd)
+            self._discard()
             raise
 
-    def _start(self, data: bytes, proxy: dict[str, Any] | None) -> None:
-        if not data:
-            self._write_line(header_line(proxy))
-            return
+    def _cannot(self, exc: OSError) -> FixtureError:
+        return FixtureError(
+            f"{self.path}: cannot record there ({exc.strerror or exc})",
+            hint="check the path, its permissions and the free space",
+        )
+
+    def _discard(self) -> None:
+        os.close(self._fd)
+        if self.created:
+            self.path.unlink(missing_ok=True)  # no empty file left by a failed start
+
+    def _start(self, proxy: dict[str, Any] | None) -> None:
+        try:
+            data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+            if not data:
+                append_whole(self._fd, (header_line(proxy) + "\n").encode("utf-8"))
+                return
+        except OSError as exc:
+            raise self._cannot(exc) from None
         header = self._header_of(data)
         if (header.proxy or {}) != (proxy or {}):
             raise FixtureError(
@@ -100,8 +130,13 @@ class FixtureWriter:
                 f"({_settings(header.proxy)}; this proxy: {_settings(proxy)})",
                 hint="record to a new file, or run the proxy with the file's settings",
             )
-        if not data.endswith(b"\n"):
-            self._move_cut_line(data)
+        keep = data.rfind(b"\n") + 1
+        self._check_lines(data[:keep])
+        try:
+            if keep < len(data):
+                self._move_cut_line(data, keep)
+        except OSError as exc:
+            raise self._cannot(exc) from None
 
     def _header_of(self, data: bytes) -> Fixture:
         """The file's header; a file that does not start with one is refused."""
@@ -115,24 +150,38 @@ class FixtureWriter:
                 hint="record to a new file",
             ) from None
 
-    def _move_cut_line(self, data: bytes) -> None:
+    def _check_lines(self, whole: bytes) -> None:
+        """Every complete line must be a valid record: one appended after a bad line
+        would be lost to every reader, who rejects the whole file."""
+        if not whole:
+            return
+        try:
+            parse_fixture(decode_text(whole, self.path), str(self.path))
+        except FixtureError as exc:
+            raise FixtureError(
+                f"{exc}; nothing was written to the file",
+                hint="record to a new file, or remove that line and what follows it",
+            ) from None
+
+    def _move_cut_line(self, data: bytes, keep: int) -> None:
         """Move what follows the last newline to a file of its own, then cut it off."""
-        keep = data.rfind(b"\n") + 1
         if keep == 0:
-            os.write(self._fd, b"\n")  # a whole header, cut before its newline
+            append_whole(self._fd, b"\n")  # a whole header, cut before its newline
             return
         for n in itertools.count():
             aside = self.path.with_name(self.path.name + (".cut" if n == 0 else f".cut.{n}"))
             try:
-                fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE)
             except FileExistsError:
                 continue
             break
         try:
-            os.write(fd, data[keep:])
-            os.fsync(fd)
-        finally:
+            append_whole(fd, data[keep:])
+        except OSError:
             os.close(fd)
+            aside.unlink(missing_ok=True)
+            raise
+        os.close(fd)
         os.ftruncate(self._fd, keep)
         log.warning(
             "%s: a cut last line (%d bytes, left by a crash) was moved to %s",
@@ -141,21 +190,57 @@ class FixtureWriter:
             aside,
         )
 
-    def _write_line(self, line: str, more_secrets: Sequence[str] = ()) -> None:
-        line = mask_secrets(line, [*self.secrets, *more_secrets])
-        os.write(self._fd, (line + "\n").encode("utf-8"))
-        os.fsync(self._fd)
-
     def __call__(self, record: Interception) -> None:
-        self._write_line(encode_interception(record, redact=self.redact), record.client_secrets)
+        """Append one interception; never raises for the disk (see the module's doc)."""
+        line = encode_interception(record, redact=self.redact)
+        line = mask_secrets(line, [*self.secrets, *record.client_secrets])
+        self._append((line + "\n").encode("utf-8"))
+
+    def _append(self, data: bytes) -> None:
+        if self._torn:
+            self.dropped += 1
+            return
+        try:
+            append_whole(self._fd, data)
+        except TornWrite as exc:
+            self._torn = True
+            self.dropped += 1
+            log.error(
+                "recording to %s stopped: a write failed (%s) and left part of a line; "
+                "traffic is no longer recorded",
+                self.path,
+                exc.strerror,
+            )
+            return
+        except OSError as exc:
+            self.dropped += 1
+            if self._failing is None:
+                self._failing = exc.strerror or str(exc)
+                self._dropped_before = self.dropped - 1
+                log.error(
+                    "recording to %s failed (%s): interceptions are not recorded until a "
+                    "write succeeds; the file keeps every whole line so far",
+                    self.path,
+                    self._failing,
+                )
+            return
         self.written += 1
+        if self._failing is not None:
+            log.warning(
+                "recording to %s resumed after %d interceptions were not recorded (%s)",
+                self.path,
+                self.dropped - self._dropped_before,
+                self._failing,
+            )
+            self._failing = None
 
     def close(self) -> None:
         """Close the file; one this writer created and wrote no interception to is
         removed (a proxy that failed to start, or served nothing, leaves nothing behind)."""
-        os.close(self._fd)
-        if self.created and not self.written:
-            self.path.unlink(missing_ok=True)
+        if self.written:
+            os.close(self._fd)
+        else:
+            self._discard()
 
 
 def _settings(proxy: dict[str, Any] | None) -> str:
