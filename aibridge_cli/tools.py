@@ -13,6 +13,7 @@ start instead of failing the first conversation that calls the tool.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -26,6 +27,10 @@ import trio
 from .errors import ConfigError
 
 DEFAULT_TOOL_TIMEOUT = 30.0
+# What every provider accepts in a tool name (Anthropic's rule is the narrowest): a name
+# with a space or a "<" is refused where its file is read, not by the upstream at the
+# first request that offers it.
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 async def _kill(process: trio.Process) -> None:
@@ -213,6 +218,11 @@ def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: 'name' must be a non-empty string")
+    if not TOOL_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where}: tool name {name!r} is not a tool name (1 to 128 letters, digits, "
+            "'_' or '-', as every provider requires)"
+        )
     schema = entry.get("input_schema", {"type": "object", "properties": {}})
     if not isinstance(schema, Mapping):
         raise ConfigError(f"{where} ({name}): 'input_schema' must be a table")

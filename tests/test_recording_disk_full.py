@@ -12,7 +12,8 @@ import json
 import resource
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anthropic
@@ -90,6 +91,20 @@ class Proxy:
                 line += data
         return cls(proc, line.decode().split()[-1], log)
 
+    @classmethod
+    @asynccontextmanager
+    async def running(
+        cls, upstream: str, record: Path, log: Path, preexec: Callable[[], None] | None = None
+    ) -> AsyncIterator[Proxy]:
+        """The proxy, killed on the way out if a failed check left it running."""
+        proxy = await cls.start(upstream, record, log, preexec)
+        try:
+            yield proxy
+        finally:
+            if proxy.proc.returncode is None:
+                proxy.proc.kill()
+                await proxy.proc.wait()
+
     async def stop(self) -> int:
         self.proc.send_signal(signal.SIGINT)
         with trio.fail_after(30):
@@ -138,9 +153,9 @@ async def check_full_disk_run(
 ) -> tuple[str, int]:
     upstream = ScriptedUpstream([REPLY] * (REQUESTS + 2))
     _, upstream_url = await start_server(nursery, upstream)
-    proxy = await Proxy.start(upstream_url, record, tmp_path / "serve.log", preexec)
-    texts = await stream_all(proxy.url, REQUESTS)
-    assert await proxy.stop() == 0
+    async with Proxy.running(upstream_url, record, tmp_path / "serve.log", preexec) as proxy:
+        texts = await stream_all(proxy.url, REQUESTS)
+        assert await proxy.stop() == 0
     assert texts == [EXPECTED_TEXT] * REQUESTS  # every client read its whole stream
 
     failures = recording_lines(proxy.log)
@@ -163,9 +178,9 @@ async def restart_and_record_two_more(
 ) -> None:
     upstream = ScriptedUpstream([REPLY] * 2)
     _, upstream_url = await start_server(nursery, upstream)
-    proxy = await Proxy.start(upstream_url, record, tmp_path / "again.log")
-    assert await stream_all(proxy.url, 2) == [EXPECTED_TEXT] * 2
-    assert await proxy.stop() == 0
+    async with Proxy.running(upstream_url, record, tmp_path / "again.log") as proxy:
+        assert await stream_all(proxy.url, 2) == [EXPECTED_TEXT] * 2
+        assert await proxy.stop() == 0
     after = read(record)
     assert after.startswith(before)  # no line lost
     assert len(load_fixture(record).interceptions) == count + 2

@@ -25,7 +25,7 @@ from ..sim.client import ClientResult
 from .oracles import ALL_ORACLES, Violation
 from .plan import ALL_FAULTS, FaultKind, Plan
 from .runner import Draw, Judge, Outcome, draw_iteration
-from .scenario import Scenario
+from .scenario import Scenario, refuse_commands
 from .shrink import shrink
 from .signature import Signature, signature_counts
 
@@ -325,8 +325,9 @@ def write_repro(finding: Finding, directory: Path, taken: set[Path] | None = Non
     return path
 
 
-def load_repro(path: Path) -> tuple[dict[str, Any], Scenario, Plan]:
-    """The header, scenario and plan of a repro file; ``FixtureError`` when it is not one."""
+def load_repro(path: Path, allow_commands: bool = False) -> tuple[dict[str, Any], Scenario, Plan]:
+    """The header, scenario and plan of a repro file; ``FixtureError`` when it is not one,
+    ``ConfigError`` when a tool would run a command and ``allow_commands`` is not given."""
     try:
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except OSError as exc:
@@ -347,4 +348,6 @@ def load_repro(path: Path) -> tuple[dict[str, Any], Scenario, Plan]:
         plan = Plan.from_json({k: v for k, v in by_kind["plan"].items() if k != "kind"})
     except (KeyError, TypeError, ValueError) as exc:
         raise FixtureError(f"{path}: malformed scenario or plan: {exc}") from None
+    if not allow_commands:
+        refuse_commands(scenario.tools, str(path))
     return header, scenario, plan

@@ -113,6 +113,14 @@ def fuzz(
     upstream_port: Annotated[
         int | None, typer.Option(help="Black-box: port for the fault-injecting mock upstream.")
     ] = None,
+    allow_commands: Annotated[
+        bool,
+        typer.Option(
+            "--allow-commands",
+            help="Run the commands of tools in scenario and repro files (fixtures' tools "
+            "otherwise answer with their recorded results; TOML and repro files are refused).",
+        ),
+    ] = False,
 ) -> None:
     """Fuzz the proxy in a simulated world (or a running proxy, with --target).
 
@@ -134,7 +142,7 @@ def fuzz(
                 "--html goes with --repro (a campaign writes its pages beside the repros)"
             )
         if repro is not None:
-            raise typer.Exit(_replay(repro, as_json, show_body, html))
+            raise typer.Exit(_replay(repro, as_json, show_body, html, allow_commands))
         if iterations < 1:
             raise ConfigError(f"--iterations must be at least 1, not {iterations}")
         if jobs < 1:
@@ -152,7 +160,7 @@ def fuzz(
         profile = Profile(oracles or ("generic" if target is not None else "aibridge"))
         judged = profile_oracles(profile, skip_oracle or ())
         kinds = parse_faults(fault or (), no_fault or ())
-        chosen = select(scenario or [], fixtures or [])
+        chosen = select(scenario or [], fixtures or [], allow_commands)
         if seed is None:
             seed = random.SystemRandom().randrange(2**32)
         if target is not None:
@@ -259,7 +267,13 @@ def _write_page(finding: Finding, path: Path, inputs: Sequence[Path] = ()) -> No
     write_private(path, repro_page(gather(finding)), inputs=inputs, spare_data=True)
 
 
-def _replay(path: Path, as_json: bool, show_body: bool, html: Path | None = None) -> int:
+def _replay(
+    path: Path,
+    as_json: bool,
+    show_body: bool,
+    html: Path | None = None,
+    allow_commands: bool = False,
+) -> int:
     from . import report
     from .campaign import Case, Origin, load_repro, replay
     from .oracles import ALL_ORACLES
@@ -270,7 +284,7 @@ def _replay(path: Path, as_json: bool, show_body: bool, html: Path | None = None
         from ..files import refuse_overwrite
 
         refuse_overwrite(html, [path])  # before the run, not after it
-    header, scenario, plan = load_repro(path)
+    header, scenario, plan = load_repro(path, allow_commands)
     oracles = frozenset(header.get("oracles", ALL_ORACLES))
     judge = Judge(header["stream_initiation"], oracles)
     origin = Origin(header["seed"], header["iteration"], header["iteration_seed"])

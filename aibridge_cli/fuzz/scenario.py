@@ -8,10 +8,12 @@ the number of pool keys the recording proxy had.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ..errors import ConfigError
 from ..fakes.scripted_upstream import Fault as WireFault
 from ..headers import FrozenHeaders
 from ..interception import Interception, ResponseLog, Transport
@@ -22,15 +24,32 @@ from ..tools import InjectedTool, ToolSet, tool_from_mapping
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
 
 
-def _served_from_records(entry: dict[str, Any], record: Interception) -> dict[str, Any]:
-    """An MCP tool's table with its first recorded answer as its canned one: the
-    simulation serves MCP tools from records, with no server."""
-    if "mcp" not in entry or any(k in entry for k in ("result", "command", "error")):
+def _served_from_records(
+    entry: dict[str, Any], record: Interception, allow_commands: bool
+) -> dict[str, Any]:
+    """A tool's table with its first recorded answer as its canned one: the simulation
+    serves MCP tools from records, with no server, and command tools too unless commands
+    are allowed, since a file is data and never picks a program to run."""
+    if "command" in entry and allow_commands:
         return entry
+    if any(k in entry for k in ("result", "error")) or not ({"command", "mcp"} & set(entry)):
+        return entry  # canned already, or incomplete (``tool_from_mapping`` names it)
+    canned = {k: v for k, v in entry.items() if k != "command"}
     call = next((c for c in record.tool_calls if c.name == entry.get("name")), None)
     if call is None:
-        return {**entry, "error": "no recorded call"}
-    return {**entry, "error" if call.is_error else "result": call.result}
+        return {**canned, "error": "no recorded call"}
+    return {**canned, "error" if call.is_error else "result": call.result}
+
+
+def refuse_commands(tools: Iterable[InjectedTool], where: str) -> None:
+    """A ``ConfigError`` naming the first tool that would run a command: a scenario or
+    repro file runs one only when the command line says so."""
+    for tool in tools:
+        if tool.command is not None:
+            raise ConfigError(
+                f"{where}: tool {tool.name!r} runs a command ({' '.join(tool.command)}); "
+                "a file never runs one by itself: give --allow-commands if you trust it"
+            )
 
 
 def _answered(transport: str, response: ResponseLog) -> int:
@@ -122,8 +141,11 @@ class Scenario:
         return "openai" if self.api.startswith("openai") else "anthropic"
 
     @classmethod
-    def from_interception(cls, name: str, record: Interception, keys: int) -> Scenario:
-        """The scenario of one recorded interception; ``keys``: the pool size it ran with."""
+    def from_interception(
+        cls, name: str, record: Interception, keys: int, allow_commands: bool = False
+    ) -> Scenario:
+        """The scenario of one recorded interception; ``keys``: the pool size it ran with;
+        its command tools answer from the records unless ``allow_commands``."""
         exchanges = tuple(
             Exchange(
                 _answered(record.transport, exchange.response),
@@ -137,7 +159,9 @@ class Scenario:
             for exchange in record.upstream
         )
         tools = tuple(
-            tool_from_mapping(_served_from_records(entry, record), f"{name}: tool #{i + 1}")
+            tool_from_mapping(
+                _served_from_records(entry, record, allow_commands), f"{name}: tool #{i + 1}"
+            )
             for i, entry in enumerate(record.tools)
         )
         body = record.request.body
