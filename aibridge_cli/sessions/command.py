@@ -7,7 +7,6 @@ errors; record exits with its command's status.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -73,6 +72,7 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
 
     import trio
 
+    from ..child_env import agent_environment
     from ..proxy.run import build_app, serve_proxy
 
     bridge = build_app(options, recorder=writer)
@@ -80,11 +80,12 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
         host, port = await nursery.start(partial(serve_proxy, bridge, options, announce=False))
         base = f"http://{host}:{port}"
         stderr.print(f"recording to {writer.path} through {base}", highlight=False, soft_wrap=True)
-        env = {
-            **os.environ,
-            "ANTHROPIC_BASE_URL": f"{base}/anthropic",
-            "OPENAI_BASE_URL": f"{base}/openai/v1",
-        }
+        pools = {"anthropic": options.anthropic_keys, "openai": options.openai_keys}
+        env = agent_environment(
+            {"ANTHROPIC_BASE_URL": f"{base}/anthropic", "OPENAI_BASE_URL": f"{base}/openai/v1"},
+            pooled=[provider for provider, keys in pools.items() if keys],
+            secrets=[*options.anthropic_keys, *options.openai_keys, options.guard.auth_token or ""],
+        )
         try:
             done = await trio.run_process(argv, check=False, env=env, stdin=None)
         except OSError as exc:
