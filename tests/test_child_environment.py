@@ -1,11 +1,13 @@
 """A child process aibridge starts sees no pool key, no token and no provider key it does
 not need: a command tool under ``serve --tools`` and the command under ``record --``
-each dump the environment they were given, and the dump is searched.
+each dump the environment they were given, and the dump is searched. And ``record``'s
+command hears a SIGTERM sent to ``record``, whose status is then the command's.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from aibridge_cli.child_env import KEY_PLACEHOLDER
 from aibridge_cli.fakes.scripted_upstream import ScriptedUpstream
 
 from .anthropic_script import FINAL_TURN, TOOL_ONLY_TURN
-from .cli_process import run_cli, start_cli, stop_cli
+from .cli_process import CLI, run_cli, start_cli, stop_cli
 from .conftest import start_server
 
 POOL_KEY = "sk-ant-pool-key-in-the-environment-0000"
@@ -125,3 +127,36 @@ async def test_record_s_command_keeps_its_own_key_where_no_pool_pays(
     assert done.returncode == 0, done.stderr
     env = json.loads(out.read_text())
     assert env["OPENAI_API_KEY"] == OPENAI_KEY  # what the proxy forwards: the child's own
+
+
+CHILD = """
+import signal, sys, time
+if sys.argv[1] == "exits-42":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(42))
+print("ready", flush=True)
+time.sleep(60)
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize(("handling", "status"), [("exits-42", 42), ("default", 128 + 15)])
+async def test_sigterm_to_record_reaches_its_command_whose_status_it_exits_with(
+    tmp_path: Path, handling: str, status: int
+) -> None:
+    argv = [*CLI, "record", "-o", str(tmp_path / "s.jsonl"), "--", sys.executable, "-c"]
+    proc = await trio.lowlevel.open_process(
+        [*argv, CHILD, handling], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    try:
+        with trio.fail_after(30):
+            seen = b""
+            while not seen.endswith(b"\n"):
+                seen += await proc.stdout.receive_some(100)
+            assert seen == b"ready\n"
+            proc.terminate()
+            assert await proc.wait() == status
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.stdout.aclose()

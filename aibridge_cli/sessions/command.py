@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,7 +88,7 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
             secrets=[*options.anthropic_keys, *options.openai_keys, options.guard.auth_token or ""],
         )
         try:
-            done = await trio.run_process(argv, check=False, env=env, stdin=None)
+            code = await run_child(argv, env)
         except OSError as exc:
             raise CommandNotRunnable(
                 f"cannot run {argv[0]} ({exc.strerror or exc})",
@@ -95,8 +96,30 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
             ) from None
         finally:
             nursery.cancel_scope.cancel()
-    code = done.returncode
     return 128 - code if code < 0 else code
+
+
+async def run_child(argv: list[str], env: dict[str, str]) -> int:
+    """Run ``argv`` to its end and return its status. A SIGTERM to ``record`` is passed
+    on, so the child ends as it chooses and its status is still ``record``'s (its proxy
+    serves until then); SIGINT is the terminal's, which sends it to both."""
+    from functools import partial
+
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            run = partial(trio.run_process, argv, check=False, env=env, stdin=None)
+            process: trio.Process = await nursery.start(run)
+
+            async def forward() -> None:
+                async for signum in signals:
+                    process.send_signal(signum)
+
+            nursery.start_soon(forward)
+            code = await process.wait()
+            nursery.cancel_scope.cancel()
+    return code
 
 
 def record(
