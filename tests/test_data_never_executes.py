@@ -7,6 +7,7 @@ Each file plants a ``command`` tool that creates a marker file; the marker is th
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from aibridge_cli.fuzz.campaign import REPRO_VERSION
 from aibridge_cli.fuzz.plan import Plan
 from aibridge_cli.fuzz.scenario import Scenario
 from aibridge_cli.sessions.recording import load_fixture
+
+from .cli_process import CLI
 
 BUILTIN = Path(__file__).parent.parent / "aibridge_cli/fixtures/anthropic/injected-tool.jsonl"
 runner = CliRunner()
@@ -139,7 +142,14 @@ def test_a_tool_name_no_provider_takes_is_refused_at_load(tmp_path: Path, name: 
         f"[[tool]]\nname = {json.dumps(name)}\ndescription = 'd'\ninput_schema = {{}}\n"
         "result = 'x'\n"
     )
-    result = runner.invoke(app, ["serve", "--port", "0", "--tools", str(tools)])
-    assert result.exit_code == 2
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert f"tool name {name!r} is not a tool name" in result.stderr
+    # a process, bounded: a proxy that accepted the name would serve for ever
+    done = subprocess.run(
+        [*CLI, "serve", "--port", "0", "--tools", str(tools)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"tool name {name!r} is not a tool name" in done.stderr
