@@ -260,6 +260,18 @@ def main() -> None:
                     aibridge(upstream, "--record", str(record), name="aibridge --record")
                 )
             )
+            if args.baseline:  # the older tree recording too: before and after in one run
+                services.append(
+                    stack.enter_context(
+                        aibridge(
+                            upstream,
+                            "--record",
+                            str(Path(tmp) / "baseline.jsonl"),
+                            name="baseline --record",
+                            tree=args.baseline.resolve(),
+                        )
+                    )
+                )
         if "litellm" in wanted:
             svc = stack.enter_context(litellm(upstream, Path(tmp)))
             services.append(svc) if isinstance(svc, Service) else missing.append(svc)

@@ -1,4 +1,4 @@
-"""A disk that fills or refuses writes costs the recording, never a client's stream.
+"""A disk that fills, refuses or stalls writes costs the recording, never a client's stream.
 
 ``serve --record`` runs as a child process against a scripted upstream while 40 clients
 (the anthropic SDK) stream through it and the recording's disk fills: a real small tmpfs
@@ -12,6 +12,7 @@ import json
 import resource
 import signal
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,8 +21,13 @@ import anthropic
 import pytest
 import trio
 
+from aibridge_cli.config import ServeOptions
 from aibridge_cli.fakes.scripted_upstream import ScriptedUpstream
-from aibridge_cli.sessions.recording import load_fixture
+from aibridge_cli.files import append_whole as real_append_whole
+from aibridge_cli.proxy.run import build_app, serve_proxy
+from aibridge_cli.sessions import recording
+from aibridge_cli.sessions.recording import FixtureWriter, load_fixture
+from aibridge_cli.tools import ToolSet
 
 from .anthropic_script import message_end, message_start, stream, text_block
 from .cli_process import CLI, run_cli
@@ -242,3 +248,35 @@ async def test_recording_on_a_read_only_filesystem_is_one_line(small_disk: Path)
         f"error: {record}: cannot record there (Read-only file system)"
     )
     assert not record.exists()
+
+
+async def test_the_relay_never_waits_for_the_disk(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that does not answer (every write held at a gate) holds up no stream; the
+    records are written once it does."""
+    record = tmp_path / "s.jsonl"
+    writer = FixtureWriter(record)  # its header is on disk
+    gate = threading.Event()
+
+    def stuck_disk(fd: int, data: bytes) -> None:
+        gate.wait(10)  # bounded: a relay that waited for it would stall, not hang
+        real_append_whole(fd, data)
+
+    monkeypatch.setattr(recording, "append_whole", stuck_disk)
+    upstream = ScriptedUpstream([REPLY] * 3)
+    _, upstream_url = await start_server(nursery, upstream)
+    options = ServeOptions(host="127.0.0.1", port=0, anthropic_base_url=upstream_url)
+    app = build_app(options, tools=ToolSet(), recorder=writer)
+    host, port = await nursery.start(
+        lambda task_status: serve_proxy(app, options, announce=False, task_status=task_status)
+    )
+    try:
+        with trio.fail_after(30):
+            texts = await stream_all(f"http://{host}:{port}", 3)
+        assert texts == [EXPECTED_TEXT] * 3  # every stream whole while no write went through
+        assert len(read(record).splitlines()) == 1  # the header only: the disk still waits
+    finally:
+        gate.set()
+        await trio.to_thread.run_sync(writer.close)
+    assert len(load_fixture(record).interceptions) == 3

@@ -76,9 +76,7 @@ class Cassette:
         if self.closed or self.writer is None:
             self.late += 1
             return
-        before = self.writer.written
-        self.writer(interception)  # a write the disk refused is logged there, and dropped
-        self.recorded += self.writer.written - before
+        self.writer(interception)  # written by its thread; counted once it is closed
 
     async def aclose(self) -> None:
         """In the server's loop: let requests in flight finish (their interceptions are
@@ -88,7 +86,8 @@ class Cassette:
             await self._idle.wait()
         self.closed = True
         if self.writer is not None:
-            self.writer.close()
+            await trio.to_thread.run_sync(self.writer.close)  # waits for the last write
+            self.recorded = self.writer.written  # a write the disk refused is not counted
 
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
         self._in_flight += 1

@@ -1,10 +1,13 @@
 """Fixture files on disk: loading them, and appending interceptions as they complete.
 
-The writer is the proxy's recorder. Each interception is one line appended whole or not
+The writer is the proxy's recorder. The proxy hands it each interception as it ends and
+goes on at once; the writer's own thread encodes it as one line, appends it whole or not
 at all (``files.append_whole``: short writes continued, the file cut back to its length
-on a failure) and fsynced, so a proxy killed at any moment (SIGKILL included) leaves a
-file whose complete lines are every interception that finished; at worst the last line
-is cut, which the loader reports and skips.
+on a failure) and fsyncs it, so the relay never waits for the disk (a write and fsync on
+the event loop stalled every stream: 0.83 of direct, docs/performance.md). A proxy
+killed at any moment (SIGKILL included) leaves a file of whole lines: every interception
+that finished, less those still waiting for the thread; at worst a cut last line, which
+the loader reports and skips. ``close`` writes everything handed over first.
 
 The disk never costs a client its stream: a write that fails (a full disk, a quota, an
 I/O error) drops that interception, is logged once as one line, and the writer tries
@@ -26,6 +29,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import queue
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,6 +108,11 @@ class FixtureWriter:
         except BaseException:
             self._discard()
             raise
+        # Off the hot path: the proxy hands each record over and goes on; this thread
+        # encodes, writes and fsyncs them in order (see ``close``).
+        self._queue: queue.SimpleQueue[Interception | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._drain, name="aibridge-recorder", daemon=True)
+        self._thread.start()
 
     def _cannot(self, exc: OSError) -> FixtureError:
         return FixtureError(
@@ -191,10 +201,20 @@ class FixtureWriter:
         )
 
     def __call__(self, record: Interception) -> None:
-        """Append one interception; never raises for the disk (see the module's doc)."""
-        line = encode_interception(record, redact=self.redact)
-        line = mask_secrets(line, [*self.secrets, *record.client_secrets])
-        self._append((line + "\n").encode("utf-8"))
+        """Hand over one finished interception, to be appended by the writer's thread:
+        the relay never waits for the disk, and nothing the disk does reaches it."""
+        self._queue.put(record)
+
+    def _drain(self) -> None:
+        while (record := self._queue.get()) is not None:
+            try:
+                line = encode_interception(record, redact=self.redact)
+            except Exception:  # a bug: the traceback, and the other records go on
+                log.exception("recording to %s: an interception could not be encoded", self.path)
+                self.dropped += 1
+                continue
+            line = mask_secrets(line, [*self.secrets, *record.client_secrets])
+            self._append((line + "\n").encode("utf-8"))
 
     def _append(self, data: bytes) -> None:
         if self._torn:
@@ -235,8 +255,12 @@ class FixtureWriter:
             self._failing = None
 
     def close(self) -> None:
-        """Close the file; one this writer created and wrote no interception to is
-        removed (a proxy that failed to start, or served nothing, leaves nothing behind)."""
+        """Write what was handed over, then close the file (blocking: call it where the
+        proxy no longer serves, or from a thread); one this writer created and wrote no
+        interception to is removed (a proxy that failed to start, or served nothing,
+        leaves nothing behind)."""
+        self._queue.put(None)
+        self._thread.join()
         if self.written:
             os.close(self._fd)
         else:
