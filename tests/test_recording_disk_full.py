@@ -12,6 +12,7 @@ import json
 import resource
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -280,3 +281,37 @@ async def test_the_relay_never_waits_for_the_disk(
         gate.set()
         await trio.to_thread.run_sync(writer.close)
     assert len(load_fixture(record).interceptions) == 3
+
+
+AGENT = """
+import sys, anthropic
+client = anthropic.Anthropic(max_retries=0)
+for _ in range(int(sys.argv[1])):
+    with client.messages.stream(model="m", max_tokens=5,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        assert stream.get_final_message().stop_reason == "end_turn"
+print("all whole")
+"""
+
+
+async def test_record_on_a_filling_disk_keeps_its_command_s_streams_whole(
+    nursery: trio.Nursery, small_disk: Path
+) -> None:
+    upstream = ScriptedUpstream([REPLY] * REQUESTS)
+    _, upstream_url = await start_server(nursery, upstream)
+    record = small_disk / "s.jsonl"
+    done = await run_cli(
+        "record", "-o", str(record), "--anthropic-base-url", upstream_url,
+        "--anthropic-key", "sk-ant-pool-key-0000000000",
+        "--", sys.executable, "-c", AGENT, str(REQUESTS),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode() == "all whole\n"
+    err = done.stderr.decode().splitlines()
+    assert len([line for line in err if "No space left on device" in line]) == 1, err
+    count = len(load_fixture(record).interceptions)
+    assert 0 < count < REQUESTS
+    assert err[-1] == (
+        f"recorded {count} interceptions to {record}; {REQUESTS - count} not recorded "
+        "(the disk refused them)"
+    )

@@ -182,6 +182,8 @@ def record(
         if writer.written or not writer.created
         else f"recorded nothing: {output} not created"
     )
+    if writer.dropped:  # the disk refused them: logged when it happened
+        done += f"; {writer.dropped} not recorded (the disk refused them)"
     stderr.print(done, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
