@@ -53,6 +53,7 @@ from ..headers import (
     forwarded_request_headers,
     forwarded_response_headers,
     intercepted_response_headers,
+    refusal_headers,
     wire,
 )
 from ..interception import (
@@ -211,6 +212,7 @@ async def write_error_response(
         headers = forwarded_response_headers(error.headers) or headers
     else:
         body = dumps(api.error_body(error.kind, error.message)).encode()
+        headers += refusal_headers(error.status)
         if error.retry_after is not None:
             headers.append(("retry-after", str(error.retry_after)))
     if whole:

@@ -109,12 +109,18 @@ class WebSocketResponse:
     @staticmethod
     def _status_error(status: int, headers: Headers, body: bytes) -> str:
         text = status_error_event(status, body, kind_for_status(status), f"error {status}")
-        retry = header(headers, "retry-after")
-        if retry is None:
+        # What the HTTP answer's head said of retrying, among the error's headers as
+        # OpenAI's own error events carry them.
+        carried = {
+            name: value
+            for name in ("retry-after", "x-should-retry")
+            if (value := header(headers, name)) is not None
+        }
+        if not carried:
             return text
         _, event = message_type(text)
         assert event is not None  # made just above
-        event["error"]["headers"] = {"retry-after": retry}
+        event["error"]["headers"] = carried
         return dumps(event)
 
     async def _send(self, messages: list[str]) -> None:
