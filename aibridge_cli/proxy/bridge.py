@@ -435,6 +435,14 @@ class Interceptor:
                 await response.aclose()
             return
 
+    def shown(self, frames: list[bytes], conversation: Conversation) -> list[bytes]:
+        """Frames as the client may see them: an upstream error event may echo the key it
+        was sent, so a failed conversation's frames are masked (as its recorded error is);
+        the others go unscanned, off the hot path's cost."""
+        if not conversation.failed:
+            return frames
+        return [self.upstream.pool.masked_bytes(frame) for frame in frames]
+
     # -- the loop ------------------------------------------------------------------------
     async def _run_tools(self, calls: list[ToolCall]) -> list[ToolOutcome]:
         outcomes = []
@@ -538,10 +546,7 @@ class Interceptor:
                                 break
                     except UpstreamBroken as exc:
                         broken = exc  # the events before the broken one still go out
-                    if conversation.failed:
-                        # an upstream error event may echo the key it was sent
-                        frames = [self.upstream.pool.masked_bytes(f) for f in frames]
-                    await client.put(frames)
+                    await client.put(self.shown(frames, conversation))
                     if conversation.failed or broken is not None:
                         break
         if broken is not None:

@@ -180,6 +180,10 @@ class UpstreamSession:
             )
             exchange.response.started(answer.status, answer.headers)
             exchange.response.wrote(answer.body)
+            if answer.status < 400:  # 200, 204, 301...: no socket, and no refusal to relay
+                raise UpstreamBroken(
+                    f"upstream answered the WebSocket upgrade with {answer.status}, not 101"
+                )
             if key is not None and pool.report(
                 key,
                 answer.status,
@@ -189,7 +193,10 @@ class UpstreamSession:
             ):
                 log.info("key %s refused the upgrade %d: failing over", key.masked, answer.status)
                 continue
-            raise UpstreamStatusError(answer.status, answer.headers, answer.body)
+            # An upstream may echo the key it was sent: never to the client.
+            raise UpstreamStatusError(
+                answer.status, pool.masked_headers(answer.headers), pool.masked_bytes(answer.body)
+            )
 
     async def close(self, code: int = NORMAL_CLOSURE) -> None:
         socket, self.socket, self.key = self.socket, None, None
@@ -248,7 +255,8 @@ class WebSocketInterceptor(Interceptor):
                     await self.session.close()
                     return False
                 first = False
-                await client.put(conversation.on_event(SSEEvent(kind, text, message_frame(text))))
+                frames = conversation.on_event(SSEEvent(kind, text, message_frame(text)))
+                await client.put(self.shown(frames, conversation))
                 if conversation.failed or kind in TERMINAL:
                     return True
         except WebSocketClosed as closed:
