@@ -4,7 +4,6 @@ build. Light on purpose: importing this loads typer and the settings, no machine
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,14 +14,7 @@ import typer
 
 from .config import GuardConfig, ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
 from .console import LogFormat, LogLevel
-
-
-def keys_from(option: Sequence[str], env_var: str) -> list[str]:
-    """Keys from the repeated option, else from the comma-separated environment variable."""
-    if option:
-        return [k for k in option if k]
-    return [k.strip() for k in os.environ.get(env_var, "").split(",") if k.strip()]
-
+from .pool_keys import pool_keys
 
 # -- values checked when parsed -------------------------------------------------------------
 # Each parser takes the text of an option (or its default, already typed) and returns the
@@ -129,6 +121,11 @@ def parse_base_url(value: str) -> str:
         parts.port  # noqa: B018  # a bad port raises here
     except ValueError:
         raise typer.BadParameter(f"{value!r} has a port that is not 0 to 65535") from None
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        # request paths are appended to it: a query would end up inside the path
+        raise typer.BadParameter(
+            f"{value!r} has a query or a fragment; a base URL is scheme, host and path"
+        )
     return value
 
 
@@ -153,7 +150,8 @@ AnthropicKeyOpt = Annotated[
         "--anthropic-key",
         metavar="KEY",
         help="Anthropic API key for the pool; repeat in failover order. "
-        "Default: AIBRIDGE_ANTHROPIC_KEYS (comma-separated). None: the client's key is forwarded.",
+        "Default: AIBRIDGE_ANTHROPIC_KEYS (comma-separated). None: the client's key is forwarded. "
+        "Prefer --anthropic-key-file or the variable: a command line is visible to other users.",
     ),
 ]
 OpenAIKeyOpt = Annotated[
@@ -162,7 +160,26 @@ OpenAIKeyOpt = Annotated[
         "--openai-key",
         metavar="KEY",
         help="OpenAI API key for the pool; repeat in failover order. "
-        "Default: AIBRIDGE_OPENAI_KEYS (comma-separated).",
+        "Default: AIBRIDGE_OPENAI_KEYS (comma-separated). "
+        "Prefer --openai-key-file or the variable: a command line is visible to other users.",
+    ),
+]
+AnthropicKeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--anthropic-key-file",
+        metavar="FILE",
+        help="Anthropic pool keys, one a line (blank lines and # comments skipped), after "
+        "any --anthropic-key; the file must be not readable by other users (chmod 600).",
+    ),
+]
+OpenAIKeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--openai-key-file",
+        metavar="FILE",
+        help="OpenAI pool keys, one a line (blank lines and # comments skipped), after "
+        "any --openai-key; the file must be not readable by other users (chmod 600).",
     ),
 ]
 ToolsOpt = Annotated[
@@ -237,11 +254,12 @@ def guard_config(
     auth_token: str | None = None,
     insecure_open: bool = False,
 ) -> GuardConfig:
-    """The guard settings from the command line; an empty token is no token."""
+    """The guard settings from the command line (an empty token is kept, for the guard
+    to refuse: it guards nothing)."""
     return GuardConfig(
         allowed_hosts=tuple(allowed_host or ()),
         allowed_origins=tuple(allow_origin or ()),
-        auth_token=auth_token or None,
+        auth_token=auth_token,
         insecure_open=insecure_open,
     )
 
@@ -254,6 +272,8 @@ class Upstreams(NamedTuple):
     openai_base_url: str
     anthropic_key: list[str] | None
     openai_key: list[str] | None
+    anthropic_key_file: Path | None = None
+    openai_key_file: Path | None = None
 
 
 def serve_options(
@@ -279,8 +299,18 @@ def serve_options(
         port=port,
         anthropic_base_url=upstreams.anthropic_base_url,
         openai_base_url=upstreams.openai_base_url,
-        anthropic_keys=keys_from(upstreams.anthropic_key or [], "AIBRIDGE_ANTHROPIC_KEYS"),
-        openai_keys=keys_from(upstreams.openai_key or [], "AIBRIDGE_OPENAI_KEYS"),
+        anthropic_keys=pool_keys(
+            upstreams.anthropic_key or [],
+            upstreams.anthropic_key_file,
+            "--anthropic-key",
+            "AIBRIDGE_ANTHROPIC_KEYS",
+        ),
+        openai_keys=pool_keys(
+            upstreams.openai_key or [],
+            upstreams.openai_key_file,
+            "--openai-key",
+            "AIBRIDGE_OPENAI_KEYS",
+        ),
         tools_path=tools,
         stream_initiation=stream_initiation,
         max_iterations=max_iterations,

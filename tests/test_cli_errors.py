@@ -26,6 +26,7 @@ from aibridge_cli.sessions.fixture import header_line
 NOT_UTF8 = b"\xff\xfe not UTF-8 \x80\n"
 HEADER = header_line({"stream_initiation": "eager", "max_iterations": 10}) + "\n"
 LAZY_HEADER = header_line({"stream_initiation": "lazy", "max_iterations": 10}) + "\n"
+KEY = "sk-ant-operator-row-0123456"  # 27 characters; fake
 TOOL = "[[tool]]\nname = 'bmcp_x'\ndescription = 'd'\ninput_schema = {}\n"
 
 
@@ -41,10 +42,12 @@ class Workspace:
             probe.bind(("127.0.0.1", 0))
             return int(probe.getsockname()[1])
 
-    def file(self, name: str, content: bytes | str) -> str:
+    def file(self, name: str, content: bytes | str, mode: int | None = None) -> str:
         path = self.dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content.encode() if isinstance(content, str) else content)
+        if mode is not None:
+            path.chmod(mode)
         return str(path)
 
 
@@ -159,6 +162,90 @@ ROWS = [
         "serve --anthropic-base-url not-a-url",
         lambda w: ["serve", "--anthropic-base-url", "not-a-url"],
         ("'--anthropic-base-url'", "not an http(s) URL with a host"),
+    ),
+    Row(
+        "serve --allow-origin null",
+        lambda w: ["serve", "--port", "0", "--allow-origin", "null"],
+        ("--allow-origin null", "sandboxed", "give the page's own origin"),
+    ),
+    Row(
+        "serve --allow-origin '*' with a key pool",
+        lambda w: ["serve", "--port", "0", "--allow-origin", "*", "--anthropic-key", KEY],
+        ("--allow-origin '*'", "every web page", "--insecure-open"),
+    ),
+    Row(
+        "serve --auth-token blank",
+        lambda w: ["serve", "--port", "0", "--auth-token", " "],
+        ("--auth-token is blank", "at least 16 characters"),
+    ),
+    Row(
+        "serve --auth-token too short",
+        lambda w: ["serve", "--port", "0", "--auth-token", "abc123"],
+        ("--auth-token is 6 characters", "at least 16 characters"),
+    ),
+    Row(
+        "serve --anthropic-key-file readable by others",
+        lambda w: ["serve", "--port", "0", "--anthropic-key-file", w.file("k", KEY, 0o644)],
+        ("k can be read by other users (mode 0644)", "chmod 600 "),
+    ),
+    Row(
+        "serve --openai-key-file missing",
+        lambda w: ["serve", "--port", "0", "--openai-key-file", str(w.dir / "none.keys")],
+        ("none.keys: cannot read the key file", "No such file"),
+    ),
+    Row(
+        "serve --anthropic-key-file with no key",
+        lambda w: ["serve", "--port", "0", "--anthropic-key-file", w.file("e", "# x\n\n", 0o600)],
+        ("e holds no key",),
+    ),
+    Row(
+        "serve --anthropic-key-file with a bad line",
+        lambda w: [
+            "serve",
+            "--port",
+            "0",
+            "--anthropic-key-file",
+            w.file("b", f"{KEY}\nsk-ant two words\n", 0o600),
+        ],
+        ("b:2: the key holds ' ' at character 7",),
+    ),
+    Row(
+        "record --openai-key-file readable by others",
+        lambda w: [
+            "record",
+            "-o",
+            str(w.dir / "r.jsonl"),
+            "--openai-key-file",
+            w.file("o", KEY, 0o640),
+            "--",
+            "true",
+        ],
+        ("o can be read by other users (mode 0640)", "chmod 600 "),
+    ),
+    Row(
+        "serve --anthropic-key ''",
+        lambda w: ["serve", "--port", "0", "--anthropic-key", ""],
+        ("--anthropic-key is empty", "leave the option out"),
+    ),
+    Row(
+        "serve --anthropic-key with CR/LF",
+        lambda w: ["serve", "--port", "0", "--anthropic-key", KEY + "\r\n"],
+        ("--anthropic-key: the key holds '\\r' at character 28",),
+    ),
+    Row(
+        "serve --openai-key with a non-visible character",
+        lambda w: ["serve", "--port", "0", "--openai-key", "sk-proj-\u200babc"],
+        ("--openai-key: the key holds '\\u200b' at character 9",),
+    ),
+    Row(
+        "serve --anthropic-base-url with a query",
+        lambda w: ["serve", "--anthropic-base-url", "https://api.anthropic.com/?x=1"],
+        ("'--anthropic-base-url'", "has a query or a fragment"),
+    ),
+    Row(
+        "serve --openai-base-url with a fragment",
+        lambda w: ["serve", "--openai-base-url", "https://api.openai.com/v1#frag"],
+        ("'--openai-base-url'", "has a query or a fragment"),
     ),
     Row(
         "serve --record on a file that is not a fixture",

@@ -128,7 +128,7 @@ async def test_beyond_loopback_the_token_is_required_and_never_leaves_the_guard(
     (seen,) = upstream.seen
     assert seen.header("x-api-key") == POOL_KEY
     assert TOKEN not in repr(seen)
-    assert "refused POST /anthropic/v1/messages: 401" in log
+    assert re.search(r"refused POST /anthropic/v1/messages from 127\.0\.0\.1:\d+: 401", log)
     assert TOKEN not in log
     assert TOKEN[8:-4] not in log
     recorded = recording.read_text()

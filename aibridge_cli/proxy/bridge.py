@@ -53,6 +53,7 @@ from ..headers import (
     forwarded_request_headers,
     forwarded_response_headers,
     intercepted_response_headers,
+    refusal_headers,
     wire,
 )
 from ..interception import (
@@ -211,6 +212,7 @@ async def write_error_response(
         headers = forwarded_response_headers(error.headers) or headers
     else:
         body = dumps(api.error_body(error.kind, error.message)).encode()
+        headers += refusal_headers(error.status)
         if error.retry_after is not None:
             headers.append(("retry-after", str(error.retry_after)))
     if whole:
@@ -433,6 +435,14 @@ class Interceptor:
                 await response.aclose()
             return
 
+    def shown(self, frames: list[bytes], conversation: Conversation) -> list[bytes]:
+        """Frames as the client may see them: an upstream error event may echo the key it
+        was sent, so a failed conversation's frames are masked (as its recorded error is);
+        the others go unscanned, off the hot path's cost."""
+        if not conversation.failed:
+            return frames
+        return [self.upstream.pool.masked_bytes(frame) for frame in frames]
+
     # -- the loop ------------------------------------------------------------------------
     async def _run_tools(self, calls: list[ToolCall]) -> list[ToolOutcome]:
         outcomes = []
@@ -536,10 +546,7 @@ class Interceptor:
                                 break
                     except UpstreamBroken as exc:
                         broken = exc  # the events before the broken one still go out
-                    if conversation.failed:
-                        # an upstream error event may echo the key it was sent
-                        frames = [self.upstream.pool.masked_bytes(f) for f in frames]
-                    await client.put(frames)
+                    await client.put(self.shown(frames, conversation))
                     if conversation.failed or broken is not None:
                         break
         if broken is not None:

@@ -12,6 +12,7 @@ from ..console import setup_logging
 from ..options import (
     AllowedHostOpt,
     AllowOriginOpt,
+    AnthropicKeyFileOpt,
     AnthropicKeyOpt,
     AnthropicURLOpt,
     AuthTokenOpt,
@@ -21,6 +22,7 @@ from ..options import (
     LogFormatOpt,
     LogLevelOpt,
     MaxIterationsOpt,
+    OpenAIKeyFileOpt,
     OpenAIKeyOpt,
     OpenAIURLOpt,
     PortOpt,
@@ -42,6 +44,8 @@ def serve(
     openai_base_url: OpenAIURLOpt = DEFAULT_OPENAI_URL,
     anthropic_key: AnthropicKeyOpt = None,
     openai_key: OpenAIKeyOpt = None,
+    anthropic_key_file: AnthropicKeyFileOpt = None,
+    openai_key_file: OpenAIKeyFileOpt = None,
     tools: ToolsOpt = None,
     stream_initiation: InitiationOpt = "eager",
     max_iterations: MaxIterationsOpt = 10,
@@ -103,7 +107,7 @@ def serve(
 ) -> None:
     """Run the proxy. Prints 'listening on http://HOST:PORT' when ready.
 
-    Example: aibridge serve --port 8080 --anthropic-key "$ANTHROPIC_API_KEY" --record s.jsonl
+    Example: aibridge serve --port 8080 --anthropic-key-file ~/.anthropic.keys --record s.jsonl
     """
     from functools import partial
 
@@ -116,7 +120,14 @@ def serve(
     options = serve_options(
         host=host,
         port=port,
-        upstreams=Upstreams(anthropic_base_url, openai_base_url, anthropic_key, openai_key),
+        upstreams=Upstreams(
+            anthropic_base_url,
+            openai_base_url,
+            anthropic_key,
+            openai_key,
+            anthropic_key_file,
+            openai_key_file,
+        ),
         tools=tools,
         stream_initiation=stream_initiation,
         max_iterations=max_iterations,

@@ -17,7 +17,7 @@ import trio
 
 from ..config import WebSocketConfig
 from ..errors import ClientFacingError, RequestError, kind_for_status
-from ..headers import JSON_HEADERS, Headers
+from ..headers import JSON_HEADERS, Headers, refusal_headers
 from ..interception import ClientRequest, Interception, Recorder, credentials, redact_headers
 from ..providers.anthropic import AnthropicMessages, anthropic_error
 from ..providers.base import API, dumps, is_streaming
@@ -32,6 +32,7 @@ from .bridge import (
     write_error_response,
 )
 from .passthrough import PassThrough, maybe_json, pass_through_for, relay
+from .paths import dot_segment_problem
 from .server import Request, ResponseWriter, Upgrade, UpgradeHandler, loggable
 from .ws_server import ResponsesSocket, wants_websocket
 
@@ -74,7 +75,7 @@ def error_response(target: str, status: int, message: str) -> tuple[Headers, byt
     """An error the proxy answers itself, in the shape of the provider its path names."""
     shaper = error_shape_for(target.split("?", 1)[0])
     body = dumps(shaper(kind_for_status(status), message)).encode()
-    return [("content-type", "application/json")], body
+    return [("content-type", "application/json"), *refusal_headers(status)], body
 
 
 @dataclass
@@ -208,6 +209,11 @@ class BridgeApp:
 
     async def _dispatch(self, request: Request, writer: ResponseWriter, outcome: Outcome) -> str:
         path = request.path
+        problem = dot_segment_problem(path)
+        if problem is not None:
+            outcome.of(f"rejected: {problem}", 400)
+            await self._reply_error(request, writer, 400, problem)
+            return ""
         if path in LOCAL_PATHS:
             if request.method not in LOCAL_METHODS:
                 allow = [("allow", ", ".join(LOCAL_METHODS))]

@@ -103,6 +103,18 @@ def proxy_guard(options: ServeOptions) -> Guard:
             "reach it spends your keys",
             where,
         )
+    if "*" in options.guard.allowed_origins:
+        # A page cannot know the token, so only a pool without one is open to every page.
+        if pooled and not options.guard.auth_token and not options.guard.insecure_open:
+            raise ConfigError(
+                "--allow-origin '*' would let every web page you open spend the key pool",
+                hint="name the pages' origins, give --auth-token, or add --insecure-open "
+                "if that is what you mean",
+            )
+        log.warning(
+            "--allow-origin '*': every web page you open may %s",
+            "spend your keys" if pooled else "use this proxy",
+        )
     # JSON only on the intercepted APIs (ROUTES); the pass-through takes any body.
     return Guard(options.guard, json_routes=ROUTES)
 

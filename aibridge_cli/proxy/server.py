@@ -602,7 +602,9 @@ class HTTPConnection:
             await writer.respond(status, [*headers, ("connection", "close")], body)
         except (ClientDisconnected, h11.LocalProtocolError):
             pass  # the peer is gone or the state forbids an answer: closing says enough
-        log.info("rejected %s: %d %s", loggable(target), status, message)
+        log.info(
+            "rejected %s from %s: %d %s", loggable(target), _peer(self.stream), status, message
+        )
 
     async def _admitted(self, request: Request) -> tuple[Request, Headers | None] | None:
         """The request as the guard lets it through (its token header dropped) and the CORS
@@ -661,7 +663,12 @@ class HTTPConnection:
             await writer.finish()
             return
         log.warning(
-            "refused %s %s: %d %s", request.method, request.path, verdict.status, verdict.message
+            "refused %s %s from %s: %d %s",
+            request.method,
+            loggable(request.path),
+            _peer(self.stream),
+            verdict.status,
+            verdict.message,
         )
         headers, body = self.app.error_response(request.target, verdict.status, verdict.message)
         await writer.respond(verdict.status, headers, body)
@@ -686,6 +693,17 @@ def _is_disconnect(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return exc.subgroup(expected) is not None
     return isinstance(exc, expected)
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    """Who is on the other end, for a refusal's log line: ``ip:port``, or ``-``."""
+    if not isinstance(stream, trio.SocketStream):
+        return "-"
+    try:
+        ip, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "-"  # reset already
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _local_address(stream: trio.abc.Stream) -> Address | None:

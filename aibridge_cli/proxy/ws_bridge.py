@@ -109,12 +109,18 @@ class WebSocketResponse:
     @staticmethod
     def _status_error(status: int, headers: Headers, body: bytes) -> str:
         text = status_error_event(status, body, kind_for_status(status), f"error {status}")
-        retry = header(headers, "retry-after")
-        if retry is None:
+        # What the HTTP answer's head said of retrying, among the error's headers as
+        # OpenAI's own error events carry them.
+        carried = {
+            name: value
+            for name in ("retry-after", "x-should-retry")
+            if (value := header(headers, name)) is not None
+        }
+        if not carried:
             return text
         _, event = message_type(text)
         assert event is not None  # made just above
-        event["error"]["headers"] = {"retry-after": retry}
+        event["error"]["headers"] = carried
         return dumps(event)
 
     async def _send(self, messages: list[str]) -> None:
@@ -174,6 +180,10 @@ class UpstreamSession:
             )
             exchange.response.started(answer.status, answer.headers)
             exchange.response.wrote(answer.body)
+            if answer.status < 400:  # 200, 204, 301...: no socket, and no refusal to relay
+                raise UpstreamBroken(
+                    f"upstream answered the WebSocket upgrade with {answer.status}, not 101"
+                )
             if key is not None and pool.report(
                 key,
                 answer.status,
@@ -183,7 +193,10 @@ class UpstreamSession:
             ):
                 log.info("key %s refused the upgrade %d: failing over", key.masked, answer.status)
                 continue
-            raise UpstreamStatusError(answer.status, answer.headers, answer.body)
+            # An upstream may echo the key it was sent: never to the client.
+            raise UpstreamStatusError(
+                answer.status, pool.masked_headers(answer.headers), pool.masked_bytes(answer.body)
+            )
 
     async def close(self, code: int = NORMAL_CLOSURE) -> None:
         socket, self.socket, self.key = self.socket, None, None
@@ -242,7 +255,8 @@ class WebSocketInterceptor(Interceptor):
                     await self.session.close()
                     return False
                 first = False
-                await client.put(conversation.on_event(SSEEvent(kind, text, message_frame(text))))
+                frames = conversation.on_event(SSEEvent(kind, text, message_frame(text)))
+                await client.put(self.shown(frames, conversation))
                 if conversation.failed or kind in TERMINAL:
                     return True
         except WebSocketClosed as closed:
