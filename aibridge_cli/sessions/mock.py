@@ -218,7 +218,8 @@ class MockUpstream:
 
 def mismatch_reply(path: str, index: int, problems: list[str]) -> Reply:
     """A 400 in the provider's error shape (by path) that says what did not match."""
-    log.warning("request #%d (%s) does not match the fixture: %s", index + 1, path, problems[:3])
+    shown = "; ".join(problems[:3])
+    log.warning("request #%d (%s) does not match the fixture: %s", index + 1, path, shown)
     message = (
         f"aibridge mock: request #{index + 1} ({path}) does not match the fixture: "
         + "; ".join(problems[:10])
