@@ -43,6 +43,15 @@ def ask_module(max_tokens: int) -> str:
     return ASK_MODULE.replace("MAX_TOKENS", str(max_tokens))
 
 
+def record_first_then_go_offline(
+    pytester: pytest.Pytester, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``shared.jsonl`` holds ``test_first``'s one exchange (max_tokens 100); then CI."""
+    pytester.makepyfile(test_ask=ask_module(100))
+    run(pytester, "--aibridge-record=once", *upstream.options(), "-k", "first")
+    gone(upstream, monkeypatch)
+
+
 def test_the_cassette_folder_comes_from_the_ini_file_or_the_option(
     pytester: pytest.Pytester, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -68,9 +77,7 @@ def test_the_cassette_folder_comes_from_the_ini_file_or_the_option(
 def test_ini_rules_apply_to_every_test_and_the_marker_adds_to_them(
     pytester: pytest.Pytester, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makepyfile(test_ask=ask_module(100))
-    run(pytester, "--aibridge-record=once", *upstream.options(), "-k", "first")
-    gone(upstream, monkeypatch)
+    record_first_then_go_offline(pytester, upstream, monkeypatch)
     pytester.makepyfile(test_ask=ask_module(200))
     failed = run(pytester, "-k", "first")
     failed.assert_outcomes(failed=1, deselected=1)
@@ -153,9 +160,7 @@ def test_the_guard_is_off_outside_aibridge_tests():
 def test_a_client_built_at_import_fails_the_test_naming_the_host(
     pytester: pytest.Pytester, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makepyfile(test_ask=ask_module(100))
-    run(pytester, "--aibridge-record=once", *upstream.options(), "-k", "first")
-    gone(upstream, monkeypatch)
+    record_first_then_go_offline(pytester, upstream, monkeypatch)
     pytester.makepyfile(test_early=EARLY_CLIENT)
     originals = (socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex)
     result = run(pytester, "test_early.py")
