@@ -71,12 +71,16 @@ def _map_strings(data: Any, change: Callable[[str], str]) -> Any:
     return data
 
 
-def _substitute(pattern: str, replacement: str) -> Callable[[Body], Body]:
+def _substitute(pattern: str, replacement: str, *fields: str) -> Callable[[Body], Body]:
+    """A regex substitution in every string under the top-level ``fields`` (only there:
+    walking a client's tool schemas too tripled the cost of matching a request)."""
     compiled = re.compile(pattern)
 
+    def change(text: str) -> str:
+        return compiled.sub(replacement, text)
+
     def apply(body: Body) -> Body:
-        out: Body = _map_strings(body, lambda s: compiled.sub(replacement, s))
-        return out
+        return {k: _map_strings(v, change) if k in fields else v for k, v in body.items()}
 
     return apply
 
@@ -138,7 +142,9 @@ NORMALIZERS: tuple[Normalizer, ...] = (
         "claude-code",
         'the context ends in "Today\'s date is YYYY-MM-DD.": a recording would go stale '
         "the next day",
-        _substitute(r"(Today's date(?: is|:) ?)\d{4}-\d{2}-\d{2}", r"\1<date>"),
+        _substitute(
+            r"(Today's date(?: is|:) ?)\d{4}-\d{2}-\d{2}", r"\1<date>", "system", "messages"
+        ),
     ),
     Normalizer(
         "claude-code-billing",
@@ -164,7 +170,9 @@ NORMALIZERS: tuple[Normalizer, ...] = (
         "codex-date",
         "codex",
         "the environment context carries `<current_date>YYYY-MM-DD</current_date>`",
-        _substitute(r"<current_date>[^<]*</current_date>", "<current_date/>"),
+        _substitute(
+            r"<current_date>[^<]*</current_date>", "<current_date/>", "input", "instructions"
+        ),
     ),
     Normalizer(
         "codex-message-times",
