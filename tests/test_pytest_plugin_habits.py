@@ -222,3 +222,38 @@ def test_while_recording_only_the_plugin_s_proxy_reaches_the_upstream(
         [f"*aibridge: the test tried to reach api.upstream.test:{port} outside aibridge's*"]
     )
     assert "test_through_aibridge" not in result.stdout.str().split("short test summary")[1]
+
+
+CLAUDE_CODE_LIKE = """
+import anthropic
+import pytest
+
+
+@pytest.mark.aibridge
+def test_a_claude_code_like_request(aibridge_anthropic_url):
+    headers = {"user-agent": "claude-cli/2.1.332 (external, sdk-cli)"}
+    with anthropic.Anthropic(
+        base_url=aibridge_anthropic_url, api_key="k", max_retries=0, default_headers=headers
+    ) as client:
+        reply = client.messages.create(
+            model="claude-test", max_tokens=100, system="Today's date is DAY.",
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        )
+    assert reply.content[0].name == "get_weather"
+"""
+
+
+def test_the_plugin_applies_a_client_s_normalizers_and_the_ini_switches_them_off(
+    pytester: pytest.Pytester, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_cc=CLAUDE_CODE_LIKE.replace("DAY", "2026-12-07"))
+    run(pytester, "--aibridge-record=once", *upstream.options()).assert_outcomes(passed=1)
+    gone(upstream, monkeypatch)
+    pytester.makepyfile(test_cc=CLAUDE_CODE_LIKE.replace("DAY", "2026-12-08"))
+    run(pytester).assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\naibridge_no_normalize = claude-code-date\n")
+    failed = run(pytester)
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(
+        ['*request body system: expected "Today\'s date is 2026-12-07.", got*']
+    )
