@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from .fixture import Fixture
+    from .matching import MatchRules
     from .mock import MockUpstream
     from .recording import FixtureWriter
     from .replay import FixtureResult
@@ -66,6 +67,44 @@ TimingOpt = Annotated[
     Literal["recorded", "fast"],
     typer.Option(help="recorded: reproduce the recorded gaps between chunks; fast: none."),
 ]
+
+# Request matching for mock and replay (sessions/matching.py); names are checked there.
+MatchOnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--match-on",
+        metavar="FIELDS",
+        help="What a request must share with a recorded one: method, path, query, body "
+        "(comma-separated or repeated; default: all four).",
+    ),
+]
+IgnoreOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore",
+        metavar="JSONPATH",
+        help="A request body field left out of matching ($.metadata, "
+        "$.messages[*].cache_control, max_tokens); repeat for more.",
+    ),
+]
+NoNormalizeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--no-normalize",
+        metavar="NAME",
+        help="Switch a built-in normalizer off (ids, claude-code-date, codex-client-metadata, "
+        "...: see docs/fixture-format.md); repeat for more.",
+    ),
+]
+
+
+def match_rules(
+    match_on: list[str] | None, ignore: list[str] | None, no_normalize: list[str] | None
+) -> MatchRules:
+    """The matching rules the options give; a bad name or path is a ``ConfigError``."""
+    from .matching import MatchRules
+
+    return MatchRules.of(match_on or None, ignore or (), no_normalize or ())
 
 
 # -- record --------------------------------------------------------------------------------
@@ -223,6 +262,9 @@ def mock(
     log_format: LogFormatOpt = "text",
     allowed_host: AllowedHostOpt = None,
     allow_origin: AllowOriginOpt = None,
+    match_on: MatchOnOpt = None,
+    ignore: IgnoreOpt = None,
+    no_normalize: NoNormalizeOpt = None,
 ) -> None:
     """Serve the recorded upstream exchanges as a fake Anthropic/OpenAI server.
 
@@ -235,11 +277,12 @@ def mock(
     from .recording import load_fixture
 
     setup_logging(log_level, log_format)
+    rules = match_rules(match_on, ignore, no_normalize)
     loaded = [load_fixture(path) for path in fixtures]
     for fixture in loaded:
         for warning in fixture.warnings:
             stderr.print(f"warning: {warning}", highlight=False, soft_wrap=True)
-    upstream = MockUpstream(loaded, timing)
+    upstream = MockUpstream(loaded, timing, rules)
     guard = guard_config(allowed_host, allow_origin)
     trio.run(serve_mock, upstream, host, port, guard)
 
@@ -280,6 +323,7 @@ async def replay_all(
     upstream_port: int,
     timing: Literal["recorded", "fast"],
     replayed: Callable[[], None],
+    rules: MatchRules,
 ) -> list[FixtureResult]:
     from ..proxy.run import check_target
     from .replay import replay_fixture
@@ -288,7 +332,12 @@ async def replay_all(
         await check_target(target)
     return [
         await replay_fixture(
-            f, target=target, upstream_port=upstream_port, timing=timing, replayed=replayed
+            f,
+            target=target,
+            upstream_port=upstream_port,
+            timing=timing,
+            replayed=replayed,
+            rules=rules,
         )
         for f in fixtures
     ]
@@ -320,6 +369,9 @@ def replay(
         ),
     ] = 0,
     timing: TimingOpt = "fast",
+    match_on: MatchOnOpt = None,
+    ignore: IgnoreOpt = None,
+    no_normalize: NoNormalizeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     # the replayed proxy's own lines repeat the recorded failures: shown on demand
     log_level: LogLevelOpt = "error",
@@ -338,6 +390,7 @@ def replay(
     from .replay import check_replayable, exit_code
 
     setup_logging(log_level, log_format)
+    rules = match_rules(match_on, ignore, no_normalize)
     if target is not None and not upstream_port:
         raise FixtureError(
             "--target needs --upstream-port",
@@ -353,7 +406,7 @@ def replay(
     for fixture in loaded:
         check_replayable(fixture)
     with replay_progress(sum(len(f.interceptions) for f in loaded)) as replayed:
-        results = trio.run(replay_all, loaded, target, upstream_port, timing, replayed)
+        results = trio.run(replay_all, loaded, target, upstream_port, timing, replayed, rules)
     if as_json:
         sys.stdout.write(json.dumps([r.as_json() for r in results], indent=2) + "\n")
     else:

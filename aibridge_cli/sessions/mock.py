@@ -95,11 +95,16 @@ def reply_for(expected: Expected, timing: Timing) -> Reply:
     )
 
 
-def _recorded_shape(exchange: UpstreamExchange, api: str, rules: MatchRules) -> RequestShape:
-    method, path = upstream_route(api, exchange)
+def _recorded_shape(
+    exchange: UpstreamExchange, record: Interception, rules: MatchRules
+) -> RequestShape:
+    """An upstream exchange as matching sees it; which client sent it is read from the
+    interception's client request (exchanges keep no headers of their own)."""
+    method, path = upstream_route(record.api, exchange)
     query = exchange.path.partition("?")[2]
     body = ANY_BODY if exchange.request_body is None else exchange.request_body
-    return request_shape(method, f"{path}?{query}" if query else path, body, rules)
+    target = f"{path}?{query}" if query else path
+    return request_shape(method, target, body, rules, record.request.headers)
 
 
 class MockUpstream:
@@ -127,7 +132,7 @@ class MockUpstream:
                     continue
                 start = 0.0
                 for e, exchange in enumerate(record.upstream):
-                    shape = _recorded_shape(exchange, record.api, rules)
+                    shape = _recorded_shape(exchange, record, rules)
                     expected = Expected(f, i, e, record.api, exchange, start, shape)
                     self.expected.append(expected)
                     key = shape.route if rules.by_route else ("", "")
@@ -147,7 +152,7 @@ class MockUpstream:
         return sum(len(q) for q in self.queues.values())
 
     def shape_of(self, seen: SeenRequest) -> RequestShape:
-        return request_shape(seen.method, seen.target, seen.body, self.rules)
+        return request_shape(seen.method, seen.target, seen.body, self.rules, seen.headers)
 
     def take(self, seen: RequestShape) -> Expected | None:
         """The first unserved exchange ``seen`` matches, now served; None leaves all as is."""
@@ -213,7 +218,8 @@ class MockUpstream:
 
 def mismatch_reply(path: str, index: int, problems: list[str]) -> Reply:
     """A 400 in the provider's error shape (by path) that says what did not match."""
-    log.warning("request #%d (%s) does not match the fixture: %s", index + 1, path, problems[:3])
+    shown = "; ".join(problems[:3])
+    log.warning("request #%d (%s) does not match the fixture: %s", index + 1, path, shown)
     message = (
         f"aibridge mock: request #{index + 1} ({path}) does not match the fixture: "
         + "; ".join(problems[:10])

@@ -30,7 +30,8 @@ from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolImage, ToolOutcome, ToolSet, tool_from_mapping
 from .fixture import Fixture, distinct_keys, provider_of
-from .mock import Hit, MockUpstream, Timing, replayable, upstream_route
+from .matching import MatchRules
+from .mock import DEFAULT_RULES, Hit, MockUpstream, Timing, replayable, upstream_route
 from .normalize import diff_normalized, normalize_response
 from .scripted_sessions import stop_servers
 from .ws_client import websocket_exchange
@@ -222,11 +223,13 @@ async def replay_fixture(
     upstream_port: int = 0,
     timing: Timing = "fast",
     replayed: Callable[[], None] = lambda: None,
+    rules: MatchRules = DEFAULT_RULES,
 ) -> FixtureResult:
     """Replay one fixture file; see the module docstring. ``replayed`` is called after
-    each interception (the command's progress bar)."""
+    each interception (the command's progress bar); ``rules`` match the upstream
+    requests the proxy makes with the recorded ones."""
     outcome = FixtureResult(fixture.path, warnings=list(fixture.warnings))
-    mock = MockUpstream([fixture], timing)
+    mock = MockUpstream([fixture], timing, rules)
     async with trio.open_nursery() as nursery:
         mock_server = Server(mock.app)
         host, port = await nursery.start(mock_server.serve_tcp, "127.0.0.1", upstream_port)
