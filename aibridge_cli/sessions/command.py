@@ -1,7 +1,8 @@
 """``aibridge record``, ``mock``, ``replay`` and ``import``: thin commands over sessions code.
 
-Exit codes: replay 0 when everything matches, 1 on a mismatch, 2 on usage or fixture
-errors; record exits with its command's status.
+Exit codes: replay 0 when everything matches, 1 on a mismatch or an interception it could
+not check (unless --allow-skips), 2 on usage or fixture errors; record exits with its
+command's status.
 """
 
 from __future__ import annotations
@@ -223,6 +224,8 @@ def format_result(result: FixtureResult, max_lines: int = 20) -> RenderableType:
         table.add_row(
             str(i), item.label, item.api, item.path, Text(item.status, style=styles[item.status])
         )
+        if item.status == "skipped":
+            parts.append(Text(f"{item.label}: {'; '.join(item.problems)}", style="yellow"))
         if item.status == "mismatch":
             lines = item.problems[:max_lines]
             more = len(item.problems) - len(lines)
@@ -243,6 +246,7 @@ async def replay_all(
     upstream_port: int,
     timing: Literal["recorded", "fast"],
     replayed: Callable[[], None],
+    allow_skips: bool = False,
 ) -> list[FixtureResult]:
     from ..proxy.run import check_target
     from .replay import replay_fixture
@@ -251,10 +255,30 @@ async def replay_all(
         await check_target(target)
     return [
         await replay_fixture(
-            f, target=target, upstream_port=upstream_port, timing=timing, replayed=replayed
+            f,
+            target=target,
+            upstream_port=upstream_port,
+            timing=timing,
+            replayed=replayed,
+            allow_skips=allow_skips,
         )
         for f in fixtures
     ]
+
+
+def replay_verdict(results: list[FixtureResult]) -> str:
+    """The last line: fixtures that match, and every interception not checked."""
+    matched = sum(1 for r in results if r.ok)
+    line = f"{matched}/{len(results)} fixtures match"
+    skipped = [(r, item) for r in results for item in r.skipped]
+    if skipped:
+        names = ", ".join(f"{r.path} {item.label}" for r, item in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        allowed = all(r.allow_skips for r, _ in skipped)
+        line += f"; {len(skipped)} interception(s) not checked: {names}{more}" + (
+            " (allowed by --allow-skips)" if allowed else " (--allow-skips to accept)"
+        )
+    return line
 
 
 def replay(
@@ -283,6 +307,14 @@ def replay(
         ),
     ] = 0,
     timing: TimingOpt = "fast",
+    allow_skips: Annotated[
+        bool,
+        typer.Option(
+            "--allow-skips",
+            help="Exit 0 although some interceptions were not checked (the client cut them "
+            "short when recorded); they are still listed.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     # the replayed proxy's own lines repeat the recorded failures: shown on demand
     log_level: LogLevelOpt = "error",
@@ -290,7 +322,8 @@ def replay(
 ) -> None:
     """Replay fixtures through a proxy and compare what the client gets with the recording.
 
-    Exits 0 when everything matches, 1 on a mismatch, 2 on a usage or fixture error.
+    Exits 0 when everything matches, 1 on a mismatch or an interception not checked
+    (unless --allow-skips), 2 on a usage or fixture error.
 
     Example: aibridge replay session.jsonl (or: aibridge replay --builtin simple --json)
     """
@@ -316,14 +349,13 @@ def replay(
     for fixture in loaded:
         check_replayable(fixture)
     with replay_progress(sum(len(f.interceptions) for f in loaded)) as replayed:
-        results = trio.run(replay_all, loaded, target, upstream_port, timing, replayed)
+        results = trio.run(replay_all, loaded, target, upstream_port, timing, replayed, allow_skips)
     if as_json:
         sys.stdout.write(json.dumps([r.as_json() for r in results], indent=2) + "\n")
     else:
         for result in results:
             stdout.print(format_result(result))
-        matched = sum(1 for r in results if r.ok)
-        stdout.print(f"{matched}/{len(results)} fixtures match")
+        stdout.print(replay_verdict(results), highlight=False, soft_wrap=True)
     raise typer.Exit(exit_code(results))
 
 

@@ -76,18 +76,29 @@ class InterceptionResult:
 
 @dataclass
 class FixtureResult:
+    """One fixture's replay. An interception it did not check (``skipped``) is no pass:
+    the fixture is ``ok`` only with every interception matched, unless ``allow_skips``."""
+
     path: str
     results: list[InterceptionResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    allow_skips: bool = False
+
+    @property
+    def skipped(self) -> list[InterceptionResult]:
+        return [r for r in self.results if r.status == "skipped"]
 
     @property
     def ok(self) -> bool:
-        return all(r.status != "mismatch" for r in self.results)
+        return all(r.status != "mismatch" for r in self.results) and (
+            self.allow_skips or not self.skipped
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
             "fixture": self.path,
             "ok": self.ok,
+            "skipped": len(self.skipped),
             "warnings": self.warnings,
             "interceptions": [r.as_json() for r in self.results],
         }
@@ -222,10 +233,11 @@ async def replay_fixture(
     upstream_port: int = 0,
     timing: Timing = "fast",
     replayed: Callable[[], None] = lambda: None,
+    allow_skips: bool = False,
 ) -> FixtureResult:
     """Replay one fixture file; see the module docstring. ``replayed`` is called after
     each interception (the command's progress bar)."""
-    outcome = FixtureResult(fixture.path, warnings=list(fixture.warnings))
+    outcome = FixtureResult(fixture.path, warnings=list(fixture.warnings), allow_skips=allow_skips)
     mock = MockUpstream([fixture], timing)
     async with trio.open_nursery() as nursery:
         mock_server = Server(mock.app)
@@ -267,7 +279,10 @@ async def _send_all(
         outcome.results.append(result)
         if not replayable(record):
             result.status = "skipped"
-            result.problems.append(f"not replayed: recorded outcome was {record.outcome!r}")
+            result.problems.append(
+                f"not checked: recorded outcome {record.outcome!r} (the client cut it short, "
+                "so what it got is not what the proxy would answer)"
+            )
             replayed()
             continue
         # What an earlier interception left unasked is not this one's to answer.

@@ -1,0 +1,178 @@
+"""No silent skips. A client that hangs up right after its final event has its whole
+answer: the interception is logged and recorded ``ok`` (and so replayed), not
+``cancelled``. An interception a replay cannot check is counted, named, and fails it.
+
+Each upstream sends its last event and then stays silent without ending its body, so the
+proxy is still reading the upstream when the client leaves: without the rule, the
+client's leaving cancels the handler and the record says ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from aibridge_cli.config import ServeOptions
+from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
+from aibridge_cli.interception import Interception
+from aibridge_cli.proxy.run import build_app
+from aibridge_cli.sessions.builtin import load_builtin
+from aibridge_cli.sessions.fixture import Fixture, dump_fixture, parse_fixture
+from aibridge_cli.sessions.replay import replay_fixture
+from aibridge_cli.tools import ToolSet
+
+from .anthropic_script import message_end, message_start, stream, text_block
+from .cli_process import run_cli
+from .conftest import WEATHER, start_server
+from .openai_scripts import chat_text, message_item, responses_stream
+from .rawhttp import RawClient
+
+
+def silent_after_last_event(reply: Reply) -> Reply:
+    """``reply``'s chunks, then the upstream neither sends nor ends its body."""
+    return Reply(
+        reply.status, reply.headers, reply.chunks, fault="stall", fault_at=len(reply.chunks)
+    )
+
+
+ANTHROPIC_BODY = {
+    "model": "m",
+    "max_tokens": 5,
+    "stream": True,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+CHAT_BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+RESPONSES_BODY = {"model": "m", "stream": True, "input": "hi"}
+CASES = [
+    (
+        "/anthropic/v1/messages",
+        ANTHROPIC_BODY,
+        stream(message_start(), text_block(0, "Hello"), message_end("end_turn", 2)),
+        "event: message_stop",
+    ),
+    ("/openai/v1/chat/completions", CHAT_BODY, chat_text("Hello"), "data: [DONE]"),
+    (
+        "/openai/v1/responses",
+        RESPONSES_BODY,
+        responses_stream("resp_1", [message_item("msg_1", "Hello")]),
+        "event: response.completed",
+    ),
+]
+
+
+async def hang_up_after(url: str, path: str, body: dict[str, Any], last: str) -> list[str]:
+    """Stream ``body`` and close the socket as soon as a line starting with ``last`` is in."""
+    host, port = url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    client = RawClient(stream)
+    headers = [("content-type", "application/json"), ("x-api-key", "sk-client-0000")]
+    await client.send_request("POST", path, json.dumps(body).encode(), headers)
+    received = b""
+    async with stream:
+        while f"\n{last}".encode() not in b"\n" + received:
+            data = await stream.receive_some(65536)
+            assert data, received
+            received += data
+    return received.decode().split("\n")
+
+
+@pytest.mark.parametrize(("path", "body", "reply", "last"), CASES)
+async def test_a_client_leaving_after_its_final_event_is_an_ok_interception(
+    nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    body: dict[str, Any],
+    reply: Reply,
+    last: str,
+) -> None:
+    # Chat's [DONE] is the proxy's own, sent once the upstream ends: that upstream ends.
+    silent = reply if "chat" in path else silent_after_last_event(reply)
+    _, upstream_url = await start_server(nursery, ScriptedUpstream([silent]))
+    records: list[Interception] = []
+    done = trio.Event()
+
+    def recorder(record: Interception) -> None:
+        records.append(record)
+        done.set()
+
+    app = build_app(
+        ServeOptions(anthropic_base_url=upstream_url, openai_base_url=upstream_url + "/v1"),
+        tools=ToolSet(),
+        recorder=recorder,
+    )
+    _, proxy_url = await start_server(nursery, app)
+    caplog.set_level(logging.INFO, "aibridge.requests")
+    lines = await hang_up_after(proxy_url, path, body, last)
+    with trio.fail_after(10):
+        await done.wait()
+    await app.env.client.aclose()
+    assert any(line.startswith(last) for line in lines)
+    (record,) = records
+    assert record.outcome == "ok"
+    logged = [r for r in caplog.records if r.name == "aibridge.requests"]
+    assert [(r.levelname, "cancelled" in r.getMessage()) for r in logged] == [("INFO", False)]
+
+    # recorded as ok, it is replayed and checked: nothing skipped
+    fixture = parse_fixture(dump_fixture(Fixture("<mem>", records, ["#1"])))
+    result = await replay_fixture(fixture)
+    assert [(r.status, r.problems) for r in result.results] == [("match", [])]
+
+
+async def test_a_client_leaving_mid_stream_is_still_cancelled(nursery: trio.Nursery) -> None:
+    """The control: before the final event, leaving cuts the answer short."""
+    reply = stream(message_start(), text_block(0, "Hello"), message_end("end_turn", 2))
+    cut = Reply(reply.status, reply.headers, reply.chunks[:2], fault="stall", fault_at=2)
+    _, upstream_url = await start_server(nursery, ScriptedUpstream([cut]))
+    records: list[Interception] = []
+    done = trio.Event()
+
+    def recorder(record: Interception) -> None:
+        records.append(record)
+        done.set()
+
+    app = build_app(
+        ServeOptions(anthropic_base_url=upstream_url),
+        tools=ToolSet.of([WEATHER]),
+        recorder=recorder,
+    )
+    _, proxy_url = await start_server(nursery, app)
+    await hang_up_after(
+        proxy_url, "/anthropic/v1/messages", ANTHROPIC_BODY, "event: content_block_start"
+    )
+    with trio.fail_after(10):
+        await done.wait()
+    await app.env.client.aclose()
+    assert [r.outcome for r in records] == ["cancelled"]
+
+
+async def test_replay_names_an_interception_it_did_not_check_and_fails(tmp_path: Path) -> None:
+    (fixture,) = load_builtin("anthropic/simple")
+    cut = copy.deepcopy(fixture.interceptions[0])
+    cut.outcome = "cancelled"
+    both = Fixture(str(tmp_path / "f.jsonl"), [fixture.interceptions[0], cut], ["whole", "cut"])
+    path = tmp_path / "f.jsonl"
+    path.write_text(dump_fixture(both))
+
+    done = await run_cli("replay", str(path))
+    out = " ".join(done.stdout.decode().split())
+    assert done.returncode == 1, out
+    assert "cut: not checked: recorded outcome 'cancelled'" in out
+    assert f"0/1 fixtures match; 1 interception(s) not checked: {path} cut" in out
+    assert "(--allow-skips to accept)" in out
+
+    done = await run_cli("replay", "--json", str(path))
+    (report,) = json.loads(done.stdout)
+    assert (done.returncode, report["ok"], report["skipped"]) == (1, False, 1)
+    assert [i["status"] for i in report["interceptions"]] == ["match", "skipped"]
+
+    done = await run_cli("replay", "--allow-skips", str(path))
+    out = " ".join(done.stdout.decode().split())
+    assert done.returncode == 0, out
+    assert "1/1 fixtures match; 1 interception(s) not checked" in out
+    assert "(allowed by --allow-skips)" in out
