@@ -258,14 +258,14 @@ async def test_record_runs_a_script_using_the_sdk_and_exits_with_its_status(
     assert (await run_cli("replay", str(fixture))).returncode == 0
 
 
-async def test_mock_serves_the_recorded_exchanges(tmp_path: Path) -> None:
+async def test_mock_upstream_side_serves_the_recorded_exchanges(tmp_path: Path) -> None:
     from aibridge_cli.sessions.builtin import load_builtin
     from aibridge_cli.sessions.fixture import dump_fixture
 
     (fixture,) = load_builtin("anthropic/failover-after-429")
     path = tmp_path / "f.jsonl"
     path.write_text(dump_fixture(fixture))
-    proc, url = await start_cli("mock", str(path), "--timing", "fast")
+    proc, url = await start_cli("mock", str(path), "--upstream-side", "--timing", "fast")
     try:
         body = fixture.interceptions[0].upstream[0].request_body
         async with httpx.AsyncClient() as client:

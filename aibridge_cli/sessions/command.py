@@ -39,6 +39,7 @@ from ..options import (
     guard_config,
     parse_base_url,
     parse_port,
+    parse_size,
     serve_options,
 )
 
@@ -64,6 +65,19 @@ RedactOpt = Annotated[
 TimingOpt = Annotated[
     Literal["recorded", "fast"],
     typer.Option(help="recorded: reproduce the recorded gaps between chunks; fast: none."),
+]
+
+
+BodyLimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-body-size",
+        metavar="SIZE",
+        parser=parse_size,
+        show_default=False,
+        help="Largest request body accepted (larger: 413): bytes, or 64KiB, 32MiB, 1GB; "
+        "default: the largest body the fixtures hold, with a quarter more, at least 32MiB.",
+    ),
 ]
 
 
@@ -164,15 +178,22 @@ def record(
 
 
 # -- mock ----------------------------------------------------------------------------------
-async def serve_mock(mock: MockUpstream, host: str, port: int, guard: GuardConfig) -> None:
+async def serve_mock(
+    mock: MockUpstream, host: str, port: int, guard: GuardConfig, max_body_size: int
+) -> None:
     """Serve the mock until SIGINT/SIGTERM, announcing its address like ``serve``; the
     guard's Host, Origin and JSON checks apply as they do to ``serve`` (no token: the mock
     holds no keys)."""
+    from ..config import ServerConfig
     from ..proxy.guard import Guard
     from ..proxy.run import serve_until_signalled
     from ..proxy.server import Server
 
-    server = Server(mock.app, guard=Guard(guard, json_routes=mock.json_routes))
+    server = Server(
+        mock.app,
+        ServerConfig(max_body_size=max_body_size),
+        guard=Guard(guard, json_routes=mock.json_routes),
+    )
     await serve_until_signalled(server, host, port)
 
 
@@ -183,18 +204,34 @@ def mock(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 0,
     timing: TimingOpt = "recorded",
+    upstream_side: Annotated[
+        bool,
+        typer.Option(
+            "--upstream-side",
+            help="Serve what the upstream answered the recording proxy, on the provider's "
+            "own routes (/v1/messages, /v1/responses...), to put a proxy in front: "
+            "serve --anthropic-base-url http://127.0.0.1:PORT --openai-base-url "
+            "http://127.0.0.1:PORT/v1.",
+        ),
+    ] = False,
+    max_body_size: BodyLimitOpt = None,
     log_level: LogLevelOpt = "info",
     log_format: LogFormatOpt = "text",
     allowed_host: AllowedHostOpt = None,
     allow_origin: AllowOriginOpt = None,
 ) -> None:
-    """Serve the recorded upstream exchanges as a fake Anthropic/OpenAI server.
+    """Answer clients as the recording proxy did: each request gets what its client got.
+
+    On serve's routes, with no upstream, key, tools file or MCP server.
 
     Example: aibridge mock session.jsonl --port 9000, then
-    ANTHROPIC_BASE_URL=http://127.0.0.1:9000 or OPENAI_BASE_URL=http://127.0.0.1:9000/v1
+    ANTHROPIC_BASE_URL=http://127.0.0.1:9000/anthropic claude -p "hello"
+    (OpenAI clients: http://127.0.0.1:9000/openai/v1)
     """
     import trio
 
+    from ..config import ServerConfig
+    from .fixture import body_limit
     from .mock import MockUpstream
     from .recording import load_fixture
 
@@ -203,9 +240,11 @@ def mock(
     for fixture in loaded:
         for warning in fixture.warnings:
             stderr.print(f"warning: {warning}", highlight=False, soft_wrap=True)
-    upstream = MockUpstream(loaded, timing)
+    side: Literal["client", "upstream"] = "upstream" if upstream_side else "client"
+    upstream = MockUpstream(loaded, timing, side=side)
     guard = guard_config(allowed_host, allow_origin)
-    trio.run(serve_mock, upstream, host, port, guard)
+    limit = max_body_size or body_limit(loaded, ServerConfig.max_body_size)
+    trio.run(serve_mock, upstream, host, port, guard, limit)
 
 
 # -- replay --------------------------------------------------------------------------------
@@ -247,6 +286,7 @@ async def replay_all(
     timing: Literal["recorded", "fast"],
     replayed: Callable[[], None],
     allow_skips: bool = False,
+    max_body_size: int | None = None,
 ) -> list[FixtureResult]:
     from ..proxy.run import check_target
     from .replay import replay_fixture
@@ -261,6 +301,7 @@ async def replay_all(
             timing=timing,
             replayed=replayed,
             allow_skips=allow_skips,
+            max_body_size=max_body_size,
         )
         for f in fixtures
     ]
@@ -307,6 +348,7 @@ def replay(
         ),
     ] = 0,
     timing: TimingOpt = "fast",
+    max_body_size: BodyLimitOpt = None,
     allow_skips: Annotated[
         bool,
         typer.Option(
@@ -349,7 +391,9 @@ def replay(
     for fixture in loaded:
         check_replayable(fixture)
     with replay_progress(sum(len(f.interceptions) for f in loaded)) as replayed:
-        results = trio.run(replay_all, loaded, target, upstream_port, timing, replayed, allow_skips)
+        results = trio.run(
+            replay_all, loaded, target, upstream_port, timing, replayed, allow_skips, max_body_size
+        )
     if as_json:
         sys.stdout.write(json.dumps([r.as_json() for r in results], indent=2) + "\n")
     else:

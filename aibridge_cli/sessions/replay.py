@@ -19,7 +19,7 @@ import httpx
 import trio
 import trio.lowlevel
 
-from ..config import ServeOptions, StreamInitiation
+from ..config import ServeOptions, ServerConfig, StreamInitiation
 from ..errors import ClientFacingError, FixtureError
 from ..interception import REDACTED, Interception
 from ..providers.base import dumps
@@ -29,7 +29,7 @@ from ..proxy.routes import ROUTES
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolImage, ToolOutcome, ToolSet, tool_from_mapping
-from .fixture import Fixture, distinct_keys, provider_of
+from .fixture import Fixture, body_limit, distinct_keys, provider_of
 from .mock import Hit, MockUpstream, Timing, replayable, upstream_route
 from .normalize import diff_normalized, normalize_response
 from .scripted_sessions import stop_servers
@@ -234,13 +234,17 @@ async def replay_fixture(
     timing: Timing = "fast",
     replayed: Callable[[], None] = lambda: None,
     allow_skips: bool = False,
+    max_body_size: int | None = None,
 ) -> FixtureResult:
     """Replay one fixture file; see the module docstring. ``replayed`` is called after
-    each interception (the command's progress bar)."""
+    each interception (the command's progress bar). The mock and the proxy take bodies up
+    to ``max_body_size``, by default as large as the recording's (``body_limit``)."""
     outcome = FixtureResult(fixture.path, warnings=list(fixture.warnings), allow_skips=allow_skips)
     mock = MockUpstream([fixture], timing)
+    limit = max_body_size or body_limit([fixture], ServerConfig.max_body_size)
+    server_config = ServerConfig(max_body_size=limit)
     async with trio.open_nursery() as nursery:
-        mock_server = Server(mock.app)
+        mock_server = Server(mock.app, server_config)
         host, port = await nursery.start(mock_server.serve_tcp, "127.0.0.1", upstream_port)
         mock_url = f"http://{host}:{port}"
         proxy_server = None
@@ -248,7 +252,7 @@ async def replay_fixture(
             tools, runner = replay_tools(fixture)
             app = build_app(replay_options(fixture, mock_url), tools=tools)
             app.env.run_tool = runner
-            proxy_server = Server(app)
+            proxy_server = Server(app, server_config)
             phost, pport = await nursery.start(proxy_server.serve_tcp, "127.0.0.1", 0)
             target = f"http://{phost}:{pport}"
         try:
