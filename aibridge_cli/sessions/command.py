@@ -89,6 +89,7 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
     import trio
 
     from ..proxy.run import build_app, serve_proxy
+    from .clients import pointed_at
 
     bridge = build_app(options, recorder=writer)
     async with trio.open_nursery() as nursery:
@@ -101,7 +102,9 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
             "OPENAI_BASE_URL": f"{base}/openai/v1",
         }
         try:
-            done = await trio.run_process(argv, check=False, env=env, stdin=None)
+            done = await trio.run_process(
+                pointed_at(argv, f"{base}/openai/v1"), check=False, env=env, stdin=None
+            )
         except OSError as exc:
             raise CommandNotRunnable(
                 f"cannot run {argv[0]} ({exc.strerror or exc})",
@@ -138,7 +141,8 @@ def record(
     log_level: LogLevelOpt = "warning",
     log_format: LogFormatOpt = "text",
 ) -> None:
-    """Run COMMAND with ANTHROPIC_BASE_URL and OPENAI_BASE_URL pointing at a recording proxy.
+    """Run COMMAND with ANTHROPIC_BASE_URL and OPENAI_BASE_URL pointing at a recording proxy
+    (Codex CLI, which reads neither, gets -c openai_base_url=... first among its arguments).
 
     Exits with COMMAND's status (127 when it cannot start).
 
