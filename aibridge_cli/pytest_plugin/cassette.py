@@ -104,7 +104,9 @@ class Cassette:
         inner = request.target[len(prefix) :] if prefix else request.target
         shape = None
         if self.mock is not None and prefix is not None:
-            shape = request_shape(request.method, inner, request.body, self.mock.rules)
+            shape = request_shape(
+                request.method, inner, request.body, self.mock.rules, request.headers
+            )
             expected = self.mock.take(shape)
             if expected is not None:
                 self.replayed += 1

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from .fixture import Fixture
+    from .matching import MatchRules
     from .mock import MockUpstream
     from .recording import FixtureWriter
     from .replay import FixtureResult
@@ -66,6 +67,44 @@ TimingOpt = Annotated[
     Literal["recorded", "fast"],
     typer.Option(help="recorded: reproduce the recorded gaps between chunks; fast: none."),
 ]
+
+# Request matching for mock and replay (sessions/matching.py); names are checked there.
+MatchOnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--match-on",
+        metavar="FIELDS",
+        help="What a request must share with a recorded one: method, path, query, body "
+        "(comma-separated or repeated; default: all four).",
+    ),
+]
+IgnoreOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore",
+        metavar="JSONPATH",
+        help="A request body field left out of matching ($.metadata, "
+        "$.messages[*].cache_control, max_tokens); repeat for more.",
+    ),
+]
+NoNormalizeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--no-normalize",
+        metavar="NAME",
+        help="Switch a built-in normalizer off (ids, claude-code-date, codex-client-metadata, "
+        "...: see docs/fixture-format.md); repeat for more.",
+    ),
+]
+
+
+def match_rules(
+    match_on: list[str] | None, ignore: list[str] | None, no_normalize: list[str] | None
+) -> MatchRules:
+    """The matching rules the options give; a bad name or path is a ``ConfigError``."""
+    from .matching import MatchRules
+
+    return MatchRules.of(match_on or None, ignore or (), no_normalize or ())
 
 
 BodyLimitOpt = Annotated[
@@ -223,6 +262,9 @@ def mock(
     log_format: LogFormatOpt = "text",
     allowed_host: AllowedHostOpt = None,
     allow_origin: AllowOriginOpt = None,
+    match_on: MatchOnOpt = None,
+    ignore: IgnoreOpt = None,
+    no_normalize: NoNormalizeOpt = None,
 ) -> None:
     """Answer clients as the recording proxy did: each request gets what its client got.
 
@@ -240,12 +282,13 @@ def mock(
     from .recording import load_fixture
 
     setup_logging(log_level, log_format)
+    rules = match_rules(match_on, ignore, no_normalize)
     loaded = [load_fixture(path) for path in fixtures]
     for fixture in loaded:
         for warning in fixture.warnings:
             stderr.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     side: Literal["client", "upstream"] = "upstream" if upstream_side else "client"
-    upstream = MockUpstream(loaded, timing, side=side)
+    upstream = MockUpstream(loaded, timing, rules, side=side)
     guard = guard_config(allowed_host, allow_origin)
     limit = max_body_size or body_limit(loaded, ServerConfig.max_body_size)
     trio.run(serve_mock, upstream, host, port, guard, limit)
@@ -289,6 +332,7 @@ async def replay_all(
     upstream_port: int,
     timing: Literal["recorded", "fast"],
     replayed: Callable[[], None],
+    rules: MatchRules,
     allow_skips: bool = False,
     max_body_size: int | None = None,
 ) -> list[FixtureResult]:
@@ -304,6 +348,7 @@ async def replay_all(
             upstream_port=upstream_port,
             timing=timing,
             replayed=replayed,
+            rules=rules,
             allow_skips=allow_skips,
             max_body_size=max_body_size,
         )
@@ -352,6 +397,9 @@ def replay(
         ),
     ] = 0,
     timing: TimingOpt = "fast",
+    match_on: MatchOnOpt = None,
+    ignore: IgnoreOpt = None,
+    no_normalize: NoNormalizeOpt = None,
     max_body_size: BodyLimitOpt = None,
     allow_skips: Annotated[
         bool,
@@ -373,6 +421,8 @@ def replay(
 
     Example: aibridge replay session.jsonl (or: aibridge replay --builtin simple --json)
     """
+    from functools import partial
+
     import trio
 
     from .builtin import load_builtin
@@ -380,6 +430,7 @@ def replay(
     from .replay import check_replayable, exit_code
 
     setup_logging(log_level, log_format)
+    rules = match_rules(match_on, ignore, no_normalize)
     if target is not None and not upstream_port:
         raise FixtureError(
             "--target needs --upstream-port",
@@ -395,9 +446,8 @@ def replay(
     for fixture in loaded:
         check_replayable(fixture)
     with replay_progress(sum(len(f.interceptions) for f in loaded)) as replayed:
-        results = trio.run(
-            replay_all, loaded, target, upstream_port, timing, replayed, allow_skips, max_body_size
-        )
+        run = partial(replay_all, allow_skips=allow_skips, max_body_size=max_body_size)
+        results = trio.run(run, loaded, target, upstream_port, timing, replayed, rules)
     if as_json:
         sys.stdout.write(json.dumps([r.as_json() for r in results], indent=2) + "\n")
     else:

@@ -122,12 +122,15 @@ def client_exchange(record: Interception) -> UpstreamExchange:
 
 
 def _recorded_shape(
-    exchange: UpstreamExchange, route: tuple[str, str], rules: MatchRules
+    exchange: UpstreamExchange, route: tuple[str, str], record: Interception, rules: MatchRules
 ) -> RequestShape:
+    """A recorded request served on ``route`` as matching sees it; which client sent it is
+    read from the interception's client request (exchanges keep no headers of their own)."""
     method, path = route
     query = exchange.path.partition("?")[2]
     body = ANY_BODY if exchange.request_body is None else exchange.request_body
-    return request_shape(method, f"{path}?{query}" if query else path, body, rules)
+    target = f"{path}?{query}" if query else path
+    return request_shape(method, target, body, rules, record.request.headers)
 
 
 class MockUpstream:
@@ -169,7 +172,7 @@ class MockUpstream:
                 route = upstream_route(record.api, exchange)
             if route[0] == "POST" and not is_pass_through(record.api):
                 self._json_routes.add(route)
-            shape = _recorded_shape(exchange, route, self.rules)
+            shape = _recorded_shape(exchange, route, record, self.rules)
             self._queue(Expected(f, i, None if client else e, record.api, exchange, start, shape))
             if exchange.response.chunks:
                 start = exchange.response.chunks[-1].offset_ms
@@ -191,7 +194,7 @@ class MockUpstream:
         return sum(len(q) for q in self.queues.values())
 
     def shape_of(self, seen: SeenRequest) -> RequestShape:
-        return request_shape(seen.method, seen.target, seen.body, self.rules)
+        return request_shape(seen.method, seen.target, seen.body, self.rules, seen.headers)
 
     def take(self, seen: RequestShape) -> Expected | None:
         """The first unserved exchange ``seen`` matches, now served; None leaves all as is."""
@@ -255,7 +258,8 @@ class MockUpstream:
 
 def mismatch_reply(path: str, index: int, problems: list[str]) -> Reply:
     """A 400 in the provider's error shape (by path) that says what did not match."""
-    log.warning("request #%d (%s) does not match the fixture: %s", index + 1, path, problems[:3])
+    shown = "; ".join(problems[:3])
+    log.warning("request #%d (%s) does not match the fixture: %s", index + 1, path, shown)
     message = (
         f"aibridge mock: request #{index + 1} ({path}) does not match the fixture: "
         + "; ".join(problems[:10])

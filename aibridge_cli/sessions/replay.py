@@ -30,7 +30,8 @@ from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolImage, ToolOutcome, ToolSet, tool_from_mapping
 from .fixture import Fixture, body_limit, distinct_keys, provider_of
-from .mock import Hit, MockUpstream, Timing, replayable, upstream_route
+from .matching import MatchRules
+from .mock import DEFAULT_RULES, Hit, MockUpstream, Timing, replayable, upstream_route
 from .normalize import diff_normalized, normalize_response
 from .scripted_sessions import stop_servers
 from .ws_client import websocket_exchange
@@ -235,12 +236,14 @@ async def replay_fixture(
     replayed: Callable[[], None] = lambda: None,
     allow_skips: bool = False,
     max_body_size: int | None = None,
+    rules: MatchRules = DEFAULT_RULES,
 ) -> FixtureResult:
     """Replay one fixture file; see the module docstring. ``replayed`` is called after
-    each interception (the command's progress bar). The mock and the proxy take bodies up
-    to ``max_body_size``, by default as large as the recording's (``body_limit``)."""
+    each interception (the command's progress bar); ``rules`` match the upstream
+    requests the proxy makes with the recorded ones. The mock and the proxy take bodies
+    up to ``max_body_size``, by default as large as the recording's (``body_limit``)."""
     outcome = FixtureResult(fixture.path, warnings=list(fixture.warnings), allow_skips=allow_skips)
-    mock = MockUpstream([fixture], timing)
+    mock = MockUpstream([fixture], timing, rules)
     limit = max_body_size or body_limit([fixture], ServerConfig.max_body_size)
     server_config = ServerConfig(max_body_size=limit)
     async with trio.open_nursery() as nursery:
