@@ -31,17 +31,12 @@ from aibridge_cli.sessions.replay import replay_fixture
 from aibridge_cli.sessions.ws_client import websocket_exchange
 from aibridge_cli.tools import ToolSet
 
-from .anthropic_script import message, message_end, message_start, stream, text_block, tool_block
 from .cli_process import start_cli, stop_cli
 from .conftest import WEATHER, start_server
 from .openai_scripts import SDK_GENERATORS, chat_text, message_item, responses_stream
+from .test_sessions_cli import WEATHER_SESSION
 
 KEYS = ["sk-ant-api03-mockfirst-AAAA1111", "sk-ant-api03-mocksecond-BBBB2222"]
-RATE_LIMITED = Reply.json(
-    {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
-    429,
-    [("retry-after", "30")],
-)
 Session = Callable[[str], Awaitable[Any]]
 
 
@@ -95,25 +90,10 @@ async def anthropic_session(url: str) -> list[str]:
     return [*texts, *(b.text for b in answer.content if b.type == "text")]
 
 
-ANTHROPIC_REPLIES = [
-    stream(
-        message_start(),
-        text_block(0, "Let me ", "check."),
-        tool_block(1, "bmcp_weather", {"city": "Paris"}),
-        message_end("tool_use", 7),
-    ),
-    RATE_LIMITED,
-    stream(
-        message_start("msg_2"), text_block(0, "Sunny ", "in Paris."), message_end("end_turn", 7)
-    ),
-    message([{"type": "text", "text": "Hello!"}], "end_turn", 2),
-]
-
-
 async def test_a_session_with_an_injected_tool_is_served_without_the_tool(
     nursery: trio.Nursery,
 ) -> None:
-    fixture, answered = await record(nursery, ANTHROPIC_REPLIES, anthropic_session)
+    fixture, answered = await record(nursery, WEATHER_SESSION, anthropic_session)
     recorded = ["Let me check.", "Sunny in Paris.", "Hello!"]
     assert answered == recorded
     assert [len(r.upstream) for r in fixture.interceptions] == [3, 1]  # tool turn, 429
@@ -170,7 +150,7 @@ async def test_openai_chat_a_pass_through_and_a_websocket_response_are_served(
 async def test_a_request_that_matches_nothing_gets_a_400_in_the_providers_shape(
     nursery: trio.Nursery,
 ) -> None:
-    fixture, _ = await record(nursery, ANTHROPIC_REPLIES, anthropic_session)
+    fixture, _ = await record(nursery, WEATHER_SESSION, anthropic_session)
     mock, url = await serve_client_side(nursery, fixture)
     body = {"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "bye"}]}
     async with httpx.AsyncClient() as http:
@@ -189,7 +169,7 @@ async def test_a_request_that_matches_nothing_gets_a_400_in_the_providers_shape(
 async def test_the_mock_command_serves_the_client_side_and_the_upstream_side_on_a_flag(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    fixture, _ = await record(nursery, ANTHROPIC_REPLIES, anthropic_session)
+    fixture, _ = await record(nursery, WEATHER_SESSION, anthropic_session)
     path = tmp_path / "session.jsonl"
     path.write_text(dump_fixture(fixture))
     proc, url = await start_cli("mock", str(path), "--timing", "fast", "--log-level", "warning")

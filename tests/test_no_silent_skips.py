@@ -24,12 +24,13 @@ from aibridge_cli.interception import Interception
 from aibridge_cli.proxy.run import build_app
 from aibridge_cli.sessions.builtin import load_builtin
 from aibridge_cli.sessions.fixture import Fixture, dump_fixture, parse_fixture
+from aibridge_cli.sessions.mock import unserved
 from aibridge_cli.sessions.replay import replay_fixture
 from aibridge_cli.tools import ToolSet
 
 from .anthropic_script import message_end, message_start, stream, text_block
 from .cli_process import run_cli
-from .conftest import WEATHER, start_server
+from .conftest import start_server
 from .openai_scripts import chat_text, message_item, responses_stream
 from .rawhttp import RawClient
 
@@ -82,18 +83,12 @@ async def hang_up_after(url: str, path: str, body: dict[str, Any], last: str) ->
     return received.decode().split("\n")
 
 
-@pytest.mark.parametrize(("path", "body", "reply", "last"), CASES)
-async def test_a_client_leaving_after_its_final_event_is_an_ok_interception(
-    nursery: trio.Nursery,
-    caplog: pytest.LogCaptureFixture,
-    path: str,
-    body: dict[str, Any],
-    reply: Reply,
-    last: str,
-) -> None:
-    # Chat's [DONE] is the proxy's own, sent once the upstream ends: that upstream ends.
-    silent = reply if "chat" in path else silent_after_last_event(reply)
-    _, upstream_url = await start_server(nursery, ScriptedUpstream([silent]))
+async def leave_after(
+    nursery: trio.Nursery, reply: Reply, path: str, body: dict[str, Any], last: str
+) -> tuple[list[str], Interception]:
+    """A proxy in front of ``reply``; a client that leaves on
+    ``last``: what it read, and the interception as the proxy recorded it."""
+    _, upstream_url = await start_server(nursery, ScriptedUpstream([reply]))
     records: list[Interception] = []
     done = trio.Event()
 
@@ -107,19 +102,34 @@ async def test_a_client_leaving_after_its_final_event_is_an_ok_interception(
         recorder=recorder,
     )
     _, proxy_url = await start_server(nursery, app)
-    caplog.set_level(logging.INFO, "aibridge.requests")
     lines = await hang_up_after(proxy_url, path, body, last)
     with trio.fail_after(10):
         await done.wait()
     await app.env.client.aclose()
-    assert any(line.startswith(last) for line in lines)
     (record,) = records
+    return lines, record
+
+
+@pytest.mark.parametrize(("path", "body", "reply", "last"), CASES)
+async def test_a_client_leaving_after_its_final_event_is_an_ok_interception(
+    nursery: trio.Nursery,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    body: dict[str, Any],
+    reply: Reply,
+    last: str,
+) -> None:
+    # Chat's [DONE] is the proxy's own, sent once the upstream ends: that upstream ends.
+    silent = reply if "chat" in path else silent_after_last_event(reply)
+    caplog.set_level(logging.INFO, "aibridge.requests")
+    lines, record = await leave_after(nursery, silent, path, body, last)
+    assert any(line.startswith(last) for line in lines)
     assert record.outcome == "ok"
     logged = [r for r in caplog.records if r.name == "aibridge.requests"]
     assert [(r.levelname, "cancelled" in r.getMessage()) for r in logged] == [("INFO", False)]
 
     # recorded as ok, it is replayed and checked: nothing skipped
-    fixture = parse_fixture(dump_fixture(Fixture("<mem>", records, ["#1"])))
+    fixture = parse_fixture(dump_fixture(Fixture("<mem>", [record], ["#1"])))
     result = await replay_fixture(fixture)
     assert [(r.status, r.problems) for r in result.results] == [("match", [])]
 
@@ -128,27 +138,9 @@ async def test_a_client_leaving_mid_stream_is_still_cancelled(nursery: trio.Nurs
     """The control: before the final event, leaving cuts the answer short."""
     reply = stream(message_start(), text_block(0, "Hello"), message_end("end_turn", 2))
     cut = Reply(reply.status, reply.headers, reply.chunks[:2], fault="stall", fault_at=2)
-    _, upstream_url = await start_server(nursery, ScriptedUpstream([cut]))
-    records: list[Interception] = []
-    done = trio.Event()
-
-    def recorder(record: Interception) -> None:
-        records.append(record)
-        done.set()
-
-    app = build_app(
-        ServeOptions(anthropic_base_url=upstream_url),
-        tools=ToolSet.of([WEATHER]),
-        recorder=recorder,
-    )
-    _, proxy_url = await start_server(nursery, app)
-    await hang_up_after(
-        proxy_url, "/anthropic/v1/messages", ANTHROPIC_BODY, "event: content_block_start"
-    )
-    with trio.fail_after(10):
-        await done.wait()
-    await app.env.client.aclose()
-    assert [r.outcome for r in records] == ["cancelled"]
+    path, last = "/anthropic/v1/messages", "event: content_block_start"
+    _, record = await leave_after(nursery, cut, path, ANTHROPIC_BODY, last)
+    assert record.outcome == "cancelled"
 
 
 async def test_replay_names_an_interception_it_did_not_check_and_fails(tmp_path: Path) -> None:
@@ -158,6 +150,8 @@ async def test_replay_names_an_interception_it_did_not_check_and_fails(tmp_path:
     both = Fixture(str(tmp_path / "f.jsonl"), [fixture.interceptions[0], cut], ["whole", "cut"])
     path = tmp_path / "f.jsonl"
     path.write_text(dump_fixture(both))
+    # the mock serves the rest and says which it leaves out
+    assert unserved(both) == [f"{path}: interception cut not served (recorded outcome 'cancelled')"]
 
     done = await run_cli("replay", str(path))
     out = " ".join(done.stdout.decode().split())

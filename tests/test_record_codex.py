@@ -7,8 +7,6 @@ with its built-in provider, in its WebSocket mode, against a scripted upstream.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +18,10 @@ from aibridge_cli.sessions.clients import pointed_at
 from aibridge_cli.sessions.recording import load_fixture
 
 from .conftest import start_server
-from .test_codex_websocket import CODEX, answer
+from .test_codex_websocket import CODEX, answer, codex_env
+from .test_real_clients import QUIET_CODEX, Sentinel, run_client, sentinel
+
+__all__ = ["sentinel"]  # the fixture that fails a client trying the internet
 
 URL = "http://127.0.0.1:4321/openai/v1"
 
@@ -46,30 +47,19 @@ def test_other_commands_run_as_given() -> None:
 
 @pytest.mark.skipif(CODEX is None, reason="Codex CLI is not installed")
 async def test_record_runs_codex_through_the_proxy_and_records_its_websocket(
-    nursery: trio.Nursery, tmp_path: Path
+    nursery: trio.Nursery, sentinel: Sentinel, tmp_path: Path
 ) -> None:
     assert CODEX is not None
     upstream = ScriptedUpstream(script=answer)
     _, upstream_url = await start_server(nursery, upstream)
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "OPENAI_API_KEY": "sk-codex-client-5678"}
-    env.pop("OPENAI_BASE_URL", None)
+    env = codex_env(tmp_path) | sentinel.env()
     fixture = tmp_path / "codex.jsonl"
-    with trio.fail_after(90):
-        done = await trio.run_process(
-            [
-                *(sys.executable, "-m", "aibridge_cli", "record", "-o", str(fixture)),
-                *("--openai-base-url", upstream_url + "/v1", "--openai-key", "sk-pool-9876wxyz"),
-                *("--", CODEX, "exec", "--skip-git-repo-check", "say hi"),
-            ],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-            cwd=str(tmp_path),
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+    argv = [
+        *(sys.executable, "-m", "aibridge_cli", "record", "-o", str(fixture)),
+        *("--openai-base-url", upstream_url + "/v1", "--openai-key", "sk-pool-9876wxyz"),
+        *("--", CODEX, "exec", "--skip-git-repo-check", *QUIET_CODEX, "say hi"),
+    ]
+    done = await run_client(argv, env, tmp_path)
     output = done.stdout.decode() + done.stderr.decode()
     assert done.returncode == 0, output
     assert "Hi from aibridge." in output

@@ -278,14 +278,14 @@ def mock(
 
     from ..config import ServerConfig
     from .fixture import body_limit
-    from .mock import MockUpstream
+    from .mock import MockUpstream, unserved
     from .recording import load_fixture
 
     setup_logging(log_level, log_format)
     rules = match_rules(match_on, ignore, no_normalize)
     loaded = [load_fixture(path) for path in fixtures]
     for fixture in loaded:
-        for warning in fixture.warnings:
+        for warning in [*fixture.warnings, *unserved(fixture)]:
             stderr.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     side: Literal["client", "upstream"] = "upstream" if upstream_side else "client"
     upstream = MockUpstream(loaded, timing, rules, side=side)

@@ -85,6 +85,16 @@ def replayable(record: Interception) -> bool:
     return not record.outcome.startswith(("client disconnected", "cancelled"))
 
 
+def unserved(fixture: Fixture) -> list[str]:
+    """A line per interception the mock leaves out (the client cut it short), so none is
+    skipped silently."""
+    return [
+        f"{fixture.path}: interception {label} not served (recorded outcome {record.outcome!r})"
+        for record, label in zip(fixture.interceptions, fixture.labels, strict=True)
+        if not replayable(record)
+    ]
+
+
 def upstream_route(api: str, exchange: UpstreamExchange) -> tuple[str, str]:
     """Method and path (no query) a recorded exchange is served on."""
     path = exchange.path.partition("?")[0]
