@@ -24,6 +24,7 @@ from aibridge_cli.interception import Interception
 from aibridge_cli.proxy.guard import Guard
 from aibridge_cli.proxy.run import build_app
 from aibridge_cli.proxy.server import Server
+from aibridge_cli.sessions.builtin import load_builtin
 from aibridge_cli.sessions.fixture import Fixture, body_limit, dump_fixture, parse_fixture
 from aibridge_cli.sessions.mock import MockUpstream
 from aibridge_cli.sessions.recording import load_fixture, open_recorder
@@ -31,7 +32,7 @@ from aibridge_cli.sessions.replay import replay_fixture
 from aibridge_cli.sessions.ws_client import websocket_exchange
 from aibridge_cli.tools import ToolSet
 
-from .cli_process import start_cli, stop_cli
+from .cli_process import run_cli, start_cli, stop_cli
 from .conftest import WEATHER, start_server
 from .openai_scripts import SDK_GENERATORS, chat_text, message_item, responses_stream
 from .test_sessions_cli import WEATHER_SESSION
@@ -233,3 +234,16 @@ async def test_a_40_mib_upload_recorded_through_serve_replays_and_mocks(
             f"http://{mhost}:{mport}/openai/v1/files", content=body, headers=headers
         )
     assert (mocked.status_code, mocked.json()) == (200, {"id": "file-1", "object": "file"})
+
+
+async def test_max_body_size_sets_the_replay_limit(tmp_path: Path) -> None:
+    """--max-body-size overrides the limit taken from the recording: below the recorded
+    bodies, the replayed request is refused (413) and the replay says so."""
+    (fixture,) = load_builtin("anthropic/simple")
+    path = tmp_path / "simple.jsonl"
+    path.write_text(dump_fixture(fixture))
+    assert (await run_cli("replay", str(path))).returncode == 0
+    done = await run_cli("replay", "--max-body-size", "64B", str(path))
+    out = " ".join(done.stdout.decode().split())
+    assert done.returncode == 1, out
+    assert "expected 200, got 413" in out
