@@ -17,10 +17,15 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
 
-from aibridge_cli.config import ServeOptions
+from aibridge_cli.config import BridgeConfig, ServeOptions
+from aibridge_cli.errors import ClientDisconnected
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream
+from aibridge_cli.headers import Headers
 from aibridge_cli.interception import Interception
+from aibridge_cli.proxy.bridge import ClientStream
+from aibridge_cli.proxy.routes import ANTHROPIC
 from aibridge_cli.proxy.run import build_app
 from aibridge_cli.sessions.builtin import load_builtin
 from aibridge_cli.sessions.fixture import Fixture, dump_fixture, parse_fixture
@@ -170,3 +175,36 @@ async def test_replay_names_an_interception_it_did_not_check_and_fails(tmp_path:
     assert done.returncode == 0, out
     assert "1/1 fixtures match; 1 interception(s) not checked" in out
     assert "(allowed by --allow-skips)" in out
+
+
+class GoneClient:
+    """A ``ResponseSink`` whose client has left: every write fails."""
+
+    started = False
+
+    async def start(self, status: int, headers: Headers, data: bytes = b"") -> None:
+        raise ClientDisconnected("client went away")
+
+    async def send(self, data: bytes) -> None:
+        raise ClientDisconnected("client went away")
+
+    async def respond(self, status: int, headers: Headers, body: bytes) -> None:
+        raise ClientDisconnected("client went away")
+
+    async def wait_writable(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_final_frames_that_were_not_written_are_not_delivered() -> None:
+    """The frames that end the response count only once written: a failed write leaves
+    nothing queued, and still the client did not get its answer."""
+    delivered: list[bool] = []
+    client = ClientStream(
+        ANTHROPIC, GoneClient(), BridgeConfig(), delivered=lambda: delivered.append(True)
+    )
+    await client.put([b"event: message_stop\ndata: {}\n\n"])
+    with pytest.raises(ClientDisconnected):
+        await client.relay()
+    assert client.queued_bytes == 0
+    client.end_here()
+    assert delivered == []

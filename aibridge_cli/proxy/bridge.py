@@ -236,6 +236,7 @@ class ClientStream:
         self.trace = trace
         self.delivered = delivered  # called once the frames that end the response are out
         self.ending = False  # the frames put so far end the response
+        self.cut = False  # a write failed: what was queued did not all reach the client
         self.initiated = trio.Event()
         self.sender, self.receiver = trio.open_memory_channel[_Item](config.channel_size)
         self.failed = False
@@ -276,7 +277,10 @@ class ClientStream:
         """The frames put so far end the response: once they are written, the client has
         its whole answer, and its leaving cuts nothing (``delivered`` is called)."""
         self.ending = True
-        if not self.queued_bytes:
+        self._maybe_delivered()
+
+    def _maybe_delivered(self) -> None:
+        if self.ending and not self.queued_bytes and not self.cut:
             self.delivered()
 
     async def initiate(self) -> None:
@@ -340,10 +344,12 @@ class ClientStream:
         queued = sum(len(item) for item in batch if isinstance(item, bytes))
         try:
             over = await self._write(out, failure)
+        except BaseException:
+            self.cut = True
+            raise
         finally:
             self._written(queued)
-        if self.ending and not self.queued_bytes:
-            self.delivered()
+        self._maybe_delivered()
         return over
 
     async def _write(self, out: list[bytes], failure: _Failure | None) -> bool:
