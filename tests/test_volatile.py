@@ -26,19 +26,28 @@ CODEX_HEADERS = [
 SDK_HEADERS = [("user-agent", "Anthropic/Python 0.75.0")]
 
 
-def claude_body(day: str, session: str, version: str = "2.1.332.0c0") -> dict[str, Any]:
+def claude_body(
+    day: str, session: str, version: str = "2.1.332.0c0", cwd: str = "/home/ann/agent"
+) -> dict[str, Any]:
     user_id = {"device_id": "d" * 64, "account_uuid": "", "session_id": session}
+    home = cwd.rsplit("/", 1)[0]
+    memory = f"{home}/.claude/projects/{cwd.replace('/', '-')}/memory/"
+    environment = f"# Environment\n - Primary working directory: {cwd}\n - Platform: linux"
     return {
         "model": "claude-opus-5-5",
         "system": [
             {"type": "text", "text": f"x-anthropic-billing-header: cc_version={version}; "},
             {"type": "text", "text": "You are a Claude agent."},
+            {"type": "text", "text": f"# Memory\n\nYou have a memory at `{memory}`."},
         ],
         "messages": [
             {"role": "user", "content": [{"type": "text", "text": "What is the weather?"}]},
             {
                 "role": "system",
-                "content": [{"type": "text", "text": f"# Skills\n\nToday's date is {day}."}],
+                "content": [
+                    {"type": "text", "text": environment},
+                    {"type": "text", "text": f"# Skills\n\nToday's date is {day}."},
+                ],
             },
         ],
         "metadata": {"user_id": json.dumps(user_id)},
@@ -47,11 +56,19 @@ def claude_body(day: str, session: str, version: str = "2.1.332.0c0") -> dict[st
     }
 
 
-def codex_body(day: str, session: str, started_ms: int, created: float) -> dict[str, Any]:
+def codex_body(
+    day: str, session: str, started_ms: int, created: float, cwd: str = "/home/ann/agent"
+) -> dict[str, Any]:
+    skills = f"### Skill roots\n- `r0` = `{cwd.rsplit('/', 1)[0]}/.codex/skills/.system`"
     return {
         "type": "response.create",
         "model": "gpt-6.2-sol",
         "input": [
+            {
+                "type": "message",
+                "role": "developer",
+                "content": [{"type": "input_text", "text": skills}],
+            },
             {
                 "type": "message",
                 "id": f"msg_{session}-1",
@@ -59,8 +76,10 @@ def codex_body(day: str, session: str, started_ms: int, created: float) -> dict[
                 "content": [
                     {
                         "type": "input_text",
-                        "text": f"<environment_context>\n  <current_date>{day}</current_date>\n"
-                        "  <timezone>Etc/UTC</timezone>\n</environment_context>",
+                        "text": f"<environment_context>\n  <cwd>{cwd}</cwd>\n"
+                        f"  <current_date>{day}</current_date>\n"
+                        f"  <workspace_roots><root>{cwd}</root></workspace_roots>\n"
+                        "</environment_context>",
                     }
                 ],
                 "internal_chat_message_metadata_passthrough": {
@@ -68,7 +87,7 @@ def codex_body(day: str, session: str, started_ms: int, created: float) -> dict[
                     "create_time": created,
                     "content_item_kinds": ["user.text"],
                 },
-            }
+            },
         ],
         "prompt_cache_key": session,
         "client_metadata": {
@@ -83,19 +102,21 @@ def codex_body(day: str, session: str, started_ms: int, created: float) -> dict[
 
 CLAUDE_PAIR = (
     claude_body("2026-12-07", "4bc95690-8608"),
-    claude_body("2026-12-08", "e370a366-d80a", version="2.1.333.5f1"),
+    claude_body("2026-12-08", "e370a366-d80a", "2.1.333.5f1", "/builds/ci/agent"),
 )
 CODEX_PAIR = (
     codex_body("2026-12-07", "01a251cd-46d5", 1796668737280, 1796668737.30),
-    codex_body("2026-12-08", "01a251cd-49d1", 1796755138027, 1796755138.04),
+    codex_body("2026-12-08", "01a251cd-49d1", 1796755138027, 1796755138.04, "/builds/ci/agent"),
 )
 PAIRS: dict[str, tuple[Any, Any, list[tuple[str, str]]]] = {
     "ids": (*CLAUDE_PAIR, CLAUDE_HEADERS),
     "claude-code-date": (*CLAUDE_PAIR, CLAUDE_HEADERS),
     "claude-code-billing": (*CLAUDE_PAIR, CLAUDE_HEADERS),
+    "claude-code-paths": (*CLAUDE_PAIR, CLAUDE_HEADERS),
     "codex-prompt-cache-key": (*CODEX_PAIR, CODEX_HEADERS),
     "codex-client-metadata": (*CODEX_PAIR, CODEX_HEADERS),
     "codex-date": (*CODEX_PAIR, CODEX_HEADERS),
+    "codex-paths": (*CODEX_PAIR, CODEX_HEADERS),
     "codex-message-times": (*CODEX_PAIR, CODEX_HEADERS),
 }
 
@@ -119,6 +140,24 @@ def test_two_runs_of_a_client_match_and_each_normalizer_is_needed(name: str) -> 
     matched, found = same(recorded, seen, MatchRules.of(no_normalize=[name]), headers)
     assert not matched, f"{name} is switched off, yet the two runs still match"
     assert found
+
+
+def test_paths_are_replaced_whole_and_never_a_bare_root() -> None:
+    """A working directory is replaced where it stands, not inside a longer name; "/" as
+    a working directory is left alone rather than replaced in every path."""
+    rules = MatchRules.of(match_on=["body"])
+
+    def shape(cwd: str, text: str) -> Any:
+        body = claude_body("2026-12-07", "s", cwd=cwd)
+        body["messages"][0]["content"][0]["text"] = text
+        return request_shape(
+            "POST", "/v1/messages", json.dumps(body).encode(), rules, CLAUDE_HEADERS
+        )
+
+    one = shape("/w/a", "see /w/a/x.py and /w/ab/y.py")
+    assert one.body["messages"][0]["content"][0]["text"] == "see <cwd>/x.py and /w/ab/y.py"
+    root = shape("/", "see /etc/hosts")
+    assert root.body["messages"][0]["content"][0]["text"] == "see /etc/hosts"
 
 
 def test_a_client_s_normalizers_apply_to_its_own_requests_only() -> None:

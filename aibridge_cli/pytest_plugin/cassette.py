@@ -24,6 +24,7 @@ from ..sessions.fixture import Fixture
 from ..sessions.matching import request_shape
 from ..sessions.mock import MockUpstream, mismatch_reply, reply_for
 from ..sessions.recording import FixtureWriter
+from .network_guard import NetworkGuard
 from .settings import CassetteSettings, shown
 
 PROVIDER_ROUTES = ("/anthropic", "/openai")
@@ -51,8 +52,11 @@ class Cassette:
         fixture: Fixture | None = None,
         bridge: BridgeApp | None = None,
         writer: FixtureWriter | None = None,
+        guard: NetworkGuard | None = None,
     ) -> None:
         self.settings = settings
+        # on for the test's length (the fixture's ``with``): what it refused fails the test
+        self.guard = guard or NetworkGuard()
         self.anthropic_url = f"{base_url}/anthropic"
         self.openai_url = f"{base_url}/openai/v1"
         self.mock = (
@@ -125,14 +129,16 @@ class Cassette:
         await play_reply(mismatch_reply(inner, len(self.misses) - 1, problems), writer)
 
     def failure(self) -> str | None:
-        """The failure message when requests matched nothing recorded; None when all did."""
+        """The failure message when requests matched nothing recorded or the test tried to
+        reach another host; None when neither happened."""
+        lines = self._blocked()
         if not self.misses:
-            return None
+            return "\n".join(lines) or None
         path, mode = shown(self.settings.path), self.settings.mode
-        lines = [
+        lines.append(
             f"aibridge: {len(self.misses)} request(s) matched nothing recorded in {path} "
             f"(record mode {mode!r})"
-        ]
+        )
         for miss in self.misses[:MAX_SHOWN]:
             lines.append(f"  {miss.method} {miss.target}")
             lines += [f"    {problem}" for problem in miss.problems]
@@ -143,3 +149,16 @@ class Cassette:
             "requests, --aibridge-record=all records the test afresh (both need API keys)"
         )
         return "\n".join(lines)
+
+    def _blocked(self) -> list[str]:
+        if not self.guard.blocked:
+            return []
+        hosts = ", ".join(self.guard.blocked)
+        return [
+            f"aibridge: the test tried to reach {hosts} outside aibridge's server; the "
+            "connection was refused (no live call from a test using aibridge)",
+            "  a client built before the test (at import, say) keeps the base URL it read "
+            "then: build it in the test, or give it aibridge_anthropic_url / "
+            "aibridge_openai_url; to let the test reach a host, name it in the marker's "
+            "allowed_hosts or the ini key aibridge_allowed_hosts",
+        ]

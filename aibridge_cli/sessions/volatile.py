@@ -3,8 +3,9 @@
 Sans-io. Each ``Normalizer`` is named (to be switched off), says why it exists, and applies
 either to every request or to the requests of one known client, recognised from its
 headers (``detect_client``). They were found by recording each supported client twice
-(and once with the clock a day on) against a scripted upstream and diffing the recorded
-requests; docs/fixture-format.md ("Matching") lists them.
+(in one directory, in another directory and home, and with the clock a day on) against
+a scripted upstream and diffing the recorded requests; docs/fixture-format.md
+("Matching a request to a recorded one") lists them.
 
 What they found, besides ids and timestamps every API carries:
 
@@ -13,6 +14,9 @@ What they found, besides ids and timestamps every API carries:
   ``x-anthropic-billing-header: cc_version=2.1.332.0c0; ...`` whose suffix is a hash of
   the prompt and the client version; ``metadata.user_id`` is a JSON string of a device
   id and the session id (``ids`` drops it).
+- Both name where they run in the prompt (working directory, home, Claude Code's memory
+  path, Codex's skills root): a recording made in another checkout or on another
+  machine differs there.
 - Codex CLI 0.171 (``user-agent: codex_exec/...``, ``originator: codex_...``) sends the
   session id as ``prompt_cache_key``, a ``client_metadata`` object of session, thread,
   turn, window and installation ids and request-start timestamps, an
@@ -71,12 +75,20 @@ def _map_strings(data: Any, change: Callable[[str], str]) -> Any:
     return data
 
 
-def _substitute(pattern: str, replacement: str) -> Callable[[Body], Body]:
+def _substitute(
+    pattern: str | re.Pattern[str],
+    replacement: str | Callable[[re.Match[str]], str],
+    *fields: str,
+) -> Callable[[Body], Body]:
+    """A regex substitution in every string under the top-level ``fields`` (only there:
+    walking a client's tool schemas too tripled the cost of matching a request)."""
     compiled = re.compile(pattern)
 
+    def change(text: str) -> str:
+        return compiled.sub(replacement, text)
+
     def apply(body: Body) -> Body:
-        out: Body = _map_strings(body, lambda s: compiled.sub(replacement, s))
-        return out
+        return {k: _map_strings(v, change) if k in fields else v for k, v in body.items()}
 
     return apply
 
@@ -91,6 +103,41 @@ def _without(*keys: str) -> Callable[[Body], Body]:
 def _ids(body: Body) -> Body:
     out: Body = strip_volatile(body)
     return out
+
+
+def _strings(data: Any) -> Iterable[str]:
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _strings(value)
+
+
+def _paths(fields: tuple[str, ...], *finders: str) -> Callable[[Body], Body]:
+    """Where the client says it runs (each finder's named groups: the working directory,
+    the home, a project's folder name), replaced by the group's name wherever it appears
+    under ``fields``: a recording made in another checkout or on another machine."""
+    compiled = [re.compile(finder) for finder in finders]
+
+    def apply(body: Body) -> Body:
+        found: dict[str, str] = {}
+        for text in (t for f in fields for t in _strings(body.get(f))):
+            for finder in compiled:
+                for match in finder.finditer(text):
+                    for name, value in match.groupdict().items():
+                        if value and len(value.strip("/")) > 1:  # never "/" alone
+                            found.setdefault(value, f"<{name}>")
+        if not found:
+            return body
+        # longest first: a home is often the start of the working directory
+        alternatives = "|".join(re.escape(p) for p in sorted(found, key=len, reverse=True))
+        pattern = re.compile(rf"(?:{alternatives})(?![\w.-])")
+        return _substitute(pattern, lambda m: found[m.group()], *fields)(body)
+
+    return apply
 
 
 BILLING_PREFIX = "x-anthropic-billing-header:"
@@ -138,7 +185,9 @@ NORMALIZERS: tuple[Normalizer, ...] = (
         "claude-code",
         'the context ends in "Today\'s date is YYYY-MM-DD.": a recording would go stale '
         "the next day",
-        _substitute(r"(Today's date(?: is|:) ?)\d{4}-\d{2}-\d{2}", r"\1<date>"),
+        _substitute(
+            r"(Today's date(?: is|:) ?)\d{4}-\d{2}-\d{2}", r"\1<date>", "system", "messages"
+        ),
     ),
     Normalizer(
         "claude-code-billing",
@@ -146,6 +195,18 @@ NORMALIZERS: tuple[Normalizer, ...] = (
         "the first system block, `x-anthropic-billing-header: cc_version=...`, carries a "
         "hash of the prompt and the client's version: it changes when Claude Code updates",
         _billing,
+    ),
+    Normalizer(
+        "claude-code-paths",
+        "claude-code",
+        'the working directory ("Primary working directory: ..."), the home folder and '
+        "the project's folder name in the memory path become `<cwd>`, `<home>`, "
+        "`<project>`: the same command run in another checkout or on another machine",
+        _paths(
+            ("system", "messages"),
+            r"Primary working directory: (?P<cwd>[^\n]+)",
+            r"memory at `(?P<home>[^`\n]+?)/\.claude/projects/(?P<project>[^/`\n]+)/",
+        ),
     ),
     Normalizer(
         "codex-prompt-cache-key",
@@ -164,7 +225,20 @@ NORMALIZERS: tuple[Normalizer, ...] = (
         "codex-date",
         "codex",
         "the environment context carries `<current_date>YYYY-MM-DD</current_date>`",
-        _substitute(r"<current_date>[^<]*</current_date>", "<current_date/>"),
+        _substitute(
+            r"<current_date>[^<]*</current_date>", "<current_date/>", "input", "instructions"
+        ),
+    ),
+    Normalizer(
+        "codex-paths",
+        "codex",
+        "the working directory (`<cwd>`, the workspace roots) and `CODEX_HOME` (the skills "
+        "root) become `<cwd>` and `<codex_home>`: another checkout or another machine",
+        _paths(
+            ("input", "instructions"),
+            r"<cwd>(?P<cwd>[^<]+)</cwd>",
+            r"`(?P<codex_home>[^`\n]+?)/skills/\.system`",
+        ),
     ),
     Normalizer(
         "codex-message-times",
