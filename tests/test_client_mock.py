@@ -34,7 +34,9 @@ from aibridge_cli.tools import ToolSet
 
 from .cli_process import run_cli, start_cli, stop_cli
 from .conftest import WEATHER, start_server
+from .mcp_util import calls, mcp_stack, stdio_entry, write_tools
 from .openai_scripts import SDK_GENERATORS, chat_text, message_item, responses_stream
+from .test_mcp_e2e import FINAL, HELLO, ask, tool_turn
 from .test_sessions_cli import WEATHER_SESSION
 
 KEYS = ["sk-ant-api03-mockfirst-AAAA1111", "sk-ant-api03-mocksecond-BBBB2222"]
@@ -247,3 +249,31 @@ async def test_max_body_size_sets_the_replay_limit(tmp_path: Path) -> None:
     out = " ".join(done.stdout.decode().split())
     assert done.returncode == 1, out
     assert "expected 200, got 413" in out
+
+
+async def test_a_session_with_mcp_tools_is_served_without_the_server(tmp_path: Path) -> None:
+    """Recorded with an MCP server behind the proxy's loop; served to the same SDK call with
+    the server stopped, no tools file and no key: the answer the client got, and no call."""
+    log = tmp_path / "calls.jsonl"
+    tools = write_tools(tmp_path / "tools.toml", stdio_entry("wx", log))
+    path = tmp_path / "session.jsonl"
+    async with trio.open_nursery() as servers:
+        s = await mcp_stack(
+            servers,
+            [tool_turn("bmcp_wx_forecast"), FINAL],
+            tools,
+            recorder=open_recorder(path, ServeOptions()),
+        )
+        recorded = await ask(s)
+        servers.cancel_scope.cancel()  # the MCP server stops here
+    assert [c["tool"] for c in calls(log)] == ["forecast"]
+
+    async with trio.open_nursery() as nursery:
+        _, url = await serve_client_side(nursery, load_fixture(path))
+        client = anthropic.AsyncAnthropic(base_url=url + "/anthropic", api_key="x", max_retries=0)
+        async with client.messages.stream(model="claude-test", max_tokens=50, messages=HELLO) as st:
+            mocked = await st.get_final_message()
+        await client.close()
+        nursery.cancel_scope.cancel()
+    assert [b.model_dump() for b in mocked.content] == [b.model_dump() for b in recorded.content]
+    assert len(calls(log)) == 1  # the mock called no MCP server
