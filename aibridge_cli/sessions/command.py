@@ -278,7 +278,7 @@ def mock(
 
     from ..config import ServerConfig
     from .fixture import body_limit
-    from .mock import MockUpstream, unserved
+    from .mock import MockUpstream, Side, unserved
     from .recording import load_fixture
 
     setup_logging(log_level, log_format)
@@ -287,7 +287,7 @@ def mock(
     for fixture in loaded:
         for warning in [*fixture.warnings, *unserved(fixture)]:
             stderr.print(f"warning: {warning}", highlight=False, soft_wrap=True)
-    side: Literal["client", "upstream"] = "upstream" if upstream_side else "client"
+    side: Side = "upstream" if upstream_side else "client"
     upstream = MockUpstream(loaded, timing, rules, side=side)
     guard = guard_config(allowed_host, allow_origin)
     limit = max_body_size or body_limit(loaded, ServerConfig.max_body_size)
