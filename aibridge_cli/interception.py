@@ -130,6 +130,9 @@ class Interception:
     # the status of the error the client got, also when it went out as an in-stream event
     # (for the log line's level; not recorded)
     error_status: int | None = None
+    # the client has its whole answer (its final event, or a whole JSON body): a client
+    # that leaves after it cuts nothing short (not recorded)
+    delivered: bool = False
     keep_chunks: bool = True  # False: responses keep status and headers only
     # websocket: the request is the upgrade's method, path and headers with one message as
     # its body; the response and every upstream exchange hold one message per chunk

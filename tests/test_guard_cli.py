@@ -155,7 +155,9 @@ async def test_mock_checks_host_origin_and_json(tmp_path: Path) -> None:
     path = tmp_path / "f.jsonl"
     path.write_text(dump_fixture(fixture))
     allowed = "http://localhost:3000"
-    process, url = await start_cli("mock", str(path), "--timing", "fast", "--allow-origin", allowed)
+    process, url = await start_cli(
+        "mock", str(path), "--upstream-side", "--timing", "fast", "--allow-origin", allowed
+    )
     body = json.dumps(fixture.interceptions[0].upstream[0].request_body)
     messages = url + "/v1/messages"
     json_type = {"content-type": "application/json"}

@@ -83,7 +83,13 @@ async def test_mock_ignore_lets_a_changed_field_match(tmp_path: Path) -> None:
     body = copy.deepcopy(fixture.interceptions[0].upstream[0].request_body)
     body["messages"][0]["content"] = "Something else entirely."
     proc, url = await start_cli(
-        "mock", str(path), "--timing", "fast", "--ignore", "$.messages[*].content"
+        "mock",
+        str(path),
+        "--upstream-side",
+        "--timing",
+        "fast",
+        "--ignore",
+        "$.messages[*].content",
     )
     try:
         async with httpx.AsyncClient() as client:

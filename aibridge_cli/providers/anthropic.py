@@ -126,6 +126,7 @@ class AnthropicConversation:
         self.next_index = 0
         self.usage: dict[str, Any] = {}
         self.failed = False
+        self.complete = False
         self.content: list[Any] = []  # blocking: what the client will see
         self.last: dict[str, Any] = {}
         self._reset()
@@ -203,7 +204,10 @@ class AnthropicConversation:
             return self._message_delta(data, event.raw)
         if kind == "message_stop":
             self.stopped = True
-            return [] if self.continuing else [event.raw]
+            if self.continuing:
+                return []
+            self.complete = True
+            return [event.raw]
         if kind == "error":
             self.failed = True
         return [event.raw]

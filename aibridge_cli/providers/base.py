@@ -32,6 +32,10 @@ class Conversation(Protocol):
 
     failed: bool
     """True once an upstream error event was relayed: the stream ends there."""
+    complete: bool
+    """Streaming: True once the frames handed out end the client's response with its final
+    event (``message_stop``, ``response.completed``, Chat's ``[DONE]``): a client that
+    leaves after reading them has its whole answer."""
 
     def upstream_body(self) -> dict[str, Any]:
         """The JSON body of the next upstream request (injected tools included)."""

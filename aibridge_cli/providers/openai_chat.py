@@ -106,6 +106,7 @@ class ChatConversation:
         self.id: str | None = None
         self.usage: dict[str, Any] = {}  # summed over finished iterations
         self.failed = False
+        self.complete = False
         self.last: dict[str, Any] = {}
         self._reset()
 
@@ -261,6 +262,7 @@ class ChatConversation:
         return self.pending if self.continuing else []
 
     def closing_frames(self) -> list[bytes]:
+        self.complete = True
         return [DONE_FRAME]
 
     # -- blocking ----------------------------------------------------------------------

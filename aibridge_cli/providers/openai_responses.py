@@ -96,6 +96,7 @@ class ResponsesConversation:
         )
         self.in_conversation = body.get("conversation") is not None
         self.failed = False
+        self.complete = False
         self.iteration = 0
         self.last: dict[str, Any] = {}
         self.usage: dict[str, Any] = {}  # summed over the iterations that ran injected calls
@@ -175,6 +176,7 @@ class ResponsesConversation:
                     add_usage(self.usage, response.get("usage"))
                     self.held = []
                     return []
+            self.complete = True  # no injected call left: this is the client's last event
             if self.iteration and isinstance(response, dict):
                 data = {**data, "response": self._with_total_usage(response)}
                 event = SSEEvent(event.event, event.data, encode_event(event.event, dumps(data)))

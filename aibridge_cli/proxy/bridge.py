@@ -230,11 +230,15 @@ class ClientStream:
         writer: ResponseSink,
         config: BridgeConfig,
         trace: Callable[[str], None] | None = None,
+        delivered: Callable[[], None] = lambda: None,
     ) -> None:
         self.api = api
         self.writer = writer
         self.config = config
         self.trace = trace
+        self.delivered = delivered  # called once the frames that end the response are out
+        self.ending = False  # the frames put so far end the response
+        self.cut = False  # a write failed: what was queued did not all reach the client
         self.initiated = trio.Event()
         self.sender, self.receiver = trio.open_memory_channel[_Item](config.channel_size)
         self.failed = False
@@ -270,6 +274,16 @@ class ClientStream:
         self.queued_bytes -= size
         if self.queued_bytes <= self.config.max_queued_bytes:
             self._room.set()
+
+    def end_here(self) -> None:
+        """The frames put so far end the response: once they are written, the client has
+        its whole answer, and its leaving cuts nothing (``delivered`` is called)."""
+        self.ending = True
+        self._maybe_delivered()
+
+    def _maybe_delivered(self) -> None:
+        if self.ending and not self.queued_bytes and not self.cut:
+            self.delivered()
 
     async def initiate(self) -> None:
         """Eager mode: have the relay initiate the stream, and wait until it has."""
@@ -331,9 +345,14 @@ class ClientStream:
                 break
         queued = sum(len(item) for item in batch if isinstance(item, bytes))
         try:
-            return await self._write(out, failure)
+            over = await self._write(out, failure)
+        except BaseException:
+            self.cut = True
+            raise
         finally:
             self._written(queued)
+        self._maybe_delivered()
+        return over
 
     async def _write(self, out: list[bytes], failure: _Failure | None) -> bool:
         if failure is not None and not out and not self.initiated.is_set():
@@ -475,6 +494,7 @@ class Interceptor:
                 if not calls:
                     head = intercepted_response_headers(JSON_HEADERS, self.first_headers or [])
                     await writer.respond(200, head, dumps(conversation.client_body()).encode())
+                    self.record.delivered = True
                     return
                 conversation.add_results(calls, await self._run_tools(calls))
             raise self._loop_limit()
@@ -488,8 +508,13 @@ class Interceptor:
             f"the agentic loop did not finish in {self.env.config.max_iterations} iterations"
         )
 
+    def _delivered(self) -> None:
+        self.record.delivered = True
+
     async def run_streaming(self, conversation: Conversation, writer: ResponseSink) -> None:
-        client = ClientStream(self.api, writer, self.env.config, self.env.trace)
+        client = ClientStream(
+            self.api, writer, self.env.config, self.env.trace, delivered=self._delivered
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.relay)
             async with client.sender:
@@ -511,6 +536,7 @@ class Interceptor:
             calls = conversation.end_stream()
             if not calls:
                 await client.put(conversation.closing_frames())
+                client.end_here()
                 return
             conversation.add_results(calls, await self._run_tools(calls))
         raise self._loop_limit()
@@ -547,6 +573,9 @@ class Interceptor:
                     except UpstreamBroken as exc:
                         broken = exc  # the events before the broken one still go out
                     await client.put(self.shown(frames, conversation))
+                    if conversation.complete:
+                        # what the upstream sends after its last event changes nothing
+                        client.end_here()
                     if conversation.failed or broken is not None:
                         break
         if broken is not None:
@@ -556,25 +585,35 @@ class Interceptor:
 @contextmanager
 def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interception]:
     """Note how an interception ended when the client left or it was cancelled, and hand
-    the record to ``recorder`` however it ended."""
+    the record to ``recorder`` however it ended.
+
+    A client that leaves once it has its whole answer (``record.delivered``: the SDKs and
+    Codex hang up on the final event, while the proxy may still be reading the upstream's
+    end or closing the stream) cut nothing: its interception stays ``ok``, so a replay
+    checks it."""
     try:
         yield record
     except ClientDisconnected:
-        record.outcome = "client disconnected"
+        _cut(record, "client disconnected")
         raise
     except trio.Cancelled:
-        record.outcome = "cancelled"
+        _cut(record, "cancelled")
         raise
     except BaseExceptionGroup as group:
         # What the streaming nursery's tasks raise arrives wrapped.
         if group.subgroup(ClientDisconnected) is not None:
-            record.outcome = "client disconnected"
+            _cut(record, "client disconnected")
         elif group.subgroup(trio.Cancelled) is not None:
-            record.outcome = "cancelled"
+            _cut(record, "cancelled")
         raise
     finally:
         if recorder is not None:
             recorder(record)
+
+
+def _cut(record: Interception, how: str) -> None:
+    if not record.delivered:
+        record.outcome = how
 
 
 @contextmanager

@@ -55,8 +55,9 @@ def serve(
             metavar="SIZE",
             parser=parse_size,
             show_default=False,
-            help="Largest request body accepted (larger: 413): bytes, or 64KiB, 32MiB, 1GB; "
-            f"default {format_size(ServerConfig.max_body_size)}.",
+            help="Largest request body on an intercepted route (larger: 413): bytes, or "
+            f"64KiB, 32MiB, 1GB; default {format_size(ServerConfig.max_body_size)}. "
+            "Pass-through bodies stream through at any size.",
         ),
     ] = ServerConfig.max_body_size,
     connect_timeout: Annotated[

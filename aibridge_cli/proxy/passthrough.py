@@ -124,6 +124,7 @@ async def relay(
                 data = await response.aread()
             exchange.response.wrote(data)
             await writer.start(response.status_code, relayed, upstream.pool.masked_bytes(data))
+            record.delivered = True
             return _note(key)
         await writer.start(response.status_code, relayed)
         try:
@@ -132,6 +133,7 @@ async def relay(
                     async for chunk in chunks:
                         exchange.response.wrote(chunk)
                         await writer.send(chunk)
+                    record.delivered = True  # the whole body: a client leaving cuts nothing
         except ClientFacingError as error:
             # Headers are out: the only honest signal left is a cut connection.
             raise ClientDisconnected("upstream broke during a pass-through") from error

@@ -1,7 +1,8 @@
 """``aibridge record``, ``mock``, ``replay`` and ``import``: thin commands over sessions code.
 
-Exit codes: replay 0 when everything matches, 1 on a mismatch, 2 on usage or fixture
-errors; record exits with its command's status.
+Exit codes: replay 0 when everything matches, 1 on a mismatch or an interception it could
+not check (unless --allow-skips), 2 on usage or fixture errors; record exits with its
+command's status.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ..options import (
     guard_config,
     parse_base_url,
     parse_port,
+    parse_size,
     serve_options,
 )
 
@@ -107,6 +109,19 @@ def match_rules(
     return MatchRules.of(match_on or None, ignore or (), no_normalize or ())
 
 
+BodyLimitOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-body-size",
+        metavar="SIZE",
+        parser=parse_size,
+        show_default=False,
+        help="Largest request body accepted (larger: 413): bytes, or 64KiB, 32MiB, 1GB; "
+        "default: the largest body the fixtures hold, with a quarter more, at least 32MiB.",
+    ),
+]
+
+
 # -- record --------------------------------------------------------------------------------
 async def record_command(options: ServeOptions, writer: FixtureWriter, argv: list[str]) -> int:
     """Serve on a free port, run ``argv`` pointed at it, stop when it exits; its status."""
@@ -116,6 +131,7 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
 
     from ..child_env import agent_environment
     from ..proxy.run import build_app, serve_proxy
+    from .clients import pointed_at
 
     bridge = build_app(options, recorder=writer)
     async with trio.open_nursery() as nursery:
@@ -129,7 +145,7 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
             secrets=[*options.anthropic_keys, *options.openai_keys, options.guard.auth_token or ""],
         )
         try:
-            code = await run_child(argv, env)
+            code = await run_child(pointed_at(argv, f"{base}/openai/v1"), env)
         except OSError as exc:
             raise CommandNotRunnable(
                 f"cannot run {argv[0]} ({exc.strerror or exc})",
@@ -190,7 +206,8 @@ def record(
     log_level: LogLevelOpt = "warning",
     log_format: LogFormatOpt = "text",
 ) -> None:
-    """Run COMMAND with ANTHROPIC_BASE_URL and OPENAI_BASE_URL pointing at a recording proxy.
+    """Run COMMAND with ANTHROPIC_BASE_URL and OPENAI_BASE_URL pointing at a recording proxy
+    (Codex CLI, which reads neither, gets -c openai_base_url=... first among its arguments).
 
     Exits with COMMAND's status (127 when it cannot start).
 
@@ -239,15 +256,22 @@ def record(
 
 
 # -- mock ----------------------------------------------------------------------------------
-async def serve_mock(mock: MockUpstream, host: str, port: int, guard: GuardConfig) -> None:
+async def serve_mock(
+    mock: MockUpstream, host: str, port: int, guard: GuardConfig, max_body_size: int
+) -> None:
     """Serve the mock until SIGINT/SIGTERM, announcing its address like ``serve``; the
     guard's Host, Origin and JSON checks apply as they do to ``serve`` (no token: the mock
     holds no keys)."""
+    from ..config import ServerConfig
     from ..proxy.guard import Guard
     from ..proxy.run import serve_until_signalled
     from ..proxy.server import Server
 
-    server = Server(mock.app, guard=Guard(guard, json_routes=mock.json_routes))
+    server = Server(
+        mock.app,
+        ServerConfig(max_body_size=max_body_size),
+        guard=Guard(guard, json_routes=mock.json_routes),
+    )
     await serve_until_signalled(server, host, port)
 
 
@@ -258,6 +282,17 @@ def mock(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 0,
     timing: TimingOpt = "recorded",
+    upstream_side: Annotated[
+        bool,
+        typer.Option(
+            "--upstream-side",
+            help="Serve what the upstream answered the recording proxy, on the provider's "
+            "own routes (/v1/messages, /v1/responses...), to put a proxy in front: "
+            "serve --anthropic-base-url http://127.0.0.1:PORT --openai-base-url "
+            "http://127.0.0.1:PORT/v1.",
+        ),
+    ] = False,
+    max_body_size: BodyLimitOpt = None,
     log_level: LogLevelOpt = "info",
     log_format: LogFormatOpt = "text",
     allowed_host: AllowedHostOpt = None,
@@ -266,25 +301,32 @@ def mock(
     ignore: IgnoreOpt = None,
     no_normalize: NoNormalizeOpt = None,
 ) -> None:
-    """Serve the recorded upstream exchanges as a fake Anthropic/OpenAI server.
+    """Answer clients as the recording proxy did: each request gets what its client got.
+
+    On serve's routes, with no upstream, key, tools file or MCP server.
 
     Example: aibridge mock session.jsonl --port 9000, then
-    ANTHROPIC_BASE_URL=http://127.0.0.1:9000 or OPENAI_BASE_URL=http://127.0.0.1:9000/v1
+    ANTHROPIC_BASE_URL=http://127.0.0.1:9000/anthropic claude -p "hello"
+    (OpenAI clients: http://127.0.0.1:9000/openai/v1)
     """
     import trio
 
-    from .mock import MockUpstream
+    from ..config import ServerConfig
+    from .fixture import body_limit
+    from .mock import MockUpstream, Side, unserved
     from .recording import load_fixture
 
     setup_logging(log_level, log_format)
     rules = match_rules(match_on, ignore, no_normalize)
     loaded = [load_fixture(path) for path in fixtures]
     for fixture in loaded:
-        for warning in fixture.warnings:
+        for warning in [*fixture.warnings, *unserved(fixture)]:
             stderr.print(f"warning: {warning}", highlight=False, soft_wrap=True)
-    upstream = MockUpstream(loaded, timing, rules)
+    side: Side = "upstream" if upstream_side else "client"
+    upstream = MockUpstream(loaded, timing, rules, side=side)
     guard = guard_config(allowed_host, allow_origin)
-    trio.run(serve_mock, upstream, host, port, guard)
+    limit = max_body_size or body_limit(loaded, ServerConfig.max_body_size)
+    trio.run(serve_mock, upstream, host, port, guard, limit)
 
 
 # -- replay --------------------------------------------------------------------------------
@@ -303,6 +345,8 @@ def format_result(result: FixtureResult, max_lines: int = 20) -> RenderableType:
         table.add_row(
             str(i), item.label, item.api, item.path, Text(item.status, style=styles[item.status])
         )
+        if item.status == "skipped":
+            parts.append(Text(f"{item.label}: {'; '.join(item.problems)}", style="yellow"))
         if item.status == "mismatch":
             lines = item.problems[:max_lines]
             more = len(item.problems) - len(lines)
@@ -324,6 +368,8 @@ async def replay_all(
     timing: Literal["recorded", "fast"],
     replayed: Callable[[], None],
     rules: MatchRules,
+    allow_skips: bool = False,
+    max_body_size: int | None = None,
 ) -> list[FixtureResult]:
     from ..proxy.run import check_target
     from .replay import replay_fixture
@@ -338,9 +384,26 @@ async def replay_all(
             timing=timing,
             replayed=replayed,
             rules=rules,
+            allow_skips=allow_skips,
+            max_body_size=max_body_size,
         )
         for f in fixtures
     ]
+
+
+def replay_verdict(results: list[FixtureResult]) -> str:
+    """The last line: fixtures that match, and every interception not checked."""
+    matched = sum(1 for r in results if r.ok)
+    line = f"{matched}/{len(results)} fixtures match"
+    skipped = [(r, item) for r in results for item in r.skipped]
+    if skipped:
+        names = ", ".join(f"{r.path} {item.label}" for r, item in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        allowed = all(r.allow_skips for r, _ in skipped)
+        line += f"; {len(skipped)} interception(s) not checked: {names}{more}" + (
+            " (allowed by --allow-skips)" if allowed else " (--allow-skips to accept)"
+        )
+    return line
 
 
 def replay(
@@ -372,6 +435,15 @@ def replay(
     match_on: MatchOnOpt = None,
     ignore: IgnoreOpt = None,
     no_normalize: NoNormalizeOpt = None,
+    max_body_size: BodyLimitOpt = None,
+    allow_skips: Annotated[
+        bool,
+        typer.Option(
+            "--allow-skips",
+            help="Exit 0 although some interceptions were not checked (the client cut them "
+            "short when recorded); they are still listed.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     # the replayed proxy's own lines repeat the recorded failures: shown on demand
     log_level: LogLevelOpt = "error",
@@ -379,10 +451,13 @@ def replay(
 ) -> None:
     """Replay fixtures through a proxy and compare what the client gets with the recording.
 
-    Exits 0 when everything matches, 1 on a mismatch, 2 on a usage or fixture error.
+    Exits 0 when everything matches, 1 on a mismatch or an interception not checked
+    (unless --allow-skips), 2 on a usage or fixture error.
 
     Example: aibridge replay session.jsonl (or: aibridge replay --builtin simple --json)
     """
+    from functools import partial
+
     import trio
 
     from .builtin import load_builtin
@@ -406,14 +481,14 @@ def replay(
     for fixture in loaded:
         check_replayable(fixture)
     with replay_progress(sum(len(f.interceptions) for f in loaded)) as replayed:
-        results = trio.run(replay_all, loaded, target, upstream_port, timing, replayed, rules)
+        run = partial(replay_all, allow_skips=allow_skips, max_body_size=max_body_size)
+        results = trio.run(run, loaded, target, upstream_port, timing, replayed, rules)
     if as_json:
         sys.stdout.write(json.dumps([r.as_json() for r in results], indent=2) + "\n")
     else:
         for result in results:
             stdout.print(format_result(result))
-        matched = sum(1 for r in results if r.ok)
-        stdout.print(f"{matched}/{len(results)} fixtures match")
+        stdout.print(replay_verdict(results), highlight=False, soft_wrap=True)
     raise typer.Exit(exit_code(results))
 
 

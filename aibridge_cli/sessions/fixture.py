@@ -76,6 +76,27 @@ def distinct_keys(fixture: Fixture, provider: str) -> list[str]:
     return seen
 
 
+def body_limit(fixtures: Iterable[Fixture], floor: int) -> int:
+    """The request body size a replay or mock of ``fixtures`` must accept: ``floor``, or the
+    largest body recorded (a client's or one sent upstream) with a quarter more, since the
+    same session's bodies vary a little from run to run. The recording proxy's own limit
+    is not in the file, and a pass-through body had none: what was recorded must replay."""
+    largest = 0
+    for fixture in fixtures:
+        for record in fixture.interceptions:
+            bodies = [record.request.body, *(ex.request_body for ex in record.upstream)]
+            largest = max(largest, *(_body_size(body) for body in bodies))
+    return max(floor, largest + largest // 4)
+
+
+def _body_size(body: Any) -> int:
+    if body is None:
+        return 0
+    if isinstance(body, bytes):
+        return len(body)
+    return len(_dumps(body).encode())
+
+
 # -- encoding ------------------------------------------------------------------------------
 def header_line(proxy: dict[str, Any] | None = None, created: datetime | None = None) -> str:
     """The first line of every fixture file."""

@@ -1,0 +1,200 @@
+"""The loop the tool exists for, with the real clients: record a session, then serve it a
+day later, in a new session, with no upstream and no key.
+
+Each test records one command through ``aibridge record`` against a scripted upstream:
+``claude -p`` plain and with an injected tool, and ``codex exec`` with its built-in
+provider over its WebSocket transport. Then, with the clock moved a day on (Claude Code
+writes today's date into its system prompt; libfaketime moves node's clock), a fresh HOME
+and the upstream gone, the same command against ``aibridge mock FILE`` must succeed with
+the recorded answer, and ``aibridge replay FILE`` must match.
+
+The clients come from ``.clients`` (``.ci/run`` installs the pinned versions) or PATH, and
+the sentinel of ``test_real_clients`` fails a test whose client tries the internet. Each
+test skips with its reason where its client, node or libfaketime is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+
+from aibridge_cli.fakes.scripted_upstream import ScriptedUpstream
+from aibridge_cli.sessions.recording import load_fixture
+
+from .cli_process import CLI, start_cli, stop_cli
+from .conftest import start_server
+from .test_real_clients import (
+    CLAUDE,
+    CLIENT_KEY,
+    CODEX,
+    QUIET_CLAUDE,
+    QUIET_CODEX,
+    REPO,
+    TOOLS_TOML,
+    Sentinel,
+    anthropic_script,
+    base_env,
+    claude_home,
+    needs_claude,
+    needs_codex,
+    responses_script,
+    run_client,
+    sentinel,
+)
+
+__all__ = ["sentinel"]  # the fixture, imported for pytest
+
+FAKETIME_LIBS = [
+    Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
+    Path("/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"),
+    Path("/usr/lib/faketime/libfaketime.so.1"),
+]
+FAKETIME = next((lib for lib in FAKETIME_LIBS if lib.exists()), None)
+needs_faketime = pytest.mark.skipif(
+    FAKETIME is None, reason="libfaketime not installed (apt-get install faketime)"
+)
+PROMPT = "What is the weather in Paris?"
+POOL_KEY = "sk-round-trip-pool-key-0123456789"
+
+
+def tomorrow() -> dict[str, str]:
+    """What moves a dynamically linked child's wall clock a day on (its timers untouched)."""
+    assert FAKETIME is not None
+    return {
+        "LD_PRELOAD": str(FAKETIME),
+        "FAKETIME": "+1d",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        # no shared state between the child and the processes it starts (git, a shell):
+        # each reads the offset from its environment
+        "FAKETIME_DISABLE_SHM": "1",
+    }
+
+
+async def record(
+    nursery: trio.Nursery,
+    upstream: ScriptedUpstream,
+    project: Path,
+    env: dict[str, str],
+    options: list[str],
+    command: list[str],
+) -> Path:
+    """``aibridge record`` of ``command`` run in ``project``, in front of ``upstream``;
+    the fixture's path."""
+    server, upstream_url = await start_server(nursery, upstream)
+    fixture = project.parent / "session.jsonl"
+    bases = ["--anthropic-base-url", upstream_url, "--openai-base-url", upstream_url + "/v1"]
+    argv = [*CLI, "record", "-o", str(fixture), *bases, *options, "--", *command]
+    try:
+        done = await run_client(argv, env | {"PYTHONPATH": str(REPO)}, project)
+    finally:
+        server.shutdown()  # from here on, nothing answers but the mock
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()[-3000:]
+    assert load_fixture(fixture).interceptions
+    return fixture
+
+
+async def replay_matches(fixture: Path, env: dict[str, str], cwd: Path) -> None:
+    done = await run_client([*CLI, "replay", str(fixture)], env | {"PYTHONPATH": str(REPO)}, cwd)
+    out = done.stdout.decode()
+    assert done.returncode == 0, out[-4000:]
+    assert "1/1 fixtures match" in out, out[-4000:]
+
+
+def fresh_dir(tmp_path: Path, name: str) -> Path:
+    """An empty directory ``tmp_path/name``, emptied if it was there: the second day's
+    session starts from nothing, in the same place (the prompts name HOME's paths)."""
+    path = tmp_path / name
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir()
+    return path
+
+
+@needs_claude
+@needs_faketime
+@pytest.mark.parametrize("tool_turn", [False, True], ids=["plain", "injected-tool"])
+async def test_claude_code_recorded_today_is_mocked_and_replayed_tomorrow(
+    nursery: trio.Nursery, sentinel: Sentinel, tmp_path: Path, tool_turn: bool
+) -> None:
+    assert CLAUDE is not None
+    tools = tmp_path / "tools.toml"
+    tools.write_text(TOOLS_TOML)
+    options = ["--tools", str(tools)] if tool_turn else []
+    project = fresh_dir(tmp_path, "project")  # both days: the prompt names the directory
+    env = base_env(sentinel) | claude_home(fresh_dir(tmp_path, "user")) | QUIET_CLAUDE
+    env["ANTHROPIC_API_KEY"] = CLIENT_KEY
+    upstream = anthropic_script(tool_turn)
+    fixture = await record(nursery, upstream, project, env, options, [CLAUDE, "-p", PROMPT])
+    if tool_turn:
+        assert any(r.tool_calls for r in load_fixture(fixture).interceptions)
+
+    proc, mock_url = await start_cli("mock", str(fixture), "--timing", "fast")
+    try:
+        day_two = claude_home(fresh_dir(tmp_path, "user"))
+        env = base_env(sentinel) | day_two | QUIET_CLAUDE | tomorrow()
+        env |= {"ANTHROPIC_BASE_URL": mock_url + "/anthropic", "ANTHROPIC_API_KEY": "sk-ant-none"}
+        done = await run_client([CLAUDE, "-p", PROMPT], env, project)
+    finally:
+        await stop_cli(proc)
+    assert done.returncode == 0, (done.stdout + done.stderr).decode()[-3000:]
+    assert "Sunny in Paris." in done.stdout.decode()
+    await replay_matches(fixture, base_env(sentinel), project)
+
+
+@needs_codex
+@needs_faketime
+async def test_codex_recorded_today_is_mocked_and_replayed_tomorrow(
+    nursery: trio.Nursery, sentinel: Sentinel, tmp_path: Path
+) -> None:
+    """Codex's built-in provider, WebSocket transport, pointed at the mock by its own
+    ``openai_base_url`` setting (record adds it itself)."""
+    assert CODEX is not None
+    argv = [CODEX, "exec", "--skip-git-repo-check", *QUIET_CODEX, PROMPT]
+
+    def codex_env() -> dict[str, str]:
+        home = fresh_dir(tmp_path, "user")
+        codex_home = fresh_dir(home, "codex-home")
+        return base_env(sentinel) | claude_home(home) | {"CODEX_HOME": str(codex_home)}
+
+    project = fresh_dir(tmp_path, "project")  # both days: the prompt names the directory
+    env = codex_env() | {"OPENAI_API_KEY": "sk-codex-client-key-0000"}
+    fixture = await record(
+        nursery, responses_script(False), project, env, ["--openai-key", POOL_KEY], argv
+    )
+    assert {r.transport for r in load_fixture(fixture).interceptions} == {"websocket"}
+
+    proc, mock_url = await start_cli("mock", str(fixture), "--timing", "fast")
+    try:
+        env = codex_env() | tomorrow() | {"OPENAI_API_KEY": "sk-none"}
+        override = ["-c", f'openai_base_url="{mock_url}/openai/v1"']
+        done = await run_client([argv[0], *override, *argv[1:]], env, project)
+    finally:
+        await stop_cli(proc)
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0, output[-3000:]
+    assert "Sunny in Paris." in done.stdout.decode()
+    assert "Falling back from WebSockets" not in output, output[-3000:]
+    await replay_matches(fixture, base_env(sentinel), project)
+
+
+def test_the_clock_really_moves_for_node() -> None:
+    """The control for ``tomorrow``: node's Date under it is a day ahead."""
+    node = shutil.which("node")
+    if FAKETIME is None or node is None:
+        pytest.skip("libfaketime or node not installed")
+    script = "console.log(Date.now())"
+    plain = subprocess.run([node, "-e", script], capture_output=True, check=True, text=True)
+    moved = subprocess.run(
+        [node, "-e", script],
+        capture_output=True,
+        check=True,
+        text=True,
+        env={**os.environ, **tomorrow()},
+    )
+    ahead = (int(moved.stdout) - int(plain.stdout)) / 1000
+    assert 86_000 < ahead < 86_800, ahead
