@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -38,6 +36,10 @@ from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRe
 from aibridge_cli.proxy.server import Server
 from aibridge_cli.proxy.ws_upstream import Refused, WebSocketDialer
 from aibridge_cli.sse import encode_event
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import open_serve, serve_argv
 
 DELTAS = 10
 GAP = 0.3
@@ -174,36 +176,9 @@ async def ws_first_delta(url: str) -> float:
 
 
 async def start_proxy(upstream_url: str, extra: list[str], tree: Path | None) -> tuple[Any, str]:
-    proc = await trio.lowlevel.open_process(
-        [
-            sys.executable,
-            "-m",
-            "aibridge_cli",
-            "serve",
-            "--port",
-            "0",
-            "--anthropic-base-url",
-            upstream_url,
-            "--openai-base-url",
-            upstream_url + "/v1",
-            "--anthropic-key",
-            "sk-ant-bench-0000000000000000",
-            "--openai-key",
-            "sk-bench-pool-key-1234",
-            "--log-level",
-            "error",  # a client leaving after its first delta is a warning
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        cwd=str(tree) if tree else None,
-    )
-    assert proc.stdout is not None
-    buffer = b""
-    while b"\n" not in buffer:
-        buffer += await proc.stdout.receive_some(4096)
-    match = re.search(rb"listening on (http://\S+)", buffer)
-    assert match is not None, buffer
-    return proc, match.group(1).decode()
+    # a client leaving after its first delta is a warning: errors only
+    argv = serve_argv(upstream_url, upstream_url + "/v1", log_level="error", extra=extra)
+    return await open_serve(argv, tree)
 
 
 Path_ = tuple[str, str]  # (api, transport)

@@ -28,30 +28,14 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import ROOT, Client, Service, bench_upstream, messages_body, spawn
+from harness import ROOT, Client, Service, bench_upstream, messages_body, serve_argv, spawn
 
 KINDS = ("blocking", "stream")
 
 
 def proxy_argv(upstream: Service, out: Path) -> list[str]:
-    return [
-        "valgrind",
-        "--tool=callgrind",
-        "--dump-instr=no",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        "-m",
-        "aibridge_cli",
-        "serve",
-        "--port",
-        "0",
-        "--anthropic-base-url",
-        f"http://{upstream.host}:{upstream.port}",
-        "--anthropic-key",
-        "sk-ant-bench-0000000000000000",
-        "--log-level",
-        "warning",
-    ]
+    valgrind = ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}"]
+    return serve_argv(f"http://{upstream.host}:{upstream.port}", runner=[*valgrind, sys.executable])
 
 
 async def drive(service: Service, kind: str, n: int) -> None:
@@ -70,8 +54,9 @@ async def drive(service: Service, kind: str, n: int) -> None:
 def instructions(upstream: Service, kind: str, n: int, tree: Path) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        with spawn("aibridge", proxy_argv(upstream, out), "/anthropic/v1/messages",
-                   timeout=300, cwd=tree) as service:
+        with spawn(
+            "aibridge", proxy_argv(upstream, out), "/anthropic/v1/messages", timeout=300, cwd=tree
+        ) as service:
             trio.run(drive, service, kind, n)
             service.process.send_signal(signal.SIGTERM)
             service.process.wait(120)
