@@ -367,6 +367,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "",
         "events tied to a hidden call by output_index alone are released",
         "the issue's leak: function_call_arguments events of an injected call on an error",
+        elsewhere=(
+            (
+                '        return ("output_index" in data and _key(data["output_index"]) in self'
+                ".hidden_indexes) or (\n"
+                '            "item_id" in data and _key(data["item_id"]) in self.hidden_ids\n'
+                "        )\n",
+                "        return False\n",
+            ),
+        ),
     ),
     Mutant(
         "responses-clean-early-end",

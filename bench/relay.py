@@ -125,7 +125,15 @@ async def measure(
     services: list[Service], rounds: int, events: int, ttfb_n: int, rps_n: int
 ) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {
-        s.name: {"stream": [], "events": 0, "ttfb": [], "rps": [], "errors": [], "cpu": []}
+        s.name: {
+            "stream": [],
+            "events": 0,
+            "ttfb": [],
+            "rps": [],
+            "errors": [],
+            "cpu": [],
+            "req_cpu": [],
+        }
         for s in services
     }
     clients = {s.name: Client(s) for s in services}
@@ -151,13 +159,14 @@ async def measure(
                 out[s.name]["ttfb"].append(result.ttfb)  # type: ignore[union-attr]
                 if result.error or result.status != 200:
                     out[s.name]["errors"].append(result.error or result.status)  # type: ignore[union-attr]
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), s.cpu_seconds()
             n = rps_n // rounds
             for _ in range(n):
                 result = await client.request(blocking)
                 if result.error or result.status != 200:
                     out[s.name]["errors"].append(result.error or result.status)  # type: ignore[union-attr]
             out[s.name]["rps"].append(n / (time.perf_counter() - started))  # type: ignore[union-attr]
+            out[s.name]["req_cpu"].append((s.cpu_seconds() - cpu) / n)  # type: ignore[union-attr]
     for client in clients.values():
         await client.aclose()
     return out
@@ -186,6 +195,7 @@ def report(results: dict[str, dict[str, object]], events: int, missing: list[str
                 f"{(ttfb - d_ttfb) * 1000:+.2f}",
                 f"{rps:,.0f}",
                 f"{rps / d_rps:.2f}",
+                f"{median(row['req_cpu']) * 1e6:.0f}",  # type: ignore[arg-type]
                 f"{row['events']}",
                 len(row["errors"]),  # type: ignore[arg-type]
             ]
@@ -201,6 +211,7 @@ def report(results: dict[str, dict[str, object]], events: int, missing: list[str
             "added ms",
             "req/s",
             "x direct",
+            "CPU us/req",
             "events seen",
             "errors",
         ],

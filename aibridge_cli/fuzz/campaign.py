@@ -195,7 +195,7 @@ def run_campaign(
             collect(_run_batch(batch))
     else:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["aibridge_cli.fuzz.campaign"])
+        context.set_forkserver_preload([__name__])  # started early by the command, if run
         with ProcessPoolExecutor(
             settings.jobs,
             mp_context=context,

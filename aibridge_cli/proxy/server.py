@@ -351,7 +351,7 @@ class HTTPConnection:
         self.scope = trio.CancelScope()
         self.peer_gone = False
         self.cycles = 0
-        self._streams_body = app.streams_body if isinstance(app, BodyStreamingApp) else None
+        self._streams_body = server.streams_body
         # Asked once per connection, for the guard's Host check.
         self.local = _local_address(stream) if server.guard is not None else None
         self.received = 0  # bytes fed to h11 since the current request began
@@ -741,6 +741,10 @@ class Server:
     def __post_init__(self) -> None:
         self._shutdown = trio.Event()
         self.stopped = trio.Event()
+        # Asked once: a runtime protocol check costs tens of µs, a connection each in a burst.
+        self.streams_body = (
+            self.app.streams_body if isinstance(self.app, BodyStreamingApp) else None
+        )
 
     @property
     def shutdown_started(self) -> trio.Event:
