@@ -16,7 +16,7 @@ import trio
 from aibridge_cli.config import ServeOptions
 from aibridge_cli.fuzz.blackbox import BlackBoxRun, BlackBoxSettings, mark, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
-from aibridge_cli.fuzz.oracles import ALL_ORACLES, GENERIC_ORACLES
+from aibridge_cli.fuzz.oracles import ALL_ORACLES, Profile, profile_oracles
 from aibridge_cli.fuzz.plan import ALL_FAULTS, FaultKind
 from aibridge_cli.proxy.run import build_app, proxy_guard
 from aibridge_cli.proxy.server import Server
@@ -31,6 +31,9 @@ MIXED = (
     "openai-chat/mid-stream-error",
 )
 RELAYED = ("anthropic/simple#streaming", "anthropic/mid-stream-error", "openai-chat/simple")
+
+
+BLACK_BOX_GENERIC = profile_oracles(Profile.GENERIC, black_box=True)
 
 
 def free_port() -> int:
@@ -87,7 +90,7 @@ async def relay_campaign(
         scenarios(names),
         7,
         iterations,
-        GENERIC_ORACLES,
+        BLACK_BOX_GENERIC,
         faults,
     )
     return await run_campaign(settings)
@@ -107,7 +110,7 @@ PLANTED: list[tuple[Bug, frozenset[FaultKind], int, str]] = [
     ("split", frozenset({FaultKind.RESET_IN_BODY}), 24, "malformed-body"),
     ("drop-stop", frozenset(), 8, "malformed-body"),
     ("early-200", frozenset({FaultKind.SERVER_ERROR}), 12, "malformed-body"),
-    ("leak", frozenset({FaultKind.CLIENT_DISCONNECT}), 14, "hygiene"),
+    ("leak", frozenset({FaultKind.CLIENT_DISCONNECT}), 14, "after-hang-up"),
 ]
 
 
@@ -133,11 +136,10 @@ def test_the_marker_goes_into_the_last_user_message_of_each_api() -> None:
 
 async def test_a_late_request_of_an_earlier_iteration_is_reported_apart_not_judged() -> None:
     from aibridge_cli.fakes.scripted_upstream import Reply, SeenRequest
-    from aibridge_cli.fuzz.blackbox import BlackBoxRun, _Upstream
+    from aibridge_cli.fuzz.blackbox_upstream import Counters, IterationScript
 
-    settings = BlackBoxSettings("http://127.0.0.1:1", 1, (), 1, 3)
-    report = BlackBoxRun(settings)
-    upstream = _Upstream("0a0b0c0d", report)
+    report = Counters()
+    upstream = IterationScript("0a0b0c0d", report)
     upstream.start(2, "anthropic", [Reply.json({"ok": 1})])
 
     def request(marker: str) -> SeenRequest:

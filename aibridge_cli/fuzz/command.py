@@ -150,7 +150,7 @@ def fuzz(
         if upstream_port is not None and not 0 < upstream_port < 65536:
             raise ConfigError(f"--upstream-port {upstream_port}: not a TCP port")
         profile = Profile(oracles or ("generic" if target is not None else "aibridge"))
-        judged = profile_oracles(profile, skip_oracle or ())
+        judged = profile_oracles(profile, skip_oracle or (), black_box=target is not None)
         kinds = parse_faults(fault or (), no_fault or ())
         chosen = select(scenario or [], fixtures or [])
         if seed is None:

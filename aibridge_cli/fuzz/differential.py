@@ -91,6 +91,13 @@ def played(reply: Reply) -> bytes:
     return b"".join(chunks)
 
 
+def broken(reply: Reply) -> bool:
+    """The upstream failed this answer: an error status, a reset or stall, an error event."""
+    if reply.status >= 400 or reply.fault is not None:
+        return True
+    return any(c.startswith((b"event: error\n", b'data: {"error"')) for c in reply.chunks)
+
+
 def _without(data: Any, keys: Collection[str] = _STRIPPED) -> Any:
     if isinstance(data, dict):
         return {k: v for k, v in data.items() if k not in keys}
