@@ -1,4 +1,4 @@
-"""A small correct pass-through relay, and four bugs to plant in it, for black-box tests.
+"""A small correct pass-through relay, and bugs to plant in it, for black-box tests.
 
 Not aibridge: an independent trio + h11 proxy that forwards each request to one upstream
 and relays the answer as it comes, byte for byte. It is what ``--oracles generic`` must
@@ -7,7 +7,17 @@ pass without a single false positive, and, with a bug planted, must catch:
 * ``split``: re-frames the SSE stream per socket read and drops an event cut across reads;
 * ``drop-stop``: drops Anthropic's ``content_block_stop`` events;
 * ``early-200``: answers 200 (event stream) before it knows the upstream's status;
-* ``leak``: reads the upstream answer to its end after the client has left.
+* ``leak``: reads the upstream answer to its end after the client has left;
+* ``retry-late``: when the upstream breaks off mid-body, sends the request again and
+  relays the new answer after the bytes already sent;
+* ``overload-400``: an upstream 500/529 reaches the client as a 400;
+* ``drop-field``: the request goes up without its ``max_tokens`` (or ``temperature``);
+* ``late-request``: waits in a queue, then calls the upstream for a client that left;
+* ``clean-end``: an upstream that breaks off mid-body gets a clean end of message.
+
+Correct variants, which must pass too: ``retry`` retries once when the upstream fails
+before any byte went to the client (a 5xx, a reset); ``queue`` waits in the same queue as
+``late-request`` but drops a request whose client left meanwhile.
 """
 
 from __future__ import annotations
@@ -18,9 +28,23 @@ from typing import Literal
 import h11
 import trio
 
-Bug = Literal["split", "drop-stop", "early-200", "leak"]
+Bug = Literal[
+    "split",
+    "drop-stop",
+    "early-200",
+    "leak",
+    "retry-late",
+    "overload-400",
+    "drop-field",
+    "late-request",
+    "clean-end",
+    # not bugs: a relay that retries once before it answers, one with a queue in front
+    "retry",
+    "queue",
+]
 _HOP_BY_HOP = {b"connection", b"transfer-encoding", b"content-length", b"keep-alive", b"host"}
 READ_TIMEOUT = 30.0
+QUEUE_DELAY = 0.4
 
 
 class PassThroughRelay:
@@ -45,6 +69,31 @@ class PassThroughRelay:
     async def _relay(
         self, client: h11.Connection, stream: trio.SocketStream, request: h11.Request, body: bytes
     ) -> None:
+        # A queue in front of the upstream (a rate limiter, a slow auth lookup). The control
+        # watches whether its client is still there meanwhile; the plant does not.
+        if self.bug == "queue" and await _client_left(stream, QUEUE_DELAY):
+            return
+        if self.bug == "late-request":
+            await trio.sleep(QUEUE_DELAY)
+        if self.bug == "drop-field":
+            body = _drop_field(body)
+        if self.bug == "early-200":
+            stream_head = [(b"content-type", b"text/event-stream")]
+            early = h11.Response(status_code=200, headers=stream_head)
+            await stream.send_all(client.send(early))
+        retries = 1 if self.bug in ("retry", "retry-late") else 0
+        while not await self._attempt(client, stream, request, body, retries > 0):
+            retries -= 1
+
+    async def _attempt(
+        self,
+        client: h11.Connection,
+        stream: trio.SocketStream,
+        request: h11.Request,
+        body: bytes,
+        may_retry: bool,
+    ) -> bool:
+        """One upstream attempt relayed to the client; False: try again."""
         up = await trio.open_tcp_stream(*self.upstream)
         async with up:
             conn = h11.Connection(h11.CLIENT)
@@ -57,25 +106,31 @@ class PassThroughRelay:
             await up.send_all(
                 conn.send(head) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
             )
-            if self.bug == "early-200":
-                stream_head = [(b"content-type", b"text/event-stream")]
-                early = h11.Response(status_code=200, headers=stream_head)
-                await stream.send_all(client.send(early))
             frames = _Frames(None)
             while True:
                 try:
                     event = await _next_event(conn, up)
                 except (h11.RemoteProtocolError, trio.BrokenResourceError, EOFError):
-                    if client.our_state is h11.SEND_RESPONSE:
+                    committed = client.our_state is not h11.SEND_RESPONSE
+                    if may_retry and (not committed or self.bug == "retry-late"):
+                        return False  # "retry": nothing sent yet; "retry-late": the plant
+                    if not committed:
                         await _send_json(client, stream, 502, "the upstream closed the connection")
-                    return  # mid-body: hang up without ending the message, so the client knows
+                    elif self.bug == "clean-end":
+                        await stream.send_all(client.send(h11.EndOfMessage()))  # the plant
+                    return True  # mid-body: hang up, the message unended, so the client knows
                 if isinstance(event, h11.Response):
+                    if may_retry and event.status_code >= 500 and self.bug == "retry":
+                        return False  # a server error, before any byte went to the client
                     # The SSE plants re-frame event streams only, as a relay that parses SSE would.
                     sse = any(v.startswith(b"text/event-stream") for _, v in event.headers)
                     frames = _Frames(self.bug if sse else None)
-                    if self.bug != "early-200":
+                    if client.our_state is h11.SEND_RESPONSE:
+                        status = event.status_code
+                        if self.bug == "overload-400" and status in (500, 529):
+                            status = 400  # the plant: an overload told as the client's mistake
                         kept = [(k, v) for k, v in event.headers if k.lower() not in _HOP_BY_HOP]
-                        response = h11.Response(status_code=event.status_code, headers=kept)
+                        response = h11.Response(status_code=status, headers=kept)
                         await stream.send_all(client.send(response))
                 elif isinstance(event, h11.Data):
                     data = frames.feed(bytes(event.data))
@@ -83,7 +138,7 @@ class PassThroughRelay:
                         await self._send(client, stream, data)
                 elif isinstance(event, h11.EndOfMessage):
                     await stream.send_all(client.send(h11.EndOfMessage()))
-                    return
+                    return True
 
     async def _send(self, client: h11.Connection, stream: trio.SocketStream, data: bytes) -> None:
         try:
@@ -112,6 +167,29 @@ class _Frames:
         return b"".join(
             e + b"\n\n" for e in events if not e.startswith(b"event: content_block_stop")
         )
+
+
+async def _client_left(stream: trio.SocketStream, seconds: float) -> bool:
+    """Wait ``seconds``, watching whether the client hung up meanwhile."""
+    with trio.move_on_after(seconds):
+        try:
+            data = await stream.receive_some(1)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return True
+        if not data:
+            return True
+        await trio.sleep_forever()  # a pipelined byte: not ours to read; wait the rest
+    return False
+
+
+def _drop_field(body: bytes) -> bytes:
+    """The plant: the request body without its ``max_tokens`` (or ``temperature``)."""
+    data = json.loads(body)
+    for name in ("max_tokens", "max_output_tokens", "max_completion_tokens", "temperature"):
+        if name in data:
+            del data[name]
+            break
+    return json.dumps(data).encode()
 
 
 async def _next_event(conn: h11.Connection, stream: trio.SocketStream) -> object:

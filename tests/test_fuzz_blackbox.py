@@ -111,6 +111,10 @@ PLANTED: list[tuple[Bug, frozenset[FaultKind], int, str]] = [
     ("drop-stop", frozenset(), 8, "malformed-body"),
     ("early-200", frozenset({FaultKind.SERVER_ERROR}), 12, "malformed-body"),
     ("leak", frozenset({FaultKind.CLIENT_DISCONNECT}), 14, "after-hang-up"),
+    ("retry-late", frozenset({FaultKind.RESET_IN_BODY}), 10, "retry"),
+    ("clean-end", frozenset({FaultKind.RESET_IN_BODY}), 12, "error-surfaced"),
+    # seed 7 hangs up as soon as the request is out at iteration 15
+    ("late-request", frozenset({FaultKind.CLIENT_DISCONNECT}), 16, "after-hang-up"),
 ]
 
 
@@ -122,6 +126,24 @@ async def test_each_planted_relay_bug_is_found(
     control = await relay_campaign(nursery, None, iterations, faults)
     assert oracle in oracles_failed(planted)
     assert oracles_failed(control) == set()
+
+
+# Correct relays that differ from the plain one where a planted bug does: one retries once
+# when the upstream fails before any byte went to the client; one waits in a queue but
+# drops a request whose client left meanwhile.
+CORRECT: list[tuple[Bug, frozenset[FaultKind], int]] = [
+    ("retry", frozenset({FaultKind.SERVER_ERROR, FaultKind.RESET_BEFORE_BODY}), 30),
+    ("retry", frozenset({FaultKind.RESET_IN_BODY, FaultKind.OVERLOADED}), 30),
+    ("queue", frozenset({FaultKind.CLIENT_DISCONNECT}), 16),
+]
+
+
+@pytest.mark.parametrize(("variant", "faults", "iterations"), CORRECT)
+async def test_a_correct_relay_that_retries_or_queues_passes(
+    nursery: trio.Nursery, variant: Bug, faults: frozenset[FaultKind], iterations: int
+) -> None:
+    run = await relay_campaign(nursery, variant, iterations, faults)
+    assert [(o.iteration, o.violations) for o in run.outcomes if o.violations] == []
 
 
 def test_the_marker_goes_into_the_last_user_message_of_each_api() -> None:
@@ -152,3 +174,27 @@ async def test_a_late_request_of_an_earlier_iteration_is_reported_apart_not_judg
     assert [tuple(r) for r in report.late] == [(1, 2)]
     assert report.unmarked == 1
     assert [a.key for a in upstream.attempts] == [0]  # only this iteration's request counts
+
+
+async def test_a_retry_gets_the_same_failure_again_and_a_key_failover_the_next_reply() -> None:
+    from aibridge_cli.fakes.scripted_upstream import Reply, SeenRequest
+    from aibridge_cli.fuzz.blackbox_upstream import Counters, IterationScript
+
+    script = IterationScript("0a0b0c0d", Counters())
+    body = mark(builtin("anthropic/simple#streaming")[0].body, "aibridge-fuzz-0a0b0c0d-3")
+    request = SeenRequest("POST", "/v1/messages", [("x-api-key", "k")], body, "/v1/messages")
+    rate_limited, overloaded = Reply.json({"e": 429}, 429), Reply.json({"e": 529}, 529)
+    answer = Reply.json({"ok": 1})
+    script.start(3, "anthropic", [rate_limited, overloaded, answer])
+    # after a 429 the same body is a key pool's failover: the script's next reply
+    assert script(request, 0) is rate_limited
+    assert script(request, 1) is overloaded
+    # after a 529 it is a retry: the upstream is still overloaded
+    assert script(request, 2) is overloaded
+    assert script(request, 3) is overloaded
+    assert [r.repeat for r in script.requests] == [False, True, True, True]
+    # the oracles read one 529, the retried one replaced, not three
+    assert script.served == [rate_limited, overloaded]
+    # a request with another body is the next exchange
+    other = SeenRequest("POST", "/v1/messages", [], body + b" ", "/v1/messages")
+    assert script(other, 4) is answer

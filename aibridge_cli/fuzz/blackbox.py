@@ -45,7 +45,7 @@ from ..headers import media_type
 from ..proxy.server import Server
 from ..sim.client import ClientResult, Pace, exchange
 from ..sim.world import WorldResult
-from .blackbox_oracles import HANG_UP_MARGIN, LEAK_WINDOW, Observed, blackbox_violations
+from .blackbox_oracles import HANG_UP_WAIT, LEAK_WINDOW, Observed, blackbox_violations
 from .blackbox_upstream import CANARY, Counters, IterationScript, LateRequest, marker
 from .oracles import Run, Violation, client_response, judge
 from .plan import (
@@ -322,8 +322,8 @@ class _Campaign:
         )
         hygiene = got.hygiene
         read_on = probe and not await self._closed_within(LEAK_WINDOW)
-        if probe:
-            await trio.sleep(HANG_UP_MARGIN)  # a request the target still sends comes now
+        if plan.disconnects:
+            await trio.sleep_until(got.left + HANG_UP_WAIT)  # a request sent after it comes now
         if not await self._closed_within(DRAIN):
             hygiene.append(f"an upstream answer was still open {DRAIN:g} s after the client left")
         world = WorldResult(
@@ -344,6 +344,7 @@ class _Campaign:
             first_byte=got.first_byte,
             left=got.left,
             hung_up_at_once=disconnect == 0,
+            hung_up=plan.disconnects,
             leak_probe=probe,
             read_on=read_on,
         )

@@ -6,8 +6,10 @@ request's time, headers and body) beside what the client sent and when it got it
 * ``retry``: a repeated attempt (``blackbox_upstream``'s retry rule) is legal before the
   client got its first byte; once the gateway committed (sent its status and first
   bytes), a retry splices a second answer onto the first.
-* ``after-hang-up``: in a leak probe, the target stops reading the upstream's answer
-  within ``LEAK_WINDOW`` of its client leaving, and sends no new upstream request after.
+* ``after-hang-up``: once its client left, the target sends no new upstream request
+  (watched for ``HANG_UP_WAIT``; one that arrives more than ``HANG_UP_MARGIN`` after the
+  hang-up was sent by a target that did not notice), and in a leak probe it stops reading
+  the upstream's answer within ``LEAK_WINDOW``.
 
 Sans-io: plain data in, violations out.
 """
@@ -26,6 +28,7 @@ LEAK_WINDOW = 1.0
 # A request that reaches the upstream this long after its client left was sent by a
 # target that did not notice (a correct one may have sent it while the client hung up).
 HANG_UP_MARGIN = 0.25
+HANG_UP_WAIT = 0.75
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Observed:
     first_byte: float | None  # when the client read its first byte (trio's clock)
     left: float  # when the client was done or hung up
     hung_up_at_once: bool  # the client left as soon as its request was out
+    hung_up: bool  # the client left before the end of the answer
     leak_probe: bool
     read_on: bool  # in a leak probe: the answer was still open LEAK_WINDOW after
 
@@ -49,8 +53,8 @@ def blackbox_violations(observed: Observed, oracles: Collection[str]) -> list[Vi
         found.append(Violation("upstream-reached", message, f"not called: {shape}"))
     if "retry" in oracles:
         found += _retry_problems(observed)
-    if "after-hang-up" in oracles and observed.leak_probe:
-        if observed.read_on:
+    if "after-hang-up" in oracles and observed.hung_up:
+        if observed.leak_probe and observed.read_on:
             message = (
                 f"the upstream answer was still being read {LEAK_WINDOW:g} s after the client left"
             )
@@ -80,4 +84,4 @@ def _retry_problems(observed: Observed) -> list[Violation]:
     return []
 
 
-__all__ = ["HANG_UP_MARGIN", "LEAK_WINDOW", "Observed", "blackbox_violations"]
+__all__ = ["HANG_UP_MARGIN", "HANG_UP_WAIT", "LEAK_WINDOW", "Observed", "blackbox_violations"]
