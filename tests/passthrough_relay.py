@@ -17,7 +17,10 @@ pass without a single false positive, and, with a bug planted, must catch:
 
 Correct variants, which must pass too: ``retry`` retries once when the upstream fails
 before any byte went to the client (a 5xx, a reset); ``queue`` waits in the same queue as
-``late-request`` but drops a request whose client left meanwhile.
+``late-request`` but drops a request whose client left meanwhile; ``html-502`` answers
+its own 502 as an HTML page; ``buffer`` holds each answer whole before relaying it (a 502
+page when the upstream breaks off); ``rewrap`` gives upstream errors its own body, their
+status and error type kept.
 """
 
 from __future__ import annotations
@@ -38,9 +41,14 @@ Bug = Literal[
     "drop-field",
     "late-request",
     "clean-end",
-    # not bugs: a relay that retries once before it answers, one with a queue in front
+    # not bugs: a relay that retries once before it answers, one with a queue in front,
+    # one whose own errors are HTML pages, one that holds every answer whole, one that
+    # re-wraps upstream error bodies (their status and error type kept)
     "retry",
     "queue",
+    "html-502",
+    "buffer",
+    "rewrap",
 ]
 _HOP_BY_HOP = {b"connection", b"transfer-encoding", b"content-length", b"keep-alive", b"host"}
 READ_TIMEOUT = 30.0
@@ -107,6 +115,8 @@ class PassThroughRelay:
                 conn.send(head) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
             )
             frames = _Frames(None)
+            held: h11.Response | None = None  # "buffer", "rewrap": the answer is held whole
+            body_held = b""
             while True:
                 try:
                     event = await _next_event(conn, up)
@@ -115,7 +125,8 @@ class PassThroughRelay:
                     if may_retry and (not committed or self.bug == "retry-late"):
                         return False  # "retry": nothing sent yet; "retry-late": the plant
                     if not committed:
-                        await _send_json(client, stream, 502, "the upstream closed the connection")
+                        html = self.bug in ("html-502", "buffer")
+                        await _send_error(client, stream, 502, "the upstream broke off", html)
                     elif self.bug == "clean-end":
                         await stream.send_all(client.send(h11.EndOfMessage()))  # the plant
                     return True  # mid-body: hang up, the message unended, so the client knows
@@ -125,18 +136,26 @@ class PassThroughRelay:
                     # The SSE plants re-frame event streams only, as a relay that parses SSE would.
                     sse = any(v.startswith(b"text/event-stream") for _, v in event.headers)
                     frames = _Frames(self.bug if sse else None)
-                    if client.our_state is h11.SEND_RESPONSE:
-                        status = event.status_code
-                        if self.bug == "overload-400" and status in (500, 529):
-                            status = 400  # the plant: an overload told as the client's mistake
-                        kept = [(k, v) for k, v in event.headers if k.lower() not in _HOP_BY_HOP]
-                        response = h11.Response(status_code=status, headers=kept)
+                    status = event.status_code
+                    if self.bug == "overload-400" and status in (500, 529):
+                        status = 400  # the plant: an overload told as the client's mistake
+                    kept = [(k, v) for k, v in event.headers if k.lower() not in _HOP_BY_HOP]
+                    response = h11.Response(status_code=status, headers=kept)
+                    if self.bug == "buffer" or (self.bug == "rewrap" and status >= 400):
+                        held = response
+                    elif client.our_state is h11.SEND_RESPONSE:
                         await stream.send_all(client.send(response))
                 elif isinstance(event, h11.Data):
                     data = frames.feed(bytes(event.data))
-                    if data:
+                    if held is not None:
+                        body_held += data
+                    elif data:
                         await self._send(client, stream, data)
                 elif isinstance(event, h11.EndOfMessage):
+                    if held is not None:
+                        if self.bug == "rewrap":
+                            body_held = _rewrapped(body_held)
+                        await stream.send_all(client.send(held) + client.send(h11.Data(body_held)))
                     await stream.send_all(client.send(h11.EndOfMessage()))
                     return True
 
@@ -220,11 +239,28 @@ async def _read_request(
             return request, body
 
 
-async def _send_json(
-    client: h11.Connection, stream: trio.SocketStream, status: int, message: str
+def _rewrapped(body: bytes) -> bytes:
+    """An upstream error body in the relay's own words, its error type kept."""
+    try:
+        error = json.loads(body).get("error") or {}
+    except (ValueError, AttributeError):
+        return body
+    kind = error.get("type", "api_error") if isinstance(error, dict) else "api_error"
+    wrapped = {"error": {"type": kind, "message": "the upstream refused", "source": "relay"}}
+    return json.dumps(wrapped).encode()
+
+
+async def _send_error(
+    client: h11.Connection, stream: trio.SocketStream, status: int, message: str, html: bool
 ) -> None:
-    body = json.dumps({"error": {"type": "api_error", "message": message}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    """The relay's own error: JSON, or an HTML page as reverse proxies write them."""
+    if html:
+        body = f"<html><body><h1>{status} Bad Gateway</h1>{message}</body></html>".encode()
+        media = b"text/html"
+    else:
+        body = json.dumps({"error": {"type": "api_error", "message": message}}).encode()
+        media = b"application/json"
+    headers = [(b"content-type", media), (b"content-length", b"%d" % len(body))]
     await stream.send_all(
         client.send(h11.Response(status_code=status, headers=headers))
         + client.send(h11.Data(data=body))

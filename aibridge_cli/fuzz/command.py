@@ -113,6 +113,31 @@ def fuzz(
     upstream_port: Annotated[
         int | None, typer.Option(help="Black-box: port for the fault-injecting mock upstream.")
     ] = None,
+    target_tools: Annotated[
+        str | None,
+        typer.Option(
+            help="Black-box: the tools file the target runs with, or 'none'; scenarios "
+            "follow it (default: the target is configured like each scenario)."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Black-box: upstream error bodies must come back byte for byte.")
+    ] = False,
+    client_path: Annotated[
+        list[str] | None,
+        typer.Option(help="Black-box: [API=]PATH, the target's route for an API; repeatable."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Black-box: the model the client asks the target for.")
+    ] = None,
+    client_header: Annotated[
+        list[str] | None,
+        typer.Option(help="Black-box: 'Name: value' sent with every request; repeatable."),
+    ] = None,
+    show_scenario: Annotated[
+        str | None,
+        typer.Option(help="Print a scenario's request and its upstream exchanges' bytes."),
+    ] = None,
 ) -> None:
     """Fuzz the proxy in a simulated world (or a running proxy, with --target).
 
@@ -127,7 +152,11 @@ def fuzz(
 
     try:
         if list_:
-            stdout.print(report.listing(builtin_scenarios()))
+            listed = select(scenario or [], fixtures or []) if scenario or fixtures else None
+            stdout.print(report.listing(listed or builtin_scenarios()))
+            return
+        if show_scenario is not None:
+            sys.stdout.write(report.scenario_bytes(select([show_scenario], [])))
             return
         if html is not None and repro is None:
             raise ConfigError(
@@ -156,11 +185,20 @@ def fuzz(
         if seed is None:
             seed = random.SystemRandom().randrange(2**32)
         if target is not None:
-            from .blackbox import BlackBoxSettings
+            from .target import BlackBoxSettings, client_config, declared_tools
 
             assert upstream_port is not None
             black_box = BlackBoxSettings(
-                target, upstream_port, chosen, seed, iterations, judged, kinds
+                target,
+                upstream_port,
+                chosen,
+                seed,
+                iterations,
+                judged,
+                kinds,
+                client=client_config(client_path or (), model, client_header or ()),
+                target_tools=declared_tools(target_tools),
+                strict=strict,
             )
             raise typer.Exit(_blackbox(black_box, as_json))
         settings = Settings(

@@ -278,6 +278,13 @@ def blackbox_renderable(run: BlackBoxRun) -> RenderableType:
         Text(f"aibridge fuzz --target {s.url}: seed {s.seed}, {len(run.outcomes)} iterations"),
         summary_table(runs, failed, oracles),
     ]
+    if run.skipped:
+        skipped = Table(title="scenarios skipped", title_justify="left")
+        skipped.add_column("scenario", no_wrap=True)
+        skipped.add_column("why it does not apply to the target")
+        for name, why in run.skipped:
+            skipped.add_row(name, why)
+        parts.append(skipped)
     counts = signature_counts(failing)
     firsts: dict[Signature, BlackBoxOutcome] = {}
     for o in failing:
@@ -334,6 +341,7 @@ def blackbox_json(run: BlackBoxRun) -> dict[str, Any]:
         "reproduction": "statistical",
         "late_requests": [r._asdict() for r in run.late],
         "unmarked_requests": run.unmarked,
+        "skipped": [{"scenario": name, "why": why} for name, why in run.skipped],
         "failures": [
             {
                 "iteration": o.iteration,
@@ -369,3 +377,24 @@ def listing(scenarios: Sequence[Scenario]) -> RenderableType:
         where = f"{oracle.profile}{' (simulation only)' if oracle.simulation_only else ''}"
         oracles.add_row(oracle.name, where, oracle.holds)
     return Group(table, kinds, oracles)
+
+
+def scenario_bytes(scenarios: Sequence[Scenario]) -> str:
+    """``--show-scenario``: each scenario's request and its upstream exchanges, as the
+    bytes a black-box campaign plays before any fault (Retry-After 0 included)."""
+    from .blackbox import blackbox_scenario
+
+    out: list[str] = []
+    for scenario in scenarios:
+        played = blackbox_scenario(scenario)
+        out += [f"# {scenario.name}: {scenario.describe()}", f"POST {scenario.path}", ""]
+        out += [scenario.body.decode("utf-8", "backslashreplace"), ""]
+        for n, exchange in enumerate(played.exchanges):
+            out.append(f"## exchange {n}: {exchange.status}")
+            out += [f"{name}: {value}" for name, value in exchange.headers]
+            out.append("")
+            out.append(exchange.body.decode("utf-8", "backslashreplace"))
+            if exchange.fault is not None:
+                out.append(f"({exchange.fault} after {exchange.fault_after} body bytes)")
+            out.append("")
+    return "\n".join(out)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..headers import FrozenHeaders
-from ..tools import InjectedTool
+from ..tools import InjectedTool, load_tools_file
 from .oracles import GENERIC_ORACLES
 from .plan import ALL_FAULTS, FaultKind
 from .scenario import Scenario
@@ -97,6 +98,30 @@ def parse_client_header(text: str) -> tuple[str, str]:
     return name.strip().lower(), value.strip()
 
 
+def client_config(paths: Sequence[str], model: str | None, headers: Sequence[str]) -> ClientConfig:
+    """The client's settings from the command line's ``--client-path``, ``--model`` and
+    ``--client-header``; a ``ConfigError`` for a malformed one."""
+    if model is not None and not model.strip():
+        raise ConfigError("--model must not be empty")
+    return ClientConfig(
+        tuple(parse_client_path(p) for p in paths),
+        model,
+        tuple(parse_client_header(h) for h in headers),
+    )
+
+
+def declared_tools(text: str | None) -> frozenset[str] | None:
+    """``--target-tools``: the names of the tools a tools file offers, ``none`` for no tool,
+    None (not given) for "configured like each scenario". The file is read as data: its
+    commands are never run."""
+    if text is None:
+        return None
+    if text == "none":
+        return frozenset()
+    tools = load_tools_file(Path(text))
+    return frozenset(tool.name for tool in tools.tools)
+
+
 @dataclass(frozen=True)
 class BlackBoxSettings:
     """A black-box campaign: the proxy at ``url``, our mock upstream on ``upstream_port``.
@@ -150,6 +175,8 @@ __all__ = [
     "ClientConfig",
     "Target",
     "as_configured",
+    "client_config",
+    "declared_tools",
     "parse_client_header",
     "parse_client_path",
     "parse_target",
