@@ -3,8 +3,10 @@ a target's declared configuration (which scenarios apply to it)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -19,6 +21,7 @@ from aibridge_cli.proxy.server import Server
 from aibridge_cli.tools import ToolSet
 
 from .cli_process import run_cli
+from .passthrough_relay import PassThroughRelay, serve_relay
 from .test_fuzz_blackbox import free_port, scenarios
 
 GENERIC = profile_oracles(Profile.GENERIC, black_box=True)
@@ -96,3 +99,40 @@ async def test_a_target_with_the_right_token_passes_the_canary() -> None:
         )
         run = await run_campaign(settings)
     assert [o.violations for o in run.outcomes if o.violations] == []
+
+
+def repro_files(directory: Path, pattern: str = "repro-*.jsonl") -> list[Path]:
+    """The files written, each repro file with its page beside it."""
+    found = sorted(directory.glob(pattern))
+    for path in found:
+        page = path.with_suffix(".html")
+        assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>"), page
+    return found
+
+
+async def test_a_black_box_finding_gets_a_repro_file_and_page_and_reruns(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    upstream_port = free_port()
+    relay = PassThroughRelay(("127.0.0.1", upstream_port), "drop-stop")
+    port = await nursery.start(serve_relay, relay)
+    target = ["--target", f"http://127.0.0.1:{port}", "--upstream-port", str(upstream_port)]
+    done = await run_cli(
+        "fuzz", *target, "--iterations", "3", "--seed", "7", "--target-tools", "none",
+        "--scenario", "anthropic/simple#streaming", "--out", str(tmp_path), "--json",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    # one signature per behaviour: no scenario in it (the scenarios are counted apart)
+    signatures = {(s["oracle"], s["scenario"]) for f in report["failures"] for s in f["signatures"]}
+    assert signatures == {("malformed-body", ""), ("differential", "")}
+    repros = repro_files(tmp_path)
+    assert len(repros) == 2
+    header = json.loads(repros[0].read_text().splitlines()[0])
+    assert header["mode"] == "black-box"
+    assert header["target"] == f"http://127.0.0.1:{port}"
+    # the rerun: that iteration against the target once more, judged the same way
+    again = await run_cli("fuzz", "--repro", str(repros[0]), "--html", str(tmp_path / "again.html"))
+    assert again.returncode == 1, again.stderr
+    assert b"FAIL malformed-body" in again.stdout
+    assert repro_files(tmp_path, "again.html")

@@ -45,6 +45,7 @@ from ..headers import media_type
 from ..proxy.server import Server
 from ..sim.client import ClientResult, Pace, exchange
 from ..sim.world import WorldResult
+from .blackbox_findings import iteration_marks
 from .blackbox_oracles import HANG_UP_WAIT, LEAK_WINDOW, Observed, blackbox_violations
 from .blackbox_upstream import CANARY, Counters, IterationScript, LateRequest, marker
 from .oracles import Run, Violation, client_response, judge
@@ -160,10 +161,13 @@ class BlackBoxOutcome:
     plan: Plan
     violations: tuple[Violation, ...]
     client: ClientResult
+    leak_probe: bool = False
+    world: WorldResult | None = None  # a failing iteration's, with its marks (for its page)
 
     @property
     def signatures(self) -> tuple[Signature, ...]:
-        return first_signatures(self.scenario, self.violations)
+        """One per behaviour: the oracle and the shape; the scenarios are counted apart."""
+        return first_signatures("", self.violations)
 
 
 @dataclass
@@ -188,8 +192,13 @@ class _Exchanged(NamedTuple):
     result: ClientResult
     live: bool
     hygiene: list[str]
-    first_byte: float | None
+    started: float
+    reads: list[tuple[float, bytes]]  # what each of the client's reads gave, and when
     left: float
+
+    @property
+    def first_byte(self) -> float | None:
+        return next((t for t, data in self.reads if data), None)
 
 
 class _Campaign:
@@ -207,7 +216,9 @@ class _Campaign:
             else:
                 self.report.skipped.append((scenario.name, why))
 
-    async def run(self, listeners: Sequence[trio.SocketListener]) -> BlackBoxRun:
+    async def run(
+        self, listeners: Sequence[trio.SocketListener], case: Rerun | None = None
+    ) -> BlackBoxRun:
         if not self.scenarios:
             for listener in listeners:
                 await listener.aclose()
@@ -220,7 +231,9 @@ class _Campaign:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve_listeners, listeners)
             refused = await self._canaries()
-            if refused is None:
+            if refused is None and case is not None:
+                self.report.outcomes.append(await self.play(*case))
+            elif refused is None:
                 for i in range(self.settings.iterations):
                     self.report.outcomes.append(await self._iteration(i))
             server.shutdown()
@@ -273,11 +286,11 @@ class _Campaign:
         """The client's request of iteration ``i`` to the target, read at ``pace``."""
         client = self.settings.client
         body = mark(client.body(scenario), marker(self.script.run_id, i))
-        first_byte: list[float] = []
+        started = trio.current_time()
+        reads: list[tuple[float, bytes]] = []
 
         def note(_: str, data: bytes) -> None:
-            if data and not first_byte:
-                first_byte.append(trio.current_time())
+            reads.append((trio.current_time(), data))
 
         result, live, hygiene = ClientResult(), False, []
         with trio.move_on_after(ITERATION_BOUND):
@@ -302,8 +315,7 @@ class _Campaign:
                 finally:
                     await stream.aclose()
         left = trio.current_time()
-        first = first_byte[0] if first_byte else None
-        return _Exchanged(result, live, hygiene, first, left)
+        return _Exchanged(result, live, hygiene, started, reads, left)
 
     async def _iteration(self, i: int) -> BlackBoxOutcome:
         s = self.settings
@@ -312,14 +324,19 @@ class _Campaign:
         scenario = blackbox_scenario(self.scenarios[rng.randrange(len(self.scenarios))])
         allowed = s.faults - EXCLUDED_FAULTS
         plan, probe = blackbox_plan(draw_plan(rng, scenario, allowed), rng, scenario)
+        return await self.play(i, this_seed, scenario, plan, probe)
+
+    async def play(
+        self, i: int, this_seed: int, scenario: Scenario, plan: Plan, probe: bool
+    ) -> BlackBoxOutcome:
+        """Iteration ``i`` with ``plan`` (drawn, or read from a repro file), judged."""
+        s = self.settings
         self.script.start(i, scenario.api, upstream_replies(scenario, plan))
         disconnect = next(
             (f.at for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT), None
         )
-        started = trio.current_time()
-        got = await self._exchange(
-            scenario, i, Pace(dict(plan.read_delays), plan.read_size, disconnect)
-        )
+        pace = Pace(dict(plan.read_delays), plan.read_size, disconnect)
+        got = await self._exchange(scenario, i, pace)
         hygiene = got.hygiene
         read_on = probe and not await self._closed_within(LEAK_WINDOW)
         if plan.disconnects:
@@ -330,7 +347,7 @@ class _Campaign:
             client=got.result,
             attempts=self.script.attempts,
             pool=[],
-            end_time=got.left - started,
+            end_time=got.left - got.started,
             live=got.live,
             hygiene=hygiene,
             deviations=0,
@@ -349,7 +366,14 @@ class _Campaign:
             read_on=read_on,
         )
         violations = blackbox_violations(observed, s.oracles) + violations
-        return BlackBoxOutcome(i, this_seed, scenario.name, plan, tuple(violations), got.result)
+        if violations:  # kept for its page: what the client read and the upstream got
+            keys = [a.key for a in self.script.attempts]
+            marks = iteration_marks(got.started, got.reads, self.script.requests, keys, got.left)
+            world = replace(world, marks=marks)
+        kept = world if violations else None
+        return BlackBoxOutcome(
+            i, this_seed, scenario.name, plan, tuple(violations), got.result, probe, kept
+        )
 
 
 def _answer_line(result: ClientResult) -> str:
@@ -401,4 +425,28 @@ async def run_campaign(settings: BlackBoxSettings) -> BlackBoxRun:
     return await _Campaign(settings, target).run(listeners)
 
 
-__all__ = ["BlackBoxRun", "BlackBoxSettings", "mark", "parse_target", "run_campaign"]
+class Rerun(NamedTuple):
+    """One black-box iteration from a repro file."""
+
+    iteration: int
+    iteration_seed: int
+    scenario: Scenario
+    plan: Plan
+    leak_probe: bool
+
+
+async def rerun(settings: BlackBoxSettings, case: Rerun) -> BlackBoxRun:
+    """``case`` against the target once more (after the canary); ``ConfigError`` on setup."""
+    target, listeners = await _set_up(settings)
+    return await _Campaign(settings, target).run(listeners, case)
+
+
+__all__ = [
+    "BlackBoxRun",
+    "BlackBoxSettings",
+    "Rerun",
+    "mark",
+    "parse_target",
+    "rerun",
+    "run_campaign",
+]

@@ -309,9 +309,15 @@ def replay(
     )
 
 
-def write_repro(finding: Finding, directory: Path, taken: set[Path] | None = None) -> Path:
+def write_repro(
+    finding: Finding,
+    directory: Path,
+    taken: set[Path] | None = None,
+    header: dict[str, Any] | None = None,
+) -> Path:
     """Write ``repro-<iteration seed>.jsonl`` (``-2``, ``-3``... when one iteration shows
-    several signatures: ``taken`` holds the paths written so far)."""
+    several signatures: ``taken`` holds the paths written so far); ``header``: more fields
+    for its first line (a black-box finding's target and client)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"repro-{finding.iteration_seed}.jsonl"
     n = 1
@@ -320,9 +326,9 @@ def write_repro(finding: Finding, directory: Path, taken: set[Path] | None = Non
         path = directory / f"repro-{finding.iteration_seed}-{n}.jsonl"
     if taken is not None:
         taken.add(path)
-    path.write_text(
-        "".join(json.dumps(line, sort_keys=True) + "\n" for line in finding.repro_lines())
-    )
+    lines = finding.repro_lines()
+    lines[0].update(header or {})
+    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
     return path
 
 

@@ -286,24 +286,21 @@ def blackbox_renderable(run: BlackBoxRun) -> RenderableType:
             skipped.add_row(name, why)
         parts.append(skipped)
     counts = signature_counts(failing)
-    firsts: dict[Signature, BlackBoxOutcome] = {}
-    for o in failing:
-        for sig in o.signatures:
-            firsts.setdefault(sig, o)
+    firsts = first_outcomes(failing)
     if counts:
-        parts.append(signatures_table(counts))
+        parts.append(behaviours_table(counts, failing))
     for sig, o in firsts.items():
         violation = next(v for v in o.violations if v.oracle == sig.oracle)
         lines = [
             f"{counts[sig][0]} failing iteration(s); first: iteration {o.iteration} "
-            f"(iteration seed {o.seed})",
+            f"(iteration seed {o.seed}), {o.scenario}",
             f"violated {sig.oracle}: {violation.message}",
             "plan:",
             *(f"  {line}" for line in describe_plan(o.plan)),
             *body_lines(o.client),
         ]
         parts += [
-            Text(f"FAIL {sig.label()}: {sig.scenario}", style="bold red"),
+            Text(f"FAIL {sig.label()}", style="bold red"),
             Text("\n".join(lines)),
         ]
     if run.late or run.unmarked:
@@ -323,6 +320,33 @@ def blackbox_renderable(run: BlackBoxRun) -> RenderableType:
         )
     )
     return Group(*parts)
+
+
+def first_outcomes(failing: Sequence[BlackBoxOutcome]) -> dict[Signature, BlackBoxOutcome]:
+    """The first failing iteration of each black-box behaviour."""
+    firsts: dict[Signature, BlackBoxOutcome] = {}
+    for o in failing:
+        for sig in o.signatures:
+            firsts.setdefault(sig, o)
+    return firsts
+
+
+def behaviours_table(
+    counts: dict[Signature, tuple[int, int]], failing: Sequence[BlackBoxOutcome]
+) -> Table:
+    """Every distinct black-box failure: one per behaviour (oracle and shape), with the
+    scenarios it showed in counted."""
+    table = Table(title="distinct failures", title_justify="left")
+    for column in ("oracle", "shape"):
+        table.add_column(column)
+    table.add_column("iterations", justify="right")
+    table.add_column("first", justify="right")
+    table.add_column("scenarios")
+    for signature, (count, first) in sorted(counts.items(), key=lambda i: (i[1][1], i[0])):
+        where = Counter(o.scenario for o in failing if signature in o.signatures)
+        shown = ", ".join(f"{name} {n}" for name, n in sorted(where.items()))
+        table.add_row(signature.oracle, signature.shape, str(count), str(first), shown)
+    return table
 
 
 def _late_summary(run: BlackBoxRun) -> str:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from ..headers import FrozenHeaders
+from ..sessions.normalize import normalize_response
 from ..tools import InjectedTool, load_tools_file
 from .oracles import GENERIC_ORACLES
 from .plan import ALL_FAULTS, FaultKind
@@ -149,11 +150,23 @@ def skip_reason(scenario: Scenario, target_tools: frozenset[str] | None) -> str 
         return "a WebSocket scenario (black-box mode drives HTTP requests)"
     if any(x.status in (401, 403) for x in scenario.exchanges):
         return "an upstream 401/403 turn would disable the target's key for the rest of the run"
-    wanted = {tool.name for tool in scenario.tools}
+    wanted = called_tools(scenario)
     if target_tools is not None and not wanted <= target_tools:
         missing = ", ".join(sorted(wanted - target_tools))
         return f"injects {missing}, which the target does not offer (--target-tools)"
     return None
+
+
+def called_tools(scenario: Scenario) -> set[str]:
+    """The scenario's injected tools its upstream calls (one only offered changes nothing
+    a client is due, so a target without it still runs the scenario)."""
+    injected = {tool.name for tool in scenario.tools}
+    called: set[str] = set()
+    for exchange in scenario.exchanges:
+        if exchange.status < 400:
+            shape = normalize_response(scenario.api, 200, exchange.headers, exchange.body)
+            called |= {str(c.get("name")) for c in shape["tool_calls"] if isinstance(c, dict)}
+    return called & injected
 
 
 def as_configured(scenario: Scenario, target_tools: frozenset[str] | None) -> Scenario:
