@@ -13,7 +13,8 @@ pass without a single false positive, and, with a bug planted, must catch:
 * ``overload-400``: an upstream 500/529 reaches the client as a 400;
 * ``drop-field``: the request goes up without its ``max_tokens`` (or ``temperature``);
 * ``late-request``: waits in a queue, then calls the upstream for a client that left;
-* ``clean-end``: an upstream that breaks off mid-body gets a clean end of message.
+* ``clean-end``: an upstream that breaks off mid-body gets a clean end of message;
+* ``strip-ids``: the upstream's request id headers are not passed on.
 
 Correct variants, which must pass too: ``retry`` retries once when the upstream fails
 before any byte went to the client (a 5xx, a reset); ``queue`` waits in the same queue as
@@ -41,6 +42,7 @@ Bug = Literal[
     "drop-field",
     "late-request",
     "clean-end",
+    "strip-ids",
     # not bugs: a relay that retries once before it answers, one with a queue in front,
     # one whose own errors are HTML pages, one that holds every answer whole, one that
     # re-wraps upstream error bodies (their status and error type kept)
@@ -51,6 +53,7 @@ Bug = Literal[
     "rewrap",
 ]
 _HOP_BY_HOP = {b"connection", b"transfer-encoding", b"content-length", b"keep-alive", b"host"}
+_IDS = {b"request-id", b"x-request-id"}
 READ_TIMEOUT = 30.0
 QUEUE_DELAY = 0.4
 
@@ -139,7 +142,8 @@ class PassThroughRelay:
                     status = event.status_code
                     if self.bug == "overload-400" and status in (500, 529):
                         status = 400  # the plant: an overload told as the client's mistake
-                    kept = [(k, v) for k, v in event.headers if k.lower() not in _HOP_BY_HOP]
+                    dropped = _HOP_BY_HOP | (_IDS if self.bug == "strip-ids" else set())
+                    kept = [(k, v) for k, v in event.headers if k.lower() not in dropped]
                     response = h11.Response(status_code=status, headers=kept)
                     if self.bug == "buffer" or (self.bug == "rewrap" and status >= 400):
                         held = response

@@ -117,6 +117,14 @@ PLANTED: list[tuple[Bug, frozenset[FaultKind], int, str]] = [
     ("clean-end", frozenset({FaultKind.RESET_IN_BODY}), 12, "error-surfaced"),
     # seed 7 hangs up as soon as the request is out at iteration 15
     ("late-request", frozenset({FaultKind.CLIENT_DISCONNECT}), 16, "after-hang-up"),
+    (
+        "overload-400",
+        frozenset({FaultKind.SERVER_ERROR, FaultKind.OVERLOADED}),
+        6,
+        "status-mapping",
+    ),
+    ("drop-field", frozenset(), 4, "request-fidelity"),
+    ("strip-ids", frozenset(), 3, "relayed"),
 ]
 
 
@@ -197,18 +205,21 @@ async def test_a_retry_gets_the_same_failure_again_and_a_key_failover_the_next_r
     script = IterationScript("0a0b0c0d", Counters())
     body = mark(builtin("anthropic/simple#streaming")[0].body, "aibridge-fuzz-0a0b0c0d-3")
     request = SeenRequest("POST", "/v1/messages", [("x-api-key", "k")], body, "/v1/messages")
-    rate_limited, overloaded = Reply.json({"e": 429}, 429), Reply.json({"e": 529}, 529)
     answer = Reply.json({"ok": 1})
-    script.start(3, "anthropic", [rate_limited, overloaded, answer])
+    script.start(3, "anthropic", [Reply.json({"e": 1}, 429), Reply.json({"e": 2}, 529), answer])
     # after a 429 the same body is a key pool's failover: the script's next reply
-    assert script(request, 0) is rate_limited
-    assert script(request, 1) is overloaded
-    # after a 529 it is a retry: the upstream is still overloaded
-    assert script(request, 2) is overloaded
-    assert script(request, 3) is overloaded
+    assert script(request, 0).status == 429
+    assert script(request, 1).status == 529
+    # after a 529 it is a retry: the upstream is still overloaded, the same answer again
+    assert script(request, 2) == script.requests[1].reply
+    assert script(request, 3).status == 529
     assert [r.repeat for r in script.requests] == [False, True, True, True]
     # the oracles read one 529, the retried one replaced, not three
-    assert script.served == [rate_limited, overloaded]
+    assert [r.status for r in script.served] == [429, 529]
     # a request with another body is the next exchange
     other = SeenRequest("POST", "/v1/messages", [], body + b" ", "/v1/messages")
-    assert script(other, 4) is answer
+    assert script(other, 4).chunks == answer.chunks
+    # every answer carries a request id of its own (the relayed oracle looks for it)
+    ids = [r.reply.headers[-1] for r in script.requests]
+    assert ids[0] == ("request-id", "req_0a0b0c0d_3_0")
+    assert ids[2] == ids[1]

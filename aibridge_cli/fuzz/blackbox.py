@@ -192,6 +192,7 @@ class _Exchanged(NamedTuple):
     result: ClientResult
     live: bool
     hygiene: list[str]
+    sent: bytes  # the client's body
     started: float
     reads: list[tuple[float, bytes]]  # what each of the client's reads gave, and when
     left: float
@@ -315,7 +316,7 @@ class _Campaign:
                 finally:
                     await stream.aclose()
         left = trio.current_time()
-        return _Exchanged(result, live, hygiene, started, reads, left)
+        return _Exchanged(result, live, hygiene, body, started, reads, left)
 
     async def _iteration(self, i: int) -> BlackBoxOutcome:
         s = self.settings
@@ -364,6 +365,11 @@ class _Campaign:
             hung_up=plan.disconnects,
             leak_probe=probe,
             read_on=read_on,
+            api=scenario.api,
+            streaming=scenario.streaming,
+            client_body=got.sent,
+            client_headers=(("content-type", "application/json"), *s.client.headers),
+            served=tuple(self.script.served),
         )
         violations = blackbox_violations(observed, s.oracles) + violations
         if violations:  # kept for its page: what the client read and the upstream got

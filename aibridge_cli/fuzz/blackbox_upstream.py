@@ -26,7 +26,7 @@ oracles can order "the client got its first byte" against "a retry reached us".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import trio
@@ -40,6 +40,13 @@ from .plan import error_body
 _MARKER = re.compile(rb"aibridge-fuzz-([0-9a-f]{8})-(\d+|canary)")
 CANARY = -1
 KEY_FAILURES = frozenset({401, 403, 429})
+# The request id each API's upstream sets on its answers; the mock upstream sets one on
+# every answer, so the relayed oracle can look for it at the client.
+REQUEST_ID = {
+    "anthropic": "request-id",
+    "openai-chat": "x-request-id",
+    "openai-responses": "x-request-id",
+}
 
 
 def marker(run_id: str, iteration: int) -> str:
@@ -125,6 +132,8 @@ class IterationScript:
         else:
             reply = self.replies[self._next]
             self._next += 1
+        ident = (REQUEST_ID[self.api], f"req_{self.run_id}_{self.iteration}_{len(self.requests)}")
+        reply = replace(reply, headers=[*reply.headers, ident])
         self.served.append(reply)
         return reply, repeat
 
@@ -141,6 +150,7 @@ class IterationScript:
 
 __all__ = [
     "CANARY",
+    "REQUEST_ID",
     "Counters",
     "IterationScript",
     "LateRequest",
