@@ -93,3 +93,23 @@ def test_status_mapping_keeps_the_class_and_the_kind_a_client_acts_on() -> None:
     assert answered(400, b'{"error":{"type":"overloaded_error"}}') == [
         ("status-mapping", "5xx became 4xx")
     ]
+
+
+def test_an_answer_goes_out_chunked_with_a_content_length_or_gzipped_when_accepted() -> None:
+    import gzip
+
+    from aibridge_cli.fuzz.blackbox_upstream import framed
+
+    reply = Reply(200, [("content-type", "text/event-stream")], [b"data: 1\n\n", b"data: 2\n\n"])
+    assert framed(reply, "chunked", True) is reply
+    sized = framed(reply, "length", True)
+    assert ("content-length", "18") in sized.headers
+    assert sized.chunks == reply.chunks
+    packed = framed(reply, "gzip", True)
+    assert ("content-encoding", "gzip") in packed.headers
+    assert gzip.decompress(b"".join(packed.chunks)) == b"data: 1\n\ndata: 2\n\n"
+    assert len(packed.chunks) == 2  # in as many writes as scripted
+    # not to a request that does not accept it, nor an answer the upstream breaks off
+    assert ("content-encoding", "gzip") not in framed(reply, "gzip", False).headers
+    cut = Reply(200, reply.headers, reply.chunks, fault="reset-in-body", fault_at=1)
+    assert ("content-length", "18") in framed(cut, "gzip", True).headers

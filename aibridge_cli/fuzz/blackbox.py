@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -41,13 +42,20 @@ import trio
 
 from ..errors import ConfigError
 from ..fakes.scripted_upstream import ScriptedUpstream
-from ..headers import media_type
+from ..headers import FrozenHeaders, header, media_type
 from ..proxy.server import Server
 from ..sim.client import ClientResult, Pace, exchange
 from ..sim.world import WorldResult
 from .blackbox_findings import iteration_marks
 from .blackbox_oracles import HANG_UP_WAIT, LEAK_WINDOW, Observed, blackbox_violations
-from .blackbox_upstream import CANARY, Counters, IterationScript, LateRequest, marker
+from .blackbox_upstream import (
+    CANARY,
+    Counters,
+    Framing,
+    IterationScript,
+    LateRequest,
+    marker,
+)
 from .oracles import Run, Violation, client_response, judge
 from .plan import (
     ChunkDelay,
@@ -68,6 +76,11 @@ _MAX_DELAY = 0.02
 _PAD = 1 << 20
 _LEVER_DELAY = 0.1
 _CLIENT_RCVBUF = 4096
+# Upstream answers chunked (as most streaming providers do), with a content-length, or
+# gzipped (when the gateway's request accepts it; a whole 2xx answer only).
+_FRAMINGS: tuple[Framing, ...] = ("chunked",) * 12 + ("length",) * 5 + ("gzip",) * 3
+_REQUEST_PAD = 256 * 1024
+_REQUEST_PAD_SHARE = 0.05
 ITERATION_BOUND = 20.0
 DRAIN = 5.0
 LEAK_SHARE = 1 / 3
@@ -88,6 +101,8 @@ def blackbox_scenario(scenario: Scenario) -> Scenario:
 class BlackBoxPlan(NamedTuple):
     plan: Plan
     leak_probe: bool
+    framing: Framing = "chunked"  # how the upstream frames its answers
+    request_pad: int = 0  # bytes of text added to the client's request (a large body)
 
 
 def blackbox_plan(plan: Plan, rng: random.Random, scenario: Scenario) -> BlackBoxPlan:
@@ -114,9 +129,13 @@ def blackbox_plan(plan: Plan, rng: random.Random, scenario: Scenario) -> BlackBo
         later = tuple(r for r in plan.read_delays if r.read)
         first = ReadDelay(0, _LEVER_DELAY)
         plan = replace(plan, pad=_PAD, read_delays=(first, *later), read_size=65536)
-    if plan.disconnects and rng.random() < LEAK_SHARE:
-        return BlackBoxPlan(_slow_last_answer(plan, scenario), True)
-    return BlackBoxPlan(plan, False)
+    probe = plan.disconnects and rng.random() < LEAK_SHARE
+    if probe:
+        plan = _slow_last_answer(plan, scenario)
+    # Drawn last, so a seed's earlier choices stay what they were.
+    framing: Framing = rng.choice(_FRAMINGS)
+    pad = _REQUEST_PAD if rng.random() < _REQUEST_PAD_SHARE else 0
+    return BlackBoxPlan(plan, probe, framing, pad)
 
 
 def _slow_last_answer(plan: Plan, scenario: Scenario) -> Plan:
@@ -163,6 +182,8 @@ class BlackBoxOutcome:
     client: ClientResult
     leak_probe: bool = False
     world: WorldResult | None = None  # a failing iteration's, with its marks (for its page)
+    framing: Framing = "chunked"
+    request_pad: int = 0
 
     @property
     def signatures(self) -> tuple[Signature, ...]:
@@ -283,10 +304,14 @@ class _Campaign:
                 await self.app.all_closed.wait()
         return not self.app.open_responses
 
-    async def _exchange(self, scenario: Scenario, i: int, pace: Pace) -> _Exchanged:
-        """The client's request of iteration ``i`` to the target, read at ``pace``."""
+    async def _exchange(
+        self, scenario: Scenario, i: int, pace: Pace, pad: int = 0, extra: FrozenHeaders = ()
+    ) -> _Exchanged:
+        """The client's request of iteration ``i`` to the target (``pad`` bytes of text
+        more in it), read at ``pace``."""
         client = self.settings.client
-        body = mark(client.body(scenario), marker(self.script.run_id, i))
+        text = marker(self.script.run_id, i) + (" " + "lorem " * (pad // 6) if pad else "")
+        body = mark(client.body(scenario), text)
         started = trio.current_time()
         reads: list[tuple[float, bytes]] = []
 
@@ -310,12 +335,13 @@ class _Campaign:
                         pace,
                         note,
                         host=self.target.authority,
-                        extra_headers=client.headers,
+                        extra_headers=(*client.headers, *extra),
                     )
                     live = True
                 finally:
                     await stream.aclose()
         left = trio.current_time()
+        decoded(result)
         return _Exchanged(result, live, hygiene, body, started, reads, left)
 
     async def _iteration(self, i: int) -> BlackBoxOutcome:
@@ -324,20 +350,24 @@ class _Campaign:
         rng = random.Random(this_seed)
         scenario = blackbox_scenario(self.scenarios[rng.randrange(len(self.scenarios))])
         allowed = s.faults - EXCLUDED_FAULTS
-        plan, probe = blackbox_plan(draw_plan(rng, scenario, allowed), rng, scenario)
-        return await self.play(i, this_seed, scenario, plan, probe)
+        drawn = blackbox_plan(draw_plan(rng, scenario, allowed), rng, scenario)
+        return await self.play(i, this_seed, scenario, drawn)
 
     async def play(
-        self, i: int, this_seed: int, scenario: Scenario, plan: Plan, probe: bool
+        self, i: int, this_seed: int, scenario: Scenario, drawn: BlackBoxPlan
     ) -> BlackBoxOutcome:
-        """Iteration ``i`` with ``plan`` (drawn, or read from a repro file), judged."""
+        """Iteration ``i`` with ``drawn`` (drawn, or read from a repro file), judged."""
         s = self.settings
-        self.script.start(i, scenario.api, upstream_replies(scenario, plan))
+        plan, probe = drawn.plan, drawn.leak_probe
+        replies = upstream_replies(scenario, plan)
+        self.script.start(i, scenario.api, replies, drawn.framing)
         disconnect = next(
             (f.at for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT), None
         )
         pace = Pace(dict(plan.read_delays), plan.read_size, disconnect)
-        got = await self._exchange(scenario, i, pace)
+        # A gzip iteration's client asks for gzip, as the official SDKs (httpx) do.
+        coding = (("accept-encoding", "gzip, deflate"),) if drawn.framing == "gzip" else ()
+        got = await self._exchange(scenario, i, pace, drawn.request_pad, coding)
         hygiene = got.hygiene
         read_on = probe and not await self._closed_within(LEAK_WINDOW)
         if plan.disconnects:
@@ -378,8 +408,29 @@ class _Campaign:
             world = replace(world, marks=marks)
         kept = world if violations else None
         return BlackBoxOutcome(
-            i, this_seed, scenario.name, plan, tuple(violations), got.result, probe, kept
+            i,
+            this_seed,
+            scenario.name,
+            plan,
+            tuple(violations),
+            got.result,
+            probe,
+            kept,
+            drawn.framing,
+            drawn.request_pad,
         )
+
+
+def decoded(result: ClientResult) -> None:
+    """A gzipped body the target passed on, decoded in place (as far as it goes: a cut one
+    gives what came). A client that sends no Accept-Encoding accepts any coding."""
+    if (header(result.headers, "content-encoding") or "").strip().lower() != "gzip":
+        return
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        result.body = inflate.decompress(result.body)
+    except zlib.error:
+        return  # not gzip after all: judged as it came
 
 
 def _answer_line(result: ClientResult) -> str:
@@ -437,8 +488,7 @@ class Rerun(NamedTuple):
     iteration: int
     iteration_seed: int
     scenario: Scenario
-    plan: Plan
-    leak_probe: bool
+    drawn: BlackBoxPlan
 
 
 async def rerun(settings: BlackBoxSettings, case: Rerun) -> BlackBoxRun:
@@ -448,6 +498,7 @@ async def rerun(settings: BlackBoxSettings, case: Rerun) -> BlackBoxRun:
 
 
 __all__ = [
+    "BlackBoxPlan",
     "BlackBoxRun",
     "BlackBoxSettings",
     "Rerun",

@@ -105,14 +105,19 @@ def finding(
     )
 
 
-def repro_header(settings: BlackBoxSettings, leak_probe: bool) -> dict[str, Any]:
-    """What a black-box repro file holds beyond the simulated one's header."""
+def repro_header(
+    settings: BlackBoxSettings, leak_probe: bool, framing: str, request_pad: int
+) -> dict[str, Any]:
+    """What a black-box repro file holds beyond the simulated one's header: the target,
+    what of the iteration is not in its plan, the client's settings."""
     client = settings.client
     return {
         "mode": MODE,
         "target": settings.url,
         "upstream_port": settings.upstream_port,
         "leak_probe": leak_probe,
+        "framing": framing,
+        "request_pad": request_pad,
         "client_paths": [list(p) for p in client.paths],
         "model": client.model,
         # the names only: a header's value may be a gateway's secret

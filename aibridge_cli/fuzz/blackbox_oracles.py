@@ -48,8 +48,9 @@ LEAK_WINDOW = 1.0
 # target that did not notice (a correct one may have sent it while the client hung up).
 HANG_UP_MARGIN = 0.25
 HANG_UP_WAIT = 0.75
-# What a gateway rightly does not pass on: framing, the client's credentials (it presents
-# its own key upstream), and the Host it was reached at.
+# What a gateway rightly does not pass on: framing and content coding (it negotiates its
+# own with the upstream), the client's credentials (it presents its own key upstream),
+# and the Host it was reached at.
 _NOT_RELAYED = frozenset(
     {
         "host",
@@ -57,6 +58,7 @@ _NOT_RELAYED = frozenset(
         "transfer-encoding",
         "connection",
         "keep-alive",
+        "accept-encoding",
         "x-api-key",
         "authorization",
         "api-key",

@@ -25,9 +25,10 @@ oracles can order "the client got its first byte" against "a retry reached us".
 
 from __future__ import annotations
 
+import gzip
 import re
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import trio
 
@@ -52,6 +53,32 @@ REQUEST_ID = {
 def marker(run_id: str, iteration: int) -> str:
     """The text an iteration's client request carries (the canary's is ``-canary``)."""
     return f"aibridge-fuzz-{run_id}-{'canary' if iteration == CANARY else iteration}"
+
+
+Framing = Literal["chunked", "length", "gzip"]
+
+
+def framed(reply: Reply, framing: Framing, gzip_ok: bool) -> Reply:
+    """``reply`` as the wire carries it: chunked as scripted, with a ``content-length``
+    (of its whole body: a reset still cuts it), or gzipped with one (a whole 2xx answer,
+    to a request that accepts gzip). The oracles read the scripted reply."""
+    if framing == "chunked" or reply.fault == "reset-before-body":
+        return reply
+    body = b"".join(reply.chunks)
+    if framing == "gzip" and gzip_ok and reply.status < 400 and reply.fault is None:
+        packed = gzip.compress(body, mtime=0)
+        n = max(1, len(reply.chunks))
+        step = -(-len(packed) // n)
+        chunks = [packed[k : k + step] for k in range(0, len(packed), step)]
+        headers = [*reply.headers, ("content-encoding", "gzip")]
+        headers.append(("content-length", str(len(packed))))
+        return replace(reply, headers=headers, chunks=chunks)
+    return replace(reply, headers=[*reply.headers, ("content-length", str(len(body)))])
+
+
+def _accepts_gzip(seen: SeenRequest) -> bool:
+    accepted = (header(seen.headers, "accept-encoding") or "").lower()
+    return any(part.split(";")[0].strip() == "gzip" for part in accepted.split(","))
 
 
 class LateRequest(NamedTuple):
@@ -92,10 +119,13 @@ class IterationScript:
         self.attempts: list[Attempt] = []
         self.requests: list[UpstreamRequest] = []
         self.secrets: dict[str, list[str]] = {}  # per provider, in order of first use
+        self.framing: Framing = "chunked"
         self._next = 0
 
-    def start(self, iteration: int, api: str, replies: list[Reply]) -> None:
-        self.iteration, self.api, self.replies = iteration, api, replies
+    def start(
+        self, iteration: int, api: str, replies: list[Reply], framing: Framing = "chunked"
+    ) -> None:
+        self.iteration, self.api, self.replies, self.framing = iteration, api, replies, framing
         self.served, self.attempts, self.requests, self._next = [], [], [], 0
 
     def __call__(self, seen: SeenRequest, index: int) -> Reply:
@@ -114,7 +144,7 @@ class IterationScript:
         status = None if reply.fault == "reset-before-body" else reply.status
         retry = header(reply.headers, "retry-after")
         self.attempts.append(Attempt(trio.current_time(), self._key(seen), status, retry))
-        return reply
+        return framed(reply, self.framing, _accepts_gzip(seen))
 
     def not_this_iteration(self) -> Reply:
         return Reply.json(error_body(self.api, 500, "not this iteration's request"), 500)
@@ -152,8 +182,10 @@ __all__ = [
     "CANARY",
     "REQUEST_ID",
     "Counters",
+    "Framing",
     "IterationScript",
     "LateRequest",
     "UpstreamRequest",
+    "framed",
     "marker",
 ]

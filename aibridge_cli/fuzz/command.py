@@ -7,7 +7,7 @@ import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import typer
 
@@ -318,7 +318,7 @@ def _blackbox_repros(run: BlackBoxRun, out: Path) -> list[Path]:
             run.settings, o.iteration, o.seed, scenario, o.plan, o.violations, o.world,
             counts[sig][0], sig.oracle,
         )  # fmt: skip
-        header = repro_header(run.settings, o.leak_probe)
+        header = repro_header(run.settings, o.leak_probe, o.framing, o.request_pad)
         path = write_repro(found, out, taken, header)
         _write_page(Evidence(found, o.world, None, run.settings.url), path.with_suffix(".html"))
         paths.append(path)
@@ -383,9 +383,11 @@ def _rerun(
 
     import trio
 
+    from ..errors import FixtureError
     from . import report
-    from .blackbox import Rerun, rerun
+    from .blackbox import BlackBoxPlan, Rerun, rerun
     from .blackbox_findings import finding, settings_from_header
+    from .blackbox_upstream import Framing
     from .evidence import Evidence
 
     settings = settings_from_header(header, scenario, client)
@@ -395,9 +397,13 @@ def _rerun(
         url=target or settings.url,
         upstream_port=upstream_port or settings.upstream_port,
     )
-    case = Rerun(
-        header["iteration"], header["iteration_seed"], scenario, plan, header["leak_probe"]
+    framing = header.get("framing", "chunked")
+    if framing not in get_args(Framing):
+        raise FixtureError(f"a black-box repro's framing must be one of {get_args(Framing)}")
+    drawn = BlackBoxPlan(
+        plan, bool(header["leak_probe"]), framing, int(header.get("request_pad", 0))
     )
+    case = Rerun(header["iteration"], header["iteration_seed"], scenario, drawn)
     run = trio.run(rerun, settings, case)
     outcome = run.outcomes[0]
     if as_json:
