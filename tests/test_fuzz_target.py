@@ -14,11 +14,12 @@ import trio
 from aibridge_cli.config import GuardConfig, ServeOptions
 from aibridge_cli.errors import ConfigError
 from aibridge_cli.fuzz.blackbox import run_campaign
+from aibridge_cli.fuzz.catalog import builtin, builtin_scenarios
 from aibridge_cli.fuzz.oracles import Profile, profile_oracles
-from aibridge_cli.fuzz.target import BlackBoxSettings
+from aibridge_cli.fuzz.target import BlackBoxSettings, called_tools
 from aibridge_cli.proxy.run import build_app, proxy_guard
 from aibridge_cli.proxy.server import Server
-from aibridge_cli.tools import ToolSet
+from aibridge_cli.tools import InjectedTool, ToolSet
 
 from .cli_process import run_cli
 from .passthrough_relay import PassThroughRelay, serve_relay
@@ -28,7 +29,9 @@ GENERIC = profile_oracles(Profile.GENERIC, black_box=True)
 
 
 @asynccontextmanager
-async def open_aibridge(upstream_port: int, token: str | None = None) -> AsyncIterator[str]:
+async def open_aibridge(
+    upstream_port: int, token: str | None = None, tools: ToolSet | None = None
+) -> AsyncIterator[str]:
     """``aibridge serve`` (guarded as the command is, ``token``: its ``--auth-token``) in
     front of our upstream port; yields its URL."""
     base = f"http://127.0.0.1:{upstream_port}"
@@ -39,7 +42,7 @@ async def open_aibridge(upstream_port: int, token: str | None = None) -> AsyncIt
         openai_keys=["sk-openai-test-key-0000"],
         guard=GuardConfig(auth_token=token),
     )
-    app = build_app(options, tools=ToolSet())
+    app = build_app(options, tools=tools or ToolSet())
     server = Server(app, guard=proxy_guard(options))
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
@@ -136,3 +139,88 @@ async def test_a_black_box_finding_gets_a_repro_file_and_page_and_reruns(
     assert again.returncode == 1, again.stderr
     assert b"FAIL malformed-body" in again.stdout
     assert repro_files(tmp_path, "again.html")
+
+
+# The tools of every built-in scenario that has one, as `aibridge serve --tools` would run
+# them (one file for all: the same names, the same canned results).
+BUILTIN_TOOLS = ToolSet.of(
+    [
+        InjectedTool("bmcp_weather", "Current weather", {"type": "object"}, result="sunny, 21 C"),
+        InjectedTool(
+            "bmcp_weather_forecast", "Forecast", {"type": "object"}, result="sunny, 21 C in Paris"
+        ),
+    ]
+)
+
+
+@pytest.mark.parametrize("offered", [None, BUILTIN_TOOLS])
+async def test_one_configuration_passes_every_scenario_that_applies_and_skips_the_rest(
+    offered: ToolSet | None,
+) -> None:
+    upstream_port = free_port()
+    names = frozenset(tool.name for tool in offered or ())
+    async with open_aibridge(upstream_port, tools=offered) as url:
+        settings = BlackBoxSettings(
+            url, upstream_port, builtin_scenarios(), 3, 40, GENERIC, target_tools=names
+        )
+        run = await run_campaign(settings)
+    assert [(o.iteration, o.scenario, o.violations) for o in run.outcomes if o.violations] == []
+    skipped = dict(run.skipped)
+    for scenario in builtin_scenarios():
+        if scenario.transport == "websocket":
+            assert "WebSocket" in skipped[scenario.name]
+        elif called_tools(scenario) and offered is None:
+            assert "which the target does not offer" in skipped[scenario.name]
+        else:
+            assert scenario.name not in skipped
+    played = {o.scenario for o in run.outcomes}
+    assert ("anthropic/injected-tool#streaming" in played) == (offered is not None)
+    # a scenario that offers a tool its upstream never calls still applies without it
+    assert "anthropic/client-tool" not in skipped
+
+
+def test_the_client_takes_the_target_s_routes_model_and_headers() -> None:
+    from aibridge_cli.fuzz.target import client_config
+
+    client = client_config(
+        ["openai-chat=/v1/chat/completions", "/everything"],
+        "gateway-model",
+        ["X-Gateway-Key: sk-gw-1", "anthropic-beta:  tools-2"],
+    )
+    chat, messages = builtin("openai-chat/simple")[0], builtin("anthropic/simple")[0]
+    assert client.path(chat) == "/v1/chat/completions"
+    assert client.path(messages) == "/everything"
+    assert json.loads(client.body(messages))["model"] == "gateway-model"
+    assert client.headers == (("x-gateway-key", "sk-gw-1"), ("anthropic-beta", "tools-2"))
+    assert client_config([], None, []).body(messages) == messages.body
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--client-header", "no-colon", "give it as 'Name: value'"),
+        ("--client-path", "openai=/v1/x", "'openai' is not an API"),
+        ("--client-path", "v1/messages", "the path must start with /"),
+        ("--target-tools", "/nonexistent/tools.toml", "cannot read tools file"),
+    ],
+)
+async def test_a_malformed_target_option_is_one_error_line(
+    flag: str, value: str, said: str
+) -> None:
+    done = await run_cli(
+        "fuzz", "--target", "http://127.0.0.1:1", "--upstream-port", "1", flag, value
+    )
+    assert done.returncode == 2
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert said in lines[0]
+
+
+async def test_show_scenario_prints_the_request_and_each_exchange_s_bytes() -> None:
+    done = await run_cli("fuzz", "--show-scenario", "anthropic/failover-after-429")
+    assert done.returncode == 0
+    text = done.stdout.decode()
+    assert "POST /anthropic/v1/messages" in text
+    assert "## exchange 0: 429" in text
+    assert "retry-after: 0" in text  # as a black-box campaign plays it
+    assert 'event: message_stop\ndata: {"type":"message_stop"}' in text

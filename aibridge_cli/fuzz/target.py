@@ -188,6 +188,7 @@ __all__ = [
     "ClientConfig",
     "Target",
     "as_configured",
+    "called_tools",
     "client_config",
     "declared_tools",
     "parse_client_header",
