@@ -113,3 +113,6 @@ def test_an_answer_goes_out_chunked_with_a_content_length_or_gzipped_when_accept
     assert ("content-encoding", "gzip") not in framed(reply, "gzip", False).headers
     cut = Reply(200, reply.headers, reply.chunks, fault="reset-in-body", fault_at=1)
     assert ("content-length", "18") in framed(cut, "gzip", True).headers
+    # a reset after the last byte would leave a sized body whole: it stays chunked
+    after = Reply(200, reply.headers, reply.chunks, fault="reset-in-body", fault_at=2)
+    assert framed(after, "length", True) is after

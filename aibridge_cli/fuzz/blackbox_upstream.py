@@ -60,9 +60,13 @@ Framing = Literal["chunked", "length", "gzip"]
 
 def framed(reply: Reply, framing: Framing, gzip_ok: bool) -> Reply:
     """``reply`` as the wire carries it: chunked as scripted, with a ``content-length``
-    (of its whole body: a reset still cuts it), or gzipped with one (a whole 2xx answer,
-    to a request that accepts gzip). The oracles read the scripted reply."""
+    (of its whole body: a reset inside it still cuts it), or gzipped with one (a whole 2xx
+    answer, to a request that accepts gzip). The oracles read the scripted reply."""
     if framing == "chunked" or reply.fault == "reset-before-body":
+        return reply
+    if reply.fault is not None and reply.fault_at >= len(reply.chunks):
+        # A reset after the last byte cuts a chunked body (its last chunk never comes) but
+        # not a sized one (every declared byte came): it stays chunked to keep its meaning.
         return reply
     body = b"".join(reply.chunks)
     if framing == "gzip" and gzip_ok and reply.status < 400 and reply.fault is None:
