@@ -9,11 +9,13 @@ that reach each bug, so each is caught every time.
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
 
-from aibridge_cli.config import ServeOptions
+from aibridge_cli.config import GuardConfig, ServeOptions
 from aibridge_cli.fuzz.blackbox import BlackBoxRun, BlackBoxSettings, mark, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.oracles import ALL_ORACLES, Profile, profile_oracles
@@ -50,28 +52,39 @@ def oracles_failed(run: BlackBoxRun) -> set[str]:
     return {sig.oracle for o in run.outcomes for sig in o.signatures}
 
 
-async def test_eager_aibridge_with_keys_of_two_providers_passes(nursery: trio.Nursery) -> None:
-    # Keys are numbered per provider: one Anthropic and one OpenAI key are both "key 0".
-    upstream_port = free_port()
+@asynccontextmanager
+async def open_aibridge(
+    upstream_port: int, token: str | None = None, tools: ToolSet | None = None
+) -> AsyncIterator[str]:
+    """``aibridge serve`` (guarded as the command is, ``token``: its ``--auth-token``) in
+    front of our upstream port; yields its URL."""
     base = f"http://127.0.0.1:{upstream_port}"
     options = ServeOptions(
         anthropic_base_url=base,
         openai_base_url=base + "/v1",
         anthropic_keys=["sk-ant-test-key-0000"],
         openai_keys=["sk-openai-test-key-0000"],
+        guard=GuardConfig(auth_token=token),
     )
-    app = build_app(options, tools=ToolSet())
-    server = Server(app, guard=proxy_guard(options))  # guarded as `serve` is
-    host, port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
-    settings = BlackBoxSettings(
-        f"http://{host}:{port}", upstream_port, scenarios(MIXED), 101, 40, ALL_ORACLES
-    )
-    run = await run_campaign(settings)
+    app = build_app(options, tools=tools or ToolSet())
+    server = Server(app, guard=proxy_guard(options))
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
+        yield f"http://{host}:{port}"
+        server.shutdown()
+        nursery.cancel_scope.cancel()
+    await app.env.client.aclose()
+
+
+async def test_eager_aibridge_with_keys_of_two_providers_passes() -> None:
+    # Keys are numbered per provider: one Anthropic and one OpenAI key are both "key 0".
+    upstream_port = free_port()
+    async with open_aibridge(upstream_port) as url:
+        settings = BlackBoxSettings(url, upstream_port, scenarios(MIXED), 101, 40, ALL_ORACLES)
+        run = await run_campaign(settings)
     assert len(run.outcomes) == 40
     assert [o.violations for o in run.outcomes if o.violations] == []
     assert run.late == []
-    server.shutdown()
-    await app.env.client.aclose()
 
 
 async def relay_campaign(

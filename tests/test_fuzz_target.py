@@ -4,52 +4,23 @@ a target's declared configuration (which scenarios apply to it)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import trio
 
-from aibridge_cli.config import GuardConfig, ServeOptions
 from aibridge_cli.errors import ConfigError
 from aibridge_cli.fuzz.blackbox import run_campaign
 from aibridge_cli.fuzz.catalog import builtin, builtin_scenarios
 from aibridge_cli.fuzz.oracles import Profile, profile_oracles
 from aibridge_cli.fuzz.target import BlackBoxSettings, called_tools
-from aibridge_cli.proxy.run import build_app, proxy_guard
-from aibridge_cli.proxy.server import Server
 from aibridge_cli.tools import InjectedTool, ToolSet
 
 from .cli_process import run_cli
 from .passthrough_relay import PassThroughRelay, serve_relay
-from .test_fuzz_blackbox import free_port, scenarios
+from .test_fuzz_blackbox import free_port, open_aibridge, scenarios
 
 GENERIC = profile_oracles(Profile.GENERIC, black_box=True)
-
-
-@asynccontextmanager
-async def open_aibridge(
-    upstream_port: int, token: str | None = None, tools: ToolSet | None = None
-) -> AsyncIterator[str]:
-    """``aibridge serve`` (guarded as the command is, ``token``: its ``--auth-token``) in
-    front of our upstream port; yields its URL."""
-    base = f"http://127.0.0.1:{upstream_port}"
-    options = ServeOptions(
-        anthropic_base_url=base,
-        openai_base_url=base + "/v1",
-        anthropic_keys=["sk-ant-test-key-0000"],
-        openai_keys=["sk-openai-test-key-0000"],
-        guard=GuardConfig(auth_token=token),
-    )
-    app = build_app(options, tools=tools or ToolSet())
-    server = Server(app, guard=proxy_guard(options))
-    async with trio.open_nursery() as nursery:
-        host, port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
-        yield f"http://{host}:{port}"
-        server.shutdown()
-        nursery.cancel_scope.cancel()
-    await app.env.client.aclose()
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..fakes.scripted_upstream import Reply
-from ..headers import FrozenHeaders, header, media_type
+from ..headers import CREDENTIALS, HOP_BY_HOP, FrozenHeaders, header, media_type
 from ..sessions.normalize import normalize_response
 from .blackbox_upstream import REQUEST_ID, UpstreamRequest
 from .differential import broken, covers, played, usage_problems
@@ -48,24 +48,17 @@ LEAK_WINDOW = 1.0
 # target that did not notice (a correct one may have sent it while the client hung up).
 HANG_UP_MARGIN = 0.25
 HANG_UP_WAIT = 0.75
-# What a gateway rightly does not pass on: framing and content coding (it negotiates its
-# own with the upstream), the client's credentials (it presents its own key upstream),
-# and the Host it was reached at.
-_NOT_RELAYED = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "accept-encoding",
-        "x-api-key",
-        "authorization",
-        "api-key",
-        "proxy-authorization",
-        "cookie",
-    }
-)
+# What a gateway rightly does not pass on: hop-by-hop and framing headers, content coding
+# (it negotiates its own with the upstream), the client's credentials (it presents its own
+# key upstream), and the Host it was reached at.
+_NOT_RELAYED = HOP_BY_HOP | {
+    "host",
+    "accept-encoding",
+    "api-key",
+    "proxy-authorization",
+    "cookie",
+    *CREDENTIALS,
+}
 # Statuses a client acts on by their kind, and the words a re-wrapped error names it by.
 _KINDS = {429: ("rate_limit", "rate limit", "requests"), 529: ("overloaded",)}
 
