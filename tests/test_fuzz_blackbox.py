@@ -9,14 +9,16 @@ that reach each bug, so each is caught every time.
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
 
-from aibridge_cli.config import ServeOptions
+from aibridge_cli.config import GuardConfig, ServeOptions
 from aibridge_cli.fuzz.blackbox import BlackBoxRun, BlackBoxSettings, mark, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
-from aibridge_cli.fuzz.oracles import ALL_ORACLES, GENERIC_ORACLES
+from aibridge_cli.fuzz.oracles import ALL_ORACLES, Profile, profile_oracles
 from aibridge_cli.fuzz.plan import ALL_FAULTS, FaultKind
 from aibridge_cli.proxy.run import build_app, proxy_guard
 from aibridge_cli.proxy.server import Server
@@ -33,6 +35,9 @@ MIXED = (
 RELAYED = ("anthropic/simple#streaming", "anthropic/mid-stream-error", "openai-chat/simple")
 
 
+BLACK_BOX_GENERIC = profile_oracles(Profile.GENERIC, black_box=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,28 +52,39 @@ def oracles_failed(run: BlackBoxRun) -> set[str]:
     return {sig.oracle for o in run.outcomes for sig in o.signatures}
 
 
-async def test_eager_aibridge_with_keys_of_two_providers_passes(nursery: trio.Nursery) -> None:
-    # Keys are numbered per provider: one Anthropic and one OpenAI key are both "key 0".
-    upstream_port = free_port()
+@asynccontextmanager
+async def open_aibridge(
+    upstream_port: int, token: str | None = None, tools: ToolSet | None = None
+) -> AsyncIterator[str]:
+    """``aibridge serve`` (guarded as the command is, ``token``: its ``--auth-token``) in
+    front of our upstream port; yields its URL."""
     base = f"http://127.0.0.1:{upstream_port}"
     options = ServeOptions(
         anthropic_base_url=base,
         openai_base_url=base + "/v1",
         anthropic_keys=["sk-ant-test-key-0000"],
         openai_keys=["sk-openai-test-key-0000"],
+        guard=GuardConfig(auth_token=token),
     )
-    app = build_app(options, tools=ToolSet())
-    server = Server(app, guard=proxy_guard(options))  # guarded as `serve` is
-    host, port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
-    settings = BlackBoxSettings(
-        f"http://{host}:{port}", upstream_port, scenarios(MIXED), 101, 40, ALL_ORACLES
-    )
-    run = await run_campaign(settings)
+    app = build_app(options, tools=tools or ToolSet())
+    server = Server(app, guard=proxy_guard(options))
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(server.serve_tcp, "127.0.0.1", 0)
+        yield f"http://{host}:{port}"
+        server.shutdown()
+        nursery.cancel_scope.cancel()
+    await app.env.client.aclose()
+
+
+async def test_eager_aibridge_with_keys_of_two_providers_passes() -> None:
+    # Keys are numbered per provider: one Anthropic and one OpenAI key are both "key 0".
+    upstream_port = free_port()
+    async with open_aibridge(upstream_port) as url:
+        settings = BlackBoxSettings(url, upstream_port, scenarios(MIXED), 101, 40, ALL_ORACLES)
+        run = await run_campaign(settings)
     assert len(run.outcomes) == 40
     assert [o.violations for o in run.outcomes if o.violations] == []
     assert run.late == []
-    server.shutdown()
-    await app.env.client.aclose()
 
 
 async def relay_campaign(
@@ -77,6 +93,7 @@ async def relay_campaign(
     iterations: int,
     faults: frozenset[FaultKind] = ALL_FAULTS,
     names: tuple[str, ...] = RELAYED,
+    strict: bool = False,
 ) -> BlackBoxRun:
     upstream_port = free_port()
     relay = PassThroughRelay(("127.0.0.1", upstream_port), bug)
@@ -87,8 +104,9 @@ async def relay_campaign(
         scenarios(names),
         7,
         iterations,
-        GENERIC_ORACLES,
+        BLACK_BOX_GENERIC,
         faults,
+        strict=strict,
     )
     return await run_campaign(settings)
 
@@ -107,7 +125,19 @@ PLANTED: list[tuple[Bug, frozenset[FaultKind], int, str]] = [
     ("split", frozenset({FaultKind.RESET_IN_BODY}), 24, "malformed-body"),
     ("drop-stop", frozenset(), 8, "malformed-body"),
     ("early-200", frozenset({FaultKind.SERVER_ERROR}), 12, "malformed-body"),
-    ("leak", frozenset({FaultKind.CLIENT_DISCONNECT}), 14, "hygiene"),
+    ("leak", frozenset({FaultKind.CLIENT_DISCONNECT}), 14, "after-hang-up"),
+    ("retry-late", frozenset({FaultKind.RESET_IN_BODY}), 10, "retry"),
+    ("clean-end", frozenset({FaultKind.RESET_IN_BODY}), 12, "error-surfaced"),
+    # seed 7 hangs up as soon as the request is out at iteration 15
+    ("late-request", frozenset({FaultKind.CLIENT_DISCONNECT}), 16, "after-hang-up"),
+    (
+        "overload-400",
+        frozenset({FaultKind.SERVER_ERROR, FaultKind.OVERLOADED}),
+        6,
+        "status-mapping",
+    ),
+    ("drop-field", frozenset(), 4, "request-fidelity"),
+    ("strip-ids", frozenset(), 3, "relayed"),
 ]
 
 
@@ -119,6 +149,36 @@ async def test_each_planted_relay_bug_is_found(
     control = await relay_campaign(nursery, None, iterations, faults)
     assert oracle in oracles_failed(planted)
     assert oracles_failed(control) == set()
+
+
+# Correct relays that differ from the plain one where a planted bug does: one retries once
+# when the upstream fails before any byte went to the client; one waits in a queue but
+# drops a request whose client left meanwhile.
+CORRECT: list[tuple[Bug, frozenset[FaultKind], int]] = [
+    ("retry", frozenset({FaultKind.SERVER_ERROR, FaultKind.RESET_BEFORE_BODY}), 30),
+    ("retry", frozenset({FaultKind.RESET_IN_BODY, FaultKind.OVERLOADED}), 30),
+    ("queue", frozenset({FaultKind.CLIENT_DISCONNECT}), 16),
+    # Before the generic profile allowed them (main at be802cd), 100 iterations of seed 7
+    # over every fault kind failed 5 (html-502), 15 (buffer) and 2 (rewrap) times.
+    ("html-502", frozenset({FaultKind.RESET_BEFORE_BODY, FaultKind.RESET_IN_BODY}), 30),
+    ("buffer", frozenset({FaultKind.RESET_IN_BODY, FaultKind.ERROR_EVENT}), 30),
+    ("rewrap", frozenset({FaultKind.SERVER_ERROR, FaultKind.OVERLOADED}), 30),
+]
+
+
+@pytest.mark.parametrize(("variant", "faults", "iterations"), CORRECT)
+async def test_a_correct_relay_that_retries_or_queues_passes(
+    nursery: trio.Nursery, variant: Bug, faults: frozenset[FaultKind], iterations: int
+) -> None:
+    run = await relay_campaign(nursery, variant, iterations, faults)
+    assert [(o.iteration, o.violations) for o in run.outcomes if o.violations] == []
+
+
+async def test_strict_holds_a_re_wrapped_upstream_error_to_its_bytes(nursery: trio.Nursery) -> None:
+    faults = frozenset({FaultKind.SERVER_ERROR, FaultKind.OVERLOADED})
+    names = ("anthropic/simple#blocking",)
+    run = await relay_campaign(nursery, "rewrap", 10, faults, names, strict=True)
+    assert "differential" in oracles_failed(run)
 
 
 def test_the_marker_goes_into_the_last_user_message_of_each_api() -> None:
@@ -133,11 +193,10 @@ def test_the_marker_goes_into_the_last_user_message_of_each_api() -> None:
 
 async def test_a_late_request_of_an_earlier_iteration_is_reported_apart_not_judged() -> None:
     from aibridge_cli.fakes.scripted_upstream import Reply, SeenRequest
-    from aibridge_cli.fuzz.blackbox import BlackBoxRun, _Upstream
+    from aibridge_cli.fuzz.blackbox_upstream import Counters, IterationScript
 
-    settings = BlackBoxSettings("http://127.0.0.1:1", 1, (), 1, 3)
-    report = BlackBoxRun(settings)
-    upstream = _Upstream("0a0b0c0d", report)
+    report = Counters()
+    upstream = IterationScript("0a0b0c0d", report)
     upstream.start(2, "anthropic", [Reply.json({"ok": 1})])
 
     def request(marker: str) -> SeenRequest:
@@ -150,3 +209,30 @@ async def test_a_late_request_of_an_earlier_iteration_is_reported_apart_not_judg
     assert [tuple(r) for r in report.late] == [(1, 2)]
     assert report.unmarked == 1
     assert [a.key for a in upstream.attempts] == [0]  # only this iteration's request counts
+
+
+async def test_a_retry_gets_the_same_failure_again_and_a_key_failover_the_next_reply() -> None:
+    from aibridge_cli.fakes.scripted_upstream import Reply, SeenRequest
+    from aibridge_cli.fuzz.blackbox_upstream import Counters, IterationScript
+
+    script = IterationScript("0a0b0c0d", Counters())
+    body = mark(builtin("anthropic/simple#streaming")[0].body, "aibridge-fuzz-0a0b0c0d-3")
+    request = SeenRequest("POST", "/v1/messages", [("x-api-key", "k")], body, "/v1/messages")
+    answer = Reply.json({"ok": 1})
+    script.start(3, "anthropic", [Reply.json({"e": 1}, 429), Reply.json({"e": 2}, 529), answer])
+    # after a 429 the same body is a key pool's failover: the script's next reply
+    assert script(request, 0).status == 429
+    assert script(request, 1).status == 529
+    # after a 529 it is a retry: the upstream is still overloaded, the same answer again
+    assert script(request, 2) == script.requests[1].reply
+    assert script(request, 3).status == 529
+    assert [r.repeat for r in script.requests] == [False, True, True, True]
+    # the oracles read one 529, the retried one replaced, not three
+    assert [r.status for r in script.served] == [429, 529]
+    # a request with another body is the next exchange
+    other = SeenRequest("POST", "/v1/messages", [], body + b" ", "/v1/messages")
+    assert script(other, 4).chunks == answer.chunks
+    # every answer carries a request id of its own (the relayed oracle looks for it)
+    ids = [r.reply.headers[-1] for r in script.requests]
+    assert ids[0] == ("request-id", "req_0a0b0c0d_3_0")
+    assert ids[2] == ids[1]

@@ -32,50 +32,61 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import secrets
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 import trio
 
 from ..errors import ConfigError
-from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
-from ..headers import header, presented_key
+from ..fakes.scripted_upstream import ScriptedUpstream
+from ..headers import FrozenHeaders, header, media_type
 from ..proxy.server import Server
 from ..sim.client import ClientResult, Pace, exchange
-from ..sim.world import Attempt, WorldResult
-from .oracles import GENERIC_ORACLES, Run, Violation, judge
+from ..sim.world import WorldResult
+from .blackbox_findings import iteration_marks
+from .blackbox_oracles import HANG_UP_WAIT, LEAK_WINDOW, Observed, blackbox_violations
+from .blackbox_upstream import (
+    CANARY,
+    Counters,
+    Framing,
+    IterationScript,
+    LateRequest,
+    marker,
+)
+from .oracles import Run, Violation, client_response, judge
 from .plan import (
-    ALL_FAULTS,
     ChunkDelay,
     Cut,
     FaultKind,
     Plan,
     ReadDelay,
     draw_plan,
-    error_body,
     iteration_seed,
     upstream_replies,
 )
 from .scenario import Scenario
 from .signature import Signature, first_signatures
+from .target import BlackBoxSettings, Target, as_configured, parse_target, skip_reason
 
 EXCLUDED_FAULTS = frozenset(k for k in FaultKind if not k.black_box)
 _MAX_DELAY = 0.02
 _PAD = 1 << 20
 _LEVER_DELAY = 0.1
 _CLIENT_RCVBUF = 4096
+# Upstream answers chunked (as most streaming providers do), with a content-length, or
+# gzipped (when the gateway's request accepts it; a whole 2xx answer only).
+_FRAMINGS: tuple[Framing, ...] = ("chunked",) * 12 + ("length",) * 5 + ("gzip",) * 3
+_REQUEST_PAD = 256 * 1024
+_REQUEST_PAD_SHARE = 0.05
 ITERATION_BOUND = 20.0
 DRAIN = 5.0
 LEAK_SHARE = 1 / 3
 LEAK_PIECES = 12
 LEAK_DELAY = 0.2
-LEAK_WINDOW = 1.0
 CONNECT_TIMEOUT = 5.0
-_MARKER = re.compile(rb"aibridge-fuzz-([0-9a-f]{8})-(\d+)")
 
 
 def blackbox_scenario(scenario: Scenario) -> Scenario:
@@ -90,6 +101,8 @@ def blackbox_scenario(scenario: Scenario) -> Scenario:
 class BlackBoxPlan(NamedTuple):
     plan: Plan
     leak_probe: bool
+    framing: Framing = "chunked"  # how the upstream frames its answers
+    request_pad: int = 0  # bytes of text added to the client's request (a large body)
 
 
 def blackbox_plan(plan: Plan, rng: random.Random, scenario: Scenario) -> BlackBoxPlan:
@@ -116,9 +129,13 @@ def blackbox_plan(plan: Plan, rng: random.Random, scenario: Scenario) -> BlackBo
         later = tuple(r for r in plan.read_delays if r.read)
         first = ReadDelay(0, _LEVER_DELAY)
         plan = replace(plan, pad=_PAD, read_delays=(first, *later), read_size=65536)
-    if plan.disconnects and rng.random() < LEAK_SHARE:
-        return BlackBoxPlan(_slow_last_answer(plan, scenario), True)
-    return BlackBoxPlan(plan, False)
+    probe = plan.disconnects and rng.random() < LEAK_SHARE
+    if probe:
+        plan = _slow_last_answer(plan, scenario)
+    # Drawn last, so a seed's earlier choices stay what they were.
+    framing: Framing = rng.choice(_FRAMINGS)
+    pad = _REQUEST_PAD if rng.random() < _REQUEST_PAD_SHARE else 0
+    return BlackBoxPlan(plan, probe, framing, pad)
 
 
 def _slow_last_answer(plan: Plan, scenario: Scenario) -> Plan:
@@ -156,32 +173,6 @@ def _append(message: dict[str, Any], marker: str) -> None:
 
 
 @dataclass(frozen=True)
-class BlackBoxSettings:
-    """A black-box campaign: the proxy at ``url``, our mock upstream on ``upstream_port``."""
-
-    url: str
-    upstream_port: int
-    scenarios: Sequence[Scenario]
-    seed: int
-    iterations: int
-    oracles: frozenset[str] = GENERIC_ORACLES
-    faults: frozenset[FaultKind] = ALL_FAULTS
-
-
-class Target(NamedTuple):
-    """Where the proxy under test listens, and the path prefix of its routes."""
-
-    host: str
-    port: int
-    prefix: str
-
-    @property
-    def authority(self) -> str:
-        """The Host header a client dialling this address sends (a guarded proxy checks it)."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
 class BlackBoxOutcome:
     iteration: int
     seed: int
@@ -189,72 +180,47 @@ class BlackBoxOutcome:
     plan: Plan
     violations: tuple[Violation, ...]
     client: ClientResult
+    leak_probe: bool = False
+    world: WorldResult | None = None  # a failing iteration's, with its marks (for its page)
+    framing: Framing = "chunked"
+    request_pad: int = 0
 
     @property
     def signatures(self) -> tuple[Signature, ...]:
-        return first_signatures(self.scenario, self.violations)
-
-
-class LateRequest(NamedTuple):
-    """A request of iteration ``marked`` that reached the upstream during ``during``."""
-
-    marked: int
-    during: int
+        """One per behaviour: the oracle and the shape; the scenarios are counted apart."""
+        return first_signatures("", self.violations)
 
 
 @dataclass
 class BlackBoxRun:
     settings: BlackBoxSettings
     outcomes: list[BlackBoxOutcome] = field(default_factory=list)
-    late: list[LateRequest] = field(default_factory=list)
-    unmarked: int = 0
+    counters: Counters = field(default_factory=Counters)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (scenario, why)
+
+    @property
+    def late(self) -> list[LateRequest]:
+        return self.counters.late
+
+    @property
+    def unmarked(self) -> int:
+        return self.counters.unmarked
 
 
-class _Upstream:
-    """The mock upstream's script: the current iteration's replies, and who asked."""
+class _Exchanged(NamedTuple):
+    """The client's side of one request: what it got, and when."""
 
-    def __init__(self, run_id: str, report: BlackBoxRun) -> None:
-        self.run_id = run_id
-        self.report = report
-        self.iteration = -1
-        self.api = "anthropic"
-        self.replies: list[Reply] = []
-        self.served: list[Reply] = []
-        self.attempts: list[Attempt] = []
-        self.secrets: dict[str, list[str]] = {}  # per provider, in order of first use
+    result: ClientResult
+    live: bool
+    hygiene: list[str]
+    sent: bytes  # the client's body
+    started: float
+    reads: list[tuple[float, bytes]]  # what each of the client's reads gave, and when
+    left: float
 
-    def start(self, iteration: int, api: str, replies: list[Reply]) -> None:
-        self.iteration, self.api, self.replies = iteration, api, replies
-        self.served, self.attempts = [], []
-
-    def __call__(self, seen: SeenRequest, index: int) -> Reply:
-        found = _MARKER.search(seen.body)
-        exhausted = Reply.json(error_body(self.api, 500, "not this iteration's request"), 500)
-        if found is None or found.group(1).decode() != self.run_id:
-            self.report.unmarked += 1
-            return exhausted
-        marked = int(found.group(2))
-        if marked != self.iteration:
-            self.report.late.append(LateRequest(marked, self.iteration))
-            return exhausted
-        n = len(self.served)
-        reply = self.replies[n] if n < len(self.replies) else exhausted
-        self.served.append(reply)
-        status = None if reply.fault == "reset-before-body" else reply.status
-        retry = header(reply.headers, "retry-after")
-        key = self._key(seen)
-        self.attempts.append(Attempt(trio.current_time(), key, status, retry))
-        return reply
-
-    def _key(self, seen: SeenRequest) -> int | None:
-        secret = presented_key(seen.headers)
-        if secret is None:
-            return None
-        provider = "anthropic" if seen.path.endswith("/messages") else "openai"
-        known = self.secrets.setdefault(provider, [])
-        if secret not in known:
-            known.append(secret)
-        return known.index(secret)
+    @property
+    def first_byte(self) -> float | None:
+        return next((t for t, data in self.reads if data), None)
 
 
 class _Campaign:
@@ -262,18 +228,75 @@ class _Campaign:
         self.settings = settings
         self.target = target
         self.report = BlackBoxRun(settings)
-        self.script = _Upstream(secrets.token_hex(4), self.report)
+        self.script = IterationScript(secrets.token_hex(4), self.report.counters)
         self.app = ScriptedUpstream(script=self.script)
+        self.scenarios: list[Scenario] = []
+        for scenario in settings.scenarios:
+            why = skip_reason(scenario, settings.target_tools)
+            if why is None:
+                self.scenarios.append(scenario)
+            else:
+                self.report.skipped.append((scenario.name, why))
 
-    async def run(self, listeners: Sequence[trio.SocketListener]) -> BlackBoxRun:
+    async def run(
+        self, listeners: Sequence[trio.SocketListener], case: Rerun | None = None
+    ) -> BlackBoxRun:
+        if not self.scenarios:
+            for listener in listeners:
+                await listener.aclose()
+            raise ConfigError(
+                "no scenario applies to the target: "
+                + "; ".join(f"{name}: {why}" for name, why in self.report.skipped[:3])
+            )
         server = Server(self.app)
+        refused: str | None = None
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve_listeners, listeners)
-            for i in range(self.settings.iterations):
-                self.report.outcomes.append(await self._iteration(i))
+            refused = await self._canaries()
+            if refused is None and case is not None:
+                self.report.outcomes.append(await self.play(*case))
+            elif refused is None:
+                for i in range(self.settings.iterations):
+                    self.report.outcomes.append(await self._iteration(i))
             server.shutdown()
             nursery.cancel_scope.cancel()
+        if refused is not None:
+            raise ConfigError(refused)
         return self.report
+
+    async def _canaries(self) -> str | None:
+        """One plain request per API before the campaign; why the target failed, if it did.
+
+        A target that never calls the upstream (its own auth refuses us, a wrong route, a
+        wrong upstream base URL) would pass every oracle: nothing is relayed, nothing is
+        wrong. The canary is the scenario's request with the plan that changes nothing.
+        """
+        seen: set[str] = set()
+        for scenario in self.scenarios:
+            if scenario.api in seen:
+                continue
+            seen.add(scenario.api)
+            scenario = blackbox_scenario(scenario)
+            self.script.start(CANARY, scenario.api, upstream_replies(scenario, Plan()))
+            got = await self._exchange(scenario, CANARY, Pace())
+            await self._closed_within(DRAIN)
+            if not self.script.requests:
+                return self._canary_failure(scenario, got)
+        return None
+
+    def _canary_failure(self, scenario: Scenario, got: _Exchanged) -> str:
+        s = self.settings
+        path = self.target.prefix + s.client.path(scenario)
+        answer = _answer_line(got.result) if got.live else "nothing within the time bound"
+        others = self.report.counters.unmarked
+        extra = f"; the upstream got {others} request(s) without the marker" if others else ""
+        return (
+            f"--target {s.url}: the canary (POST {path}, {scenario.name}) never reached the "
+            f"upstream on 127.0.0.1:{s.upstream_port}; the target answered {answer}{extra}. "
+            "Check the target's upstream base URL (http://127.0.0.1:"
+            f"{s.upstream_port}), its routes (--target URL's path, --client-path) and "
+            "its client auth (--client-header)"
+        )
 
     async def _closed_within(self, seconds: float) -> bool:
         with trio.move_on_after(seconds):
@@ -281,20 +304,20 @@ class _Campaign:
                 await self.app.all_closed.wait()
         return not self.app.open_responses
 
-    async def _iteration(self, i: int) -> BlackBoxOutcome:
-        s = self.settings
-        this_seed = iteration_seed(s.seed, i)
-        rng = random.Random(this_seed)
-        scenario = blackbox_scenario(s.scenarios[rng.randrange(len(s.scenarios))])
-        allowed = s.faults - EXCLUDED_FAULTS
-        plan, probe = blackbox_plan(draw_plan(rng, scenario, allowed), rng, scenario)
-        self.script.start(i, scenario.api, upstream_replies(scenario, plan))
-        body = mark(scenario.body, f"aibridge-fuzz-{self.script.run_id}-{i}")
-        disconnect = next(
-            (f.at for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT), None
-        )
-        pace = Pace(dict(plan.read_delays), plan.read_size, disconnect)
+    async def _exchange(
+        self, scenario: Scenario, i: int, pace: Pace, pad: int = 0, extra: FrozenHeaders = ()
+    ) -> _Exchanged:
+        """The client's request of iteration ``i`` to the target (``pad`` bytes of text
+        more in it), read at ``pace``."""
+        client = self.settings.client
+        text = marker(self.script.run_id, i) + (" " + "lorem " * (pad // 6) if pad else "")
+        body = mark(client.body(scenario), text)
         started = trio.current_time()
+        reads: list[tuple[float, bytes]] = []
+
+        def note(_: str, data: bytes) -> None:
+            reads.append((trio.current_time(), data))
+
         result, live, hygiene = ClientResult(), False, []
         with trio.move_on_after(ITERATION_BOUND):
             try:
@@ -303,32 +326,120 @@ class _Campaign:
                 hygiene.append(f"the target refused a connection: {exc.strerror or exc}")
             else:
                 try:
-                    path = self.target.prefix + scenario.path
+                    path = self.target.prefix + client.path(scenario)
                     result = await exchange(
-                        stream, "POST", path, body, pace, host=self.target.authority
+                        stream,
+                        "POST",
+                        path,
+                        body,
+                        pace,
+                        note,
+                        host=self.target.authority,
+                        extra_headers=(*client.headers, *extra),
                     )
                     live = True
                 finally:
                     await stream.aclose()
         left = trio.current_time()
-        if probe and not await self._closed_within(LEAK_WINDOW):
-            hygiene.append(
-                f"the upstream answer was still being read {LEAK_WINDOW:g} s after the client left"
-            )
+        decoded(result)
+        return _Exchanged(result, live, hygiene, body, started, reads, left)
+
+    async def _iteration(self, i: int) -> BlackBoxOutcome:
+        s = self.settings
+        this_seed = iteration_seed(s.seed, i)
+        rng = random.Random(this_seed)
+        scenario = blackbox_scenario(self.scenarios[rng.randrange(len(self.scenarios))])
+        allowed = s.faults - EXCLUDED_FAULTS
+        drawn = blackbox_plan(draw_plan(rng, scenario, allowed), rng, scenario)
+        return await self.play(i, this_seed, scenario, drawn)
+
+    async def play(
+        self, i: int, this_seed: int, scenario: Scenario, drawn: BlackBoxPlan
+    ) -> BlackBoxOutcome:
+        """Iteration ``i`` with ``drawn`` (drawn, or read from a repro file), judged."""
+        s = self.settings
+        plan, probe = drawn.plan, drawn.leak_probe
+        replies = upstream_replies(scenario, plan)
+        self.script.start(i, scenario.api, replies, drawn.framing)
+        disconnect = next(
+            (f.at for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT), None
+        )
+        pace = Pace(dict(plan.read_delays), plan.read_size, disconnect)
+        # A gzip iteration's client asks for gzip, as the official SDKs (httpx) do.
+        coding = (("accept-encoding", "gzip, deflate"),) if drawn.framing == "gzip" else ()
+        got = await self._exchange(scenario, i, pace, drawn.request_pad, coding)
+        hygiene = got.hygiene
+        read_on = probe and not await self._closed_within(LEAK_WINDOW)
+        if plan.disconnects:
+            await trio.sleep_until(got.left + HANG_UP_WAIT)  # a request sent after it comes now
         if not await self._closed_within(DRAIN):
             hygiene.append(f"an upstream answer was still open {DRAIN:g} s after the client left")
         world = WorldResult(
-            client=result,
+            client=got.result,
             attempts=self.script.attempts,
             pool=[],
-            end_time=left - started,
-            live=live,
+            end_time=got.left - got.started,
+            live=got.live,
             hygiene=hygiene,
             deviations=0,
         )
-        run = Run(scenario, plan, world, list(self.script.served))
+        judged = as_configured(scenario, s.target_tools)
+        run = Run(judged, plan, world, list(self.script.served), strict=s.strict)
         violations = judge(run, None, s.oracles - {"schedule-dependence"})
-        return BlackBoxOutcome(i, this_seed, scenario.name, plan, tuple(violations), result)
+        observed = Observed(
+            requests=tuple(self.script.requests),
+            response=client_response(world, plan),
+            first_byte=got.first_byte,
+            left=got.left,
+            hung_up_at_once=disconnect == 0,
+            hung_up=plan.disconnects,
+            leak_probe=probe,
+            read_on=read_on,
+            api=scenario.api,
+            streaming=scenario.streaming,
+            client_body=got.sent,
+            client_headers=(("content-type", "application/json"), *s.client.headers),
+            served=tuple(self.script.served),
+        )
+        violations = blackbox_violations(observed, s.oracles) + violations
+        if violations:  # kept for its page: what the client read and the upstream got
+            keys = [a.key for a in self.script.attempts]
+            marks = iteration_marks(got.started, got.reads, self.script.requests, keys, got.left)
+            world = replace(world, marks=marks)
+        kept = world if violations else None
+        return BlackBoxOutcome(
+            i,
+            this_seed,
+            scenario.name,
+            plan,
+            tuple(violations),
+            got.result,
+            probe,
+            kept,
+            drawn.framing,
+            drawn.request_pad,
+        )
+
+
+def decoded(result: ClientResult) -> None:
+    """A gzipped body the target passed on, decoded in place (as far as it goes: a cut one
+    gives what came). A client that sends no Accept-Encoding accepts any coding."""
+    if (header(result.headers, "content-encoding") or "").strip().lower() != "gzip":
+        return
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        result.body = inflate.decompress(result.body)
+    except zlib.error:
+        return  # not gzip after all: judged as it came
+
+
+def _answer_line(result: ClientResult) -> str:
+    """The target's answer in one line: status, content type, the start of the body."""
+    if result.status is None:
+        return "no HTTP response (the connection closed)"
+    media = media_type(result.headers) or "no content-type"
+    text = result.body[:120].decode("utf-8", "replace").replace("\n", " ").strip()
+    return f"{result.status} ({media}) {text!r}"
 
 
 async def _connect(host: str, port: int) -> trio.SocketStream:
@@ -342,17 +453,6 @@ async def _connect(host: str, port: int) -> trio.SocketStream:
         sock.close()
         raise
     return trio.SocketStream(sock)
-
-
-def parse_target(url: str) -> Target:
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"--target must be an http:// URL, not {url!r}")
-    try:
-        port = parts.port or 80
-    except ValueError:
-        raise ConfigError(f"--target {url!r}: the port is not a number") from None
-    return Target(parts.hostname, port, parts.path.rstrip("/"))
 
 
 async def _set_up(settings: BlackBoxSettings) -> tuple[Target, list[trio.SocketListener]]:
@@ -382,4 +482,28 @@ async def run_campaign(settings: BlackBoxSettings) -> BlackBoxRun:
     return await _Campaign(settings, target).run(listeners)
 
 
-__all__ = ["BlackBoxRun", "BlackBoxSettings", "mark", "run_campaign"]
+class Rerun(NamedTuple):
+    """One black-box iteration from a repro file."""
+
+    iteration: int
+    iteration_seed: int
+    scenario: Scenario
+    drawn: BlackBoxPlan
+
+
+async def rerun(settings: BlackBoxSettings, case: Rerun) -> BlackBoxRun:
+    """``case`` against the target once more (after the canary); ``ConfigError`` on setup."""
+    target, listeners = await _set_up(settings)
+    return await _Campaign(settings, target).run(listeners, case)
+
+
+__all__ = [
+    "BlackBoxPlan",
+    "BlackBoxRun",
+    "BlackBoxSettings",
+    "Rerun",
+    "mark",
+    "parse_target",
+    "rerun",
+    "run_campaign",
+]

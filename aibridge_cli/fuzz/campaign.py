@@ -310,9 +310,16 @@ def replay(
     )
 
 
-def write_repro(finding: Finding, directory: Path, taken: set[Path] | None = None) -> Path:
+def write_repro(
+    finding: Finding,
+    directory: Path,
+    taken: set[Path] | None = None,
+    header: dict[str, Any] | None = None,
+) -> Path:
     """Write ``repro-<iteration seed>.jsonl`` (``-2``, ``-3``... when one iteration shows
-    several signatures: ``taken`` holds the paths written so far)."""
+    several signatures: ``taken`` holds the paths written so far); ``header``: more fields
+    for its first line (a black-box finding's target and client)."""
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"repro-{finding.iteration_seed}.jsonl"
     n = 1
     while taken is not None and path in taken:
@@ -320,8 +327,10 @@ def write_repro(finding: Finding, directory: Path, taken: set[Path] | None = Non
         path = directory / f"repro-{finding.iteration_seed}-{n}.jsonl"
     if taken is not None:
         taken.add(path)
-    lines = (json.dumps(line, sort_keys=True) + "\n" for line in finding.repro_lines())
-    write_private(path, "".join(lines))  # whole or absent, 0600: it holds the run's bodies
+    lines = finding.repro_lines()
+    lines[0].update(header or {})
+    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+    write_private(path, text)  # whole or absent, 0600: it holds the run's bodies
     return path
 
 

@@ -7,7 +7,7 @@ import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import typer
 
@@ -17,9 +17,12 @@ from ..console import report_out as stdout
 from ..errors import AibridgeError, ConfigError
 
 if TYPE_CHECKING:
-    from .blackbox import BlackBoxSettings
+    from .blackbox import BlackBoxRun, BlackBoxSettings
     from .campaign import Finding, Settings, Shard
-    from .plan import FaultKind
+    from .evidence import Evidence
+    from .plan import FaultKind, Plan
+    from .scenario import Scenario
+    from .target import ClientConfig
 
 # The profiles by name (oracles.Profile): typer needs the choices without importing the fuzzer.
 ProfileName = Literal["generic", "aibridge"]
@@ -121,6 +124,31 @@ def fuzz(
             "otherwise answer with their recorded results; TOML and repro files are refused).",
         ),
     ] = False,
+    target_tools: Annotated[
+        str | None,
+        typer.Option(
+            help="Black-box: the tools file the target runs with, or 'none'; scenarios "
+            "follow it (default: the target is configured like each scenario)."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option(help="Black-box: upstream error bodies must come back byte for byte.")
+    ] = False,
+    client_path: Annotated[
+        list[str] | None,
+        typer.Option(help="Black-box: [API=]PATH, the target's route for an API; repeatable."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Black-box: the model the client asks the target for.")
+    ] = None,
+    client_header: Annotated[
+        list[str] | None,
+        typer.Option(help="Black-box: 'Name: value' sent with every request; repeatable."),
+    ] = None,
+    show_scenario: Annotated[
+        str | None,
+        typer.Option(help="Print a scenario's request and its upstream exchanges' bytes."),
+    ] = None,
 ) -> None:
     """Fuzz the proxy in a simulated world (or a running proxy, with --target).
 
@@ -137,14 +165,22 @@ def fuzz(
 
     try:
         if list_:
-            stdout.print(report.listing(builtin_scenarios()))
+            listed = select(scenario or [], fixtures or []) if scenario or fixtures else None
+            stdout.print(report.listing(listed or builtin_scenarios()))
+            return
+        if show_scenario is not None:
+            sys.stdout.write(report.scenario_bytes(select([show_scenario], [])))
             return
         if html is not None and repro is None:
             raise ConfigError(
                 "--html goes with --repro (a campaign writes its pages beside the repros)"
             )
         if repro is not None:
-            raise typer.Exit(_replay(repro, as_json, show_body, html, allow_commands))
+            from .target import client_config
+
+            client = client_config(client_path or (), model, client_header or ())
+            where = (target, upstream_port)
+            raise typer.Exit(_replay(repro, as_json, show_body, html, client, where, allow_commands))
         if iterations < 1:
             raise ConfigError(f"--iterations must be at least 1, not {iterations}")
         if jobs < 1:
@@ -160,19 +196,28 @@ def fuzz(
         if upstream_port is not None and not 0 < upstream_port < 65536:
             raise ConfigError(f"--upstream-port {upstream_port}: not a TCP port")
         profile = Profile(oracles or ("generic" if target is not None else "aibridge"))
-        judged = profile_oracles(profile, skip_oracle or ())
+        judged = profile_oracles(profile, skip_oracle or (), black_box=target is not None)
         kinds = parse_faults(fault or (), no_fault or ())
         chosen = select(scenario or [], fixtures or [], allow_commands)
         if seed is None:
             seed = random.SystemRandom().randrange(2**32)
         if target is not None:
-            from .blackbox import BlackBoxSettings
+            from .target import BlackBoxSettings, client_config, declared_tools
 
             assert upstream_port is not None
             black_box = BlackBoxSettings(
-                target, upstream_port, chosen, seed, iterations, judged, kinds
+                target,
+                upstream_port,
+                chosen,
+                seed,
+                iterations,
+                judged,
+                kinds,
+                client=client_config(client_path or (), model, client_header or ()),
+                target_tools=declared_tools(target_tools),
+                strict=strict,
             )
-            raise typer.Exit(_blackbox(black_box, as_json))
+            raise typer.Exit(_blackbox(black_box, as_json, out))
         settings = Settings(
             scenarios=chosen,
             seed=seed,
@@ -254,8 +299,9 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
     return 1 if campaign.failures else 0
 
 
-def _blackbox(settings: BlackBoxSettings, as_json: bool) -> int:
-    """Fuzz the proxy at ``settings.url``; 1 when anything failed."""
+def _blackbox(settings: BlackBoxSettings, as_json: bool, out: Path) -> int:
+    """Fuzz the proxy at ``settings.url``; 1 when anything failed. The first iteration of
+    each distinct failure is written as a repro file with its page."""
     import time
 
     import trio
@@ -266,6 +312,9 @@ def _blackbox(settings: BlackBoxSettings, as_json: bool) -> int:
     started = time.monotonic()
     run = trio.run(run_campaign, settings)
     elapsed = time.monotonic() - started
+    repros = _blackbox_repros(run, out)
+    if repros:
+        stderr.print(f"a repro file and page for each distinct failure in {out}/", highlight=False)
     if as_json:
         sys.stdout.write(json.dumps(report.blackbox_json(run), indent=2) + "\n")
     else:
@@ -274,24 +323,56 @@ def _blackbox(settings: BlackBoxSettings, as_json: bool) -> int:
     return 1 if any(o.violations for o in run.outcomes) else 0
 
 
-def _write_page(finding: Finding, path: Path, inputs: Sequence[Path] = ()) -> None:
-    """The finding's timeline page (its runs are run again, with marks); never over an
-    input or a fixture."""
+def _blackbox_repros(run: BlackBoxRun, out: Path) -> list[Path]:
+    from .blackbox import blackbox_scenario
+    from .blackbox_findings import finding, repro_header
+    from .campaign import write_repro
+    from .evidence import Evidence
+    from .report import first_outcomes
+    from .signature import signature_counts
+
+    failing = [o for o in run.outcomes if o.violations]
+    counts = signature_counts(failing)
+    scenarios = {s.name: s for s in run.settings.scenarios}
+    taken: set[Path] = set()
+    paths = []
+    for sig, o in first_outcomes(failing).items():
+        assert o.world is not None  # a failing outcome keeps its world
+        scenario = blackbox_scenario(scenarios[o.scenario])
+        found = finding(
+            run.settings, o.iteration, o.seed, scenario, o.plan, o.violations, o.world,
+            counts[sig][0], sig.oracle,
+        )  # fmt: skip
+        header = repro_header(run.settings, o.leak_probe, o.framing, o.request_pad)
+        path = write_repro(found, out, taken, header)
+        _write_page(Evidence(found, o.world, None, run.settings.url), path.with_suffix(".html"))
+        paths.append(path)
+    return paths
+
+
+def _write_page(finding: Finding | Evidence, path: Path, inputs: Sequence[Path] = ()) -> None:
+    """The finding's timeline page (a simulated finding's runs are run again, with marks;
+    a black-box one's evidence is what the campaign saw); never over an input or a fixture."""
     from ..files import write_private
     from ..views.repro import repro_page
-    from .evidence import gather
+    from .evidence import Evidence, gather
 
-    write_private(path, repro_page(gather(finding)), inputs=inputs, spare_data=True)
+    evidence = finding if isinstance(finding, Evidence) else gather(finding)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path, repro_page(evidence), inputs=inputs, spare_data=True)
 
 
 def _replay(
     path: Path,
     as_json: bool,
     show_body: bool,
-    html: Path | None = None,
+    html: Path | None,
+    client: ClientConfig,
+    where: tuple[str | None, int | None],
     allow_commands: bool = False,
 ) -> int:
     from . import report
+    from .blackbox_findings import MODE
     from .campaign import Case, Origin, load_repro, replay
     from .oracles import ALL_ORACLES
     from .runner import Judge
@@ -302,6 +383,8 @@ def _replay(
 
         refuse_overwrite(html, [path])  # before the run, not after it
     header, scenario, plan = load_repro(path, allow_commands)
+    if header.get("mode") == MODE:
+        return _rerun(header, scenario, plan, as_json, html, client, where)
     oracles = frozenset(header.get("oracles", ALL_ORACLES))
     judge = Judge(header["stream_initiation"], oracles)
     origin = Origin(header["seed"], header["iteration"], header["iteration_seed"])
@@ -315,6 +398,57 @@ def _replay(
         _write_page(finding, html, [path])
         stderr.print(f"wrote {html}", highlight=False)
     return 1 if finding.violations else 0
+
+
+def _rerun(
+    header: dict[str, Any],
+    scenario: Scenario,
+    plan: Plan,
+    as_json: bool,
+    html: Path | None,
+    client: ClientConfig,
+    where: tuple[str | None, int | None],
+) -> int:
+    """A black-box repro file: its iteration against the target once more, judged."""
+    from dataclasses import replace
+
+    import trio
+
+    from ..errors import FixtureError
+    from . import report
+    from .blackbox import BlackBoxPlan, Rerun, rerun
+    from .blackbox_findings import finding, settings_from_header
+    from .blackbox_upstream import Framing
+    from .evidence import Evidence
+
+    settings = settings_from_header(header, scenario, client)
+    target, upstream_port = where
+    settings = replace(
+        settings,
+        url=target or settings.url,
+        upstream_port=upstream_port or settings.upstream_port,
+    )
+    framing = header.get("framing", "chunked")
+    if framing not in get_args(Framing):
+        raise FixtureError(f"a black-box repro's framing must be one of {get_args(Framing)}")
+    drawn = BlackBoxPlan(
+        plan, bool(header["leak_probe"]), framing, int(header.get("request_pad", 0))
+    )
+    case = Rerun(header["iteration"], header["iteration_seed"], scenario, drawn)
+    run = trio.run(rerun, settings, case)
+    outcome = run.outcomes[0]
+    if as_json:
+        sys.stdout.write(json.dumps(report.blackbox_json(run), indent=2) + "\n")
+    else:
+        stdout.print(report.blackbox_renderable(run))
+    if html is not None and outcome.world is not None:
+        found = finding(
+            settings, outcome.iteration, outcome.seed, scenario, plan, outcome.violations,
+            outcome.world, 1, header.get("oracle"),
+        )  # fmt: skip
+        _write_page(Evidence(found, outcome.world, None, settings.url), html)
+        stderr.print(f"wrote {html}", highlight=False)
+    return 1 if outcome.violations else 0
 
 
 def register(app: typer.Typer) -> None:

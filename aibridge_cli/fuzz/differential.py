@@ -91,6 +91,13 @@ def played(reply: Reply) -> bytes:
     return b"".join(chunks)
 
 
+def broken(reply: Reply) -> bool:
+    """The upstream failed this answer: an error status, a reset or stall, an error event."""
+    if reply.status >= 400 or reply.fault is not None:
+        return True
+    return any(c.startswith((b"event: error\n", b'data: {"error"')) for c in reply.chunks)
+
+
 def _without(data: Any, keys: Collection[str] = _STRIPPED) -> Any:
     if isinstance(data, dict):
         return {k: v for k, v in data.items() if k not in keys}
@@ -489,8 +496,11 @@ def stream_problems(exchange: Exchange, exact: bool) -> list[str]:
     status, headers, body = response.status, response.headers, response.body
     due = due_events(api, injected, served)
     if media_type(headers) != "text/event-stream":
-        if due.ending != "complete" and (status or 0) >= 400 and not due.events:
-            return []  # an error before anything was due: a JSON error is one right shape
+        if due.ending != "complete" and (status or 0) >= 400 and (not due.events or not exact):
+            # An error before anything was due: one right shape. Generic: also after events
+            # were due, from a gateway that had not committed (it sent no status yet: it
+            # buffers, or it retried); what it may answer then is status-mapping's to judge.
+            return []
         return [
             f"events lost: status {status} {media_type(headers) or 'no body'}, "
             f"due {len(due.events)} events"
@@ -578,8 +588,9 @@ def body_problems(exchange: Exchange, exact: bool) -> list[str]:
         answers.append(answer)
     last = served[-1] if served else None
     if status is None or status >= 400:
-        if last is not None and last.status >= 400 and last.status not in (401, 403, 429):
-            # an upstream error status the proxy relays as it came
+        if exact and last is not None and last.status >= 400 and last.status not in (401, 403, 429):
+            # an upstream error status the proxy relays as it came (generic: a gateway may
+            # re-wrap it; status-mapping judges its class and error type)
             if status != last.status or body != played(last):
                 return [f"the upstream's {last.status} came back as {status}"]
         return []

@@ -21,6 +21,7 @@ class Evidence:
     finding: Finding
     run: WorldResult
     canonical: WorldResult | None  # for schedule-dependence: the run it should equal
+    target: str | None = None  # a black-box finding's target: the run is what we saw of it
 
 
 def gather(finding: Finding) -> Evidence:

@@ -275,6 +275,13 @@ RULES: dict[str, Rules] = {
 }
 
 
+def _mixed_with_events(status: int, media: str, body: bytes) -> list[str]:
+    lines = body.replace(b"\r\n", b"\n").split(b"\n")
+    if any(line.startswith((b"event:", b"data:")) for line in lines):
+        return [f"status {status} {media or 'without content-type'} with SSE events in its body"]
+    return []
+
+
 def response_problems(
     api: str,
     response: Response,
@@ -307,6 +314,10 @@ def response_problems(
         )
         return problems
     if media != "application/json":
+        if not strict and response.status >= 400:
+            # A gateway's own error page (a 502 in HTML from a reverse proxy) is a right
+            # answer in any content type, as long as it is one shape, not a mix with events.
+            return [*problems, *_mixed_with_events(response.status, media, response.body)]
         return [*problems, f"status {response.status} with content-type {media or 'none'}"]
     try:
         data = json.loads(response.body)

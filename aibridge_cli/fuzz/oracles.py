@@ -37,6 +37,7 @@ from ..sse import SSEDecoder
 from .differential import (
     Exchange,
     body_problems,
+    broken,
     continued,
     played,
     stream_problems,
@@ -61,6 +62,7 @@ class Oracle:
     holds: str
     profile: Profile
     simulation_only: bool = False
+    black_box_only: bool = False  # judged from what only a black-box campaign observes
 
 
 _ORACLE_LIST = (
@@ -125,6 +127,43 @@ _ORACLE_LIST = (
         Profile.AIBRIDGE,
         simulation_only=True,  # a black-box target runs its own tools, unseen
     ),
+    Oracle(
+        "upstream-reached",
+        "the target called the upstream for the client's request",
+        Profile.GENERIC,
+        black_box_only=True,
+    ),
+    Oracle(
+        "retry",
+        "a repeated upstream attempt only before the first byte reached the client",
+        Profile.GENERIC,
+        black_box_only=True,
+    ),
+    Oracle(
+        "request-fidelity",
+        "the upstream got the client's request: body, model (or its documented mapping), "
+        "the client's headers",
+        Profile.GENERIC,
+        black_box_only=True,
+    ),
+    Oracle(
+        "status-mapping",
+        "an upstream error status reaches the client in its class, with its error type",
+        Profile.GENERIC,
+        black_box_only=True,
+    ),
+    Oracle(
+        "after-hang-up",
+        "no upstream request sent, and no answer read on, after the client left",
+        Profile.GENERIC,
+        black_box_only=True,
+    ),
+    Oracle(
+        "relayed",
+        "the upstream's usage and response headers (request ids, Retry-After) reach the client",
+        Profile.GENERIC,
+        black_box_only=True,
+    ),
 )
 # The tool-results signature: which tool and result vary, the failure does not.
 _LOST_RESULT = "a tool's result missing from the next upstream request"
@@ -134,19 +173,26 @@ ORACLES: dict[str, Oracle] = {oracle.name: oracle for oracle in _ORACLE_LIST}
 SWITCHING_PROTOCOLS = 101
 
 
-def profile_oracles(profile: Profile, skip: Collection[str] = ()) -> frozenset[str]:
-    """The oracles a ``profile`` campaign judges, less ``skip``."""
+def profile_oracles(
+    profile: Profile, skip: Collection[str] = (), *, black_box: bool = False
+) -> frozenset[str]:
+    """The oracles a ``profile`` campaign judges, less ``skip``: a simulated campaign's
+    (``black_box``: a campaign against a running target's)."""
     unknown = sorted(set(skip) - set(ORACLES))
     if unknown:
         raise ConfigError(
             f"--skip-oracle {unknown[0]!r}: no such oracle (one of {', '.join(ORACLES)})"
         )
     wanted = {Profile.GENERIC} if profile is Profile.GENERIC else set(Profile)
-    return frozenset(o.name for o in _ORACLE_LIST if o.profile in wanted) - set(skip)
+    mode = [o for o in _ORACLE_LIST if (o.simulation_only if black_box else o.black_box_only)]
+    chosen = {o.name for o in _ORACLE_LIST if o.profile in wanted} - {o.name for o in mode}
+    return frozenset(chosen) - set(skip)
 
 
 ALL_ORACLES = profile_oracles(Profile.AIBRIDGE)
 GENERIC_ORACLES = profile_oracles(Profile.GENERIC)
+# aibridge's own rules: judging any of them holds the relay to aibridge's exact one
+_AIBRIDGE_RULES = frozenset(o.name for o in _ORACLE_LIST if o.profile is Profile.AIBRIDGE)
 
 
 @dataclass(frozen=True)
@@ -165,6 +211,7 @@ class Run:
     world: WorldResult
     served: Sequence[Reply]  # the upstream's answers, one per request it answered
     stream_initiation: StreamInitiation = "eager"
+    strict: bool = False  # generic oracles hold upstream bytes equal (``--strict``)
 
 
 @dataclass(frozen=True)
@@ -301,15 +348,6 @@ def _final_error_problems(
 # -- what the upstream sent ----------------------------------------------------------------
 
 
-def _sends_error(reply: Reply) -> bool:
-    return any(c.startswith((b"event: error\n", b'data: {"error"')) for c in reply.chunks)
-
-
-def _broken(reply: Reply) -> bool:
-    """The upstream failed this answer: an error status, a reset or stall, an error event."""
-    return reply.status >= 400 or reply.fault is not None or _sends_error(reply)
-
-
 def _verbatim(reply: Reply, response: Response) -> bool:
     """The client got the upstream's whole message as it was: a transparent relay of an
     answer that failed on its own terms (an error event inside a JSON body)."""
@@ -439,7 +477,7 @@ def judge(
     clean = world.live and response.complete and not response.truncated and not problems
     got = normalize_response(scenario.api, response.status, response.headers, response.body)
     errored = (response.status or 0) >= 400 or bool(got["error_type"])
-    if "error-surfaced" in oracles and run.served and _broken(run.served[-1]) and clean:
+    if "error-surfaced" in oracles and run.served and broken(run.served[-1]) and clean:
         if not errored and not _verbatim(run.served[-1], response):
             message = "the upstream's answer failed, the client got a clean end"
             found.append(Violation("error-surfaced", f"{message} ({shape})", shape))
@@ -480,7 +518,7 @@ def _differential(
     shape = body_shape(response)
     if "differential" in oracles:
         # Any of aibridge's own rules judged: hold it to its documented relay, data equal.
-        exact = bool(set(oracles) - GENERIC_ORACLES)
+        exact = run.strict or bool(set(oracles) & _AIBRIDGE_RULES)
         exchange = Exchange(api, injected, run.served, response)
         problems_of = stream_problems if scenario.streaming else body_problems
         problems = problems_of(exchange, exact)

@@ -279,25 +279,29 @@ def blackbox_renderable(run: BlackBoxRun) -> RenderableType:
         Text(f"aibridge fuzz --target {s.url}: seed {s.seed}, {len(run.outcomes)} iterations"),
         summary_table(runs, failed, oracles),
     ]
+    if run.skipped:
+        skipped = Table(title="scenarios skipped", title_justify="left")
+        skipped.add_column("scenario", no_wrap=True)
+        skipped.add_column("why it does not apply to the target")
+        for name, why in run.skipped:
+            skipped.add_row(name, why)
+        parts.append(skipped)
     counts = signature_counts(failing)
-    firsts: dict[Signature, BlackBoxOutcome] = {}
-    for o in failing:
-        for sig in o.signatures:
-            firsts.setdefault(sig, o)
+    firsts = first_outcomes(failing)
     if counts:
-        parts.append(signatures_table(counts))
+        parts.append(behaviours_table(counts, failing))
     for sig, o in firsts.items():
         violation = next(v for v in o.violations if v.oracle == sig.oracle)
         lines = [
             f"{counts[sig][0]} failing iteration(s); first: iteration {o.iteration} "
-            f"(iteration seed {o.seed})",
+            f"(iteration seed {o.seed}), {o.scenario}",
             f"violated {sig.oracle}: {violation.message}",
             "plan:",
             *(f"  {line}" for line in describe_plan(o.plan)),
             *body_lines(o.client),
         ]
         parts += [
-            Text(f"FAIL {sig.label()}: {sig.scenario}", style="bold red"),
+            Text(f"FAIL {sig.label()}", style="bold red"),
             Text("\n".join(lines)),
         ]
     if run.late or run.unmarked:
@@ -319,6 +323,33 @@ def blackbox_renderable(run: BlackBoxRun) -> RenderableType:
     return Group(*parts)
 
 
+def first_outcomes(failing: Sequence[BlackBoxOutcome]) -> dict[Signature, BlackBoxOutcome]:
+    """The first failing iteration of each black-box behaviour."""
+    firsts: dict[Signature, BlackBoxOutcome] = {}
+    for o in failing:
+        for sig in o.signatures:
+            firsts.setdefault(sig, o)
+    return firsts
+
+
+def behaviours_table(
+    counts: dict[Signature, tuple[int, int]], failing: Sequence[BlackBoxOutcome]
+) -> Table:
+    """Every distinct black-box failure: one per behaviour (oracle and shape), with the
+    scenarios it showed in counted."""
+    table = Table(title="distinct failures", title_justify="left")
+    for column in ("oracle", "shape"):
+        table.add_column(column)
+    table.add_column("iterations", justify="right")
+    table.add_column("first", justify="right")
+    table.add_column("scenarios")
+    for signature, (count, first) in sorted(counts.items(), key=lambda i: (i[1][1], i[0])):
+        where = Counter(o.scenario for o in failing if signature in o.signatures)
+        shown = ", ".join(f"{name} {n}" for name, n in sorted(where.items()))
+        table.add_row(signature.oracle, signature.shape, str(count), str(first), shown)
+    return table
+
+
 def _late_summary(run: BlackBoxRun) -> str:
     shown = ", ".join(f"iteration {r.marked} during {r.during}" for r in run.late[:5])
     return shown + (", ..." if len(run.late) > 5 else "")
@@ -335,6 +366,7 @@ def blackbox_json(run: BlackBoxRun) -> dict[str, Any]:
         "reproduction": "statistical",
         "late_requests": [r._asdict() for r in run.late],
         "unmarked_requests": run.unmarked,
+        "skipped": [{"scenario": name, "why": why} for name, why in run.skipped],
         "failures": [
             {
                 "iteration": o.iteration,
@@ -370,3 +402,24 @@ def listing(scenarios: Sequence[Scenario]) -> RenderableType:
         where = f"{oracle.profile}{' (simulation only)' if oracle.simulation_only else ''}"
         oracles.add_row(oracle.name, where, oracle.holds)
     return Group(table, kinds, oracles)
+
+
+def scenario_bytes(scenarios: Sequence[Scenario]) -> str:
+    """``--show-scenario``: each scenario's request and its upstream exchanges, as the
+    bytes a black-box campaign plays before any fault (Retry-After 0 included)."""
+    from .blackbox import blackbox_scenario
+
+    out: list[str] = []
+    for scenario in scenarios:
+        played = blackbox_scenario(scenario)
+        out += [f"# {scenario.name}: {scenario.describe()}", f"POST {scenario.path}", ""]
+        out += [scenario.body.decode("utf-8", "backslashreplace"), ""]
+        for n, exchange in enumerate(played.exchanges):
+            out.append(f"## exchange {n}: {exchange.status}")
+            out += [f"{name}: {value}" for name, value in exchange.headers]
+            out.append("")
+            out.append(exchange.body.decode("utf-8", "backslashreplace"))
+            if exchange.fault is not None:
+                out.append(f"({exchange.fault} after {exchange.fault_after} body bytes)")
+            out.append("")
+    return "\n".join(out)

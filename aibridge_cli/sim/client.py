@@ -25,7 +25,7 @@ from wsproto.events import (
 )
 from wsproto.events import Request as WSRequest
 
-from ..headers import Headers
+from ..headers import FrozenHeaders, Headers
 from ..providers.openai_responses_ws import is_last_message, sse_view
 
 
@@ -57,9 +57,11 @@ async def exchange(
     pace: Pace,
     note: Callable[[str, bytes], None] | None = None,
     host: str = "proxy.sim",
+    extra_headers: FrozenHeaders = (),
 ) -> ClientResult:
     """Send one request over ``stream`` and read the response at the given pace; ``host``
-    is the Host header (a real proxy's guard admits only the address it serves)."""
+    is the Host header (a real proxy's guard admits only the address it serves),
+    ``extra_headers`` go after the request's own (a black-box target's client auth)."""
     result = ClientResult()
     if pace.start_after:
         await trio.sleep(pace.start_after)
@@ -71,6 +73,7 @@ async def exchange(
             ("host", host),
             ("content-type", "application/json"),
             ("content-length", str(len(body))),
+            *extra_headers,
         ],
     )
     await stream.send_all(

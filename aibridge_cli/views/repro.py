@@ -449,7 +449,9 @@ def repro_page(evidence: Evidence) -> str:
         ("scenario", finding.scenario.name),
         ("seed", str(finding.seed)),
         ("iteration", f"{finding.iteration} (seed {finding.iteration_seed})"),
-        ("stream initiation", finding.stream_initiation),
+        ("stream initiation", finding.stream_initiation)
+        if evidence.target is None
+        else ("target", evidence.target),
     ]
     runs = [run_panel("this run", evidence.run, faults, offending)]
     if canonical is not None:
