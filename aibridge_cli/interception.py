@@ -89,6 +89,7 @@ class UpstreamExchange:
     key: str | None
     response: ResponseLog
     error: str | None = None
+    chaos: dict[str, Any] | None = None  # the serve --chaos rule that struck this answer
 
 
 @dataclass

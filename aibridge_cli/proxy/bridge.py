@@ -66,6 +66,8 @@ from ..interception import (
 from ..providers.base import API, Conversation, ToolCall, dumps
 from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
+from . import chaos_wire
+from .chaos import Chaos, Strike, request_facts
 from .keypool import KeyPool
 from .server import Request, ResponseWriter
 from .upstream_client import body_chunks
@@ -122,6 +124,7 @@ class Environment:
     servers: ToolServers | None = None  # MCP servers, whose tools come and go
     # Upstream WebSockets, over the same network backend as ``client``.
     dialer: WebSocketDialer = field(default_factory=WebSocketDialer)
+    chaos: Chaos = field(default_factory=Chaos)  # serve --chaos; no rule: never consulted
 
     def new_record(
         self,
@@ -386,6 +389,9 @@ class Interceptor:
         base_headers = forwarded_request_headers(self.request_headers, byok=not pool)
         base_headers.append(("content-type", "application/json"))
         base = wire(base_headers)
+        # One attribute read when no chaos rule is set: the relay's cost stays what it was.
+        strike = self._chaos_strike() if self.env.chaos.states else None
+        attempt = 0
         while True:
             headers = list(base)
             key = None
@@ -400,7 +406,13 @@ class Interceptor:
                 "POST", self.upstream.url(self.target), content=content, headers=headers
             )
             with translate_upstream_errors(exchange):
-                response = await self.env.client.send(request, stream=True)
+                if strike is None:
+                    response = await self.env.client.send(request, stream=True)
+                else:
+                    response = await chaos_wire.send(
+                        self.env.client, request, strike, attempt, self.api.name, exchange
+                    )
+            attempt += 1
             try:
                 received = list(response.headers.multi_items())
                 exchange.response.started(response.status_code, received)
@@ -432,6 +444,27 @@ class Interceptor:
             finally:
                 await response.aclose()
             return
+
+    def _chaos_strike(self) -> Strike | None:
+        """Whether a chaos rule strikes this upstream request (``proxy/chaos.py``)."""
+        facts = request_facts(
+            self.api.name,
+            self.record.request.path,
+            self.request_headers,
+            self.record.request.body,
+            loop_turn=bool(self.record.tool_calls),
+        )
+        strike = self.env.chaos.decide(facts, trio.current_time())
+        if strike is not None:
+            log.info(
+                "chaos rule %s strikes %s %s (%s, strike %d)",
+                strike.rule.name,
+                self.record.request.method,
+                facts.path,
+                strike.kind,
+                strike.number,
+            )
+        return strike
 
     # -- the loop ------------------------------------------------------------------------
     async def _run_tools(self, calls: list[ToolCall]) -> list[ToolOutcome]:

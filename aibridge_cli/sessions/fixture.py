@@ -162,6 +162,7 @@ def encode_interception(
                     )
                 ),
                 **({"error": ex.error} if ex.error else {}),
+                **({"chaos": ex.chaos} if ex.chaos else {}),
             }
             for ex in record.upstream
         ],
@@ -273,6 +274,7 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
                 key,
                 _decode_response(_need(ex, "response", dict, where), where + "response"),
                 ex.get("error"),
+                _optional(ex, "chaos", dict, where),
             )
         )
     for i, call in enumerate(obj.get("tool_calls", [])):

@@ -1,0 +1,343 @@
+"""``serve --chaos`` on the wire: each fault kind x API, through the proxy over loopback,
+with the official SDKs raising their own error types on what they get."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+import trio
+
+from aibridge_cli.fakes.anthropic_replies import (
+    message,
+    message_end,
+    message_start,
+    stream,
+    text_block,
+    tool_block,
+)
+from aibridge_cli.fakes.scripted_upstream import Reply
+from aibridge_cli.proxy.chaos import parse_spec
+from aibridge_cli.proxy.chaos_wire import is_tool_arguments
+from aibridge_cli.sse import SSEDecoder
+
+from .conftest import Stack, StackFactory
+from .openai_scripts import (
+    SDK_GENERATORS,
+    chat_text,
+    client_for,
+    close_sdk_clients,  # noqa: F401 (an autouse fixture)
+    function_item,
+    message_item,
+    responses_stream,
+)
+from .sdkutil import collect_sdk_garbage
+
+HELLO: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
+CLIENT_KEY = "sk-ant-client-own-key-CCCC"
+
+
+def hello_stream() -> Reply:
+    return stream(message_start(), text_block(0, "Hel", "lo"), message_end("end_turn", 2))
+
+
+def hello_message() -> Reply:
+    return message([{"type": "text", "text": "Hello"}], "end_turn", 2)
+
+
+def chaos(s: Stack, *specs: str) -> None:
+    for spec in specs:
+        s.app.env.chaos.add(parse_spec(spec), trio.current_time())
+
+
+def claude(s: Stack) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        base_url=s.proxy_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0
+    )
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=1000) as client:
+        yield client
+
+
+async def post_anthropic(http: httpx.AsyncClient, s: Stack, streaming: bool) -> httpx.Response:
+    body = {"model": "claude-test", "max_tokens": 50, "stream": streaming, "messages": HELLO}
+    return await http.post(
+        s.proxy_url + "/anthropic/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY}
+    )
+
+
+async def claude_asks(s: Stack, streaming: bool) -> anthropic.types.Message:
+    async with claude(s) as client:
+        if not streaming:
+            return await client.messages.create(model="claude-test", max_tokens=5, messages=HELLO)
+        async with client.messages.stream(model="claude-test", max_tokens=5, messages=HELLO) as st:
+            return await st.get_final_message()
+
+
+async def openai_asks(client: openai.AsyncOpenAI, route: str) -> object:
+    if route == "chat":
+        return await client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}]
+        )
+    return await client.responses.create(model="gpt-test", input="hi")
+
+
+# -- status faults: the provider's status, body and headers; the SDK's own error type ----------
+ANTHROPIC_STATUS = [
+    ("429,retry-after=2,should-retry=true", 429, "rate_limit_error", anthropic.RateLimitError),
+    ("401", 401, "authentication_error", anthropic.AuthenticationError),
+    ("403", 403, "permission_error", anthropic.PermissionDeniedError),
+    ("500", 500, "api_error", anthropic.InternalServerError),
+    ("529", 529, "overloaded_error", anthropic.OverloadedError),
+]
+
+
+@pytest.mark.parametrize(("spec", "status", "error_type", "raised"), ANTHROPIC_STATUS)
+@pytest.mark.parametrize("streaming", [False, True], ids=["blocking", "streaming"])
+async def test_anthropic_status_faults_are_anthropics_own(
+    stack: StackFactory,
+    http: httpx.AsyncClient,
+    spec: str,
+    status: int,
+    error_type: str,
+    raised: type[anthropic.APIStatusError],
+    streaming: bool,
+) -> None:
+    s = await stack([hello_stream() if streaming else hello_message()] * 2)
+    chaos(s, spec + ",first=1,name=r")
+    with pytest.raises(raised) as caught:
+        await claude_asks(s, streaming)
+    assert caught.value.status_code == status
+    body: Any = caught.value.body
+    assert body["type"] == "error"
+    assert body["error"]["type"] == error_type
+    assert body["request_id"] == "req_chaos_r_1" == caught.value.response.headers["request-id"]
+    assert s.upstream.seen == []  # a status fault answers in the upstream's place
+    if status == 429:
+        assert caught.value.response.headers["retry-after"] == "2"
+        assert caught.value.response.headers["x-should-retry"] == "true"
+    # first=1: the next request goes through untouched
+    response = await post_anthropic(http, s, streaming)
+    assert response.status_code == 200
+    assert len(s.upstream.seen) == 1
+
+
+OPENAI_STATUS = [
+    ("429,retry-after=1", 429, "requests", "rate_limit_exceeded", openai.RateLimitError),
+    ("401", 401, "invalid_request_error", "invalid_api_key", openai.AuthenticationError),
+    ("403", 403, "permission_error", None, openai.PermissionDeniedError),
+    ("500", 500, "server_error", None, openai.InternalServerError),
+    ("529", 503, "server_error", None, openai.InternalServerError),  # OpenAI has no 529
+]
+
+
+@SDK_GENERATORS
+@pytest.mark.parametrize(("spec", "status", "error_type", "code", "raised"), OPENAI_STATUS)
+@pytest.mark.parametrize("route", ["chat", "responses"])
+async def test_openai_status_faults_are_openais_own(
+    stack: StackFactory,
+    spec: str,
+    status: int,
+    error_type: str,
+    code: str | None,
+    raised: type[openai.APIStatusError],
+    route: str,
+) -> None:
+    s = await stack([])
+    chaos(s, spec + ",api=openai")
+    client = client_for(s)
+    with pytest.raises(raised) as caught:
+        await openai_asks(client, route)
+    assert caught.value.status_code == status
+    assert caught.value.body == {
+        "message": caught.value.body["message"],  # type: ignore[index]
+        "type": error_type,
+        "param": None,
+        "code": code,
+    }
+    assert caught.value.response.headers["x-request-id"] == "req_chaos_chaos-1_1"
+    assert s.upstream.seen == []
+
+
+# -- in-stream faults ------------------------------------------------------------------------
+def events_of(body: bytes) -> list[tuple[str | None, Any]]:
+    out: list[tuple[str | None, Any]] = []
+    for event in SSEDecoder().feed(body):
+        try:
+            out.append((event.event, json.loads(event.data)))
+        except ValueError:
+            out.append((event.event, event.data))
+    return out
+
+
+async def test_anthropic_overload_event_after_n_events(
+    stack: StackFactory, http: httpx.AsyncClient
+) -> None:
+    """error-event@2: two events relayed, then Anthropic's own overload event, the end."""
+    s = await stack([hello_stream(), hello_stream()])
+    chaos(s, "error-event@2")
+    response = await post_anthropic(http, s, True)
+    events = events_of(response.content)
+    assert [name for name, _ in events] == ["message_start", "content_block_start", "error"]
+    assert events[-1][1] == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }
+
+    async def iterate() -> tuple[list[str], Any]:
+        seen: list[str] = []
+        async with claude(s) as client:
+            async with client.messages.stream(
+                model="claude-test", max_tokens=5, messages=HELLO
+            ) as st:
+                try:
+                    async for event in st:
+                        seen.append(event.type)
+                except anthropic.APIStatusError as exc:
+                    return seen, exc.body
+        return seen, None
+
+    seen, body = await collect_sdk_garbage(iterate())
+    assert seen == ["message_start", "content_block_start"]
+    assert body["error"]["type"] == "overloaded_error"
+
+
+async def test_anthropic_cut_inside_tool_arguments_ends_in_the_proxys_error_event(
+    stack: StackFactory, http: httpx.AsyncClient
+) -> None:
+    """reset-in-body@tool-args: the first arguments delta goes out, then the connection
+    breaks; the proxy ends the stream as for a real break (an ``api_error`` event)."""
+    client_tool = stream(
+        message_start(),
+        tool_block(0, "get_time", {"tz": "Europe/Paris"}),
+        message_end("tool_use", 9),
+    )
+    s = await stack([client_tool])
+    chaos(s, "reset-in-body@tool-args")
+    response = await post_anthropic(http, s, True)
+    events = events_of(response.content)
+    names = [name for name, _ in events]
+    assert names == ["message_start", "content_block_start", "content_block_delta", "error"]
+    assert events[2][1]["delta"]["type"] == "input_json_delta"
+    assert events[-1][1]["error"]["type"] == "api_error"
+    assert "upstream connection lost" in events[-1][1]["error"]["message"]
+
+
+async def test_early_end_and_malformed_event(stack: StackFactory, http: httpx.AsyncClient) -> None:
+    s = await stack([hello_stream(), hello_stream()])
+    chaos(s, "early-end@3,first=1")
+    ended = events_of((await post_anthropic(http, s, True)).content)
+    chaos(s, "malformed-sse@1,first=1")
+    assert [n for n, _ in ended][:3] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+    ]
+    assert "message_stop" not in [n for n, _ in ended]
+    malformed = events_of((await post_anthropic(http, s, True)).content)
+    assert [n for n, _ in malformed] == ["message_start", "error"]
+    assert "not JSON" in malformed[-1][1]["error"]["message"]
+
+
+async def test_stall_pauses_then_the_stream_goes_on(
+    stack: StackFactory, http: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
+) -> None:
+    s = await stack([hello_stream()])
+    chaos(s, "stall@2,seconds=45")
+    started = trio.current_time()
+    response = await post_anthropic(http, s, True)
+    assert trio.current_time() - started >= 45
+    assert [n for n, _ in events_of(response.content)][-1] == "message_stop"
+
+
+async def test_stall_past_the_read_timeout_is_the_proxys_timeout(
+    stack: StackFactory, http: httpx.AsyncClient, autojump_clock: trio.testing.MockClock
+) -> None:
+    s = await stack([hello_stream()])
+    chaos(s, "stall@2,seconds=1000")
+    response = await post_anthropic(http, s, True)
+    events = [e for e in events_of(response.content) if e[0] != "ping"]  # the proxy's pings
+    assert [n for n, _ in events] == ["message_start", "content_block_start", "error"]
+    assert "timed out" in events[-1][1]["error"]["message"]
+
+
+async def test_reset_before_body_is_a_502(stack: StackFactory, http: httpx.AsyncClient) -> None:
+    s = await stack([])
+    chaos(s, "reset-before-body")
+    response = await post_anthropic(http, s, False)
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "api_error"
+
+
+@SDK_GENERATORS
+async def test_openai_chat_error_event_raises_in_the_sdk(stack: StackFactory) -> None:
+    s = await stack([chat_text("Hello there", usage=3)])
+    chaos(s, "error-event@1")
+    client = client_for(s)
+
+    async def iterate() -> str:
+        got = await client.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with pytest.raises(openai.APIError) as caught:
+            async for _ in got:
+                pass
+        return caught.value.message
+
+    assert "had an error while processing" in await collect_sdk_garbage(iterate())
+
+
+@SDK_GENERATORS
+async def test_openai_responses_error_event_reaches_the_sdk(stack: StackFactory) -> None:
+    """The Responses API's ``error`` event, as OpenAI sends it: the SDK hands it over as its
+    own typed ``ResponseErrorEvent`` (it raises only on one carrying an ``error`` object)."""
+    s = await stack([responses_stream("resp_1", [message_item("msg_1", "Hello")])])
+    chaos(s, "error-event@1")
+    client = client_for(s)
+
+    async def iterate() -> list[Any]:
+        got = await client.responses.create(model="gpt-test", input="hi", stream=True)
+        return [event async for event in got]
+
+    events = await collect_sdk_garbage(iterate())
+    assert [e.type for e in events] == ["response.created", "error"]
+    assert isinstance(events[-1], openai.types.responses.ResponseErrorEvent)
+    assert (events[-1].code, events[-1].sequence_number) == ("server_error", 1)
+    assert "had an error while processing" in events[-1].message
+
+
+async def test_openai_function_call_arguments_are_a_tool_args_point(stack: StackFactory) -> None:
+    s = await stack([responses_stream("resp_1", [function_item("get_time")])])
+    chaos(s, "early-end@tool-args")
+    async with httpx.AsyncClient(timeout=100) as http:
+        response = await http.post(
+            s.proxy_url + "/openai/v1/responses",
+            json={"model": "gpt-test", "input": "hi", "stream": True},
+        )
+    # With injected tools offered the proxy holds an iteration's events until its end, so
+    # a stream that ends early is one JSON error (docs: the Responses API).
+    assert response.status_code == 502
+    assert "ended before response.completed" in response.json()["error"]["message"]
+    assert s.app.env.chaos.status()["rules"][0]["struck"] == 1
+
+
+async def test_tool_argument_pieces_of_each_api() -> None:
+    pieces = [
+        b'event: content_block_delta\ndata: {"delta":{"type":"input_json_delta"}}\n\n',
+        b'data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{\\"a"}}]}}]}\n\n',
+        b'event: response.function_call_arguments.delta\ndata: {"delta":"{"}\n\n',
+    ]
+    others = [
+        b'data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":""}}]}}]}\n\n',
+        b'event: content_block_delta\ndata: {"delta":{"type":"text_delta"}}\n\n',
+    ]
+    assert [is_tool_arguments(e) for p in pieces for e in SSEDecoder().feed(p)] == [True] * 3
+    assert [is_tool_arguments(e) for p in others for e in SSEDecoder().feed(p)] == [False] * 2
