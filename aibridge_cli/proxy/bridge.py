@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import httpx
@@ -67,7 +67,7 @@ from ..providers.base import API, Conversation, ToolCall, dumps
 from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
 from . import chaos_wire
-from .chaos import Chaos, Strike, request_facts
+from .chaos import Chaos, Facts, Strike, request_facts
 from .keypool import KeyPool
 from .server import Request, ResponseWriter
 from .upstream_client import body_chunks
@@ -376,6 +376,8 @@ class Interceptor:
         self.target = api.upstream_path + ("?" + query if query else "")
         self.record = record
         self.first_headers: Headers | None = None  # relayed: the first answer's headers
+        # What chaos rules read of the request, taken before the loop grows its body.
+        self.chaos_facts = self._facts() if env.chaos.watching else None
 
     # -- upstream attempts ---------------------------------------------------------------
     @asynccontextmanager
@@ -445,15 +447,19 @@ class Interceptor:
                 await response.aclose()
             return
 
+    def _facts(self) -> Facts:
+        request = self.record.request
+        return request_facts(
+            self.api.name, request.path, self.request_headers, request.body, loop_turn=False
+        )
+
     def _chaos_strike(self) -> Strike | None:
         """Whether a chaos rule strikes this upstream request (``proxy/chaos.py``)."""
-        facts = request_facts(
-            self.api.name,
-            self.record.request.path,
-            self.request_headers,
-            self.record.request.body,
-            loop_turn=bool(self.record.tool_calls),
-        )
+        if self.chaos_facts is None:  # a rule came in while this request ran
+            self.chaos_facts = self._facts()
+        facts = self.chaos_facts
+        if self.record.tool_calls and not facts.after_tool_turn:
+            facts = replace(facts, after_tool_turn=True)  # an agentic continuation
         strike = self.env.chaos.decide(facts, trio.current_time())
         if strike is not None:
             log.info(

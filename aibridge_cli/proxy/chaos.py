@@ -154,7 +154,17 @@ def carries_tool_results(body: Mapping[str, Any]) -> bool:
     )
 
 
+# Left out of a body's digest: a client may retry a broken stream as a blocking request
+# with a smaller output limit (Claude Code 2.1 does: max_tokens 128000 -> 64000), and that
+# is the same request again.
+_NOT_THE_REQUEST = frozenset(
+    {"stream", "stream_options", "max_tokens", "max_output_tokens", "max_completion_tokens"}
+)
+
+
 def body_digest(body: Any) -> str:
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k not in _NOT_THE_REQUEST}
     data = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(data.encode(), digest_size=12).hexdigest()
 
@@ -270,24 +280,23 @@ class Chaos:
         digest = hashlib.blake2b(f"{self.seed}:{name}:{n}".encode(), digest_size=8).digest()
         return int.from_bytes(digest, "big") / 2**64
 
-    def observe(self, record: Interception, now: float) -> None:
+    def observe(self, facts: Facts, record: Interception, now: float) -> None:
         """A client's request is over: what the reaction report reads."""
         struck = any(ex.chaos for ex in record.upstream)
         status = record.response.status
-        facts = request_facts(
-            record.api,
-            record.request.path,
-            record.request.headers,
-            record.request.body,
-            loop_turn=False,
-        )
         self.reactions.finished(
             Seen(
                 digest=facts.digest,
                 client=facts.client,
                 arrived=now - record.clock() / 1000,
                 finished=now,
-                ok=record.outcome == "ok" and status is not None and status < 400,
+                # A struck answer is no recovery, though a stream that ended in an error
+                # event is a 200 that went "ok". A client that hangs up as soon as it has
+                # its answer cancels a request that went well.
+                ok=not struck
+                and not record.outcome.startswith("error")
+                and status is not None
+                and status < 400,
                 struck=struck,
             )
         )

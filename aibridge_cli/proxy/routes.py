@@ -290,12 +290,14 @@ class BridgeApp:
                 api, self.upstreams[api.provider], self.env, request, record, tools
             )
             conversation = api.conversation(body, tools)
-            if is_streaming(body):
-                await interceptor.run_streaming(conversation, writer)
-            else:
-                await interceptor.run_blocking(conversation, writer)
-            if self.env.chaos.watching:  # what the reaction report reads
-                self.env.chaos.observe(record, trio.current_time())
+            try:
+                if is_streaming(body):
+                    await interceptor.run_streaming(conversation, writer)
+                else:
+                    await interceptor.run_blocking(conversation, writer)
+            finally:
+                if interceptor.chaos_facts is not None:  # what the reaction report reads
+                    self.env.chaos.observe(interceptor.chaos_facts, record, trio.current_time())
         keys = ",".join(record.keys_used)
         return f" attempts={len(record.upstream)}" + (f" keys={keys}" if keys else "")
 
