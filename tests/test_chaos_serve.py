@@ -38,7 +38,8 @@ def hello(seen: SeenRequest, index: int) -> Reply:
 
 
 async def stream_until_error(client: anthropic.AsyncAnthropic) -> str | None:
-    async with client.messages.stream(model="claude-test", max_tokens=5, messages=HELLO) as st:
+    again: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi again"}]
+    async with client.messages.stream(model="claude-test", max_tokens=5, messages=again) as st:
         try:
             async for _ in st:
                 pass
