@@ -341,3 +341,47 @@ async def test_tool_argument_pieces_of_each_api() -> None:
     ]
     assert [is_tool_arguments(e) for p in pieces for e in SSEDecoder().feed(p)] == [True] * 3
     assert [is_tool_arguments(e) for p in others for e in SSEDecoder().feed(p)] == [False] * 2
+
+
+# -- with a key pool: the fault reaches the pool as the upstream's answer would ---------------
+K0, K1 = "sk-ant-chaos-pool-zero-0000AAAA", "sk-ant-chaos-pool-one-1111BBBB"
+
+
+async def test_429_one_cools_the_key_in_use_and_the_proxy_fails_over(
+    stack: StackFactory, http: httpx.AsyncClient
+) -> None:
+    s = await stack([hello_message()], keys=[K0, K1])
+    chaos(s, "429-one,retry-after=30,first=1")
+    response = await post_anthropic(http, s, False)
+    assert response.status_code == 200
+    assert [r.header("x-api-key") for r in s.upstream.seen] == [K1]
+    states = [k["state"] for k in s.app.status()["providers"]["anthropic"]["keys"]]
+    assert states == ["cooling", "valid"]
+
+
+async def test_429_all_strikes_every_key_and_the_client_gets_the_pools_429(
+    stack: StackFactory, http: httpx.AsyncClient
+) -> None:
+    s = await stack([], keys=[K0, K1])
+    chaos(s, "429-all,retry-after=7,first=1")
+    response = await post_anthropic(http, s, False)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7"
+    assert response.json()["error"]["type"] == "rate_limit_error"
+    assert s.upstream.seen == []
+
+
+async def same_seed_run(stack: StackFactory, http: httpx.AsyncClient, seed: int) -> list[int]:
+    s = await stack([hello_message()] * 30)
+    s.app.env.chaos.seed = seed
+    chaos(s, "500,p=0.4")
+    return [(await post_anthropic(http, s, False)).status_code for _ in range(30)]
+
+
+async def test_the_same_seed_and_traffic_strike_the_same_requests(
+    stack: StackFactory, http: httpx.AsyncClient
+) -> None:
+    first = await same_seed_run(stack, http, 11)
+    assert first == await same_seed_run(stack, http, 11)
+    assert first != await same_seed_run(stack, http, 12)
+    assert 3 < first.count(500) < 24
