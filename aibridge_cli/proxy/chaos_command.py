@@ -54,10 +54,11 @@ def load_chaos(
 
     rules: list[Rule] = [parse_spec(spec) for spec in specs]
     file_seed: int | None = None
-    for path in (tools_file, chaos_file):
+    sources = [(tools_file, "tools file", "see the README's injected tools section")]
+    for path, what, hint in [*sources, (chaos_file, "chaos file", "see docs/chaos.md")]:
         if path is None:
             continue
-        data = read_toml(path, "chaos file", "see docs/chaos.md")
+        data = read_toml(path, what, hint)
         found, found_seed = rules_from_toml(data, str(path))
         rules += found
         file_seed = found_seed if found_seed is not None else file_seed
