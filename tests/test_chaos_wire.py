@@ -385,3 +385,55 @@ async def test_the_same_seed_and_traffic_strike_the_same_requests(
     assert first == await same_seed_run(stack, http, 11)
     assert first != await same_seed_run(stack, http, 12)
     assert 3 < first.count(500) < 24
+
+
+# -- every body fault on every API: the client gets an error its SDK understands -------------
+BODY_FAULTS = ["reset-in-body@1", "early-end@1", "malformed-sse@1", "reset-before-body"]
+
+
+async def anthropic_stream(s: Stack) -> None:
+    async with claude(s) as client:
+        async with client.messages.stream(model="claude-test", max_tokens=5, messages=HELLO) as st:
+            async for _ in st:
+                pass
+
+
+async def chat_stream(s: Stack) -> None:
+    got = await client_for(s).chat.completions.create(
+        model="gpt-test", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    async for _ in got:
+        pass
+
+
+async def responses_stream_read(s: Stack) -> None:
+    """The SDK raises on an ``error`` event carrying an ``error`` object (the proxy's own)
+    and hands OpenAI's plain one over as a ``ResponseErrorEvent``: either is an error."""
+    got = await client_for(s).responses.create(model="gpt-test", input="hi", stream=True)
+    async for event in got:
+        if event.type == "error":
+            raise openai.APIError(event.message, httpx.Request("POST", "/"), body=None)
+
+
+@SDK_GENERATORS
+@pytest.mark.parametrize("spec", BODY_FAULTS)
+@pytest.mark.parametrize("api", ["anthropic", "openai-chat", "openai-responses"])
+async def test_every_body_fault_on_every_api_ends_in_an_error_the_sdk_raises(
+    stack: StackFactory, api: str, spec: str
+) -> None:
+    replies = {
+        "anthropic": hello_stream(),
+        "openai-chat": chat_text("Hello there", usage=3),
+        "openai-responses": responses_stream("resp_1", [message_item("msg_1", "Hello")]),
+    }
+    s = await stack([replies[api]])
+    chaos(s, spec)
+    read = {
+        "anthropic": anthropic_stream,
+        "openai-chat": chat_stream,
+        "openai-responses": responses_stream_read,
+    }[api]
+    raised = anthropic.APIStatusError if api == "anthropic" else openai.APIError
+    with pytest.raises(raised):
+        await collect_sdk_garbage(read(s))
+    assert s.app.env.chaos.status()["rules"][0]["struck"] == 1
