@@ -406,13 +406,17 @@ async def chat_stream(s: Stack) -> None:
         pass
 
 
+class ErrorEvent(Exception):
+    """A Responses ``error`` event the SDK handed over without raising."""
+
+
 async def responses_stream_read(s: Stack) -> None:
     """The SDK raises on an ``error`` event carrying an ``error`` object (the proxy's own)
     and hands OpenAI's plain one over as a ``ResponseErrorEvent``: either is an error."""
     got = await client_for(s).responses.create(model="gpt-test", input="hi", stream=True)
     async for event in got:
         if event.type == "error":
-            raise openai.APIError(event.message, httpx.Request("POST", "/"), body=None)
+            raise ErrorEvent(event.message)
 
 
 @SDK_GENERATORS
@@ -433,7 +437,7 @@ async def test_every_body_fault_on_every_api_ends_in_an_error_the_sdk_raises(
         "openai-chat": chat_stream,
         "openai-responses": responses_stream_read,
     }[api]
-    raised = anthropic.APIStatusError if api == "anthropic" else openai.APIError
+    raised = anthropic.APIStatusError if api == "anthropic" else (openai.APIError, ErrorEvent)
     with pytest.raises(raised):
         await collect_sdk_garbage(read(s))
     assert s.app.env.chaos.status()["rules"][0]["struck"] == 1
