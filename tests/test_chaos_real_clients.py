@@ -31,6 +31,7 @@ from .test_real_clients import (
     anthropic_script,
     base_env,
     claude_home,
+    codex_home,
     needs_claude,
     needs_codex,
     responses_script,
@@ -60,25 +61,6 @@ class Run:
         return dict(faults[0])
 
 
-def codex_home(tmp_path: Path, proxy: str) -> dict[str, str]:
-    """Codex with a custom provider on the Responses API, its own retries left on (two
-    of each kind, so a test is bounded)."""
-    home = tmp_path / "codex-home"
-    home.mkdir()
-    (home / "config.toml").write_text(
-        'model = "gpt-test"\n'
-        'model_provider = "aibridge"\n'
-        "[model_providers.aibridge]\n"
-        'name = "aibridge"\n'
-        f'base_url = "{proxy}/openai/v1"\n'
-        'env_key = "AIBRIDGE_TEST_OPENAI_KEY"\n'
-        'wire_api = "responses"\n'
-        "request_max_retries = 2\n"
-        "stream_max_retries = 2\n"
-    )
-    return {"CODEX_HOME": str(home), "AIBRIDGE_TEST_OPENAI_KEY": "sk-codex-client-key-0000"}
-
-
 async def through_chaos(
     client: str,
     spec: str,
@@ -106,7 +88,7 @@ async def through_chaos(
         async with aibridge_serve(
             nursery, upstream, "--openai-base-url", "/v1", tools, *chaos
         ) as proxy:
-            env |= codex_home(tmp_path, proxy)
+            env |= codex_home(tmp_path, proxy, retries=2)  # bounded, and on
             argv = [CODEX, "exec", "--skip-git-repo-check", *QUIET_CODEX, "What is the weather?"]
             done = await run_client(argv, env, tmp_path)
     return Run(done, upstream, json.loads(report.read_text()))

@@ -4,7 +4,6 @@ with the official SDKs raising their own error types on what they get."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -37,9 +36,8 @@ from .openai_scripts import (
     responses_stream,
 )
 from .sdkutil import collect_sdk_garbage
-
-HELLO: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
-CLIENT_KEY = "sk-ant-client-own-key-CCCC"
+from .test_anthropic_e2e import CLIENT_KEY, HELLO, sdk
+from .test_anthropic_e2e import http as http_fixture
 
 
 def hello_stream() -> Reply:
@@ -55,16 +53,9 @@ def chaos(s: Stack, *specs: str) -> None:
         s.app.env.chaos.add(parse_spec(spec), trio.current_time())
 
 
-def claude(s: Stack) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(
-        base_url=s.proxy_url + "/anthropic", api_key=CLIENT_KEY, max_retries=0
-    )
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=1000) as client:
-        yield client
+# test_anthropic_e2e.py's client and fixture, under their names here
+claude = sdk
+http = http_fixture
 
 
 async def post_anthropic(http: httpx.AsyncClient, s: Stack, streaming: bool) -> httpx.Response:

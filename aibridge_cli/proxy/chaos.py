@@ -220,10 +220,6 @@ class Chaos:
             chaos.add(rule, now)
         return chaos
 
-    @property
-    def rules(self) -> list[RuleState]:
-        return self.states
-
     def add(self, rule: Rule, now: float) -> Rule:
         """Add ``rule`` (named ``chaos-N`` when it has no name); its window starts now."""
         names = {s.rule.name for s in self.states}

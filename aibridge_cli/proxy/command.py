@@ -146,10 +146,8 @@ def serve(
     recorder = open_recorder(record, options) if record else None
     try:
         bridge = build_app(options, recorder=recorder, chaos=rules)
-        try:
-            trio.run(partial(serve_proxy, bridge, options, guard=guard))
-        finally:
-            report_on_shutdown(bridge.env.chaos, chaos_report)
+        trio.run(partial(serve_proxy, bridge, options, guard=guard))
+        report_on_shutdown(bridge.env.chaos, chaos_report)
     finally:
         if recorder is not None:
             recorder.close()
