@@ -432,3 +432,36 @@ async def test_every_body_fault_on_every_api_ends_in_an_error_the_sdk_raises(
     with pytest.raises(raised):
         await collect_sdk_garbage(read(s))
     assert s.app.env.chaos.status()["rules"][0]["struck"] == 1
+
+
+async def test_turn_tool_strikes_the_continuation_after_an_injected_tool(
+    stack: StackFactory, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``turn=tool``: the loop's continuation after the proxy ran bmcp_weather gets the
+    429; the first request does not. The stream was initiated for the continuation, so
+    the client gets the 429 as an in-stream ``rate_limit_error`` event, and one log line
+    names the rule and the request."""
+    tool_turn = stream(
+        message_start(),
+        tool_block(0, "bmcp_weather", {"city": "Paris"}),
+        message_end("tool_use", 9),
+    )
+    s = await stack([tool_turn, hello_stream()])
+    chaos(s, "429,retry-after=3,turn=tool,name=after-tool")
+    caplog.set_level("INFO", logger="aibridge.bridge")
+    events = events_of((await post_anthropic(http, s, True)).content)
+    assert [name for name, _ in events] == ["message_start", "error"]
+    assert events[-1][1]["error"]["type"] == "rate_limit_error"
+    assert len(s.upstream.seen) == 1  # the continuation was answered in its place
+    assert s.app.env.chaos.status()["rules"][0] == {
+        "kind": "429-one",
+        "name": "after-tool",
+        "retry_after": "3",
+        "turn": "tool",
+        "matched": 1,
+        "struck": 1,
+    }
+    lines = [r.getMessage() for r in caplog.records if "chaos" in r.getMessage()]
+    assert lines == [
+        "chaos rule after-tool strikes POST /anthropic/v1/messages (429-one, strike 1)"
+    ]

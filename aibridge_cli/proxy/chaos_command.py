@@ -55,7 +55,9 @@ def load_chaos(
     rules: list[Rule] = [parse_spec(spec) for spec in specs]
     file_seed: int | None = None
     sources = [(tools_file, "tools file", "see the README's injected tools section")]
-    for path, what, hint in [*sources, (chaos_file, "chaos file", "see docs/chaos.md")]:
+    if chaos_file != tools_file:  # one file for both is read once
+        sources.append((chaos_file, "chaos file", "see docs/chaos.md"))
+    for path, what, hint in sources:
         if path is None:
             continue
         data = read_toml(path, what, hint)
