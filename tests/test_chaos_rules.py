@@ -56,7 +56,6 @@ def test_a_spec_names_kind_point_when_which_and_the_faults_own_settings() -> Non
     ("spec", "says"),
     [
         ("nope", "bad kind 'nope'"),
-        ("mcp-slow", "simulated world only"),
         ("client-disconnect", "simulated world only"),
         ("529,p=1.5", "bad p '1.5'"),
         ("529,first=0", "bad first '0' (at least 1)"),

@@ -4,6 +4,7 @@ with the official SDKs raising their own error types on what they get."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -26,6 +27,7 @@ from aibridge_cli.proxy.chaos_wire import is_tool_arguments
 from aibridge_cli.sse import SSEDecoder
 
 from .conftest import Stack, StackFactory
+from .mcp_util import calls, mcp_stack, stdio_entry, write_tools
 from .openai_scripts import (
     SDK_GENERATORS,
     chat_text,
@@ -465,3 +467,55 @@ async def test_turn_tool_strikes_the_continuation_after_an_injected_tool(
     assert lines == [
         "chaos rule after-tool strikes POST /anthropic/v1/messages (429-one, strike 1)"
     ]
+
+
+# -- mcp-*: an MCP tool call of the loop, struck as the fuzzer strikes it ----------------------
+@pytest.mark.parametrize(
+    ("spec", "result"),
+    [
+        ("mcp-error", "simulated MCP tool error"),
+        ("mcp-dies@0", "mcp server wx went down during forecast"),
+        ("mcp-slow,first=1", "mcp server wx: forecast timed out after 0.2 s"),
+    ],
+)
+async def test_mcp_faults_answer_the_model_as_the_live_proxy_would(
+    nursery: trio.Nursery, tmp_path: Path, spec: str, result: str
+) -> None:
+    log = tmp_path / "calls.jsonl"
+    tools = write_tools(tmp_path / "tools.toml", stdio_entry("wx", log, timeout=0.2))
+    call = tool_block(0, "bmcp_wx_forecast", {"city": "Paris"})
+    turn = stream(message_start(), call, message_end("tool_use", 9))
+    s = await mcp_stack(nursery, [turn, hello_stream()], tools)
+    chaos(s, spec)
+    async with httpx.AsyncClient(timeout=100) as http:
+        response = await post_anthropic(http, s, True)
+    assert response.status_code == 200
+    sent = s.upstream.seen[-1].json()["messages"][-1]["content"][0]
+    assert (sent["is_error"], sent["content"]) == (True, result)
+    assert calls(log) == []  # the server was never asked
+    assert s.app.env.chaos.status()["rules"][0]["struck"] == 1
+
+
+async def test_mcp_faults_strike_the_call_at_their_index(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """``mcp-error@1``: the second MCP call of a request; the first one runs."""
+    log = tmp_path / "calls.jsonl"
+    tools = write_tools(tmp_path / "tools.toml", stdio_entry("wx", log))
+    turns = [
+        stream(
+            message_start(),
+            tool_block(0, "bmcp_wx_forecast", {"city": c}),
+            message_end("tool_use", 9),
+        )
+        for c in ("Paris", "Lyon")
+    ]
+    s = await mcp_stack(nursery, [*turns, hello_stream()], tools)
+    chaos(s, "mcp-error@1")
+    async with httpx.AsyncClient(timeout=100) as http:
+        assert (await post_anthropic(http, s, True)).status_code == 200
+    assert calls(log) == [{"tool": "forecast", "input": {"city": "Paris"}}]
+    results = [
+        m["content"][0] for m in s.upstream.seen[-1].json()["messages"] if m["role"] == "user"
+    ][1:]
+    assert [r.get("is_error", False) for r in results] == [False, True]

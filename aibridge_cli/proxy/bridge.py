@@ -455,18 +455,30 @@ class Interceptor:
 
     def _chaos_strike(self) -> Strike | None:
         """Whether a chaos rule strikes this upstream request (``proxy/chaos.py``)."""
-        if self.chaos_facts is None:  # a rule came in while this request ran
-            self.chaos_facts = self._facts()
-        facts = self.chaos_facts
+        facts = self._chaos_facts()
         if self.record.tool_calls and not facts.after_tool_turn:
             facts = replace(facts, after_tool_turn=True)  # an agentic continuation
-        strike = self.env.chaos.decide(facts, trio.current_time())
+        return self._logged(self.env.chaos.decide(facts, trio.current_time()), "")
+
+    def _chaos_tool_strike(self) -> Strike | None:
+        """Whether an ``mcp-*`` rule strikes the MCP tool call about to run."""
+        call = sum(1 for record in self.record.tool_calls if record.server is not None)
+        strike = self.env.chaos.decide_tool(self._chaos_facts(), call, trio.current_time())
+        return self._logged(strike, f" mcp call {call}")
+
+    def _chaos_facts(self) -> Facts:
+        if self.chaos_facts is None:  # a rule came in while this request ran
+            self.chaos_facts = self._facts()
+        return self.chaos_facts
+
+    def _logged(self, strike: Strike | None, where: str) -> Strike | None:
         if strike is not None:
             log.info(
-                "chaos rule %s strikes %s %s (%s, strike %d)",
+                "chaos rule %s strikes %s %s%s (%s, strike %d)",
                 strike.rule.name,
                 self.record.request.method,
-                facts.path,
+                self._chaos_facts().path,
+                where,
                 strike.kind,
                 strike.number,
             )
@@ -479,8 +491,13 @@ class Interceptor:
             tool = self.tools.get(call.name)
             assert tool is not None, "only injected tools are returned as calls"
             started = trio.current_time()
-            outcome = await self.env.run_tool(tool, call.input)
+            strike = self._chaos_tool_strike() if tool.mcp and self.env.chaos.states else None
+            if strike is None:
+                outcome = await self.env.run_tool(tool, call.input)
+            else:
+                outcome = await chaos_wire.tool_call(tool, strike)
             record = ToolCallRecord(call.name, call.input, outcome.text, outcome.is_error)
+            record.chaos = strike.note() if strike is not None else None
             if tool.mcp is not None:
                 record.server, record.server_tool = tool.mcp.server, tool.mcp.tool
                 record.duration_ms = round((trio.current_time() - started) * 1000, 3)

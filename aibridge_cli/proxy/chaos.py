@@ -21,7 +21,7 @@ import fnmatch
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -34,12 +34,8 @@ from .chaos_report import FaultSeen, Reactions, Seen
 TOOL_ARGS = "tool-args"  # ``at``: inside the first tool call's arguments
 Point = int | Literal["tool-args"]
 Turn = Literal["any", "first", "tool"]
-# Kinds that strike the fuzzer's simulated MCP servers or its simulated client: nothing
-# serve --chaos can do to a real one.
-_NOT_LIVE = frozenset(
-    {FaultKind.MCP_ERROR, FaultKind.MCP_SLOW, FaultKind.MCP_DIES, FaultKind.CLIENT_DISCONNECT}
-)
-LIVE_KINDS = tuple(k for k in FaultKind if k not in _NOT_LIVE)
+# The fuzzer's simulated client hangs up; serve --chaos cannot make a real one.
+LIVE_KINDS = tuple(k for k in FaultKind if k is not FaultKind.CLIENT_DISCONNECT)
 # Only an event stream has events to break, replace or end early at.
 STREAM_ONLY = frozenset({FaultKind.ERROR_EVENT, FaultKind.MALFORMED_SSE})
 APIS = ("anthropic", "openai", "openai-chat", "openai-responses")
@@ -241,10 +237,19 @@ class Chaos:
         return before - len(self.states)
 
     def decide(self, facts: Facts, now: float) -> Strike | None:
+        """Whether a rule strikes this upstream request (the ``mcp-*`` rules never do)."""
+        return self._decide(facts, now, lambda rule: not rule.kind.mcp)
+
+    def decide_tool(self, facts: Facts, call: int, now: float) -> Strike | None:
+        """Whether an ``mcp-*`` rule strikes the request's ``call``-th MCP tool call (from
+        0; the rule's ``at``), as the fuzzer's MCP faults do."""
+        return self._decide(facts, now, lambda rule: rule.kind.mcp and rule.at == call)
+
+    def _decide(self, facts: Facts, now: float, takes: Callable[[Rule], bool]) -> Strike | None:
         strike: Strike | None = None
         for state in self.states:
             rule = state.rule
-            if not rule.matches(facts):
+            if not takes(rule) or not rule.matches(facts):
                 continue
             n = state.matched
             state.matched += 1
@@ -278,7 +283,8 @@ class Chaos:
 
     def observe(self, facts: Facts, record: Interception, now: float) -> None:
         """A client's request is over: what the reaction report reads."""
-        struck = any(ex.chaos for ex in record.upstream)
+        notes = [ex.chaos for ex in record.upstream] + [c.chaos for c in record.tool_calls]
+        struck = any(notes)
         status = record.response.status
         self.reactions.finished(
             Seen(

@@ -19,8 +19,10 @@ import trio
 from ..faults import FaultKind, error_body, error_event, malformed_event, provider_status
 from ..headers import Headers, media_type
 from ..interception import UpstreamExchange
+from ..mcp_tools.results import fault_outcome
 from ..providers.base import dumps
 from ..sse import SSEDecoder, SSEEvent
+from ..tools import InjectedTool, ToolOutcome
 from .chaos import TOOL_ARGS, Strike
 from .upstream_client import body_chunks
 
@@ -69,6 +71,15 @@ async def send(
             response.status_code, headers=response.headers, stream=body, request=request
         )
     return response
+
+
+async def tool_call(tool: InjectedTool, strike: Strike) -> ToolOutcome:
+    """An MCP tool call struck by an ``mcp-*`` rule: what the fuzzer's faulted call
+    answers, the server never asked (``mcp-slow`` first waits out the call's timeout)."""
+    assert tool.mcp is not None, "mcp-* rules strike MCP tools only"
+    if strike.kind is FaultKind.MCP_SLOW:
+        await trio.sleep(tool.timeout)
+    return fault_outcome(tool.mcp.server, tool.mcp.tool, strike.kind, tool.timeout)
 
 
 def status_answer(strike: Strike, api: str, request: httpx.Request) -> httpx.Response:

@@ -125,6 +125,8 @@ def _encode_tool_call(call: ToolCallRecord) -> dict[str, Any]:
         }
     if call.images:
         out["images"] = call.images
+    if call.chaos:
+        out["chaos"] = call.chaos
     return out
 
 
@@ -289,6 +291,7 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
                 _optional(call, "server_tool", str, where),
                 _optional(call, "duration_ms", int | float, where),
                 _images(call, where),
+                _optional(call, "chaos", dict, where),
             )
         )
     label = obj.get("label")
