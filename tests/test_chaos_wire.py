@@ -13,6 +13,7 @@ import openai
 import pytest
 import trio
 
+from aibridge_cli.config import ServeOptions
 from aibridge_cli.fakes.anthropic_replies import (
     message,
     message_end,
@@ -24,6 +25,8 @@ from aibridge_cli.fakes.anthropic_replies import (
 from aibridge_cli.fakes.scripted_upstream import Reply
 from aibridge_cli.proxy.chaos import parse_spec
 from aibridge_cli.proxy.chaos_wire import is_tool_arguments
+from aibridge_cli.sessions.recording import load_fixture, open_recorder
+from aibridge_cli.sessions.replay import replay_fixture
 from aibridge_cli.sse import SSEDecoder
 
 from .conftest import Stack, StackFactory
@@ -519,3 +522,23 @@ async def test_mcp_faults_strike_the_call_at_their_index(
         m["content"][0] for m in s.upstream.seen[-1].json()["messages"] if m["role"] == "user"
     ][1:]
     assert [r.get("is_error", False) for r in results] == [False, True]
+
+
+async def test_a_recorded_mcp_fault_replays_to_a_match(tmp_path: Path) -> None:
+    log = tmp_path / "calls.jsonl"
+    tools = write_tools(tmp_path / "tools.toml", stdio_entry("wx", log))
+    path = tmp_path / "session.jsonl"
+    call = tool_block(0, "bmcp_wx_forecast", {"city": "Paris"})
+    replies = [stream(message_start(), call, message_end("tool_use", 9)), hello_stream()]
+    async with trio.open_nursery() as servers:
+        s = await mcp_stack(servers, replies, tools, recorder=open_recorder(path, ServeOptions()))
+        chaos(s, "mcp-dies,name=gone")
+        async with httpx.AsyncClient(timeout=100) as http:
+            assert (await post_anthropic(http, s, True)).status_code == 200
+        servers.cancel_scope.cancel()
+    fixture = load_fixture(path)
+    (struck,) = fixture.interceptions[0].tool_calls
+    assert struck.chaos == {"rule": "gone", "kind": "mcp-dies", "strike": 1}
+    assert struck.result == "mcp server wx went down during forecast"
+    result = await replay_fixture(fixture)
+    assert [(r.status, r.problems) for r in result.results] == [("match", [])]
