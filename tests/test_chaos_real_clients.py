@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from aibridge_cli.fakes.scripted_upstream import ScriptedUpstream
+from aibridge_cli.sessions.recording import load_fixture
 
 from .test_real_clients import (
     CLAUDE,
@@ -158,3 +159,33 @@ async def test_a_429_with_retry_after_2_is_retried_after_it(
     assert fault["retry_delays_s"][0] >= 2 * 0.9
     assert fault["retry_after_honoured"] is True
     assert fault["recovered"]
+
+
+@needs_codex
+@pytest.mark.parametrize("spec", ["529,first=1", "error-event@2,first=1"], ids=["529", "overload"])
+async def test_codex_over_websocket_mode_goes_on_after_a_fault_on_its_prewarm(
+    spec: str, nursery: trio.Nursery, sentinel: Sentinel, tmp_path: Path, tools_file: Path
+) -> None:
+    """Codex's built-in provider speaks WebSocket mode, and its first ``response.create``
+    is a prewarm (``generate: false``, no input): that is the first request a rule sees.
+    Struck there, Codex does not send it again; it goes on with its real request and
+    answers (after a 503, 0.09 s later; after an overload event, about 15 s later)."""
+    assert CODEX is not None
+    report, recording = tmp_path / "report.json", tmp_path / "r.jsonl"
+    upstream = responses_script(tool_turn=True)
+    chaos = ("--chaos", spec, "--chaos-report", str(report), "--record", str(recording))
+    url_option = "--openai-base-url"
+    async with aibridge_serve(nursery, upstream, url_option, "/v1", tools_file, *chaos) as proxy:
+        env = base_env(sentinel) | claude_home(tmp_path)
+        env["OPENAI_API_KEY"] = "sk-codex-client-key-0000"
+        base_url = f'openai_base_url="{proxy}/openai/v1"'
+        argv = [CODEX, "exec", "--skip-git-repo-check", *QUIET_CODEX, "-c", base_url, "Weather?"]
+        done = await run_client(argv, env, tmp_path)
+    run = Run(done, upstream, json.loads(report.read_text()))
+    assert run.answered, done.stderr.decode()[-2000:]
+    assert {r.method for r in upstream.seen} == {"WEBSOCKET"}
+    prewarm = load_fixture(recording).interceptions[0]
+    assert (prewarm.request.body["generate"], prewarm.request.body["input"]) == (False, [])
+    assert [ex.chaos is not None for ex in prewarm.upstream] == [True]
+    fault = run.fault()
+    assert (fault["retries"], fault["session_went_on"], fault["recovered"]) == (0, True, True)

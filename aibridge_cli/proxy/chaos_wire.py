@@ -10,23 +10,35 @@ as it handles the real failure, and records it as the upstream's answer.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 
 import httpx
 import trio
 
-from ..faults import FaultKind, error_body, error_event, malformed_event, provider_status
+from ..errors import kind_for_status
+from ..faults import (
+    MALFORMED_DATA,
+    FaultKind,
+    error_body,
+    error_event,
+    malformed_event,
+    provider_status,
+)
 from ..headers import Headers, media_type
 from ..interception import UpstreamExchange
 from ..mcp_tools.results import fault_outcome
 from ..providers.base import dumps
+from ..providers.openai_responses_ws import message_type, status_error_event
 from ..sse import SSEDecoder, SSEEvent
 from ..tools import InjectedTool, ToolOutcome
 from .chaos import TOOL_ARGS, Strike
 from .upstream_client import body_chunks
+from .websocket import ABNORMAL_CLOSURE, NORMAL_CLOSURE, WebSocket, WebSocketClosed
 
 log = logging.getLogger("aibridge.chaos")
+TOOL_ARGS_MESSAGE = "response.function_call_arguments.delta"
 
 # What each provider says for each failure (their documented messages), unless the rule
 # gives its own.
@@ -203,3 +215,76 @@ class _Faulted(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+
+class StruckSocket:
+    """An upstream socket as one struck ``response.create`` sees it (WebSocket mode): the
+    same faults as over HTTP, at a message instead of an event. A status fault is the
+    ``error`` message carrying that status, which the proxy reads as the socket's answer
+    (a 429/401/403 fails over as on a handshake); a reset closes the socket (1006), an
+    early end closes it cleanly (1000) before the response's terminal event; a stall
+    pauses ``seconds`` and goes on."""
+
+    def __init__(
+        self, socket: WebSocket, strike: Strike, attempt: int, exchange: UpstreamExchange
+    ) -> None:
+        self._socket = socket
+        self._strike = strike
+        self._answers = strike.answers(attempt)
+        self._received = 0
+        self._due = strike.kind.in_body and strike.rule.at == 0
+        if self._answers or strike.kind.in_body:
+            exchange.chaos = strike.note()
+
+    async def send(self, message: str) -> None:
+        if not self._answers:
+            await self._socket.send(message)
+        elif self._strike.kind is FaultKind.RESET_BEFORE_BODY:
+            raise WebSocketClosed(ABNORMAL_CLOSURE, "chaos: reset before the answer")
+        # a status fault answers in the upstream's place: nothing goes up
+
+    async def receive(self) -> str:
+        if self._answers:
+            return self._status_message()
+        if self._due:
+            self._due = False
+            struck = await self._strike_now()
+            if struck is not None:
+                return struck
+        text = await self._socket.receive()
+        self._received += 1
+        if self._strike.kind.in_body and not self._due:
+            at = self._strike.rule.at
+            kind, _ = message_type(text)
+            self._due = kind == TOOL_ARGS_MESSAGE if at == TOOL_ARGS else self._received == at
+        return text
+
+    async def _strike_now(self) -> str | None:
+        """The message in place of the next one; None: the next one as it comes."""
+        kind, rule = self._strike.kind, self._strike.rule
+        if kind is FaultKind.ERROR_EVENT:
+            message = rule.message or _STREAM_MESSAGES["openai"]
+            frame = error_event("openai-responses", self._received, message)
+            return frame.split(b"data: ", 1)[1].rstrip(b"\n").decode()
+        if kind is FaultKind.RESET_IN_BODY:
+            raise WebSocketClosed(ABNORMAL_CLOSURE, "chaos: connection reset mid-response")
+        if kind is FaultKind.EARLY_END:
+            raise WebSocketClosed(NORMAL_CLOSURE, "chaos: closed before the response ended")
+        if kind is FaultKind.MALFORMED_SSE:
+            await self._socket.receive()  # it takes this message's place
+            return MALFORMED_DATA
+        await trio.sleep(rule.seconds)  # a stall
+        return None
+
+    def _status_message(self) -> str:
+        """The status fault as OpenAI's socket answers it: an ``error`` message carrying the
+        status, its ``Retry-After`` among the error's headers."""
+        answer = status_answer(self._strike, "openai-responses", httpx.Request("POST", "/"))
+        status = answer.status_code
+        text = status_error_event(status, answer.content, kind_for_status(status), "")
+        retry = answer.headers.get("retry-after")
+        if retry is None:
+            return text
+        event = json.loads(text)
+        event["error"]["headers"] = {"retry-after": retry}
+        return dumps(event)
