@@ -89,6 +89,7 @@ class UpstreamExchange:
     key: str | None
     response: ResponseLog
     error: str | None = None
+    chaos: dict[str, Any] | None = None  # the serve --chaos rule that struck this answer
 
 
 @dataclass
@@ -104,6 +105,7 @@ class ToolCallRecord:
     server_tool: str | None = None
     duration_ms: float | None = None
     images: list[dict[str, str]] = field(default_factory=list)  # media_type, base64 data
+    chaos: dict[str, Any] | None = None  # the serve --chaos rule that struck this call
 
 
 @dataclass

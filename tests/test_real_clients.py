@@ -359,7 +359,8 @@ async def test_claude_code_gives_up_at_once_on_a_wrong_token(
 
 
 # -- Codex CLI -----------------------------------------------------------------------------
-def codex_home(tmp_path: Path, proxy: str) -> dict[str, str]:
+def codex_home(tmp_path: Path, proxy: str, retries: int = 0) -> dict[str, str]:
+    """Codex with a custom provider on the Responses API; ``retries`` of each kind."""
     home = tmp_path / "codex-home"
     home.mkdir()
     (home / "config.toml").write_text(
@@ -370,8 +371,8 @@ def codex_home(tmp_path: Path, proxy: str) -> dict[str, str]:
         f'base_url = "{proxy}/openai/v1"\n'
         'env_key = "AIBRIDGE_TEST_OPENAI_KEY"\n'
         'wire_api = "responses"\n'
-        "request_max_retries = 0\n"
-        "stream_max_retries = 0\n"
+        f"request_max_retries = {retries}\n"
+        f"stream_max_retries = {retries}\n"
     )
     return {"CODEX_HOME": str(home), "AIBRIDGE_TEST_OPENAI_KEY": "sk-codex-client-key-0000"}
 

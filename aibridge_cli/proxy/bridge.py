@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import httpx
@@ -67,6 +67,8 @@ from ..interception import (
 from ..providers.base import API, Conversation, ToolCall, dumps
 from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
+from . import chaos_wire
+from .chaos import Chaos, Facts, Strike, request_facts
 from .keypool import KeyPool
 from .server import Request, ResponseWriter
 from .upstream_client import body_chunks
@@ -123,6 +125,7 @@ class Environment:
     servers: ToolServers | None = None  # MCP servers, whose tools come and go
     # Upstream WebSockets, over the same network backend as ``client``.
     dialer: WebSocketDialer = field(default_factory=WebSocketDialer)
+    chaos: Chaos = field(default_factory=Chaos)  # serve --chaos; no rule: never consulted
 
     def new_record(
         self,
@@ -394,6 +397,8 @@ class Interceptor:
         self.target = api.upstream_path + ("?" + query if query else "")
         self.record = record
         self.first_headers: Headers | None = None  # relayed: the first answer's headers
+        # What chaos rules read of the request, taken before the loop grows its body.
+        self.chaos_facts = self._facts() if env.chaos.watching else None
 
     # -- upstream attempts ---------------------------------------------------------------
     @asynccontextmanager
@@ -407,6 +412,9 @@ class Interceptor:
         base_headers = forwarded_request_headers(self.request_headers, byok=not pool)
         base_headers.append(("content-type", "application/json"))
         base = wire(base_headers)
+        # One attribute read when no chaos rule is set: the relay's cost stays what it was.
+        strike = self._chaos_strike() if self.env.chaos.states else None
+        attempt = 0
         while True:
             headers = list(base)
             key = None
@@ -421,7 +429,13 @@ class Interceptor:
                 "POST", self.upstream.url(self.target), content=content, headers=headers
             )
             with translate_upstream_errors(exchange):
-                response = await self.env.client.send(request, stream=True)
+                if strike is None:
+                    response = await self.env.client.send(request, stream=True)
+                else:
+                    response = await chaos_wire.send(
+                        self.env.client, request, strike, attempt, self.api.name, exchange
+                    )
+            attempt += 1
             try:
                 received = list(response.headers.multi_items())
                 exchange.response.started(response.status_code, received)
@@ -462,6 +476,43 @@ class Interceptor:
             return frames
         return [self.upstream.pool.masked_bytes(frame) for frame in frames]
 
+    def _facts(self) -> Facts:
+        request = self.record.request
+        return request_facts(
+            self.api.name, request.path, self.request_headers, request.body, loop_turn=False
+        )
+
+    def _chaos_strike(self) -> Strike | None:
+        """Whether a chaos rule strikes this upstream request (``proxy/chaos.py``)."""
+        facts = self._chaos_facts()
+        if self.record.tool_calls and not facts.after_tool_turn:
+            facts = replace(facts, after_tool_turn=True)  # an agentic continuation
+        return self._logged(self.env.chaos.decide(facts, trio.current_time()), "")
+
+    def _chaos_tool_strike(self) -> Strike | None:
+        """Whether an ``mcp-*`` rule strikes the MCP tool call about to run."""
+        call = sum(1 for record in self.record.tool_calls if record.server is not None)
+        strike = self.env.chaos.decide_tool(self._chaos_facts(), call, trio.current_time())
+        return self._logged(strike, f" mcp call {call}")
+
+    def _chaos_facts(self) -> Facts:
+        if self.chaos_facts is None:  # a rule came in while this request ran
+            self.chaos_facts = self._facts()
+        return self.chaos_facts
+
+    def _logged(self, strike: Strike | None, where: str) -> Strike | None:
+        if strike is not None:
+            log.info(
+                "chaos rule %s strikes %s %s%s (%s, strike %d)",
+                strike.rule.name,
+                self.record.request.method,
+                self._chaos_facts().path,
+                where,
+                strike.kind,
+                strike.number,
+            )
+        return strike
+
     # -- the loop ------------------------------------------------------------------------
     async def _run_tools(self, calls: list[ToolCall]) -> list[ToolOutcome]:
         outcomes = []
@@ -469,8 +520,13 @@ class Interceptor:
             tool = self.tools.get(call.name)
             assert tool is not None, "only injected tools are returned as calls"
             started = trio.current_time()
-            outcome = await self.env.run_tool(tool, call.input)
+            strike = self._chaos_tool_strike() if tool.mcp and self.env.chaos.states else None
+            if strike is None:
+                outcome = await self.env.run_tool(tool, call.input)
+            else:
+                outcome = await chaos_wire.tool_call(tool, strike)
             record = ToolCallRecord(call.name, call.input, outcome.text, outcome.is_error)
+            record.chaos = strike.note() if strike is not None else None
             if tool.mcp is not None:
                 record.server, record.server_tool = tool.mcp.server, tool.mcp.tool
                 record.duration_ms = round((trio.current_time() - started) * 1000, 3)

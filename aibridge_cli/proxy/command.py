@@ -35,6 +35,15 @@ from ..options import (
     parse_timeout,
     serve_options,
 )
+from .chaos_command import (
+    ChaosFileOpt,
+    ChaosOpt,
+    ChaosReportOpt,
+    ChaosSeedOpt,
+    load_chaos,
+    report_on_shutdown,
+)
+from .chaos_command import register as register_chaos
 
 
 def serve(
@@ -105,6 +114,10 @@ def serve(
     allow_origin: AllowOriginOpt = None,
     auth_token: AuthTokenOpt = None,
     insecure_open: InsecureOpenOpt = False,
+    chaos: ChaosOpt = None,
+    chaos_file: ChaosFileOpt = None,
+    chaos_seed: ChaosSeedOpt = None,
+    chaos_report: ChaosReportOpt = None,
 ) -> None:
     """Run the proxy. Prints 'listening on http://HOST:PORT' when ready.
 
@@ -141,10 +154,12 @@ def serve(
         guard=guard_config(allowed_host, allow_origin, auth_token, insecure_open),
     )
     guard = proxy_guard(options)  # before anything is opened: it may refuse the options
+    rules = load_chaos(chaos or [], chaos_file, tools, chaos_seed)
     recorder = open_recorder(record, options) if record else None
     try:
-        bridge = build_app(options, recorder=recorder)
+        bridge = build_app(options, recorder=recorder, chaos=rules)
         trio.run(partial(serve_proxy, bridge, options, guard=guard))
+        report_on_shutdown(bridge.env.chaos, chaos_report)
     finally:
         if recorder is not None:
             recorder.close()
@@ -152,3 +167,4 @@ def serve(
 
 def register(app: typer.Typer) -> None:
     app.command()(serve)
+    register_chaos(app)

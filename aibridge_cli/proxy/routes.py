@@ -31,6 +31,8 @@ from .bridge import (
     recorded,
     write_error_response,
 )
+from .chaos_control import CHAOS_PATH
+from .chaos_control import answer as chaos_answer
 from .passthrough import PassThrough, maybe_json, pass_through_for, relay
 from .paths import dot_segment_problem
 from .server import Request, ResponseWriter, Upgrade, UpgradeHandler, loggable
@@ -214,6 +216,9 @@ class BridgeApp:
             outcome.of(f"rejected: {problem}", 400)
             await self._reply_error(request, writer, 400, problem)
             return ""
+        if path == CHAOS_PATH:
+            await self._chaos(request, writer)
+            return ""
         if path in LOCAL_PATHS:
             if request.method not in LOCAL_METHODS:
                 allow = [("allow", ", ".join(LOCAL_METHODS))]
@@ -242,7 +247,19 @@ class BridgeApp:
             "tools": [tool.name for tool in self.env.toolset()],
             "mcp": self.env.servers.status() if self.env.servers is not None else [],
             "requests_served": self.requests_served,
+            "chaos": self.env.chaos.status(),
         }
+
+    async def _chaos(self, request: Request, writer: ResponseWriter) -> None:
+        """``/aibridge/chaos``: the chaos rules at runtime (``chaos_control.py``)."""
+        now = trio.current_time()
+        got = chaos_answer(
+            self.env.chaos, request.method, request.target, request.headers, request.body, now
+        )
+        if got.error is not None:
+            await self._reply_error(request, writer, got.status, got.error)
+        else:
+            await writer.respond(got.status, JSON_HEADERS, dumps(got.payload).encode())
 
     def _new_record(
         self, api: str, request: Request, writer: ResponseWriter, tools: list[dict[str, Any]]
@@ -279,10 +296,14 @@ class BridgeApp:
                 api, self.upstreams[api.provider], self.env, request, record, tools
             )
             conversation = api.conversation(body, tools)
-            if is_streaming(body):
-                await interceptor.run_streaming(conversation, writer)
-            else:
-                await interceptor.run_blocking(conversation, writer)
+            try:
+                if is_streaming(body):
+                    await interceptor.run_streaming(conversation, writer)
+                else:
+                    await interceptor.run_blocking(conversation, writer)
+            finally:
+                if interceptor.chaos_facts is not None:  # what the reaction report reads
+                    self.env.chaos.observe(interceptor.chaos_facts, record, trio.current_time())
         keys = ",".join(record.keys_used)
         return f" attempts={len(record.upstream)}" + (f" keys={keys}" if keys else "")
 

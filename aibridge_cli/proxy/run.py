@@ -18,6 +18,7 @@ from ..interception import Recorder
 from ..mcp_tools.config import mcp_servers
 from ..tools import ToolServers, ToolSet, ToolsFile, load_tools_file
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
+from .chaos import Chaos
 from .guard import Guard, exposes_pool
 from .keypool import KeyPool
 from .routes import ROUTES, BridgeApp
@@ -41,6 +42,7 @@ def build_app(
     run_tool: ToolRunner = run_tool,
     wall_clock: Callable[[], float] = time.time,
     trace: Callable[[str], None] | None = None,
+    chaos: Chaos | None = None,
 ) -> BridgeApp:
     """The proxy app for these options (the upstream client is created here, once). The
     simulation passes its own network backend, tool runner, wall clock and trace."""
@@ -68,6 +70,7 @@ def build_app(
         wall_clock=wall_clock,
         trace=trace,
         servers=servers,
+        chaos=chaos or Chaos(),
     )
     upstreams = {
         "anthropic": ProviderUpstream(

@@ -26,7 +26,7 @@ hidden and run, and errors take one shape, by the code that serves HTTP.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
@@ -55,6 +55,8 @@ from ..providers.openai_responses_ws import (
 from ..sse import SSEEvent
 from ..tools import ToolSet
 from .bridge import ClientStream, Environment, Interceptor, ProviderUpstream
+from .chaos import Facts
+from .chaos_wire import StruckSocket
 from .keypool import PoolKey
 from .server import Request
 from .websocket import (
@@ -225,18 +227,27 @@ class WebSocketInterceptor(Interceptor):
         body = conversation.upstream_body()
         message = dumps(body)
         tried: set[int] = set()
+        strike = self._chaos_strike() if self.env.chaos.states else None
+        attempt = 0
         while True:
             socket, key = await self.session.open(self.record, body, tried)
             exchange = self.record.new_exchange(
                 EXCHANGE_METHOD, self.api.upstream_path, body, key.masked if key else None
             )
             exchange.response.started(WEBSOCKET_STATUS, self.session.headers)
-            if await self._answer(socket, key, message, exchange, conversation, client):
+            answering: WebSocket | StruckSocket = socket
+            if strike is not None:  # serve --chaos (chaos_wire.py)
+                answering = StruckSocket(socket, strike, attempt, exchange)
+            attempt += 1
+            if await self._answer(answering, key, message, exchange, conversation, client):
                 return
+
+    def _facts(self) -> Facts:
+        return replace(super()._facts(), streaming=True)  # every response streams here
 
     async def _answer(
         self,
-        socket: WebSocket,
+        socket: WebSocket | StruckSocket,
         key: PoolKey | None,
         message: str,
         exchange: UpstreamExchange,

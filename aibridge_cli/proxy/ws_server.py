@@ -255,6 +255,7 @@ class ResponsesSocket:
         tools = self.env.toolset()  # this response's, though MCP servers change meanwhile
         record = self._new_record(tools)
         response = WebSocketResponse(socket, record.response)
+        interceptor: WebSocketInterceptor | None = None
         try:
             with recorded(record, self.recorder):
                 try:
@@ -271,6 +272,8 @@ class ResponsesSocket:
                 conversation = self.api.conversation(body, tools)
                 await interceptor.run_streaming(conversation, response)
         finally:
+            if interceptor is not None and interceptor.chaos_facts is not None:
+                self.env.chaos.observe(interceptor.chaos_facts, record, trio.current_time())
             keys = ",".join(record.keys_used)
             log.info(
                 "WS %s response.create %.0fms messages=%d attempts=%d%s",

@@ -146,6 +146,8 @@ def _encode_tool_call(call: ToolCallRecord) -> dict[str, Any]:
         }
     if call.images:
         out["images"] = call.images
+    if call.chaos:
+        out["chaos"] = call.chaos
     return out
 
 
@@ -183,6 +185,7 @@ def encode_interception(
                     )
                 ),
                 **({"error": ex.error} if ex.error else {}),
+                **({"chaos": ex.chaos} if ex.chaos else {}),
             }
             for ex in record.upstream
         ],
@@ -294,6 +297,7 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
                 key,
                 _decode_response(_need(ex, "response", dict, where), where + "response"),
                 ex.get("error"),
+                _optional(ex, "chaos", dict, where),
             )
         )
     for i, call in enumerate(obj.get("tool_calls", [])):
@@ -308,6 +312,7 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
                 _optional(call, "server_tool", str, where),
                 _optional(call, "duration_ms", int | float, where),
                 _images(call, where),
+                _optional(call, "chaos", dict, where),
             )
         )
     label = obj.get("label")

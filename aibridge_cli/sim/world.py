@@ -30,7 +30,7 @@ from ..fakes.scripted_upstream import Reply
 from ..fakes.scripted_websocket import answered_status
 from ..headers import presented_key
 from ..interception import Transport
-from ..mcp_tools.results import server_down, timed_out
+from ..mcp_tools.results import fault_outcome
 from ..providers.base import dumps
 from ..proxy.run import build_app
 from ..proxy.server import Server
@@ -419,10 +419,7 @@ class _World:
         if tool.mcp is not None and fault is not None:
             if fault == "mcp-slow":
                 await trio.sleep(tool.timeout)
-                return timed_out(tool.mcp.server, tool.mcp.tool, tool.timeout)
-            if fault == "mcp-dies":
-                return server_down(tool.mcp.server, tool.mcp.tool)
-            return ToolOutcome("simulated MCP tool error", True)
+            return fault_outcome(tool.mcp.server, tool.mcp.tool, fault, tool.timeout)
         if tool.command is not None:
             return self.commands.outcome(tool, arguments)
         return await tool.run(arguments)
