@@ -50,6 +50,7 @@ from ..headers import (
     JSON_HEADERS,
     SSE_HEADERS,
     Headers,
+    WireHeaders,
     forwarded_request_headers,
     forwarded_response_headers,
     intercepted_response_headers,
@@ -66,6 +67,7 @@ from ..interception import (
 from ..providers.base import API, Conversation, ToolCall, dumps
 from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
+from .breaker import Breaker, Breakers, Gate, gated
 from .keypool import KeyPool
 from .server import Request, ResponseWriter
 from .upstream_client import body_chunks
@@ -122,6 +124,7 @@ class Environment:
     servers: ToolServers | None = None  # MCP servers, whose tools come and go
     # Upstream WebSockets, over the same network backend as ``client``.
     dialer: WebSocketDialer = field(default_factory=WebSocketDialer)
+    breakers: Breakers | None = None  # None: no circuit breaker (``serve --breaker``)
 
     def new_record(
         self,
@@ -379,13 +382,32 @@ class Interceptor:
     async def open_upstream(
         self, body: dict[str, Any]
     ) -> AsyncIterator[tuple[httpx.Response, UpstreamExchange]]:
-        """An upstream response with a 2xx status, after failing over keys as needed."""
+        """An upstream response with a 2xx status, after failing over keys as needed; the
+        circuit breaker, when on, admits the request first and hears its answer."""
         pool = self.upstream.pool
         tried: set[int] = set()
         content = dumps(body).encode()
         base_headers = forwarded_request_headers(self.request_headers, byok=not pool)
         base_headers.append(("content-type", "application/json"))
         base = wire(base_headers)
+        with gated(self.breaker(body), trio.current_time) as gate:
+            async with self._attempts(body, content, base, tried, gate) as answer:
+                yield answer
+
+    def breaker(self, body: dict[str, Any]) -> Breaker | None:
+        """The breaker of this request's provider, endpoint and model (None: none is on)."""
+        if self.env.breakers is None:
+            return None
+        model = body.get("model")
+        return self.env.breakers.of(
+            self.api.provider, self.api.name, model if isinstance(model, str) else ""
+        )
+
+    @asynccontextmanager
+    async def _attempts(
+        self, body: dict[str, Any], content: bytes, base: WireHeaders, tried: set[int], gate: Gate
+    ) -> AsyncIterator[tuple[httpx.Response, UpstreamExchange]]:
+        pool = self.upstream.pool
         while True:
             headers = list(base)
             key = None
@@ -426,6 +448,7 @@ class Interceptor:
                     raise UpstreamStatusError(
                         response.status_code, pool.masked_headers(received), pool.masked_bytes(data)
                     )
+                gate.answered(response.status_code)
                 if self.first_headers is None:
                     self.first_headers = pool.masked_headers(received)
                 yield response, exchange

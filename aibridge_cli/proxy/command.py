@@ -15,6 +15,11 @@ from ..options import (
     AnthropicKeyOpt,
     AnthropicURLOpt,
     AuthTokenOpt,
+    BreakerIntervalOpt,
+    BreakerOpenTimeOpt,
+    BreakerOpt,
+    BreakerProbesOpt,
+    BreakerThresholdOpt,
     HostOpt,
     InitiationOpt,
     InsecureOpenOpt,
@@ -26,6 +31,7 @@ from ..options import (
     PortOpt,
     ToolsOpt,
     Upstreams,
+    breaker_config,
     format_size,
     guard_config,
     parse_grace,
@@ -100,6 +106,11 @@ def serve(
     allow_origin: AllowOriginOpt = None,
     auth_token: AuthTokenOpt = None,
     insecure_open: InsecureOpenOpt = False,
+    breaker: BreakerOpt = False,
+    breaker_threshold: BreakerThresholdOpt = None,
+    breaker_interval: BreakerIntervalOpt = None,
+    breaker_open_time: BreakerOpenTimeOpt = None,
+    breaker_probes: BreakerProbesOpt = None,
 ) -> None:
     """Run the proxy. Prints 'listening on http://HOST:PORT' when ready.
 
@@ -127,6 +138,9 @@ def serve(
         redact=redact or (),
         mcp_required=mcp_required,
         guard=guard_config(allowed_host, allow_origin, auth_token, insecure_open),
+        breaker=breaker_config(
+            breaker, breaker_threshold, breaker_interval, breaker_open_time, breaker_probes
+        ),
     )
     guard = proxy_guard(options)  # before anything is opened: it may refuse the options
     recorder = open_recorder(record, options) if record else None

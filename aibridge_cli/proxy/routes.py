@@ -236,6 +236,7 @@ class BridgeApp:
             "tools": [tool.name for tool in self.env.toolset()],
             "mcp": self.env.servers.status() if self.env.servers is not None else [],
             "requests_served": self.requests_served,
+            "breakers": breakers.snapshot(now) if (breakers := self.env.breakers) else None,
         }
 
     def _new_record(

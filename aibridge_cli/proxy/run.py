@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 import httpcore
@@ -17,6 +17,7 @@ from ..errors import ConfigError, McpUnavailable, TargetUnreachable
 from ..interception import Recorder
 from ..mcp_tools.config import mcp_servers
 from ..tools import ToolServers, ToolSet, ToolsFile, load_tools_file
+from .breaker import Breakers, Listener, log_transition
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
 from .guard import Guard, exposes_pool
 from .keypool import KeyPool
@@ -41,9 +42,11 @@ def build_app(
     run_tool: ToolRunner = run_tool,
     wall_clock: Callable[[], float] = time.time,
     trace: Callable[[str], None] | None = None,
+    breaker_listeners: Sequence[Listener] = (),
 ) -> BridgeApp:
     """The proxy app for these options (the upstream client is created here, once). The
-    simulation passes its own network backend, tool runner, wall clock and trace."""
+    simulation passes its own network backend, tool runner, wall clock and trace, and
+    listens to the circuit breakers' decisions."""
     servers: ToolServers | None = None
     if tools is None:
         found = load_tools_file(options.tools_path) if options.tools_path else ToolsFile()
@@ -68,6 +71,9 @@ def build_app(
         wall_clock=wall_clock,
         trace=trace,
         servers=servers,
+        breakers=Breakers(options.breaker, (log_transition, *breaker_listeners))
+        if options.breaker is not None
+        else None,
     )
     upstreams = {
         "anthropic": ProviderUpstream(

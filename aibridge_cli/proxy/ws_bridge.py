@@ -54,6 +54,7 @@ from ..providers.openai_responses_ws import (
 )
 from ..sse import SSEEvent
 from ..tools import ToolSet
+from .breaker import Gate, gated
 from .bridge import ClientStream, Environment, Interceptor, ProviderUpstream
 from .keypool import PoolKey
 from .server import Request
@@ -212,14 +213,15 @@ class WebSocketInterceptor(Interceptor):
         body = conversation.upstream_body()
         message = dumps(body)
         tried: set[int] = set()
-        while True:
-            socket, key = await self.session.open(self.record, body, tried)
-            exchange = self.record.new_exchange(
-                EXCHANGE_METHOD, self.api.upstream_path, body, key.masked if key else None
-            )
-            exchange.response.started(WEBSOCKET_STATUS, self.session.headers)
-            if await self._answer(socket, key, message, exchange, conversation, client):
-                return
+        with gated(self.breaker(body), trio.current_time) as gate:
+            while True:
+                socket, key = await self.session.open(self.record, body, tried)
+                exchange = self.record.new_exchange(
+                    EXCHANGE_METHOD, self.api.upstream_path, body, key.masked if key else None
+                )
+                exchange.response.started(WEBSOCKET_STATUS, self.session.headers)
+                if await self._answer(socket, key, message, exchange, conversation, client, gate):
+                    return
 
     async def _answer(
         self,
@@ -229,6 +231,7 @@ class WebSocketInterceptor(Interceptor):
         exchange: UpstreamExchange,
         conversation: Conversation,
         client: ClientStream,
+        gate: Gate,
     ) -> bool:
         """Send one ``response.create`` and relay its answer; False: fail over and resend."""
         first = True
@@ -241,6 +244,9 @@ class WebSocketInterceptor(Interceptor):
                 if first and kind == "error" and key is not None and self._fail_over(key, text):
                     await self.session.close()
                     return False
+                if first:
+                    # the first message is the answer, an error carrying a status included
+                    gate.answered(opening_status(WEBSOCKET_STATUS, text)[0])
                 first = False
                 await client.put(conversation.on_event(SSEEvent(kind, text, message_frame(text))))
                 if conversation.failed or kind in TERMINAL:
