@@ -83,6 +83,7 @@ class BreakerEvent:
     status: int | None = None  # report: the upstream's answer
     previous: BreakerState | None = None  # transition: the state left
     reason: str = ""
+    ticket: int | None = None  # admit, report, release: the ticket's number
 
 
 Listener = Callable[[BreakerEvent], None]
@@ -104,6 +105,7 @@ class Ticket:
 
     generation: int
     probe: bool  # admitted half-open
+    number: int  # the breaker's admissions so far: which request a report is about
 
 
 @dataclass
@@ -122,17 +124,16 @@ class Breaker:
     successes: int = 0  # half-open
     trips: int = 0
     rejects: int = 0
+    admitted: int = 0
 
     def admit(self, now: float) -> Ticket:
         """A ticket for one upstream request, or ``CircuitOpen``."""
         self._tick(now)
         if self.state is BreakerState.CLOSED:
-            self._emit("admit", now)
-            return Ticket(self.generation, probe=False)
+            return self._ticket(now, probe=False)
         if self.state is BreakerState.HALF_OPEN and self.probes < self.config.probes:
             self.probes += 1
-            self._emit("admit", now)
-            return Ticket(self.generation, probe=True)
+            return self._ticket(now, probe=True)
         self.rejects += 1
         self._emit("reject", now)
         if self.state is BreakerState.OPEN:
@@ -142,10 +143,15 @@ class Breaker:
             )
         raise CircuitOpen(f"circuit breaker half-open for {self.key}, every probe is out", 1)
 
+    def _ticket(self, now: float, *, probe: bool) -> Ticket:
+        self.admitted += 1
+        self._emit("admit", now, ticket=self.admitted)
+        return Ticket(self.generation, probe, self.admitted)
+
     def report(self, ticket: Ticket, status: int, now: float) -> None:
         """What the upstream answered the request ``ticket`` admitted."""
         self._tick(now)
-        self._emit("report", now, status=status)
+        self._emit("report", now, status=status, ticket=ticket.number)
         if ticket.generation != self.generation:
             return  # admitted under a state that has ended since
         failed = status in FAILURE_STATUSES
@@ -169,7 +175,7 @@ class Breaker:
     def release(self, ticket: Ticket, now: float) -> None:
         """The request ``ticket`` admitted got no answer: a half-open slot comes back."""
         self._tick(now)
-        self._emit("release", now)
+        self._emit("release", now, ticket=ticket.number)
         if ticket.probe and ticket.generation == self.generation:
             self.probes -= 1
 
@@ -203,10 +209,11 @@ class Breaker:
         status: int | None = None,
         previous: BreakerState | None = None,
         reason: str = "",
+        ticket: int | None = None,
     ) -> None:
         if self.listeners:
             event = BreakerEvent(
-                kind, self.key, now, self.state, self.generation, status, previous, reason
+                kind, self.key, now, self.state, self.generation, status, previous, reason, ticket
             )
             for listener in self.listeners:
                 listener(event)

@@ -18,6 +18,10 @@ Key failover happens where the upstream can say no:
   socket closed (1000) and the same ``response.create`` sent on a new socket with the
   next key. An error later in a response is the stream's own and is relayed as it came.
 
+With ``--breaker``, each upstream request passes the breaker of its model first, as over
+HTTP (the same breaker): what it reports is a refused upgrade's status, or the status the
+first message answering the ``response.create`` stands for (``opening_status``).
+
 Upstream messages enter the conversation as SSE frames and the frames it releases go to
 the client as messages (``providers/openai_responses_ws.py``), so injected tools are
 hidden and run, and errors take one shape, by the code that serves HTTP.
