@@ -32,6 +32,13 @@ class Conversation(Protocol):
 
     failed: bool
     """True once an upstream error event was relayed: the stream ends there."""
+    client_calls: list[str]
+    """The names of the client's own tools the model called, as the client saw them (the
+    metrics' client tool selections)."""
+
+    def client_usage(self) -> dict[str, Any]:
+        """The usage the client was told, summed over the loop (empty when none came)."""
+        ...
 
     def upstream_body(self) -> dict[str, Any]:
         """The JSON body of the next upstream request (injected tools included)."""

@@ -99,6 +99,8 @@ class ResponsesConversation:
         self.iteration = 0
         self.last: dict[str, Any] = {}
         self.usage: dict[str, Any] = {}  # summed over the iterations that ran injected calls
+        self.final_usage: dict[str, Any] = {}  # the last response's, every iteration added
+        self.client_calls: list[str] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -175,6 +177,8 @@ class ResponsesConversation:
                     add_usage(self.usage, response.get("usage"))
                     self.held = []
                     return []
+            if isinstance(response, dict):
+                self._ended_with(response)
             if self.iteration and isinstance(response, dict):
                 data = {**data, "response": self._with_total_usage(response)}
                 event = SSEEvent(event.event, event.data, encode_event(event.event, dumps(data)))
@@ -185,6 +189,21 @@ class ResponsesConversation:
             held, self.held = self.held, []
             return held
         return []
+
+    def _ended_with(self, response: dict[str, Any]) -> None:
+        """Note the usage and client calls of the response the client gets."""
+        self.final_usage = summed(self.usage, response.get("usage"))
+        output = response.get("output")
+        self.client_calls += [
+            str(i.get("name"))
+            for i in (output if isinstance(output, list) else [])
+            if isinstance(i, dict)
+            and i.get("type") == "function_call"
+            and i.get("name") not in self.injected
+        ]
+
+    def client_usage(self) -> dict[str, Any]:
+        return self.final_usage
 
     def _with_total_usage(self, response: dict[str, Any]) -> dict[str, Any]:
         """The last response with every iteration's usage added up."""
@@ -239,6 +258,8 @@ class ResponsesConversation:
         calls = self._take_calls(body["output"])
         if calls:
             add_usage(self.usage, body.get("usage"))
+        else:
+            self._ended_with(body)
         return calls
 
     def client_body(self) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 import httpx
 import trio
 
+from ..attribution import identify
 from ..config import BridgeConfig
 from ..errors import (
     ClientDisconnected,
@@ -69,6 +70,7 @@ from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
 from .breaker import Breaker, Breakers, Gate, gated
 from .keypool import KeyPool
+from .metrics import Metrics, Spent
 from .server import Request, ResponseWriter
 from .upstream_client import body_chunks
 from .ws_upstream import WebSocketDialer
@@ -125,6 +127,7 @@ class Environment:
     # Upstream WebSockets, over the same network backend as ``client``.
     dialer: WebSocketDialer = field(default_factory=WebSocketDialer)
     breakers: Breakers | None = None  # None: no circuit breaker (``serve --breaker``)
+    metrics: Metrics | None = None  # what ``/metrics`` serves
 
     def new_record(
         self,
@@ -139,6 +142,7 @@ class Environment:
         """The record of one interception starting now (``request.headers`` redacted);
         ``tools``: the injected tools offered, by default all of them."""
         clock_zero = trio.current_time()
+        who = identify(request.headers, request.body)
         return Interception(
             api=api,
             request=request,
@@ -148,6 +152,8 @@ class Environment:
             keep_chunks=keep_chunks,
             client_secrets=client_secrets,
             transport=transport,
+            client=who.client,
+            session=who.session,
         )
 
     def toolset(self) -> ToolSet:
@@ -375,6 +381,8 @@ class Interceptor:
         # The client's query string (``?beta=true``, ``?api-version=``) goes upstream too.
         self.target = api.upstream_path + ("?" + query if query else "")
         self.record = record
+        if record.session is None:  # Claude Code's metadata.user_id: known once validated
+            record.session = identify(record.request.headers, record.request.body).session
         self.first_headers: Headers | None = None  # relayed: the first answer's headers
 
     # -- upstream attempts ---------------------------------------------------------------
@@ -473,7 +481,29 @@ class Interceptor:
             outcomes.append(outcome)
         return outcomes
 
+    @contextmanager
+    def measured(self, conversation: Spent) -> Iterator[None]:
+        """Count this interception in flight while it runs, and its facts when it ends."""
+        metrics = self.env.metrics
+        if metrics is None:
+            yield
+            return
+        body = self.record.request.body
+        model = body.get("model") if isinstance(body, dict) else None
+        model = model if isinstance(model, str) else ""
+        provider, started = self.api.provider, trio.current_time()
+        metrics.started(provider, self.record, model)
+        try:
+            yield
+        finally:
+            now = trio.current_time()
+            metrics.finished(provider, self.record, model, now - started, conversation, now)
+
     async def run_blocking(self, conversation: Conversation, writer: ResponseWriter) -> None:
+        with self.measured(conversation):
+            await self._run_blocking(conversation, writer)
+
+    async def _run_blocking(self, conversation: Conversation, writer: ResponseWriter) -> None:
         try:
             for _ in range(self.env.config.max_iterations):
                 async with self.open_upstream(conversation.upstream_body()) as (response, exchange):
@@ -502,6 +532,10 @@ class Interceptor:
         )
 
     async def run_streaming(self, conversation: Conversation, writer: ResponseSink) -> None:
+        with self.measured(conversation):
+            await self._run_streaming(conversation, writer)
+
+    async def _run_streaming(self, conversation: Conversation, writer: ResponseSink) -> None:
         client = ClientStream(self.api, writer, self.env.config, self.env.trace)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.relay)

@@ -21,6 +21,7 @@ from .breaker import Breakers, Listener, log_transition
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
 from .guard import Guard, exposes_pool
 from .keypool import KeyPool
+from .metrics import Metrics
 from .routes import ROUTES, BridgeApp
 from .server import Server
 from .upstream_client import make_client
@@ -60,6 +61,15 @@ def build_app(
     if options.max_iterations < 1:
         raise ConfigError(f"--max-iterations must be at least 1, not {options.max_iterations}")
     network = network_backend or httpcore.TrioBackend()
+    upstreams = {
+        "anthropic": ProviderUpstream(
+            options.anthropic_base_url, KeyPool.from_secrets(list(options.anthropic_keys))
+        ),
+        "openai": ProviderUpstream(
+            options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
+        ),
+    }
+    metrics = Metrics(upstreams)
     env = Environment(
         client=make_client(options.timeouts, network),
         dialer=WebSocketDialer(network, options.timeouts),
@@ -71,18 +81,11 @@ def build_app(
         wall_clock=wall_clock,
         trace=trace,
         servers=servers,
-        breakers=Breakers(options.breaker, (log_transition, *breaker_listeners))
+        breakers=Breakers(options.breaker, (log_transition, metrics.on_breaker, *breaker_listeners))
         if options.breaker is not None
         else None,
+        metrics=metrics,
     )
-    upstreams = {
-        "anthropic": ProviderUpstream(
-            options.anthropic_base_url, KeyPool.from_secrets(list(options.anthropic_keys))
-        ),
-        "openai": ProviderUpstream(
-            options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
-        ),
-    }
     return BridgeApp(
         env,
         upstreams,
