@@ -167,4 +167,5 @@ async def test_codex_sessions_are_attributed_and_grouped(
     table = await show(fixture, tmp_path)
     rows = [line for line in table.splitlines() if "codex" in line and "│" in line]
     for session in sessions:
+        assert session is not None
         assert any(session in row for row in rows), table
