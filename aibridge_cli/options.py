@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import typer
@@ -309,41 +309,44 @@ BreakerOpt = Annotated[
         "answers, answer 503 without calling the upstream for a while (docs/breaker.md).",
     ),
 ]
+
+
+def _breaker_setting(metavar: str, parser: Callable[[str], Any], help: str) -> Any:
+    """A ``--breaker-*`` option: no default shown (None means the default in ``help``)."""
+    return typer.Option(metavar=metavar, parser=parser, show_default=False, help=help)
+
+
 BreakerThresholdOpt = Annotated[
     int | None,
-    typer.Option(
-        metavar="N",
-        parser=parse_count,
-        show_default=False,
-        help=f"Failures in a row that open a breaker; default {BreakerConfig.threshold}.",
+    _breaker_setting(
+        "N",
+        parse_count,
+        f"Failures in a row that open a breaker; default {BreakerConfig.threshold}.",
     ),
 ]
 BreakerIntervalOpt = Annotated[
     float | None,
-    typer.Option(
-        metavar="SECONDS",
-        parser=parse_timeout,
-        show_default=False,
-        help="A run of failures starts over once its first is this old; "
+    _breaker_setting(
+        "SECONDS",
+        parse_timeout,
+        "A run of failures starts over once its first is this old; "
         f"default {BreakerConfig.interval:g}.",
     ),
 ]
 BreakerOpenTimeOpt = Annotated[
     float | None,
-    typer.Option(
-        metavar="SECONDS",
-        parser=parse_timeout,
-        show_default=False,
-        help=f"How long a breaker stays open; default {BreakerConfig.open_time:g}.",
+    _breaker_setting(
+        "SECONDS",
+        parse_timeout,
+        f"How long a breaker stays open; default {BreakerConfig.open_time:g}.",
     ),
 ]
 BreakerProbesOpt = Annotated[
     int | None,
-    typer.Option(
-        metavar="N",
-        parser=parse_count,
-        show_default=False,
-        help="Requests a half-open breaker lets through, and successes that close it; "
+    _breaker_setting(
+        "N",
+        parse_count,
+        "Requests a half-open breaker lets through, and successes that close it; "
         f"default {BreakerConfig.probes}.",
     ),
 ]

@@ -9,7 +9,7 @@ those of ``test_real_clients.py``, kept off the network the same way.
 from __future__ import annotations
 
 import json
-import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import httpx
 import pytest
 import trio
 
+from aibridge_cli.fakes.scripted_upstream import ScriptedUpstream
 from aibridge_cli.sessions.recording import load_fixture
 
 from .cli_process import CLI
@@ -42,11 +43,14 @@ from .test_real_clients import (
 )
 
 parser = pytest.importorskip("prometheus_client.parser", reason="the test reads with it")
-POOL_KEY = "sk-ant-attribution-pool-key-0123456789-ABCD"
-OPENAI_POOL_KEY = "sk-openai-attribution-pool-key-0123456789-EFGH"
+POOL_KEYS = {
+    "anthropic": "sk-ant-attribution-pool-key-0123456789-ABCD",
+    "openai": "sk-openai-attribution-pool-key-0123456789-EFGH",
+}
+Samples = dict[tuple[str, frozenset[Any]], float]
 
 
-async def scrape(proxy: str) -> tuple[str, dict[tuple[str, frozenset[Any]], float]]:
+async def scrape(proxy: str) -> tuple[str, Samples]:
     async with httpx.AsyncClient() as http:
         text = (await http.get(proxy + "/metrics")).text
     samples = {
@@ -57,7 +61,7 @@ async def scrape(proxy: str) -> tuple[str, dict[tuple[str, frozenset[Any]], floa
     return text, samples
 
 
-def tokens(samples: dict[tuple[str, frozenset[Any]], float], kind: str) -> float:
+def tokens(samples: Samples, kind: str) -> float:
     return sum(
         v
         for (name, labels), v in samples.items()
@@ -83,31 +87,60 @@ def no_key_in_labels(text: str, key: str) -> None:
     assert key[:4] + "…" + key[-4:] in text  # masked: as the key label
 
 
+Run = Callable[[str, Path], Awaitable[bytes]]  # (proxy URL, a fresh home) -> its stdout
+
+
+async def two_sessions_through_serve(
+    nursery: trio.Nursery, upstream: ScriptedUpstream, provider: str, tools: Path, run: Run
+) -> tuple[Path, list[bytes], str, Samples]:
+    """``serve --record`` with a pool key for ``provider`` in front of ``upstream``; the
+    client run twice (two sessions), then one scrape of ``/metrics``. Returns the
+    recording, the runs' stdout, the scraped text and its samples."""
+    key = POOL_KEYS[provider]
+    WATCH.note([key])
+    home = tools.parent
+    fixture = home / f"{provider}.jsonl"
+    url_option, suffix = f"--{provider}-base-url", "/v1" if provider == "openai" else ""
+    options = ("--record", str(fixture), f"--{provider}-key", key)
+    outputs = []
+    async with aibridge_serve(nursery, upstream, url_option, suffix, tools, *options) as proxy:
+        for n in range(2):
+            (home / f"run{n}").mkdir()
+            outputs.append(await run(proxy, home / f"run{n}"))
+        text, samples = await scrape(proxy)
+    no_key_in_labels(text, key)
+    assert tokens(samples, "output") > 0
+    return fixture, outputs, text, samples
+
+
+async def sessions_shown(fixture: Path, client: str, sessions: set[str]) -> None:
+    """``aibridge show`` has a row of its sessions table for each session."""
+    table = await show(fixture, fixture.parent)
+    rows = [line for line in table.splitlines() if client in line and "│" in line]
+    for session in sessions:
+        assert any(session in row and " 1 " in row for row in rows), table
+
+
 @needs_claude
 async def test_claude_code_sessions_are_attributed_grouped_and_metered(
     nursery: trio.Nursery,
     sentinel: Sentinel,  # noqa: F811
-    tmp_path: Path,
     tools_file: Path,  # noqa: F811
 ) -> None:
     assert CLAUDE is not None
-    WATCH.note([POOL_KEY])
-    fixture = tmp_path / "claude.jsonl"
-    upstream = anthropic_script(tool_turn=True)
-    runs: list[dict[str, Any]] = []
-    options = ("--record", str(fixture), "--anthropic-key", POOL_KEY)
-    async with aibridge_serve(
-        nursery, upstream, "--anthropic-base-url", "", tools_file, *options
-    ) as proxy:
-        for n in range(2):
-            (tmp_path / f"run{n}").mkdir()
-            env = base_env(sentinel) | claude_home(tmp_path / f"run{n}") | QUIET_CLAUDE
-            env |= {"ANTHROPIC_BASE_URL": proxy + "/anthropic", "ANTHROPIC_API_KEY": "sk-c"}
-            argv = [CLAUDE, "-p", "--output-format", "json", "What is the weather in Paris?"]
-            done: subprocess.CompletedProcess[bytes] = await run_client(argv, env, tmp_path)
-            assert done.returncode == 0, done.stderr.decode()[-2000:]
-            runs.append(json.loads(done.stdout))
-        text, samples = await scrape(proxy)
+
+    async def claude(proxy: str, home: Path) -> bytes:
+        env = base_env(sentinel) | claude_home(home) | QUIET_CLAUDE
+        env |= {"ANTHROPIC_BASE_URL": proxy + "/anthropic", "ANTHROPIC_API_KEY": "sk-c"}
+        argv = [CLAUDE, "-p", "--output-format", "json", "What is the weather in Paris?"]
+        done = await run_client(argv, env, home)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        return done.stdout
+
+    fixture, outputs, _, samples = await two_sessions_through_serve(
+        nursery, anthropic_script(tool_turn=True), "anthropic", tools_file, claude
+    )
+    runs = [json.loads(out) for out in outputs]
     # the tokens the client reports, over both runs and every model it used
     seen = {
         "input": "inputTokens",
@@ -118,54 +151,36 @@ async def test_claude_code_sessions_are_attributed_grouped_and_metered(
     for kind, field in seen.items():
         told = sum(m[field] for run in runs for m in run["modelUsage"].values())
         assert tokens(samples, kind) == told, kind
-    assert tokens(samples, "output") > 0
-    no_key_in_labels(text, POOL_KEY)
     interceptions = [r for r in load_fixture(fixture).interceptions if r.api == "anthropic"]
-    sessions = [run["session_id"] for run in runs]
+    sessions = {run["session_id"] for run in runs}
     assert {r.client for r in interceptions} == {"claude-code"}
-    assert {r.session for r in interceptions} == set(sessions)
-    table = await show(fixture, tmp_path)
-    rows = [line for line in table.splitlines() if "claude-code" in line and "│" in line]
-    for session in sessions:  # a row of the sessions table each: client, session, 1
-        assert any(session in row and " 1 " in row for row in rows), table
+    assert {r.session for r in interceptions} == sessions
+    await sessions_shown(fixture, "claude-code", sessions)
 
 
 @needs_codex
 async def test_codex_sessions_are_attributed_and_grouped(
     nursery: trio.Nursery,
     sentinel: Sentinel,  # noqa: F811
-    tmp_path: Path,
     tools_file: Path,  # noqa: F811
 ) -> None:
     assert CODEX is not None
-    WATCH.note([OPENAI_POOL_KEY])
-    fixture = tmp_path / "codex.jsonl"
-    upstream = responses_script(tool_turn=True)
-    options = ("--record", str(fixture), "--openai-key", OPENAI_POOL_KEY)
-    async with aibridge_serve(
-        nursery, upstream, "--openai-base-url", "/v1", tools_file, *options
-    ) as proxy:
-        for n in range(2):
-            home = tmp_path / f"run{n}"
-            home.mkdir()
-            env = base_env(sentinel) | claude_home(home) | codex_home(home, proxy)
-            argv = [CODEX, "exec", "--skip-git-repo-check", *QUIET_CODEX, "Weather?"]
-            done = await run_client(argv, env, tmp_path)
-            assert done.returncode == 0, done.stderr.decode()[-2000:]
-        text, samples = await scrape(proxy)
-    no_key_in_labels(text, OPENAI_POOL_KEY)
-    assert tokens(samples, "output") > 0
+
+    async def codex(proxy: str, home: Path) -> bytes:
+        env = base_env(sentinel) | claude_home(home) | codex_home(home, proxy)
+        argv = [CODEX, "exec", "--skip-git-repo-check", *QUIET_CODEX, "Weather?"]
+        done = await run_client(argv, env, home)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        return done.stdout
+
+    fixture, _, _, _ = await two_sessions_through_serve(
+        nursery, responses_script(tool_turn=True), "openai", tools_file, codex
+    )
     interceptions = [r for r in load_fixture(fixture).interceptions if r.api == "openai-responses"]
-    assert interceptions
     assert {r.client for r in interceptions} == {"codex"}
-    sessions = {r.session for r in interceptions}
-    assert len(sessions) == 2
-    assert None not in sessions
     for r in interceptions:  # the id the client sent in its session header
-        sent = dict((k.lower(), v) for k, v in r.request.headers)
+        sent = {k.lower(): v for k, v in r.request.headers}
         assert r.session == (sent.get("session-id") or sent.get("session_id"))
-    table = await show(fixture, tmp_path)
-    rows = [line for line in table.splitlines() if "codex" in line and "│" in line]
-    for session in sessions:
-        assert session is not None
-        assert any(session in row for row in rows), table
+    sessions = {r.session for r in interceptions if r.session is not None}
+    assert len(sessions) == 2
+    await sessions_shown(fixture, "codex", sessions)
