@@ -113,6 +113,13 @@ async def two_sessions_through_serve(
     return fixture, outputs, text, samples
 
 
+async def stdout_of(argv: list[str], env: dict[str, str], home: Path) -> bytes:
+    """A client run that must succeed; what it printed."""
+    done = await run_client(argv, env, home)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return done.stdout
+
+
 async def sessions_shown(fixture: Path, client: str, sessions: set[str]) -> None:
     """``aibridge show`` has a row of its sessions table for each session."""
     table = await show(fixture, fixture.parent)
@@ -132,10 +139,7 @@ async def test_claude_code_sessions_are_attributed_grouped_and_metered(
     async def claude(proxy: str, home: Path) -> bytes:
         env = base_env(sentinel) | claude_home(home) | QUIET_CLAUDE
         env |= {"ANTHROPIC_BASE_URL": proxy + "/anthropic", "ANTHROPIC_API_KEY": "sk-c"}
-        argv = [CLAUDE, "-p", "--output-format", "json", "What is the weather in Paris?"]
-        done = await run_client(argv, env, home)
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
-        return done.stdout
+        return await stdout_of([CLAUDE, "-p", "--output-format", "json", "Weather?"], env, home)
 
     fixture, outputs, _, samples = await two_sessions_through_serve(
         nursery, anthropic_script(tool_turn=True), "anthropic", tools_file, claude
@@ -169,9 +173,7 @@ async def test_codex_sessions_are_attributed_and_grouped(
     async def codex(proxy: str, home: Path) -> bytes:
         env = base_env(sentinel) | claude_home(home) | codex_home(home, proxy)
         argv = [CODEX, "exec", "--skip-git-repo-check", *QUIET_CODEX, "Weather?"]
-        done = await run_client(argv, env, home)
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
-        return done.stdout
+        return await stdout_of(argv, env, home)
 
     fixture, _, _, _ = await two_sessions_through_serve(
         nursery, responses_script(tool_turn=True), "openai", tools_file, codex
