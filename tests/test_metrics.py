@@ -3,6 +3,7 @@ families fed by real sessions through the proxy (official SDKs, scripted upstrea
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -27,6 +28,7 @@ from aibridge_cli.proxy.metrics import is_prompt, tokens
 
 from .conftest import Stack, StackFactory
 from .openai_scripts import chat_body
+from .rawhttp import RawClient
 
 parser = pytest.importorskip("prometheus_client.parser", reason="the test reads with it")
 
@@ -249,3 +251,35 @@ async def test_chat_and_pass_through_are_counted(stack: StackFactory) -> None:
     assert total(samples, "aibridge_interceptions_total", client="openai-sdk-python") == 1
     assert total(samples, "aibridge_passthrough_requests_total", provider="openai") == 1
     assert not math.isnan(total(samples, "aibridge_interception_duration_seconds_sum", **who))
+
+
+async def test_a_client_that_leaves_mid_stream_is_counted_as_it_ended(
+    stack: StackFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    parts = [usage_start(10, 0, 0), text_block(0, "a", "b"), message_end("end_turn", 2)]
+    count = sum(len(p) for p in parts)
+    s = await stack([stream(*parts, delays=[0.0] + [5.0] * (count - 1))], keys=[K0])
+    body = {
+        "model": "claude-m",
+        "max_tokens": 8,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    host, port = s.proxy_url.removeprefix("http://").split(":")
+    client = RawClient(await trio.open_tcp_stream(host, int(port)))
+    await client.send_request(
+        "POST",
+        "/anthropic/v1/messages",
+        json.dumps(body).encode(),
+        [("content-type", "application/json")],
+    )
+    got = b""
+    while b"message_start" not in got:
+        got += await client.stream.receive_some(65536)
+    await client.stream.aclose()  # the first event, then the client goes
+    await trio.sleep(1)
+    _, samples = await scrape(s)
+    who = {"provider": "anthropic", "endpoint": "anthropic", "model": "claude-m"}
+    # the server cancels the handler of a client that left: the log line says so too
+    assert total(samples, "aibridge_interceptions_total", outcome="cancelled", **who) == 1
+    assert total(samples, "aibridge_interceptions_in_flight", **who) == 0

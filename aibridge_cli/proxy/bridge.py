@@ -494,7 +494,8 @@ class Interceptor:
         provider, started = self.api.provider, trio.current_time()
         metrics.started(provider, self.record, model)
         try:
-            yield
+            with interruptions_noted(self.record):  # so it is counted as what it was
+                yield
         finally:
             now = trio.current_time()
             metrics.finished(provider, self.record, model, now - started, conversation, now)
@@ -608,7 +609,18 @@ def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interc
     """Note how an interception ended when the client left or it was cancelled, and hand
     the record to ``recorder`` however it ended."""
     try:
-        yield record
+        with interruptions_noted(record):
+            yield record
+    finally:
+        if recorder is not None:
+            recorder(record)
+
+
+@contextmanager
+def interruptions_noted(record: Interception) -> Iterator[None]:
+    """Set the record's outcome when the client left or the interception was cancelled."""
+    try:
+        yield
     except ClientDisconnected:
         record.outcome = "client disconnected"
         raise
@@ -622,9 +634,6 @@ def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interc
         elif group.subgroup(trio.Cancelled) is not None:
             record.outcome = "cancelled"
         raise
-    finally:
-        if recorder is not None:
-            recorder(record)
 
 
 @contextmanager
