@@ -139,6 +139,10 @@ class Interception:
     # websocket: the request is the upgrade's method, path and headers with one message as
     # its body; the response and every upstream exchange hold one message per chunk
     transport: Transport = "http"
+    # who sent it (``attribution.py``): the client's short name and its session id; kept
+    # beside the request, not in it, so matching a recording never compares them
+    client: str = "unknown"
+    session: str | None = None
     # the client's own credentials, never written anywhere (see ``credentials``)
     client_secrets: list[str] = field(default_factory=list, repr=False)
 

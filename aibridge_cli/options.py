@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import typer
 
-from .config import GuardConfig, ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
+from .config import (
+    BreakerConfig,
+    GuardConfig,
+    ServeOptions,
+    ServerConfig,
+    StreamInitiation,
+    UpstreamTimeouts,
+)
 from .console import LogFormat, LogLevel
 from .pool_keys import pool_keys
 
@@ -291,6 +298,7 @@ def serve_options(
     redact: Sequence[str] = (),
     mcp_required: bool = False,
     guard: GuardConfig | None = None,
+    breaker: BreakerConfig | None = None,
 ) -> ServeOptions:
     """The serve options from the command line, with keys from the environment; the
     limits and timeouts default to the server's and the upstream client's own."""
@@ -319,4 +327,85 @@ def serve_options(
         redact=tuple(redact),
         mcp_required=mcp_required,
         guard=guard or GuardConfig(),
+        breaker=breaker,
+    )
+
+
+BreakerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--breaker",
+        help="Circuit breaker per provider, endpoint and model: after a run of 429/503/504/529 "
+        "answers, answer 503 without calling the upstream for a while (docs/breaker.md).",
+    ),
+]
+
+
+def _breaker_setting(metavar: str, parser: Callable[[str], Any], help: str) -> Any:
+    """A ``--breaker-*`` option: no default shown (None means the default in ``help``)."""
+    return typer.Option(metavar=metavar, parser=parser, show_default=False, help=help)
+
+
+BreakerThresholdOpt = Annotated[
+    int | None,
+    _breaker_setting(
+        "N",
+        parse_count,
+        f"Failures in a row that open a breaker; default {BreakerConfig.threshold}.",
+    ),
+]
+BreakerIntervalOpt = Annotated[
+    float | None,
+    _breaker_setting(
+        "SECONDS",
+        parse_timeout,
+        "A run of failures starts over once its first is this old; "
+        f"default {BreakerConfig.interval:g}.",
+    ),
+]
+BreakerOpenTimeOpt = Annotated[
+    float | None,
+    _breaker_setting(
+        "SECONDS",
+        parse_timeout,
+        f"How long a breaker stays open; default {BreakerConfig.open_time:g}.",
+    ),
+]
+BreakerProbesOpt = Annotated[
+    int | None,
+    _breaker_setting(
+        "N",
+        parse_count,
+        "Requests a half-open breaker lets through, and successes that close it; "
+        f"default {BreakerConfig.probes}.",
+    ),
+]
+
+
+def breaker_config(
+    on: bool,
+    threshold: int | None = None,
+    interval: float | None = None,
+    open_time: float | None = None,
+    probes: int | None = None,
+) -> BreakerConfig | None:
+    """The breaker's settings from the command line; a setting without ``--breaker`` is a
+    mistake, not a silent no-op."""
+    given = {
+        "--breaker-threshold": threshold,
+        "--breaker-interval": interval,
+        "--breaker-open-time": open_time,
+        "--breaker-probes": probes,
+    }
+    if not on:
+        named = [name for name, value in given.items() if value is not None]
+        if named:
+            raise typer.BadParameter(f"{named[0]} needs --breaker")
+        return None
+    default = BreakerConfig()
+    return BreakerConfig(
+        threshold=default.threshold if threshold is None else threshold,
+        interval=default.interval if interval is None else interval,
+        open_time=default.open_time if open_time is None else open_time,
+        probes=default.probes if probes is None else probes,
     )

@@ -9,7 +9,8 @@ every target alike:
 * requests/s of a small blocking request on one keep-alive connection.
 
 ``aibridge --record`` is benchmark 5, the cost of recording: the same proxy with
-``--record`` (one fsynced line per interception).
+``--record`` (one fsynced line per interception). ``aibridge --breaker`` (``--only
+breaker``) is the same proxy with its circuit breaker on; ``/metrics`` is always fed.
 
 Ratios are to direct. ``--profile`` runs aibridge under pyinstrument (an extra).
 
@@ -234,7 +235,7 @@ def main() -> None:
         "--only",
         action="append",
         default=[],
-        help="targets besides direct (aibridge, record, litellm, mitmdump)",
+        help="targets besides direct (aibridge, breaker, record, litellm, mitmdump)",
     )
     parser.add_argument("--profile", metavar="TXT", help="run aibridge under pyinstrument")
     parser.add_argument(
@@ -263,6 +264,10 @@ def main() -> None:
                 stack.enter_context(
                     aibridge(upstream, name="aibridge baseline", tree=args.baseline.resolve())
                 )
+            )
+        if "breaker" in wanted:  # the same proxy with its circuit breaker on (#30)
+            services.append(
+                stack.enter_context(aibridge(upstream, "--breaker", name="aibridge --breaker"))
             )
         if "record" in wanted:  # benchmark 5: the same proxy, recording every interception
             record = Path(tmp) / "recording.jsonl"

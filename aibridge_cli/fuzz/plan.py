@@ -517,6 +517,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
     tool_faults = {f.at: f.kind for f in plan.faults if f.kind.mcp}
     slow = FaultKind.MCP_SLOW in tool_faults.values()
     bound += sum(t.timeout for t in scenario.tools) if slow else 0
+    bound += scenario.requests * scenario.gap
     return WorldSpec(
         path=scenario.path,
         body=scenario.body,
@@ -533,6 +534,9 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         schedule_budget=plan.schedule_budget,
         schedule_rate=plan.schedule_rate,
         bound=bound,
+        requests=scenario.requests,
+        gap=scenario.gap,
+        breaker=scenario.breaker,
     )
 
 

@@ -1,4 +1,5 @@
-"""Fuzz scenarios: one client request and the upstream exchanges that answer it.
+"""Fuzz scenarios: one client request (or a load of them) and the upstream exchanges that
+answer it.
 
 A scenario is made from an ``Interception`` (what a fixture holds): the client's request
 body, the upstream exchanges in order (status, headers, chunks), the injected tools, and
@@ -7,12 +8,14 @@ the number of pool keys the recording proxy had.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ..config import BreakerConfig
 from ..errors import ConfigError
 from ..fakes.scripted_upstream import Fault as WireFault
 from ..headers import FrozenHeaders
@@ -115,6 +118,11 @@ class Scenario:
     # websocket: the body is one response.create message; each exchange's chunks are the
     # messages that answered it (a refused upgrade: its HTTP answer)
     transport: Transport = "http"
+    # A load (TOML scenarios): ``requests`` clients, ``gap`` seconds apart, through a proxy
+    # with this circuit breaker; the exchanges answer the upstream requests in arrival order
+    requests: int = 1
+    gap: float = 0.0
+    breaker: BreakerConfig | None = None
 
     # Every iteration asks these; a scenario never changes, so each is worked out once.
     @cached_property
@@ -134,7 +142,11 @@ class Scenario:
         turns = " -> ".join(_turn(self.api, e) for e in self.exchanges)
         tools = f", injected {', '.join(t.name for t in self.tools)}" if self.tools else ""
         kind = "streaming" if self.streaming else "blocking"
-        return f"{kind}, {self.keys} key(s){tools}; upstream: {turns}"
+        load = f"{self.requests} requests {self.gap:g} s apart, " if self.requests > 1 else ""
+        b = self.breaker
+        if b is not None:
+            load += f"breaker {b.threshold}/{b.interval:g}s/{b.open_time:g}s/{b.probes}, "
+        return f"{load}{kind}, {self.keys} key(s){tools}; upstream: {turns}"
 
     @property
     def provider(self) -> str:
@@ -180,6 +192,9 @@ class Scenario:
             "transport": self.transport,
             "tools": [tool.to_toml_fields() for tool in self.tools],
             "exchanges": [_exchange_json(e) for e in self.exchanges],
+            # only when set: repro files of other scenarios keep their bytes
+            **({"requests": self.requests, "gap": self.gap} if self.requests > 1 else {}),
+            **({"breaker": dataclasses.asdict(self.breaker)} if self.breaker else {}),
         }
 
     @classmethod
@@ -202,4 +217,7 @@ class Scenario:
             tuple(tool_from_mapping(t, data["name"]) for t in data["tools"]),
             data["keys"],
             data.get("transport", "http"),
+            data.get("requests", 1),
+            data.get("gap", 0.0),
+            BreakerConfig(**data["breaker"]) if data.get("breaker") else None,
         )

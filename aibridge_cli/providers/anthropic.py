@@ -127,6 +127,7 @@ class AnthropicConversation:
         self.usage: dict[str, Any] = {}
         self.failed = False
         self.complete = False
+        self.client_calls: list[str] = []
         self.content: list[Any] = []  # blocking: what the client will see
         self.last: dict[str, Any] = {}
         self._reset()
@@ -233,6 +234,8 @@ class AnthropicConversation:
         client_index = None if hidden else self.next_index
         if not hidden:
             self.next_index += 1
+            if content.get("type") == "tool_use":
+                self.client_calls.append(str(content.get("name")))
         self.blocks[data.get("index", len(self.blocks))] = _Block(content, client_index)
         return self._renumbered(event, data, client_index)
 
@@ -287,7 +290,7 @@ class AnthropicConversation:
         add_usage(self.usage, body.get("usage"))
         content = body["content"]
         calls = self._calls(content) if body.get("stop_reason") == "tool_use" else []
-        self.content.extend(
+        kept = [
             b
             for b in content
             if not (
@@ -295,9 +298,17 @@ class AnthropicConversation:
                 and b.get("type") == "tool_use"
                 and b.get("name") in self.injected
             )
-        )
+        ]
+        self.content.extend(kept)
+        self.client_calls += [
+            str(b.get("name")) for b in kept if isinstance(b, dict) and b.get("type") == "tool_use"
+        ]
         self.last = body
         return calls
+
+    def client_usage(self) -> dict[str, Any]:
+        # message_start's counts updated by each message_delta's, every iteration added
+        return self.usage
 
     def client_body(self) -> dict[str, Any]:
         return {

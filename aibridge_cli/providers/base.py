@@ -36,6 +36,13 @@ class Conversation(Protocol):
     """Streaming: True once the frames handed out end the client's response with its final
     event (``message_stop``, ``response.completed``, Chat's ``[DONE]``): a client that
     leaves after reading them has its whole answer."""
+    client_calls: list[str]
+    """The names of the client's own tools the model called, as the client saw them (the
+    metrics' client tool selections)."""
+
+    def client_usage(self) -> dict[str, Any]:
+        """The usage the client was told, summed over the loop (empty when none came)."""
+        ...
 
     def upstream_body(self) -> dict[str, Any]:
         """The JSON body of the next upstream request (injected tools included)."""

@@ -105,6 +105,8 @@ class ChatConversation:
         self.iteration = 0
         self.id: str | None = None
         self.usage: dict[str, Any] = {}  # summed over finished iterations
+        self.final_usage: dict[str, Any] | None = None  # streaming: the client's usage chunk
+        self.client_calls: list[str] = []
         self.failed = False
         self.complete = False
         self.last: dict[str, Any] = {}
@@ -177,7 +179,7 @@ class ChatConversation:
                 add_usage(self.usage, usage)
                 usage = None
             else:
-                usage = overlay_usage(usage, summed(self.usage, usage))
+                usage = self.final_usage = overlay_usage(usage, summed(self.usage, usage))
         if self.continuing and not kept and usage is None:
             return []  # the swallowed end of an intermediate iteration
         if changed and isinstance(choices, list) and choices and not kept and usage is None:
@@ -245,6 +247,7 @@ class ChatConversation:
             name = function.get("name") or ""
             client_index = None
             if name not in self.injected:
+                self.client_calls.append(name)
                 client_index = self.next_client_index.get(choice, 0)
                 self.next_client_index[choice] = client_index + 1
             call = self.calls[key] = _Call(tc.get("id") or "", name, client_index)
@@ -276,10 +279,15 @@ class ChatConversation:
         self.last = body
         first = as_object(choices[0] if choices else None)
         message = as_object(first.get("message"))
+        parts = [p for p in message.get("tool_calls") or [] if isinstance(p, dict)]
+        names = [str(as_object(p.get("function")).get("name")) for p in parts]
+        self.client_calls += [name for name in names if name not in self.injected]
         if first.get("finish_reason") not in CALL_ENDINGS:
             return []
-        parts = [p for p in message.get("tool_calls") or [] if isinstance(p, dict)]
         return self._take_calls(message, parts)
+
+    def client_usage(self) -> dict[str, Any]:
+        return self.final_usage if self.final_usage is not None else self.usage
 
     def client_body(self) -> dict[str, Any]:
         """The last completion under the first id, with usage summed (as the Go gateway)."""

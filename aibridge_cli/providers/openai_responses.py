@@ -154,6 +154,8 @@ class ResponsesConversation:
         self.shown_id: Any = None  # the id of the response the client was shown
         self.next_index = 0  # the client's next output_index
         self.next_sequence: int | None = None  # the client's next sequence_number
+        self.final_usage: dict[str, Any] = {}  # the last response's, every iteration added
+        self.client_calls: list[str] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -281,6 +283,7 @@ class ResponsesConversation:
         if not self.injected:
             if kind in TERMINAL:
                 self.complete = True  # no loop: the terminal event is the client's last
+                self._ended_with(data.get("response"))
             return [event.raw]  # nothing to hide, and no loop: events flow through untouched
         if kind in LIFECYCLE:
             if not self.shown:
@@ -294,6 +297,7 @@ class ResponsesConversation:
                     self.lifecycle = []  # nothing of it shown: the next response stands
                     return []
             self.complete = True  # no injected call left: this is the client's last event
+            self._ended_with(response)
             frames = self._show()
             return [*frames, self._with_response(event, data, last=True)]
         if kind == "error":
@@ -301,6 +305,23 @@ class ResponsesConversation:
         if self._hides(data):
             return []
         return [*self._show(), self._relayed(event, data)]
+
+    def _ended_with(self, response: Any) -> None:
+        """Note the usage and client calls of the response the client gets."""
+        if not isinstance(response, dict):
+            return
+        self.final_usage = summed(self.usage, response.get("usage"))
+        output = response.get("output")
+        self.client_calls += [
+            str(i.get("name"))
+            for i in (output if isinstance(output, list) else [])
+            if isinstance(i, dict)
+            and i.get("type") == "function_call"
+            and i.get("name") not in self.injected
+        ]
+
+    def client_usage(self) -> dict[str, Any]:
+        return self.final_usage
 
     def _hides(self, data: dict[str, Any]) -> bool:
         """True for an event of an injected call (noting the call when it starts)."""
@@ -375,7 +396,10 @@ class ResponsesConversation:
         if not isinstance(body, dict) or not isinstance(body.get("output"), list):
             raise UpstreamBroken("upstream response is not a Responses API response")
         self.last = body
-        return self._take_calls(body)
+        calls = self._take_calls(body)
+        if not calls:
+            self._ended_with(body)
+        return calls
 
     def client_body(self) -> dict[str, Any]:
         return self._client_response(self.last, last=True)

@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 import httpx
 import trio
 
+from ..attribution import identify
 from ..config import BridgeConfig
 from ..errors import (
     ClientDisconnected,
@@ -50,6 +51,7 @@ from ..headers import (
     JSON_HEADERS,
     SSE_HEADERS,
     Headers,
+    WireHeaders,
     forwarded_request_headers,
     forwarded_response_headers,
     intercepted_response_headers,
@@ -69,7 +71,9 @@ from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
 from . import chaos_wire
 from .chaos import Chaos, Facts, Strike, request_facts
+from .breaker import Breaker, Breakers, Gate, gated
 from .keypool import KeyPool
+from .metrics import Metrics, Spent
 from .server import Request, ResponseWriter
 from .upstream_client import body_chunks
 from .ws_upstream import WebSocketDialer
@@ -126,6 +130,8 @@ class Environment:
     # Upstream WebSockets, over the same network backend as ``client``.
     dialer: WebSocketDialer = field(default_factory=WebSocketDialer)
     chaos: Chaos = field(default_factory=Chaos)  # serve --chaos; no rule: never consulted
+    breakers: Breakers | None = None  # None: no circuit breaker (``serve --breaker``)
+    metrics: Metrics | None = None  # what ``/metrics`` serves
 
     def new_record(
         self,
@@ -140,6 +146,7 @@ class Environment:
         """The record of one interception starting now (``request.headers`` redacted);
         ``tools``: the injected tools offered, by default all of them."""
         clock_zero = trio.current_time()
+        who = identify(request.headers, request.body)
         return Interception(
             api=api,
             request=request,
@@ -149,6 +156,8 @@ class Environment:
             keep_chunks=keep_chunks,
             client_secrets=client_secrets,
             transport=transport,
+            client=who.client,
+            session=who.session,
         )
 
     def toolset(self) -> ToolSet:
@@ -396,6 +405,8 @@ class Interceptor:
         # The client's query string (``?beta=true``, ``?api-version=``) goes upstream too.
         self.target = api.upstream_path + ("?" + query if query else "")
         self.record = record
+        if record.session is None:  # Claude Code's metadata.user_id: known once validated
+            record.session = identify(record.request.headers, record.request.body).session
         self.first_headers: Headers | None = None  # relayed: the first answer's headers
         # What chaos rules read of the request, taken before the loop grows its body.
         self.chaos_facts = self._facts() if env.chaos.watching else None
@@ -405,13 +416,32 @@ class Interceptor:
     async def open_upstream(
         self, body: dict[str, Any]
     ) -> AsyncIterator[tuple[httpx.Response, UpstreamExchange]]:
-        """An upstream response with a 2xx status, after failing over keys as needed."""
+        """An upstream response with a 2xx status, after failing over keys as needed; the
+        circuit breaker, when on, admits the request first and hears its answer."""
         pool = self.upstream.pool
         tried: set[int] = set()
         content = dumps(body).encode()
         base_headers = forwarded_request_headers(self.request_headers, byok=not pool)
         base_headers.append(("content-type", "application/json"))
         base = wire(base_headers)
+        with gated(self.breaker(body), trio.current_time) as gate:
+            async with self._attempts(body, content, base, tried, gate) as answer:
+                yield answer
+
+    def breaker(self, body: dict[str, Any]) -> Breaker | None:
+        """The breaker of this request's provider, endpoint and model (None: none is on)."""
+        if self.env.breakers is None:
+            return None
+        model = body.get("model")
+        return self.env.breakers.of(
+            self.api.provider, self.api.name, model if isinstance(model, str) else ""
+        )
+
+    @asynccontextmanager
+    async def _attempts(
+        self, body: dict[str, Any], content: bytes, base: WireHeaders, tried: set[int], gate: Gate
+    ) -> AsyncIterator[tuple[httpx.Response, UpstreamExchange]]:
+        pool = self.upstream.pool
         # One attribute read when no chaos rule is set: the relay's cost stays what it was.
         strike = self._chaos_strike() if self.env.chaos.states else None
         attempt = 0
@@ -461,6 +491,7 @@ class Interceptor:
                     raise UpstreamStatusError(
                         response.status_code, pool.masked_headers(received), pool.masked_bytes(data)
                     )
+                gate.answered(response.status_code)
                 if self.first_headers is None:
                     self.first_headers = pool.masked_headers(received)
                 yield response, exchange
@@ -535,7 +566,30 @@ class Interceptor:
             outcomes.append(outcome)
         return outcomes
 
+    @contextmanager
+    def measured(self, conversation: Spent) -> Iterator[None]:
+        """Count this interception in flight while it runs, and its facts when it ends."""
+        metrics = self.env.metrics
+        if metrics is None:
+            yield
+            return
+        body = self.record.request.body
+        model = body.get("model") if isinstance(body, dict) else None
+        model = model if isinstance(model, str) else ""
+        provider, started = self.api.provider, trio.current_time()
+        metrics.started(provider, self.record, model)
+        try:
+            with interruptions_noted(self.record):  # so it is counted as what it was
+                yield
+        finally:
+            now = trio.current_time()
+            metrics.finished(provider, self.record, model, now - started, conversation, now)
+
     async def run_blocking(self, conversation: Conversation, writer: ResponseWriter) -> None:
+        with self.measured(conversation):
+            await self._run_blocking(conversation, writer)
+
+    async def _run_blocking(self, conversation: Conversation, writer: ResponseWriter) -> None:
         try:
             for _ in range(self.env.config.max_iterations):
                 async with self.open_upstream(conversation.upstream_body()) as (response, exchange):
@@ -568,6 +622,10 @@ class Interceptor:
         self.record.delivered = True
 
     async def run_streaming(self, conversation: Conversation, writer: ResponseSink) -> None:
+        with self.measured(conversation):
+            await self._run_streaming(conversation, writer)
+
+    async def _run_streaming(self, conversation: Conversation, writer: ResponseSink) -> None:
         client = ClientStream(
             self.api, writer, self.env.config, self.env.trace, delivered=self._delivered
         )
@@ -648,7 +706,18 @@ def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interc
     end or closing the stream) cut nothing: its interception stays ``ok``, so a replay
     checks it."""
     try:
-        yield record
+        with interruptions_noted(record):
+            yield record
+    finally:
+        if recorder is not None:
+            recorder(record)
+
+
+@contextmanager
+def interruptions_noted(record: Interception) -> Iterator[None]:
+    """Set the record's outcome when the client left or the interception was cancelled."""
+    try:
+        yield
     except ClientDisconnected:
         _cut(record, "client disconnected")
         raise
@@ -662,9 +731,6 @@ def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interc
         elif group.subgroup(trio.Cancelled) is not None:
             _cut(record, "cancelled")
         raise
-    finally:
-        if recorder is not None:
-            recorder(record)
 
 
 def _cut(record: Interception, how: str) -> None:

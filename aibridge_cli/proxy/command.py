@@ -16,6 +16,11 @@ from ..options import (
     AnthropicKeyOpt,
     AnthropicURLOpt,
     AuthTokenOpt,
+    BreakerIntervalOpt,
+    BreakerOpenTimeOpt,
+    BreakerOpt,
+    BreakerProbesOpt,
+    BreakerThresholdOpt,
     HostOpt,
     InitiationOpt,
     InsecureOpenOpt,
@@ -28,6 +33,7 @@ from ..options import (
     PortOpt,
     ToolsOpt,
     Upstreams,
+    breaker_config,
     format_size,
     guard_config,
     parse_grace,
@@ -118,6 +124,11 @@ def serve(
     chaos_file: ChaosFileOpt = None,
     chaos_seed: ChaosSeedOpt = None,
     chaos_report: ChaosReportOpt = None,
+    breaker: BreakerOpt = False,
+    breaker_threshold: BreakerThresholdOpt = None,
+    breaker_interval: BreakerIntervalOpt = None,
+    breaker_open_time: BreakerOpenTimeOpt = None,
+    breaker_probes: BreakerProbesOpt = None,
 ) -> None:
     """Run the proxy. Prints 'listening on http://HOST:PORT' when ready.
 
@@ -152,6 +163,9 @@ def serve(
         redact=redact or (),
         mcp_required=mcp_required,
         guard=guard_config(allowed_host, allow_origin, auth_token, insecure_open),
+        breaker=breaker_config(
+            breaker, breaker_threshold, breaker_interval, breaker_open_time, breaker_probes
+        ),
     )
     guard = proxy_guard(options)  # before anything is opened: it may refuse the options
     rules = load_chaos(chaos or [], chaos_file, tools, chaos_seed)

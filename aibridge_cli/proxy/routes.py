@@ -33,12 +33,14 @@ from .bridge import (
 )
 from .chaos_control import CHAOS_PATH
 from .chaos_control import answer as chaos_answer
+from .exposition import CONTENT_TYPE as METRICS_TYPE
 from .passthrough import PassThrough, maybe_json, pass_through_for, relay
 from .paths import dot_segment_problem
 from .server import Request, ResponseWriter, Upgrade, UpgradeHandler, loggable
 from .ws_server import ResponsesSocket, wants_websocket
 
 log = logging.getLogger("aibridge.requests")
+METRICS_HEADERS = [("content-type", METRICS_TYPE), ("cache-control", "no-store")]
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,9 @@ ROUTES: dict[tuple[str, str], Intercept] = {
     ("POST", "/openai/v1/chat/completions"): Intercept(OPENAI_CHAT),
     ("POST", "/openai/v1/responses"): Intercept(OPENAI_RESPONSES),
 }
-# The proxy's own read-only pages.
-LOCAL_PATHS = frozenset({"/healthz", "/aibridge/status"})
+# The proxy's own read-only pages; the metrics in Prometheus's text format.
+METRICS_PATH = "/metrics"
+LOCAL_PATHS = frozenset({"/healthz", "/aibridge/status", METRICS_PATH})
 LOCAL_METHODS = ("GET", "HEAD")
 
 # Error shape by path prefix, for errors found before a route is known.
@@ -224,6 +227,9 @@ class BridgeApp:
                 allow = [("allow", ", ".join(LOCAL_METHODS))]
                 await self._reply_error(request, writer, 405, "use GET", allow)
                 return ""
+            if path == METRICS_PATH:
+                await writer.respond(200, METRICS_HEADERS, self.metrics_text().encode())
+                return ""
             page = {"status": "ok"} if path == "/healthz" else self.status()
             await writer.respond(200, JSON_HEADERS, dumps(page).encode())
             return ""
@@ -248,6 +254,7 @@ class BridgeApp:
             "mcp": self.env.servers.status() if self.env.servers is not None else [],
             "requests_served": self.requests_served,
             "chaos": self.env.chaos.status(),
+            "breakers": breakers.snapshot(now) if (breakers := self.env.breakers) else None,
         }
 
     async def _chaos(self, request: Request, writer: ResponseWriter) -> None:
@@ -260,6 +267,12 @@ class BridgeApp:
             await self._reply_error(request, writer, got.status, got.error)
         else:
             await writer.respond(got.status, JSON_HEADERS, dumps(got.payload).encode())
+
+    def metrics_text(self) -> str:
+        metrics = self.env.metrics
+        if metrics is None:
+            return ""
+        return metrics.exposition(trio.current_time(), self.env.breakers)
 
     def _new_record(
         self, api: str, request: Request, writer: ResponseWriter, tools: list[dict[str, Any]]
@@ -311,6 +324,8 @@ class BridgeApp:
         self, prefix: PassThrough, request: Request, writer: ResponseWriter, outcome: Outcome
     ) -> str:
         record = self._new_record(prefix.api, request, writer, [])
+        if self.env.metrics is not None:
+            self.env.metrics.passed_through(prefix.provider, record)
         with outcome.noting(record), recorded(record, self.recorder):
             try:
                 return await relay(

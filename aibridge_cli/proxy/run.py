@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 import httpcore
@@ -17,10 +17,12 @@ from ..errors import ConfigError, McpUnavailable, TargetUnreachable
 from ..interception import Recorder
 from ..mcp_tools.config import mcp_servers
 from ..tools import ToolServers, ToolSet, ToolsFile, load_tools_file
+from .breaker import Breakers, Listener, log_transition
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
 from .chaos import Chaos
 from .guard import Guard, exposes_pool
 from .keypool import KeyPool
+from .metrics import Metrics
 from .routes import ROUTES, BridgeApp
 from .server import Server
 from .upstream_client import make_client
@@ -43,9 +45,11 @@ def build_app(
     wall_clock: Callable[[], float] = time.time,
     trace: Callable[[str], None] | None = None,
     chaos: Chaos | None = None,
+    breaker_listeners: Sequence[Listener] = (),
 ) -> BridgeApp:
     """The proxy app for these options (the upstream client is created here, once). The
-    simulation passes its own network backend, tool runner, wall clock and trace."""
+    simulation passes its own network backend, tool runner, wall clock and trace, and
+    listens to the circuit breakers' decisions."""
     servers: ToolServers | None = None
     if tools is None:
         found = load_tools_file(options.tools_path) if options.tools_path else ToolsFile()
@@ -59,6 +63,15 @@ def build_app(
     if options.max_iterations < 1:
         raise ConfigError(f"--max-iterations must be at least 1, not {options.max_iterations}")
     network = network_backend or httpcore.TrioBackend()
+    upstreams = {
+        "anthropic": ProviderUpstream(
+            options.anthropic_base_url, KeyPool.from_secrets(list(options.anthropic_keys))
+        ),
+        "openai": ProviderUpstream(
+            options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
+        ),
+    }
+    metrics = Metrics(upstreams)
     env = Environment(
         client=make_client(options.timeouts, network),
         dialer=WebSocketDialer(network, options.timeouts),
@@ -71,15 +84,11 @@ def build_app(
         trace=trace,
         servers=servers,
         chaos=chaos or Chaos(),
+        breakers=Breakers(options.breaker, (log_transition, metrics.on_breaker, *breaker_listeners))
+        if options.breaker is not None
+        else None,
+        metrics=metrics,
     )
-    upstreams = {
-        "anthropic": ProviderUpstream(
-            options.anthropic_base_url, KeyPool.from_secrets(list(options.anthropic_keys))
-        ),
-        "openai": ProviderUpstream(
-            options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
-        ),
-    }
     return BridgeApp(
         env,
         upstreams,

@@ -18,6 +18,10 @@ Key failover happens where the upstream can say no:
   socket closed (1000) and the same ``response.create`` sent on a new socket with the
   next key. An error later in a response is the stream's own and is relayed as it came.
 
+With ``--breaker``, each upstream request passes the breaker of its model first, as over
+HTTP (the same breaker): what it reports is a refused upgrade's status, or the status the
+first message answering the ``response.create`` stands for (``opening_status``).
+
 Upstream messages enter the conversation as SSE frames and the frames it releases go to
 the client as messages (``providers/openai_responses_ws.py``), so injected tools are
 hidden and run, and errors take one shape, by the code that serves HTTP.
@@ -54,6 +58,7 @@ from ..providers.openai_responses_ws import (
 )
 from ..sse import SSEEvent
 from ..tools import ToolSet
+from .breaker import Gate, gated
 from .bridge import ClientStream, Environment, Interceptor, ProviderUpstream
 from .chaos import Facts
 from .chaos_wire import StruckSocket
@@ -229,18 +234,21 @@ class WebSocketInterceptor(Interceptor):
         tried: set[int] = set()
         strike = self._chaos_strike() if self.env.chaos.states else None
         attempt = 0
-        while True:
-            socket, key = await self.session.open(self.record, body, tried)
-            exchange = self.record.new_exchange(
-                EXCHANGE_METHOD, self.api.upstream_path, body, key.masked if key else None
-            )
-            exchange.response.started(WEBSOCKET_STATUS, self.session.headers)
-            answering: WebSocket | StruckSocket = socket
-            if strike is not None:  # serve --chaos (chaos_wire.py)
-                answering = StruckSocket(socket, strike, attempt, exchange)
-            attempt += 1
-            if await self._answer(answering, key, message, exchange, conversation, client):
-                return
+        with gated(self.breaker(body), trio.current_time) as gate:
+            while True:
+                socket, key = await self.session.open(self.record, body, tried)
+                exchange = self.record.new_exchange(
+                    EXCHANGE_METHOD, self.api.upstream_path, body, key.masked if key else None
+                )
+                exchange.response.started(WEBSOCKET_STATUS, self.session.headers)
+                answering: WebSocket | StruckSocket = socket
+                if strike is not None:  # serve --chaos (chaos_wire.py)
+                    answering = StruckSocket(socket, strike, attempt, exchange)
+                attempt += 1
+                if await self._answer(
+                    answering, key, message, exchange, conversation, client, gate
+                ):
+                    return
 
     def _facts(self) -> Facts:
         return replace(super()._facts(), streaming=True)  # every response streams here
@@ -253,6 +261,7 @@ class WebSocketInterceptor(Interceptor):
         exchange: UpstreamExchange,
         conversation: Conversation,
         client: ClientStream,
+        gate: Gate,
     ) -> bool:
         """Send one ``response.create`` and relay its answer; False: fail over and resend."""
         first = True
@@ -265,6 +274,9 @@ class WebSocketInterceptor(Interceptor):
                 if first and kind == "error" and key is not None and self._fail_over(key, text):
                     await self.session.close()
                     return False
+                if first:
+                    # the first message is the answer, an error carrying a status included
+                    gate.answered(opening_status(WEBSOCKET_STATUS, text)[0])
                 first = False
                 frames = conversation.on_event(SSEEvent(kind, text, message_frame(text)))
                 await client.put(self.shown(frames, conversation))

@@ -47,13 +47,14 @@ from ..options import (
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+    from rich.table import Table
 
     from .fixture import Fixture
     from .matching import MatchRules
     from .mock import MockUpstream
     from .recording import FixtureWriter
     from .replay import FixtureResult
-    from .summary import Summary
+    from .summary import SessionGroup, Summary
 
 RedactOpt = Annotated[
     list[str] | None,
@@ -566,7 +567,8 @@ def import_(
 
 # -- show ----------------------------------------------------------------------------------
 def format_summary(fixture: Fixture, summaries: list[Summary]) -> RenderableType:
-    """One row per interception: what it asked, what it cost, how it went and how fast."""
+    """One row per interception, grouped by client session when the recording knows them,
+    then one row per session."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -582,36 +584,72 @@ def format_summary(fixture: Fixture, summaries: list[Summary]) -> RenderableType
         table.add_column(
             column, justify="left" if column == "keys tried" else "right", no_wrap=True
         )
-    from ..views.page import fmt_ms
+    from .summary import group_by_session
 
-    for i, s in enumerate(summaries, start=1):
-        status = Text(str(s.status) if s.status is not None else "none")
-        status.stylize("green" if s.status is not None and s.status < 400 else "bold red")
-        keys = Text()
-        for n, attempt in enumerate(s.attempts):
-            good = attempt.facts.status is not None and attempt.facts.status < 400
-            keys.append("\n" if n else "")
-            keys.append(attempt.key or "client key")
-            keys.append(f" {attempt.verdict}", style="green" if good else "red")
-        table.add_row(
-            str(i),
-            s.label,
-            s.api,
-            s.model or "-",
-            status,
-            f"{s.usage.input_tokens} / {s.usage.output_tokens}",
-            ", ".join(s.injected) or "-",
-            keys if s.attempts else "-",
-            fmt_ms(s.duration_ms),
-            fmt_ms(s.client.first_event_ms),
-        )
+    groups = group_by_session(summaries)
+    grouped = any(g.client != "unknown" or g.session for g in groups)
+    for g in groups:
+        if grouped:
+            table.add_row("", Text(g.title, style="bold"), end_section=False)
+        for index in g.indexes:
+            _summary_row(table, index + 1, summaries[index])
+        if grouped:
+            table.add_section()
     # An outcome other than ok is a sentence: a note under the table, not a narrow column.
     notes = [
         Text.assemble(f"#{i} {s.label}: ", (s.outcome, "yellow"))
         for i, s in enumerate(summaries, start=1)
         if s.outcome != "ok"
     ]
-    return Group(table, *notes)
+    if not grouped:
+        return Group(table, *notes)
+    return Group(table, _sessions_table(groups), *notes)
+
+
+def _sessions_table(groups: list[SessionGroup]) -> RenderableType:
+    """One row per client session: how many interceptions, what they cost."""
+    from rich.table import Table
+
+    table = Table(title="sessions", title_justify="left")
+    for column in ("client", "session", "interceptions", "tokens in/out", "injected calls"):
+        table.add_column(column, justify="left" if column in ("client", "session") else "right")
+    for g in groups:
+        table.add_row(
+            g.client,
+            g.session or "-",
+            str(len(g.indexes)),
+            f"{g.usage.input_tokens} / {g.usage.output_tokens}",
+            str(g.injected),
+        )
+    return table
+
+
+def _summary_row(table: Table, i: int, s: Summary) -> None:
+    """One interception's row: what it asked, what it cost, how it went and how fast."""
+    from rich.text import Text
+
+    from ..views.page import fmt_ms
+
+    status = Text(str(s.status) if s.status is not None else "none")
+    status.stylize("green" if s.status is not None and s.status < 400 else "bold red")
+    keys = Text()
+    for n, attempt in enumerate(s.attempts):
+        good = attempt.facts.status is not None and attempt.facts.status < 400
+        keys.append("\n" if n else "")
+        keys.append(attempt.key or "client key")
+        keys.append(f" {attempt.verdict}", style="green" if good else "red")
+    table.add_row(
+        str(i),
+        s.label,
+        s.api,
+        s.model or "-",
+        status,
+        f"{s.usage.input_tokens} / {s.usage.output_tokens}",
+        ", ".join(s.injected) or "-",
+        keys if s.attempts else "-",
+        fmt_ms(s.duration_ms),
+        fmt_ms(s.client.first_event_ms),
+    )
 
 
 def show(

@@ -162,6 +162,11 @@ def encode_interception(
         out["label"] = label
     if record.transport != "http":
         out["transport"] = record.transport
+    # who sent it, when known (absent in older files: unknown)
+    if record.client != "unknown":
+        out["client"] = record.client
+    if record.session is not None:
+        out["session"] = record.session
     out |= {
         "started_at": record.started_at,
         "outcome": record.outcome,
@@ -281,6 +286,8 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
         request=request,
         started_at=float(obj.get("started_at", 0.0)),
         outcome=str(obj.get("outcome", "ok")),
+        client=str(obj.get("client", "unknown")),
+        session=str(obj["session"]) if obj.get("session") is not None else None,
         response=_decode_response(_need(obj, "response", dict), "response"),
         tools=list(obj.get("tools", [])),
     )
