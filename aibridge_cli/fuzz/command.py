@@ -180,7 +180,9 @@ def fuzz(
 
             client = client_config(client_path or (), model, client_header or ())
             where = (target, upstream_port)
-            raise typer.Exit(_replay(repro, as_json, show_body, html, client, where, allow_commands))
+            raise typer.Exit(
+                _replay(repro, as_json, show_body, html, client, where, allow_commands)
+            )
         if iterations < 1:
             raise ConfigError(f"--iterations must be at least 1, not {iterations}")
         if jobs < 1:

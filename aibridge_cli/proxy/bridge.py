@@ -70,8 +70,8 @@ from ..providers.base import API, Conversation, ToolCall, dumps
 from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
 from . import chaos_wire
-from .chaos import Chaos, Facts, Strike, request_facts
 from .breaker import Breaker, Breakers, Gate, gated
+from .chaos import Chaos, Facts, Strike, request_facts
 from .keypool import KeyPool
 from .metrics import Metrics, Spent
 from .server import Request, ResponseWriter
