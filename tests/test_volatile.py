@@ -197,7 +197,18 @@ def test_ignore_takes_jsonpath_or_dotted_paths() -> None:
     assert one["max_tokens"] == 128000  # the bodies themselves are left as they were
     with pytest.raises(ConfigError, match="match_on: no field given"):
         MatchRules.of(match_on=[" , "])
-    for bad in ("$", "$.", "a..b", ""):
+    descent = MatchRules.of(ignore=["$..cache_control", "system..type"])
+    assert descent.ignore == ("**.cache_control", "system.**.type")
+    cached = claude_body("2026-12-07", "a")
+    cached["messages"][0]["content"][0]["cache_control"] = {"type": "ephemeral"}
+    cached["system"][1]["cache_control"] = {"type": "ephemeral"}
+    plain = claude_body("2026-12-07", "a")
+    assert same(cached, plain, descent, SDK_HEADERS)[0]
+    assert not same(cached, plain, MatchRules(), SDK_HEADERS)[0]
+    shape = request_shape("POST", "/", json.dumps(cached).encode(), descent)
+    assert all("type" not in block for block in shape.body["system"])
+    assert shape.body["messages"][1]["content"][0]["type"] == "text"  # outside system: kept
+    for bad in ("$", "$.", "$..", "a..", ""):
         with pytest.raises(ConfigError, match="is not a field path"):
             MatchRules.of(ignore=[bad])
 

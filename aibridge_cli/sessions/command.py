@@ -87,7 +87,8 @@ IgnoreOpt = Annotated[
         "--ignore",
         metavar="JSONPATH",
         help="A request body field left out of matching ($.metadata, "
-        "$.messages[*].cache_control, max_tokens); repeat for more.",
+        "$.messages[*].cache_control, $..cache_control at any depth, max_tokens); repeat "
+        "for more.",
     ),
 ]
 NoNormalizeOpt = Annotated[

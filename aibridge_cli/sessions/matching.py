@@ -110,12 +110,15 @@ _SEGMENT = re.compile(r"\[(\d+|\*)\]|\[['\"]([^'\"]+)['\"]\]")
 
 
 def dotted_path(path: str) -> str:
-    """``$.messages[0].content`` (JSONPath) as ``messages.0.content``; a dotted path as
+    """``$.messages[0].content`` (JSONPath) as ``messages.0.content``, and JSONPath's
+    descent ``$..cache_control`` (at any depth) as ``**.cache_control``; a dotted path as
     it is. A path with an empty segment is a ``ConfigError``."""
     text = path.strip()
     text = text[1:] if text.startswith("$") else text
-    text = _SEGMENT.sub(lambda m: "." + (m.group(1) or m.group(2)), text).lstrip(".")
-    if not text or "" in text.split("."):
+    text = _SEGMENT.sub(lambda m: "." + (m.group(1) or m.group(2)), text)
+    text = text.replace("..", ".**.").lstrip(".")
+    segments = text.split(".")
+    if not text or "" in segments or segments[-1] == "**":
         raise ConfigError(f"ignore: {path!r} is not a field path (e.g. $.metadata, max_tokens)")
     return text
 
@@ -159,6 +162,13 @@ def comparable_body(body: Any, rules: MatchRules, client: Client | None = None) 
 def _drop(data: Any, path: list[str]) -> Any:
     """``data`` without the field at ``path`` (a copy where it changes: bodies are shared)."""
     head, rest = path[0], path[1:]
+    if head == "**":  # here, and at every depth below
+        data = _drop(data, rest)
+        if isinstance(data, list):
+            return [_drop(v, path) for v in data]
+        if isinstance(data, dict):
+            return {k: _drop(v, path) for k, v in data.items()}
+        return data
     if isinstance(data, list):
         picked = range(len(data)) if head == "*" else [int(head)] if head.isdigit() else []
         if not rest:
