@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import IO
 
 import pytest
 import trio
@@ -98,6 +99,18 @@ async def record(
     return fixture
 
 
+def mock_log(tmp_path: Path) -> IO[bytes]:
+    """Where the mock's log lines go, to be read once it has stopped."""
+    return (tmp_path / "mock.log").open("wb")
+
+
+def assert_every_request_matched(tmp_path: Path) -> None:
+    """No request of the second day missed the recording: a client that retries or gives
+    up after a 400 must not pass for one answered from the file."""
+    log = (tmp_path / "mock.log").read_text()
+    assert "does not match the fixture" not in log, log[-3000:]
+
+
 async def replay_matches(fixture: Path, env: dict[str, str], cwd: Path) -> None:
     done = await run_client([*CLI, "replay", str(fixture)], env | {"PYTHONPATH": str(REPO)}, cwd)
     out = done.stdout.decode()
@@ -133,15 +146,17 @@ async def test_claude_code_recorded_today_is_mocked_and_replayed_tomorrow(
     if tool_turn:
         assert any(r.tool_calls for r in load_fixture(fixture).interceptions)
 
-    proc, mock_url = await start_cli("mock", str(fixture), "--timing", "fast")
-    try:
-        day_two = claude_home(fresh_dir(tmp_path, "user"))
-        env = base_env(sentinel) | day_two | QUIET_CLAUDE | tomorrow()
-        env |= {"ANTHROPIC_BASE_URL": mock_url + "/anthropic", "ANTHROPIC_API_KEY": "sk-ant-none"}
-        done = await run_client([CLAUDE, "-p", PROMPT], env, project)
-    finally:
-        await stop_cli(proc)
+    with mock_log(tmp_path) as log:
+        proc, mock_url = await start_cli("mock", str(fixture), "--timing", "fast", stderr=log)
+        try:
+            day_two = claude_home(fresh_dir(tmp_path, "user"))
+            env = base_env(sentinel) | day_two | QUIET_CLAUDE | tomorrow()
+            env |= {"ANTHROPIC_BASE_URL": mock_url + "/anthropic", "ANTHROPIC_API_KEY": "sk-none"}
+            done = await run_client([CLAUDE, "-p", PROMPT], env, project)
+        finally:
+            await stop_cli(proc)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()[-3000:]
+    assert_every_request_matched(tmp_path)
     assert "Sunny in Paris." in done.stdout.decode()
     await replay_matches(fixture, base_env(sentinel), project)
 
@@ -168,15 +183,17 @@ async def test_codex_recorded_today_is_mocked_and_replayed_tomorrow(
     )
     assert {r.transport for r in load_fixture(fixture).interceptions} == {"websocket"}
 
-    proc, mock_url = await start_cli("mock", str(fixture), "--timing", "fast")
-    try:
-        env = codex_env() | tomorrow() | {"OPENAI_API_KEY": "sk-none"}
-        override = ["-c", f'openai_base_url="{mock_url}/openai/v1"']
-        done = await run_client([argv[0], *override, *argv[1:]], env, project)
-    finally:
-        await stop_cli(proc)
+    with mock_log(tmp_path) as log:
+        proc, mock_url = await start_cli("mock", str(fixture), "--timing", "fast", stderr=log)
+        try:
+            env = codex_env() | tomorrow() | {"OPENAI_API_KEY": "sk-none"}
+            override = ["-c", f'openai_base_url="{mock_url}/openai/v1"']
+            done = await run_client([argv[0], *override, *argv[1:]], env, project)
+        finally:
+            await stop_cli(proc)
     output = (done.stdout + done.stderr).decode()
     assert done.returncode == 0, output[-3000:]
+    assert_every_request_matched(tmp_path)
     assert "Sunny in Paris." in done.stdout.decode()
     assert "Falling back from WebSockets" not in output, output[-3000:]
     await replay_matches(fixture, base_env(sentinel), project)
