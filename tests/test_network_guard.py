@@ -15,6 +15,7 @@ from aibridge_cli.pytest_plugin.network_guard import (
     BlockedConnection,
     BlockedLookup,
     NetworkGuard,
+    exempt,
 )
 
 FAR = "10.255.255.1"  # refused before any packet leaves
@@ -88,3 +89,43 @@ def test_an_allowed_name_and_the_addresses_it_resolves_to_pass(
     assert looked_up == ["db.example.test"]
     assert connected == [("192.0.2.7", 5432)]
     assert guard.blocked == ["192.0.2.8:5432"]
+
+
+def test_the_plugin_s_own_requests_pass_in_their_tasks_and_threads_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A recording proxy's request runs under ``exempt()``: the tasks it starts and the
+    threads trio resolves names on pass; a task outside it does not."""
+    looked_up: list[str] = []
+
+    def resolve(host: str, port: int, *args: object, **kwargs: object) -> list[object]:
+        looked_up.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.7", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+
+    async def main() -> list[str]:
+        refused: list[str] = []
+
+        async def proxy_request() -> None:
+            with exempt():
+                await trio.socket.getaddrinfo("api.anthropic.com", 443)
+                async with trio.open_nursery() as nursery:  # a task it starts
+                    nursery.start_soon(trio.socket.getaddrinfo, "api.openai.com", 443)
+
+        async def code_under_test() -> None:
+            try:
+                await trio.socket.getaddrinfo("api.anthropic.com", 443)
+            except OSError as exc:
+                refused.append(str(exc))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(proxy_request)
+            nursery.start_soon(code_under_test)
+        return refused
+
+    with NetworkGuard() as guard:
+        refused = trio.run(main)
+    assert looked_up == ["api.anthropic.com", "api.openai.com"]
+    assert guard.blocked == ["api.anthropic.com:443"]
+    assert len(refused) == 1

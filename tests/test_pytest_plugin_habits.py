@@ -5,6 +5,7 @@ error for a missing recording, and no silent live call from a client built too e
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import pytest
 
@@ -174,3 +175,85 @@ def test_a_client_built_at_import_fails_the_test_naming_the_host(
     )
     assert result.stdout.str().count("tried to reach api.anthropic.com:443") == 2
     assert (socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex) == originals
+
+
+DIRECT_CLIENT = """
+import anthropic
+import pytest
+
+
+def ask(url):
+    with anthropic.Anthropic(base_url=url, api_key="sk-test-not-a-key", max_retries=0) as c:
+        reply = c.messages.create(
+            model="claude-test", max_tokens=100,
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        )
+    return reply.content[0].name
+
+
+@pytest.mark.aibridge
+def test_through_aibridge(aibridge_anthropic_url):
+    assert ask(aibridge_anthropic_url) == "get_weather"
+
+
+@pytest.mark.aibridge
+def test_straight_to_the_api():
+    assert ask("UPSTREAM") == "get_weather"
+"""
+
+
+def test_while_recording_only_the_plugin_s_proxy_reaches_the_upstream(
+    pytester: pytest.Pytester, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upstream under a name that is not loopback (resolved to it by a fake resolver):
+    the plugin's proxy records through it, a client going there by itself is refused."""
+    resolve = socket.getaddrinfo
+
+    def fake_dns(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        return resolve("127.0.0.1" if host == "api.upstream.test" else host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_dns)
+    port = upstream.url.rsplit(":", 1)[1]
+    named = f"http://api.upstream.test:{port}"
+    pytester.makepyfile(test_direct=DIRECT_CLIENT.replace("UPSTREAM", named))
+    result = run(pytester, "--aibridge-record=once", f"--aibridge-anthropic-upstream={named}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [f"*aibridge: the test tried to reach api.upstream.test:{port} outside aibridge's*"]
+    )
+    assert "test_through_aibridge" not in result.stdout.str().split("short test summary")[1]
+
+
+CLAUDE_CODE_LIKE = """
+import anthropic
+import pytest
+
+
+@pytest.mark.aibridge
+def test_a_claude_code_like_request(aibridge_anthropic_url):
+    headers = {"user-agent": "claude-cli/2.1.332 (external, sdk-cli)"}
+    with anthropic.Anthropic(
+        base_url=aibridge_anthropic_url, api_key="k", max_retries=0, default_headers=headers
+    ) as client:
+        reply = client.messages.create(
+            model="claude-test", max_tokens=100, system="Today's date is DAY.",
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        )
+    assert reply.content[0].name == "get_weather"
+"""
+
+
+def test_the_plugin_applies_a_client_s_normalizers_and_the_ini_switches_them_off(
+    pytester: pytest.Pytester, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_cc=CLAUDE_CODE_LIKE.replace("DAY", "2026-12-07"))
+    run(pytester, "--aibridge-record=once", *upstream.options()).assert_outcomes(passed=1)
+    gone(upstream, monkeypatch)
+    pytester.makepyfile(test_cc=CLAUDE_CODE_LIKE.replace("DAY", "2026-12-08"))
+    run(pytester).assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\naibridge_no_normalize = claude-code-date\n")
+    failed = run(pytester)
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(
+        ['*request body system: expected "Today\'s date is 2026-12-07.", got*']
+    )

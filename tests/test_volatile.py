@@ -195,6 +195,8 @@ def test_ignore_takes_jsonpath_or_dotted_paths() -> None:
     other["messages"][0]["content"][0]["text"] = "Something else"
     assert same(one, other, rules, SDK_HEADERS)[0]
     assert one["max_tokens"] == 128000  # the bodies themselves are left as they were
+    with pytest.raises(ConfigError, match="match_on: no field given"):
+        MatchRules.of(match_on=[" , "])
     for bad in ("$", "$.", "a..b", ""):
         with pytest.raises(ConfigError, match="is not a field path"):
             MatchRules.of(ignore=[bad])

@@ -12,8 +12,11 @@ the length of the test, as pytest-recording's ``--block-network`` does, and puts
 back after. Names are refused before they are looked up, so a blocked test fails at
 once, with the host's name, and never waits on DNS.
 
-While recording, the plugin's own proxy must reach the upstream: those hosts are
-allowed then.
+While recording, the plugin's own proxy must reach the upstream: its requests run under
+``exempt()``, a context variable, which trio hands on to the tasks a request starts and
+to the threads it resolves names on (``trio.to_thread`` runs in a copy of the caller's
+context). So even then the code under test reaches no host by itself, and the upstream's
+host is not opened to it.
 """
 
 from __future__ import annotations
@@ -22,11 +25,24 @@ import errno
 import ipaddress
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+_EXEMPT: ContextVar[bool] = ContextVar("aibridge_network_guard_exempt", default=False)
+
+
+@contextmanager
+def exempt() -> Iterator[None]:
+    """Sockets opened inside (and in what it starts) pass the guard: the plugin's proxy."""
+    token = _EXEMPT.set(True)
+    try:
+        yield
+    finally:
+        _EXEMPT.reset(token)
 
 
 class BlockedConnection(ConnectionRefusedError):
@@ -60,8 +76,9 @@ class NetworkGuard:
         self._saved: tuple[Any, Any, Any] | None = None
 
     def permits(self, host: Any) -> bool:
-        """True for no host (a listening socket's lookup), loopback and the allowed."""
-        if host is None or host in ("", b""):
+        """True for no host (a listening socket's lookup), loopback, the allowed, and any
+        host inside ``exempt()``."""
+        if host is None or host in ("", b"") or _EXEMPT.get():
             return True
         text = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
         return _is_local(text) or text.lower() in self.allowed

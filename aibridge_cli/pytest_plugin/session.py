@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from ..config import ServeOptions
 from ..errors import ConfigError
@@ -23,7 +22,7 @@ from ..proxy.server import Request, ResponseWriter
 from ..sessions.recording import load_fixture, open_recorder
 from .cassette import Cassette
 from .loop_thread import LoopThread
-from .network_guard import NetworkGuard
+from .network_guard import NetworkGuard, exempt
 from .settings import REPLACING, CassetteSettings, Defaults, shown
 
 KEY_VARIABLES = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
@@ -56,7 +55,8 @@ class PluginSession:
             message = "aibridge: no test using aibridge is running to answer this request"
             await writer.respond(400, *self.error_response(request.target, 400, message))
             return
-        await cassette.handle(request, writer)
+        with exempt():  # the proxy's own upstream connections, when recording
+            await cassette.handle(request, writer)
 
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
         return error_response(target, status, message)
@@ -89,11 +89,7 @@ class PluginSession:
             secrets = [v for n in KEY_VARIABLES if len(v := os.environ.get(n, "")) >= 8]
             writer = open_recorder(path, self.options, secrets=secrets)
             bridge = self.bridge()
-        allowed = list(settings.allowed_hosts)
-        if recording:  # the plugin's own proxy goes there
-            upstreams = (self.defaults.anthropic_upstream, self.defaults.openai_upstream)
-            allowed += [host for url in upstreams if (host := urlsplit(url).hostname)]
-        guard = NetworkGuard(allowed)
+        guard = NetworkGuard(settings.allowed_hosts)
         cassette = Cassette(settings, self.thread.url, fixture, bridge, writer, guard)
         self.active = cassette
         return cassette

@@ -65,6 +65,8 @@ class MatchRules:
         comma-separated, ``ignore`` paths in JSONPath (``$.messages[0].content``) or
         dotted form. An unknown name is a ``ConfigError`` naming the known ones."""
         fields = list(MATCH_FIELDS if match_on is None else _names(match_on))
+        if not fields:  # matching on nothing would answer any request with any exchange
+            raise ConfigError(f"match_on: no field given (known: {', '.join(MATCH_FIELDS)})")
         unknown = [f for f in fields if f not in MATCH_FIELDS]
         if unknown:
             known = ", ".join(MATCH_FIELDS)
