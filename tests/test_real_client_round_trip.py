@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import IO
 
 import pytest
 import trio
@@ -28,6 +29,7 @@ from aibridge_cli.sessions.recording import load_fixture
 
 from .cli_process import CLI, start_cli, stop_cli
 from .conftest import start_server
+from .faketime import A_DAY_ON, FAKETIME
 from .test_real_clients import (
     CLAUDE,
     CLIENT_KEY,
@@ -44,35 +46,15 @@ from .test_real_clients import (
     needs_codex,
     responses_script,
     run_client,
-    sentinel,
 )
 
-__all__ = ["sentinel"]  # the fixture, imported for pytest
+pytest_plugins = ("tests.real_client_fixtures",)  # the sentinel fixture
 
-FAKETIME_LIBS = [
-    Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"),
-    Path("/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"),
-    Path("/usr/lib/faketime/libfaketime.so.1"),
-]
-FAKETIME = next((lib for lib in FAKETIME_LIBS if lib.exists()), None)
 needs_faketime = pytest.mark.skipif(
     FAKETIME is None, reason="libfaketime not installed (apt-get install faketime)"
 )
 PROMPT = "What is the weather in Paris?"
 POOL_KEY = "sk-round-trip-pool-key-0123456789"
-
-
-def tomorrow() -> dict[str, str]:
-    """What moves a dynamically linked child's wall clock a day on (its timers untouched)."""
-    assert FAKETIME is not None
-    return {
-        "LD_PRELOAD": str(FAKETIME),
-        "FAKETIME": "+1d",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-        # no shared state between the child and the processes it starts (git, a shell):
-        # each reads the offset from its environment
-        "FAKETIME_DISABLE_SHM": "1",
-    }
 
 
 async def record(
@@ -96,6 +78,18 @@ async def record(
     assert done.returncode == 0, (done.stdout + done.stderr).decode()[-3000:]
     assert load_fixture(fixture).interceptions
     return fixture
+
+
+def mock_log(tmp_path: Path) -> IO[bytes]:
+    """Where the mock's log lines go, to be read once it has stopped."""
+    return (tmp_path / "mock.log").open("wb")
+
+
+def assert_every_request_matched(tmp_path: Path) -> None:
+    """No request of the second day missed the recording: a client that retries or gives
+    up after a 400 must not pass for one answered from the file."""
+    log = (tmp_path / "mock.log").read_text()
+    assert "does not match the fixture" not in log, log[-3000:]
 
 
 async def replay_matches(fixture: Path, env: dict[str, str], cwd: Path) -> None:
@@ -133,15 +127,17 @@ async def test_claude_code_recorded_today_is_mocked_and_replayed_tomorrow(
     if tool_turn:
         assert any(r.tool_calls for r in load_fixture(fixture).interceptions)
 
-    proc, mock_url = await start_cli("mock", str(fixture), "--timing", "fast")
-    try:
-        day_two = claude_home(fresh_dir(tmp_path, "user"))
-        env = base_env(sentinel) | day_two | QUIET_CLAUDE | tomorrow()
-        env |= {"ANTHROPIC_BASE_URL": mock_url + "/anthropic", "ANTHROPIC_API_KEY": "sk-ant-none"}
-        done = await run_client([CLAUDE, "-p", PROMPT], env, project)
-    finally:
-        await stop_cli(proc)
+    with mock_log(tmp_path) as log:
+        proc, mock_url = await start_cli("mock", str(fixture), "--timing", "fast", stderr=log)
+        try:
+            day_two = claude_home(fresh_dir(tmp_path, "user"))
+            env = base_env(sentinel) | day_two | QUIET_CLAUDE | A_DAY_ON
+            env |= {"ANTHROPIC_BASE_URL": mock_url + "/anthropic", "ANTHROPIC_API_KEY": "sk-none"}
+            done = await run_client([CLAUDE, "-p", PROMPT], env, project)
+        finally:
+            await stop_cli(proc)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()[-3000:]
+    assert_every_request_matched(tmp_path)
     assert "Sunny in Paris." in done.stdout.decode()
     await replay_matches(fixture, base_env(sentinel), project)
 
@@ -168,15 +164,17 @@ async def test_codex_recorded_today_is_mocked_and_replayed_tomorrow(
     )
     assert {r.transport for r in load_fixture(fixture).interceptions} == {"websocket"}
 
-    proc, mock_url = await start_cli("mock", str(fixture), "--timing", "fast")
-    try:
-        env = codex_env() | tomorrow() | {"OPENAI_API_KEY": "sk-none"}
-        override = ["-c", f'openai_base_url="{mock_url}/openai/v1"']
-        done = await run_client([argv[0], *override, *argv[1:]], env, project)
-    finally:
-        await stop_cli(proc)
+    with mock_log(tmp_path) as log:
+        proc, mock_url = await start_cli("mock", str(fixture), "--timing", "fast", stderr=log)
+        try:
+            env = codex_env() | A_DAY_ON | {"OPENAI_API_KEY": "sk-none"}
+            override = ["-c", f'openai_base_url="{mock_url}/openai/v1"']
+            done = await run_client([argv[0], *override, *argv[1:]], env, project)
+        finally:
+            await stop_cli(proc)
     output = (done.stdout + done.stderr).decode()
     assert done.returncode == 0, output[-3000:]
+    assert_every_request_matched(tmp_path)
     assert "Sunny in Paris." in done.stdout.decode()
     assert "Falling back from WebSockets" not in output, output[-3000:]
     await replay_matches(fixture, base_env(sentinel), project)
@@ -194,7 +192,7 @@ def test_the_clock_really_moves_for_node() -> None:
         capture_output=True,
         check=True,
         text=True,
-        env={**os.environ, **tomorrow()},
+        env={**os.environ, **A_DAY_ON},
     )
     ahead = (int(moved.stdout) - int(plain.stdout)) / 1000
     assert 86_000 < ahead < 86_800, ahead

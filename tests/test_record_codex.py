@@ -19,9 +19,9 @@ from aibridge_cli.sessions.recording import load_fixture
 
 from .conftest import start_server
 from .test_codex_websocket import CODEX, answer, codex_env
-from .test_real_clients import QUIET_CODEX, Sentinel, run_client, sentinel
+from .test_real_clients import QUIET_CODEX, Sentinel, run_client
 
-__all__ = ["sentinel"]  # the fixture that fails a client trying the internet
+pytest_plugins = ("tests.real_client_fixtures",)  # the sentinel fixture
 
 URL = "http://127.0.0.1:4321/openai/v1"
 

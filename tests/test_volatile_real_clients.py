@@ -30,6 +30,7 @@ from aibridge_cli.sessions.volatile import NORMALIZERS
 
 from .cli_process import CLI, start_cli, stop_cli
 from .conftest import start_server
+from .faketime import A_DAY_ON
 from .test_real_clients import (
     CLAUDE,
     CLIENT_KEY,
@@ -48,13 +49,6 @@ from .test_real_clients import (
 )
 
 pytest_plugins = ("tests.real_client_fixtures",)
-
-FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-A_DAY_ON = (
-    {"LD_PRELOAD": str(FAKETIME), "FAKETIME": "+1d", "FAKETIME_DONT_RESET": "1"}
-    if FAKETIME.exists()
-    else {}
-)
 
 
 def client_shape(record: Interception, rules: MatchRules) -> RequestShape:
