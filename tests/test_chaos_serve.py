@@ -103,7 +103,9 @@ async def test_faults_are_logged_counted_recorded_replayed_fuzzed_and_reported(
     replayed = await run_cli("replay", str(fixture))
     assert replayed.returncode == 0, replayed.stdout.decode()[-3000:]
     assert "1/1 fixtures match" in replayed.stdout.decode()
-    fuzzed = await run_cli("fuzz", str(fixture), "--iterations", "60", "--seed", "1", "--json")
+    fuzzed = await run_cli(
+        "fuzz", str(fixture), "--iterations", "60", "--seed", "1", "--json", cwd=str(tmp_path)
+    )
     assert fuzzed.returncode == 0, fuzzed.stdout.decode()[-3000:]
     scenarios = json.loads(fuzzed.stdout)["scenarios"]
     assert sum(1 for s in scenarios if s.startswith("chaos")) == 4

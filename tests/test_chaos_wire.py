@@ -41,7 +41,7 @@ from .openai_scripts import (
     responses_stream,
 )
 from .sdkutil import collect_sdk_garbage
-from .test_anthropic_e2e import CLIENT_KEY, HELLO, sdk
+from .test_anthropic_e2e import CLIENT_KEY, HELLO, one_request, sdk
 from .test_anthropic_e2e import http as http_fixture
 
 
@@ -68,14 +68,6 @@ async def post_anthropic(http: httpx.AsyncClient, s: Stack, streaming: bool) -> 
     return await http.post(
         s.proxy_url + "/anthropic/v1/messages", json=body, headers={"x-api-key": CLIENT_KEY}
     )
-
-
-async def claude_asks(s: Stack, streaming: bool) -> anthropic.types.Message:
-    async with claude(s) as client:
-        if not streaming:
-            return await client.messages.create(model="claude-test", max_tokens=5, messages=HELLO)
-        async with client.messages.stream(model="claude-test", max_tokens=5, messages=HELLO) as st:
-            return await st.get_final_message()
 
 
 async def openai_asks(client: openai.AsyncOpenAI, route: str) -> object:
@@ -110,7 +102,7 @@ async def test_anthropic_status_faults_are_anthropics_own(
     s = await stack([hello_stream() if streaming else hello_message()] * 2)
     chaos(s, spec + ",first=1,name=r")
     with pytest.raises(raised) as caught:
-        await claude_asks(s, streaming)
+        await one_request(s, streaming)
     assert caught.value.status_code == status
     body: Any = caught.value.body
     assert body["type"] == "error"

@@ -39,6 +39,7 @@ from .websocket import ABNORMAL_CLOSURE, NORMAL_CLOSURE, WebSocket, WebSocketClo
 
 log = logging.getLogger("aibridge.chaos")
 TOOL_ARGS_MESSAGE = "response.function_call_arguments.delta"
+CLOSE_WAIT = 0.5  # for the upstream's close, as when the proxy cuts a response short
 
 # What each provider says for each failure (their documented messages), unless the rule
 # gives its own.
@@ -263,6 +264,10 @@ class StruckSocket:
         """The message in place of the next one; None: the next one as it comes."""
         kind, rule = self._strike.kind, self._strike.rule
         if kind is FaultKind.ERROR_EVENT:
+            # The upstream's response goes on behind the error: closed here, or its rest
+            # would answer the socket's next response.create (the fuzzer found this). The
+            # next one opens a new socket, as after any response cut short.
+            await self._socket.close(NORMAL_CLOSURE, wait=CLOSE_WAIT)
             message = rule.message or _STREAM_MESSAGES["openai"]
             frame = error_event("openai-responses", self._received, message)
             return frame.split(b"data: ", 1)[1].rstrip(b"\n").decode()
