@@ -646,6 +646,9 @@ class Interceptor:
                 await client.initiate()
             await self._iteration(conversation, client, first=not iteration)
             if conversation.failed:
+                # the upstream's error event, relayed, is the client's last: a client that
+                # leaves once it has it (the SDKs raise on it and hang up) cut nothing
+                client.end_here()
                 return
             calls = conversation.end_stream()
             if not calls:
