@@ -206,6 +206,12 @@ async def test_websocket_and_http_share_one_breaker_per_model(stack: StackFactor
     rows = await breakers(s)
     assert rows["openai-responses", "gpt-x"]["state"] == "open"
     assert rows["openai-responses", "gpt-y"]["state"] == "closed"
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(s.proxy_url + "/metrics")).text
+    labels = 'provider="openai",endpoint="openai-responses",model="gpt-x"'
+    assert f"aibridge_breaker_rejects_total{{{labels}}} 1" in metrics
+    assert f"aibridge_breaker_trips_total{{{labels}}} 1" in metrics
+    assert f"aibridge_breaker_state{{{labels}}} 1" in metrics
 
 
 async def test_websocket_opening_errors_count_and_trip_it(stack: StackFactory) -> None:
