@@ -23,7 +23,7 @@ from aibridge_cli.fakes.anthropic_replies import (
     tool_block,
 )
 from aibridge_cli.fakes.scripted_upstream import Reply
-from aibridge_cli.proxy.exposition import Family, render
+from aibridge_cli.proxy.exposition import MAX_SERIES, OVERFLOW, Family, render
 from aibridge_cli.proxy.metrics import is_prompt, tokens
 
 from .conftest import Stack, StackFactory
@@ -283,3 +283,15 @@ async def test_a_client_that_leaves_mid_stream_is_counted_as_it_ended(
     # the server cancels the handler of a client that left: the log line says so too
     assert total(samples, "aibridge_interceptions_total", outcome="cancelled", **who) == 1
     assert total(samples, "aibridge_interceptions_in_flight", **who) == 0
+
+
+def test_endless_label_values_add_up_in_one_overflow_series() -> None:
+    family = Family("x_requests", "counter", "h", ("model",))
+    for i in range(MAX_SERIES + 500):
+        family.inc((f"model-{i}",))
+    family.inc(("model-0",))  # a series already kept goes on counting
+    samples = parse(render([family]))
+    assert len(samples) == MAX_SERIES + 1
+    assert samples["x_requests_total", frozenset({("model", OVERFLOW)})] == 500
+    assert samples["x_requests_total", frozenset({("model", "model-0")})] == 2
+    assert sum(samples.values()) == MAX_SERIES + 501
