@@ -246,6 +246,7 @@ class BridgeApp:
         }
 
     def metrics_text(self) -> str:
+        """What ``GET /metrics`` answers (docs/metrics.md)."""
         metrics = self.env.metrics
         if metrics is None:
             return ""
