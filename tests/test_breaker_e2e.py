@@ -229,3 +229,26 @@ async def test_websocket_opening_errors_count_and_trip_it(stack: StackFactory) -
     assert answers[0][-1]["type"] == "response.completed"
     assert [a[0].get("status") for a in answers[1:]] == [529, 529, 503]
     assert len(s.upstream.seen) == 3
+
+
+async def test_websocket_half_open_probe_closes_it(stack: StackFactory) -> None:
+    """Over WebSocket too: open, rejected, a probe after the open time, closed. The SDK's
+    socket runs in a thread on real time, so the open time is a real 0.2 s here."""
+    pytest.importorskip("websockets", reason="responses.connect() needs openai[realtime]")
+    s = await stack(
+        [
+            openai_error_reply(529, "overloaded"),
+            responses_stream("resp_1", [message_item("msg_1", "probe")]),
+            responses_stream("resp_2", [message_item("msg_2", "closed")]),
+        ],
+        openai_keys=[OPENAI_KEY],
+        breaker=BreakerConfig(threshold=1, open_time=0.2, probes=1),
+    )
+    failed, rejected = await converse(s, _run_async, create(), create())
+    assert failed[0]["status"] == 529
+    assert rejected[0]["status"] == 503
+    await trio.sleep(0.25)
+    probe, after = await converse(s, _run_async, create(), create())
+    assert [probe[-1]["type"], after[-1]["type"]] == ["response.completed"] * 2
+    assert (await breakers(s))["openai-responses", "gpt-x"]["state"] == "closed"
+    assert len(s.upstream.seen) == 3
