@@ -67,7 +67,7 @@ async def test_without_breaker_the_status_says_so(stack: StackFactory) -> None:
 
 
 async def test_open_after_the_threshold_half_open_probes_then_closed(
-    stack: StackFactory, autojump_clock: trio.testing.MockClock
+    stack: StackFactory, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     s = await stack(
         [overloaded(), overloaded(), ok("one"), ok("two"), ok("three")], keys=[KEY], breaker=BREAKER
@@ -91,6 +91,12 @@ async def test_open_after_the_threshold_half_open_probes_then_closed(
         }
         assert len(s.upstream.seen) == 2
         assert (await breakers(s))["anthropic", "claude-a"]["state"] == "open"
+        # the opening is a warning, and so is each rejection (not an error per request)
+        levels = {r.getMessage().split(" (")[0]: r.levelname for r in caplog.records}
+        assert levels["breaker anthropic/anthropic/claude-a: closed -> open"] == "WARNING"
+        rejection = next(r for r in caplog.records if "circuit breaker open" in r.getMessage())
+        assert rejection.levelname == "WARNING"
+        assert rejection.getMessage().startswith("POST /anthropic/v1/messages 503")
         await trio.sleep(30)
         assert await ask(client) == "one"  # the first probe
         assert (await breakers(s))["anthropic", "claude-a"]["state"] == "half-open"
