@@ -184,6 +184,7 @@ class LoopLimitExceeded(ClientFacingError):
 class CircuitOpen(ClientFacingError):
     """The circuit breaker refused the upstream request without sending it."""
 
+    PREFIX = "circuit breaker"  # every message starts so: a log line's level reads it
     status = 503
     kind = "overloaded"
 

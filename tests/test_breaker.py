@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from aibridge_cli.config import BreakerConfig
@@ -13,6 +15,7 @@ from aibridge_cli.proxy.breaker import (
     Breakers,
     BreakerState,
     gated,
+    log_transition,
 )
 
 CONFIG = BreakerConfig(threshold=3, interval=10.0, open_time=30.0, probes=2)
@@ -185,3 +188,16 @@ def test_a_gate_with_no_answer_releases_its_probe() -> None:
     assert breaker.probes == 0
     with gated(None, now) as gate:  # no breaker: nothing to admit or tell
         gate.answered(529)
+
+
+def test_transitions_are_logged_an_opening_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "aibridge.breaker")
+    breaker = Breakers(BreakerConfig(threshold=1, probes=1), [log_transition]).of("p", "e", "m")
+    fail(breaker, 0.0, 503)
+    breaker.report(breaker.admit(30.0), 200, 30.0)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("WARNING", "breaker p/e/m: closed -> open (1 failures in a row, the last 503)"),
+        ("INFO", "breaker p/e/m: open -> half-open (open for 30 s)"),
+        ("INFO", "breaker p/e/m: half-open -> closed (1 probes succeeded)"),
+    ]

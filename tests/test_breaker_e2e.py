@@ -67,7 +67,7 @@ async def test_without_breaker_the_status_says_so(stack: StackFactory) -> None:
 
 
 async def test_open_after_the_threshold_half_open_probes_then_closed(
-    stack: StackFactory, autojump_clock: trio.testing.MockClock
+    stack: StackFactory, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     s = await stack(
         [overloaded(), overloaded(), ok("one"), ok("two"), ok("three")], keys=[KEY], breaker=BREAKER
@@ -91,6 +91,12 @@ async def test_open_after_the_threshold_half_open_probes_then_closed(
         }
         assert len(s.upstream.seen) == 2
         assert (await breakers(s))["anthropic", "claude-a"]["state"] == "open"
+        # the opening is a warning, and so is each rejection (not an error per request)
+        levels = {r.getMessage().split(" (")[0]: r.levelname for r in caplog.records}
+        assert levels["breaker anthropic/anthropic/claude-a: closed -> open"] == "WARNING"
+        rejection = next(r for r in caplog.records if "circuit breaker open" in r.getMessage())
+        assert rejection.levelname == "WARNING"
+        assert rejection.getMessage().startswith("POST /anthropic/v1/messages 503")
         await trio.sleep(30)
         assert await ask(client) == "one"  # the first probe
         assert (await breakers(s))["anthropic", "claude-a"]["state"] == "half-open"
@@ -206,6 +212,12 @@ async def test_websocket_and_http_share_one_breaker_per_model(stack: StackFactor
     rows = await breakers(s)
     assert rows["openai-responses", "gpt-x"]["state"] == "open"
     assert rows["openai-responses", "gpt-y"]["state"] == "closed"
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(s.proxy_url + "/metrics")).text
+    labels = 'provider="openai",endpoint="openai-responses",model="gpt-x"'
+    assert f"aibridge_breaker_rejects_total{{{labels}}} 1" in metrics
+    assert f"aibridge_breaker_trips_total{{{labels}}} 1" in metrics
+    assert f"aibridge_breaker_state{{{labels}}} 1" in metrics
 
 
 async def test_websocket_opening_errors_count_and_trip_it(stack: StackFactory) -> None:
@@ -222,4 +234,27 @@ async def test_websocket_opening_errors_count_and_trip_it(stack: StackFactory) -
     answers = await converse(s, _run_async, create(), create(), create(), create())
     assert answers[0][-1]["type"] == "response.completed"
     assert [a[0].get("status") for a in answers[1:]] == [529, 529, 503]
+    assert len(s.upstream.seen) == 3
+
+
+async def test_websocket_half_open_probe_closes_it(stack: StackFactory) -> None:
+    """Over WebSocket too: open, rejected, a probe after the open time, closed. The SDK's
+    socket runs in a thread on real time, so the open time is a real 0.2 s here."""
+    pytest.importorskip("websockets", reason="responses.connect() needs openai[realtime]")
+    s = await stack(
+        [
+            openai_error_reply(529, "overloaded"),
+            responses_stream("resp_1", [message_item("msg_1", "probe")]),
+            responses_stream("resp_2", [message_item("msg_2", "closed")]),
+        ],
+        openai_keys=[OPENAI_KEY],
+        breaker=BreakerConfig(threshold=1, open_time=0.2, probes=1),
+    )
+    failed, rejected = await converse(s, _run_async, create(), create())
+    assert failed[0]["status"] == 529
+    assert rejected[0]["status"] == 503
+    await trio.sleep(0.25)
+    probe, after = await converse(s, _run_async, create(), create())
+    assert [probe[-1]["type"], after[-1]["type"]] == ["response.completed"] * 2
+    assert (await breakers(s))["openai-responses", "gpt-x"]["state"] == "closed"
     assert len(s.upstream.seen) == 3

@@ -9,7 +9,7 @@ import pytest
 
 from aibridge_cli.config import BreakerConfig
 from aibridge_cli.errors import ConfigError
-from aibridge_cli.fuzz.campaign import Settings, run_campaign
+from aibridge_cli.fuzz.campaign import Settings, load_repro, run_campaign, write_repro
 from aibridge_cli.fuzz.plan import Plan
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.fuzz.scenario import Scenario
@@ -56,7 +56,9 @@ def test_the_unplanted_proxy_passes_the_breaker_scenarios() -> None:
     assert campaign_oracles(NAMES, 40) == set()
 
 
-def test_a_probe_admitted_while_open_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_probe_admitted_while_open_is_found(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     admit = Breaker.admit
 
     def leaky(self: Breaker, now: float) -> Ticket:
@@ -68,7 +70,19 @@ def test_a_probe_admitted_while_open_is_found(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(Breaker, "admit", leaky)
     assert oracles_of(BLOCKING, Plan()) == {"breaker"}
-    assert "breaker" in campaign_oracles(NAMES, 20)
+    campaign = run_campaign(Settings(tuple(scenario(n) for n in NAMES), 1, 20))
+    assert {o.oracle for o in campaign.failures} == {"breaker"}
+    shapes = {f.signature.shape for f in campaign.findings}
+    assert "breaker openai/openai-chat/gpt-x: admitted a request while open" in shapes
+    # a finding's repro file keeps the load and the breaker, and replays to the same failure
+    path = write_repro(campaign.findings[0], tmp_path)
+    _, again, plan = load_repro(path)
+    assert (again.requests, again.breaker) == (
+        campaign.findings[0].scenario.requests,
+        campaign.findings[0].scenario.breaker,
+    )
+    violations, _ = Judge("eager").evaluate(again, plan)
+    assert {v.oracle for v in violations} == {"breaker"}
 
 
 def test_a_breaker_that_opens_one_failure_early_is_found(

@@ -22,11 +22,16 @@ from aibridge_cli.fakes.anthropic_replies import (
     text_block,
     tool_block,
 )
+from aibridge_cli.fakes.openai_replies import chat_answer, responses_answer
 from aibridge_cli.fakes.scripted_upstream import Reply
-from aibridge_cli.proxy.exposition import Family, render
+from aibridge_cli.providers.openai_chat import OpenAIChat
+from aibridge_cli.providers.openai_responses import OpenAIResponses
+from aibridge_cli.proxy.exposition import MAX_SERIES, OVERFLOW, Family, render
 from aibridge_cli.proxy.metrics import is_prompt, tokens
+from aibridge_cli.sse import SSEDecoder
+from aibridge_cli.tools import ToolOutcome, ToolSet
 
-from .conftest import Stack, StackFactory
+from .conftest import WEATHER, Stack, StackFactory
 from .openai_scripts import chat_body
 from .rawhttp import RawClient
 
@@ -283,3 +288,56 @@ async def test_a_client_that_leaves_mid_stream_is_counted_as_it_ended(
     # the server cancels the handler of a client that left: the log line says so too
     assert total(samples, "aibridge_interceptions_total", outcome="cancelled", **who) == 1
     assert total(samples, "aibridge_interceptions_in_flight", **who) == 0
+
+
+def test_endless_label_values_add_up_in_one_overflow_series() -> None:
+    family = Family("x_requests", "counter", "h", ("model",))
+    for i in range(MAX_SERIES + 500):
+        family.inc((f"model-{i}",))
+    family.inc(("model-0",))  # a series already kept goes on counting
+    samples = parse(render([family]))
+    assert len(samples) == MAX_SERIES + 1
+    assert samples["x_requests_total", frozenset({("model", OVERFLOW)})] == 500
+    assert samples["x_requests_total", frozenset({("model", "model-0")})] == 2
+    assert sum(samples.values()) == MAX_SERIES + 501
+
+
+def _play(conversation: Any, reply: Reply, stream: bool) -> list[Any]:
+    """One upstream answer through a conversation; the injected calls it asks for."""
+    if not stream:
+        return list(conversation.on_body(json.loads(b"".join(reply.chunks))))
+    decoder = SSEDecoder()
+    for part in reply.chunks:
+        for event in decoder.feed(part):
+            conversation.on_event(event)
+    return list(conversation.end_stream())
+
+
+TOOLS = ToolSet.of([WEATHER])
+CALL = ("bmcp_weather", {"city": "Paris"}, "call_1")
+CLIENT_CALL = ("read_file", {"path": "a"}, "call_2")
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streaming", "blocking"])
+@pytest.mark.parametrize("api", ["openai-chat", "openai-responses"])
+def test_openai_conversations_tell_the_usage_summed_and_the_client_calls(
+    api: str, stream: bool
+) -> None:
+    """Two iterations (an injected call, then a client call): the usage both carried,
+    and the client's call, as the metrics read them when the interception ends."""
+    answer = chat_answer if api == "openai-chat" else responses_answer
+    if api == "openai-chat":
+        body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        tool = {"type": "function", "function": {"name": "read_file", "parameters": {}}}
+        conversation: Any = OpenAIChat().conversation({**body, "tools": [tool]}, TOOLS)
+    else:
+        body = {"model": "m", "input": "hi"}
+        tool = {"type": "function", "name": "read_file", "parameters": {}}
+        conversation = OpenAIResponses().conversation({**body, "tools": [tool]}, TOOLS)
+    calls = _play(conversation, answer(None, CALL, stream=stream), stream)
+    assert [c.name for c in calls] == ["bmcp_weather"]
+    conversation.add_results(calls, [ToolOutcome("sunny")])
+    assert _play(conversation, answer(None, CLIENT_CALL, stream=stream), stream) == []
+    assert conversation.client_calls == ["read_file"]
+    told = tokens(conversation.client_usage())
+    assert (told["input"], told["output"], told.get("cache_read", 0)) == (10, 6, 0)

@@ -168,7 +168,7 @@ _ORACLE_LIST = (
     Oracle(
         "breaker",
         "the circuit breaker opens only after threshold failures in a row, rejects only "
-        "while open, admits at most the probes half-open (scenarios with a [breaker])",
+        "while open, admits at most the probes half-open (TOML scenarios with a breaker table)",
         Profile.AIBRIDGE,
         simulation_only=True,  # the decisions are read from the proxy's breakers
     ),

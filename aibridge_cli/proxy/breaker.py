@@ -139,9 +139,9 @@ class Breaker:
         if self.state is BreakerState.OPEN:
             remaining = self.opened_at + self.config.open_time - now
             raise CircuitOpen(
-                f"circuit breaker open for {self.key}", max(1, math.ceil(remaining - 1e-9))
+                f"{CircuitOpen.PREFIX} open for {self.key}", max(1, math.ceil(remaining - 1e-9))
             )
-        raise CircuitOpen(f"circuit breaker half-open for {self.key}, every probe is out", 1)
+        raise CircuitOpen(f"{CircuitOpen.PREFIX} half-open for {self.key}, every probe is out", 1)
 
     def _ticket(self, now: float, *, probe: bool) -> Ticket:
         self.admitted += 1

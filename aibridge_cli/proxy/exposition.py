@@ -12,12 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["counter", "gauge", "histogram"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # A label value longer than this is cut: clients choose model and tool names.
 MAX_LABEL_VALUE = 64
+# Series per family at most; past it new label sets add up in one ``overflow`` series, so a
+# client sending endless model names costs a bounded amount of memory and no count is lost.
+MAX_SERIES = 2000
+OVERFLOW = "overflow"
 _INF = 'le="+Inf"'
 
 
@@ -53,13 +57,20 @@ class Family:
     values: dict[tuple[str, ...], float] = field(default_factory=dict)
     histograms: dict[tuple[str, ...], _Histogram] = field(default_factory=dict)
 
+    def _series(self, labels: tuple[str, ...], kept: dict[tuple[str, ...], Any]) -> tuple[str, ...]:
+        if labels in kept or len(kept) < MAX_SERIES:
+            return labels
+        return (OVERFLOW,) * len(labels)
+
     def inc(self, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        labels = self._series(labels, self.values)
         self.values[labels] = self.values.get(labels, 0.0) + amount
 
     def set(self, labels: tuple[str, ...], value: float) -> None:
-        self.values[labels] = value
+        self.values[self._series(labels, self.values)] = value
 
     def observe(self, labels: tuple[str, ...], value: float) -> None:
+        labels = self._series(labels, self.histograms)
         histogram = self.histograms.get(labels)
         if histogram is None:
             histogram = self.histograms[labels] = _Histogram([0] * len(self.buckets))

@@ -16,7 +16,7 @@ from typing import Any
 import trio
 
 from ..config import WebSocketConfig
-from ..errors import ClientFacingError, RequestError, kind_for_status
+from ..errors import CircuitOpen, ClientFacingError, RequestError, kind_for_status
 from ..headers import JSON_HEADERS, Headers, refusal_headers
 from ..interception import ClientRequest, Interception, Recorder, credentials, redact_headers
 from ..providers.anthropic import AnthropicMessages, anthropic_error
@@ -117,7 +117,10 @@ class Outcome:
 
     def level(self) -> int:
         """An error for a failure of the upstream or the proxy (5xx, in a stream too), a
-        warning for a refusal (a 429, a 401...) or a cut; what the client got wrong, info."""
+        warning for a refusal (a 429, a 401, an open circuit breaker's 503: its opening was
+        logged once already) or a cut; what the client got wrong, info."""
+        if self.problem == "error" and self.cause.startswith(CircuitOpen.PREFIX):
+            return logging.WARNING
         if self.problem == "error":
             return logging.ERROR if self.status is None or self.status >= 500 else logging.WARNING
         if self.problem in ("cancelled", "disconnected"):
@@ -269,6 +272,7 @@ class BridgeApp:
             await writer.respond(got.status, JSON_HEADERS, dumps(got.payload).encode())
 
     def metrics_text(self) -> str:
+        """What ``GET /metrics`` answers (docs/metrics.md)."""
         metrics = self.env.metrics
         if metrics is None:
             return ""
