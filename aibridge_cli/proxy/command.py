@@ -131,7 +131,9 @@ def serve(
     guard = proxy_guard(options)  # before anything is opened: it may refuse the options
     recorder = open_recorder(record, options) if record else None
     try:
-        bridge = build_app(options, recorder=recorder)
+        bridge = build_app(
+            options, recorder=recorder, settle=recorder.settled if recorder else None
+        )
         trio.run(partial(serve_proxy, bridge, options, guard=guard))
     finally:
         if recorder is not None:

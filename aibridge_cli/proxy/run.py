@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 import httpcore
@@ -37,13 +37,15 @@ def build_app(
     *,
     tools: ToolSet | None = None,
     recorder: Recorder | None = None,
+    settle: Callable[[], Awaitable[None]] | None = None,
     network_backend: httpcore.AsyncNetworkBackend | None = None,
     run_tool: ToolRunner = run_tool,
     wall_clock: Callable[[], float] = time.time,
     trace: Callable[[str], None] | None = None,
 ) -> BridgeApp:
     """The proxy app for these options (the upstream client is created here, once). The
-    simulation passes its own network backend, tool runner, wall clock and trace."""
+    simulation passes its own network backend, tool runner, wall clock and trace;
+    ``settle``: awaited after each response (``FixtureWriter.settled``)."""
     servers: ToolServers | None = None
     if tools is None:
         found = load_tools_file(options.tools_path) if options.tools_path else ToolsFile()
@@ -81,6 +83,7 @@ def build_app(
         env,
         upstreams,
         recorder=recorder,
+        settle=settle,
         redact=tuple(options.redact),
         websocket=options.websocket,
     )

@@ -76,7 +76,7 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
     from ..child_env import agent_environment
     from ..proxy.run import build_app, serve_proxy
 
-    bridge = build_app(options, recorder=writer)
+    bridge = build_app(options, recorder=writer, settle=writer.settled)
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(partial(serve_proxy, bridge, options, announce=False))
         base = f"http://{host}:{port}"

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from ..config import ServeOptions
 from ..errors import FixtureError
 from ..files import PRIVATE, TornWrite, append_whole
@@ -43,6 +45,8 @@ from ..proxy.keypool import mask_secrets
 from .fixture import Fixture, encode_interception, header_line, parse_fixture
 
 log = logging.getLogger("aibridge.recording")
+# The longest a handler waits, after its response, for its record to reach the disk.
+SETTLE_TIMEOUT = 2.0
 
 
 def read_text(path: Path | str, expected: str = "") -> str:
@@ -111,6 +115,9 @@ class FixtureWriter:
         # Off the hot path: the proxy hands each record over and goes on; this thread
         # encodes, writes and fsyncs them in order (see ``close``).
         self._queue: queue.SimpleQueue[Interception | None] = queue.SimpleQueue()
+        self._handed = 0  # records handed over (the event loop's count)
+        self._done = 0  # records the thread is through with, written or dropped
+        self._progress = threading.Condition()
         self._thread = threading.Thread(target=self._drain, name="aibridge-recorder", daemon=True)
         self._thread.start()
 
@@ -203,18 +210,37 @@ class FixtureWriter:
     def __call__(self, record: Interception) -> None:
         """Hand over one finished interception, to be appended by the writer's thread:
         the relay never waits for the disk, and nothing the disk does reaches it."""
+        self._handed += 1
         self._queue.put(record)
+
+    async def settled(self) -> None:
+        """Wait until every record handed over so far is written (or dropped), at most
+        ``SETTLE_TIMEOUT``. The proxy waits here once a response has ended: the next
+        request on that connection then finds its record on disk, so a proxy killed
+        later leaves it in the file, while a stuck disk costs the connection that long
+        at most, never a stream."""
+        await trio.to_thread.run_sync(self._wait_for, self._handed, abandon_on_cancel=True)
+
+    def _wait_for(self, handed: int) -> None:
+        with self._progress:
+            self._progress.wait_for(lambda: self._done >= handed, timeout=SETTLE_TIMEOUT)
 
     def _drain(self) -> None:
         while (record := self._queue.get()) is not None:
-            try:
-                line = encode_interception(record, redact=self.redact)
-            except Exception:  # a bug: the traceback, and the other records go on
-                log.exception("recording to %s: an interception could not be encoded", self.path)
-                self.dropped += 1
-                continue
-            line = mask_secrets(line, [*self.secrets, *record.client_secrets])
-            self._append((line + "\n").encode("utf-8"))
+            self._write(record)
+            with self._progress:
+                self._done += 1
+                self._progress.notify_all()
+
+    def _write(self, record: Interception) -> None:
+        try:
+            line = encode_interception(record, redact=self.redact)
+        except Exception:  # a bug: the traceback, and the other records go on
+            log.exception("recording to %s: an interception could not be encoded", self.path)
+            self.dropped += 1
+            return
+        line = mask_secrets(line, [*self.secrets, *record.client_secrets])
+        self._append((line + "\n").encode("utf-8"))
 
     def _append(self, data: bytes) -> None:
         if self._torn:
