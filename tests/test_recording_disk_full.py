@@ -260,9 +260,9 @@ async def test_the_relay_never_waits_for_the_disk(
     writer = FixtureWriter(record)  # its header is on disk
     gate = threading.Event()
 
-    def stuck_disk(fd: int, data: bytes) -> None:
+    def stuck_disk(fd: int, data: bytes, before_sync: Callable[[], None] | None = None) -> None:
         gate.wait(10)  # bounded: a relay that waited for it would stall, not hang
-        real_append_whole(fd, data)
+        real_append_whole(fd, data, before_sync)
 
     monkeypatch.setattr(recording, "append_whole", stuck_disk)
     upstream = ScriptedUpstream([REPLY] * 3)

@@ -118,6 +118,7 @@ class FixtureWriter:
         self._handed = 0  # records handed over (the event loop's count)
         self._done = 0  # records the thread is through with, written or dropped
         self._progress = threading.Condition()
+        self._settling = False  # the thread holds a record not yet written or dropped
         self._thread = threading.Thread(target=self._drain, name="aibridge-recorder", daemon=True)
         self._thread.start()
 
@@ -215,10 +216,10 @@ class FixtureWriter:
 
     async def settled(self) -> None:
         """Wait until every record handed over so far is written (or dropped), at most
-        ``SETTLE_TIMEOUT``. The proxy waits here once a response has ended: the next
-        request on that connection then finds its record on disk, so a proxy killed
-        later leaves it in the file, while a stuck disk costs the connection that long
-        at most, never a stream."""
+        ``SETTLE_TIMEOUT``; its fsync may still run. The proxy waits here once a response
+        has ended: the next request on that connection then finds its record in the
+        file, so a proxy killed later leaves it there, while a stuck disk costs the
+        connection that long at most, never a stream."""
         await trio.to_thread.run_sync(self._wait_for, self._handed, abandon_on_cancel=True)
 
     def _wait_for(self, handed: int) -> None:
@@ -227,18 +228,24 @@ class FixtureWriter:
 
     def _drain(self) -> None:
         while (record := self._queue.get()) is not None:
-            self._write(record)
+            self._settling = True
+            try:
+                self._write(record)
+            except Exception:  # a bug: its traceback, and the thread goes on
+                log.exception("recording to %s: a record could not be written", self.path)
+                self.dropped += 1
+            self._settle()  # when the write failed (settled before its fsync otherwise)
+
+    def _settle(self) -> None:
+        """One more record is the system's, or dropped: wake ``settled``."""
+        if self._settling:
+            self._settling = False
             with self._progress:
                 self._done += 1
                 self._progress.notify_all()
 
     def _write(self, record: Interception) -> None:
-        try:
-            line = encode_interception(record, redact=self.redact)
-        except Exception:  # a bug: the traceback, and the other records go on
-            log.exception("recording to %s: an interception could not be encoded", self.path)
-            self.dropped += 1
-            return
+        line = encode_interception(record, redact=self.redact)
         line = mask_secrets(line, [*self.secrets, *record.client_secrets])
         self._append((line + "\n").encode("utf-8"))
 
@@ -247,7 +254,7 @@ class FixtureWriter:
             self.dropped += 1
             return
         try:
-            append_whole(self._fd, data)
+            append_whole(self._fd, data, self._settle)
         except TornWrite as exc:
             self._torn = True
             self.dropped += 1
