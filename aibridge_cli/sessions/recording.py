@@ -26,6 +26,7 @@ appending, so new lines never glue onto it and no byte is lost.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -117,7 +118,9 @@ class FixtureWriter:
         self._queue: queue.SimpleQueue[Interception | None] = queue.SimpleQueue()
         self._handed = 0  # records handed over (the event loop's count)
         self._done = 0  # records the thread is through with, written or dropped
-        self._progress = threading.Condition()
+        self._progress = threading.Lock()
+        # (record count, the loop's token, its event): woken by the thread, no thread hop
+        self._waiters: list[tuple[int, trio.lowlevel.TrioToken, trio.Event]] = []
         self._settling = False  # the thread holds a record not yet written or dropped
         self._thread = threading.Thread(target=self._drain, name="aibridge-recorder", daemon=True)
         self._thread.start()
@@ -220,11 +223,14 @@ class FixtureWriter:
         has ended: the next request on that connection then finds its record in the
         file, so a proxy killed later leaves it there, while a stuck disk costs the
         connection that long at most, never a stream."""
-        await trio.to_thread.run_sync(self._wait_for, self._handed, abandon_on_cancel=True)
-
-    def _wait_for(self, handed: int) -> None:
+        handed = self._handed
+        event = trio.Event()
         with self._progress:
-            self._progress.wait_for(lambda: self._done >= handed, timeout=SETTLE_TIMEOUT)
+            if self._done >= handed:
+                return
+            self._waiters.append((handed, trio.lowlevel.current_trio_token(), event))
+        with trio.move_on_after(SETTLE_TIMEOUT):
+            await event.wait()
 
     def _drain(self) -> None:
         while (record := self._queue.get()) is not None:
@@ -242,7 +248,11 @@ class FixtureWriter:
             self._settling = False
             with self._progress:
                 self._done += 1
-                self._progress.notify_all()
+                due = [w for w in self._waiters if w[0] <= self._done]
+                self._waiters = [w for w in self._waiters if w[0] > self._done]
+            for _, token, event in due:
+                with contextlib.suppress(trio.RunFinishedError):  # nobody waits any more
+                    token.run_sync_soon(event.set)
 
     def _write(self, record: Interception) -> None:
         line = encode_interception(record, redact=self.redact)
