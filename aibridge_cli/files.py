@@ -20,7 +20,7 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import FixtureError
@@ -38,10 +38,12 @@ class TornWrite(OSError):
     part of a record, and nothing more may be appended to it."""
 
 
-def append_whole(fd: int, data: bytes) -> None:
+def append_whole(fd: int, data: bytes, before_sync: Callable[[], None] | None = None) -> None:
     """Append ``data`` to ``fd`` (opened ``O_APPEND``) and fsync it; on failure the file
     is cut back to its length before and the ``OSError`` raised (``TornWrite`` when even
-    that failed)."""
+    that failed). ``before_sync`` is called once the bytes are the system's (a killed
+    process can no longer lose them), before the fsync that keeps them through a crash
+    of the machine."""
     start = os.fstat(fd).st_size
     view = memoryview(data)
     try:
@@ -50,6 +52,8 @@ def append_whole(fd: int, data: bytes) -> None:
             if written == 0:  # a regular file never does this; do not spin on a device
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             view = view[written:]
+        if before_sync is not None:
+            before_sync()
         os.fsync(fd)
     except OSError as exc:
         try:

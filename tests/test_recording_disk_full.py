@@ -34,6 +34,11 @@ from .anthropic_script import message_end, message_start, stream, text_block
 from .cli_process import CLI, run_cli
 from .conftest import start_server
 from .test_anthropic_e2e import HELLO
+from .test_pytest_plugin import Upstream, upstream
+from .test_pytest_plugin import run as run_plugin
+
+pytest_plugins = ("pytester",)
+__all__ = ["upstream"]  # a fixture of the plugin's tests, used here too
 
 REQUESTS = 40
 REPLY = stream(
@@ -260,9 +265,9 @@ async def test_the_relay_never_waits_for_the_disk(
     writer = FixtureWriter(record)  # its header is on disk
     gate = threading.Event()
 
-    def stuck_disk(fd: int, data: bytes) -> None:
+    def stuck_disk(fd: int, data: bytes, before_sync: Callable[[], None] | None = None) -> None:
         gate.wait(10)  # bounded: a relay that waited for it would stall, not hang
-        real_append_whole(fd, data)
+        real_append_whole(fd, data, before_sync)
 
     monkeypatch.setattr(recording, "append_whole", stuck_disk)
     upstream = ScriptedUpstream([REPLY] * 3)
@@ -315,3 +320,32 @@ async def test_record_on_a_filling_disk_keeps_its_command_s_streams_whole(
         f"recorded {count} interceptions to {record}; {REQUESTS - count} not recorded "
         "(the disk refused them)"
     )
+
+
+PLUGIN_TEST = """
+import anthropic, pytest
+
+@pytest.mark.aibridge(fixture={path!r})
+def test_forty_streams():
+    with anthropic.Anthropic(max_retries=0) as client:
+        for _ in range(40):
+            with client.messages.stream(
+                model="claude-test", max_tokens=5,
+                messages=[{{"role": "user", "content": "hi " + "x" * 1500}}],
+            ) as stream:
+                assert stream.get_final_message().stop_reason == "end_turn"
+"""
+
+
+def test_the_pytest_plugin_s_cassette_on_a_filling_disk_keeps_the_test_whole(
+    pytester: pytest.Pytester, upstream: Upstream, small_disk: Path
+) -> None:
+    cassette = small_disk / "forty.jsonl"
+    pytester.makepyfile(test_forty=PLUGIN_TEST.format(path=str(cassette)))
+    result = run_plugin(pytester, "--aibridge-record=once", *upstream.options())
+    result.assert_outcomes(passed=1)  # every stream whole while the disk filled
+    fixture = load_fixture(cassette)
+    assert fixture.warnings == []
+    count = len(fixture.interceptions)
+    assert 0 < count < REQUESTS
+    result.stdout.fnmatch_lines([f"recorded {count} interception(s) to {cassette}"])

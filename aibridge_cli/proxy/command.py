@@ -171,7 +171,12 @@ def serve(
     rules = load_chaos(chaos or [], chaos_file, tools, chaos_seed)
     recorder = open_recorder(record, options) if record else None
     try:
-        bridge = build_app(options, recorder=recorder, chaos=rules)
+        bridge = build_app(
+            options,
+            recorder=recorder,
+            chaos=rules,
+            settle=recorder.settled if recorder else None,
+        )
         trio.run(partial(serve_proxy, bridge, options, guard=guard))
         report_on_shutdown(bridge.env.chaos, chaos_report)
     finally:

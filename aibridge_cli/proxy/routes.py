@@ -8,7 +8,7 @@ provider's prefix is passed through (``passthrough.py``); ``/healthz`` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +143,9 @@ class BridgeApp:
     env: Environment
     upstreams: dict[str, ProviderUpstream]
     recorder: Recorder | None = None
+    # awaited once a response has ended: its record is on disk before the connection
+    # serves another request (the recording writes on a thread of its own)
+    settle: Callable[[], Awaitable[None]] | None = None
     redact: tuple[str, ...] = ()
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     requests_served: int = field(default=0)
@@ -209,6 +212,9 @@ class BridgeApp:
                 note,
                 outcome.suffix(),
             )
+        if self.settle is not None and writer.observer is not None:  # a recorded request
+            await writer.finish()  # the client has its whole response first
+            await self.settle()
 
     def streams_body(self, method: str, target: str) -> bool:
         """A passed-through body is relayed as it comes, never buffered or size-limited."""

@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 import httpcore
@@ -40,6 +40,7 @@ def build_app(
     *,
     tools: ToolSet | None = None,
     recorder: Recorder | None = None,
+    settle: Callable[[], Awaitable[None]] | None = None,
     network_backend: httpcore.AsyncNetworkBackend | None = None,
     run_tool: ToolRunner = run_tool,
     wall_clock: Callable[[], float] = time.time,
@@ -49,7 +50,8 @@ def build_app(
 ) -> BridgeApp:
     """The proxy app for these options (the upstream client is created here, once). The
     simulation passes its own network backend, tool runner, wall clock and trace, and
-    listens to the circuit breakers' decisions."""
+    listens to the circuit breakers' decisions; ``settle``: awaited after each response
+    (``FixtureWriter.settled``)."""
     servers: ToolServers | None = None
     if tools is None:
         found = load_tools_file(options.tools_path) if options.tools_path else ToolsFile()
@@ -93,6 +95,7 @@ def build_app(
         env,
         upstreams,
         recorder=recorder,
+        settle=settle,
         redact=tuple(options.redact),
         websocket=options.websocket,
     )

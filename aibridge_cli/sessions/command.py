@@ -135,7 +135,7 @@ async def record_command(options: ServeOptions, writer: FixtureWriter, argv: lis
     from ..proxy.run import build_app, serve_proxy
     from .clients import pointed_at
 
-    bridge = build_app(options, recorder=writer)
+    bridge = build_app(options, recorder=writer, settle=writer.settled)
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(partial(serve_proxy, bridge, options, announce=False))
         base = f"http://{host}:{port}"

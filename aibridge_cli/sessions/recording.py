@@ -26,6 +26,7 @@ appending, so new lines never glue onto it and no byte is lost.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -35,6 +36,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from ..config import ServeOptions
 from ..errors import FixtureError
 from ..files import PRIVATE, TornWrite, append_whole
@@ -43,6 +46,8 @@ from ..proxy.keypool import mask_secrets
 from .fixture import Fixture, encode_interception, header_line, parse_fixture
 
 log = logging.getLogger("aibridge.recording")
+# The longest a handler waits, after its response, for its record to reach the disk.
+SETTLE_TIMEOUT = 2.0
 
 
 def read_text(path: Path | str, expected: str = "") -> str:
@@ -111,6 +116,12 @@ class FixtureWriter:
         # Off the hot path: the proxy hands each record over and goes on; this thread
         # encodes, writes and fsyncs them in order (see ``close``).
         self._queue: queue.SimpleQueue[Interception | None] = queue.SimpleQueue()
+        self._handed = 0  # records handed over (the event loop's count)
+        self._done = 0  # records the thread is through with, written or dropped
+        self._progress = threading.Lock()
+        # (record count, the loop's token, its event): woken by the thread, no thread hop
+        self._waiters: list[tuple[int, trio.lowlevel.TrioToken, trio.Event]] = []
+        self._settling = False  # the thread holds a record not yet written or dropped
         self._thread = threading.Thread(target=self._drain, name="aibridge-recorder", daemon=True)
         self._thread.start()
 
@@ -203,25 +214,57 @@ class FixtureWriter:
     def __call__(self, record: Interception) -> None:
         """Hand over one finished interception, to be appended by the writer's thread:
         the relay never waits for the disk, and nothing the disk does reaches it."""
+        self._handed += 1
         self._queue.put(record)
+
+    async def settled(self) -> None:
+        """Wait until every record handed over so far is written (or dropped), at most
+        ``SETTLE_TIMEOUT``; its fsync may still run. The proxy waits here once a response
+        has ended: the next request on that connection then finds its record in the
+        file, so a proxy killed later leaves it there, while a stuck disk costs the
+        connection that long at most, never a stream."""
+        handed = self._handed
+        event = trio.Event()
+        with self._progress:
+            if self._done >= handed:
+                return
+            self._waiters.append((handed, trio.lowlevel.current_trio_token(), event))
+        with trio.move_on_after(SETTLE_TIMEOUT):
+            await event.wait()
 
     def _drain(self) -> None:
         while (record := self._queue.get()) is not None:
+            self._settling = True
             try:
-                line = encode_interception(record, redact=self.redact)
-            except Exception:  # a bug: the traceback, and the other records go on
-                log.exception("recording to %s: an interception could not be encoded", self.path)
+                self._write(record)
+            except Exception:  # a bug: its traceback, and the thread goes on
+                log.exception("recording to %s: a record could not be written", self.path)
                 self.dropped += 1
-                continue
-            line = mask_secrets(line, [*self.secrets, *record.client_secrets])
-            self._append((line + "\n").encode("utf-8"))
+            self._settle()  # when the write failed (settled before its fsync otherwise)
+
+    def _settle(self) -> None:
+        """One more record is the system's, or dropped: wake ``settled``."""
+        if self._settling:
+            self._settling = False
+            with self._progress:
+                self._done += 1
+                due = [w for w in self._waiters if w[0] <= self._done]
+                self._waiters = [w for w in self._waiters if w[0] > self._done]
+            for _, token, event in due:
+                with contextlib.suppress(trio.RunFinishedError):  # nobody waits any more
+                    token.run_sync_soon(event.set)
+
+    def _write(self, record: Interception) -> None:
+        line = encode_interception(record, redact=self.redact)
+        line = mask_secrets(line, [*self.secrets, *record.client_secrets])
+        self._append((line + "\n").encode("utf-8"))
 
     def _append(self, data: bytes) -> None:
         if self._torn:
             self.dropped += 1
             return
         try:
-            append_whole(self._fd, data)
+            append_whole(self._fd, data, self._settle)
         except TornWrite as exc:
             self._torn = True
             self.dropped += 1
