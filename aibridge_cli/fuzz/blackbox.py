@@ -45,6 +45,7 @@ from ..errors import ConfigError
 from ..fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
 from ..headers import header, presented_key
 from ..proxy.server import Server
+from ..proxy.target_probe import UNFORWARDABLE_REQUEST, probe_http
 from ..sim.client import ClientResult, Pace, exchange
 from ..sim.world import Attempt, WorldResult
 from .oracles import GENERIC_ORACLES, Run, Violation, judge
@@ -372,7 +373,12 @@ async def _set_up(settings: BlackBoxSettings) -> tuple[Target, list[trio.SocketL
             await listener.aclose()
         reason = getattr(exc, "strerror", None) or f"no answer in {CONNECT_TIMEOUT:g} s"
         raise ConfigError(f"--target {settings.url}: cannot connect: {reason}") from None
-    await probe.aclose()
+    async with probe:
+        problem = await probe_http(probe, UNFORWARDABLE_REQUEST, CONNECT_TIMEOUT, allow_close=True)
+    if problem is not None:
+        for listener in listeners:
+            await listener.aclose()
+        raise ConfigError(f"--target {settings.url} {problem}; is the proxy on that port?")
     return target, listeners
 
 

@@ -32,6 +32,8 @@ class Conversation(Protocol):
 
     failed: bool
     """True once an upstream error event was relayed: the stream ends there."""
+    failure: str
+    """What that error event said (``error_cause``), for the request's log line."""
 
     def upstream_body(self) -> dict[str, Any]:
         """The JSON body of the next upstream request (injected tools included)."""
@@ -142,6 +144,16 @@ def parse_request(raw: bytes, required: dict[str, tuple[Any, str]]) -> dict[str,
         # else "yes" would be read as a blocking request and fail on the SSE that comes back
         raise RequestError(f"stream: must be true or false, not {stream!r}")
     return body
+
+
+def error_cause(data: dict[str, Any]) -> str:
+    """What an upstream error event says went wrong, as ``type: message``: its ``error``
+    object's (Anthropic, Chat Completions) or its own fields (a Responses ``error``)."""
+    inner = data.get("error")
+    error = inner if isinstance(inner, dict) else data
+    kind = error.get("code") or error.get("type") if error is data else error.get("type")
+    message = error.get("message")
+    return ": ".join(str(part) for part in (kind or "error", message) if part)
 
 
 def is_streaming(body: dict[str, Any]) -> bool:

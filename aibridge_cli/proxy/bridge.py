@@ -506,7 +506,9 @@ class Interceptor:
             if iteration and eager:
                 await client.initiate()
             await self._iteration(conversation, client, first=not iteration)
-            if conversation.failed:
+            if conversation.failed:  # relayed as it came: the record and the log say why
+                cause = self.upstream.pool.masked_text(conversation.failure)
+                self.record.outcome = f"error: upstream error event: {cause}"
                 return
             calls = conversation.end_stream()
             if not calls:

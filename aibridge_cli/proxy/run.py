@@ -22,6 +22,7 @@ from .guard import Guard, exposes_pool
 from .keypool import KeyPool
 from .routes import ROUTES, BridgeApp
 from .server import Server
+from .target_probe import HEALTH_REQUEST, probe_http
 from .upstream_client import make_client
 from .ws_upstream import WebSocketDialer
 
@@ -195,7 +196,7 @@ async def _watch_signals(server: Server) -> None:
 
 async def check_target(url: str) -> None:
     """Fail at once, not with every request, when nothing listens at the proxy ``url``
-    (replay's and fuzz's --target)."""
+    (replay's --target) or what listens there does not speak HTTP."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -208,4 +209,13 @@ async def check_target(url: str) -> None:
             f"cannot reach --target {url} ({why})",
             hint="start the proxy there first (or leave out --target)",
         ) from None
-    await stream.aclose()
+    async with stream:
+        authority = f"{host}:{port}" if parts.port else host
+        problem = await probe_http(
+            stream, HEALTH_REQUEST.format(authority=authority), TARGET_CONNECT_TIMEOUT
+        )
+    if problem is not None:
+        raise TargetUnreachable(
+            f"--target {url} {problem}",
+            hint="is the proxy on that port? check --target (or leave it out)",
+        )
