@@ -97,3 +97,54 @@ async def test_sigterm_lets_streams_finish_within_the_grace_and_records_them_who
     assert all(json.loads(line) for line in lines)  # whole lines only
     assert K0 not in recording.read_text()
     upstream_server.shutdown()
+
+
+async def test_a_second_signal_cuts_at_once_and_cut_streams_still_get_their_error_event(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    upstream = ScriptedUpstream([SLOW, STUCK])
+    upstream_server, upstream_url = await start_server(nursery, upstream)
+    options = ServeOptions(
+        host="127.0.0.1",
+        port=0,
+        anthropic_base_url=upstream_url,
+        anthropic_keys=[K0],
+        server=ServerConfig(grace_period=10.0),
+    )
+    app = build_app(options, tools=ToolSet())
+    stopped = trio.Event()
+
+    async def serve(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+        await serve_proxy(app, options, announce=False, task_status=task_status)
+        stopped.set()  # returned: no KeyboardInterrupt out of the second signal
+
+    host, port = await nursery.start(serve)
+    url = f"http://{host}:{port}/anthropic/v1/messages"
+    body = {"model": "claude-test", "max_tokens": 9, "stream": True, "messages": HELLO}
+    results: dict[str, httpx.Response | Exception] = {}
+
+    async def post(name: str) -> None:
+        async with httpx.AsyncClient(timeout=1000) as http:
+            try:
+                results[name] = await http.post(url, json=body)
+            except httpx.HTTPError as exc:
+                results[name] = exc
+
+    nursery.start_soon(post, "slow")
+    nursery.start_soon(post, "stuck")
+    await settle(lambda: upstream.open_responses == 2)
+    await trio.testing.wait_all_tasks_blocked()
+    os.kill(os.getpid(), signal.SIGTERM)
+    await trio.sleep(1.0)  # within the grace period: both still running
+    second_at = trio.current_time()
+    os.kill(os.getpid(), signal.SIGINT)
+
+    await settle(lambda: len(results) == 2 and stopped.is_set(), seconds=60)
+    assert trio.current_time() - second_at < 0.5  # not the rest of the grace period
+    for name in ("slow", "stuck"):  # both cut, both told why in their own shape
+        response = results[name]
+        assert isinstance(response, httpx.Response), response
+        events = parse_sse_strictly(response.content)
+        assert events[-1].event == "error"
+        assert json.loads(events[-1].data)["error"]["message"] == "proxy shutting down"
+    upstream_server.shutdown()

@@ -163,7 +163,8 @@ async def serve_until_signalled(
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve on ``host:port`` until SIGINT/SIGTERM; the first signal shuts down gracefully
-    (the server's grace period), a second one stops at once. With ``announce``, print the
+    (the server's grace period), a second one ends the grace period at once (cut streams
+    still get their error event), a third stops without a word. With ``announce``, print the
     one line ``listening on http://HOST:PORT`` on stdout when ready."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, server)
@@ -181,9 +182,15 @@ async def serve_until_signalled(
 async def _watch_signals(server: Server) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
+            if server.grace_deadline <= trio.current_time():
+                log.warning("third signal: stopping without a word")
+                raise KeyboardInterrupt  # the cut itself is stuck: stop now
             if server.shutting_down:
-                log.warning("second signal: stopping now")
-                raise KeyboardInterrupt  # a second signal: stop now
+                # Cut now, as the grace period's end would: cut streams get their error
+                # event (bounded by SHUTDOWN_NOTICE_TIMEOUT), then the server stops.
+                log.warning("second signal: cutting in-flight requests now")
+                server.end_grace()
+                continue
             busy = sum(1 for c in server.connections if not c.idle)
             log.info(
                 "%s: shutting down; %d request(s) in flight get %g s to finish",

@@ -741,6 +741,7 @@ class Server:
     def __post_init__(self) -> None:
         self._shutdown = trio.Event()
         self.stopped = trio.Event()
+        self._connections: trio.CancelScope | None = None  # while serving listeners
 
     @property
     def shutdown_started(self) -> trio.Event:
@@ -753,6 +754,14 @@ class Server:
         for connection in list(self.connections):
             if connection.idle:
                 connection.scope.cancel()
+
+    def end_grace(self) -> None:
+        """End the grace period now (a second Ctrl-C): busy connections are cut as at its
+        end, so a cut event stream still gets its error event."""
+        self.shutdown()
+        self.grace_deadline = trio.current_time()
+        if self._connections is not None:
+            self._connections.deadline = self.grace_deadline
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one connection over any stream (a TCP socket or an in-memory pipe)."""
@@ -799,6 +808,7 @@ class Server:
         task_status: trio.TaskStatus[tuple[str, int]],
     ) -> None:
         async with trio.open_nursery() as connections:
+            self._connections = connections.cancel_scope
             try:
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
@@ -811,7 +821,10 @@ class Server:
                 with trio.CancelScope(shield=True):
                     for listener in listeners:
                         await listener.aclose()
-            self.grace_deadline = trio.current_time() + self.config.grace_period
+            # ``end_grace`` may have ended it already
+            self.grace_deadline = min(
+                self.grace_deadline, trio.current_time() + self.config.grace_period
+            )
             connections.cancel_scope.deadline = self.grace_deadline
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
