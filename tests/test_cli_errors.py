@@ -10,9 +10,11 @@ subprocesses, for what only a process shows: the exit status, and stderr as a pi
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,13 @@ class Row:
     says: tuple[str, ...]
     code: int = 2
     keeps: str | None = None  # a file whose bytes must come out as they went in
+
+
+def _fifo(workspace: Workspace, name: str) -> str:
+    """A named pipe nobody writes to: reading it would wait for ever."""
+    path = workspace.dir / name
+    os.mkfifo(path)
+    return str(path)
 
 
 def _interception(api: str) -> str:
@@ -351,6 +360,24 @@ ROWS = [
         ("cannot reach --target http://127.0.0.1:1", "start the proxy there first"),
     ),
     Row(
+        "replay --target at a port that never answers",
+        lambda w: [
+            "replay",
+            "--builtin",
+            "simple",
+            "--target",
+            f"http://127.0.0.1:{w.busy_port}",
+            "--upstream-port",
+            "5",
+        ],
+        ("--target http://127.0.0.1:", "sent no HTTP answer in 5 s", "is the proxy on that port"),
+    ),
+    Row(
+        "replay a FIFO",
+        lambda w: ["replay", _fifo(w, "session.fifo")],  # not .jsonl: the key watch reads those
+        ("session.fifo: not a regular file",),
+    ),
+    Row(
         "replay a header-only fixture",
         lambda w: ["replay", w.file("empty.jsonl", HEADER)],
         ("empty.jsonl: nothing to replay",),
@@ -460,3 +487,78 @@ def test_with_debug_the_traceback_is_shown(workspace: Workspace) -> None:
     result = CliRunner().invoke(app, ["--debug", "serve", "--port", str(workspace.busy_port)])
     assert result.exit_code == 1
     assert "ListenError" in repr(result.exception)
+
+
+# Mistakes made in the environment rather than on the command line.
+ENV_ROWS = [
+    (
+        Row(
+            "a bad AIBRIDGE_DEBUG",
+            lambda w: ["serve", "--port", "0"],
+            ("invalid value for '--debug'", "(from AIBRIDGE_DEBUG)", " -h'"),
+        ),
+        {"AIBRIDGE_DEBUG": "maybe"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("row", "env"), ENV_ROWS, ids=[r.name for r, _ in ENV_ROWS])
+@pytest.mark.parametrize("where", ["in-process", "process"])
+def test_a_mistake_in_the_environment_is_one_line_and_exit_2(
+    row: Row, env: dict[str, str], where: str, workspace: Workspace
+) -> None:
+    def in_process_with_env(args: list[str]) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, args, env=env, prog_name="aibridge")
+        return result.exit_code, result.stdout, result.stderr
+
+    def in_a_subprocess_with_env(args: list[str]) -> tuple[int, str, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "aibridge_cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "TERM": "dumb", **env},
+        )
+        return done.returncode, done.stdout, done.stderr
+
+    run(row, workspace, in_process_with_env if where == "in-process" else in_a_subprocess_with_env)
+
+
+@pytest.fixture
+def chatty_port() -> Iterator[int]:
+    """A port whose server greets every connection with a line that is not HTTP (an SSH
+    server's banner), as a mistyped --target finds."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        stop = threading.Event()
+
+        def greet() -> None:
+            server.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+        thread = threading.Thread(target=greet, daemon=True)
+        thread.start()
+        yield server.getsockname()[1]
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("command", ["replay", "fuzz"])
+def test_a_target_that_does_not_speak_http_is_blamed_at_once(
+    command: str, chatty_port: int, workspace: Workspace
+) -> None:
+    target = f"http://127.0.0.1:{chatty_port}"
+    args = ["--target", target, "--upstream-port", str(workspace.free_port())]
+    row = Row(
+        f"{command} --target at a port that speaks something else",
+        lambda w: [command, *(["--builtin", "simple"] if command == "replay" else []), *args],
+        (f"--target {target} answered something that is not HTTP: b'SSH-2.0-OpenSSH_9.6",),
+    )
+    run(row, workspace, in_process)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import trio
 
 from aibridge_cli.fakes.scripted_upstream import Reply
 from aibridge_cli.proxy.paths import dot_segment_problem
 
 from .conftest import StackFactory
-from .rawhttp import RawClient, RawResponse
+from .rawhttp import WEBSOCKET_UPGRADE, RawResponse
+from .test_load_faults import open_client
 
 POOL = "sk-ant-paths-pool-0000SECRET"
 OPENAI_POOL = "sk-proj-paths-pool-1111SECRET"
@@ -42,8 +42,7 @@ OPENAI_PATHS = [
 
 
 async def raw(url: str, method: str, target: str, body: bytes = b"") -> RawResponse:
-    host, port = url.removeprefix("http://").split(":")
-    client = RawClient(await trio.open_tcp_stream(host, int(port)))
+    client = await open_client(url)
     try:
         return await client.request(
             method, target, body, [("content-type", "application/json"), ("x-api-key", "sk-c")]
@@ -75,15 +74,8 @@ async def test_a_dot_segment_is_refused_before_routing(
 
 async def test_a_dot_segment_on_the_websocket_route_is_refused(stack: StackFactory) -> None:
     s = await stack([], openai_keys=[OPENAI_POOL])
-    host, port = s.proxy_url.removeprefix("http://").split(":")
-    client = RawClient(await trio.open_tcp_stream(host, int(port)))
-    upgrade = [
-        ("connection", "upgrade"),
-        ("upgrade", "websocket"),
-        ("sec-websocket-version", "13"),
-        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-    ]
-    await client.send_request("GET", "/openai/v1/x/../responses", headers=upgrade)
+    client = await open_client(s.proxy_url)
+    await client.send_request("GET", "/openai/v1/x/../responses", headers=WEBSOCKET_UPGRADE)
     response = await client.read_response()
     await client.stream.aclose()
     assert response.status == 400

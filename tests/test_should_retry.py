@@ -20,7 +20,8 @@ from aibridge_cli.fakes.scripted_upstream import Reply
 from .anthropic_script import error_reply
 from .conftest import StackFactory
 from .openai_scripts import openai_error_reply
-from .rawhttp import RawClient
+from .rawhttp import WEBSOCKET_UPGRADE
+from .test_load_faults import open_client
 
 TOKEN = "aibridge-retry-token-0123456789"
 MESSAGES = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
@@ -89,14 +90,9 @@ async def test_the_apps_refusals_say_not_to_retry(
     check_refusal(response, status, path.startswith("/openai/"))
 
 
-async def _raw_client(url: str) -> RawClient:
-    host, port = url.removeprefix("http://").split(":")
-    return RawClient(await trio.open_tcp_stream(host, int(port)))
-
-
 async def test_the_servers_413_says_not_to_retry(stack: StackFactory) -> None:
     s = await stack([])
-    client = await _raw_client(s.proxy_url)
+    client = await open_client(s.proxy_url)
     head = h11.Request(
         method="POST",
         target="/openai/v1/chat/completions",
@@ -112,7 +108,7 @@ async def test_the_servers_413_says_not_to_retry(stack: StackFactory) -> None:
 
 async def test_a_malformed_request_is_told_not_to_retry(stack: StackFactory) -> None:
     s = await stack([])
-    client = await _raw_client(s.proxy_url)
+    client = await open_client(s.proxy_url)
     await client.stream.send_all(b"GET /anthropic/v1/models HTTP/1.1\r\nno colon here\r\n\r\n")
     data = b""
     while chunk := await client.stream.receive_some(65536):
@@ -174,14 +170,8 @@ async def test_a_refused_response_create_on_a_socket_says_not_to_retry(
 
 async def test_a_refused_upgrade_says_not_to_retry(stack: StackFactory) -> None:
     s = await stack([], openai_keys=["sk-one-1111"], guard=GuardConfig(auth_token=TOKEN))
-    client = await _raw_client(s.proxy_url)
-    upgrade = [
-        ("connection", "upgrade"),
-        ("upgrade", "websocket"),
-        ("sec-websocket-version", "13"),
-        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-    ]
-    await client.send_request("GET", "/openai/v1/responses", headers=upgrade)
+    client = await open_client(s.proxy_url)
+    await client.send_request("GET", "/openai/v1/responses", headers=WEBSOCKET_UPGRADE)
     response = await client.read_response()
     await client.stream.aclose()
     assert response.status == 401

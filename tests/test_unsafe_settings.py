@@ -12,7 +12,6 @@ from pathlib import Path
 import h11
 import httpx
 import pytest
-import trio
 import typer
 
 from aibridge_cli.cli import app
@@ -24,7 +23,7 @@ from aibridge_cli.proxy.run import proxy_guard
 
 from .cli_process import run_cli
 from .conftest import WATCH, StackFactory
-from .rawhttp import RawClient
+from .test_load_faults import open_client
 
 TOKEN = "aibridge-unsafe-settings-token-0123456789"
 KEYS = ["sk-ant-from-file-0000-AAAA", "sk-ant-from-file-1111-BBBB"]
@@ -144,8 +143,7 @@ async def test_a_refusal_is_logged_with_the_client_address(
     s = await stack([], keys=["sk-ant-pool-0000"], guard=GuardConfig(auth_token=TOKEN))
     async with httpx.AsyncClient() as http:
         await http.post(s.proxy_url + "/anthropic/v1/messages", json={})  # no token: 401
-    host, port = s.proxy_url.removeprefix("http://").split(":")
-    client = RawClient(await trio.open_tcp_stream(host, int(port)))
+    client = await open_client(s.proxy_url)
     too_large = [("host", client.host), ("content-length", str(10**12))]
     await client.stream.send_all(
         client.h11.send(h11.Request(method="POST", target="/healthz", headers=too_large))

@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import ErrorKind, RequestError, UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from .base import ToolCall, dumps, next_body, offered_tools, parse_request
+from .base import ToolCall, dumps, error_cause, next_body, offered_tools, parse_request
 from .usage import add_usage, overlay_usage
 
 ERROR_TYPES: dict[ErrorKind, str] = {
@@ -128,6 +128,7 @@ class AnthropicConversation:
         self.failed = False
         self.complete = False
         self.client_calls: list[str] = []
+        self.failure = ""
         self.content: list[Any] = []  # blocking: what the client will see
         self.last: dict[str, Any] = {}
         self._reset()
@@ -211,6 +212,7 @@ class AnthropicConversation:
             return [event.raw]
         if kind == "error":
             self.failed = True
+            self.failure = error_cause(data)
         return [event.raw]
 
     @staticmethod

@@ -43,6 +43,8 @@ class Conversation(Protocol):
     def client_usage(self) -> dict[str, Any]:
         """The usage the client was told, summed over the loop (empty when none came)."""
         ...
+    failure: str
+    """What that error event said (``error_cause``), for the request's log line."""
 
     def upstream_body(self) -> dict[str, Any]:
         """The JSON body of the next upstream request (injected tools included)."""
@@ -153,6 +155,16 @@ def parse_request(raw: bytes, required: dict[str, tuple[Any, str]]) -> dict[str,
         # else "yes" would be read as a blocking request and fail on the SSE that comes back
         raise RequestError(f"stream: must be true or false, not {stream!r}")
     return body
+
+
+def error_cause(data: dict[str, Any]) -> str:
+    """What an upstream error event says went wrong, as ``type: message``: its ``error``
+    object's (Anthropic, Chat Completions) or its own fields (a Responses ``error``)."""
+    inner = data.get("error")
+    error = inner if isinstance(inner, dict) else data
+    kind = error.get("code") or error.get("type") if error is data else error.get("type")
+    message = error.get("message")
+    return ": ".join(str(part) for part in (kind or "error", message) if part)
 
 
 def is_streaming(body: dict[str, Any]) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from .base import ToolCall, dumps, next_body, offered_tools, parse_request
+from .base import ToolCall, dumps, error_cause, next_body, offered_tools, parse_request
 from .openai_common import (
     OpenAIAPI,
     as_object,
@@ -109,6 +109,7 @@ class ChatConversation:
         self.client_calls: list[str] = []
         self.failed = False
         self.complete = False
+        self.failure = ""
         self.last: dict[str, Any] = {}
         self._reset()
 
@@ -160,6 +161,7 @@ class ChatConversation:
             )
         if data.get("error"):
             self.failed = True
+            self.failure = error_cause(data)
             return [event.raw]
         if self.id is None and isinstance(data.get("id"), str):
             self.id = data["id"]

@@ -48,7 +48,7 @@ from typing import Any
 from ..errors import UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from .base import ToolCall, dumps, next_body, offered_tools, parse_request
+from .base import ToolCall, dumps, error_cause, next_body, offered_tools, parse_request
 from .openai_common import (
     OpenAIAPI,
     error_object,
@@ -146,6 +146,7 @@ class ResponsesConversation:
         self.in_conversation = body.get("conversation") is not None
         self.failed = False
         self.complete = False
+        self.failure = ""
         self.iteration = 0
         self.last: dict[str, Any] = {}
         self.usage: dict[str, Any] = {}  # summed over the iterations that ran injected calls
@@ -278,6 +279,7 @@ class ResponsesConversation:
         kind = data.get("type") or event.event
         if kind == "error":
             self.failed = True
+            self.failure = error_cause(data)
         elif kind in TERMINAL:
             self.ended = True
         if not self.injected:

@@ -645,7 +645,9 @@ class Interceptor:
             if iteration and eager:
                 await client.initiate()
             await self._iteration(conversation, client, first=not iteration)
-            if conversation.failed:
+            if conversation.failed:  # relayed as it came: the record and the log say why
+                cause = self.upstream.pool.masked_text(conversation.failure)
+                self.record.outcome = f"error: upstream error event: {cause}"
                 # the upstream's error event, relayed, is the client's last: a client that
                 # leaves once it has it (the SDKs raise on it and hang up) cut nothing
                 client.end_here()

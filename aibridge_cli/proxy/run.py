@@ -25,6 +25,7 @@ from .keypool import KeyPool
 from .metrics import Metrics
 from .routes import ROUTES, BridgeApp
 from .server import Server
+from .target_probe import HEALTH_REQUEST, probe_http
 from .upstream_client import make_client
 from .ws_upstream import WebSocketDialer
 
@@ -177,7 +178,8 @@ async def serve_until_signalled(
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve on ``host:port`` until SIGINT/SIGTERM; the first signal shuts down gracefully
-    (the server's grace period), a second one stops at once. With ``announce``, print the
+    (the server's grace period), a second one ends the grace period at once (cut streams
+    still get their error event), a third stops without a word. With ``announce``, print the
     one line ``listening on http://HOST:PORT`` on stdout when ready."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, server)
@@ -195,9 +197,15 @@ async def serve_until_signalled(
 async def _watch_signals(server: Server) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
+            if server.grace_deadline <= trio.current_time():
+                log.warning("third signal: stopping without a word")
+                raise KeyboardInterrupt  # the cut itself is stuck: stop now
             if server.shutting_down:
-                log.warning("second signal: stopping now")
-                raise KeyboardInterrupt  # a second signal: stop now
+                # Cut now, as the grace period's end would: cut streams get their error
+                # event (bounded by SHUTDOWN_NOTICE_TIMEOUT), then the server stops.
+                log.warning("second signal: cutting in-flight requests now")
+                server.end_grace()
+                continue
             busy = sum(1 for c in server.connections if not c.idle)
             log.info(
                 "%s: shutting down; %d request(s) in flight get %g s to finish",
@@ -210,7 +218,7 @@ async def _watch_signals(server: Server) -> None:
 
 async def check_target(url: str) -> None:
     """Fail at once, not with every request, when nothing listens at the proxy ``url``
-    (replay's and fuzz's --target)."""
+    (replay's --target) or what listens there does not speak HTTP."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -223,4 +231,13 @@ async def check_target(url: str) -> None:
             f"cannot reach --target {url} ({why})",
             hint="start the proxy there first (or leave out --target)",
         ) from None
-    await stream.aclose()
+    async with stream:
+        authority = f"{host}:{port}" if parts.port else host
+        problem = await probe_http(
+            stream, HEALTH_REQUEST.format(authority=authority), TARGET_CONNECT_TIMEOUT
+        )
+    if problem is not None:
+        raise TargetUnreachable(
+            f"--target {url} {problem}",
+            hint="is the proxy on that port? check --target (or leave it out)",
+        )

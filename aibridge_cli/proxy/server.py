@@ -745,6 +745,7 @@ class Server:
         self.streams_body = (
             self.app.streams_body if isinstance(self.app, BodyStreamingApp) else None
         )
+        self._connections: trio.CancelScope | None = None  # while serving listeners
 
     @property
     def shutdown_started(self) -> trio.Event:
@@ -757,6 +758,14 @@ class Server:
         for connection in list(self.connections):
             if connection.idle:
                 connection.scope.cancel()
+
+    def end_grace(self) -> None:
+        """End the grace period now (a second Ctrl-C): busy connections are cut as at its
+        end, so a cut event stream still gets its error event."""
+        self.shutdown()
+        self.grace_deadline = trio.current_time()
+        if self._connections is not None:
+            self._connections.deadline = self.grace_deadline
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one connection over any stream (a TCP socket or an in-memory pipe)."""
@@ -803,6 +812,7 @@ class Server:
         task_status: trio.TaskStatus[tuple[str, int]],
     ) -> None:
         async with trio.open_nursery() as connections:
+            self._connections = connections.cancel_scope
             try:
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
@@ -815,7 +825,10 @@ class Server:
                 with trio.CancelScope(shield=True):
                     for listener in listeners:
                         await listener.aclose()
-            self.grace_deadline = trio.current_time() + self.config.grace_period
+            # ``end_grace`` may have ended it already
+            self.grace_deadline = min(
+                self.grace_deadline, trio.current_time() + self.config.grace_period
+            )
             connections.cancel_scope.deadline = self.grace_deadline
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:

@@ -31,6 +31,7 @@ import itertools
 import logging
 import os
 import queue
+import stat
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -54,6 +55,9 @@ def read_text(path: Path | str, expected: str = "") -> str:
     """A file's UTF-8 text; unreadable or not UTF-8 is a ``FixtureError`` naming
     ``file:line`` (``expected`` says what the file should have been)."""
     try:
+        # A FIFO or a device would block the read for ever (or never end): refused first.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise FixtureError(f"{path}: not a regular file{expected}")
         data = Path(path).read_bytes()
     except OSError as exc:
         raise FixtureError(f"{path}: cannot read ({exc.strerror})") from None
