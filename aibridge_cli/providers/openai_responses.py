@@ -106,7 +106,8 @@ def responses_tool_spec(tool: InjectedTool) -> dict[str, Any]:
 
 class Continuations:
     """Which stored response continues a response the client was shown: its id to the id
-    the upstream stored the whole turn under (module docstring). Bounded: the oldest go."""
+    the upstream stored the whole turn under (module docstring). Bounded: the oldest go.
+    One per process (``OpenAIResponses`` holds it): ids are the upstream's, unique."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
