@@ -68,7 +68,7 @@ from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
 from .keypool import KeyPool
 from .server import Request, ResponseWriter
-from .upstream_client import body_chunks
+from .upstream_client import body_chunks, send_streaming
 from .ws_upstream import WebSocketDialer
 
 log = logging.getLogger("aibridge.bridge")
@@ -400,7 +400,7 @@ class Interceptor:
                 "POST", self.upstream.url(self.target), content=content, headers=headers
             )
             with translate_upstream_errors(exchange):
-                response = await self.env.client.send(request, stream=True)
+                response = await send_streaming(self.env.client, request)
             try:
                 received = list(response.headers.multi_items())
                 exchange.response.started(response.status_code, received)
