@@ -369,10 +369,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "the issue's leak: function_call_arguments events of an injected call on an error",
         elsewhere=(
             (
-                '        return ("output_index" in data and _key(data["output_index"]) in self'
-                ".hidden_indexes) or (\n"
-                '            "item_id" in data and _key(data["item_id"]) in self.hidden_ids\n'
-                "        )\n",
+                '        if "output_index" in data and hashable(data["output_index"]) in self'
+                ".hidden_indexes:\n"
+                "            return True\n"
+                '        return "item_id" in data and hashable(data["item_id"]) in self'
+                ".hidden_ids\n",
                 "        return False\n",
             ),
         ),

@@ -208,3 +208,37 @@ def test_error_event_carries_an_error_object_the_sdk_raises_on() -> None:
     assert data["type"] == "error"
     assert data["message"] == data["error"]["message"] == "slow down"
     assert data["code"] == "rate_limit_exceeded"
+
+
+def test_a_client_call_beside_an_injected_one_ends_the_loop_without_it() -> None:
+    conv = conversation()
+    evs = events(
+        "r1",
+        [function_item("bmcp_weather", id="fc_1"), function_item("read_file", "call_2", id="fc_2")],
+    )
+    out = [data_of(f) for f in run(conv, evs)]
+    assert conv.end_stream() == []  # the client runs its call; the injected one never runs
+    assert not any(b"bmcp_" in json.dumps(d).encode() for d in out)
+    assert {d["output_index"] for d in out if "output_index" in d} == {0}
+    assert [i["name"] for i in out[-1]["response"]["output"]] == ["read_file"]
+    assert [d["sequence_number"] for d in out] == list(range(len(out)))
+
+
+def test_an_incomplete_end_after_a_tool_turn_names_the_shown_response() -> None:
+    conv = conversation()
+    run(conv, events("r1", [message_item("m0", "Checking."), function_item("bmcp_weather")]))
+    (call,) = conv.end_stream()
+    conv.add_results([call], [ToolOutcome("sunny")])
+    final = events("r2", [message_item("m1", "Sun")])
+    incomplete = json.loads(final[-1].data)
+    incomplete["type"] = "response.incomplete"
+    incomplete["response"]["status"] = "incomplete"
+    (cut,) = SSEDecoder().feed(
+        f"event: response.incomplete\ndata: {json.dumps(incomplete)}\n\n".encode()
+    )
+    out = data_of(run(conv, [*final[:-1], cut])[-1])
+    assert out["type"] == "response.incomplete"
+    assert out["response"]["id"] == "r1"
+    assert [i["id"] for i in out["response"]["output"]] == ["m0", "m1"]
+    assert out["response"]["usage"]["total_tokens"] == 16
+    assert conv.end_stream() == []

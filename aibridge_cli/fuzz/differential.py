@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..fakes.scripted_upstream import Reply
 from ..headers import media_type
+from ..providers.openai_common import hashable
 from ..sessions.normalize import VOLATILE
 from .grammar import Response
 
@@ -249,10 +250,6 @@ class _Chat:
         return "complete" if finished or done else "failed"
 
 
-def _hashable(value: Any) -> Any:
-    return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
-
-
 class _Responses:
     """Responses. Without injected tools, events as they came. With them: an injected
     call's events hidden (by ``item``, ``output_index`` or ``item_id``), the rest as they
@@ -297,7 +294,7 @@ class _Responses:
                 data = {**data, "sequence_number": self.sequence}
                 self.sequence += 1
             if "output_index" in data:
-                at = _hashable(data["output_index"])
+                at = hashable(data["output_index"])
                 if at not in indexes:
                     indexes[at] = self.next_index
                     self.next_index += 1
@@ -328,11 +325,11 @@ class _Responses:
                 return "upstream-error"
             item = data.get("item")
             if isinstance(item, dict) and self._injected(item):
-                hidden_indexes.add(_hashable(data.get("output_index")))
-                hidden_ids.add(_hashable(item.get("id")))
+                hidden_indexes.add(hashable(data.get("output_index")))
+                hidden_ids.add(hashable(item.get("id")))
                 continue
-            if ("output_index" in data and _hashable(data["output_index"]) in hidden_indexes) or (
-                "item_id" in data and _hashable(data["item_id"]) in hidden_ids
+            if ("output_index" in data and hashable(data["output_index"]) in hidden_indexes) or (
+                "item_id" in data and hashable(data["item_id"]) in hidden_ids
             ):
                 continue
             if kind in _TERMINAL:

@@ -37,6 +37,7 @@ from .openai_common import (
     error_object,
     event_json,
     function_parameters,
+    hashable,
     parse_arguments,
     result_text,
 )
@@ -80,11 +81,6 @@ class _Call:
 def several_choices(body: dict[str, Any]) -> bool:
     n = body.get("n")
     return isinstance(n, int) and not isinstance(n, bool) and n > 1
-
-
-def _hashable(value: Any) -> Any:
-    """An index from upstream JSON as a dict key (a list there must not crash the relay)."""
-    return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
 
 
 class ChatConversation:
@@ -206,7 +202,7 @@ class ChatConversation:
         new_delta = delta
         tool_calls = delta.get("tool_calls")
         if isinstance(tool_calls, list) and tool_calls:
-            at = _hashable(choice.get("index", 0))
+            at = hashable(choice.get("index", 0))
             visible = [out for tc in tool_calls if (out := self._tool_delta(at, tc)) is not None]
             if visible != tool_calls:
                 new_delta = {**delta, "tool_calls": visible}
@@ -243,7 +239,7 @@ class ChatConversation:
             return tc
         index = tc.get("index", 0)
         function = as_object(tc.get("function"))
-        key = (choice, _hashable(index))
+        key = (choice, hashable(index))
         call = self.calls.get(key)
         if call is None:
             name = function.get("name") or ""

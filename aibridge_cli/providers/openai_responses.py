@@ -54,6 +54,7 @@ from .openai_common import (
     error_object,
     event_json,
     function_parameters,
+    hashable,
     parse_arguments,
     result_text,
 )
@@ -105,7 +106,8 @@ def responses_tool_spec(tool: InjectedTool) -> dict[str, Any]:
 
 class Continuations:
     """Which stored response continues a response the client was shown: its id to the id
-    the upstream stored the whole turn under (module docstring). Bounded: the oldest go."""
+    the upstream stored the whole turn under (module docstring). Bounded: the oldest go.
+    One per process (``OpenAIResponses`` holds it): ids are the upstream's, unique."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
@@ -122,11 +124,6 @@ class Continuations:
         if isinstance(response_id, str):
             return self._stored.get(response_id, response_id)
         return response_id
-
-
-def _key(value: Any) -> Any:
-    """A value from upstream JSON as a dict key or set member (a list must not crash)."""
-    return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
 
 
 class ResponsesConversation:
@@ -329,12 +326,12 @@ class ResponsesConversation:
         """True for an event of an injected call (noting the call when it starts)."""
         item = data.get("item")
         if isinstance(item, dict) and self._is_injected(item):
-            self.hidden_indexes.add(_key(data.get("output_index")))
-            self.hidden_ids.add(_key(item.get("id")))
+            self.hidden_indexes.add(hashable(data.get("output_index")))
+            self.hidden_ids.add(hashable(item.get("id")))
             return True
-        return ("output_index" in data and _key(data["output_index"]) in self.hidden_indexes) or (
-            "item_id" in data and _key(data["item_id"]) in self.hidden_ids
-        )
+        if "output_index" in data and hashable(data["output_index"]) in self.hidden_indexes:
+            return True
+        return "item_id" in data and hashable(data["item_id"]) in self.hidden_ids
 
     def _show(self) -> list[bytes]:
         """The held lifecycle events, the first time the client is shown something."""
@@ -372,7 +369,7 @@ class ResponsesConversation:
                 out = {**out, "sequence_number": self.next_sequence}
             self.next_sequence += 1
         if "output_index" in data:
-            upstream = _key(data["output_index"])
+            upstream = hashable(data["output_index"])
             index = self.indexes.get(upstream)
             if index is None:
                 index = self.indexes[upstream] = self.next_index

@@ -75,7 +75,7 @@ from .chaos import Chaos, Facts, Strike, request_facts
 from .keypool import KeyPool
 from .metrics import Metrics, Spent
 from .server import Request, ResponseWriter
-from .upstream_client import body_chunks
+from .upstream_client import body_chunks, send_streaming
 from .ws_upstream import WebSocketDialer
 
 log = logging.getLogger("aibridge.bridge")
@@ -460,7 +460,7 @@ class Interceptor:
             )
             with translate_upstream_errors(exchange):
                 if strike is None:
-                    response = await self.env.client.send(request, stream=True)
+                    response = await send_streaming(self.env.client, request)
                 else:
                     response = await chaos_wire.send(
                         self.env.client, request, strike, attempt, self.api.name, exchange

@@ -25,7 +25,7 @@ from ..interception import Interception
 from .bridge import Environment, ProviderUpstream, translate_upstream_errors
 from .keypool import PoolKey
 from .server import Request, ResponseWriter
-from .upstream_client import body_chunks
+from .upstream_client import body_chunks, send_streaming
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ async def relay(
                 headers=wire(headers),
                 content=content,
             )
-            response = await env.client.send(upstream_request, stream=True)
+            response = await send_streaming(env.client, upstream_request)
     finally:
         if sent:
             record.request.body = exchange.request_body = maybe_json(b"".join(sent))
