@@ -1,15 +1,19 @@
 """Hand-written reproductions of what `aibridge fuzz --target` found in LiteLLM's
-model-routed Chat Completions route (``/v1/chat/completions`` with a model alias).
+model-routed routes (``/v1/chat/completions`` and ``/v1/messages`` with model aliases).
 
 Each case is an upstream written out by hand (raw bytes on a socket, no aibridge code:
 each answer closes its connection) and one request through LiteLLM; the script prints
 what the client got and what the upstream saw. LiteLLM must run with a config whose
-``gpt-fuzz`` model is ``openai/gpt-4.1`` at ``http://127.0.0.1:PORT/v1`` (telemetry off,
-as bench/README.md says):
+``gpt-fuzz`` model is ``openai/gpt-4.1`` at ``http://127.0.0.1:PORT/v1`` and whose
+``claude-fuzz`` is ``anthropic/claude-sonnet-4-5`` at ``http://127.0.0.1:PORT`` (telemetry
+off, as bench/README.md says):
 
     model_list:
       - model_name: gpt-fuzz
         litellm_params: {model: openai/gpt-4.1, api_base: "http://127.0.0.1:18811/v1",
+                         api_key: sk-upstream-0000}
+      - model_name: claude-fuzz
+        litellm_params: {model: anthropic/claude-sonnet-4-5, api_base: "http://127.0.0.1:18811",
                          api_key: sk-upstream-0000}
 
     LITELLM_MASTER_KEY=sk-fuzz-master-0000000000000000 litellm --config config.yaml \\
@@ -33,6 +37,11 @@ CHUNK = (
     b'"finish_reason":null}]}\n\n'
 )
 ERROR_429 = b'{"error":{"message":"slow down","type":"requests","param":null,"code":null}}'
+MESSAGE = (
+    b'{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":'
+    b'[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","stop_sequence":null,'
+    b'"usage":{"input_tokens":1,"output_tokens":1}}'
+)
 ERROR_500 = b'{"error":{"message":"boom","type":"server_error","param":null,"code":null}}'
 
 
@@ -86,8 +95,9 @@ class Upstream:
         self.listener.close()
 
 
-def ask(url: str, key: str, stream: bool) -> None:
-    body = {"model": "gpt-fuzz", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+def ask(url: str, key: str, stream: bool, model: str = "gpt-fuzz") -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    body = {"model": model, "max_tokens": 16, "stream": stream, "messages": messages}
     headers = {"authorization": f"Bearer {key}"}
     with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as answer:
         data = b"".join(answer.iter_raw())
@@ -140,6 +150,12 @@ def main() -> None:
     time.sleep(5)
     after = [round(t - left, 2) for t in upstream.seen if t > left]
     print(f"  the upstream got {len(upstream.seen)} request(s); after the hang-up, at +{after} s")
+    upstream.stop()
+
+    print("5. Messages (/v1/messages, model claude-fuzz), blocking, with request-id: req_3")
+    answer = ["content-type: application/json", "request-id: req_3"]
+    upstream = Upstream(args.port, [response("200 OK", answer, MESSAGE)])
+    ask(args.litellm + "/v1/messages", args.master_key, stream=False, model="claude-fuzz")
     upstream.stop()
 
 
