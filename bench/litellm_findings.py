@@ -7,7 +7,8 @@ LiteLLM (the `bench` extra) must run with its pass-through routes pointed here:
     ANTHROPIC_API_BASE=http://127.0.0.1:18901 ANTHROPIC_API_KEY=sk-x \\
     OPENAI_API_BASE=http://127.0.0.1:18901 OPENAI_API_KEY=sk-x \\
         litellm --config config.yaml --port 18900      # config.yaml: model_list: []
-    python bench/litellm_findings.py --litellm http://127.0.0.1:18900 --port 18901
+    python bench/litellm_findings.py --litellm http://127.0.0.1:18900 --port 18901 \\
+        [--master-key KEY]      # LITELLM_MASTER_KEY, which newer releases require
 """
 
 from __future__ import annotations
@@ -76,9 +77,12 @@ def head(content_type: str) -> bytes:
     ).encode()
 
 
-def ask(litellm: str, path: str, body: dict[str, object]) -> None:
+def ask(litellm: str, path: str, body: dict[str, object], key: str | None = None) -> None:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
     try:
-        with httpx.stream("POST", litellm + path, json=body, timeout=30) as response:
+        with httpx.stream(
+            "POST", litellm + path, json=body, headers=headers, timeout=30
+        ) as response:
             data = b"".join(response.iter_raw())
             print(f"  client got: {response.status_code}, {len(data)} bytes, the message ended")
             print("  " + data.decode(errors="replace").replace("\n", "\n  ")[-400:])
@@ -90,24 +94,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--litellm", default="http://127.0.0.1:18900")
     parser.add_argument("--port", type=int, default=18901)
+    parser.add_argument("--master-key", help="LiteLLM's master key (newer releases ask for it)")
     args = parser.parse_args()
     messages = [{"role": "user", "content": "hi"}]
     anthropic = {"model": "m", "max_tokens": 16, "messages": messages}
+    key = args.master_key
+
+    print("0. Anthropic, blocking, no key at all (no upstream is reached)")
+    ask(args.litellm, "/anthropic/v1/messages", anthropic)
 
     print("1. Anthropic, blocking: the upstream resets after 40 bytes of its JSON body")
     thread = serve_once(args.port, head("application/json"), [ANTHROPIC_JSON[:40]])
-    ask(args.litellm, "/anthropic/v1/messages", anthropic)
+    ask(args.litellm, "/anthropic/v1/messages", anthropic, key)
     thread.join()
 
     print("2. Anthropic, streaming: the upstream resets after three events")
     thread = serve_once(args.port, head("text/event-stream"), ANTHROPIC_SSE)
-    ask(args.litellm, "/anthropic/v1/messages", {**anthropic, "stream": True})
+    ask(args.litellm, "/anthropic/v1/messages", {**anthropic, "stream": True}, key)
     thread.join()
 
     print("3. OpenAI Chat, streaming: the upstream resets after one chunk")
     thread = serve_once(args.port, head("text/event-stream"), CHAT_SSE)
     chat = {"model": "m", "stream": True, "messages": messages}
-    ask(args.litellm, "/openai/v1/chat/completions", chat)
+    ask(args.litellm, "/openai/v1/chat/completions", chat, key)
     thread.join()
     print(json.dumps({"done": True}))
 

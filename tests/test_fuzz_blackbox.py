@@ -8,6 +8,7 @@ that reach each bug, so each is caught every time.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -229,9 +230,15 @@ async def test_a_retry_gets_the_same_failure_again_and_a_key_failover_the_next_r
     assert [r.repeat for r in script.requests] == [False, True, True, True]
     # the oracles read one 529, the retried one replaced, not three
     assert [r.status for r in script.served] == [429, 529]
+    # a fallback to another model after a failure is a repeat too
+    fallback = json.loads(body) | {"model": "claude-fallback"}
+    moved = SeenRequest("POST", "/v1/messages", [], json.dumps(fallback).encode(), "/")
+    assert script(moved, 4).status == 529
+    assert script.requests[-1].repeat
     # a request with another body is the next exchange
-    other = SeenRequest("POST", "/v1/messages", [], body + b" ", "/v1/messages")
-    assert script(other, 4).chunks == answer.chunks
+    later = json.dumps(json.loads(body) | {"temperature": 0.5}).encode()
+    other = SeenRequest("POST", "/v1/messages", [], later, "/v1/messages")
+    assert script(other, 5).chunks == answer.chunks
     # every answer carries a request id of its own (the relayed oracle looks for it)
     ids = [r.reply.headers[-1] for r in script.requests]
     assert ids[0] == ("request-id", "req_0a0b0c0d_3_0")

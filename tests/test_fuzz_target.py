@@ -197,3 +197,11 @@ async def test_show_scenario_prints_the_request_and_each_exchange_s_bytes() -> N
     assert "## exchange 0: 429" in text
     assert "retry-after: 0" in text  # as a black-box campaign plays it
     assert 'event: message_stop\ndata: {"type":"message_stop"}' in text
+
+
+async def test_list_shows_the_scenario_files_given() -> None:
+    done = await run_cli("fuzz", "--list", "tests/scenarios/401-after-tool-turn.toml")
+    assert done.returncode == 0
+    text = done.stdout.decode()
+    assert "401-after-tool-turn" in text
+    assert "anthropic/simple#streaming" not in text  # the files given, not the built-ins

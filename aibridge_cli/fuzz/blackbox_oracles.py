@@ -9,8 +9,9 @@ request's time, headers and body) beside what the client sent and when it got it
 * ``request-fidelity``: the first request the upstream got carries every field of the
   client's body with its value (a gateway may add fields, and entries to ``tools``: its
   own injected tools) and every header the client sent, credentials and framing aside.
-  Allow-list: ``model`` may be any string (a gateway maps model names); headers may be
-  added. Later requests (an agentic loop's continuations) are the gateway's own.
+  Allow-list: ``model`` may be any string (a gateway maps model names); a field at its
+  default (``stream: false``, any ``null``) may be left out; headers may be added. Later
+  requests (an agentic loop's continuations) are the gateway's own.
 * ``status-mapping``: when the upstream's last answer was an error status and the client
   got an error status, both are of one class (4xx, 5xx); a 429 or 529 (what a client
   backs off on) stays that status, or its kind (rate limit, overload) is named in the
@@ -59,6 +60,8 @@ _NOT_RELAYED = HOP_BY_HOP | {
     "cookie",
     *CREDENTIALS,
 }
+# Values a gateway may leave out, as the API takes them by default (null, for any field).
+_DEFAULTS: dict[str, tuple[object, ...]] = {"stream": (False, None)}
 # Statuses a client acts on by their kind, and the words a re-wrapped error names it by.
 _KINDS = {429: ("rate_limit", "rate limit", "requests"), 529: ("overloaded",)}
 
@@ -138,6 +141,8 @@ def _fidelity_problems(observed: Observed) -> list[Violation]:
         problems.append(("the upstream's request body is not JSON", "body not JSON"))
     if isinstance(sent, dict) and isinstance(got, dict):
         for name, value in sent.items():
+            if name not in got and value in _DEFAULTS.get(name, (None,)):
+                continue  # a field at its default may be left out: the same request
             if name not in got:
                 problems.append(
                     (f"field {name!r} of the client's body was dropped", "field dropped")

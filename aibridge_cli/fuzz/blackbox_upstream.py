@@ -6,9 +6,10 @@ canary). A request with another run's marker or none is *unmarked*; one marked w
 earlier iteration is *late*: both are answered 500 and not judged. A request of the
 current iteration takes the next scripted reply, with one exception, the retry rule:
 
-* A **repeated attempt** is a request whose body is byte for byte the previous request's
-  of this iteration, after an answer that failed (an error status, a reset, a stall, an
-  error event, an early end). A gateway that retries sends exactly that.
+* A **repeated attempt** is a request whose body is the previous request's of this
+  iteration (byte for byte, or but for its ``model``: a fallback to another model), after
+  an answer that failed (an error status, a reset, a stall, an error event). A gateway
+  that retries or falls back sends exactly that.
 * After a key failure (429, 401, 403) a repeat takes the next scripted reply: the
   scenario's own rule (a key pool fails over with the same body, and the script holds
   the answer the next key gets). After any other failure, or when the script is spent,
@@ -26,6 +27,7 @@ oracles can order "the client got its first byte" against "a retry reached us".
 from __future__ import annotations
 
 import gzip
+import json
 import re
 from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
@@ -83,6 +85,21 @@ def framed(reply: Reply, framing: Framing, gzip_ok: bool) -> Reply:
 def _accepts_gzip(seen: SeenRequest) -> bool:
     accepted = (header(seen.headers, "accept-encoding") or "").lower()
     return any(part.split(";")[0].strip() == "gzip" for part in accepted.split(","))
+
+
+def _same_request(a: bytes, b: bytes) -> bool:
+    """The same request, byte for byte or but for its model (a fallback to another)."""
+    if a == b:
+        return True
+    try:
+        first, second = json.loads(a), json.loads(b)
+    except ValueError:
+        return False
+    if not isinstance(first, dict) or not isinstance(second, dict):
+        return False
+    first.pop("model", None)
+    second.pop("model", None)
+    return bool(first == second)
 
 
 class LateRequest(NamedTuple):
@@ -155,7 +172,11 @@ class IterationScript:
 
     def _answer(self, seen: SeenRequest) -> tuple[Reply, bool]:
         previous = self.requests[-1] if self.requests else None
-        repeat = previous is not None and previous.seen.body == seen.body and broken(previous.reply)
+        repeat = (
+            previous is not None
+            and _same_request(previous.seen.body, seen.body)
+            and broken(previous.reply)
+        )
         spent = self._next >= len(self.replies)
         if previous is not None and repeat:
             if previous.reply.status not in KEY_FAILURES or spent:
