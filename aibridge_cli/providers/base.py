@@ -43,6 +43,7 @@ class Conversation(Protocol):
     def client_usage(self) -> dict[str, Any]:
         """The usage the client was told, summed over the loop (empty when none came)."""
         ...
+
     failure: str
     """What that error event said (``error_cause``), for the request's log line."""
 
