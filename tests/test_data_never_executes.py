@@ -153,3 +153,32 @@ def test_a_tool_name_no_provider_takes_is_refused_at_load(tmp_path: Path, name: 
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
     assert f"tool name {name!r} is not a tool name" in done.stderr
+
+
+def test_a_campaign_s_repro_carries_the_command_s_answer_not_the_command(
+    tmp_path: Path,
+) -> None:
+    """Allowed to run a scenario's command, a campaign writes what it answered: the repro
+    file replays without the flag and runs nothing."""
+    marker = tmp_path / "ran"
+    scenario = tmp_path / "race.toml"
+    scenario.write_text(
+        'api = "anthropic"\nkeys = 2\n[[tool]]\nname = "get_weather"\n'
+        f"command = {json.dumps(planting(marker))}\n"
+        '[[turn]]\ntool_call = { name = "get_weather", input = { city = "Paris" } }\n'
+        "[[turn]]\nstatus = 401\n[[turn]]\nstatus = 401\n"
+    )
+    out = tmp_path / "out"
+    args = ["--scenario", str(scenario), "--stream-initiation", "lazy", "--seed", "1"]
+    args += ["--iterations", "6", "--max-findings", "1", "--out", str(out), "--allow-commands"]
+    code, err = fuzz(*args)
+    assert code == 1, err  # the seed race of lazy initiation, found
+    assert marker.exists()
+    (repro,) = out.glob("repro-*.jsonl")
+    (tool,) = json.loads(repro.read_text().splitlines()[1])["tools"]
+    assert "command" not in tool
+    assert tool["result"] == "sunny\n"
+    marker.unlink()
+    code, err = fuzz("--repro", str(repro))
+    assert code == 1, err  # the same failure, from the recorded answer
+    assert not marker.exists()

@@ -349,3 +349,20 @@ def test_the_pytest_plugin_s_cassette_on_a_filling_disk_keeps_the_test_whole(
     count = len(fixture.interceptions)
     assert 0 < count < REQUESTS
     result.stdout.fnmatch_lines([f"recorded {count} interception(s) to {cassette}"])
+
+
+async def test_fuzz_s_repro_files_on_a_full_disk_are_one_line_and_never_partial(
+    small_disk: Path,
+) -> None:
+    fill(small_disk)
+    out = small_disk / "out"
+    done = await run_cli(
+        "fuzz", "--scenario", "anthropic/rate-limit-after-tool-turn", "--stream-initiation",
+        "lazy", "--seed", "1", "--iterations", "6", "--max-findings", "1", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr.decode()
+    err = done.stderr.decode()
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: {out}/repro-")
+    assert "cannot write (No space left on device); nothing was written" in err
+    assert list(out.iterdir()) == []  # no cut file, no temporary

@@ -25,7 +25,7 @@ from ..sim.client import ClientResult
 from .oracles import ALL_ORACLES, Violation
 from .plan import ALL_FAULTS, FaultKind, Plan
 from .runner import Draw, Judge, Outcome, draw_iteration
-from .scenario import Scenario, refuse_commands
+from .scenario import Scenario, refuse_commands, with_outcomes
 from .shrink import shrink
 from .signature import Signature, signature_counts
 
@@ -297,7 +297,8 @@ def replay(
     )
     return Finding(
         origin=origin,
-        scenario=case.scenario,
+        # a command's answer, not the command: the repro file never runs anything
+        scenario=with_outcomes(case.scenario, judge.commands.only_outcome),
         stream_initiation=judge.stream_initiation,
         oracles=judge.oracles,
         original=original or case.plan,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -22,7 +22,7 @@ from ..headers import FrozenHeaders
 from ..interception import Interception, ResponseLog, Transport
 from ..providers.openai_responses_ws import opening_status
 from ..sessions.normalize import normalize_response
-from ..tools import InjectedTool, ToolSet, tool_from_mapping
+from ..tools import InjectedTool, ToolOutcome, ToolSet, tool_from_mapping
 
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
 
@@ -42,6 +42,20 @@ def _served_from_records(
     if call is None:
         return {**canned, "error": "no recorded call"}
     return {**canned, "error" if call.is_error else "result": call.result}
+
+
+def with_outcomes(scenario: Scenario, outcome: Callable[[str], ToolOutcome | None]) -> Scenario:
+    """``scenario`` with each command tool that ``outcome`` knows the one answer of
+    replaced by that answer: a repro file then carries what the command gave, and replays
+    anywhere without running it."""
+    tools = []
+    for tool in scenario.tools:
+        known = outcome(tool.name) if tool.command is not None else None
+        if known is not None and not known.images:
+            error, result = (known.text, None) if known.is_error else (None, known.text)
+            tool = replace(tool, command=None, env={}, result=result, error=error)
+        tools.append(tool)
+    return replace(scenario, tools=tuple(tools))
 
 
 def refuse_commands(tools: Iterable[InjectedTool], where: str) -> None:

@@ -77,6 +77,12 @@ class CommandResults:
             self._outcomes[key] = tool.run_blocking(arguments)
         return self._outcomes[key]
 
+    def only_outcome(self, name: str) -> ToolOutcome | None:
+        """What the tool ``name`` gave, when it ran on one input only (a canned answer
+        then stands for it exactly); None otherwise."""
+        found = [outcome for (tool, _), outcome in self._outcomes.items() if tool == name]
+        return found[0] if len(found) == 1 else None
+
 
 @dataclass(frozen=True)
 class WorldSpec:
