@@ -417,6 +417,8 @@ PROCESS_ROWS = {
     "record a command that does not exist",
     "replay --target where nothing listens",
     "a long value piped is not wrapped at 80 columns",
+    "serve --anthropic-key with CR/LF",
+    "replay a FIFO",
 }
 
 
