@@ -8,24 +8,32 @@ tool latency; no stalls (the target's read timeout is its own); no 401/403 (a di
 stays disabled); every Retry-After is 0, so each iteration starts with every key usable.
 Delays are scaled down to milliseconds, except in the leak probe below.
 
+Before the first iteration a canary (each API's first scenario, a plan that changes
+nothing) must reach the mock upstream: a target that answers everything itself would
+pass every oracle (``_Campaign._canaries``; a ``ConfigError`` otherwise).
+
 Isolation, so one iteration never counts against another:
 * Each iteration's client request carries a marker (``aibridge-fuzz-<run>-<i>``) at the
   end of its last user message, which every gateway relays unchanged. The mock upstream
-  reads it from each request: a request marked with an earlier iteration (a retry or a
-  request the target sent after its client left) is answered 500 and reported apart as
-  late; a request with no marker is reported apart as unmarked. Neither is judged.
+  reads it from each request (``blackbox_upstream.py``: retries and fallbacks within an
+  iteration are answered by its retry rule); a request marked with an earlier iteration
+  is answered 500 and reported apart as late, one with no marker as unmarked. Neither is
+  judged.
 * Keys are numbered per provider, in the order the target first uses them.
 * The next iteration starts once every upstream answer is closed, or after ``DRAIN``
   seconds (then the iteration fails hygiene: an answer of a few milliseconds was held).
 
 Leak probe: in a third of the iterations whose client hangs up, the last answer goes out
 in ``LEAK_PIECES`` pieces ``LEAK_DELAY`` apart (about 2 s), and the target must close that
-upstream answer within ``LEAK_WINDOW`` of its client leaving. A proxy that notices a gone
-client only when its next write fails still does so within a piece or two.
+upstream answer within ``LEAK_WINDOW`` of its client leaving (``after-hang-up``). A proxy
+that notices a gone client only when its next write fails still does so within a piece
+or two. Every iteration whose client hung up is watched ``HANG_UP_WAIT`` more for a
+request the target still sends.
 
 Reproduction is statistical: the same seed gives the same plans, not the same interleavings.
-The target must be configured like the scenarios: the same injected tools and as many
-pool keys per provider (in any order) as the scenario was recorded with.
+The target declares its tools (``--target-tools``: scenarios follow it, ``target.py``);
+otherwise it must be configured like the scenarios. It needs as many pool keys per
+provider as a scenario was recorded with for that scenario's failover to happen.
 """
 
 from __future__ import annotations
