@@ -80,6 +80,14 @@ from .signature import Signature, first_signatures
 from .target import BlackBoxSettings, Target, as_configured, parse_target, skip_reason
 
 EXCLUDED_FAULTS = frozenset(k for k in FaultKind if not k.black_box)
+
+
+def excluded_faults(stalls: bool) -> frozenset[FaultKind]:
+    """The kinds a black-box campaign never draws; a stall only past a read timeout the
+    target declared (``--stall-past``), which ends each stall in seconds."""
+    return EXCLUDED_FAULTS - {FaultKind.STALL} if stalls else EXCLUDED_FAULTS
+
+
 _MAX_DELAY = 0.02
 _PAD = 1 << 20
 _LEVER_DELAY = 0.1
@@ -113,9 +121,12 @@ class BlackBoxPlan(NamedTuple):
     request_pad: int = 0  # bytes of text added to the client's request (a large body)
 
 
-def blackbox_plan(plan: Plan, rng: random.Random, scenario: Scenario) -> BlackBoxPlan:
+def blackbox_plan(
+    plan: Plan, rng: random.Random, scenario: Scenario, stalls: bool = False
+) -> BlackBoxPlan:
     """What of ``plan`` a black-box run can honour, plus the socket-buffer lever and the
-    leak probe.
+    leak probe (``stalls``: the target's read timeout was declared short, so stall faults
+    are kept).
 
     Over loopback a write rarely blocks; a megabyte in the first batch and a client that
     waits 100 ms before its first read (with a small receive buffer) make the relay's first
@@ -124,7 +135,7 @@ def blackbox_plan(plan: Plan, rng: random.Random, scenario: Scenario) -> BlackBo
     faults = tuple(
         replace(f, retry_after="0" if f.retry_after is not None or f.kind.rate_limits else None)
         for f in plan.faults
-        if f.kind not in EXCLUDED_FAULTS
+        if f.kind not in excluded_faults(stalls)
     )
     plan = Plan(
         faults=faults,
@@ -327,7 +338,7 @@ class _Campaign:
             reads.append((trio.current_time(), data))
 
         result, live, hygiene = ClientResult(), False, []
-        with trio.move_on_after(ITERATION_BOUND):
+        with trio.move_on_after(ITERATION_BOUND + (self.settings.stall_past or 0.0)):
             try:
                 stream = await _connect(self.target.host, self.target.port)
             except OSError as exc:
@@ -357,8 +368,9 @@ class _Campaign:
         this_seed = iteration_seed(s.seed, i)
         rng = random.Random(this_seed)
         scenario = blackbox_scenario(self.scenarios[rng.randrange(len(self.scenarios))])
-        allowed = s.faults - EXCLUDED_FAULTS
-        drawn = blackbox_plan(draw_plan(rng, scenario, allowed), rng, scenario)
+        stalls = s.stall_past is not None
+        allowed = s.faults - excluded_faults(stalls)
+        drawn = blackbox_plan(draw_plan(rng, scenario, allowed), rng, scenario, stalls)
         return await self.play(i, this_seed, scenario, drawn)
 
     async def play(
