@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from aibridge_cli.config import GuardConfig, ServeOptions
+from aibridge_cli.config import GuardConfig, ServeOptions, UpstreamTimeouts
 from aibridge_cli.fuzz.blackbox import BlackBoxRun, BlackBoxSettings, mark, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.oracles import ALL_ORACLES, Profile, profile_oracles
@@ -55,7 +55,10 @@ def oracles_failed(run: BlackBoxRun) -> set[str]:
 
 @asynccontextmanager
 async def open_aibridge(
-    upstream_port: int, token: str | None = None, tools: ToolSet | None = None
+    upstream_port: int,
+    token: str | None = None,
+    tools: ToolSet | None = None,
+    timeouts: UpstreamTimeouts | None = None,
 ) -> AsyncIterator[str]:
     """``aibridge serve`` (guarded as the command is, ``token``: its ``--auth-token``) in
     front of our upstream port; yields its URL."""
@@ -66,6 +69,7 @@ async def open_aibridge(
         anthropic_keys=["sk-ant-test-key-0000"],
         openai_keys=["sk-openai-test-key-0000"],
         guard=GuardConfig(auth_token=token),
+        timeouts=timeouts or UpstreamTimeouts(),
     )
     app = build_app(options, tools=tools or ToolSet())
     server = Server(app, guard=proxy_guard(options))

@@ -175,6 +175,7 @@ def test_the_client_takes_the_target_s_routes_model_and_headers() -> None:
         ("--client-path", "openai=/v1/x", "'openai' is not an API"),
         ("--client-path", "v1/messages", "the path must start with /"),
         ("--target-tools", "/nonexistent/tools.toml", "cannot read tools file"),
+        ("--stall-past", "60", "at most 15 s"),
     ],
 )
 async def test_a_malformed_target_option_is_one_error_line(
@@ -205,3 +206,22 @@ async def test_list_shows_the_scenario_files_given() -> None:
     text = done.stdout.decode()
     assert "401-after-tool-turn" in text
     assert "anthropic/simple#streaming" not in text  # the files given, not the built-ins
+
+
+async def test_stalls_past_a_declared_read_timeout_are_drawn_and_a_correct_target_passes() -> None:
+    from aibridge_cli.config import UpstreamTimeouts
+    from aibridge_cli.fuzz.plan import FaultKind
+
+    upstream_port = free_port()
+    stall = frozenset({FaultKind.STALL})
+    async with open_aibridge(upstream_port, timeouts=UpstreamTimeouts(read=0.5)) as url:
+        settings = BlackBoxSettings(
+            url, upstream_port, scenarios(("anthropic/simple",)), 1, 6, GENERIC, stall,
+            stall_past=0.5,
+        )  # fmt: skip
+        run = await run_campaign(settings)
+    stalled = [o for o in run.outcomes if any(f.kind is FaultKind.STALL for f in o.plan.faults)]
+    assert stalled
+    assert [(o.iteration, o.violations) for o in run.outcomes if o.violations] == []
+    # each stalled answer reached the client as an error: a 504, or an error event
+    assert all(b"error" in o.client.body for o in stalled)

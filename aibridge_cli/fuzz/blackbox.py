@@ -8,24 +8,32 @@ tool latency; no stalls (the target's read timeout is its own); no 401/403 (a di
 stays disabled); every Retry-After is 0, so each iteration starts with every key usable.
 Delays are scaled down to milliseconds, except in the leak probe below.
 
+Before the first iteration a canary (each API's first scenario, a plan that changes
+nothing) must reach the mock upstream: a target that answers everything itself would
+pass every oracle (``_Campaign._canaries``; a ``ConfigError`` otherwise).
+
 Isolation, so one iteration never counts against another:
 * Each iteration's client request carries a marker (``aibridge-fuzz-<run>-<i>``) at the
   end of its last user message, which every gateway relays unchanged. The mock upstream
-  reads it from each request: a request marked with an earlier iteration (a retry or a
-  request the target sent after its client left) is answered 500 and reported apart as
-  late; a request with no marker is reported apart as unmarked. Neither is judged.
+  reads it from each request (``blackbox_upstream.py``: retries and fallbacks within an
+  iteration are answered by its retry rule); a request marked with an earlier iteration
+  is answered 500 and reported apart as late, one with no marker as unmarked. Neither is
+  judged.
 * Keys are numbered per provider, in the order the target first uses them.
 * The next iteration starts once every upstream answer is closed, or after ``DRAIN``
   seconds (then the iteration fails hygiene: an answer of a few milliseconds was held).
 
 Leak probe: in a third of the iterations whose client hangs up, the last answer goes out
 in ``LEAK_PIECES`` pieces ``LEAK_DELAY`` apart (about 2 s), and the target must close that
-upstream answer within ``LEAK_WINDOW`` of its client leaving. A proxy that notices a gone
-client only when its next write fails still does so within a piece or two.
+upstream answer within ``LEAK_WINDOW`` of its client leaving (``after-hang-up``). A proxy
+that notices a gone client only when its next write fails still does so within a piece
+or two. Every iteration whose client hung up is watched ``HANG_UP_WAIT`` more for a
+request the target still sends.
 
 Reproduction is statistical: the same seed gives the same plans, not the same interleavings.
-The target must be configured like the scenarios: the same injected tools and as many
-pool keys per provider (in any order) as the scenario was recorded with.
+The target declares its tools (``--target-tools``: scenarios follow it, ``target.py``);
+otherwise it must be configured like the scenarios. It needs as many pool keys per
+provider as a scenario was recorded with for that scenario's failover to happen.
 """
 
 from __future__ import annotations
@@ -73,6 +81,14 @@ from .signature import Signature, first_signatures
 from .target import BlackBoxSettings, Target, as_configured, parse_target, skip_reason
 
 EXCLUDED_FAULTS = frozenset(k for k in FaultKind if not k.black_box)
+
+
+def excluded_faults(stalls: bool) -> frozenset[FaultKind]:
+    """The kinds a black-box campaign never draws; a stall only past a read timeout the
+    target declared (``--stall-past``), which ends each stall in seconds."""
+    return EXCLUDED_FAULTS - {FaultKind.STALL} if stalls else EXCLUDED_FAULTS
+
+
 _MAX_DELAY = 0.02
 _PAD = 1 << 20
 _LEVER_DELAY = 0.1
@@ -106,9 +122,12 @@ class BlackBoxPlan(NamedTuple):
     request_pad: int = 0  # bytes of text added to the client's request (a large body)
 
 
-def blackbox_plan(plan: Plan, rng: random.Random, scenario: Scenario) -> BlackBoxPlan:
+def blackbox_plan(
+    plan: Plan, rng: random.Random, scenario: Scenario, stalls: bool = False
+) -> BlackBoxPlan:
     """What of ``plan`` a black-box run can honour, plus the socket-buffer lever and the
-    leak probe.
+    leak probe (``stalls``: the target's read timeout was declared short, so stall faults
+    are kept).
 
     Over loopback a write rarely blocks; a megabyte in the first batch and a client that
     waits 100 ms before its first read (with a small receive buffer) make the relay's first
@@ -117,7 +136,7 @@ def blackbox_plan(plan: Plan, rng: random.Random, scenario: Scenario) -> BlackBo
     faults = tuple(
         replace(f, retry_after="0" if f.retry_after is not None or f.kind.rate_limits else None)
         for f in plan.faults
-        if f.kind not in EXCLUDED_FAULTS
+        if f.kind not in excluded_faults(stalls)
     )
     plan = Plan(
         faults=faults,
@@ -320,7 +339,7 @@ class _Campaign:
             reads.append((trio.current_time(), data))
 
         result, live, hygiene = ClientResult(), False, []
-        with trio.move_on_after(ITERATION_BOUND):
+        with trio.move_on_after(ITERATION_BOUND + (self.settings.stall_past or 0.0)):
             try:
                 stream = await _connect(self.target.host, self.target.port)
             except OSError as exc:
@@ -350,8 +369,9 @@ class _Campaign:
         this_seed = iteration_seed(s.seed, i)
         rng = random.Random(this_seed)
         scenario = blackbox_scenario(self.scenarios[rng.randrange(len(self.scenarios))])
-        allowed = s.faults - EXCLUDED_FAULTS
-        drawn = blackbox_plan(draw_plan(rng, scenario, allowed), rng, scenario)
+        stalls = s.stall_past is not None
+        allowed = s.faults - excluded_faults(stalls)
+        drawn = blackbox_plan(draw_plan(rng, scenario, allowed), rng, scenario, stalls)
         return await self.play(i, this_seed, scenario, drawn)
 
     async def play(

@@ -24,7 +24,7 @@ from .campaign import Finding, Origin
 from .oracles import Violation
 from .plan import Plan
 from .scenario import Scenario
-from .target import BlackBoxSettings, ClientConfig
+from .target import BlackBoxSettings, ClientConfig, stall_past
 
 MODE = "black-box"
 
@@ -124,6 +124,7 @@ def repro_header(
         "client_header_names": [name for name, _ in client.headers],
         "target_tools": None if settings.target_tools is None else sorted(settings.target_tools),
         "strict": settings.strict,
+        "stall_past": settings.stall_past,
     }
 
 
@@ -146,6 +147,7 @@ def settings_from_header(
         ),
         target_tools=None if tools is None else frozenset(tools),
         strict=bool(header.get("strict", False)),
+        stall_past=stall_past(header.get("stall_past")),
     )
 
 

@@ -134,6 +134,13 @@ def fuzz(
     strict: Annotated[
         bool, typer.Option(help="Black-box: upstream error bodies must come back byte for byte.")
     ] = False,
+    stall_past: Annotated[
+        float | None,
+        typer.Option(
+            help="Black-box: the target's upstream read timeout in seconds (at most 15); "
+            "draw stalls past it."
+        ),
+    ] = None,
     client_path: Annotated[
         list[str] | None,
         typer.Option(help="Black-box: [API=]PATH, the target's route for an API; repeatable."),
@@ -205,6 +212,7 @@ def fuzz(
             seed = random.SystemRandom().randrange(2**32)
         if target is not None:
             from .target import BlackBoxSettings, client_config, declared_tools
+            from .target import stall_past as parse_stall
 
             assert upstream_port is not None
             black_box = BlackBoxSettings(
@@ -218,6 +226,7 @@ def fuzz(
                 client=client_config(client_path or (), model, client_header or ()),
                 target_tools=declared_tools(target_tools),
                 strict=strict,
+                stall_past=parse_stall(stall_past),
             )
             raise typer.Exit(_blackbox(black_box, as_json, out))
         settings = Settings(

@@ -111,6 +111,19 @@ def client_config(paths: Sequence[str], model: str | None, headers: Sequence[str
     )
 
 
+MAX_STALL = 15.0
+
+
+def stall_past(seconds: float | None) -> float | None:
+    """``--stall-past``: a read timeout short enough for a campaign's iterations."""
+    if seconds is not None and not 0 < seconds <= MAX_STALL:
+        raise ConfigError(
+            f"--stall-past {seconds:g}: give the target's upstream read timeout, "
+            f"more than 0 and at most {MAX_STALL:g} s (set it that low on the target)"
+        )
+    return seconds
+
+
 def declared_tools(text: str | None) -> frozenset[str] | None:
     """``--target-tools``: the names of the tools a tools file offers, ``none`` for no tool,
     None (not given) for "configured like each scenario". The file is read as data: its
@@ -129,7 +142,9 @@ class BlackBoxSettings:
 
     ``target_tools``: the injected tools the target declares it offers (``--target-tools``);
     None: each scenario's own (the target is configured like every scenario).
-    ``strict``: upstream error bodies must come back byte for byte.
+    ``strict``: upstream error bodies must come back byte for byte. ``stall_past``: the
+    target's upstream read timeout (``--stall-past``): stall faults are drawn, each ended
+    by the target within that many seconds.
     """
 
     url: str
@@ -142,6 +157,7 @@ class BlackBoxSettings:
     client: ClientConfig = field(default_factory=ClientConfig)
     target_tools: frozenset[str] | None = None
     strict: bool = False
+    stall_past: float | None = None  # the target's upstream read timeout, when declared
 
 
 def skip_reason(scenario: Scenario, target_tools: frozenset[str] | None) -> str | None:
@@ -195,4 +211,5 @@ __all__ = [
     "parse_client_path",
     "parse_target",
     "skip_reason",
+    "stall_past",
 ]
