@@ -47,7 +47,17 @@ class AibridgeGroup(typer.core.TyperGroup):
                 # a variable that prints the version or installs completion would surprise
                 param.allow_from_autoenv = param.name == "debug"
         _readable(self.params)
-        return super().make_context(*args, **kwargs)
+        try:
+            return super().make_context(*args, **kwargs)
+        except _UsageError as exc:
+            # a bad AIBRIDGE_DEBUG fails here, before ``invoke`` could make it one line
+            given = args[1] if len(args) > 1 else kwargs.get("args", [])
+            bad = getattr(exc, "param", None)
+            source = ""
+            if bad is not None and not set(bad.opts) & set(given):
+                source = f" (from {ENV_PREFIX}_{str(bad.name).upper()})"
+            print_error(_usage_line(exc, source))
+            raise typer.Exit(2) from None
 
     def get_help_option(self, ctx: Any) -> Any:
         return _quiet_flag(super().get_help_option(ctx))
@@ -118,12 +128,13 @@ def _placeholder(option: typer.core.TyperOption) -> str:
 _PLACEHOLDERS = {"int": "N", "integer": "N", "float": "NUMBER", "path": "PATH"}
 
 
-def _usage_line(exc: Any) -> str:
-    """A parse failure as one line that says where the help is."""
+def _usage_line(exc: Any, source: str = "") -> str:
+    """A parse failure as one line that says where the help is (and ``source``: where
+    the bad value came from, when not the command line)."""
     # typer's choice check words its message like a pydantic error
     message = exc.format_message().rstrip(".").replace("Value error, ", "")
     command = exc.ctx.command_path if exc.ctx is not None else "aibridge"
-    return f"{message[:1].lower()}{message[1:]}; see '{command} -h'"
+    return f"{message[:1].lower()}{message[1:]}{source}; see '{command} -h'"
 
 
 app = typer.Typer(

@@ -89,6 +89,22 @@ class GuardConfig:
 
 
 @dataclass(frozen=True)
+class BreakerConfig:
+    """The circuit breaker's rules (proxy/breaker.py); the defaults are coder's gateway's.
+
+    ``threshold`` consecutive overload answers (429, 503, 504, 529) open a breaker, a run
+    starting over once its first failure is ``interval`` seconds old; it stays open
+    ``open_time`` seconds, then admits at most ``probes`` requests half-open, and closes
+    when that many succeed.
+    """
+
+    threshold: int = 5
+    interval: float = 10.0
+    open_time: float = 30.0
+    probes: int = 3
+
+
+@dataclass(frozen=True)
 class ServeOptions:
     """Everything ``aibridge serve`` takes, as plain data."""
 
@@ -107,3 +123,4 @@ class ServeOptions:
     mcp_required: bool = False  # an MCP server that does not start stops serve
     guard: GuardConfig = field(default_factory=GuardConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
+    breaker: BreakerConfig | None = None  # None: no circuit breaker (the default)

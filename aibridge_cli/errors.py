@@ -14,6 +14,8 @@
         │   ├── AllKeysRateLimited  429, with the smallest remaining cooldown
         │   └── AllKeysDisabled     502
         ├── LoopLimitExceeded       502: the agentic loop did not converge
+        ├── CircuitOpen             503: the breaker of this provider, endpoint and model
+        │                           is open (or half-open with every probe out)
         └── UpstreamError           remote: the upstream failed us
             ├── UpstreamStatusError the upstream answered an error status (relayed as is)
             ├── UpstreamUnreachable could not connect (502)
@@ -177,6 +179,17 @@ class AllKeysDisabled(KeyPoolExhausted):
 class LoopLimitExceeded(ClientFacingError):
     status = 502
     kind = "api_error"
+
+
+class CircuitOpen(ClientFacingError):
+    """The circuit breaker refused the upstream request without sending it."""
+
+    PREFIX = "circuit breaker"  # every message starts so: a log line's level reads it
+    status = 503
+    kind = "overloaded"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
 
 
 class UpstreamError(ClientFacingError):

@@ -48,11 +48,22 @@ CREDENTIALS = ("x-api-key", "authorization")
 _DROP_REQUEST = HOP_BY_HOP | {"host", "accept-encoding", "content-type", "cookie", *CREDENTIALS}
 # What an intercepted response's head says about the body the proxy writes: its own.
 _PROXY_OWNED = frozenset(name for name, _ in SSE_HEADERS) | {"content-type"}
+# Statuses of the proxy's own refusals that the same request cannot turn by trying again:
+# its path, body, size, type or credentials are wrong. The Anthropic and OpenAI SDKs read
+# ``x-should-retry`` before their own rules, and Claude Code retries a 401 ten times with
+# backoff without it.
+FINAL_STATUSES = frozenset({400, 401, 403, 404, 405, 413, 415, 422, 431})
 
 
 def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
     """The first value of ``name`` (lower-case), compared without regard to case."""
     return next((v for k, v in headers if k.lower() == name), None)
+
+
+def refusal_headers(status: int) -> Headers:
+    """What a refusal of the proxy's own adds: ``x-should-retry: false`` when trying again
+    cannot succeed (never on a relayed upstream answer, which says so itself)."""
+    return [("x-should-retry", "false")] if status in FINAL_STATUSES else []
 
 
 def presented_key(headers: Iterable[tuple[str, str]]) -> str | None:

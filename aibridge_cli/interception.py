@@ -89,6 +89,7 @@ class UpstreamExchange:
     key: str | None
     response: ResponseLog
     error: str | None = None
+    chaos: dict[str, Any] | None = None  # the serve --chaos rule that struck this answer
 
 
 @dataclass
@@ -104,6 +105,7 @@ class ToolCallRecord:
     server_tool: str | None = None
     duration_ms: float | None = None
     images: list[dict[str, str]] = field(default_factory=list)  # media_type, base64 data
+    chaos: dict[str, Any] | None = None  # the serve --chaos rule that struck this call
 
 
 @dataclass
@@ -130,10 +132,17 @@ class Interception:
     # the status of the error the client got, also when it went out as an in-stream event
     # (for the log line's level; not recorded)
     error_status: int | None = None
+    # the client has its whole answer (its final event, or a whole JSON body): a client
+    # that leaves after it cuts nothing short (not recorded)
+    delivered: bool = False
     keep_chunks: bool = True  # False: responses keep status and headers only
     # websocket: the request is the upgrade's method, path and headers with one message as
     # its body; the response and every upstream exchange hold one message per chunk
     transport: Transport = "http"
+    # who sent it (``attribution.py``): the client's short name and its session id; kept
+    # beside the request, not in it, so matching a recording never compares them
+    client: str = "unknown"
+    session: str | None = None
     # the client's own credentials, never written anywhere (see ``credentials``)
     client_secrets: list[str] = field(default_factory=list, repr=False)
 

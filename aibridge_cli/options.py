@@ -4,25 +4,24 @@ build. Light on purpose: importing this loads typer and the settings, no machine
 from __future__ import annotations
 
 import math
-import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import typer
 
-from .config import GuardConfig, ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
+from .config import (
+    BreakerConfig,
+    GuardConfig,
+    ServeOptions,
+    ServerConfig,
+    StreamInitiation,
+    UpstreamTimeouts,
+)
 from .console import LogFormat, LogLevel
-
-
-def keys_from(option: Sequence[str], env_var: str) -> list[str]:
-    """Keys from the repeated option, else from the comma-separated environment variable."""
-    if option:
-        return [k for k in option if k]
-    return [k.strip() for k in os.environ.get(env_var, "").split(",") if k.strip()]
-
+from .pool_keys import pool_keys
 
 # -- values checked when parsed -------------------------------------------------------------
 # Each parser takes the text of an option (or its default, already typed) and returns the
@@ -129,6 +128,11 @@ def parse_base_url(value: str) -> str:
         parts.port  # noqa: B018  # a bad port raises here
     except ValueError:
         raise typer.BadParameter(f"{value!r} has a port that is not 0 to 65535") from None
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        # request paths are appended to it: a query would end up inside the path
+        raise typer.BadParameter(
+            f"{value!r} has a query or a fragment; a base URL is scheme, host and path"
+        )
     return value
 
 
@@ -153,7 +157,8 @@ AnthropicKeyOpt = Annotated[
         "--anthropic-key",
         metavar="KEY",
         help="Anthropic API key for the pool; repeat in failover order. "
-        "Default: AIBRIDGE_ANTHROPIC_KEYS (comma-separated). None: the client's key is forwarded.",
+        "Default: AIBRIDGE_ANTHROPIC_KEYS (comma-separated). None: the client's key is forwarded. "
+        "Prefer --anthropic-key-file or the variable: a command line is visible to other users.",
     ),
 ]
 OpenAIKeyOpt = Annotated[
@@ -162,7 +167,26 @@ OpenAIKeyOpt = Annotated[
         "--openai-key",
         metavar="KEY",
         help="OpenAI API key for the pool; repeat in failover order. "
-        "Default: AIBRIDGE_OPENAI_KEYS (comma-separated).",
+        "Default: AIBRIDGE_OPENAI_KEYS (comma-separated). "
+        "Prefer --openai-key-file or the variable: a command line is visible to other users.",
+    ),
+]
+AnthropicKeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--anthropic-key-file",
+        metavar="FILE",
+        help="Anthropic pool keys, one a line (blank lines and # comments skipped), after "
+        "any --anthropic-key; the file must be not readable by other users (chmod 600).",
+    ),
+]
+OpenAIKeyFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--openai-key-file",
+        metavar="FILE",
+        help="OpenAI pool keys, one a line (blank lines and # comments skipped), after "
+        "any --openai-key; the file must be not readable by other users (chmod 600).",
     ),
 ]
 ToolsOpt = Annotated[
@@ -237,11 +261,12 @@ def guard_config(
     auth_token: str | None = None,
     insecure_open: bool = False,
 ) -> GuardConfig:
-    """The guard settings from the command line; an empty token is no token."""
+    """The guard settings from the command line (an empty token is kept, for the guard
+    to refuse: it guards nothing)."""
     return GuardConfig(
         allowed_hosts=tuple(allowed_host or ()),
         allowed_origins=tuple(allow_origin or ()),
-        auth_token=auth_token or None,
+        auth_token=auth_token,
         insecure_open=insecure_open,
     )
 
@@ -254,6 +279,8 @@ class Upstreams(NamedTuple):
     openai_base_url: str
     anthropic_key: list[str] | None
     openai_key: list[str] | None
+    anthropic_key_file: Path | None = None
+    openai_key_file: Path | None = None
 
 
 def serve_options(
@@ -271,6 +298,7 @@ def serve_options(
     redact: Sequence[str] = (),
     mcp_required: bool = False,
     guard: GuardConfig | None = None,
+    breaker: BreakerConfig | None = None,
 ) -> ServeOptions:
     """The serve options from the command line, with keys from the environment; the
     limits and timeouts default to the server's and the upstream client's own."""
@@ -279,8 +307,18 @@ def serve_options(
         port=port,
         anthropic_base_url=upstreams.anthropic_base_url,
         openai_base_url=upstreams.openai_base_url,
-        anthropic_keys=keys_from(upstreams.anthropic_key or [], "AIBRIDGE_ANTHROPIC_KEYS"),
-        openai_keys=keys_from(upstreams.openai_key or [], "AIBRIDGE_OPENAI_KEYS"),
+        anthropic_keys=pool_keys(
+            upstreams.anthropic_key or [],
+            upstreams.anthropic_key_file,
+            "--anthropic-key",
+            "AIBRIDGE_ANTHROPIC_KEYS",
+        ),
+        openai_keys=pool_keys(
+            upstreams.openai_key or [],
+            upstreams.openai_key_file,
+            "--openai-key",
+            "AIBRIDGE_OPENAI_KEYS",
+        ),
         tools_path=tools,
         stream_initiation=stream_initiation,
         max_iterations=max_iterations,
@@ -289,4 +327,85 @@ def serve_options(
         redact=tuple(redact),
         mcp_required=mcp_required,
         guard=guard or GuardConfig(),
+        breaker=breaker,
+    )
+
+
+BreakerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--breaker",
+        help="Circuit breaker per provider, endpoint and model: after a run of 429/503/504/529 "
+        "answers, answer 503 without calling the upstream for a while (docs/breaker.md).",
+    ),
+]
+
+
+def _breaker_setting(metavar: str, parser: Callable[[str], Any], help: str) -> Any:
+    """A ``--breaker-*`` option: no default shown (None means the default in ``help``)."""
+    return typer.Option(metavar=metavar, parser=parser, show_default=False, help=help)
+
+
+BreakerThresholdOpt = Annotated[
+    int | None,
+    _breaker_setting(
+        "N",
+        parse_count,
+        f"Failures in a row that open a breaker; default {BreakerConfig.threshold}.",
+    ),
+]
+BreakerIntervalOpt = Annotated[
+    float | None,
+    _breaker_setting(
+        "SECONDS",
+        parse_timeout,
+        "A run of failures starts over once its first is this old; "
+        f"default {BreakerConfig.interval:g}.",
+    ),
+]
+BreakerOpenTimeOpt = Annotated[
+    float | None,
+    _breaker_setting(
+        "SECONDS",
+        parse_timeout,
+        f"How long a breaker stays open; default {BreakerConfig.open_time:g}.",
+    ),
+]
+BreakerProbesOpt = Annotated[
+    int | None,
+    _breaker_setting(
+        "N",
+        parse_count,
+        "Requests a half-open breaker lets through, and successes that close it; "
+        f"default {BreakerConfig.probes}.",
+    ),
+]
+
+
+def breaker_config(
+    on: bool,
+    threshold: int | None = None,
+    interval: float | None = None,
+    open_time: float | None = None,
+    probes: int | None = None,
+) -> BreakerConfig | None:
+    """The breaker's settings from the command line; a setting without ``--breaker`` is a
+    mistake, not a silent no-op."""
+    given = {
+        "--breaker-threshold": threshold,
+        "--breaker-interval": interval,
+        "--breaker-open-time": open_time,
+        "--breaker-probes": probes,
+    }
+    if not on:
+        named = [name for name, value in given.items() if value is not None]
+        if named:
+            raise typer.BadParameter(f"{named[0]} needs --breaker")
+        return None
+    default = BreakerConfig()
+    return BreakerConfig(
+        threshold=default.threshold if threshold is None else threshold,
+        interval=default.interval if interval is None else interval,
+        open_time=default.open_time if open_time is None else open_time,
+        probes=default.probes if probes is None else probes,
     )

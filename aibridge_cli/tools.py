@@ -2,7 +2,8 @@
 
 Each ``[[tool]]`` has ``name``, ``description``, ``input_schema`` and exactly one of
 ``result`` (canned text), ``command`` (argv; the tool input arrives as JSON on stdin,
-stdout is the result, a non-zero exit is a tool error) or ``error`` (canned error text).
+stdout is the result, a non-zero exit is a tool error; its environment is a few harmless
+variables and the table's ``env``, see ``child_env``) or ``error`` (canned error text).
 Each ``[[mcp]]`` names an MCP server whose tools are injected too
 (``aibridge_cli.mcp_tools``, which reads those tables); those tools are live, so the set
 in play is asked of ``ToolServers`` at every request.
@@ -13,6 +14,7 @@ start instead of failing the first conversation that calls the tool.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tomllib
@@ -23,9 +25,14 @@ from typing import Any, Protocol
 
 import trio
 
+from .child_env import tool_environment
 from .errors import ConfigError
 
 DEFAULT_TOOL_TIMEOUT = 30.0
+# What every provider accepts in a tool name (Anthropic's rule is the narrowest): a name
+# with a space or a "<" is refused where its file is read, not by the upstream at the
+# first request that offers it.
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 async def _kill(process: trio.Process) -> None:
@@ -74,6 +81,9 @@ class InjectedTool:
     error: str | None = None
     timeout: float = DEFAULT_TOOL_TIMEOUT
     mcp: McpOrigin | None = None
+    # A command's variables besides the few every tool gets (child_env.py); never
+    # recorded, since they may hold the tool's own secrets.
+    env: Mapping[str, str] = field(default_factory=dict)
     # How a live MCP tool is called (its server's client); None for a recorded one.
     call: Callable[[Any], Awaitable[ToolOutcome]] | None = field(
         default=None, compare=False, repr=False
@@ -97,6 +107,7 @@ class InjectedTool:
                     capture_stdout=True,
                     capture_stderr=True,
                     check=False,
+                    env=tool_environment(self.env),
                     deliver_cancel=_kill,
                 )
         except trio.TooSlowError:
@@ -116,6 +127,7 @@ class InjectedTool:
                 capture_output=True,
                 timeout=self.timeout,
                 check=False,
+                env=tool_environment(self.env),
             )
         except subprocess.TimeoutExpired:
             return self._timed_out()
@@ -213,6 +225,11 @@ def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: 'name' must be a non-empty string")
+    if not TOOL_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{where}: tool name {name!r} is not a tool name (1 to 128 letters, digits, "
+            "'_' or '-', as every provider requires)"
+        )
     schema = entry.get("input_schema", {"type": "object", "properties": {}})
     if not isinstance(schema, Mapping):
         raise ConfigError(f"{where} ({name}): 'input_schema' must be a table")
@@ -227,6 +244,13 @@ def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
         not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command)
     ):
         raise ConfigError(f"{where} ({name}): 'command' must be a non-empty list of strings")
+    env = entry.get("env", {})
+    if not isinstance(env, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ConfigError(f"{where} ({name}): 'env' must be a table of strings")
+    if env and command is None:
+        raise ConfigError(f"{where} ({name}): 'env' goes with 'command'")
     timeout = entry.get("timeout", DEFAULT_TOOL_TIMEOUT)
     if not isinstance(timeout, int | float) or timeout <= 0:
         raise ConfigError(f"{where} ({name}): 'timeout' must be a positive number")
@@ -243,6 +267,7 @@ def tool_from_mapping(entry: Mapping[str, Any], where: str) -> InjectedTool:
         error=str(entry["error"]) if "error" in entry else None,
         timeout=float(timeout),
         mcp=mcp,
+        env=dict(env),
     )
 
 

@@ -28,6 +28,10 @@ from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRe
 from aibridge_cli.proxy.server import Server
 from aibridge_cli.sse import encode_event
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import open_serve, serve_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER = "Hi from the scripted upstream."
 
@@ -117,31 +121,8 @@ async def run_codex(codex: str, base_url: str) -> float:
 
 
 async def start_proxy(upstream_url: str) -> tuple[trio.Process, str]:
-    proc = await trio.lowlevel.open_process(
-        [
-            sys.executable,
-            "-m",
-            "aibridge_cli",
-            "serve",
-            "--port",
-            "0",
-            "--openai-base-url",
-            upstream_url + "/v1",
-            "--openai-key",
-            "sk-bench-pool-key-1234",
-            "--log-level",
-            "info",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    buffer = b""
-    while b"\n" not in buffer:
-        buffer += await proc.stdout.receive_some(4096)
-    match = re.search(rb"listening on (http://\S+)", buffer)
-    assert match is not None, buffer
-    return proc, match.group(1).decode()
+    # no Anthropic upstream here: its base URL is the same, unused
+    return await open_serve(serve_argv(upstream_url, upstream_url + "/v1", log_level="info"))
 
 
 async def main(rounds: int) -> None:

@@ -72,9 +72,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--events", type=int, default=100)
     parser.add_argument("--delay-ms", type=float, default=5.0, help="upstream pause per frame")
+    parser.add_argument("--tree", type=Path, help="run the aibridge_cli found in this directory")
     args = parser.parse_args()
     rows = []
-    with bench_upstream(write_size=1) as upstream, aibridge(upstream) as proxy:
+    tree = {"tree": args.tree} if args.tree else {}
+    with bench_upstream(write_size=1) as upstream, aibridge(upstream, **tree) as proxy:
         upstream.name = "direct"
         for service in (upstream, proxy):
             trio.run(burst, service, 4, args.events, 0.0)  # warm-up

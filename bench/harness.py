@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -161,6 +162,41 @@ def bench_upstream(write_size: int = 16384) -> contextmanager[Service]:  # type:
     return spawn("upstream", argv, "/v1/messages")
 
 
+ANTHROPIC_POOL_KEY = "sk-ant-bench-0000000000000000"
+OPENAI_POOL_KEY = "sk-bench-pool-key-1234"
+
+
+def serve_argv(
+    anthropic: str,
+    openai: str | None = None,
+    *,
+    runner: Sequence[str] = (sys.executable,),
+    log_level: str = "warning",
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """``aibridge serve`` on a free port with a bench key for each upstream given;
+    ``runner``: what runs Python (a profiler, valgrind)."""
+    argv = [*runner, "-m", "aibridge_cli", "serve", "--port", "0"]
+    argv += ["--anthropic-base-url", anthropic, "--anthropic-key", ANTHROPIC_POOL_KEY]
+    if openai is not None:
+        argv += ["--openai-base-url", openai, "--openai-key", OPENAI_POOL_KEY]
+    return [*argv, "--log-level", log_level, *extra]
+
+
+async def open_serve(argv: Sequence[str], cwd: Path | None = None) -> tuple[trio.Process, str]:
+    """Start ``aibridge serve`` from within trio; the process and the URL it listens on."""
+    proc = await trio.lowlevel.open_process(
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd
+    )
+    assert proc.stdout is not None
+    buffer = b""
+    while b"\n" not in buffer:
+        buffer += await proc.stdout.receive_some(4096)
+    match = re.search(rb"listening on (http://\S+)", buffer)
+    assert match is not None, buffer
+    return proc, match.group(1).decode()
+
+
 def aibridge(
     upstream: Service,
     *extra: str,
@@ -175,21 +211,7 @@ def aibridge(
         runner += ["-m", "cProfile", "-o", profile]
     elif profile:
         runner += ["-m", "pyinstrument", "-r", "text", "-o", profile]
-    argv = [
-        *runner,
-        "-m",
-        "aibridge_cli",
-        "serve",
-        "--port",
-        "0",
-        "--anthropic-base-url",
-        f"http://{upstream.host}:{upstream.port}",
-        "--anthropic-key",
-        "sk-ant-bench-0000000000000000",
-        "--log-level",
-        "warning",
-        *extra,
-    ]
+    argv = serve_argv(f"http://{upstream.host}:{upstream.port}", runner=runner, extra=extra)
     return spawn(name, argv, "/anthropic/v1/messages", cwd=tree)
 
 

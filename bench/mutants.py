@@ -367,6 +367,16 @@ MUTANTS: tuple[Mutant, ...] = (
         "",
         "events tied to a hidden call by output_index alone are released",
         "the issue's leak: function_call_arguments events of an injected call on an error",
+        elsewhere=(
+            (
+                '        if "output_index" in data and hashable(data["output_index"]) in self'
+                ".hidden_indexes:\n"
+                "            return True\n"
+                '        return "item_id" in data and hashable(data["item_id"]) in self'
+                ".hidden_ids\n",
+                "        return False\n",
+            ),
+        ),
     ),
     Mutant(
         "responses-clean-early-end",

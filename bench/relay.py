@@ -9,7 +9,8 @@ every target alike:
 * requests/s of a small blocking request on one keep-alive connection.
 
 ``aibridge --record`` is benchmark 5, the cost of recording: the same proxy with
-``--record`` (one fsynced line per interception).
+``--record`` (one fsynced line per interception). ``aibridge --breaker`` (``--only
+breaker``) is the same proxy with its circuit breaker on; ``/metrics`` is always fed.
 
 Ratios are to direct. ``--profile`` runs aibridge under pyinstrument (an extra).
 
@@ -125,7 +126,15 @@ async def measure(
     services: list[Service], rounds: int, events: int, ttfb_n: int, rps_n: int
 ) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {
-        s.name: {"stream": [], "events": 0, "ttfb": [], "rps": [], "errors": [], "cpu": []}
+        s.name: {
+            "stream": [],
+            "events": 0,
+            "ttfb": [],
+            "rps": [],
+            "errors": [],
+            "cpu": [],
+            "req_cpu": [],
+        }
         for s in services
     }
     clients = {s.name: Client(s) for s in services}
@@ -151,13 +160,14 @@ async def measure(
                 out[s.name]["ttfb"].append(result.ttfb)  # type: ignore[union-attr]
                 if result.error or result.status != 200:
                     out[s.name]["errors"].append(result.error or result.status)  # type: ignore[union-attr]
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), s.cpu_seconds()
             n = rps_n // rounds
             for _ in range(n):
                 result = await client.request(blocking)
                 if result.error or result.status != 200:
                     out[s.name]["errors"].append(result.error or result.status)  # type: ignore[union-attr]
             out[s.name]["rps"].append(n / (time.perf_counter() - started))  # type: ignore[union-attr]
+            out[s.name]["req_cpu"].append((s.cpu_seconds() - cpu) / n)  # type: ignore[union-attr]
     for client in clients.values():
         await client.aclose()
     return out
@@ -186,6 +196,7 @@ def report(results: dict[str, dict[str, object]], events: int, missing: list[str
                 f"{(ttfb - d_ttfb) * 1000:+.2f}",
                 f"{rps:,.0f}",
                 f"{rps / d_rps:.2f}",
+                f"{median(row['req_cpu']) * 1e6:.0f}",  # type: ignore[arg-type]
                 f"{row['events']}",
                 len(row["errors"]),  # type: ignore[arg-type]
             ]
@@ -201,6 +212,7 @@ def report(results: dict[str, dict[str, object]], events: int, missing: list[str
             "added ms",
             "req/s",
             "x direct",
+            "CPU us/req",
             "events seen",
             "errors",
         ],
@@ -223,7 +235,7 @@ def main() -> None:
         "--only",
         action="append",
         default=[],
-        help="targets besides direct (aibridge, record, litellm, mitmdump)",
+        help="targets besides direct (aibridge, breaker, record, litellm, mitmdump)",
     )
     parser.add_argument("--profile", metavar="TXT", help="run aibridge under pyinstrument")
     parser.add_argument(
@@ -253,6 +265,10 @@ def main() -> None:
                     aibridge(upstream, name="aibridge baseline", tree=args.baseline.resolve())
                 )
             )
+        if "breaker" in wanted:  # the same proxy with its circuit breaker on (#30)
+            services.append(
+                stack.enter_context(aibridge(upstream, "--breaker", name="aibridge --breaker"))
+            )
         if "record" in wanted:  # benchmark 5: the same proxy, recording every interception
             record = Path(tmp) / "recording.jsonl"
             services.append(
@@ -260,6 +276,18 @@ def main() -> None:
                     aibridge(upstream, "--record", str(record), name="aibridge --record")
                 )
             )
+            if args.baseline:  # the older tree recording too: before and after in one run
+                services.append(
+                    stack.enter_context(
+                        aibridge(
+                            upstream,
+                            "--record",
+                            str(Path(tmp) / "baseline.jsonl"),
+                            name="baseline --record",
+                            tree=args.baseline.resolve(),
+                        )
+                    )
+                )
         if "litellm" in wanted:
             svc = stack.enter_context(litellm(upstream, Path(tmp)))
             services.append(svc) if isinstance(svc, Service) else missing.append(svc)

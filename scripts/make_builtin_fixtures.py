@@ -421,20 +421,27 @@ class OpenAIResponses:
             return Reply.json(self._response("completed", items))
         return self._events(items, parts)
 
-    def tool_reply(self, name: str, args: dict[str, Any], n: int = 0, stream: bool = True) -> Reply:
-        items = [
-            {
-                "type": "function_call",
-                "id": f"fc_fixture{n}",
-                "call_id": f"call_fixture{n}",
-                "name": name,
-                "arguments": json.dumps(args),
-                "status": "completed",
-            }
-        ]
+    def tool_reply(
+        self,
+        name: str,
+        args: dict[str, Any],
+        n: int = 0,
+        stream: bool = True,
+        preamble: str | None = None,
+    ) -> Reply:
+        """A function call; ``preamble``: a message item before it (shown as it streams)."""
+        call = {
+            "type": "function_call",
+            "id": f"fc_fixture{n}",
+            "call_id": f"call_fixture{n}",
+            "name": name,
+            "arguments": json.dumps(args),
+            "status": "completed",
+        }
+        items = [call] if preamble is None else [self._message(preamble, 100 + n), call]
         if not stream:
             return Reply.json(self._response("completed", items))
-        return self._events(items, None)
+        return self._events(items, None if preamble is None else [preamble])
 
     def broken_reply(self) -> Reply:
         return Reply.sse(
@@ -467,7 +474,8 @@ Provider = Anthropic | OpenAIChat | OpenAIResponses
 def scenarios(p: Provider) -> dict[str, Session]:
     api = p.api
     weather = {"city": "Paris"}
-    return {
+    own = responses_scenarios(p) if isinstance(p, OpenAIResponses) else {}
+    return own | {
         "simple": Session(
             [
                 Step(
@@ -571,6 +579,37 @@ def scenarios(p: Provider) -> dict[str, Session]:
             ],
             tools=[WEATHER],
             keys=2,
+        ),
+    }
+
+
+def responses_scenarios(p: OpenAIResponses) -> dict[str, Session]:
+    """Responses only: a tool turn that shows the client a message before its injected
+    call, so the client keeps the first response's id and sees both turns' items."""
+    weather = {"city": "Paris"}
+    return {
+        "preamble-tool": Session(
+            [
+                Step(
+                    p.api,
+                    p.request("Weather in Paris?"),
+                    [
+                        p.tool_reply(WEATHER.name, weather, preamble="Let me check."),
+                        p.text_reply(["It is ", "sunny."], 1),
+                    ],
+                    "streaming",
+                ),
+                Step(
+                    p.api,
+                    p.request("Weather in Paris?", stream=False),
+                    [
+                        p.tool_reply(WEATHER.name, weather, stream=False, preamble="Let me check."),
+                        p.text_reply(["It is sunny."], 1, stream=False),
+                    ],
+                    "blocking",
+                ),
+            ],
+            tools=[WEATHER],
         ),
     }
 

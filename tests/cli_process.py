@@ -5,15 +5,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from typing import IO
 
 import trio
 
 CLI = [sys.executable, "-m", "aibridge_cli"]
 
 
-async def start_cli(*args: str) -> tuple[trio.Process, str]:
-    """Start a serving command; returns the process and the URL it announced."""
-    proc = await trio.lowlevel.open_process([*CLI, *args], stdout=subprocess.PIPE)
+async def start_cli(*args: str, stderr: IO[bytes] | None = None) -> tuple[trio.Process, str]:
+    """Start a serving command (its log lines to ``stderr``, the test's by default);
+    returns the process and the URL it announced."""
+    proc = await trio.lowlevel.open_process([*CLI, *args], stdout=subprocess.PIPE, stderr=stderr)
     assert proc.stdout is not None
     buffer = b""
     with trio.fail_after(30):

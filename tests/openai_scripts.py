@@ -186,7 +186,10 @@ def openai_error_reply(status: int, message: str = "nope", retry_after: str | No
 
 
 # -- Responses ---------------------------------------------------------------------------
-def response_object(id: str, output: list[Any], status: str = "completed") -> dict[str, Any]:
+def response_object(
+    id: str, output: list[Any], status: str = "completed", tools: list[Any] | None = None
+) -> dict[str, Any]:
+    """A response object; ``tools``: the request's, which a real upstream echoes."""
     return {
         "id": id,
         "object": "response",
@@ -196,7 +199,7 @@ def response_object(id: str, output: list[Any], status: str = "completed") -> di
         "output": output,
         "parallel_tool_calls": False,
         "tool_choice": "auto",
-        "tools": [],
+        "tools": tools or [],
         "usage": {
             "input_tokens": 5,
             "output_tokens": 3,
@@ -207,15 +210,18 @@ def response_object(id: str, output: list[Any], status: str = "completed") -> di
     }
 
 
-def responses_stream(response_id: str, items: list[dict[str, Any]]) -> Reply:
-    """A well-formed event stream producing ``items`` (messages and function calls)."""
+def responses_stream(
+    response_id: str, items: list[dict[str, Any]], tools: list[Any] | None = None
+) -> Reply:
+    """A well-formed event stream producing ``items`` (messages and function calls);
+    ``tools`` echoed in its response objects."""
     seq = iter(range(1000))
     events: list[tuple[str | None, Any]] = []
 
     def add(kind: str, **fields: Any) -> None:
         events.append((kind, {"type": kind, **fields, "sequence_number": next(seq)}))
 
-    empty = response_object(response_id, [], "in_progress")
+    empty = response_object(response_id, [], "in_progress", tools)
     add("response.created", response=empty)
     add("response.in_progress", response=empty)
     for index, item in enumerate(items):
@@ -251,7 +257,7 @@ def responses_stream(response_id: str, items: list[dict[str, Any]]) -> Reply:
                 arguments=item["arguments"],
             )
         add("response.output_item.done", output_index=index, item=item)
-    add("response.completed", response=response_object(response_id, items))
+    add("response.completed", response=response_object(response_id, items, tools=tools))
     return Reply.sse(events)
 
 

@@ -7,6 +7,14 @@ from dataclasses import dataclass
 import h11
 import trio
 
+# The headers of a WebSocket upgrade request (RFC 6455's sample key).
+WEBSOCKET_UPGRADE = [
+    ("connection", "upgrade"),
+    ("upgrade", "websocket"),
+    ("sec-websocket-version", "13"),
+    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+]
+
 
 @dataclass
 class RawResponse:

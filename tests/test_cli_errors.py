@@ -10,9 +10,11 @@ subprocesses, for what only a process shows: the exit status, and stderr as a pi
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from aibridge_cli.sessions.fixture import header_line
 NOT_UTF8 = b"\xff\xfe not UTF-8 \x80\n"
 HEADER = header_line({"stream_initiation": "eager", "max_iterations": 10}) + "\n"
 LAZY_HEADER = header_line({"stream_initiation": "lazy", "max_iterations": 10}) + "\n"
+KEY = "sk-ant-operator-row-0123456"  # 27 characters; fake
 TOOL = "[[tool]]\nname = 'bmcp_x'\ndescription = 'd'\ninput_schema = {}\n"
 
 
@@ -41,10 +44,12 @@ class Workspace:
             probe.bind(("127.0.0.1", 0))
             return int(probe.getsockname()[1])
 
-    def file(self, name: str, content: bytes | str) -> str:
+    def file(self, name: str, content: bytes | str, mode: int | None = None) -> str:
         path = self.dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content.encode() if isinstance(content, str) else content)
+        if mode is not None:
+            path.chmod(mode)
         return str(path)
 
 
@@ -57,6 +62,13 @@ class Row:
     says: tuple[str, ...]
     code: int = 2
     keeps: str | None = None  # a file whose bytes must come out as they went in
+
+
+def _fifo(workspace: Workspace, name: str) -> str:
+    """A named pipe nobody writes to: reading it would wait for ever."""
+    path = workspace.dir / name
+    os.mkfifo(path)
+    return str(path)
 
 
 def _interception(api: str) -> str:
@@ -161,6 +173,90 @@ ROWS = [
         ("'--anthropic-base-url'", "not an http(s) URL with a host"),
     ),
     Row(
+        "serve --allow-origin null",
+        lambda w: ["serve", "--port", "0", "--allow-origin", "null"],
+        ("--allow-origin null", "sandboxed", "give the page's own origin"),
+    ),
+    Row(
+        "serve --allow-origin '*' with a key pool",
+        lambda w: ["serve", "--port", "0", "--allow-origin", "*", "--anthropic-key", KEY],
+        ("--allow-origin '*'", "every web page", "--insecure-open"),
+    ),
+    Row(
+        "serve --auth-token blank",
+        lambda w: ["serve", "--port", "0", "--auth-token", " "],
+        ("--auth-token is blank", "at least 16 characters"),
+    ),
+    Row(
+        "serve --auth-token too short",
+        lambda w: ["serve", "--port", "0", "--auth-token", "abc123"],
+        ("--auth-token is 6 characters", "at least 16 characters"),
+    ),
+    Row(
+        "serve --anthropic-key-file readable by others",
+        lambda w: ["serve", "--port", "0", "--anthropic-key-file", w.file("k", KEY, 0o644)],
+        ("k can be read by other users (mode 0644)", "chmod 600 "),
+    ),
+    Row(
+        "serve --openai-key-file missing",
+        lambda w: ["serve", "--port", "0", "--openai-key-file", str(w.dir / "none.keys")],
+        ("none.keys: cannot read the key file", "No such file"),
+    ),
+    Row(
+        "serve --anthropic-key-file with no key",
+        lambda w: ["serve", "--port", "0", "--anthropic-key-file", w.file("e", "# x\n\n", 0o600)],
+        ("e holds no key",),
+    ),
+    Row(
+        "serve --anthropic-key-file with a bad line",
+        lambda w: [
+            "serve",
+            "--port",
+            "0",
+            "--anthropic-key-file",
+            w.file("b", f"{KEY}\nsk-ant two words\n", 0o600),
+        ],
+        ("b:2: the key holds ' ' at character 7",),
+    ),
+    Row(
+        "record --openai-key-file readable by others",
+        lambda w: [
+            "record",
+            "-o",
+            str(w.dir / "r.jsonl"),
+            "--openai-key-file",
+            w.file("o", KEY, 0o640),
+            "--",
+            "true",
+        ],
+        ("o can be read by other users (mode 0640)", "chmod 600 "),
+    ),
+    Row(
+        "serve --anthropic-key ''",
+        lambda w: ["serve", "--port", "0", "--anthropic-key", ""],
+        ("--anthropic-key is empty", "leave the option out"),
+    ),
+    Row(
+        "serve --anthropic-key with CR/LF",
+        lambda w: ["serve", "--port", "0", "--anthropic-key", KEY + "\r\n"],
+        ("--anthropic-key: the key holds '\\r' at character 28",),
+    ),
+    Row(
+        "serve --openai-key with a non-visible character",
+        lambda w: ["serve", "--port", "0", "--openai-key", "sk-proj-\u200babc"],
+        ("--openai-key: the key holds '\\u200b' at character 9",),
+    ),
+    Row(
+        "serve --anthropic-base-url with a query",
+        lambda w: ["serve", "--anthropic-base-url", "https://api.anthropic.com/?x=1"],
+        ("'--anthropic-base-url'", "has a query or a fragment"),
+    ),
+    Row(
+        "serve --openai-base-url with a fragment",
+        lambda w: ["serve", "--openai-base-url", "https://api.openai.com/v1#frag"],
+        ("'--openai-base-url'", "has a query or a fragment"),
+    ),
+    Row(
         "serve --record on a file that is not a fixture",
         lambda w: ["serve", "--port", "0", "--record", w.file("n.txt", "a\nb")],
         ("n.txt is not an aibridge fixture", "nothing was written to it", "record to a new"),
@@ -171,6 +267,62 @@ ROWS = [
         lambda w: ["serve", "--port", "0", "--record", w.file("lazy.jsonl", LAZY_HEADER)],
         ("lazy.jsonl was recorded with other proxy settings", "stream_initiation=lazy"),
         keeps="lazy.jsonl",
+    ),
+    Row(
+        "serve --record on a fixture with a bad line before good ones",
+        lambda w: [
+            "serve",
+            "--port",
+            "0",
+            "--record",
+            w.file("mid.jsonl", HEADER + '{"cut": \n' + _interception("anthropic")),
+        ],
+        ("mid.jsonl:2: not valid JSON", "nothing was written to the file", "record to a new"),
+        keeps="mid.jsonl",
+    ),
+    Row(
+        "serve --record /dev/full",
+        lambda w: ["serve", "--port", "0", "--record", "/dev/full"],
+        ("/dev/full: cannot record there (No space left on device)", "free space"),
+    ),
+    Row(
+        "record -o /dev/full",
+        lambda w: ["record", "-o", "/dev/full", "--", "true"],
+        ("/dev/full: cannot record there (No space left on device)",),
+    ),
+    Row(
+        "show --html over the fixture shown",
+        lambda w: ["show", w.file("s.jsonl", HEADER), "--html", str(w.dir / "s.jsonl")],
+        ("s.jsonl is also an input of this command", "choose another output path"),
+        keeps="s.jsonl",
+    ),
+    Row(
+        "show --html over another fixture",
+        lambda w: [
+            "show",
+            w.file("s.jsonl", HEADER),
+            "--html",
+            w.file("other.jsonl", HEADER),
+        ],
+        ("other.jsonl holds aibridge data", "not writing over it"),
+        keeps="other.jsonl",
+    ),
+    Row(
+        "show --html to /dev/full",
+        lambda w: ["show", w.file("s.jsonl", HEADER), "--html", "/dev/full"],
+        ("/dev/full: cannot write (No space left on device)", "nothing was written"),
+    ),
+    Row(
+        "fuzz --repro with --html over the repro",
+        lambda w: [
+            "fuzz",
+            "--repro",
+            w.file("repro-1.jsonl", '{"kind": "fuzz-repro"}\n'),
+            "--html",
+            str(w.dir / "repro-1.jsonl"),
+        ],
+        ("repro-1.jsonl is also an input of this command",),
+        keeps="repro-1.jsonl",
     ),
     Row(
         "record on a busy port",
@@ -208,6 +360,24 @@ ROWS = [
         ("cannot reach --target http://127.0.0.1:1", "start the proxy there first"),
     ),
     Row(
+        "replay --target at a port that never answers",
+        lambda w: [
+            "replay",
+            "--builtin",
+            "simple",
+            "--target",
+            f"http://127.0.0.1:{w.busy_port}",
+            "--upstream-port",
+            "5",
+        ],
+        ("--target http://127.0.0.1:", "sent no HTTP answer in 5 s", "is the proxy on that port"),
+    ),
+    Row(
+        "replay a FIFO",
+        lambda w: ["replay", _fifo(w, "session.fifo")],  # not .jsonl: the key watch reads those
+        ("session.fifo: not a regular file",),
+    ),
+    Row(
         "replay a header-only fixture",
         lambda w: ["replay", w.file("empty.jsonl", HEADER)],
         ("empty.jsonl: nothing to replay",),
@@ -242,6 +412,7 @@ ROWS = [
 # What only a process shows is the same for every row; these cover each command kind.
 PROCESS_ROWS = {
     "serve on a busy port",
+    "serve --record /dev/full",
     "serve --record on a file that is not a fixture",
     "record a command that does not exist",
     "replay --target where nothing listens",
@@ -316,3 +487,78 @@ def test_with_debug_the_traceback_is_shown(workspace: Workspace) -> None:
     result = CliRunner().invoke(app, ["--debug", "serve", "--port", str(workspace.busy_port)])
     assert result.exit_code == 1
     assert "ListenError" in repr(result.exception)
+
+
+# Mistakes made in the environment rather than on the command line.
+ENV_ROWS = [
+    (
+        Row(
+            "a bad AIBRIDGE_DEBUG",
+            lambda w: ["serve", "--port", "0"],
+            ("invalid value for '--debug'", "(from AIBRIDGE_DEBUG)", " -h'"),
+        ),
+        {"AIBRIDGE_DEBUG": "maybe"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("row", "env"), ENV_ROWS, ids=[r.name for r, _ in ENV_ROWS])
+@pytest.mark.parametrize("where", ["in-process", "process"])
+def test_a_mistake_in_the_environment_is_one_line_and_exit_2(
+    row: Row, env: dict[str, str], where: str, workspace: Workspace
+) -> None:
+    def in_process_with_env(args: list[str]) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, args, env=env, prog_name="aibridge")
+        return result.exit_code, result.stdout, result.stderr
+
+    def in_a_subprocess_with_env(args: list[str]) -> tuple[int, str, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "aibridge_cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "TERM": "dumb", **env},
+        )
+        return done.returncode, done.stdout, done.stderr
+
+    run(row, workspace, in_process_with_env if where == "in-process" else in_a_subprocess_with_env)
+
+
+@pytest.fixture
+def chatty_port() -> Iterator[int]:
+    """A port whose server greets every connection with a line that is not HTTP (an SSH
+    server's banner), as a mistyped --target finds."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        stop = threading.Event()
+
+        def greet() -> None:
+            server.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+        thread = threading.Thread(target=greet, daemon=True)
+        thread.start()
+        yield server.getsockname()[1]
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.parametrize("command", ["replay", "fuzz"])
+def test_a_target_that_does_not_speak_http_is_blamed_at_once(
+    command: str, chatty_port: int, workspace: Workspace
+) -> None:
+    target = f"http://127.0.0.1:{chatty_port}"
+    args = ["--target", target, "--upstream-port", str(workspace.free_port())]
+    row = Row(
+        f"{command} --target at a port that speaks something else",
+        lambda w: [command, *(["--builtin", "simple"] if command == "replay" else []), *args],
+        (f"--target {target} answered something that is not HTTP: b'SSH-2.0-OpenSSH_9.6",),
+    )
+    run(row, workspace, in_process)

@@ -34,6 +34,15 @@ CODEX = find_codex()
 pytestmark = pytest.mark.skipif(CODEX is None, reason="Codex CLI is not installed")
 
 
+def codex_env(tmp_path: Path) -> dict[str, str]:
+    """Codex's environment: a fresh HOME, a client key, and no OPENAI_BASE_URL of ours."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "OPENAI_API_KEY": "sk-codex-client-5678"}
+    env.pop("OPENAI_BASE_URL", None)
+    return env
+
+
 def answer(seen: SeenRequest, index: int) -> Reply:
     return responses_stream(f"resp_{index}", [message_item(f"msg_{index}", "Hi from aibridge.")])
 
@@ -55,10 +64,7 @@ async def test_codex_speaks_websocket_through_the_proxy(
         "--log-level",
         "info",
     )
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {**os.environ, "HOME": str(home), "OPENAI_API_KEY": "sk-codex-client-5678"}
-    env.pop("OPENAI_BASE_URL", None)
+    env = codex_env(tmp_path)
     try:
         started = trio.current_time()
         with trio.fail_after(60):

@@ -183,6 +183,7 @@ def test_a_toml_scenario_401_on_every_key_after_a_tool_turn(tmp_path: Path) -> N
 
 def test_a_command_tool_scenario_gives_the_same_report_in_two_processes(tmp_path: Path) -> None:
     argv = ["--scenario", str(SCENARIOS / "weather-command.toml"), "--iterations", "40"]
+    argv.append("--allow-commands")  # the file runs a command: only when told to
     processes = [_fuzz(tmp_path, seed, argv) for seed in ("1", "4242")]
     first, second = (_wait(p) for p in processes)
     assert first.returncode == second.returncode == 0, first.stdout + first.stderr

@@ -19,7 +19,6 @@ from aibridge_cli.providers.openai_chat import ChatConversation
 from aibridge_cli.providers.openai_responses import ResponsesConversation
 from aibridge_cli.proxy import keypool
 from aibridge_cli.proxy.bridge import ClientStream
-from aibridge_cli.sse import SSEEvent
 
 
 def oracles_of(name: str, plan: Plan) -> set[str]:
@@ -31,7 +30,8 @@ CHAT_TOOL = "openai-chat/injected-tool#streaming"
 RESPONSES_TOOL = "openai-responses/injected-tool#streaming"
 ANTHROPIC_TOOL = "anthropic/injected-tool#streaming"
 # The Responses stream of the tool turn: created, the call added, its arguments done,
-# the call done, completed. An error after the arguments releases what was held.
+# the call done, completed. An error after the arguments: the held lifecycle goes out
+# with it, the call's events never.
 ERROR_AFTER_ARGUMENTS = Plan(faults=(Fault(FaultKind.ERROR_EVENT, 0, at=3),))
 
 
@@ -60,17 +60,13 @@ def test_leaked_argument_deltas_of_an_injected_chat_call(monkeypatch: pytest.Mon
 def test_events_of_a_hidden_responses_call_released_on_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = ResponsesConversation._hold
+    original = ResponsesConversation._hides
 
-    def hold(self: ResponsesConversation, event: SSEEvent, data: dict[str, Any]) -> None:
-        # The plant: events tied to the hidden call by output_index alone go out.
-        hidden, self.hidden = self.hidden, set()
-        try:
-            original(self, event, data)
-        finally:
-            self.hidden |= hidden
+    def hides(self: ResponsesConversation, data: dict[str, Any]) -> bool:
+        # The plant: only the event naming the call is hidden, not those tied to it.
+        return original(self, data) and isinstance(data.get("item"), dict)
 
-    monkeypatch.setattr(ResponsesConversation, "_hold", hold)
+    monkeypatch.setattr(ResponsesConversation, "_hides", hides)
     # function_call_arguments.done carries item_id and output_index, not the name.
     assert oracles_of(RESPONSES_TOOL, ERROR_AFTER_ARGUMENTS) == {"differential"}
 

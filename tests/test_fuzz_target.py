@@ -144,8 +144,10 @@ async def test_one_configuration_passes_every_scenario_that_applies_and_skips_th
             assert "which the target does not offer" in skipped[scenario.name]
         else:
             assert scenario.name not in skipped
-    played = {o.scenario for o in run.outcomes}
-    assert ("anthropic/injected-tool#streaming" in played) == (offered is not None)
+    # which scenarios 40 iterations draw depends on the catalog's size: judge the kinds
+    by_name = {scenario.name: scenario for scenario in builtin_scenarios()}
+    played_tools = {o.scenario for o in run.outcomes if called_tools(by_name[o.scenario])}
+    assert bool(played_tools) == (offered is not None), played_tools
     # a scenario that offers a tool its upstream never calls still applies without it
     assert "anthropic/client-tool" not in skipped
 

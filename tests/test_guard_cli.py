@@ -128,7 +128,7 @@ async def test_beyond_loopback_the_token_is_required_and_never_leaves_the_guard(
     (seen,) = upstream.seen
     assert seen.header("x-api-key") == POOL_KEY
     assert TOKEN not in repr(seen)
-    assert "refused POST /anthropic/v1/messages: 401" in log
+    assert re.search(r"refused POST /anthropic/v1/messages from 127\.0\.0\.1:\d+: 401", log)
     assert TOKEN not in log
     assert TOKEN[8:-4] not in log
     recorded = recording.read_text()
@@ -155,7 +155,9 @@ async def test_mock_checks_host_origin_and_json(tmp_path: Path) -> None:
     path = tmp_path / "f.jsonl"
     path.write_text(dump_fixture(fixture))
     allowed = "http://localhost:3000"
-    process, url = await start_cli("mock", str(path), "--timing", "fast", "--allow-origin", allowed)
+    process, url = await start_cli(
+        "mock", str(path), "--upstream-side", "--timing", "fast", "--allow-origin", allowed
+    )
     body = json.dumps(fixture.interceptions[0].upstream[0].request_body)
     messages = url + "/v1/messages"
     json_type = {"content-type": "application/json"}

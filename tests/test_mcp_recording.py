@@ -29,9 +29,11 @@ async def test_a_recorded_mcp_session_replays_to_a_match_without_the_server(
         FINAL,
     ]
     async with trio.open_nursery() as servers:
-        s = await mcp_stack(servers, replies, tools, recorder=open_recorder(path, ServeOptions()))
+        writer = open_recorder(path, ServeOptions())
+        s = await mcp_stack(servers, replies, tools, recorder=writer)
         await ask(s)
         servers.cancel_scope.cancel()  # the MCP server stops here
+    writer.close()  # the record is written by the writer's thread: all of it by now
     assert [c["tool"] for c in calls(log)] == ["forecast", "radar", "broken"]
 
     fixture = load_fixture(path)

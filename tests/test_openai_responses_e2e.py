@@ -98,11 +98,21 @@ async def test_streaming_injected_tool_turn_is_invisible(
         openai_keys=KEYS,
     )
     events, final = await stream_final(s)
-    assert final.id == "resp_2"  # the stored response the client can continue from
-    assert final.output_text == "Sunny."
     assert all(getattr(getattr(e, "item", None), "type", None) != "function_call" for e in events)
     assert [e.sequence_number for e in events] == list(range(len(events)))
-    assert {e.output_index for e in events if hasattr(e, "output_index")} == {0}
+    indexes = {e.output_index for e in events if hasattr(e, "output_index")}
+    if preamble:
+        # The preamble went out as it came, under the first response's id; the client
+        # continues from that id and the proxy sends the stored one upstream.
+        assert (final.id, final.output_text) == ("resp_1", "Checking.Sunny.")
+        assert indexes == {0, 1}
+        s.upstream.replies.append(responses_stream("resp_3", [message_item("m3", "Bye.")]))
+        await stream_final(s, previous_response_id="resp_1")
+        assert s.upstream.seen[2].json()["previous_response_id"] == "resp_2"
+    else:
+        assert final.id == "resp_2"  # the stored response the client can continue from
+        assert final.output_text == "Sunny."
+        assert indexes == {0}
     follow_up = s.upstream.seen[1].json()["input"]
     assert follow_up[0] == {"role": "user", "content": "weather?"}
     assert follow_up[-2] == function_item("bmcp_weather")

@@ -258,14 +258,25 @@ async def test_upstream_dropped_mid_response_is_an_error_event(
     assert text_of(second) == "Back."  # a new upstream socket serves the next one
 
 
-async def test_dropped_with_injected_tools_offered_is_only_an_error(stack: StackFactory) -> None:
-    stream = responses_stream("resp_1", [message_item("msg_1", "Hello.")])
+@pytest.mark.parametrize(
+    ("item", "seen"),
+    [
+        # a visible item streams as it comes, injected tools offered or not
+        (message_item("msg_1", "Hello."), ["response.created", "response.in_progress"]),
+        # an injected call shows nothing, so nothing of its response was shown
+        (function_item("bmcp_weather"), []),
+    ],
+)
+async def test_dropped_with_injected_tools_offered(
+    stack: StackFactory, item: dict[str, Any], seen: list[str]
+) -> None:
+    stream = responses_stream("resp_1", [item])
     dropped = Reply(stream.status, stream.headers, stream.chunks, fault="reset-in-body", fault_at=3)
     s = await stack([dropped], openai_keys=KEYS)
     (events,) = await converse(s, _sync_session, create())
-    # an iteration is held until its terminal event: the client sees no half response
-    assert [e["type"] for e in events] == ["error"]
-    assert events[0]["error"]["type"] == "api_error"
+    shown = [*seen, "response.output_item.added"] if seen else []
+    assert [e["type"] for e in events] == [*shown, "error"]
+    assert "upstream closed the WebSocket mid-response" in events[-1]["error"]["message"]
 
 
 async def _raw_exchange(url: str, messages: list[str | bytes]) -> list[Event]:

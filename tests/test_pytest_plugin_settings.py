@@ -72,3 +72,24 @@ def test_session_defaults_take_what_was_given_and_check_it() -> None:
     assert (given.mode, given.openai_upstream) == ("all", "http://127.0.0.1:9/v1")
     with pytest.raises(ConfigError, match="aibridge_record: record mode 'al' is not one of"):
         Defaults.of({"record": "al"})
+
+
+def test_ini_rules_are_the_base_and_the_marker_adds_to_them_or_replaces_match_on() -> None:
+    lists = {
+        "ignore": ["$.metadata"],
+        "match_on": ["method,path"],
+        "no_normalize": ["ids"],
+        "allowed_hosts": ["db.internal"],
+    }
+    defaults = Defaults.of({}, lists, cassette_dir=Path("/project/cassettes"))
+    marker = {"ignore": "temp", "no_normalize": ["codex-date"], "allowed_hosts": "x.test"}
+    settings = settings_for(TEST_FILE, "tests/test_agent.py::test_weather", marker, defaults)
+    assert settings.path == Path("/project/cassettes/test_agent/test_weather.jsonl")
+    assert settings.rules == MatchRules(
+        frozenset({"method", "path"}), ("metadata", "temp"), frozenset({"ids", "codex-date"})
+    )
+    assert settings.allowed_hosts == ("db.internal", "x.test")
+    own = settings_for(TEST_FILE, "t.py::test_x", {"match_on": "body"}, defaults)
+    assert own.rules.match_on == {"body"}
+    with pytest.raises(ConfigError, match="ini aibridge_no_normalize: unknown normalizer 'x'"):
+        Defaults.of({}, {"no_normalize": ["x"]})

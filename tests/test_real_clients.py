@@ -11,6 +11,7 @@ anything connects to it (loopback is exempt through ``NO_PROXY``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 import trio
 
+from aibridge_cli.config import GuardConfig
 from aibridge_cli.fakes.anthropic_replies import (
     message,
     message_end,
@@ -35,7 +37,7 @@ from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRe
 from aibridge_cli.sessions.recording import load_fixture
 
 from .cli_process import CLI, start_cli, stop_cli
-from .conftest import WATCH, start_server
+from .conftest import WATCH, StackFactory, start_server
 from .openai_scripts import function_item, message_item, responses_stream
 
 REPO = Path(__file__).resolve().parents[1]
@@ -336,8 +338,29 @@ async def test_claude_code_sends_the_token_as_its_key_through_a_guarded_serve(
     assert_pool_key_went_up_and_token_did_not(upstream.seen, "x-api-key", POOL_KEY)
 
 
+@needs_claude
+async def test_claude_code_gives_up_at_once_on_a_wrong_token(
+    stack: StackFactory, sentinel: Sentinel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The guard's 401 carries ``x-should-retry: false``: Claude Code reports the bad key
+    after its one request (without the header it retried the 401 ten times, with backoff)."""
+    assert CLAUDE is not None
+    caplog.set_level(logging.WARNING, logger="aibridge")
+    WATCH.note([GUARD_TOKEN])
+    s = await stack([], keys=[POOL_KEY], guard=GuardConfig(auth_token=GUARD_TOKEN))
+    env = base_env(sentinel) | claude_home(tmp_path) | QUIET_CLAUDE
+    env |= {"ANTHROPIC_BASE_URL": s.proxy_url + "/anthropic", "ANTHROPIC_API_KEY": "sk-wrong-0000"}
+    done = await run_client([CLAUDE, "-p", "Say hello."], env, tmp_path)
+    assert done.returncode != 0
+    assert "Invalid API key" in (done.stdout + done.stderr).decode()
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused")]
+    assert len(refused) == 1, refused
+    assert s.upstream.seen == []
+
+
 # -- Codex CLI -----------------------------------------------------------------------------
-def codex_home(tmp_path: Path, proxy: str) -> dict[str, str]:
+def codex_home(tmp_path: Path, proxy: str, retries: int = 0) -> dict[str, str]:
+    """Codex with a custom provider on the Responses API; ``retries`` of each kind."""
     home = tmp_path / "codex-home"
     home.mkdir()
     (home / "config.toml").write_text(
@@ -348,8 +371,8 @@ def codex_home(tmp_path: Path, proxy: str) -> dict[str, str]:
         f'base_url = "{proxy}/openai/v1"\n'
         'env_key = "AIBRIDGE_TEST_OPENAI_KEY"\n'
         'wire_api = "responses"\n'
-        "request_max_retries = 0\n"
-        "stream_max_retries = 0\n"
+        f"request_max_retries = {retries}\n"
+        f"stream_max_retries = {retries}\n"
     )
     return {"CODEX_HOME": str(home), "AIBRIDGE_TEST_OPENAI_KEY": "sk-codex-client-key-0000"}
 

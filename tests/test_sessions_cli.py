@@ -57,24 +57,27 @@ async def start_recording_proxy(
     return await start_cli("serve", *args, "--log-level", "warning", *extra)
 
 
+# A streamed turn calling the injected tool, a 429 on the first key, the answer, then a
+# blocking turn: what the anthropic SDK session below (and test_client_mock's) asks for.
+WEATHER_SESSION = [
+    stream(
+        message_start(),
+        text_block(0, "Let me ", "check."),
+        tool_block(1, "bmcp_weather", {"city": "Paris"}),
+        message_end("tool_use", 7),
+    ),
+    RATE_LIMITED,
+    stream(
+        message_start("msg_2"),
+        text_block(0, "Sunny ", "in Paris."),
+        message_end("end_turn", 7),
+    ),
+    message([{"type": "text", "text": "Hello!"}], "end_turn", 2),
+]
+
+
 async def record_with_sdk(tmp_path: Path, nursery: trio.Nursery) -> Path:
-    upstream = ScriptedUpstream(
-        [
-            stream(
-                message_start(),
-                text_block(0, "Let me ", "check."),
-                tool_block(1, "bmcp_weather", {"city": "Paris"}),
-                message_end("tool_use", 7),
-            ),
-            RATE_LIMITED,
-            stream(
-                message_start("msg_2"),
-                text_block(0, "Sunny ", "in Paris."),
-                message_end("end_turn", 7),
-            ),
-            message([{"type": "text", "text": "Hello!"}], "end_turn", 2),
-        ]
-    )
+    upstream = ScriptedUpstream(list(WEATHER_SESSION))
     upstream_server, upstream_url = await start_server(nursery, upstream)
     (tmp_path / "tools.toml").write_text(TOOLS)
     fixture = tmp_path / "session.jsonl"
@@ -258,14 +261,14 @@ async def test_record_runs_a_script_using_the_sdk_and_exits_with_its_status(
     assert (await run_cli("replay", str(fixture))).returncode == 0
 
 
-async def test_mock_serves_the_recorded_exchanges(tmp_path: Path) -> None:
+async def test_mock_upstream_side_serves_the_recorded_exchanges(tmp_path: Path) -> None:
     from aibridge_cli.sessions.builtin import load_builtin
     from aibridge_cli.sessions.fixture import dump_fixture
 
     (fixture,) = load_builtin("anthropic/failover-after-429")
     path = tmp_path / "f.jsonl"
     path.write_text(dump_fixture(fixture))
-    proc, url = await start_cli("mock", str(path), "--timing", "fast")
+    proc, url = await start_cli("mock", str(path), "--upstream-side", "--timing", "fast")
     try:
         body = fixture.interceptions[0].upstream[0].request_body
         async with httpx.AsyncClient() as client:

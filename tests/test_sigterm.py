@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -34,18 +35,32 @@ SLOW = stream(
 STUCK = stream(message_start(), text_block(0, "a"), fault="stall", fault_at=3)
 
 
-async def test_sigterm_lets_streams_finish_within_the_grace_and_records_them_whole(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, tmp_path: Path
-) -> None:
-    upstream = ScriptedUpstream([SLOW, STUCK])
-    upstream_server, upstream_url = await start_server(nursery, upstream)
-    options = ServeOptions(
+def _options(upstream_url: str) -> ServeOptions:
+    return ServeOptions(
         host="127.0.0.1",
         port=0,
         anthropic_base_url=upstream_url,
         anthropic_keys=[K0],
         server=ServerConfig(grace_period=10.0),
     )
+
+
+async def _post(url: str, results: dict[str, httpx.Response | Exception], name: str) -> None:
+    """One streaming request; its response, or the error, in ``results[name]``."""
+    body = {"model": "claude-test", "max_tokens": 9, "stream": True, "messages": HELLO}
+    async with httpx.AsyncClient(timeout=1000) as http:
+        try:
+            results[name] = await http.post(url, json=body)
+        except httpx.HTTPError as exc:
+            results[name] = exc
+
+
+async def test_sigterm_lets_streams_finish_within_the_grace_and_records_them_whole(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    upstream = ScriptedUpstream([SLOW, STUCK])
+    upstream_server, upstream_url = await start_server(nursery, upstream)
+    options = _options(upstream_url)
     recording = tmp_path / "run.jsonl"
     writer = FixtureWriter(recording, secrets=[K0])
     app = build_app(options, tools=ToolSet(), recorder=writer)
@@ -53,16 +68,8 @@ async def test_sigterm_lets_streams_finish_within_the_grace_and_records_them_who
         lambda task_status: serve_proxy(app, options, announce=False, task_status=task_status)
     )
     url = f"http://{host}:{port}/anthropic/v1/messages"
-    body = {"model": "claude-test", "max_tokens": 9, "stream": True, "messages": HELLO}
-
     results: dict[str, httpx.Response | Exception] = {}
-
-    async def post(name: str) -> None:
-        async with httpx.AsyncClient(timeout=1000) as http:
-            try:
-                results[name] = await http.post(url, json=body)
-            except httpx.HTTPError as exc:
-                results[name] = exc
+    post = partial(_post, url, results)
 
     nursery.start_soon(post, "slow")
     await settle(lambda: upstream.open_responses == 1)
@@ -96,4 +103,42 @@ async def test_sigterm_lets_streams_finish_within_the_grace_and_records_them_who
     lines = recording.read_text().splitlines()
     assert all(json.loads(line) for line in lines)  # whole lines only
     assert K0 not in recording.read_text()
+    upstream_server.shutdown()
+
+
+async def test_a_second_signal_cuts_at_once_and_cut_streams_still_get_their_error_event(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    upstream = ScriptedUpstream([SLOW, STUCK])
+    upstream_server, upstream_url = await start_server(nursery, upstream)
+    options = _options(upstream_url)
+    app = build_app(options, tools=ToolSet())
+    stopped = trio.Event()
+
+    async def serve(task_status: trio.TaskStatus[tuple[str, int]]) -> None:
+        await serve_proxy(app, options, announce=False, task_status=task_status)
+        stopped.set()  # returned: no KeyboardInterrupt out of the second signal
+
+    host, port = await nursery.start(serve)
+    url = f"http://{host}:{port}/anthropic/v1/messages"
+    results: dict[str, httpx.Response | Exception] = {}
+    post = partial(_post, url, results)
+
+    nursery.start_soon(post, "slow")
+    nursery.start_soon(post, "stuck")
+    await settle(lambda: upstream.open_responses == 2)
+    await trio.testing.wait_all_tasks_blocked()
+    os.kill(os.getpid(), signal.SIGTERM)
+    await trio.sleep(1.0)  # within the grace period: both still running
+    second_at = trio.current_time()
+    os.kill(os.getpid(), signal.SIGINT)
+
+    await settle(lambda: len(results) == 2 and stopped.is_set(), seconds=60)
+    assert trio.current_time() - second_at < 0.5  # not the rest of the grace period
+    for name in ("slow", "stuck"):  # both cut, both told why in their own shape
+        response = results[name]
+        assert isinstance(response, httpx.Response), response
+        events = parse_sse_strictly(response.content)
+        assert events[-1].event == "error"
+        assert json.loads(events[-1].data)["error"]["message"] == "proxy shutting down"
     upstream_server.shutdown()

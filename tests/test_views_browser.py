@@ -72,7 +72,7 @@ def test_every_builtin_fixture_on_one_page(browser: Chromium, tmp_path: Path) ->
         " [...section.querySelectorAll('g.lane')].map(g => [g.dataset.lane, +g.dataset.events,"
         " +g.dataset.chunks, g.querySelectorAll('rect.mark').length]))"
     )
-    assert len(lanes) == len(records) == 38  # 30 over HTTP, 8 over WebSocket
+    assert len(lanes) == len(records) == 41  # 32 over HTTP, 9 over WebSocket
     for record, drawn in zip(records, lanes, strict=True):
         expected = [["client", frames(record.response), len(record.response.chunks)]]
         for exchange in record.upstream:

@@ -28,9 +28,11 @@ from .scripted_websocket import serve_websocket
 
 
 def upstream_error(path: str, status: int, message: str) -> dict[str, Any]:
-    """An error body in the shape of the provider that owns ``path`` on its own host:
-    Anthropic's ``/v1/messages...``, OpenAI's the rest of ``/v1/``."""
-    if path.startswith("/v1/") and not path.startswith("/v1/messages"):
+    """An error body in the shape of the provider that owns ``path`` on its own host
+    (Anthropic's ``/v1/messages...``, OpenAI's the rest of ``/v1/``) or under the proxy's
+    prefixes (``/anthropic/...``, ``/openai/...``), where a client-side mock serves."""
+    openai = path.startswith("/openai/")
+    if openai or (path.startswith("/v1/") and not path.startswith("/v1/messages")):
         return openai_error(kind_for_status(status), message)
     return anthropic_error(kind_for_status(status), message)
 

@@ -52,6 +52,7 @@ from ..errors import ConfigError
 from ..fakes.scripted_upstream import ScriptedUpstream
 from ..headers import FrozenHeaders, header, media_type
 from ..proxy.server import Server
+from ..proxy.target_probe import UNFORWARDABLE_REQUEST, probe_http
 from ..sim.client import ClientResult, Pace, exchange
 from ..sim.world import WorldResult
 from .blackbox_findings import iteration_marks
@@ -492,7 +493,12 @@ async def _set_up(settings: BlackBoxSettings) -> tuple[Target, list[trio.SocketL
             await listener.aclose()
         reason = getattr(exc, "strerror", None) or f"no answer in {CONNECT_TIMEOUT:g} s"
         raise ConfigError(f"--target {settings.url}: cannot connect: {reason}") from None
-    await probe.aclose()
+    async with probe:
+        problem = await probe_http(probe, UNFORWARDABLE_REQUEST, CONNECT_TIMEOUT, allow_close=True)
+    if problem is not None:
+        for listener in listeners:
+            await listener.aclose()
+        raise ConfigError(f"--target {settings.url} {problem}; is the proxy on that port?")
     return target, listeners
 
 

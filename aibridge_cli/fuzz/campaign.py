@@ -20,11 +20,12 @@ from typing import Any, NamedTuple
 
 from ..config import StreamInitiation
 from ..errors import FixtureError
+from ..files import write_private
 from ..sim.client import ClientResult
 from .oracles import ALL_ORACLES, Violation
 from .plan import ALL_FAULTS, FaultKind, Plan
 from .runner import Draw, Judge, Outcome, draw_iteration
-from .scenario import Scenario
+from .scenario import Scenario, refuse_commands
 from .shrink import shrink
 from .signature import Signature, signature_counts
 
@@ -194,7 +195,7 @@ def run_campaign(
             collect(_run_batch(batch))
     else:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["aibridge_cli.fuzz.campaign"])
+        context.set_forkserver_preload([__name__])  # started early by the command, if run
         with ProcessPoolExecutor(
             settings.jobs,
             mp_context=context,
@@ -328,12 +329,14 @@ def write_repro(
         taken.add(path)
     lines = finding.repro_lines()
     lines[0].update(header or {})
-    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
+    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+    write_private(path, text)  # whole or absent, 0600: it holds the run's bodies
     return path
 
 
-def load_repro(path: Path) -> tuple[dict[str, Any], Scenario, Plan]:
-    """The header, scenario and plan of a repro file; ``FixtureError`` when it is not one."""
+def load_repro(path: Path, allow_commands: bool = False) -> tuple[dict[str, Any], Scenario, Plan]:
+    """The header, scenario and plan of a repro file; ``FixtureError`` when it is not one,
+    ``ConfigError`` when a tool would run a command and ``allow_commands`` is not given."""
     try:
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except OSError as exc:
@@ -354,4 +357,6 @@ def load_repro(path: Path) -> tuple[dict[str, Any], Scenario, Plan]:
         plan = Plan.from_json({k: v for k, v in by_kind["plan"].items() if k != "kind"})
     except (KeyError, TypeError, ValueError) as exc:
         raise FixtureError(f"{path}: malformed scenario or plan: {exc}") from None
+    if not allow_commands:
+        refuse_commands(scenario.tools, str(path))
     return header, scenario, plan

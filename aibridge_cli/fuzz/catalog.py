@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
-from ..errors import ConfigError, FixtureError
+from ..errors import ConfigError
 from ..sessions.builtin import list_builtin, load_builtin
 from ..sessions.fixture import Fixture, is_pass_through, parse_fixture, provider_of
-from .scenario import Scenario
+from ..sessions.recording import read_text
+from .scenario import Scenario, refuse_commands
 
 
-def fixture_scenarios(name: str, fixture: Fixture) -> list[Scenario]:
+def fixture_scenarios(name: str, fixture: Fixture, allow_commands: bool = False) -> list[Scenario]:
     records = fixture.interceptions
     out = []
     for i, record in enumerate(records):
@@ -28,7 +29,9 @@ def fixture_scenarios(name: str, fixture: Fixture) -> list[Scenario]:
         label = fixture.labels[i] if i < len(fixture.labels) and fixture.labels[i] else str(i)
         full = name if len(records) == 1 else f"{name}#{label}"
         out.append(
-            Scenario.from_interception(full, record, fixture.keys_count(provider_of(record.api)))
+            Scenario.from_interception(
+                full, record, fixture.keys_count(provider_of(record.api)), allow_commands
+            )
         )
     return out
 
@@ -58,16 +61,18 @@ def builtin(name: str) -> list[Scenario]:
     return chosen
 
 
-def from_file(path: Path) -> list[Scenario]:
-    """The scenarios of a fixture file; the one scenario of a TOML or a repro file."""
+def from_file(path: Path, allow_commands: bool = False) -> list[Scenario]:
+    """The scenarios of a fixture file; the one scenario of a TOML or a repro file. A
+    fixture's command tools answer from its records, a TOML or repro file's are refused,
+    unless ``allow_commands`` (the command line's ``--allow-commands``)."""
     if path.suffix == ".toml":
         from .toml_scenario import load_toml_scenario
 
-        return [load_toml_scenario(path)]
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FixtureError(f"{path}: cannot read: {exc.strerror}") from None
+        scenario = load_toml_scenario(path)
+        if not allow_commands:
+            refuse_commands(scenario.tools, str(path))
+        return [scenario]
+    text = read_text(path, " (expected a fixture or a repro file)")
     first = text.lstrip().split("\n", 1)[0]
     try:
         is_repro = json.loads(first).get("kind") == "fuzz-repro"
@@ -76,8 +81,9 @@ def from_file(path: Path) -> list[Scenario]:
     if is_repro:
         from .campaign import load_repro
 
-        return [load_repro(path)[1]]
-    return fixture_scenarios(path.stem, parse_fixture(text, str(path)))
+        return [load_repro(path, allow_commands)[1]]
+    fixture = parse_fixture(text, str(path))
+    return fixture_scenarios(path.stem, fixture, allow_commands)
 
 
 def _is_file_name(name: str) -> bool:
@@ -85,13 +91,15 @@ def _is_file_name(name: str) -> bool:
     return name.endswith((".toml", ".jsonl")) or Path(name).is_file()
 
 
-def select(names: Sequence[str], files: Sequence[Path]) -> tuple[Scenario, ...]:
+def select(
+    names: Sequence[str], files: Sequence[Path], allow_commands: bool = False
+) -> tuple[Scenario, ...]:
     """The named built-ins or scenario files, and the files' scenarios; every built-in when
     neither is given."""
     chosen = [
         s
         for name in names
-        for s in (from_file(Path(name)) if _is_file_name(name) else builtin(name))
+        for s in (from_file(Path(name), allow_commands) if _is_file_name(name) else builtin(name))
     ]
-    chosen += [s for path in files for s in from_file(path)]
+    chosen += [s for path in files for s in from_file(path, allow_commands)]
     return tuple(chosen) if chosen else builtin_scenarios()

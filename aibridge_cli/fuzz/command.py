@@ -116,6 +116,14 @@ def fuzz(
     upstream_port: Annotated[
         int | None, typer.Option(help="Black-box: port for the fault-injecting mock upstream.")
     ] = None,
+    allow_commands: Annotated[
+        bool,
+        typer.Option(
+            "--allow-commands",
+            help="Run the commands of tools in scenario and repro files (fixtures' tools "
+            "otherwise answer with their recorded results; TOML and repro files are refused).",
+        ),
+    ] = False,
     target_tools: Annotated[
         str | None,
         typer.Option(
@@ -155,6 +163,8 @@ def fuzz(
 
     Example: aibridge fuzz --iterations 10000 --jobs 2 --seed 7 (aibridge fuzz --list: what)
     """
+    if jobs > 1 and target is None and repro is None and not list_:
+        _start_workers_server()
     from . import report
     from .campaign import Settings
     from .catalog import builtin_scenarios, select
@@ -177,7 +187,9 @@ def fuzz(
 
             client = client_config(client_path or (), model, client_header or ())
             where = (target, upstream_port)
-            raise typer.Exit(_replay(repro, as_json, show_body, html, client, where))
+            raise typer.Exit(
+                _replay(repro, as_json, show_body, html, client, where, allow_commands)
+            )
         if iterations < 1:
             raise ConfigError(f"--iterations must be at least 1, not {iterations}")
         if jobs < 1:
@@ -195,7 +207,7 @@ def fuzz(
         profile = Profile(oracles or ("generic" if target is not None else "aibridge"))
         judged = profile_oracles(profile, skip_oracle or (), black_box=target is not None)
         kinds = parse_faults(fault or (), no_fault or ())
-        chosen = select(scenario or [], fixtures or [])
+        chosen = select(scenario or [], fixtures or [], allow_commands)
         if seed is None:
             seed = random.SystemRandom().randrange(2**32)
         if target is not None:
@@ -234,6 +246,21 @@ def fuzz(
         print_error(str(exc))
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+WORKER_MODULE = "aibridge_cli.fuzz.campaign"
+"""What the workers' fork server imports before it forks them."""
+
+
+def _start_workers_server() -> None:
+    """Start the fork server the campaign's workers come from now, so that it imports the
+    fuzzer while this process does the same and loads the scenarios (on two cores, in
+    parallel); the pool waited for it after both, about a second of a 1,000-iteration
+    campaign's five."""
+    import multiprocessing.forkserver
+
+    multiprocessing.forkserver.set_forkserver_preload([WORKER_MODULE])
+    multiprocessing.forkserver.ensure_running()
 
 
 def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) -> int:
@@ -334,15 +361,16 @@ def _blackbox_repros(run: BlackBoxRun, out: Path) -> list[Path]:
     return paths
 
 
-def _write_page(finding: Finding | Evidence, path: Path) -> None:
+def _write_page(finding: Finding | Evidence, path: Path, inputs: Sequence[Path] = ()) -> None:
     """The finding's timeline page (a simulated finding's runs are run again, with marks;
-    a black-box one's evidence is what the campaign saw)."""
+    a black-box one's evidence is what the campaign saw); never over an input or a fixture."""
+    from ..files import write_private
     from ..views.repro import repro_page
     from .evidence import Evidence, gather
 
     evidence = finding if isinstance(finding, Evidence) else gather(finding)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(repro_page(evidence), encoding="utf-8")
+    write_private(path, repro_page(evidence), inputs=inputs, spare_data=True)
 
 
 def _replay(
@@ -352,6 +380,7 @@ def _replay(
     html: Path | None,
     client: ClientConfig,
     where: tuple[str | None, int | None],
+    allow_commands: bool = False,
 ) -> int:
     from . import report
     from .blackbox_findings import MODE
@@ -360,7 +389,11 @@ def _replay(
     from .runner import Judge
     from .signature import Signature
 
-    header, scenario, plan = load_repro(path)
+    if html is not None:
+        from ..files import refuse_overwrite
+
+        refuse_overwrite(html, [path])  # before the run, not after it
+    header, scenario, plan = load_repro(path, allow_commands)
     if header.get("mode") == MODE:
         return _rerun(header, scenario, plan, as_json, html, client, where)
     oracles = frozenset(header.get("oracles", ALL_ORACLES))
@@ -373,7 +406,7 @@ def _replay(
     else:
         stdout.print(report.finding_renderable(finding, path, show_body=show_body))
     if html is not None:
-        _write_page(finding, html)
+        _write_page(finding, html, [path])
         stderr.print(f"wrote {html}", highlight=False)
     return 1 if finding.violations else 0
 

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..fakes.scripted_upstream import Reply
 from ..headers import media_type
+from ..providers.openai_common import hashable
 from ..sessions.normalize import VOLATILE
 from .grammar import Response
 
@@ -250,37 +251,89 @@ class _Chat:
 
 
 class _Responses:
-    """Responses: with injected tools an iteration is held to its end; a completed one
-    whose calls are all injected is dropped whole; otherwise it is released less the
-    events of injected calls. Without them, events flow as they came."""
+    """Responses. Without injected tools, events as they came. With them: an injected
+    call's events hidden (by ``item``, ``output_index`` or ``item_id``), the rest as they
+    came with output indexes counted from 0 across iterations and sequence numbers on in
+    steps of one from the first relayed; an iteration's lifecycle events are shown with
+    the first thing it shows, and only by the first iteration that shows something; a
+    completed iteration whose calls are all injected continues. The last response names
+    the shown response's id, lists every visible item of every iteration and the
+    client's tools only."""
 
     def __init__(self, injected: Collection[str]) -> None:
         self.injected = injected
+        self.shown = False
+        self.shown_id: Any = None
+        self.seen: list[Any] = []  # visible items of the iterations that continued
+        self.next_index = 0
+        self.sequence: int | None = None
 
     def iteration(self, n: int, events: Sequence[Event], due: Due) -> str | None:
-        held: list[Event] = []
-        out = due.events if not self.injected else held
+        if not self.injected:
+            for name, data in events:
+                if not isinstance(data, dict):
+                    return "failed"
+                kind = data.get("type") or name
+                if kind in _TERMINAL:
+                    due.events.append((name, _strip_message_usage(data, "response")))
+                    return "complete"
+                due.events.append((name, data))
+                if kind == "error":
+                    return "upstream-error"
+            return "failed"
+        lifecycle: list[Event] = []
         hidden_indexes: set[Any] = set()
         hidden_ids: set[Any] = set()
+        indexes: dict[Any, int] = {}
+
+        def relay(name: str | None, data: dict[str, Any]) -> None:
+            if "sequence_number" in data:
+                if self.sequence is None:
+                    first = data["sequence_number"]
+                    self.sequence = first if type(first) is int else 0
+                data = {**data, "sequence_number": self.sequence}
+                self.sequence += 1
+            if "output_index" in data:
+                at = hashable(data["output_index"])
+                if at not in indexes:
+                    indexes[at] = self.next_index
+                    self.next_index += 1
+                data = {**data, "output_index": indexes[at]}
+            due.events.append((name, data))
+
+        def show() -> None:
+            if self.shown:
+                return
+            self.shown = True
+            for name, data in lifecycle:
+                response = data.get("response")
+                if self.shown_id is None and isinstance(response, dict):
+                    self.shown_id = response.get("id")
+                relay(name, self._seen_response(data, last=False))
+
         for name, data in events:
             if not isinstance(data, dict):
-                return "failed"  # held events are not released on a broken stream
+                return "failed"  # nothing held is released on a broken stream
             kind = data.get("type") or name
+            if kind in ("response.created", "response.queued", "response.in_progress"):
+                if not self.shown:
+                    lifecycle.append((name, data))
+                continue
             if kind == "error":
-                due.events += [*held, (name, data)] if out is held else [(name, data)]
+                show()
+                relay(name, data)
                 return "upstream-error"
             item = data.get("item")
             if isinstance(item, dict) and self._injected(item):
-                hidden_indexes.add(data.get("output_index"))
-                hidden_ids.add(item.get("id"))
+                hidden_indexes.add(hashable(data.get("output_index")))
+                hidden_ids.add(hashable(item.get("id")))
                 continue
-            if self.injected and (
-                ("output_index" in data and data["output_index"] in hidden_indexes)
-                or ("item_id" in data and data["item_id"] in hidden_ids)
+            if ("output_index" in data and hashable(data["output_index"]) in hidden_indexes) or (
+                "item_id" in data and hashable(data["item_id"]) in hidden_ids
             ):
                 continue
-            response = data.get("response")
             if kind in _TERMINAL:
+                response = data.get("response")
                 output = response.get("output") if isinstance(response, dict) else None
                 calls = [
                     i
@@ -288,18 +341,42 @@ class _Responses:
                     if isinstance(i, dict) and i.get("type") == "function_call"
                 ]
                 if kind == "response.completed" and calls and all(map(self._injected, calls)):
-                    return None  # the loop runs them; nothing of this iteration is shown
-                if isinstance(output, list) and isinstance(response, dict) and self.injected:
-                    kept = [i for i in output if not (isinstance(i, dict) and self._injected(i))]
-                    data = {**data, "response": {**response, "output": kept}}
-                out.append((name, _strip_message_usage(data, "response")))
-                due.events += held
+                    self.seen += [i for i in output or [] if not self._injected(i)]
+                    return None  # the loop runs them
+                show()
+                relay(name, _strip_message_usage(self._seen_response(data, last=True), "response"))
                 return "complete"
-            out.append((name, data))
+            show()
+            relay(name, data)
         return "failed"
 
-    def _injected(self, item: dict[str, Any]) -> bool:
-        return item.get("type") == "function_call" and item.get("name") in self.injected
+    def _seen_response(self, data: dict[str, Any], *, last: bool) -> dict[str, Any]:
+        response = data.get("response")
+        if not isinstance(response, dict):
+            return data
+        response = dict(response)
+        if isinstance(response.get("output"), list):
+            kept = [i for i in response["output"] if not self._injected(i)]
+            response["output"] = [*self.seen, *kept] if last else kept
+        if isinstance(response.get("tools"), list):
+            response["tools"] = [t for t in response["tools"] if not self._injected_tool(t)]
+        if last and self.shown_id is not None:
+            response["id"] = self.shown_id
+        return {**data, "response": response}
+
+    def _injected(self, item: Any) -> bool:
+        return (
+            isinstance(item, dict)
+            and item.get("type") == "function_call"
+            and item.get("name") in self.injected
+        )
+
+    def _injected_tool(self, tool: Any) -> bool:
+        return (
+            isinstance(tool, dict)
+            and tool.get("type") == "function"
+            and tool.get("name") in self.injected
+        )
 
 
 class _Model(Protocol):
@@ -544,6 +621,12 @@ def body_problems(exchange: Exchange, exact: bool) -> list[str]:
         ]
     elif api == "openai-chat" and isinstance(answers[0].get("id"), str):
         want["id"] = answers[0]["id"]
+    elif api == "openai-responses" and injected:
+        model = _Responses(injected)
+        model.seen = [
+            i for a in answers[:-1] for i in a.get("output") or [] if not model._injected(i)
+        ]
+        want = model._seen_response({"response": want}, last=True)["response"]
     want, got = _without(want), _without(got)
     return _first_difference([want], [got], exact)
 

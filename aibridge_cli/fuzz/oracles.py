@@ -34,6 +34,7 @@ from ..providers.openai_responses_ws import sse_view
 from ..sessions.normalize import diff_normalized, normalize_response
 from ..sim.world import WALL_EPOCH, Attempt, WorldResult
 from ..sse import SSEDecoder
+from .breaker_oracle import breaker_problems
 from .differential import (
     Exchange,
     body_problems,
@@ -163,6 +164,13 @@ _ORACLE_LIST = (
         "the upstream's usage and response headers (request ids, Retry-After) reach the client",
         Profile.GENERIC,
         black_box_only=True,
+    ),
+    Oracle(
+        "breaker",
+        "the circuit breaker opens only after threshold failures in a row, rejects only "
+        "while open, admits at most the probes half-open (TOML scenarios with a breaker table)",
+        Profile.AIBRIDGE,
+        simulation_only=True,  # the decisions are read from the proxy's breakers
     ),
 )
 # The tool-results signature: which tool and result vary, the failure does not.
@@ -373,11 +381,15 @@ def _upstream_text(scenario: Scenario, served: Sequence[Reply]) -> str:
 def _not_from_upstream(run: Run, problems: list[str]) -> list[str]:
     if not run.served:
         return problems
-    last = run.served[-1]
-    sent = Response(last.status, last.headers, played(last), complete=last.fault is None)
-    api, streaming = run.scenario.api, run.scenario.streaming
-    theirs = set(response_problems(api, sent, streaming=streaming, injected=(), strict=False))
+    theirs = _upstream_problems(run, run.served[-1])
     return [p for p in problems if p not in theirs]
+
+
+def _upstream_problems(run: Run, reply: Reply) -> set[str]:
+    """The problems an upstream answer has of its own, as the upstream played it."""
+    sent = Response(reply.status, reply.headers, played(reply), complete=reply.fault is None)
+    api, streaming = run.scenario.api, run.scenario.streaming
+    return set(response_problems(api, sent, streaming=streaming, injected=(), strict=False))
 
 
 def content_problems(run: Run, text: str, whole: bool) -> list[tuple[str, str]]:
@@ -458,6 +470,13 @@ def judge(
     if "liveness" in oracles and not world.live:
         message = f"the client was not done after {world.end_time:g} seconds"
         found.append(Violation("liveness", message, "the client was not done"))
+    if "breaker" in oracles and scenario.breaker is not None:
+        found += [
+            Violation("breaker", p, masked(p))
+            for p in breaker_problems(scenario.breaker, world.breaker_events)
+        ]
+    if scenario.requests > 1:
+        return found + _load_problems(run, oracles)
     response = client_response(world, plan)
     shape = body_shape(response)
     injected = {tool.name for tool in scenario.tools}
@@ -501,6 +520,42 @@ def judge(
         differences = diff_normalized(canonical.shape, this)
         if differences and this["keys"] == canonical.shape["keys"]:
             found.append(_schedule_dependence(differences, canonical, bool(problems), shape))
+    return found
+
+
+def _load_problems(run: Run, oracles: Collection[str]) -> list[Violation]:
+    """A load's clients share the upstream's answers in an order the schedule decides, so
+    only what holds for each response alone is judged: its shape and the error shape."""
+    scenario, plan = run.scenario, run.plan
+    injected = {tool.name for tool in scenario.tools}
+    # which answer a client got is the schedule's choice: any answer's own problem is one
+    # a transparent proxy relays
+    theirs = {p for reply in run.served for p in _upstream_problems(run, reply)}
+    found: list[Violation] = []
+    for client in run.world.clients:
+        response = Response(
+            client.status,
+            client.headers,
+            client.body,
+            client.complete,
+            truncated=plan.disconnects and not client.complete,
+        )
+        if response.status is None and not response.body:
+            continue  # never answered: liveness says so when it matters
+        strict = response_problems(
+            scenario.api, response, streaming=scenario.streaming, injected=injected
+        )
+        lenient = response_problems(
+            scenario.api, response, streaming=scenario.streaming, injected=injected, strict=False
+        )
+        lenient = [p for p in lenient if p not in theirs]
+        shape = body_shape(response)
+        if "malformed-body" in oracles:
+            found += [Violation("malformed-body", p, _body_label(shape, p)) for p in lenient]
+        if "error-shape" in oracles:
+            found += [
+                Violation("error-shape", p, problem_kind(p)) for p in strict if p not in lenient
+            ]
     return found
 
 

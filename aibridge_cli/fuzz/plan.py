@@ -16,125 +16,16 @@ import json
 import random
 import re
 from dataclasses import asdict, dataclass, replace
-from enum import StrEnum
 from typing import Any, Literal, NamedTuple, get_args
 
 from ..config import StreamInitiation
 from ..fakes.scripted_upstream import Fault as WireFault
 from ..fakes.scripted_upstream import Reply
+from ..faults import FaultKind, error_body, error_event, malformed_event
 from ..sim.client import Pace
 from ..sim.world import WALL_EPOCH, WorldSpec
-from ..sse import encode_event
 from .scenario import Exchange, Scenario
 
-
-class FaultKind(StrEnum):
-    """What a fault does; the value is the name users type and repro files hold."""
-
-    RATE_LIMIT_ONE = "429-one"
-    RATE_LIMIT_ALL = "429-all"
-    UNAUTHORIZED = "401"
-    FORBIDDEN = "403"
-    SERVER_ERROR = "500"
-    OVERLOADED = "529"
-    RESET_BEFORE_BODY = "reset-before-body"
-    RESET_IN_BODY = "reset-in-body"
-    ERROR_EVENT = "error-event"
-    STALL = "stall"
-    MALFORMED_SSE = "malformed-sse"
-    CLIENT_DISCONNECT = "client-disconnect"
-    EARLY_END = "early-end"
-    MCP_ERROR = "mcp-error"
-    MCP_SLOW = "mcp-slow"
-    MCP_DIES = "mcp-dies"
-
-    @property
-    def description(self) -> str:
-        return _DESCRIPTIONS[self]
-
-    @property
-    def rate_limits(self) -> bool:
-        """A 429: it carries a Retry-After."""
-        return self in (FaultKind.RATE_LIMIT_ONE, FaultKind.RATE_LIMIT_ALL)
-
-    @property
-    def strikes_key(self) -> bool:
-        """An error answer for the key in use, before the exchange's own answer."""
-        return self.rate_limits or self in (FaultKind.UNAUTHORIZED, FaultKind.FORBIDDEN)
-
-    @property
-    def replaces_answer(self) -> bool:
-        """An error status instead of the exchange's answer (relayed, no failover)."""
-        return self in (FaultKind.SERVER_ERROR, FaultKind.OVERLOADED)
-
-    @property
-    def in_body(self) -> bool:
-        """Strikes inside a 2xx answer's body, at frame ``at``."""
-        return self in (
-            FaultKind.RESET_IN_BODY,
-            FaultKind.ERROR_EVENT,
-            FaultKind.STALL,
-            FaultKind.MALFORMED_SSE,
-            FaultKind.EARLY_END,
-        )
-
-    @property
-    def rare(self) -> bool:
-        """Drawn on its own, after every other choice of a plan (see ``draw_rare``)."""
-        return self is FaultKind.EARLY_END
-
-    @property
-    def mcp(self) -> bool:
-        """Strikes an MCP tool call (the ``at``-th), not the upstream: drawn only for a
-        scenario with MCP tools."""
-        return self in (FaultKind.MCP_ERROR, FaultKind.MCP_SLOW, FaultKind.MCP_DIES)
-
-    @property
-    def uses_at(self) -> bool:
-        """``Fault.at`` means something: a frame, the client's byte count, a tool call."""
-        return self.in_body or self.mcp or self is FaultKind.CLIENT_DISCONNECT
-
-    @property
-    def black_box(self) -> bool:
-        """A running proxy can take it without it carrying over to later iterations: not a
-        stall (the target's read timeout is its own), a 401/403 (a disabled key stays
-        disabled) nor an MCP fault (the target runs its own tools)."""
-        if self.mcp:
-            return False
-        return self not in (FaultKind.STALL, FaultKind.UNAUTHORIZED, FaultKind.FORBIDDEN)
-
-    @property
-    def status(self) -> int | None:
-        """The status of the error answer this fault sends, if it sends one."""
-        return _STATUSES.get(self)
-
-
-_DESCRIPTIONS: dict[FaultKind, str] = {
-    FaultKind.RATE_LIMIT_ONE: "the key in use answers 429 (Retry-After drawn); it fails over",
-    FaultKind.RATE_LIMIT_ALL: "every key answers 429 (Retry-After drawn)",
-    FaultKind.UNAUTHORIZED: "the key in use answers 401 and is disabled",
-    FaultKind.FORBIDDEN: "the key in use answers 403 and is disabled",
-    FaultKind.SERVER_ERROR: "the exchange answers 500 (relayed, no failover)",
-    FaultKind.OVERLOADED: "the exchange answers 529 overloaded (relayed, no failover)",
-    FaultKind.RESET_BEFORE_BODY: "the upstream drops the connection before the status line",
-    FaultKind.RESET_IN_BODY: "the upstream drops the connection after frame AT",
-    FaultKind.ERROR_EVENT: "the upstream sends an SSE error event after frame AT",
-    FaultKind.STALL: "the upstream goes silent after frame AT, past the read timeout",
-    FaultKind.MALFORMED_SSE: "frame AT is replaced by an event whose data is not JSON",
-    FaultKind.CLIENT_DISCONNECT: "the client hangs up after AT body bytes (0: before reading)",
-    FaultKind.EARLY_END: "the upstream ends its body cleanly before frame AT (no terminal event)",
-    FaultKind.MCP_ERROR: "MCP tool call AT answers isError",
-    FaultKind.MCP_SLOW: "MCP tool call AT takes past the tool's timeout",
-    FaultKind.MCP_DIES: "the MCP server dies during tool call AT",
-}
-_STATUSES: dict[FaultKind, int] = {
-    FaultKind.RATE_LIMIT_ONE: 429,
-    FaultKind.RATE_LIMIT_ALL: 429,
-    FaultKind.UNAUTHORIZED: 401,
-    FaultKind.FORBIDDEN: 403,
-    FaultKind.SERVER_ERROR: 500,
-    FaultKind.OVERLOADED: 529,
-}
 RETRY_AFTER = ("0", "1", "5", "30", None, "date", "soon")
 # The rare paths: every 429's Retry-After as seconds, fractions or HTTP dates ("date+N":
 # N seconds after the simulation's epoch), read against a clock started at a fraction of
@@ -147,13 +38,6 @@ CheckpointPoint = Literal[
     "downstream-send", "downstream-receive", "upstream-send", "upstream-receive", "tool"
 ]
 _CHECKPOINT_POINTS: tuple[CheckpointPoint, ...] = get_args(CheckpointPoint)
-_ERROR_TYPES = {
-    401: "authentication_error",
-    403: "permission_error",
-    429: "rate_limit_error",
-    500: "api_error",
-    529: "overloaded_error",
-}
 
 
 @dataclass(frozen=True)
@@ -426,56 +310,6 @@ def draw_rare(
 # -- from plan to world ------------------------------------------------------------------
 
 
-_OPENAI_TYPES = {
-    401: "invalid_request_error",
-    403: "permission_error",
-    429: "requests",
-    500: "server_error",
-    529: "server_error",
-}
-
-
-def error_body(api: str, status: int, message: str) -> dict[str, Any]:
-    """An upstream error body in ``api``'s own shape."""
-    if api == "anthropic":
-        return {
-            "type": "error",
-            "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message},
-        }
-    return {
-        "error": {
-            "message": message,
-            "type": _OPENAI_TYPES.get(status, "server_error"),
-            "param": None,
-            "code": None,
-        }
-    }
-
-
-def _error_event(api: str, sequence: int) -> bytes:
-    """A mid-stream error as ``api``'s upstream sends it."""
-    if api == "anthropic":
-        return encode_event("error", json.dumps(error_body(api, 529, "simulated overload")))
-    if api == "openai-chat":
-        return encode_event(None, json.dumps(error_body(api, 500, "simulated server error")))
-    event = {
-        "type": "error",
-        "sequence_number": sequence,
-        "code": "server_error",
-        "message": "simulated server error",
-        "param": None,
-    }
-    return encode_event("error", json.dumps(event))
-
-
-MALFORMED_DATA = "{not json"  # the data of a malformed-sse fault's event
-
-
-def _malformed_event(api: str) -> bytes:
-    name = "content_block_delta" if api == "anthropic" else None
-    return encode_event(name, MALFORMED_DATA)
-
-
 def _retry_after_header(value: str) -> str:
     """A plan's Retry-After as sent: ``date`` is 20 s after the epoch, ``date+N`` N s."""
     if value.startswith("date"):
@@ -566,9 +400,9 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
     for fault in faults:
         at = min(fault.at, len(chunks))
         if fault.kind is FaultKind.MALFORMED_SSE and at < len(chunks):
-            chunks[at] = _malformed_event(api)
+            chunks[at] = malformed_event(api)
         elif fault.kind is FaultKind.ERROR_EVENT:
-            chunks = [*chunks[:at], _error_event(api, at)]
+            chunks = [*chunks[:at], error_event(api, at)]
         elif fault.kind is FaultKind.RESET_IN_BODY:
             wire_fault, fault_offset = "reset-in-body", _frame_offset(exchange, at)
         elif fault.kind is FaultKind.STALL:
@@ -647,7 +481,7 @@ def _reply(
 
 def _error_message(sequence: int) -> bytes:
     """A mid-response error as the Responses API sends it on a socket."""
-    return _error_event("openai-responses", sequence).split(b"data: ", 1)[1].rstrip(b"\n")
+    return error_event("openai-responses", sequence).split(b"data: ", 1)[1].rstrip(b"\n")
 
 
 def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
@@ -683,6 +517,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
     tool_faults = {f.at: f.kind for f in plan.faults if f.kind.mcp}
     slow = FaultKind.MCP_SLOW in tool_faults.values()
     bound += sum(t.timeout for t in scenario.tools) if slow else 0
+    bound += scenario.requests * scenario.gap
     return WorldSpec(
         path=scenario.path,
         body=scenario.body,
@@ -699,6 +534,9 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         schedule_budget=plan.schedule_budget,
         schedule_rate=plan.schedule_rate,
         bound=bound,
+        requests=scenario.requests,
+        gap=scenario.gap,
+        breaker=scenario.breaker,
     )
 
 

@@ -16,6 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ..files import write_private
 from ..sim.client import ClientResult
 from .blackbox import BlackBoxOutcome, BlackBoxRun
 from .campaign import Campaign, Finding
@@ -264,8 +265,8 @@ def write_junit(campaign: Campaign, path: Path) -> None:
                     f"(seed {campaign.settings.seed})"
                     for first, count, sig in hits
                 )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
+    xml = ET.tostring(suite, encoding="unicode", xml_declaration=True)
+    write_private(path, xml, spare_data=True)
 
 
 def blackbox_renderable(run: BlackBoxRun) -> RenderableType:

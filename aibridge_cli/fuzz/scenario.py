@@ -1,4 +1,5 @@
-"""Fuzz scenarios: one client request and the upstream exchanges that answer it.
+"""Fuzz scenarios: one client request (or a load of them) and the upstream exchanges that
+answer it.
 
 A scenario is made from an ``Interception`` (what a fixture holds): the client's request
 body, the upstream exchanges in order (status, headers, chunks), the injected tools, and
@@ -7,11 +8,15 @@ the number of pool keys the recording proxy had.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ..config import BreakerConfig
+from ..errors import ConfigError
 from ..fakes.scripted_upstream import Fault as WireFault
 from ..headers import FrozenHeaders
 from ..interception import Interception, ResponseLog, Transport
@@ -22,15 +27,32 @@ from ..tools import InjectedTool, ToolSet, tool_from_mapping
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "date", "server"})
 
 
-def _served_from_records(entry: dict[str, Any], record: Interception) -> dict[str, Any]:
-    """An MCP tool's table with its first recorded answer as its canned one: the
-    simulation serves MCP tools from records, with no server."""
-    if "mcp" not in entry or any(k in entry for k in ("result", "command", "error")):
+def _served_from_records(
+    entry: dict[str, Any], record: Interception, allow_commands: bool
+) -> dict[str, Any]:
+    """A tool's table with its first recorded answer as its canned one: the simulation
+    serves MCP tools from records, with no server, and command tools too unless commands
+    are allowed, since a file is data and never picks a program to run."""
+    if "command" in entry and allow_commands:
         return entry
+    if any(k in entry for k in ("result", "error")) or not ({"command", "mcp"} & set(entry)):
+        return entry  # canned already, or incomplete (``tool_from_mapping`` names it)
+    canned = {k: v for k, v in entry.items() if k != "command"}
     call = next((c for c in record.tool_calls if c.name == entry.get("name")), None)
     if call is None:
-        return {**entry, "error": "no recorded call"}
-    return {**entry, "error" if call.is_error else "result": call.result}
+        return {**canned, "error": "no recorded call"}
+    return {**canned, "error" if call.is_error else "result": call.result}
+
+
+def refuse_commands(tools: Iterable[InjectedTool], where: str) -> None:
+    """A ``ConfigError`` naming the first tool that would run a command: a scenario or
+    repro file runs one only when the command line says so."""
+    for tool in tools:
+        if tool.command is not None:
+            raise ConfigError(
+                f"{where}: tool {tool.name!r} runs a command ({' '.join(tool.command)}); "
+                "a file never runs one by itself: give --allow-commands if you trust it"
+            )
 
 
 def _answered(transport: str, response: ResponseLog) -> int:
@@ -96,6 +118,11 @@ class Scenario:
     # websocket: the body is one response.create message; each exchange's chunks are the
     # messages that answered it (a refused upgrade: its HTTP answer)
     transport: Transport = "http"
+    # A load (TOML scenarios): ``requests`` clients, ``gap`` seconds apart, through a proxy
+    # with this circuit breaker; the exchanges answer the upstream requests in arrival order
+    requests: int = 1
+    gap: float = 0.0
+    breaker: BreakerConfig | None = None
 
     # Every iteration asks these; a scenario never changes, so each is worked out once.
     @cached_property
@@ -115,15 +142,22 @@ class Scenario:
         turns = " -> ".join(_turn(self.api, e) for e in self.exchanges)
         tools = f", injected {', '.join(t.name for t in self.tools)}" if self.tools else ""
         kind = "streaming" if self.streaming else "blocking"
-        return f"{kind}, {self.keys} key(s){tools}; upstream: {turns}"
+        load = f"{self.requests} requests {self.gap:g} s apart, " if self.requests > 1 else ""
+        b = self.breaker
+        if b is not None:
+            load += f"breaker {b.threshold}/{b.interval:g}s/{b.open_time:g}s/{b.probes}, "
+        return f"{load}{kind}, {self.keys} key(s){tools}; upstream: {turns}"
 
     @property
     def provider(self) -> str:
         return "openai" if self.api.startswith("openai") else "anthropic"
 
     @classmethod
-    def from_interception(cls, name: str, record: Interception, keys: int) -> Scenario:
-        """The scenario of one recorded interception; ``keys``: the pool size it ran with."""
+    def from_interception(
+        cls, name: str, record: Interception, keys: int, allow_commands: bool = False
+    ) -> Scenario:
+        """The scenario of one recorded interception; ``keys``: the pool size it ran with;
+        its command tools answer from the records unless ``allow_commands``."""
         exchanges = tuple(
             Exchange(
                 _answered(record.transport, exchange.response),
@@ -137,7 +171,9 @@ class Scenario:
             for exchange in record.upstream
         )
         tools = tuple(
-            tool_from_mapping(_served_from_records(entry, record), f"{name}: tool #{i + 1}")
+            tool_from_mapping(
+                _served_from_records(entry, record, allow_commands), f"{name}: tool #{i + 1}"
+            )
             for i, entry in enumerate(record.tools)
         )
         body = record.request.body
@@ -156,6 +192,9 @@ class Scenario:
             "transport": self.transport,
             "tools": [tool.to_toml_fields() for tool in self.tools],
             "exchanges": [_exchange_json(e) for e in self.exchanges],
+            # only when set: repro files of other scenarios keep their bytes
+            **({"requests": self.requests, "gap": self.gap} if self.requests > 1 else {}),
+            **({"breaker": dataclasses.asdict(self.breaker)} if self.breaker else {}),
         }
 
     @classmethod
@@ -178,4 +217,7 @@ class Scenario:
             tuple(tool_from_mapping(t, data["name"]) for t in data["tools"]),
             data["keys"],
             data.get("transport", "http"),
+            data.get("requests", 1),
+            data.get("gap", 0.0),
+            BreakerConfig(**data["breaker"]) if data.get("breaker") else None,
         )

@@ -16,6 +16,11 @@
     [[turn]]
     text = "It is sunny."        # reset_after = N / stall_after = N: cut after N body bytes
 
+    requests = 8                 # a load: 8 clients send the request, gap seconds apart
+    gap = 0.5                    # (the turns answer the upstream requests as they come)
+    [breaker]                    # the proxy runs with `serve --breaker` and these settings
+    threshold = 3                # interval, open_time (seconds), probes: coder's defaults
+
 Each turn is exactly one of ``text``, ``tool_call`` or ``status``; a text or tool-call turn
 may add ``reset_after`` or ``stall_after``. The scenario's name is the file's stem.
 """
@@ -27,6 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..config import BreakerConfig
 from ..errors import ConfigError
 from ..fakes import anthropic_replies as anthropic
 from ..fakes.openai_replies import chat_answer, responses_answer
@@ -41,7 +47,8 @@ APIS = {
     "openai-chat": "/openai/v1/chat/completions",
     "openai-responses": "/openai/v1/responses",
 }
-_TOP = {"api", "stream", "keys", "prompt", "tool", "turn"}
+_TOP = {"api", "stream", "keys", "prompt", "tool", "turn", "requests", "gap", "breaker"}
+_BREAKER = {"threshold", "interval", "open_time", "probes"}
 _TURN = {"text", "tool_call", "status", "retry_after", "reset_after", "stall_after"}
 _FRAMING = {"content-length", "transfer-encoding"}
 
@@ -71,6 +78,11 @@ def scenario_from_toml(name: str, data: Mapping[str, Any], where: str) -> Scenar
     exchanges = tuple(
         _exchange(api, turn, stream, f"{where}: turn #{i + 1}") for i, turn in enumerate(turns)
     )
+    requests, gap = data.get("requests", 1), data.get("gap", 0.0)
+    if not isinstance(requests, int) or isinstance(requests, bool) or not 1 <= requests <= 64:
+        raise ConfigError(f"{where}: requests must be a number of requests (1 to 64)")
+    if not isinstance(gap, int | float) or isinstance(gap, bool) or not 0 <= gap <= 60:
+        raise ConfigError(f"{where}: gap must be seconds between requests (0 to 60)")
     return Scenario(
         name,
         api,
@@ -79,6 +91,33 @@ def scenario_from_toml(name: str, data: Mapping[str, Any], where: str) -> Scenar
         exchanges,
         tools,
         keys,
+        requests=requests,
+        gap=float(gap),
+        breaker=_breaker(data.get("breaker"), f"{where}: [breaker]"),
+    )
+
+
+def _breaker(table: Any, where: str) -> BreakerConfig | None:
+    """The breaker's settings (``serve --breaker``'s); absent: no breaker."""
+    if table is None:
+        return None
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    _no_unknown(table, _BREAKER, where)
+    default = BreakerConfig()
+    counts = {k: table.get(k, getattr(default, k)) for k in ("threshold", "probes")}
+    times = {k: table.get(k, getattr(default, k)) for k in ("interval", "open_time")}
+    for name, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: {name} must be a whole number of at least 1")
+    for name, value in times.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+            raise ConfigError(f"{where}: {name} must be a positive number of seconds")
+    return BreakerConfig(
+        threshold=counts["threshold"],
+        interval=float(times["interval"]),
+        open_time=float(times["open_time"]),
+        probes=counts["probes"],
     )
 
 

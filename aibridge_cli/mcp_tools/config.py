@@ -17,12 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
-from ..tools import ToolsFile, no_duplicates
+from ..tools import TOOL_NAME, ToolsFile, no_duplicates
 
 DEFAULT_CALL_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
-# What every provider accepts in a tool name (Anthropic's rule is the narrowest).
-_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SERVER_NAME = re.compile(r"[A-Za-z0-9-]{1,40}")
 
 
@@ -49,7 +47,7 @@ class McpServerSpec:
     def offers(self, tool: str) -> bool:
         """Whether the server's tool ``tool`` is injected: allowed, not denied, and with a
         name every provider accepts."""
-        if not _TOOL_NAME.fullmatch(offered_name(self.name, tool)):
+        if not TOOL_NAME.fullmatch(offered_name(self.name, tool)):
             return False
         if self.allow is not None and not self.allow.search(tool):
             return False

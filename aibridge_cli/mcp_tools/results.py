@@ -25,6 +25,16 @@ def timed_out(server: str, tool: str, seconds: float) -> ToolOutcome:
     return ToolOutcome(f"mcp server {server}: {tool} timed out after {seconds:g} s", True)
 
 
+def fault_outcome(server: str, tool: str, fault: str, timeout: float) -> ToolOutcome:
+    """What an MCP tool call struck by an ``mcp-*`` fault answers, in the fuzzer's world
+    and under ``serve --chaos`` alike (``mcp-slow``: once the call's timeout has passed)."""
+    if fault == "mcp-slow":
+        return timed_out(server, tool, timeout)
+    if fault == "mcp-dies":
+        return server_down(server, tool)
+    return ToolOutcome("simulated MCP tool error", True)
+
+
 def _part_text(part: Mapping[str, Any]) -> str | None:
     kind = part.get("type")
     if kind == "text":

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import trio
 
+from ..child_env import tool_environment
 from ..errors import ConfigError
 from ..tools import InjectedTool, McpOrigin, ToolOutcome
 from .config import McpServerSpec, offered_name
@@ -136,7 +137,7 @@ class McpServer:
         }
         if spec.command is not None:
             params = StdioServerParameters(
-                command=spec.command[0], args=list(spec.command[1:]), env=dict(spec.env) or None
+                command=spec.command[0], args=list(spec.command[1:]), env=tool_environment(spec.env)
             )
             async with Client(params, **options) as client:
                 yield client

@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import ErrorKind, RequestError, UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from .base import ToolCall, dumps, next_body, offered_tools, parse_request
+from .base import ToolCall, dumps, error_cause, next_body, offered_tools, parse_request
 from .usage import add_usage, overlay_usage
 
 ERROR_TYPES: dict[ErrorKind, str] = {
@@ -126,6 +126,9 @@ class AnthropicConversation:
         self.next_index = 0
         self.usage: dict[str, Any] = {}
         self.failed = False
+        self.complete = False
+        self.client_calls: list[str] = []
+        self.failure = ""
         self.content: list[Any] = []  # blocking: what the client will see
         self.last: dict[str, Any] = {}
         self._reset()
@@ -203,9 +206,13 @@ class AnthropicConversation:
             return self._message_delta(data, event.raw)
         if kind == "message_stop":
             self.stopped = True
-            return [] if self.continuing else [event.raw]
+            if self.continuing:
+                return []
+            self.complete = True
+            return [event.raw]
         if kind == "error":
             self.failed = True
+            self.failure = error_cause(data)
         return [event.raw]
 
     @staticmethod
@@ -229,6 +236,8 @@ class AnthropicConversation:
         client_index = None if hidden else self.next_index
         if not hidden:
             self.next_index += 1
+            if content.get("type") == "tool_use":
+                self.client_calls.append(str(content.get("name")))
         self.blocks[data.get("index", len(self.blocks))] = _Block(content, client_index)
         return self._renumbered(event, data, client_index)
 
@@ -283,7 +292,7 @@ class AnthropicConversation:
         add_usage(self.usage, body.get("usage"))
         content = body["content"]
         calls = self._calls(content) if body.get("stop_reason") == "tool_use" else []
-        self.content.extend(
+        kept = [
             b
             for b in content
             if not (
@@ -291,9 +300,17 @@ class AnthropicConversation:
                 and b.get("type") == "tool_use"
                 and b.get("name") in self.injected
             )
-        )
+        ]
+        self.content.extend(kept)
+        self.client_calls += [
+            str(b.get("name")) for b in kept if isinstance(b, dict) and b.get("type") == "tool_use"
+        ]
         self.last = body
         return calls
+
+    def client_usage(self) -> dict[str, Any]:
+        # message_start's counts updated by each message_delta's, every iteration added
+        return self.usage
 
     def client_body(self) -> dict[str, Any]:
         return {

@@ -32,6 +32,20 @@ class Conversation(Protocol):
 
     failed: bool
     """True once an upstream error event was relayed: the stream ends there."""
+    complete: bool
+    """Streaming: True once the frames handed out end the client's response with its final
+    event (``message_stop``, ``response.completed``, Chat's ``[DONE]``): a client that
+    leaves after reading them has its whole answer."""
+    client_calls: list[str]
+    """The names of the client's own tools the model called, as the client saw them (the
+    metrics' client tool selections)."""
+
+    def client_usage(self) -> dict[str, Any]:
+        """The usage the client was told, summed over the loop (empty when none came)."""
+        ...
+
+    failure: str
+    """What that error event said (``error_cause``), for the request's log line."""
 
     def upstream_body(self) -> dict[str, Any]:
         """The JSON body of the next upstream request (injected tools included)."""
@@ -142,6 +156,16 @@ def parse_request(raw: bytes, required: dict[str, tuple[Any, str]]) -> dict[str,
         # else "yes" would be read as a blocking request and fail on the SSE that comes back
         raise RequestError(f"stream: must be true or false, not {stream!r}")
     return body
+
+
+def error_cause(data: dict[str, Any]) -> str:
+    """What an upstream error event says went wrong, as ``type: message``: its ``error``
+    object's (Anthropic, Chat Completions) or its own fields (a Responses ``error``)."""
+    inner = data.get("error")
+    error = inner if isinstance(inner, dict) else data
+    kind = error.get("code") or error.get("type") if error is data else error.get("type")
+    message = error.get("message")
+    return ": ".join(str(part) for part in (kind or "error", message) if part)
 
 
 def is_streaming(body: dict[str, Any]) -> bool:

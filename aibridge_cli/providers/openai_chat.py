@@ -30,13 +30,14 @@ from typing import Any
 from ..errors import UpstreamBroken
 from ..sse import SSEEvent, encode_event
 from ..tools import InjectedTool, ToolOutcome, ToolSet
-from .base import ToolCall, dumps, next_body, offered_tools, parse_request
+from .base import ToolCall, dumps, error_cause, next_body, offered_tools, parse_request
 from .openai_common import (
     OpenAIAPI,
     as_object,
     error_object,
     event_json,
     function_parameters,
+    hashable,
     parse_arguments,
     result_text,
 )
@@ -82,11 +83,6 @@ def several_choices(body: dict[str, Any]) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and n > 1
 
 
-def _hashable(value: Any) -> Any:
-    """An index from upstream JSON as a dict key (a list there must not crash the relay)."""
-    return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
-
-
 class ChatConversation:
     """One intercepted Chat Completions request across its agentic iterations."""
 
@@ -105,7 +101,11 @@ class ChatConversation:
         self.iteration = 0
         self.id: str | None = None
         self.usage: dict[str, Any] = {}  # summed over finished iterations
+        self.final_usage: dict[str, Any] | None = None  # streaming: the client's usage chunk
+        self.client_calls: list[str] = []
         self.failed = False
+        self.complete = False
+        self.failure = ""
         self.last: dict[str, Any] = {}
         self._reset()
 
@@ -157,6 +157,7 @@ class ChatConversation:
             )
         if data.get("error"):
             self.failed = True
+            self.failure = error_cause(data)
             return [event.raw]
         if self.id is None and isinstance(data.get("id"), str):
             self.id = data["id"]
@@ -176,7 +177,7 @@ class ChatConversation:
                 add_usage(self.usage, usage)
                 usage = None
             else:
-                usage = overlay_usage(usage, summed(self.usage, usage))
+                usage = self.final_usage = overlay_usage(usage, summed(self.usage, usage))
         if self.continuing and not kept and usage is None:
             return []  # the swallowed end of an intermediate iteration
         if changed and isinstance(choices, list) and choices and not kept and usage is None:
@@ -201,7 +202,7 @@ class ChatConversation:
         new_delta = delta
         tool_calls = delta.get("tool_calls")
         if isinstance(tool_calls, list) and tool_calls:
-            at = _hashable(choice.get("index", 0))
+            at = hashable(choice.get("index", 0))
             visible = [out for tc in tool_calls if (out := self._tool_delta(at, tc)) is not None]
             if visible != tool_calls:
                 new_delta = {**delta, "tool_calls": visible}
@@ -238,12 +239,13 @@ class ChatConversation:
             return tc
         index = tc.get("index", 0)
         function = as_object(tc.get("function"))
-        key = (choice, _hashable(index))
+        key = (choice, hashable(index))
         call = self.calls.get(key)
         if call is None:
             name = function.get("name") or ""
             client_index = None
             if name not in self.injected:
+                self.client_calls.append(name)
                 client_index = self.next_client_index.get(choice, 0)
                 self.next_client_index[choice] = client_index + 1
             call = self.calls[key] = _Call(tc.get("id") or "", name, client_index)
@@ -261,6 +263,7 @@ class ChatConversation:
         return self.pending if self.continuing else []
 
     def closing_frames(self) -> list[bytes]:
+        self.complete = True
         return [DONE_FRAME]
 
     # -- blocking ----------------------------------------------------------------------
@@ -274,10 +277,15 @@ class ChatConversation:
         self.last = body
         first = as_object(choices[0] if choices else None)
         message = as_object(first.get("message"))
+        parts = [p for p in message.get("tool_calls") or [] if isinstance(p, dict)]
+        names = [str(as_object(p.get("function")).get("name")) for p in parts]
+        self.client_calls += [name for name in names if name not in self.injected]
         if first.get("finish_reason") not in CALL_ENDINGS:
             return []
-        parts = [p for p in message.get("tool_calls") or [] if isinstance(p, dict)]
         return self._take_calls(message, parts)
+
+    def client_usage(self) -> dict[str, Any]:
+        return self.final_usage if self.final_usage is not None else self.usage
 
     def client_body(self) -> dict[str, Any]:
         """The last completion under the first id, with usage summed (as the Go gateway)."""

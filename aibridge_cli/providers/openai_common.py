@@ -71,6 +71,12 @@ def as_object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def hashable(value: Any) -> Any:
+    """A value from upstream JSON as a dict key or set member (a list there must not crash
+    the relay)."""
+    return value if isinstance(value, str | int | float | bool) or value is None else repr(value)
+
+
 def function_parameters(tool: InjectedTool) -> dict[str, Any]:
     return dict(tool.input_schema) or {"type": "object", "properties": {}}
 

@@ -30,12 +30,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import httpx
 import trio
 
+from ..attribution import identify
 from ..config import BridgeConfig
 from ..errors import (
     ClientDisconnected,
@@ -50,9 +51,11 @@ from ..headers import (
     JSON_HEADERS,
     SSE_HEADERS,
     Headers,
+    WireHeaders,
     forwarded_request_headers,
     forwarded_response_headers,
     intercepted_response_headers,
+    refusal_headers,
     wire,
 )
 from ..interception import (
@@ -66,9 +69,13 @@ from ..interception import (
 from ..providers.base import API, Conversation, ToolCall, dumps
 from ..sse import SSEDecoder
 from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
+from . import chaos_wire
+from .breaker import Breaker, Breakers, Gate, gated
+from .chaos import Chaos, Facts, Strike, request_facts
 from .keypool import KeyPool
+from .metrics import Metrics, Spent
 from .server import Request, ResponseWriter
-from .upstream_client import body_chunks
+from .upstream_client import body_chunks, send_streaming
 from .ws_upstream import WebSocketDialer
 
 log = logging.getLogger("aibridge.bridge")
@@ -122,6 +129,9 @@ class Environment:
     servers: ToolServers | None = None  # MCP servers, whose tools come and go
     # Upstream WebSockets, over the same network backend as ``client``.
     dialer: WebSocketDialer = field(default_factory=WebSocketDialer)
+    chaos: Chaos = field(default_factory=Chaos)  # serve --chaos; no rule: never consulted
+    breakers: Breakers | None = None  # None: no circuit breaker (``serve --breaker``)
+    metrics: Metrics | None = None  # what ``/metrics`` serves
 
     def new_record(
         self,
@@ -136,6 +146,7 @@ class Environment:
         """The record of one interception starting now (``request.headers`` redacted);
         ``tools``: the injected tools offered, by default all of them."""
         clock_zero = trio.current_time()
+        who = identify(request.headers, request.body)
         return Interception(
             api=api,
             request=request,
@@ -145,6 +156,8 @@ class Environment:
             keep_chunks=keep_chunks,
             client_secrets=client_secrets,
             transport=transport,
+            client=who.client,
+            session=who.session,
         )
 
     def toolset(self) -> ToolSet:
@@ -211,6 +224,7 @@ async def write_error_response(
         headers = forwarded_response_headers(error.headers) or headers
     else:
         body = dumps(api.error_body(error.kind, error.message)).encode()
+        headers += refusal_headers(error.status)
         if error.retry_after is not None:
             headers.append(("retry-after", str(error.retry_after)))
     if whole:
@@ -228,11 +242,15 @@ class ClientStream:
         writer: ResponseSink,
         config: BridgeConfig,
         trace: Callable[[str], None] | None = None,
+        delivered: Callable[[], None] = lambda: None,
     ) -> None:
         self.api = api
         self.writer = writer
         self.config = config
         self.trace = trace
+        self.delivered = delivered  # called once the frames that end the response are out
+        self.ending = False  # the frames put so far end the response
+        self.cut = False  # a write failed: what was queued did not all reach the client
         self.initiated = trio.Event()
         self.sender, self.receiver = trio.open_memory_channel[_Item](config.channel_size)
         self.failed = False
@@ -268,6 +286,16 @@ class ClientStream:
         self.queued_bytes -= size
         if self.queued_bytes <= self.config.max_queued_bytes:
             self._room.set()
+
+    def end_here(self) -> None:
+        """The frames put so far end the response: once they are written, the client has
+        its whole answer, and its leaving cuts nothing (``delivered`` is called)."""
+        self.ending = True
+        self._maybe_delivered()
+
+    def _maybe_delivered(self) -> None:
+        if self.ending and not self.queued_bytes and not self.cut:
+            self.delivered()
 
     async def initiate(self) -> None:
         """Eager mode: have the relay initiate the stream, and wait until it has."""
@@ -329,9 +357,14 @@ class ClientStream:
                 break
         queued = sum(len(item) for item in batch if isinstance(item, bytes))
         try:
-            return await self._write(out, failure)
+            over = await self._write(out, failure)
+        except BaseException:
+            self.cut = True
+            raise
         finally:
             self._written(queued)
+        self._maybe_delivered()
+        return over
 
     async def _write(self, out: list[bytes], failure: _Failure | None) -> bool:
         if failure is not None and not out and not self.initiated.is_set():
@@ -372,20 +405,46 @@ class Interceptor:
         # The client's query string (``?beta=true``, ``?api-version=``) goes upstream too.
         self.target = api.upstream_path + ("?" + query if query else "")
         self.record = record
+        if record.session is None:  # Claude Code's metadata.user_id: known once validated
+            record.session = identify(record.request.headers, record.request.body).session
         self.first_headers: Headers | None = None  # relayed: the first answer's headers
+        # What chaos rules read of the request, taken before the loop grows its body.
+        self.chaos_facts = self._facts() if env.chaos.watching else None
 
     # -- upstream attempts ---------------------------------------------------------------
     @asynccontextmanager
     async def open_upstream(
         self, body: dict[str, Any]
     ) -> AsyncIterator[tuple[httpx.Response, UpstreamExchange]]:
-        """An upstream response with a 2xx status, after failing over keys as needed."""
+        """An upstream response with a 2xx status, after failing over keys as needed; the
+        circuit breaker, when on, admits the request first and hears its answer."""
         pool = self.upstream.pool
         tried: set[int] = set()
         content = dumps(body).encode()
         base_headers = forwarded_request_headers(self.request_headers, byok=not pool)
         base_headers.append(("content-type", "application/json"))
         base = wire(base_headers)
+        with gated(self.breaker(body), trio.current_time) as gate:
+            async with self._attempts(body, content, base, tried, gate) as answer:
+                yield answer
+
+    def breaker(self, body: dict[str, Any]) -> Breaker | None:
+        """The breaker of this request's provider, endpoint and model (None: none is on)."""
+        if self.env.breakers is None:
+            return None
+        model = body.get("model")
+        return self.env.breakers.of(
+            self.api.provider, self.api.name, model if isinstance(model, str) else ""
+        )
+
+    @asynccontextmanager
+    async def _attempts(
+        self, body: dict[str, Any], content: bytes, base: WireHeaders, tried: set[int], gate: Gate
+    ) -> AsyncIterator[tuple[httpx.Response, UpstreamExchange]]:
+        pool = self.upstream.pool
+        # One attribute read when no chaos rule is set: the relay's cost stays what it was.
+        strike = self._chaos_strike() if self.env.chaos.states else None
+        attempt = 0
         while True:
             headers = list(base)
             key = None
@@ -400,7 +459,13 @@ class Interceptor:
                 "POST", self.upstream.url(self.target), content=content, headers=headers
             )
             with translate_upstream_errors(exchange):
-                response = await self.env.client.send(request, stream=True)
+                if strike is None:
+                    response = await send_streaming(self.env.client, request)
+                else:
+                    response = await chaos_wire.send(
+                        self.env.client, request, strike, attempt, self.api.name, exchange
+                    )
+            attempt += 1
             try:
                 received = list(response.headers.multi_items())
                 exchange.response.started(response.status_code, received)
@@ -426,12 +491,58 @@ class Interceptor:
                     raise UpstreamStatusError(
                         response.status_code, pool.masked_headers(received), pool.masked_bytes(data)
                     )
+                gate.answered(response.status_code)
                 if self.first_headers is None:
                     self.first_headers = pool.masked_headers(received)
                 yield response, exchange
             finally:
                 await response.aclose()
             return
+
+    def shown(self, frames: list[bytes], conversation: Conversation) -> list[bytes]:
+        """Frames as the client may see them: an upstream error event may echo the key it
+        was sent, so a failed conversation's frames are masked (as its recorded error is);
+        the others go unscanned, off the hot path's cost."""
+        if not conversation.failed:
+            return frames
+        return [self.upstream.pool.masked_bytes(frame) for frame in frames]
+
+    def _facts(self) -> Facts:
+        request = self.record.request
+        return request_facts(
+            self.api.name, request.path, self.request_headers, request.body, loop_turn=False
+        )
+
+    def _chaos_strike(self) -> Strike | None:
+        """Whether a chaos rule strikes this upstream request (``proxy/chaos.py``)."""
+        facts = self._chaos_facts()
+        if self.record.tool_calls and not facts.after_tool_turn:
+            facts = replace(facts, after_tool_turn=True)  # an agentic continuation
+        return self._logged(self.env.chaos.decide(facts, trio.current_time()), "")
+
+    def _chaos_tool_strike(self) -> Strike | None:
+        """Whether an ``mcp-*`` rule strikes the MCP tool call about to run."""
+        call = sum(1 for record in self.record.tool_calls if record.server is not None)
+        strike = self.env.chaos.decide_tool(self._chaos_facts(), call, trio.current_time())
+        return self._logged(strike, f" mcp call {call}")
+
+    def _chaos_facts(self) -> Facts:
+        if self.chaos_facts is None:  # a rule came in while this request ran
+            self.chaos_facts = self._facts()
+        return self.chaos_facts
+
+    def _logged(self, strike: Strike | None, where: str) -> Strike | None:
+        if strike is not None:
+            log.info(
+                "chaos rule %s strikes %s %s%s (%s, strike %d)",
+                strike.rule.name,
+                self.record.request.method,
+                self._chaos_facts().path,
+                where,
+                strike.kind,
+                strike.number,
+            )
+        return strike
 
     # -- the loop ------------------------------------------------------------------------
     async def _run_tools(self, calls: list[ToolCall]) -> list[ToolOutcome]:
@@ -440,8 +551,13 @@ class Interceptor:
             tool = self.tools.get(call.name)
             assert tool is not None, "only injected tools are returned as calls"
             started = trio.current_time()
-            outcome = await self.env.run_tool(tool, call.input)
+            strike = self._chaos_tool_strike() if tool.mcp and self.env.chaos.states else None
+            if strike is None:
+                outcome = await self.env.run_tool(tool, call.input)
+            else:
+                outcome = await chaos_wire.tool_call(tool, strike)
             record = ToolCallRecord(call.name, call.input, outcome.text, outcome.is_error)
+            record.chaos = strike.note() if strike is not None else None
             if tool.mcp is not None:
                 record.server, record.server_tool = tool.mcp.server, tool.mcp.tool
                 record.duration_ms = round((trio.current_time() - started) * 1000, 3)
@@ -450,7 +566,30 @@ class Interceptor:
             outcomes.append(outcome)
         return outcomes
 
+    @contextmanager
+    def measured(self, conversation: Spent) -> Iterator[None]:
+        """Count this interception in flight while it runs, and its facts when it ends."""
+        metrics = self.env.metrics
+        if metrics is None:
+            yield
+            return
+        body = self.record.request.body
+        model = body.get("model") if isinstance(body, dict) else None
+        model = model if isinstance(model, str) else ""
+        provider, started = self.api.provider, trio.current_time()
+        metrics.started(provider, self.record, model)
+        try:
+            with interruptions_noted(self.record):  # so it is counted as what it was
+                yield
+        finally:
+            now = trio.current_time()
+            metrics.finished(provider, self.record, model, now - started, conversation, now)
+
     async def run_blocking(self, conversation: Conversation, writer: ResponseWriter) -> None:
+        with self.measured(conversation):
+            await self._run_blocking(conversation, writer)
+
+    async def _run_blocking(self, conversation: Conversation, writer: ResponseWriter) -> None:
         try:
             for _ in range(self.env.config.max_iterations):
                 async with self.open_upstream(conversation.upstream_body()) as (response, exchange):
@@ -465,6 +604,7 @@ class Interceptor:
                 if not calls:
                     head = intercepted_response_headers(JSON_HEADERS, self.first_headers or [])
                     await writer.respond(200, head, dumps(conversation.client_body()).encode())
+                    self.record.delivered = True
                     return
                 conversation.add_results(calls, await self._run_tools(calls))
             raise self._loop_limit()
@@ -478,8 +618,17 @@ class Interceptor:
             f"the agentic loop did not finish in {self.env.config.max_iterations} iterations"
         )
 
+    def _delivered(self) -> None:
+        self.record.delivered = True
+
     async def run_streaming(self, conversation: Conversation, writer: ResponseSink) -> None:
-        client = ClientStream(self.api, writer, self.env.config, self.env.trace)
+        with self.measured(conversation):
+            await self._run_streaming(conversation, writer)
+
+    async def _run_streaming(self, conversation: Conversation, writer: ResponseSink) -> None:
+        client = ClientStream(
+            self.api, writer, self.env.config, self.env.trace, delivered=self._delivered
+        )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.relay)
             async with client.sender:
@@ -496,11 +645,17 @@ class Interceptor:
             if iteration and eager:
                 await client.initiate()
             await self._iteration(conversation, client, first=not iteration)
-            if conversation.failed:
+            if conversation.failed:  # relayed as it came: the record and the log say why
+                cause = self.upstream.pool.masked_text(conversation.failure)
+                self.record.outcome = f"error: upstream error event: {cause}"
+                # the upstream's error event, relayed, is the client's last: a client that
+                # leaves once it has it (the SDKs raise on it and hang up) cut nothing
+                client.end_here()
                 return
             calls = conversation.end_stream()
             if not calls:
                 await client.put(conversation.closing_frames())
+                client.end_here()
                 return
             conversation.add_results(calls, await self._run_tools(calls))
         raise self._loop_limit()
@@ -536,10 +691,10 @@ class Interceptor:
                                 break
                     except UpstreamBroken as exc:
                         broken = exc  # the events before the broken one still go out
-                    if conversation.failed:
-                        # an upstream error event may echo the key it was sent
-                        frames = [self.upstream.pool.masked_bytes(f) for f in frames]
-                    await client.put(frames)
+                    await client.put(self.shown(frames, conversation))
+                    if conversation.complete:
+                        # what the upstream sends after its last event changes nothing
+                        client.end_here()
                     if conversation.failed or broken is not None:
                         break
         if broken is not None:
@@ -549,25 +704,43 @@ class Interceptor:
 @contextmanager
 def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interception]:
     """Note how an interception ended when the client left or it was cancelled, and hand
-    the record to ``recorder`` however it ended."""
+    the record to ``recorder`` however it ended.
+
+    A client that leaves once it has its whole answer (``record.delivered``: the SDKs and
+    Codex hang up on the final event, while the proxy may still be reading the upstream's
+    end or closing the stream) cut nothing: its interception stays ``ok``, so a replay
+    checks it."""
     try:
-        yield record
+        with interruptions_noted(record):
+            yield record
+    finally:
+        if recorder is not None:
+            recorder(record)
+
+
+@contextmanager
+def interruptions_noted(record: Interception) -> Iterator[None]:
+    """Set the record's outcome when the client left or the interception was cancelled."""
+    try:
+        yield
     except ClientDisconnected:
-        record.outcome = "client disconnected"
+        _cut(record, "client disconnected")
         raise
     except trio.Cancelled:
-        record.outcome = "cancelled"
+        _cut(record, "cancelled")
         raise
     except BaseExceptionGroup as group:
         # What the streaming nursery's tasks raise arrives wrapped.
         if group.subgroup(ClientDisconnected) is not None:
-            record.outcome = "client disconnected"
+            _cut(record, "client disconnected")
         elif group.subgroup(trio.Cancelled) is not None:
-            record.outcome = "cancelled"
+            _cut(record, "cancelled")
         raise
-    finally:
-        if recorder is not None:
-            recorder(record)
+
+
+def _cut(record: Interception, how: str) -> None:
+    if not record.delivered:
+        record.outcome = how
 
 
 @contextmanager

@@ -12,20 +12,28 @@ from ..console import setup_logging
 from ..options import (
     AllowedHostOpt,
     AllowOriginOpt,
+    AnthropicKeyFileOpt,
     AnthropicKeyOpt,
     AnthropicURLOpt,
     AuthTokenOpt,
+    BreakerIntervalOpt,
+    BreakerOpenTimeOpt,
+    BreakerOpt,
+    BreakerProbesOpt,
+    BreakerThresholdOpt,
     HostOpt,
     InitiationOpt,
     InsecureOpenOpt,
     LogFormatOpt,
     LogLevelOpt,
     MaxIterationsOpt,
+    OpenAIKeyFileOpt,
     OpenAIKeyOpt,
     OpenAIURLOpt,
     PortOpt,
     ToolsOpt,
     Upstreams,
+    breaker_config,
     format_size,
     guard_config,
     parse_grace,
@@ -33,6 +41,15 @@ from ..options import (
     parse_timeout,
     serve_options,
 )
+from .chaos_command import (
+    ChaosFileOpt,
+    ChaosOpt,
+    ChaosReportOpt,
+    ChaosSeedOpt,
+    load_chaos,
+    report_on_shutdown,
+)
+from .chaos_command import register as register_chaos
 
 
 def serve(
@@ -42,6 +59,8 @@ def serve(
     openai_base_url: OpenAIURLOpt = DEFAULT_OPENAI_URL,
     anthropic_key: AnthropicKeyOpt = None,
     openai_key: OpenAIKeyOpt = None,
+    anthropic_key_file: AnthropicKeyFileOpt = None,
+    openai_key_file: OpenAIKeyFileOpt = None,
     tools: ToolsOpt = None,
     stream_initiation: InitiationOpt = "eager",
     max_iterations: MaxIterationsOpt = 10,
@@ -51,8 +70,9 @@ def serve(
             metavar="SIZE",
             parser=parse_size,
             show_default=False,
-            help="Largest request body accepted (larger: 413): bytes, or 64KiB, 32MiB, 1GB; "
-            f"default {format_size(ServerConfig.max_body_size)}.",
+            help="Largest request body on an intercepted route (larger: 413): bytes, or "
+            f"64KiB, 32MiB, 1GB; default {format_size(ServerConfig.max_body_size)}. "
+            "Pass-through bodies stream through at any size.",
         ),
     ] = ServerConfig.max_body_size,
     connect_timeout: Annotated[
@@ -100,10 +120,19 @@ def serve(
     allow_origin: AllowOriginOpt = None,
     auth_token: AuthTokenOpt = None,
     insecure_open: InsecureOpenOpt = False,
+    chaos: ChaosOpt = None,
+    chaos_file: ChaosFileOpt = None,
+    chaos_seed: ChaosSeedOpt = None,
+    chaos_report: ChaosReportOpt = None,
+    breaker: BreakerOpt = False,
+    breaker_threshold: BreakerThresholdOpt = None,
+    breaker_interval: BreakerIntervalOpt = None,
+    breaker_open_time: BreakerOpenTimeOpt = None,
+    breaker_probes: BreakerProbesOpt = None,
 ) -> None:
     """Run the proxy. Prints 'listening on http://HOST:PORT' when ready.
 
-    Example: aibridge serve --port 8080 --anthropic-key "$ANTHROPIC_API_KEY" --record s.jsonl
+    Example: aibridge serve --port 8080 --anthropic-key-file ~/.anthropic.keys --record s.jsonl
     """
     from functools import partial
 
@@ -116,7 +145,14 @@ def serve(
     options = serve_options(
         host=host,
         port=port,
-        upstreams=Upstreams(anthropic_base_url, openai_base_url, anthropic_key, openai_key),
+        upstreams=Upstreams(
+            anthropic_base_url,
+            openai_base_url,
+            anthropic_key,
+            openai_key,
+            anthropic_key_file,
+            openai_key_file,
+        ),
         tools=tools,
         stream_initiation=stream_initiation,
         max_iterations=max_iterations,
@@ -127,12 +163,22 @@ def serve(
         redact=redact or (),
         mcp_required=mcp_required,
         guard=guard_config(allowed_host, allow_origin, auth_token, insecure_open),
+        breaker=breaker_config(
+            breaker, breaker_threshold, breaker_interval, breaker_open_time, breaker_probes
+        ),
     )
     guard = proxy_guard(options)  # before anything is opened: it may refuse the options
+    rules = load_chaos(chaos or [], chaos_file, tools, chaos_seed)
     recorder = open_recorder(record, options) if record else None
     try:
-        bridge = build_app(options, recorder=recorder)
+        bridge = build_app(
+            options,
+            recorder=recorder,
+            chaos=rules,
+            settle=recorder.settled if recorder else None,
+        )
         trio.run(partial(serve_proxy, bridge, options, guard=guard))
+        report_on_shutdown(bridge.env.chaos, chaos_report)
     finally:
         if recorder is not None:
             recorder.close()
@@ -140,3 +186,4 @@ def serve(
 
 def register(app: typer.Typer) -> None:
     app.command()(serve)
+    register_chaos(app)

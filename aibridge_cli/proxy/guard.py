@@ -44,6 +44,9 @@ LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 # another port on localhost); "same-origin" and "none" (typed in the address bar) do not.
 FOREIGN_PAGE = frozenset({"cross-site", "same-site"})
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight answer
+# A token is all that stands between the network and the key pool: 16 characters of
+# `openssl rand -hex` are 64 bits, out of reach of guessing over HTTP.
+MIN_TOKEN_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,15 @@ def normalize_origin(value: str) -> str:
     return origin
 
 
+def check_token(token: str) -> None:
+    """Refuse a token a client could guess: blank, or shorter than ``MIN_TOKEN_LENGTH``."""
+    hint = f"use at least {MIN_TOKEN_LENGTH} characters, such as: openssl rand -hex 16"
+    if not token.strip():
+        raise ConfigError("--auth-token is blank", hint=hint)
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(f"--auth-token is {len(token)} characters", hint=hint)
+
+
 def is_json(media: str) -> bool:
     """``application/json`` or a JSON-based ``application/...+json``."""
     return media == "application/json" or (
@@ -143,7 +155,13 @@ class Guard:
             else:
                 self._exact.add((name, port))
         origins = {normalize_origin(value) for value in config.allowed_origins}
-        for origin in origins - {"*", "null"}:
+        if "null" in origins:
+            raise ConfigError(
+                "--allow-origin null would admit every sandboxed iframe and local file page, "
+                "whatever site it comes from",
+                hint="give the page's own origin, such as http://localhost:3000",
+            )
+        for origin in origins - {"*"}:
             scheme, sep, rest = origin.partition("://")
             if not sep or not scheme or not rest or "/" in rest:
                 raise ConfigError(
@@ -151,6 +169,8 @@ class Guard:
                 )
         self._any_origin = "*" in origins
         self._origins = frozenset(origins - {"*"})
+        if config.auth_token is not None:
+            check_token(config.auth_token)
         # Compared as bytes: a header value arrives as latin-1 text of the bytes sent.
         self._token = config.auth_token.encode() if config.auth_token else None
         self._json_routes = frozenset(json_routes)

@@ -25,7 +25,7 @@ from ..interception import Interception
 from .bridge import Environment, ProviderUpstream, translate_upstream_errors
 from .keypool import PoolKey
 from .server import Request, ResponseWriter
-from .upstream_client import body_chunks
+from .upstream_client import body_chunks, send_streaming
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ async def relay(
                 headers=wire(headers),
                 content=content,
             )
-            response = await env.client.send(upstream_request, stream=True)
+            response = await send_streaming(env.client, upstream_request)
     finally:
         if sent:
             record.request.body = exchange.request_body = maybe_json(b"".join(sent))
@@ -124,6 +124,7 @@ async def relay(
                 data = await response.aread()
             exchange.response.wrote(data)
             await writer.start(response.status_code, relayed, upstream.pool.masked_bytes(data))
+            record.delivered = True
             return _note(key)
         await writer.start(response.status_code, relayed)
         try:
@@ -132,6 +133,7 @@ async def relay(
                     async for chunk in chunks:
                         exchange.response.wrote(chunk)
                         await writer.send(chunk)
+                    record.delivered = True  # the whole body: a client leaving cuts nothing
         except ClientFacingError as error:
             # Headers are out: the only honest signal left is a cut connection.
             raise ClientDisconnected("upstream broke during a pass-through") from error

@@ -8,7 +8,7 @@ provider's prefix is passed through (``passthrough.py``); ``/healthz`` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +16,8 @@ from typing import Any
 import trio
 
 from ..config import WebSocketConfig
-from ..errors import ClientFacingError, RequestError, kind_for_status
-from ..headers import JSON_HEADERS, Headers
+from ..errors import CircuitOpen, ClientFacingError, RequestError, kind_for_status
+from ..headers import JSON_HEADERS, Headers, refusal_headers
 from ..interception import ClientRequest, Interception, Recorder, credentials, redact_headers
 from ..providers.anthropic import AnthropicMessages, anthropic_error
 from ..providers.base import API, dumps, is_streaming
@@ -31,11 +31,16 @@ from .bridge import (
     recorded,
     write_error_response,
 )
+from .chaos_control import CHAOS_PATH
+from .chaos_control import answer as chaos_answer
+from .exposition import CONTENT_TYPE as METRICS_TYPE
 from .passthrough import PassThrough, maybe_json, pass_through_for, relay
+from .paths import dot_segment_problem
 from .server import Request, ResponseWriter, Upgrade, UpgradeHandler, loggable
 from .ws_server import ResponsesSocket, wants_websocket
 
 log = logging.getLogger("aibridge.requests")
+METRICS_HEADERS = [("content-type", METRICS_TYPE), ("cache-control", "no-store")]
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,9 @@ ROUTES: dict[tuple[str, str], Intercept] = {
     ("POST", "/openai/v1/chat/completions"): Intercept(OPENAI_CHAT),
     ("POST", "/openai/v1/responses"): Intercept(OPENAI_RESPONSES),
 }
-# The proxy's own read-only pages.
-LOCAL_PATHS = frozenset({"/healthz", "/aibridge/status"})
+# The proxy's own read-only pages; the metrics in Prometheus's text format.
+METRICS_PATH = "/metrics"
+LOCAL_PATHS = frozenset({"/healthz", "/aibridge/status", METRICS_PATH})
 LOCAL_METHODS = ("GET", "HEAD")
 
 # Error shape by path prefix, for errors found before a route is known.
@@ -74,7 +80,7 @@ def error_response(target: str, status: int, message: str) -> tuple[Headers, byt
     """An error the proxy answers itself, in the shape of the provider its path names."""
     shaper = error_shape_for(target.split("?", 1)[0])
     body = dumps(shaper(kind_for_status(status), message)).encode()
-    return [("content-type", "application/json")], body
+    return [("content-type", "application/json"), *refusal_headers(status)], body
 
 
 @dataclass
@@ -111,7 +117,10 @@ class Outcome:
 
     def level(self) -> int:
         """An error for a failure of the upstream or the proxy (5xx, in a stream too), a
-        warning for a refusal (a 429, a 401...) or a cut; what the client got wrong, info."""
+        warning for a refusal (a 429, a 401, an open circuit breaker's 503: its opening was
+        logged once already) or a cut; what the client got wrong, info."""
+        if self.problem == "error" and self.cause.startswith(CircuitOpen.PREFIX):
+            return logging.WARNING
         if self.problem == "error":
             return logging.ERROR if self.status is None or self.status >= 500 else logging.WARNING
         if self.problem in ("cancelled", "disconnected"):
@@ -134,6 +143,9 @@ class BridgeApp:
     env: Environment
     upstreams: dict[str, ProviderUpstream]
     recorder: Recorder | None = None
+    # awaited once a response has ended: its record is on disk before the connection
+    # serves another request (the recording writes on a thread of its own)
+    settle: Callable[[], Awaitable[None]] | None = None
     redact: tuple[str, ...] = ()
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     requests_served: int = field(default=0)
@@ -200,6 +212,9 @@ class BridgeApp:
                 note,
                 outcome.suffix(),
             )
+        if self.settle is not None and writer.observer is not None:  # a recorded request
+            await writer.finish()  # the client has its whole response first
+            await self.settle()
 
     def streams_body(self, method: str, target: str) -> bool:
         """A passed-through body is relayed as it comes, never buffered or size-limited."""
@@ -208,10 +223,21 @@ class BridgeApp:
 
     async def _dispatch(self, request: Request, writer: ResponseWriter, outcome: Outcome) -> str:
         path = request.path
+        problem = dot_segment_problem(path)
+        if problem is not None:
+            outcome.of(f"rejected: {problem}", 400)
+            await self._reply_error(request, writer, 400, problem)
+            return ""
+        if path == CHAOS_PATH:
+            await self._chaos(request, writer)
+            return ""
         if path in LOCAL_PATHS:
             if request.method not in LOCAL_METHODS:
                 allow = [("allow", ", ".join(LOCAL_METHODS))]
                 await self._reply_error(request, writer, 405, "use GET", allow)
+                return ""
+            if path == METRICS_PATH:
+                await writer.respond(200, METRICS_HEADERS, self.metrics_text().encode())
                 return ""
             page = {"status": "ok"} if path == "/healthz" else self.status()
             await writer.respond(200, JSON_HEADERS, dumps(page).encode())
@@ -236,7 +262,27 @@ class BridgeApp:
             "tools": [tool.name for tool in self.env.toolset()],
             "mcp": self.env.servers.status() if self.env.servers is not None else [],
             "requests_served": self.requests_served,
+            "chaos": self.env.chaos.status(),
+            "breakers": breakers.snapshot(now) if (breakers := self.env.breakers) else None,
         }
+
+    async def _chaos(self, request: Request, writer: ResponseWriter) -> None:
+        """``/aibridge/chaos``: the chaos rules at runtime (``chaos_control.py``)."""
+        now = trio.current_time()
+        got = chaos_answer(
+            self.env.chaos, request.method, request.target, request.headers, request.body, now
+        )
+        if got.error is not None:
+            await self._reply_error(request, writer, got.status, got.error)
+        else:
+            await writer.respond(got.status, JSON_HEADERS, dumps(got.payload).encode())
+
+    def metrics_text(self) -> str:
+        """What ``GET /metrics`` answers (docs/metrics.md)."""
+        metrics = self.env.metrics
+        if metrics is None:
+            return ""
+        return metrics.exposition(trio.current_time(), self.env.breakers)
 
     def _new_record(
         self, api: str, request: Request, writer: ResponseWriter, tools: list[dict[str, Any]]
@@ -273,10 +319,14 @@ class BridgeApp:
                 api, self.upstreams[api.provider], self.env, request, record, tools
             )
             conversation = api.conversation(body, tools)
-            if is_streaming(body):
-                await interceptor.run_streaming(conversation, writer)
-            else:
-                await interceptor.run_blocking(conversation, writer)
+            try:
+                if is_streaming(body):
+                    await interceptor.run_streaming(conversation, writer)
+                else:
+                    await interceptor.run_blocking(conversation, writer)
+            finally:
+                if interceptor.chaos_facts is not None:  # what the reaction report reads
+                    self.env.chaos.observe(interceptor.chaos_facts, record, trio.current_time())
         keys = ",".join(record.keys_used)
         return f" attempts={len(record.upstream)}" + (f" keys={keys}" if keys else "")
 
@@ -284,6 +334,8 @@ class BridgeApp:
         self, prefix: PassThrough, request: Request, writer: ResponseWriter, outcome: Outcome
     ) -> str:
         record = self._new_record(prefix.api, request, writer, [])
+        if self.env.metrics is not None:
+            self.env.metrics.passed_through(prefix.provider, record)
         with outcome.noting(record), recorded(record, self.recorder):
             try:
                 return await relay(

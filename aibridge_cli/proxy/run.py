@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 import httpcore
@@ -17,11 +17,15 @@ from ..errors import ConfigError, McpUnavailable, TargetUnreachable
 from ..interception import Recorder
 from ..mcp_tools.config import mcp_servers
 from ..tools import ToolServers, ToolSet, ToolsFile, load_tools_file
+from .breaker import Breakers, Listener, log_transition
 from .bridge import Environment, ProviderUpstream, ToolRunner, run_tool
+from .chaos import Chaos
 from .guard import Guard, exposes_pool
 from .keypool import KeyPool
+from .metrics import Metrics
 from .routes import ROUTES, BridgeApp
 from .server import Server
+from .target_probe import HEALTH_REQUEST, probe_http
 from .upstream_client import make_client
 from .ws_upstream import WebSocketDialer
 
@@ -37,13 +41,18 @@ def build_app(
     *,
     tools: ToolSet | None = None,
     recorder: Recorder | None = None,
+    settle: Callable[[], Awaitable[None]] | None = None,
     network_backend: httpcore.AsyncNetworkBackend | None = None,
     run_tool: ToolRunner = run_tool,
     wall_clock: Callable[[], float] = time.time,
     trace: Callable[[str], None] | None = None,
+    chaos: Chaos | None = None,
+    breaker_listeners: Sequence[Listener] = (),
 ) -> BridgeApp:
     """The proxy app for these options (the upstream client is created here, once). The
-    simulation passes its own network backend, tool runner, wall clock and trace."""
+    simulation passes its own network backend, tool runner, wall clock and trace, and
+    listens to the circuit breakers' decisions; ``settle``: awaited after each response
+    (``FixtureWriter.settled``)."""
     servers: ToolServers | None = None
     if tools is None:
         found = load_tools_file(options.tools_path) if options.tools_path else ToolsFile()
@@ -57,6 +66,15 @@ def build_app(
     if options.max_iterations < 1:
         raise ConfigError(f"--max-iterations must be at least 1, not {options.max_iterations}")
     network = network_backend or httpcore.TrioBackend()
+    upstreams = {
+        "anthropic": ProviderUpstream(
+            options.anthropic_base_url, KeyPool.from_secrets(list(options.anthropic_keys))
+        ),
+        "openai": ProviderUpstream(
+            options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
+        ),
+    }
+    metrics = Metrics(upstreams)
     env = Environment(
         client=make_client(options.timeouts, network),
         dialer=WebSocketDialer(network, options.timeouts),
@@ -68,19 +86,17 @@ def build_app(
         wall_clock=wall_clock,
         trace=trace,
         servers=servers,
+        chaos=chaos or Chaos(),
+        breakers=Breakers(options.breaker, (log_transition, metrics.on_breaker, *breaker_listeners))
+        if options.breaker is not None
+        else None,
+        metrics=metrics,
     )
-    upstreams = {
-        "anthropic": ProviderUpstream(
-            options.anthropic_base_url, KeyPool.from_secrets(list(options.anthropic_keys))
-        ),
-        "openai": ProviderUpstream(
-            options.openai_base_url, KeyPool.from_secrets(list(options.openai_keys)), auth="bearer"
-        ),
-    }
     return BridgeApp(
         env,
         upstreams,
         recorder=recorder,
+        settle=settle,
         redact=tuple(options.redact),
         websocket=options.websocket,
     )
@@ -102,6 +118,18 @@ def proxy_guard(options: ServeOptions) -> Guard:
             "serving the key pool on %s without a token (--insecure-open): anyone who can "
             "reach it spends your keys",
             where,
+        )
+    if "*" in options.guard.allowed_origins:
+        # A page cannot know the token, so only a pool without one is open to every page.
+        if pooled and not options.guard.auth_token and not options.guard.insecure_open:
+            raise ConfigError(
+                "--allow-origin '*' would let every web page you open spend the key pool",
+                hint="name the pages' origins, give --auth-token, or add --insecure-open "
+                "if that is what you mean",
+            )
+        log.warning(
+            "--allow-origin '*': every web page you open may %s",
+            "spend your keys" if pooled else "use this proxy",
         )
     # JSON only on the intercepted APIs (ROUTES); the pass-through takes any body.
     return Guard(options.guard, json_routes=ROUTES)
@@ -150,7 +178,8 @@ async def serve_until_signalled(
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve on ``host:port`` until SIGINT/SIGTERM; the first signal shuts down gracefully
-    (the server's grace period), a second one stops at once. With ``announce``, print the
+    (the server's grace period), a second one ends the grace period at once (cut streams
+    still get their error event), a third stops without a word. With ``announce``, print the
     one line ``listening on http://HOST:PORT`` on stdout when ready."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals, server)
@@ -168,9 +197,15 @@ async def serve_until_signalled(
 async def _watch_signals(server: Server) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
+            if server.grace_deadline <= trio.current_time():
+                log.warning("third signal: stopping without a word")
+                raise KeyboardInterrupt  # the cut itself is stuck: stop now
             if server.shutting_down:
-                log.warning("second signal: stopping now")
-                raise KeyboardInterrupt  # a second signal: stop now
+                # Cut now, as the grace period's end would: cut streams get their error
+                # event (bounded by SHUTDOWN_NOTICE_TIMEOUT), then the server stops.
+                log.warning("second signal: cutting in-flight requests now")
+                server.end_grace()
+                continue
             busy = sum(1 for c in server.connections if not c.idle)
             log.info(
                 "%s: shutting down; %d request(s) in flight get %g s to finish",
@@ -183,7 +218,7 @@ async def _watch_signals(server: Server) -> None:
 
 async def check_target(url: str) -> None:
     """Fail at once, not with every request, when nothing listens at the proxy ``url``
-    (replay's and fuzz's --target)."""
+    (replay's --target) or what listens there does not speak HTTP."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -196,4 +231,13 @@ async def check_target(url: str) -> None:
             f"cannot reach --target {url} ({why})",
             hint="start the proxy there first (or leave out --target)",
         ) from None
-    await stream.aclose()
+    async with stream:
+        authority = f"{host}:{port}" if parts.port else host
+        problem = await probe_http(
+            stream, HEALTH_REQUEST.format(authority=authority), TARGET_CONNECT_TIMEOUT
+        )
+    if problem is not None:
+        raise TargetUnreachable(
+            f"--target {url} {problem}",
+            hint="is the proxy on that port? check --target (or leave it out)",
+        )

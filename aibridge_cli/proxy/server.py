@@ -351,7 +351,7 @@ class HTTPConnection:
         self.scope = trio.CancelScope()
         self.peer_gone = False
         self.cycles = 0
-        self._streams_body = app.streams_body if isinstance(app, BodyStreamingApp) else None
+        self._streams_body = server.streams_body
         # Asked once per connection, for the guard's Host check.
         self.local = _local_address(stream) if server.guard is not None else None
         self.received = 0  # bytes fed to h11 since the current request began
@@ -602,7 +602,9 @@ class HTTPConnection:
             await writer.respond(status, [*headers, ("connection", "close")], body)
         except (ClientDisconnected, h11.LocalProtocolError):
             pass  # the peer is gone or the state forbids an answer: closing says enough
-        log.info("rejected %s: %d %s", loggable(target), status, message)
+        log.info(
+            "rejected %s from %s: %d %s", loggable(target), _peer(self.stream), status, message
+        )
 
     async def _admitted(self, request: Request) -> tuple[Request, Headers | None] | None:
         """The request as the guard lets it through (its token header dropped) and the CORS
@@ -661,7 +663,12 @@ class HTTPConnection:
             await writer.finish()
             return
         log.warning(
-            "refused %s %s: %d %s", request.method, request.path, verdict.status, verdict.message
+            "refused %s %s from %s: %d %s",
+            request.method,
+            loggable(request.path),
+            _peer(self.stream),
+            verdict.status,
+            verdict.message,
         )
         headers, body = self.app.error_response(request.target, verdict.status, verdict.message)
         await writer.respond(verdict.status, headers, body)
@@ -686,6 +693,17 @@ def _is_disconnect(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return exc.subgroup(expected) is not None
     return isinstance(exc, expected)
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    """Who is on the other end, for a refusal's log line: ``ip:port``, or ``-``."""
+    if not isinstance(stream, trio.SocketStream):
+        return "-"
+    try:
+        ip, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "-"  # reset already
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def _local_address(stream: trio.abc.Stream) -> Address | None:
@@ -723,6 +741,11 @@ class Server:
     def __post_init__(self) -> None:
         self._shutdown = trio.Event()
         self.stopped = trio.Event()
+        # Asked once: a runtime protocol check costs tens of µs, a connection each in a burst.
+        self.streams_body = (
+            self.app.streams_body if isinstance(self.app, BodyStreamingApp) else None
+        )
+        self._connections: trio.CancelScope | None = None  # while serving listeners
 
     @property
     def shutdown_started(self) -> trio.Event:
@@ -735,6 +758,14 @@ class Server:
         for connection in list(self.connections):
             if connection.idle:
                 connection.scope.cancel()
+
+    def end_grace(self) -> None:
+        """End the grace period now (a second Ctrl-C): busy connections are cut as at its
+        end, so a cut event stream still gets its error event."""
+        self.shutdown()
+        self.grace_deadline = trio.current_time()
+        if self._connections is not None:
+            self._connections.deadline = self.grace_deadline
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one connection over any stream (a TCP socket or an in-memory pipe)."""
@@ -781,6 +812,7 @@ class Server:
         task_status: trio.TaskStatus[tuple[str, int]],
     ) -> None:
         async with trio.open_nursery() as connections:
+            self._connections = connections.cancel_scope
             try:
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
@@ -793,7 +825,10 @@ class Server:
                 with trio.CancelScope(shield=True):
                     for listener in listeners:
                         await listener.aclose()
-            self.grace_deadline = trio.current_time() + self.config.grace_period
+            # ``end_grace`` may have ended it already
+            self.grace_deadline = min(
+                self.grace_deadline, trio.current_time() + self.config.grace_period
+            )
             connections.cancel_scope.deadline = self.grace_deadline
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:

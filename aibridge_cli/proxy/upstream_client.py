@@ -118,6 +118,19 @@ class PoolTransport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
+async def send_streaming(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """Send ``request`` and return its response with the body still to read.
+
+    The proxy's own client goes straight to its transport: ``AsyncClient.send`` adds the
+    auth and redirect flows, event hooks and a timer, none of which the upstream client
+    uses (no auth, no redirects followed, no hooks), and they cost 70 µs a request of
+    the 1-1.5 ms the proxy spends on one (measured in process against a transport that
+    answers at once). Any other client takes the public path."""
+    if isinstance(client, _CookielessClient):
+        return await client.pool_transport.handle_async_request(request)
+    return await client.send(request, stream=True)
+
+
 def httpx_timeout(timeouts: UpstreamTimeouts) -> httpx.Timeout:
     return httpx.Timeout(
         connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
@@ -159,6 +172,10 @@ class _NoCookies(httpx.Cookies):
 
 
 class _CookielessClient(httpx.AsyncClient):
+    def __init__(self, *, transport: PoolTransport, **settings: Any) -> None:
+        super().__init__(transport=transport, **settings)
+        self.pool_transport = transport
+
     @property
     def cookies(self) -> httpx.Cookies:
         return _NO_COOKIES

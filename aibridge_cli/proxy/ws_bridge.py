@@ -18,6 +18,10 @@ Key failover happens where the upstream can say no:
   socket closed (1000) and the same ``response.create`` sent on a new socket with the
   next key. An error later in a response is the stream's own and is relayed as it came.
 
+With ``--breaker``, each upstream request passes the breaker of its model first, as over
+HTTP (the same breaker): what it reports is a refused upgrade's status, or the status the
+first message answering the ``response.create`` stands for (``opening_status``).
+
 Upstream messages enter the conversation as SSE frames and the frames it releases go to
 the client as messages (``providers/openai_responses_ws.py``), so injected tools are
 hidden and run, and errors take one shape, by the code that serves HTTP.
@@ -26,7 +30,7 @@ hidden and run, and errors take one shape, by the code that serves HTTP.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
@@ -54,7 +58,10 @@ from ..providers.openai_responses_ws import (
 )
 from ..sse import SSEEvent
 from ..tools import ToolSet
+from .breaker import Gate, gated
 from .bridge import ClientStream, Environment, Interceptor, ProviderUpstream
+from .chaos import Facts
+from .chaos_wire import StruckSocket
 from .keypool import PoolKey
 from .server import Request
 from .websocket import (
@@ -109,12 +116,18 @@ class WebSocketResponse:
     @staticmethod
     def _status_error(status: int, headers: Headers, body: bytes) -> str:
         text = status_error_event(status, body, kind_for_status(status), f"error {status}")
-        retry = header(headers, "retry-after")
-        if retry is None:
+        # What the HTTP answer's head said of retrying, among the error's headers as
+        # OpenAI's own error events carry them.
+        carried = {
+            name: value
+            for name in ("retry-after", "x-should-retry")
+            if (value := header(headers, name)) is not None
+        }
+        if not carried:
             return text
         _, event = message_type(text)
         assert event is not None  # made just above
-        event["error"]["headers"] = {"retry-after": retry}
+        event["error"]["headers"] = carried
         return dumps(event)
 
     async def _send(self, messages: list[str]) -> None:
@@ -174,6 +187,10 @@ class UpstreamSession:
             )
             exchange.response.started(answer.status, answer.headers)
             exchange.response.wrote(answer.body)
+            if answer.status < 400:  # 200, 204, 301...: no socket, and no refusal to relay
+                raise UpstreamBroken(
+                    f"upstream answered the WebSocket upgrade with {answer.status}, not 101"
+                )
             if key is not None and pool.report(
                 key,
                 answer.status,
@@ -183,7 +200,10 @@ class UpstreamSession:
             ):
                 log.info("key %s refused the upgrade %d: failing over", key.masked, answer.status)
                 continue
-            raise UpstreamStatusError(answer.status, answer.headers, answer.body)
+            # An upstream may echo the key it was sent: never to the client.
+            raise UpstreamStatusError(
+                answer.status, pool.masked_headers(answer.headers), pool.masked_bytes(answer.body)
+            )
 
     async def close(self, code: int = NORMAL_CLOSURE) -> None:
         socket, self.socket, self.key = self.socket, None, None
@@ -212,23 +232,36 @@ class WebSocketInterceptor(Interceptor):
         body = conversation.upstream_body()
         message = dumps(body)
         tried: set[int] = set()
-        while True:
-            socket, key = await self.session.open(self.record, body, tried)
-            exchange = self.record.new_exchange(
-                EXCHANGE_METHOD, self.api.upstream_path, body, key.masked if key else None
-            )
-            exchange.response.started(WEBSOCKET_STATUS, self.session.headers)
-            if await self._answer(socket, key, message, exchange, conversation, client):
-                return
+        strike = self._chaos_strike() if self.env.chaos.states else None
+        attempt = 0
+        with gated(self.breaker(body), trio.current_time) as gate:
+            while True:
+                socket, key = await self.session.open(self.record, body, tried)
+                exchange = self.record.new_exchange(
+                    EXCHANGE_METHOD, self.api.upstream_path, body, key.masked if key else None
+                )
+                exchange.response.started(WEBSOCKET_STATUS, self.session.headers)
+                answering: WebSocket | StruckSocket = socket
+                if strike is not None:  # serve --chaos (chaos_wire.py)
+                    answering = StruckSocket(socket, strike, attempt, exchange)
+                attempt += 1
+                if await self._answer(
+                    answering, key, message, exchange, conversation, client, gate
+                ):
+                    return
+
+    def _facts(self) -> Facts:
+        return replace(super()._facts(), streaming=True)  # every response streams here
 
     async def _answer(
         self,
-        socket: WebSocket,
+        socket: WebSocket | StruckSocket,
         key: PoolKey | None,
         message: str,
         exchange: UpstreamExchange,
         conversation: Conversation,
         client: ClientStream,
+        gate: Gate,
     ) -> bool:
         """Send one ``response.create`` and relay its answer; False: fail over and resend."""
         first = True
@@ -241,8 +274,12 @@ class WebSocketInterceptor(Interceptor):
                 if first and kind == "error" and key is not None and self._fail_over(key, text):
                     await self.session.close()
                     return False
+                if first:
+                    # the first message is the answer, an error carrying a status included
+                    gate.answered(opening_status(WEBSOCKET_STATUS, text)[0])
                 first = False
-                await client.put(conversation.on_event(SSEEvent(kind, text, message_frame(text))))
+                frames = conversation.on_event(SSEEvent(kind, text, message_frame(text)))
+                await client.put(self.shown(frames, conversation))
                 if conversation.failed or kind in TERMINAL:
                     return True
         except WebSocketClosed as closed:

@@ -31,7 +31,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from ..config import WebSocketConfig
 from ..errors import ClientDisconnected, RequestError
-from ..headers import JSON_HEADERS, header
+from ..headers import JSON_HEADERS, header, refusal_headers
 from ..interception import ClientRequest, Interception, Recorder, credentials, redact_headers
 from ..providers.base import API, dumps
 from ..providers.openai_common import openai_error
@@ -127,7 +127,9 @@ class ResponsesSocket:
             body = dumps(openai_error("invalid_request", f"bad websocket upgrade: {exc}")).encode()
             head = RejectConnection(
                 status_code=400,
-                headers=[(k.encode(), v.encode()) for k, v in JSON_HEADERS]
+                headers=[
+                    (k.encode(), v.encode()) for k, v in [*JSON_HEADERS, *refusal_headers(400)]
+                ]
                 + [(b"content-length", str(len(body)).encode())],
                 has_body=True,
             )
@@ -253,6 +255,7 @@ class ResponsesSocket:
         tools = self.env.toolset()  # this response's, though MCP servers change meanwhile
         record = self._new_record(tools)
         response = WebSocketResponse(socket, record.response)
+        interceptor: WebSocketInterceptor | None = None
         try:
             with recorded(record, self.recorder):
                 try:
@@ -269,6 +272,8 @@ class ResponsesSocket:
                 conversation = self.api.conversation(body, tools)
                 await interceptor.run_streaming(conversation, response)
         finally:
+            if interceptor is not None and interceptor.chaos_facts is not None:
+                self.env.chaos.observe(interceptor.chaos_facts, record, trio.current_time())
             keys = ",".join(record.keys_used)
             log.info(
                 "WS %s response.create %.0fms messages=%d attempts=%d%s",

@@ -146,7 +146,8 @@ class WebSocketDialer:
                     return Accepted(socket, _text_headers(event.extra_headers))
                 if isinstance(event, RejectConnection):
                     refused = Refused(event.status_code, _text_headers(event.headers), b"")
-                    if not event.has_body:
+                    # A refusal's body says why; a 2xx/3xx's is not for us, and may never end.
+                    if not event.has_body or event.status_code < 400:
                         return refused
                 elif isinstance(event, RejectData) and refused is not None:
                     body.append(bytes(event.data))

@@ -24,6 +24,7 @@ from ..sessions.fixture import Fixture
 from ..sessions.matching import request_shape
 from ..sessions.mock import MockUpstream, mismatch_reply, reply_for
 from ..sessions.recording import FixtureWriter
+from .network_guard import NetworkGuard
 from .settings import CassetteSettings, shown
 
 PROVIDER_ROUTES = ("/anthropic", "/openai")
@@ -51,8 +52,11 @@ class Cassette:
         fixture: Fixture | None = None,
         bridge: BridgeApp | None = None,
         writer: FixtureWriter | None = None,
+        guard: NetworkGuard | None = None,
     ) -> None:
         self.settings = settings
+        # on for the test's length (the fixture's ``with``): what it refused fails the test
+        self.guard = guard or NetworkGuard()
         self.anthropic_url = f"{base_url}/anthropic"
         self.openai_url = f"{base_url}/openai/v1"
         self.mock = (
@@ -76,8 +80,7 @@ class Cassette:
         if self.closed or self.writer is None:
             self.late += 1
             return
-        self.writer(interception)
-        self.recorded += 1
+        self.writer(interception)  # written by its thread; counted once it is closed
 
     async def aclose(self) -> None:
         """In the server's loop: let requests in flight finish (their interceptions are
@@ -87,7 +90,8 @@ class Cassette:
             await self._idle.wait()
         self.closed = True
         if self.writer is not None:
-            self.writer.close()
+            await trio.to_thread.run_sync(self.writer.close)  # waits for the last write
+            self.recorded = self.writer.written  # a write the disk refused is not counted
 
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
         self._in_flight += 1
@@ -104,7 +108,9 @@ class Cassette:
         inner = request.target[len(prefix) :] if prefix else request.target
         shape = None
         if self.mock is not None and prefix is not None:
-            shape = request_shape(request.method, inner, request.body, self.mock.rules)
+            shape = request_shape(
+                request.method, inner, request.body, self.mock.rules, request.headers
+            )
             expected = self.mock.take(shape)
             if expected is not None:
                 self.replayed += 1
@@ -123,14 +129,16 @@ class Cassette:
         await play_reply(mismatch_reply(inner, len(self.misses) - 1, problems), writer)
 
     def failure(self) -> str | None:
-        """The failure message when requests matched nothing recorded; None when all did."""
+        """The failure message when requests matched nothing recorded or the test tried to
+        reach another host; None when neither happened."""
+        lines = self._blocked()
         if not self.misses:
-            return None
+            return "\n".join(lines) or None
         path, mode = shown(self.settings.path), self.settings.mode
-        lines = [
+        lines.append(
             f"aibridge: {len(self.misses)} request(s) matched nothing recorded in {path} "
             f"(record mode {mode!r})"
-        ]
+        )
         for miss in self.misses[:MAX_SHOWN]:
             lines.append(f"  {miss.method} {miss.target}")
             lines += [f"    {problem}" for problem in miss.problems]
@@ -141,3 +149,16 @@ class Cassette:
             "requests, --aibridge-record=all records the test afresh (both need API keys)"
         )
         return "\n".join(lines)
+
+    def _blocked(self) -> list[str]:
+        if not self.guard.blocked:
+            return []
+        hosts = ", ".join(self.guard.blocked)
+        return [
+            f"aibridge: the test tried to reach {hosts} outside aibridge's server; the "
+            "connection was refused (no live call from a test using aibridge)",
+            "  a client built before the test (at import, say) keeps the base URL it read "
+            "then: build it in the test, or give it aibridge_anthropic_url / "
+            "aibridge_openai_url; to let the test reach a host, name it in the marker's "
+            "allowed_hosts or the ini key aibridge_allowed_hosts",
+        ]

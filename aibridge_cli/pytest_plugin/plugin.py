@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -33,12 +34,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             "record",
             "none: replay only, a request with no recorded match fails the test; once: record "
             "a test whose file is missing; new: replay what matches, record what does not; "
-            "all: record every test afresh (default: none)",
-            ("none", "once", "new", "all"),
+            "all (or rewrite): record every test afresh, replacing its file (default: none)",
+            ("none", "once", "new", "all", "rewrite"),
         ),
         ("timing", "replay fast, or with the recorded gaps (default: fast)", ("fast", "recorded")),
         ("anthropic_upstream", "the Anthropic API recording reaches (default: the real)", None),
         ("openai_upstream", "the OpenAI API recording reaches, .../v1 (default: the real)", None),
+        (
+            "cassette_dir",
+            "the folder of the recordings, <dir>/<module>/<test>.jsonl (default: aibridge/ "
+            "beside each test module; the ini's is relative to the ini file)",
+            None,
+        ),
     ]
     for name, help_text, choices in settings:
         group.addoption(
@@ -49,13 +56,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             help=f"{help_text}; the ini key aibridge_{name} sets it for a project",
         )
         parser.addini("aibridge_" + name, help_text, default="")
+    rules = [
+        ("ignore", "request body fields left out of matching ($.metadata, max_tokens)"),
+        (
+            "match_on",
+            "what a request must share with a recorded one (default: all of "
+            "method path query body)",
+        ),
+        ("no_normalize", "built-in normalizers switched off (docs/fixture-format.md)"),
+        ("allowed_hosts", "hosts a test using aibridge may reach besides loopback"),
+    ]
+    for name, help_text in rules:
+        parser.addini("aibridge_" + name, help_text, type="args", default=[])
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "aibridge(fixture=PATH, record=MODE, timing=TIMING, match_on=[...], ignore=[...]): "
-        "record this test's AI API traffic once and replay it (docs/pytest-plugin.md)",
+        "aibridge(fixture=PATH, record=MODE, timing=TIMING, match_on=[...], ignore=[...], "
+        "no_normalize=[...], allowed_hosts=[...]): record this test's AI API traffic once "
+        "and replay it (docs/pytest-plugin.md)",
     )
 
 
@@ -118,14 +138,27 @@ def _session(config: pytest.Config) -> PluginSession:
     session = config.stash.get(_SESSION, None)
     if session is None:
         from .session import PluginSession
-        from .settings import SESSION_SETTINGS, Defaults
+        from .settings import LIST_SETTINGS, SESSION_SETTINGS, Defaults
 
         given = {
             name: str(config.getoption("aibridge_" + name) or config.getini("aibridge_" + name))
             for name in SESSION_SETTINGS
         }
-        session = config.stash[_SESSION] = PluginSession(Defaults.of(given))
+        lists = {name: list(config.getini("aibridge_" + name)) for name in LIST_SETTINGS}
+        defaults = Defaults.of(given, lists, _cassette_dir(config))
+        session = config.stash[_SESSION] = PluginSession(defaults)
     return session
+
+
+def _cassette_dir(config: pytest.Config) -> Path | None:
+    """The option's folder, from where pytest was run; else the ini's, from the ini file."""
+    option = config.getoption("aibridge_cassette_dir")
+    if option:
+        return config.invocation_params.dir / str(option)
+    ini = str(config.getini("aibridge_cassette_dir"))
+    if ini:
+        return (config.inipath.parent if config.inipath else config.rootpath) / ini
+    return None
 
 
 @pytest.fixture
@@ -135,6 +168,7 @@ def aibridge(request: pytest.FixtureRequest) -> Iterator[Cassette]:
     from .settings import settings_for
 
     marker = request.node.get_closest_marker("aibridge")
+    problem: str | None = None
     try:
         if marker is not None and marker.args:
             raise ConfigError(f"{request.node.nodeid}: @pytest.mark.aibridge takes keywords only")
@@ -147,10 +181,14 @@ def aibridge(request: pytest.FixtureRequest) -> Iterator[Cassette]:
         )
         cassette = session.open(settings)
     except ConfigError as exc:
-        pytest.fail(f"aibridge: {exc}", pytrace=False)
+        problem = f"aibridge: {exc}"
+    if problem is not None:
+        # out of the except block: the error is shown once, not chained to its cause
+        pytest.fail(problem, pytrace=False)
     request.node.stash[_CASSETTE] = cassette
     try:
-        yield cassette
+        with cassette.guard:
+            yield cassette
     finally:
         session.close(cassette)
 

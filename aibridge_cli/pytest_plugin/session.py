@@ -22,7 +22,8 @@ from ..proxy.server import Request, ResponseWriter
 from ..sessions.recording import load_fixture, open_recorder
 from .cassette import Cassette
 from .loop_thread import LoopThread
-from .settings import CassetteSettings, Defaults, shown
+from .network_guard import NetworkGuard, exempt
+from .settings import REPLACING, CassetteSettings, Defaults, shown
 
 KEY_VARIABLES = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
 
@@ -36,6 +37,7 @@ class PluginSession:
         self.thread: LoopThread | None = None
         self.recorded: dict[Path, int] = {}
         self.late: dict[Path, int] = {}
+        self.replaced: set[Path] = set()  # files ``all``/``rewrite`` emptied this session
         self._bridge: BridgeApp | None = None
 
     @property
@@ -53,7 +55,8 @@ class PluginSession:
             message = "aibridge: no test using aibridge is running to answer this request"
             await writer.respond(400, *self.error_response(request.target, 400, message))
             return
-        await cassette.handle(request, writer)
+        with exempt():  # the proxy's own upstream connections, when recording
+            await cassette.handle(request, writer)
 
     def error_response(self, target: str, status: int, message: str) -> tuple[Headers, bytes]:
         return error_response(target, status, message)
@@ -72,11 +75,13 @@ class PluginSession:
                 f"no recording at {shown(path)}: record it once with --aibridge-record=once "
                 "(with the API keys in the environment)"
             )
-        recording = mode in ("new", "all") or (mode == "once" and not exists)
-        if mode == "all" and exists:
-            path.unlink()
-            exists = False
-        fixture = load_fixture(path) if exists else None
+        recording = mode in ("new", *REPLACING) or (mode == "once" and not exists)
+        if mode in REPLACING:
+            # Replaced once a session: tests sharing the file append after the first.
+            if exists and path not in self.replaced:
+                path.unlink()
+            self.replaced.add(path)
+        fixture = load_fixture(path) if exists and mode not in REPLACING else None
         bridge = writer = None
         if recording:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +89,8 @@ class PluginSession:
             secrets = [v for n in KEY_VARIABLES if len(v := os.environ.get(n, "")) >= 8]
             writer = open_recorder(path, self.options, secrets=secrets)
             bridge = self.bridge()
-        cassette = Cassette(settings, self.thread.url, fixture, bridge, writer)
+        guard = NetworkGuard(settings.allowed_hosts)
+        cassette = Cassette(settings, self.thread.url, fixture, bridge, writer, guard)
         self.active = cassette
         return cassette
 

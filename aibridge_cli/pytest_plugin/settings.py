@@ -17,12 +17,16 @@ from ..errors import ConfigError
 from ..sessions.matching import MatchRules
 from ..sessions.mock import Timing
 
-RecordMode = Literal["none", "once", "new", "all"]
+RecordMode = Literal["none", "once", "new", "all", "rewrite"]
 """As VCR's: ``none`` replays only; ``once`` records a test whose file is missing;
-``new`` replays what matches and records what does not; ``all`` records afresh."""
+``new`` replays what matches and records what does not; ``all`` records afresh, and
+``rewrite`` (pytest-recording's name for it) too: the file is replaced."""
 RECORD_MODES: tuple[RecordMode, ...] = get_args(RecordMode)
+REPLACING: frozenset[RecordMode] = frozenset({"all", "rewrite"})
 TIMINGS: tuple[Timing, ...] = get_args(Timing)
-MARKER_ARGS = frozenset({"fixture", "record", "timing", "match_on", "ignore"})
+MARKER_ARGS = frozenset(
+    {"fixture", "record", "timing", "match_on", "ignore", "no_normalize", "allowed_hosts"}
+)
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,12 @@ class CassetteSettings:
     mode: RecordMode
     timing: Timing
     rules: MatchRules
+    allowed_hosts: tuple[str, ...] = ()
 
 
 SESSION_SETTINGS = ("record", "timing", "anthropic_upstream", "openai_upstream")
+# ini keys holding lists, one item a line (or blank-separated): the project's rules
+LIST_SETTINGS = ("ignore", "match_on", "no_normalize", "allowed_hosts")
 
 
 @dataclass(frozen=True)
@@ -46,16 +53,38 @@ class Defaults:
     timing: Timing = "fast"
     anthropic_upstream: str = DEFAULT_ANTHROPIC_URL
     openai_upstream: str = DEFAULT_OPENAI_URL
+    cassette_dir: Path | None = None  # None: ``aibridge/`` beside each test module
+    ignore: tuple[str, ...] = ()
+    match_on: tuple[str, ...] = ()  # empty: every field
+    no_normalize: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, given: Mapping[str, str]) -> Defaults:
-        """From the values of ``SESSION_SETTINGS`` given (an empty one was not)."""
+    def of(
+        cls,
+        given: Mapping[str, str],
+        lists: Mapping[str, Sequence[str]] | None = None,
+        cassette_dir: Path | None = None,
+    ) -> Defaults:
+        """From the values of ``SESSION_SETTINGS`` given (an empty one was not), the ini
+        lists of ``LIST_SETTINGS`` (checked here, so a bad one fails every test alike)."""
         plain = cls()
+        lists = lists or {}
+        ignore, match_on, off, allowed = (tuple(lists.get(k, ())) for k in LIST_SETTINGS)
+        try:
+            MatchRules.of(match_on or None, ignore, off)
+        except ConfigError as exc:
+            raise ConfigError(f"ini aibridge_{exc}") from None
         return cls(
             record_mode(given["record"], "aibridge_record") if given.get("record") else plain.mode,
             timing(given["timing"], "aibridge_timing") if given.get("timing") else plain.timing,
             given.get("anthropic_upstream") or plain.anthropic_upstream,
             given.get("openai_upstream") or plain.openai_upstream,
+            cassette_dir,
+            ignore,
+            match_on,
+            off,
+            allowed,
         )
 
 
@@ -73,12 +102,14 @@ def timing(value: str, where: str) -> Timing:
     raise ConfigError(f"{where}: timing {value!r} is not one of {', '.join(TIMINGS)}")
 
 
-def default_path(test_file: Path, nodeid: str) -> Path:
-    """``<test dir>/aibridge/<module>/<test>.jsonl``; a class and parameters join the name."""
+def default_path(test_file: Path, nodeid: str, cassette_dir: Path | None = None) -> Path:
+    """``<test dir>/aibridge/<module>/<test>.jsonl``, or ``<cassette_dir>/<module>/...``;
+    a class and parameters join the name."""
     name = ".".join(nodeid.split("::")[1:]) or test_file.stem
     name = name.replace("[", "-").replace("]", "")
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-    return test_file.parent / "aibridge" / test_file.stem / f"{name}.jsonl"
+    folder = test_file.parent / "aibridge" if cassette_dir is None else cassette_dir
+    return folder / test_file.stem / f"{name}.jsonl"
 
 
 def shown(path: Path) -> str:
@@ -106,14 +137,20 @@ def settings_for(
     if unknown:
         known = ", ".join(sorted(MARKER_ARGS))
         raise ConfigError(f"{where}: unknown argument {unknown[0]!r} (known: {known})")
-    path = default_path(test_file, nodeid)
+    path = default_path(test_file, nodeid, defaults.cassette_dir)
     if "fixture" in marker:
         path = test_file.parent / Path(str(marker["fixture"]))
+    # The marker's match_on replaces the ini's; its ignore paths and normalizers switched
+    # off add to the ini's.
     try:
         rules = MatchRules.of(
-            _strings(marker["match_on"], "match_on") if "match_on" in marker else None,
-            _strings(marker.get("ignore", ()), "ignore"),
+            _strings(marker["match_on"], "match_on")
+            if "match_on" in marker
+            else defaults.match_on or None,
+            [*defaults.ignore, *_strings(marker.get("ignore", ()), "ignore")],
+            [*defaults.no_normalize, *_strings(marker.get("no_normalize", ()), "no_normalize")],
         )
+        allowed = _strings(marker.get("allowed_hosts", ()), "allowed_hosts")
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return CassetteSettings(
@@ -121,4 +158,5 @@ def settings_for(
         mode=record_mode(str(marker["record"]), where) if "record" in marker else defaults.mode,
         timing=timing(str(marker["timing"]), where) if "timing" in marker else defaults.timing,
         rules=rules,
+        allowed_hosts=(*defaults.allowed_hosts, *allowed),
     )

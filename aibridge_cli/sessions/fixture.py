@@ -76,6 +76,27 @@ def distinct_keys(fixture: Fixture, provider: str) -> list[str]:
     return seen
 
 
+def body_limit(fixtures: Iterable[Fixture], floor: int) -> int:
+    """The request body size a replay or mock of ``fixtures`` must accept: ``floor``, or the
+    largest body recorded (a client's or one sent upstream) with a quarter more, since the
+    same session's bodies vary a little from run to run. The recording proxy's own limit
+    is not in the file, and a pass-through body had none: what was recorded must replay."""
+    largest = 0
+    for fixture in fixtures:
+        for record in fixture.interceptions:
+            bodies = [record.request.body, *(ex.request_body for ex in record.upstream)]
+            largest = max(largest, *(_body_size(body) for body in bodies))
+    return max(floor, largest + largest // 4)
+
+
+def _body_size(body: Any) -> int:
+    if body is None:
+        return 0
+    if isinstance(body, bytes):
+        return len(body)
+    return len(_dumps(body).encode())
+
+
 # -- encoding ------------------------------------------------------------------------------
 def header_line(proxy: dict[str, Any] | None = None, created: datetime | None = None) -> str:
     """The first line of every fixture file."""
@@ -125,6 +146,8 @@ def _encode_tool_call(call: ToolCallRecord) -> dict[str, Any]:
         }
     if call.images:
         out["images"] = call.images
+    if call.chaos:
+        out["chaos"] = call.chaos
     return out
 
 
@@ -139,6 +162,11 @@ def encode_interception(
         out["label"] = label
     if record.transport != "http":
         out["transport"] = record.transport
+    # who sent it, when known (absent in older files: unknown)
+    if record.client != "unknown":
+        out["client"] = record.client
+    if record.session is not None:
+        out["session"] = record.session
     out |= {
         "started_at": record.started_at,
         "outcome": record.outcome,
@@ -162,6 +190,7 @@ def encode_interception(
                     )
                 ),
                 **({"error": ex.error} if ex.error else {}),
+                **({"chaos": ex.chaos} if ex.chaos else {}),
             }
             for ex in record.upstream
         ],
@@ -257,6 +286,8 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
         request=request,
         started_at=float(obj.get("started_at", 0.0)),
         outcome=str(obj.get("outcome", "ok")),
+        client=str(obj.get("client", "unknown")),
+        session=str(obj["session"]) if obj.get("session") is not None else None,
         response=_decode_response(_need(obj, "response", dict), "response"),
         tools=list(obj.get("tools", [])),
     )
@@ -273,6 +304,7 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
                 key,
                 _decode_response(_need(ex, "response", dict, where), where + "response"),
                 ex.get("error"),
+                _optional(ex, "chaos", dict, where),
             )
         )
     for i, call in enumerate(obj.get("tool_calls", [])):
@@ -287,6 +319,7 @@ def decode_interception(obj: Any) -> tuple[Interception, str | None]:
                 _optional(call, "server_tool", str, where),
                 _optional(call, "duration_ms", int | float, where),
                 _images(call, where),
+                _optional(call, "chaos", dict, where),
             )
         )
     label = obj.get("label")

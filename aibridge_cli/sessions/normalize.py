@@ -315,7 +315,31 @@ def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
             out.append(f"{path}: {len(a)} expected, {len(b)} got; {which}: {names}")
         return
     if a != b:
-        out.append(f"{path}: expected {_short(a)}, got {_short(b)}")
+        if isinstance(a, str) and isinstance(b, str) and max(len(a), len(b)) > SHORT:
+            out.append(f"{path}: {string_difference(a, b)}")
+        else:
+            out.append(f"{path}: expected {_short(a)}, got {_short(b)}")
+
+
+SHORT = 60  # strings up to this long are shown whole
+BEFORE, AFTER = 40, 30  # characters shown around a long string's first difference
+
+
+def string_difference(a: str, b: str) -> str:
+    """Where two strings first differ and a window of both around it: a difference at the
+    end of a long prompt (a date in a system prompt) is shown, not the common start."""
+    at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+    at = min(len(a), len(b)) if at is None else at
+    start = max(0, at - BEFORE)
+
+    def window(text: str) -> str:
+        piece = repr(text[start : at + AFTER])
+        return ("…" if start else "") + piece + ("…" if at + AFTER < len(text) else "")
+
+    return (
+        f"first difference at character {at + 1} ({len(a)} expected, {len(b)} got): "
+        f"expected {window(a)}, got {window(b)}"
+    )
 
 
 def _event_name(x: Any, y: Any) -> str:

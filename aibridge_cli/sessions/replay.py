@@ -19,7 +19,7 @@ import httpx
 import trio
 import trio.lowlevel
 
-from ..config import ServeOptions, StreamInitiation
+from ..config import ServeOptions, ServerConfig, StreamInitiation
 from ..errors import ClientFacingError, FixtureError
 from ..interception import REDACTED, Interception
 from ..providers.base import dumps
@@ -29,8 +29,9 @@ from ..proxy.routes import ROUTES
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolImage, ToolOutcome, ToolSet, tool_from_mapping
-from .fixture import Fixture, distinct_keys, provider_of
-from .mock import Hit, MockUpstream, Timing, replayable, upstream_route
+from .fixture import Fixture, body_limit, distinct_keys, provider_of
+from .matching import MatchRules
+from .mock import DEFAULT_RULES, Hit, MockUpstream, Timing, replayable, upstream_route
 from .normalize import diff_normalized, normalize_response
 from .scripted_sessions import stop_servers
 from .ws_client import websocket_exchange
@@ -76,18 +77,29 @@ class InterceptionResult:
 
 @dataclass
 class FixtureResult:
+    """One fixture's replay. An interception it did not check (``skipped``) is no pass:
+    the fixture is ``ok`` only with every interception matched, unless ``allow_skips``."""
+
     path: str
     results: list[InterceptionResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    allow_skips: bool = False
+
+    @property
+    def skipped(self) -> list[InterceptionResult]:
+        return [r for r in self.results if r.status == "skipped"]
 
     @property
     def ok(self) -> bool:
-        return all(r.status != "mismatch" for r in self.results)
+        return all(r.status != "mismatch" for r in self.results) and (
+            self.allow_skips or not self.skipped
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
             "fixture": self.path,
             "ok": self.ok,
+            "skipped": len(self.skipped),
             "warnings": self.warnings,
             "interceptions": [r.as_json() for r in self.results],
         }
@@ -222,13 +234,20 @@ async def replay_fixture(
     upstream_port: int = 0,
     timing: Timing = "fast",
     replayed: Callable[[], None] = lambda: None,
+    allow_skips: bool = False,
+    max_body_size: int | None = None,
+    rules: MatchRules = DEFAULT_RULES,
 ) -> FixtureResult:
     """Replay one fixture file; see the module docstring. ``replayed`` is called after
-    each interception (the command's progress bar)."""
-    outcome = FixtureResult(fixture.path, warnings=list(fixture.warnings))
-    mock = MockUpstream([fixture], timing)
+    each interception (the command's progress bar); ``rules`` match the upstream
+    requests the proxy makes with the recorded ones. The mock and the proxy take bodies
+    up to ``max_body_size``, by default as large as the recording's (``body_limit``)."""
+    outcome = FixtureResult(fixture.path, warnings=list(fixture.warnings), allow_skips=allow_skips)
+    mock = MockUpstream([fixture], timing, rules)
+    limit = max_body_size or body_limit([fixture], ServerConfig.max_body_size)
+    server_config = ServerConfig(max_body_size=limit)
     async with trio.open_nursery() as nursery:
-        mock_server = Server(mock.app)
+        mock_server = Server(mock.app, server_config)
         host, port = await nursery.start(mock_server.serve_tcp, "127.0.0.1", upstream_port)
         mock_url = f"http://{host}:{port}"
         proxy_server = None
@@ -236,7 +255,7 @@ async def replay_fixture(
             tools, runner = replay_tools(fixture)
             app = build_app(replay_options(fixture, mock_url), tools=tools)
             app.env.run_tool = runner
-            proxy_server = Server(app)
+            proxy_server = Server(app, server_config)
             phost, pport = await nursery.start(proxy_server.serve_tcp, "127.0.0.1", 0)
             target = f"http://{phost}:{pport}"
         try:
@@ -267,7 +286,10 @@ async def _send_all(
         outcome.results.append(result)
         if not replayable(record):
             result.status = "skipped"
-            result.problems.append(f"not replayed: recorded outcome was {record.outcome!r}")
+            result.problems.append(
+                f"not checked: recorded outcome {record.outcome!r} (the client cut it short, "
+                "so what it got is not what the proxy would answer)"
+            )
             replayed()
             continue
         # What an earlier interception left unasked is not this one's to answer.

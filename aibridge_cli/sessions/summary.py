@@ -101,6 +101,8 @@ class Summary:
     attempts: tuple[Attempt, ...]
     injected: tuple[str, ...]  # names of the injected tool calls the loop ran, in order
     tool_turns: tuple[ToolTurn, ...]
+    client_app: str = "unknown"  # who sent it (attribution.py)
+    session: str | None = None  # the client's session id, when it sends one
 
     @property
     def status(self) -> int | None:
@@ -206,4 +208,36 @@ def summarize(record: Interception, label: str) -> Summary:
         attempts=attempts,
         injected=tuple(call.name for call in record.tool_calls),
         tool_turns=tuple(turns),
+        client_app=record.client,
+        session=record.session,
     )
+
+
+@dataclass(frozen=True)
+class SessionGroup:
+    """The interceptions of one client session (or of one client without a session id)."""
+
+    client: str
+    session: str | None
+    indexes: tuple[int, ...]  # into the summaries, in recording order
+    usage: Usage
+    injected: int  # injected tool calls run
+
+    @property
+    def title(self) -> str:
+        return f"{self.client} session {self.session}" if self.session else self.client
+
+
+def group_by_session(summaries: Sequence[Summary]) -> list[SessionGroup]:
+    """The summaries by (client, session), groups in the order each first appears."""
+    members: dict[tuple[str, str | None], list[int]] = {}
+    for i, s in enumerate(summaries):
+        members.setdefault((s.client_app, s.session), []).append(i)
+    groups = []
+    for (client, session), indexes in members.items():
+        usage = Usage()
+        for i in indexes:
+            usage += summaries[i].usage
+        injected = sum(len(summaries[i].injected) for i in indexes)
+        groups.append(SessionGroup(client, session, tuple(indexes), usage, injected))
+    return groups

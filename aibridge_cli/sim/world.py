@@ -25,13 +25,20 @@ from typing import Any, TypeVar
 import trio
 import trio.testing
 
-from ..config import ServeOptions, ServerConfig, StreamInitiation, UpstreamTimeouts
+from ..config import (
+    BreakerConfig,
+    ServeOptions,
+    ServerConfig,
+    StreamInitiation,
+    UpstreamTimeouts,
+)
 from ..fakes.scripted_upstream import Reply
 from ..fakes.scripted_websocket import answered_status
 from ..headers import presented_key
 from ..interception import Transport
-from ..mcp_tools.results import server_down, timed_out
+from ..mcp_tools.results import fault_outcome
 from ..providers.base import dumps
+from ..proxy.breaker import BreakerEvent
 from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolOutcome, ToolSet
@@ -90,6 +97,11 @@ class WorldSpec:
     schedule_budget: int = 0
     schedule_rate: float = 0.0
     bound: float = 600.0
+    # A load: ``requests`` clients send ``body``, one connection each, ``gap`` seconds
+    # apart, to a proxy with this circuit breaker (None: none).
+    requests: int = 1
+    gap: float = 0.0
+    breaker: BreakerConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,8 @@ class WorldResult:
     marks: list[Mark] | None = None  # with the timeline: what a reproducer's page draws
     # tool results the loop got that the next upstream request did not carry
     lost_tool_results: list[str] = field(default_factory=list)
+    clients: list[ClientResult] = field(default_factory=list)  # every client, in start order
+    breaker_events: list[BreakerEvent] = field(default_factory=list)
 
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
@@ -311,6 +325,8 @@ class _World:
         self.lost: list[str] = []
         self.yields = Yields(spec.checkpoints)
         self.proxy_done = trio.Event()
+        self.proxy_serving = 0
+        self.breaker_events: list[BreakerEvent] = []
         self.upstream_serving = 0
         self.upstream_idle = trio.Event()
         self.upstream_idle.set()
@@ -376,6 +392,10 @@ class _World:
                 if not self.upstream_serving:
                     self.upstream_idle = trio.Event()
                 self.upstream_serving += 1
+            else:
+                if not self.proxy_serving:
+                    self.proxy_done = trio.Event()  # a load's next client after a lull
+                self.proxy_serving += 1
             try:
                 await serve(stream)
             except Exception as exc:  # the finding itself: an exception escaped a server
@@ -386,7 +406,9 @@ class _World:
                     if not self.upstream_serving:
                         self.upstream_idle.set()
                 else:
-                    self.proxy_done.set()
+                    self.proxy_serving -= 1
+                    if not self.proxy_serving:
+                        self.proxy_done.set()
 
         return guarded
 
@@ -419,10 +441,7 @@ class _World:
         if tool.mcp is not None and fault is not None:
             if fault == "mcp-slow":
                 await trio.sleep(tool.timeout)
-                return timed_out(tool.mcp.server, tool.mcp.tool, tool.timeout)
-            if fault == "mcp-dies":
-                return server_down(tool.mcp.server, tool.mcp.tool)
-            return ToolOutcome("simulated MCP tool error", True)
+            return fault_outcome(tool.mcp.server, tool.mcp.tool, fault, tool.timeout)
         if tool.command is not None:
             return self.commands.outcome(tool, arguments)
         return await tool.run(arguments)
@@ -445,32 +464,27 @@ class _World:
                     openai_keys=list(spec.keys),
                     stream_initiation=spec.stream_initiation,
                     timeouts=UpstreamTimeouts(read=READ_TIMEOUT),
+                    breaker=spec.breaker,
                 ),
                 tools=spec.tools,
                 network_backend=network,
                 run_tool=self._run_tool,
                 wall_clock=lambda: WALL_EPOCH + trio.current_time(),
                 trace=self._trace if self.timeline else None,
+                breaker_listeners=(self.breaker_events.append,),
             )
             proxy = Server(app, ServerConfig())
-            near, far = stream_pair(
-                lockstep=True,
-                yields=self.yields,
-                name="downstream",
-                note=self._downstream_sent if self.timeline else None,
-            )
-            services.start_soon(
-                self._guard(proxy.serve_stream, "the proxy", upstream=False), far, name="proxy-conn"
-            )
-            client = ClientResult()
+            clients = [ClientResult() for _ in range(spec.requests)]
             self.mark("request", f"POST {spec.path} ({len(spec.body)} bytes)", "client")
             with trio.move_on_after(spec.bound) as bound:
-                note = self._client_read if self.timeline else None
-                if spec.transport == "websocket":
-                    client = await websocket_exchange(near, spec.path, spec.body, spec.pace, note)
+                if spec.requests == 1:
+                    clients[0] = await self._client(proxy, services)
                 else:
-                    client = await exchange(near, "POST", spec.path, spec.body, spec.pace, note)
+                    async with trio.open_nursery() as load:
+                        for i in range(spec.requests):
+                            load.start_soon(self._load_client, proxy, services, clients, i)
             live = not bound.cancelled_caught
+            client = clients[0]
             end_time = trio.current_time()
             provider = "openai" if spec.path.startswith("/openai") else "anthropic"
             pool = app.upstreams[provider].pool.snapshot(end_time)
@@ -479,7 +493,6 @@ class _World:
             self.mark(
                 "done", f"done: {client.status}, {len(client.body)} body bytes, {ending}", "client"
             )
-            await near.aclose()
             with trio.move_on_after(GRACE):
                 await self.proxy_done.wait()
             if proxy.connections:
@@ -499,5 +512,43 @@ class _World:
         hygiene.extend(self.errors)
         hygiene.extend(_error_log.records)
         return WorldResult(
-            client, self.attempts, pool, end_time, live, hygiene, 0, lost_tool_results=self.lost
+            client,
+            self.attempts,
+            pool,
+            end_time,
+            live,
+            hygiene,
+            0,
+            lost_tool_results=self.lost,
+            clients=clients,
+            breaker_events=self.breaker_events,
         )
+
+    async def _client(self, proxy: Server, services: trio.Nursery, name: str = "") -> ClientResult:
+        """One client's request on a connection of its own; the connection is closed when
+        the client is done, however it ended."""
+        spec = self.spec
+        near, far = stream_pair(
+            lockstep=True,
+            yields=self.yields,
+            name="downstream" + name,
+            note=self._downstream_sent if self.timeline else None,
+        )
+        services.start_soon(
+            self._guard(proxy.serve_stream, "the proxy", upstream=False),
+            far,
+            name="proxy-conn" + name,
+        )
+        note = self._client_read if self.timeline else None
+        try:
+            if spec.transport == "websocket":
+                return await websocket_exchange(near, spec.path, spec.body, spec.pace, note)
+            return await exchange(near, "POST", spec.path, spec.body, spec.pace, note)
+        finally:
+            await near.aclose()
+
+    async def _load_client(
+        self, proxy: Server, services: trio.Nursery, results: list[ClientResult], index: int
+    ) -> None:
+        await trio.sleep(index * self.spec.gap)
+        results[index] = await self._client(proxy, services, f"-{index}")
