@@ -10,6 +10,7 @@
 * ``hygiene``: no task left behind, no unhandled exception, every connection closed.
 * ``differential``, ``usage``, ``continuation-sse``: the client's answer against what the
   upstream sent and aibridge's documented changes to it (see ``differential.py``).
+* ``framing``: every frame in its API's wire format, line by line (``framing.py``).
 * ``tool-results``: the upstream request after an injected tool ran carries its result.
 
 The key-pool model here is written from the rules in BEHAVIOR.md, not from ``keypool.py``,
@@ -44,6 +45,7 @@ from .differential import (
     stream_problems,
     usage_problems,
 )
+from .framing import framing_problems
 from .grammar import Response, response_problems
 from .plan import Plan
 from .scenario import Scenario
@@ -94,6 +96,13 @@ _ORACLE_LIST = (
         "differential",
         "the client's events are the upstream's, less and plus what the proxy documents "
         "(hidden injected calls, renumbering, [DONE], one error for a failed answer)",
+        Profile.GENERIC,
+    ),
+    Oracle(
+        "framing",
+        "every frame in its API's wire format: event: lines named by the data's type "
+        "where required and absent where not, one data: line, blank-line ends, [DONE]; "
+        "one JSON event per WebSocket message",
         Profile.GENERIC,
     ),
     Oracle(
@@ -476,7 +485,7 @@ def judge(
             for p in breaker_problems(scenario.breaker, world.breaker_events)
         ]
     if scenario.requests > 1:
-        return found + _load_problems(run, oracles)
+        return found + _load_problems(run, oracles) + _framing(run, oracles)
     response = client_response(world, plan)
     shape = body_shape(response)
     injected = {tool.name for tool in scenario.tools}
@@ -503,6 +512,7 @@ def judge(
     if "content" in oracles and not plan.disconnects and world.live:
         text, whole = str(got["text"] or ""), clean and not errored
         found += [Violation("content", m, k) for m, k in content_problems(run, text, whole)]
+    found += _framing(run, oracles)
     found += _differential(run, response, oracles, clean and not errored)
     if "key-pool" in oracles:
         found += [
@@ -521,6 +531,14 @@ def judge(
         if differences and this["keys"] == canonical.shape["keys"]:
             found.append(_schedule_dependence(differences, canonical, bool(problems), shape))
     return found
+
+
+def _framing(run: Run, oracles: Collection[str]) -> list[Violation]:
+    if "framing" not in oracles:
+        return []
+    clients = run.world.clients or [run.world.client]  # a black-box run has its one client
+    framed = framing_problems(run.scenario.api, run.scenario.transport, run.served, clients)
+    return [Violation("framing", str(p), p.kind) for p in framed]
 
 
 def _load_problems(run: Run, oracles: Collection[str]) -> list[Violation]:
