@@ -7,6 +7,7 @@
 * ``key-pool``: replaying the upstream's log through the documented key rules predicts
   each attempt's key, the client's status and Retry-After, and the pool afterwards.
 * ``liveness``: the client was done within the virtual-time bound.
+* ``release``: every upstream answer closed soon after the client left (``release.py``).
 * ``hygiene``: no task left behind, no unhandled exception, every connection closed.
 * ``differential``, ``usage``, ``continuation-sse``: the client's answer against what the
   upstream sent and aibridge's documented changes to it (see ``differential.py``).
@@ -48,6 +49,8 @@ from .differential import (
 from .framing import framing_problems
 from .grammar import Response, response_problems
 from .plan import Plan
+from .release import RELEASE, release_problems
+from .release import SHAPE as RELEASE_SHAPE
 from .scenario import Scenario
 from .signature import body_shape, masked, problem_kind
 
@@ -75,6 +78,12 @@ _ORACLE_LIST = (
         Profile.GENERIC,
     ),
     Oracle("liveness", "the client is done within the time bound", Profile.GENERIC),
+    Oracle(
+        "release",
+        f"every upstream answer is closed within {RELEASE:g} s (virtual) of its client leaving",
+        Profile.GENERIC,
+        simulation_only=True,  # black-box mode's after-hang-up probes its target's
+    ),
     Oracle(
         "malformed-body",
         "a JSON body or a well-formed event stream of the client's API, "
@@ -479,6 +488,9 @@ def judge(
     if "liveness" in oracles and not world.live:
         message = f"the client was not done after {world.end_time:g} seconds"
         found.append(Violation("liveness", message, "the client was not done"))
+    if "release" in oracles:
+        late = release_problems(world.answers, world.end_time)
+        found += [Violation("release", p, RELEASE_SHAPE) for p in late]
     if "breaker" in oracles and scenario.breaker is not None:
         found += [
             Violation("breaker", p, masked(p))
