@@ -32,7 +32,6 @@ from ..config import StreamInitiation
 from ..errors import ConfigError
 from ..fakes.scripted_upstream import Reply
 from ..headers import header, media_type
-from ..providers.openai_responses_ws import sse_view
 from ..sessions.normalize import diff_normalized, normalize_response
 from ..sim.world import WALL_EPOCH, Attempt, WorldResult
 from ..sse import SSEDecoder
@@ -53,6 +52,7 @@ from .release import RELEASE, release_problems
 from .release import SHAPE as RELEASE_SHAPE
 from .scenario import Scenario
 from .signature import body_shape, masked, problem_kind
+from .ws_view import as_event_stream
 
 
 class Profile(StrEnum):
@@ -387,12 +387,10 @@ def _upstream_text(scenario: Scenario, served: Sequence[Reply]) -> str:
     for reply in served:
         if reply.status >= 400:
             continue
-        status, headers, body = reply.status, reply.headers, played(reply)
         if scenario.transport == "websocket":
-            # one message per chunk: judged in the SSE view the client's messages get
-            stop = reply.fault_at if reply.fault is not None else len(reply.chunks)
-            status, headers, body = sse_view(reply.chunks[:stop])
-        text += str(normalize_response(scenario.api, status, headers, body)["text"] or "")
+            reply = as_event_stream(reply)  # the SSE view the client's messages get
+        shape = normalize_response(scenario.api, reply.status, reply.headers, played(reply))
+        text += str(shape["text"] or "")
     return text
 
 
@@ -405,6 +403,8 @@ def _not_from_upstream(run: Run, problems: list[str]) -> list[str]:
 
 def _upstream_problems(run: Run, reply: Reply) -> set[str]:
     """The problems an upstream answer has of its own, as the upstream played it."""
+    if run.scenario.transport == "websocket":
+        reply = as_event_stream(reply)
     sent = Response(reply.status, reply.headers, played(reply), complete=reply.fault is None)
     api, streaming = run.scenario.api, run.scenario.streaming
     return set(response_problems(api, sent, streaming=streaming, injected=(), strict=False))
@@ -593,29 +593,32 @@ def _differential(
     run: Run, response: Response, oracles: Collection[str], whole: bool
 ) -> list[Violation]:
     """The oracles that compare the client's answer with what the upstream sent."""
-    scenario, world = run.scenario, run.world
-    if run.plan.disconnects or not world.live or not run.served:
+    scenario, world, served = run.scenario, run.world, run.served
+    if run.plan.disconnects or not world.live or not served:
         return []  # a client that left sees a prefix; a hung run is liveness's
-    if scenario.transport == "websocket":
-        return []  # the upstream's messages are not an event stream (not modelled yet)
+    socket = scenario.transport == "websocket"
+    if socket:
+        # judged in the SSE view the client's messages get (``ws_view.py``)
+        served = [as_event_stream(reply) for reply in served]
     found: list[Violation] = []
     api, injected = scenario.api, {tool.name for tool in scenario.tools}
     shape = body_shape(response)
     if "differential" in oracles:
         # Any of aibridge's own rules judged: hold it to its documented relay, data equal.
         exact = run.strict or bool(set(oracles) & _AIBRIDGE_RULES)
-        exchange = Exchange(api, injected, run.served, response)
+        exchange = Exchange(api, injected, served, response)
         problems_of = stream_problems if scenario.streaming else body_problems
         problems = problems_of(exchange, exact)
         found += [Violation("differential", p, f"{shape}: {problem_kind(p)}") for p in problems]
     if "usage" in oracles and whole:
-        problems = usage_problems(api, scenario.streaming, run.served, response.body)
+        problems = usage_problems(api, scenario.streaming, served, response.body)
         found += [Violation("usage", p, "usage not summed") for p in problems]
     if (
         "continuation-sse" in oracles
+        and not socket  # its status (101) went out before the first response.create
         and run.stream_initiation == "eager"
         and scenario.streaming
-        and continued(run.served)
+        and continued(served)
         and (response.status != 200 or media_type(response.headers) != "text/event-stream")
     ):
         message = f"an agentic continuation began, then the client got {shape}"
