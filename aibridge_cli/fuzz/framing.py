@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..fakes.scripted_upstream import Reply
 from ..headers import media_type
@@ -117,6 +118,11 @@ def sse_framing_problems(api: str, body: bytes, *, complete: bool) -> list[Frami
     """The framing problems of a streamed body of ``api``; ``complete``: the body ended as
     the HTTP message did (otherwise the client left or the stream broke: its last,
     unterminated frame is not judged, nor what a stream must end with)."""
+    return list(_sse_framing_problems(api, body, complete))
+
+
+@lru_cache(maxsize=4096)  # the upstream's answers, and most clients', recur in a campaign
+def _sse_framing_problems(api: str, body: bytes, complete: bool) -> tuple[FramingProblem, ...]:
     frames, tail = _frames(body)
     found: list[FramingProblem] = []
     done_at: int | None = None
@@ -137,7 +143,7 @@ def sse_framing_problems(api: str, body: bytes, *, complete: bool) -> list[Frami
     if complete and api == CHAT and last_data not in (None, DONE) and not _chat_error(last_data):
         # an error frame may end a failed stream instead (the SDKs raise on it)
         found.append(FramingProblem("a Chat stream that does not end with [DONE]", b""))
-    return found
+    return tuple(found)
 
 
 def websocket_framing_problems(messages: Iterable[str]) -> list[FramingProblem]:

@@ -4,6 +4,7 @@
   stream, never a mix; the provider grammar holds; no injected tool is visible.
 * ``schedule-dependence``: the normalized response equals the canonical run's (same
   scenario and faults, no perturbation, FIFO scheduling).
+* ``key-consistency``: across requests, the pool's own timeline (``pool_timeline.py``).
 * ``key-pool``: replaying the upstream's log through the documented key rules predicts
   each attempt's key, the client's status and Retry-After, and the pool afterwards.
 * ``liveness``: the client was done within the virtual-time bound.
@@ -20,7 +21,6 @@ so a bug planted there shows as a disagreement.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import math
 from collections.abc import Collection, Sequence
@@ -33,7 +33,7 @@ from ..errors import ConfigError
 from ..fakes.scripted_upstream import Reply
 from ..headers import header, media_type
 from ..sessions.normalize import diff_normalized, normalize_response
-from ..sim.world import WALL_EPOCH, Attempt, WorldResult
+from ..sim.world import Attempt, WorldResult
 from ..sse import SSEDecoder
 from .breaker_oracle import breaker_problems
 from .differential import (
@@ -48,6 +48,8 @@ from .differential import (
 from .framing import framing_problems
 from .grammar import Response, response_problems
 from .plan import Plan
+from .pool_timeline import cooldown as _cooldown
+from .pool_timeline import key_consistency_problems
 from .release import RELEASE, release_problems
 from .release import SHAPE as RELEASE_SHAPE
 from .scenario import Scenario
@@ -129,6 +131,13 @@ _ORACLE_LIST = (
         "key-pool",
         "keys tried in order, cooldowns from Retry-After, status and Retry-After right",
         Profile.AIBRIDGE,
+    ),
+    Oracle(
+        "key-consistency",
+        "across requests, no key used while cooling or disabled in the pool's own "
+        "timeline; a cooldown never shortened by a later, shorter Retry-After",
+        Profile.AIBRIDGE,
+        simulation_only=True,  # reads the proxy's pool
     ),
     Oracle(
         "usage",
@@ -257,20 +266,6 @@ def client_response(world: WorldResult, plan: Plan) -> Response:
 
 
 # -- key pool model ----------------------------------------------------------------------
-
-
-def _cooldown(value: str | None, now: float) -> float:
-    """Seconds a 429 cools its key for: delta-seconds, an HTTP-date, else 60."""
-    if value is None:
-        return 60.0
-    text = value.strip()
-    if text.replace(".", "", 1).isdigit():
-        return float(text)
-    try:
-        date = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return 60.0
-    return max(0.0, date.timestamp() - (WALL_EPOCH + now))
 
 
 @dataclass
@@ -497,7 +492,8 @@ def judge(
             for p in breaker_problems(scenario.breaker, world.breaker_events)
         ]
     if scenario.requests > 1:
-        return found + _load_problems(run, oracles) + _framing(run, oracles)
+        load = _load_problems(run, oracles) + _framing(run, oracles)
+        return found + load + _key_consistency(run, oracles)
     response = client_response(world, plan)
     shape = body_shape(response)
     injected = {tool.name for tool in scenario.tools}
@@ -530,6 +526,7 @@ def judge(
         found += [
             Violation("key-pool", p, masked(p)) for p in key_pool_problems(scenario, plan, world)
         ]
+    found += _key_consistency(run, oracles)
     if "tool-results" in oracles:
         found += [Violation("tool-results", p, _LOST_RESULT) for p in world.lost_tool_results]
     if (
@@ -543,6 +540,14 @@ def judge(
         if differences and this["keys"] == canonical.shape["keys"]:
             found.append(_schedule_dependence(differences, canonical, bool(problems), shape))
     return found
+
+
+def _key_consistency(run: Run, oracles: Collection[str]) -> list[Violation]:
+    scenario, world = run.scenario, run.world
+    if "key-consistency" not in oracles or not scenario.keys or run.plan.disconnects:
+        return []  # a client that left may leave a 429 unread: the pool never learned of it
+    problems = key_consistency_problems(scenario.keys, world.attempts, world.pool, world.end_time)
+    return [Violation("key-consistency", p, masked(p)) for p in problems]
 
 
 def _framing(run: Run, oracles: Collection[str]) -> list[Violation]:

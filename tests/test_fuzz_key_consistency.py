@@ -1,0 +1,115 @@
+"""The key-consistency oracle: the pool's own timeline across the requests of one world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aibridge_cli.fuzz.campaign import Settings, run_campaign
+from aibridge_cli.fuzz.plan import Plan
+from aibridge_cli.fuzz.pool_timeline import key_consistency_problems
+from aibridge_cli.fuzz.runner import Judge
+from aibridge_cli.fuzz.toml_scenario import load_toml_scenario
+from aibridge_cli.proxy import keypool
+from aibridge_cli.sim.world import Attempt
+
+TWO_CLIENTS = Path(__file__).parent / "scenarios" / "cooling-key-two-clients.toml"
+
+
+def cooling(until: float) -> dict[str, object]:
+    return {"state": "cooling", "cooldown_remaining": until}
+
+
+def test_a_key_is_not_used_after_its_429_until_the_cooldown_passed() -> None:
+    rate_limited = Attempt(0.0, 0, 429, "30")
+    # the same instant: that request took the key before the 429 was read
+    assert key_consistency_problems(2, [rate_limited, Attempt(0.0, 0, 200, None)], [], 1) == []
+    assert key_consistency_problems(2, [rate_limited, Attempt(1.0, 0, 200, None)], [], 1) == [
+        "attempt 1 at 1 s used key 0, cooling from 0 s until 30 s"
+    ]
+    assert key_consistency_problems(2, [rate_limited, Attempt(30.0, 0, 200, None)], [], 31) == []
+    disabled = [Attempt(0.0, 1, 401, None), Attempt(5.0, 1, 200, None)]
+    assert key_consistency_problems(2, disabled, [], 6) == [
+        "attempt 1 at 5 s used key 1, disabled at 0 s"
+    ]
+
+
+def test_a_later_shorter_retry_after_must_not_shorten_the_cooldown() -> None:
+    both = [Attempt(0.0, 0, 429, "30"), Attempt(0.0, 0, 429, "2")]
+    valid = {"state": "valid", "cooldown_remaining": 0}
+    assert key_consistency_problems(2, both, [cooling(29.0), valid], 1.0) == []
+    assert key_consistency_problems(2, both, [cooling(1.0), valid], 1.0) == [
+        "key 0 has 1.0 s of cooldown left at 1 s; its longest Retry-After asks 29.0 s"
+    ]
+
+
+def judged() -> tuple[set[str], list[int | None]]:
+    violations, world = Judge("eager").evaluate(load_toml_scenario(TWO_CLIENTS), Plan())
+    return {v.oracle for v in violations}, [a.key for a in world.attempts]
+
+
+def campaign() -> set[str]:
+    found = run_campaign(Settings((load_toml_scenario(TWO_CLIENTS),), 1, 20), investigate=False)
+    return {v.oracle for outcome in found.failures for v in outcome.violations}
+
+
+def test_two_clients_share_the_pool_and_the_second_skips_the_cooling_key() -> None:
+    assert judged() == (set(), [0, 1, 1])
+    assert campaign() == set()
+
+
+def test_a_cooling_key_used_by_the_next_request_is_a_key_consistency_finding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The plant: a key's state ignores its cooldown; one request still never takes a key
+    # twice (``tried``), so only the next request shows it, and only this oracle sees it
+    # (a load is not judged by the key-pool oracle, which predicts one request's keys).
+    def state(self: keypool.PoolKey, now: float) -> keypool.KeyState:
+        return keypool.KeyState.DISABLED if self.disabled else keypool.KeyState.VALID
+
+    monkeypatch.setattr(keypool.PoolKey, "state", state)
+    oracles, keys = judged()
+    assert keys == [0, 1, 0]
+    assert oracles == {"key-consistency"}
+    assert "key-consistency" in campaign()
+
+
+SHORTER = Path(__file__).parent / "scenarios" / "shorter-cooldown-two-clients.toml"
+
+
+def shorter() -> tuple[set[str], set[str]]:
+    """The oracles a plain run of SHORTER fails, and those a small campaign fails."""
+    scenario = load_toml_scenario(SHORTER)
+    violations, _ = Judge("eager").evaluate(scenario, Plan())
+    found = run_campaign(Settings((scenario,), 1, 20), investigate=False)
+    return {v.oracle for v in violations}, {
+        v.oracle for outcome in found.failures for v in outcome.violations
+    }
+
+
+def test_two_429s_at_once_keep_the_longer_cooldown() -> None:
+    assert shorter() == (set(), set())
+
+
+def test_a_cooldown_overwritten_by_a_shorter_one_is_a_key_consistency_finding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = keypool.KeyPool.report
+
+    def report(
+        self: keypool.KeyPool,
+        key: keypool.PoolKey,
+        status: int,
+        retry_after: str | None,
+        now: float,
+        wall_now: float,
+    ) -> bool:
+        if status == 429:
+            key.cooling_until = 0.0  # the plant: the last 429 sets the cooldown, not the longest
+        return original(self, key, status, retry_after, now, wall_now)
+
+    monkeypatch.setattr(keypool.KeyPool, "report", report)
+    plain, campaign_found = shorter()
+    assert plain == {"key-consistency"}
+    assert "key-consistency" in campaign_found
