@@ -1,4 +1,5 @@
-"""The key-consistency oracle: the pool's own timeline across the requests of one world."""
+"""Several clients in one world: the key-consistency oracle (the pool's own timeline across
+requests) and the overlap a plan draws for them."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
+from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.plan import Plan
 from aibridge_cli.fuzz.pool_timeline import key_consistency_problems
-from aibridge_cli.fuzz.runner import Judge
+from aibridge_cli.fuzz.runner import Judge, draw_iteration
 from aibridge_cli.fuzz.toml_scenario import load_toml_scenario
 from aibridge_cli.proxy import keypool
 from aibridge_cli.sim.world import Attempt
@@ -113,3 +115,23 @@ def test_a_cooldown_overwritten_by_a_shorter_one_is_a_key_consistency_finding(
     plain, campaign_found = shorter()
     assert plain == {"key-consistency"}
     assert "key-consistency" in campaign_found
+
+
+def test_a_plan_may_start_a_load_s_clients_later() -> None:
+    # 31 s later than its turn (1 s), the second client finds key 0 cooled down.
+    plan = Plan(starts=(0.0, 31.0))
+    violations, world = Judge("eager").evaluate(load_toml_scenario(TWO_CLIENTS), plan)
+    assert violations == []
+    assert [(a.time, a.key) for a in world.attempts] == [(0.0, 0), (0.0, 1), (32.0, 0)]
+    assert Plan.from_json(plan.to_json()) == plan
+    assert "starts" not in Plan().to_json()  # one-request repro files keep their bytes
+
+
+def test_loads_draw_their_overlap_and_other_scenarios_do_not() -> None:
+    settings = Settings((load_toml_scenario(TWO_CLIENTS),), 1, 20)
+    drawn = [draw_iteration(settings.draw, i)[1].starts for i in range(20)]
+    assert any(drawn)
+    assert not all(drawn)
+    assert all(len(starts) in (0, 2) for starts in drawn)
+    one = Settings(tuple(builtin("anthropic/simple#streaming")), 1, 20)
+    assert not any(draw_iteration(one.draw, i)[1].starts for i in range(20))

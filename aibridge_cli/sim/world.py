@@ -101,6 +101,7 @@ class WorldSpec:
     # apart, to a proxy with this circuit breaker (None: none).
     requests: int = 1
     gap: float = 0.0
+    starts: Sequence[float] = ()  # a plan's extra delay before each client of a load
     breaker: BreakerConfig | None = None
 
 
@@ -552,5 +553,6 @@ class _World:
     async def _load_client(
         self, proxy: Server, services: trio.Nursery, results: list[ClientResult], index: int
     ) -> None:
-        await trio.sleep(index * self.spec.gap)
+        starts = self.spec.starts
+        await trio.sleep(index * self.spec.gap + (starts[index] if index < len(starts) else 0.0))
         results[index] = await self._client(proxy, services, f"-{index}")
