@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..fakes.scripted_upstream import Reply
+from ..fakes.scripted_websocket import reply_messages
 from ..headers import media_type
 from ..sim.client import ClientResult
 from .differential import played
@@ -164,7 +165,7 @@ def _reply_problems(api: str, transport: str, reply: Reply) -> list[FramingProbl
         return []
     if transport == "websocket":
         stop = reply.fault_at if reply.fault is not None else len(reply.chunks)
-        return websocket_framing_problems(c.decode("utf-8", "replace") for c in reply.chunks[:stop])
+        return websocket_framing_problems(m for ms in reply_messages(reply)[:stop] for m in ms)
     if media_type(reply.headers) != "text/event-stream":
         return []
     return sse_framing_problems(api, played(reply), complete=reply.fault is None)
