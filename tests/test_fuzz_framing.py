@@ -11,6 +11,8 @@ from aibridge_cli.fuzz.framing import sse_framing_problems, websocket_framing_pr
 from aibridge_cli.fuzz.plan import Plan
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.providers import openai_chat
+from aibridge_cli.providers.openai_responses_ws import frame_messages as messages_of
+from aibridge_cli.proxy import ws_bridge
 
 CHAT_TOOL = "openai-chat/injected-tool#streaming"
 
@@ -85,8 +87,10 @@ def oracles() -> set[str]:
     return {v.oracle for v in violations}
 
 
-def test_the_unplanted_chat_relay_is_well_framed() -> None:
+def test_the_unplanted_relays_are_well_framed() -> None:
     assert oracles() == set()
+    violations, _ = Judge("eager").evaluate(builtin("openai-responses-ws/simple")[0], Plan())
+    assert violations == []
     campaign = run_campaign(Settings(tuple(builtin(CHAT_TOOL)), 3, 20))
     assert [o.oracle for o in campaign.failures] == []
 
@@ -102,3 +106,18 @@ def test_a_chat_frame_written_with_an_event_line_is_a_framing_finding(
     assert oracles() == {"framing"}
     campaign = run_campaign(Settings(tuple(builtin(CHAT_TOOL)), 3, 20))
     assert "framing" in {o.oracle for o in campaign.failures}
+
+
+def test_a_websocket_message_sent_in_sse_framing_is_a_framing_finding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The plant: the socket relay sends its first message as the SSE frame it came in.
+    def frame_messages(data: bytes) -> list[str]:
+        messages = messages_of(data)
+        if '"response.created"' in data.decode():
+            return [f"data: {messages[0]}", *messages[1:]]
+        return messages
+
+    monkeypatch.setattr(ws_bridge, "frame_messages", frame_messages)
+    violations, _ = Judge("eager").evaluate(builtin("openai-responses-ws/simple")[0], Plan())
+    assert "SSE framing in a WebSocket message" in {v.shape for v in violations}
