@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 
@@ -11,10 +13,12 @@ from aibridge_cli.fuzz.plan import ChunkDelay, Cut, Fault, FaultKind, Plan
 from aibridge_cli.fuzz.release import release_problems
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.proxy.server import HTTPConnection
+from aibridge_cli.proxy.ws_server import ResponsesSocket
 from aibridge_cli.sim.raw_upstream import Answer
 
 SIMPLE = "anthropic/simple#streaming"
 CHAT = "openai-chat/simple#streaming"
+WS = "openai-responses-ws/simple"
 
 
 def test_only_an_answer_closed_over_a_second_after_the_client_left_is_late() -> None:
@@ -69,3 +73,21 @@ def test_a_handler_not_cancelled_when_its_client_leaves_is_a_release_finding(
     assert oracles == {"release"}  # nothing else sees it: the world closes all at teardown
     assert [(a.opened, a.closed) for a in answers] == [(0.0, 3.0)]
     assert "release" in found_in_campaign(CHAT)
+
+
+def test_a_socket_that_leaves_its_response_running_is_a_release_finding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The client leaves after the first message; the upstream's next one comes 3 s later.
+    plan = Plan(
+        faults=(Fault(FaultKind.CLIENT_DISCONNECT, 0, 10),), delays=(ChunkDelay(0, 1, 3.0),)
+    )
+    assert run(WS, plan) == (set(), [Answer(0, 0.0, 0.0)])
+    # The plant: the socket's reader sees the client's close and cancels nothing.
+    original = ResponsesSocket._read
+
+    async def read(self: ResponsesSocket, socket: Any, queue: Any, scope: trio.CancelScope) -> None:
+        await original(self, socket, queue, trio.CancelScope())
+
+    monkeypatch.setattr(ResponsesSocket, "_read", read)
+    assert run(WS, plan) == ({"release"}, [Answer(0, 0.0, 3.0)])
