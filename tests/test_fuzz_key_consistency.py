@@ -3,16 +3,19 @@ requests) and the overlap a plan draws for them."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from aibridge_cli.errors import ConfigError
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.plan import Plan
 from aibridge_cli.fuzz.pool_timeline import key_consistency_problems
 from aibridge_cli.fuzz.runner import Judge, draw_iteration
-from aibridge_cli.fuzz.toml_scenario import load_toml_scenario
+from aibridge_cli.fuzz.scenario import Scenario
+from aibridge_cli.fuzz.toml_scenario import load_toml_scenario, scenario_from_toml
 from aibridge_cli.proxy import keypool
 from aibridge_cli.sim.world import Attempt
 
@@ -135,3 +138,31 @@ def test_loads_draw_their_overlap_and_other_scenarios_do_not() -> None:
     assert all(len(starts) in (0, 2) for starts in drawn)
     one = Settings(tuple(builtin("anthropic/simple#streaming")), 1, 20)
     assert not any(draw_iteration(one.draw, i)[1].starts for i in range(20))
+
+
+def with_starts(starts: str, gap: float = 0.0) -> Scenario:
+    text = TWO_CLIENTS.read_text().replace("gap = 1", f"gap = {gap:g}\nstarts = {starts}")
+    return scenario_from_toml("starts", tomllib.loads(text), "starts.toml")
+
+
+def test_a_scenario_gives_each_client_its_start_time() -> None:
+    scenario = with_starts("[0, 31]")
+    assert scenario.describe().startswith("2 requests at 0, 31 s, ")
+    assert Scenario.from_json(scenario.to_json()) == scenario
+    # the plan's lateness adds to the scenario's own start time
+    violations, world = Judge("eager").evaluate(scenario, Plan(starts=(0.0, 0.5)))
+    assert violations == []
+    assert [(a.time, a.key) for a in world.attempts] == [(0.0, 0), (0.0, 1), (31.5, 0)]
+
+
+@pytest.mark.parametrize(
+    ("starts", "gap", "error"),
+    [
+        ("[0]", 0.0, "starts must give each of the 2 requests its start time"),
+        ("[0, -1]", 0.0, "starts must give each of the 2 requests its start time"),
+        ("[0, 1]", 1.0, "give either starts or gap, not both"),
+    ],
+)
+def test_start_times_are_checked(starts: str, gap: float, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        with_starts(starts, gap)

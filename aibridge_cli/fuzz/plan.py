@@ -522,6 +522,18 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
     return replies
 
 
+def _starts(scenario: Scenario, plan: Plan) -> tuple[float, ...]:
+    """How much later than ``gap`` apart each client starts: its own start time, if the
+    scenario gives one, plus the plan's drawn lateness."""
+    own, late = scenario.starts, plan.starts
+    if not own and not late:
+        return ()
+    return tuple(
+        (own[i] if i < len(own) else 0.0) + (late[i] if i < len(late) else 0.0)
+        for i in range(scenario.requests)
+    )
+
+
 def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiation) -> WorldSpec:
     disconnect = next((f.at for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT), None)
     bound = 300.0 + plan.start_after + sum(d.seconds for d in plan.delays)
@@ -530,7 +542,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
     tool_faults = {f.at: f.kind for f in plan.faults if f.kind.mcp}
     slow = FaultKind.MCP_SLOW in tool_faults.values()
     bound += sum(t.timeout for t in scenario.tools) if slow else 0
-    bound += scenario.requests * scenario.gap + sum(plan.starts)
+    bound += scenario.requests * scenario.gap + sum(_starts(scenario, plan))
     return WorldSpec(
         path=scenario.path,
         body=scenario.body,
@@ -549,7 +561,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         bound=bound,
         requests=scenario.requests,
         gap=scenario.gap,
-        starts=plan.starts,
+        starts=_starts(scenario, plan),
         breaker=scenario.breaker,
     )
 

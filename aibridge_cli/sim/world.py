@@ -101,7 +101,7 @@ class WorldSpec:
     # apart, to a proxy with this circuit breaker (None: none).
     requests: int = 1
     gap: float = 0.0
-    starts: Sequence[float] = ()  # a plan's extra delay before each client of a load
+    starts: Sequence[float] = ()  # a load: how much later than its gap-spaced turn each starts
     breaker: BreakerConfig | None = None
 
 
