@@ -4,12 +4,15 @@
   stream, never a mix; the provider grammar holds; no injected tool is visible.
 * ``schedule-dependence``: the normalized response equals the canonical run's (same
   scenario and faults, no perturbation, FIFO scheduling).
+* ``key-consistency``: across requests, the pool's own timeline (``pool_timeline.py``).
 * ``key-pool``: replaying the upstream's log through the documented key rules predicts
   each attempt's key, the client's status and Retry-After, and the pool afterwards.
 * ``liveness``: the client was done within the virtual-time bound.
+* ``release``: every upstream answer closed soon after the client left (``release.py``).
 * ``hygiene``: no task left behind, no unhandled exception, every connection closed.
 * ``differential``, ``usage``, ``continuation-sse``: the client's answer against what the
   upstream sent and aibridge's documented changes to it (see ``differential.py``).
+* ``framing``: every frame in its API's wire format, line by line (``framing.py``).
 * ``tool-results``: the upstream request after an injected tool ran carries its result.
 
 The key-pool model here is written from the rules in BEHAVIOR.md, not from ``keypool.py``,
@@ -18,7 +21,6 @@ so a bug planted there shows as a disagreement.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import math
 from collections.abc import Collection, Sequence
@@ -30,9 +32,8 @@ from ..config import StreamInitiation
 from ..errors import ConfigError
 from ..fakes.scripted_upstream import Reply
 from ..headers import header, media_type
-from ..providers.openai_responses_ws import sse_view
 from ..sessions.normalize import diff_normalized, normalize_response
-from ..sim.world import WALL_EPOCH, Attempt, WorldResult
+from ..sim.world import Attempt, WorldResult
 from ..sse import SSEDecoder
 from .breaker_oracle import breaker_problems
 from .differential import (
@@ -44,10 +45,16 @@ from .differential import (
     stream_problems,
     usage_problems,
 )
+from .framing import framing_problems
 from .grammar import Response, response_problems
 from .plan import Plan
+from .pool_timeline import cooldown as _cooldown
+from .pool_timeline import key_consistency_problems
+from .release import RELEASE, release_problems
+from .release import SHAPE as RELEASE_SHAPE
 from .scenario import Scenario
 from .signature import body_shape, masked, problem_kind
+from .ws_view import as_event_stream
 
 
 class Profile(StrEnum):
@@ -74,6 +81,12 @@ _ORACLE_LIST = (
     ),
     Oracle("liveness", "the client is done within the time bound", Profile.GENERIC),
     Oracle(
+        "release",
+        f"every upstream answer is closed within {RELEASE:g} s (virtual) of its client leaving",
+        Profile.GENERIC,
+        simulation_only=True,  # black-box mode's after-hang-up probes its target's
+    ),
+    Oracle(
         "malformed-body",
         "a JSON body or a well-formed event stream of the client's API, "
         "never a mix; no injected tool visible",
@@ -97,6 +110,13 @@ _ORACLE_LIST = (
         Profile.GENERIC,
     ),
     Oracle(
+        "framing",
+        "every frame in its API's wire format: event: lines named by the data's type "
+        "where required and absent where not, one data: line, blank-line ends, [DONE]; "
+        "one JSON event per WebSocket message",
+        Profile.GENERIC,
+    ),
+    Oracle(
         "schedule-dependence",
         "the normalized response equals the canonical run's",
         Profile.GENERIC,
@@ -111,6 +131,13 @@ _ORACLE_LIST = (
         "key-pool",
         "keys tried in order, cooldowns from Retry-After, status and Retry-After right",
         Profile.AIBRIDGE,
+    ),
+    Oracle(
+        "key-consistency",
+        "across requests, no key used while cooling or disabled in the pool's own "
+        "timeline; a cooldown never shortened by a later, shorter Retry-After",
+        Profile.AIBRIDGE,
+        simulation_only=True,  # reads the proxy's pool
     ),
     Oracle(
         "usage",
@@ -241,20 +268,6 @@ def client_response(world: WorldResult, plan: Plan) -> Response:
 # -- key pool model ----------------------------------------------------------------------
 
 
-def _cooldown(value: str | None, now: float) -> float:
-    """Seconds a 429 cools its key for: delta-seconds, an HTTP-date, else 60."""
-    if value is None:
-        return 60.0
-    text = value.strip()
-    if text.replace(".", "", 1).isdigit():
-        return float(text)
-    try:
-        date = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return 60.0
-    return max(0.0, date.timestamp() - (WALL_EPOCH + now))
-
-
 @dataclass
 class _ModelKey:
     disabled: bool = False
@@ -369,12 +382,10 @@ def _upstream_text(scenario: Scenario, served: Sequence[Reply]) -> str:
     for reply in served:
         if reply.status >= 400:
             continue
-        status, headers, body = reply.status, reply.headers, played(reply)
         if scenario.transport == "websocket":
-            # one message per chunk: judged in the SSE view the client's messages get
-            stop = reply.fault_at if reply.fault is not None else len(reply.chunks)
-            status, headers, body = sse_view(reply.chunks[:stop])
-        text += str(normalize_response(scenario.api, status, headers, body)["text"] or "")
+            reply = as_event_stream(reply)  # the SSE view the client's messages get
+        shape = normalize_response(scenario.api, reply.status, reply.headers, played(reply))
+        text += str(shape["text"] or "")
     return text
 
 
@@ -387,6 +398,8 @@ def _not_from_upstream(run: Run, problems: list[str]) -> list[str]:
 
 def _upstream_problems(run: Run, reply: Reply) -> set[str]:
     """The problems an upstream answer has of its own, as the upstream played it."""
+    if run.scenario.transport == "websocket":
+        reply = as_event_stream(reply)
     sent = Response(reply.status, reply.headers, played(reply), complete=reply.fault is None)
     api, streaming = run.scenario.api, run.scenario.streaming
     return set(response_problems(api, sent, streaming=streaming, injected=(), strict=False))
@@ -470,13 +483,17 @@ def judge(
     if "liveness" in oracles and not world.live:
         message = f"the client was not done after {world.end_time:g} seconds"
         found.append(Violation("liveness", message, "the client was not done"))
+    if "release" in oracles:
+        late = release_problems(world.answers, world.end_time)
+        found += [Violation("release", p, RELEASE_SHAPE) for p in late]
     if "breaker" in oracles and scenario.breaker is not None:
         found += [
             Violation("breaker", p, masked(p))
             for p in breaker_problems(scenario.breaker, world.breaker_events)
         ]
     if scenario.requests > 1:
-        return found + _load_problems(run, oracles)
+        load = _load_problems(run, oracles) + _framing(run, oracles)
+        return found + load + _key_consistency(run, oracles)
     response = client_response(world, plan)
     shape = body_shape(response)
     injected = {tool.name for tool in scenario.tools}
@@ -503,11 +520,13 @@ def judge(
     if "content" in oracles and not plan.disconnects and world.live:
         text, whole = str(got["text"] or ""), clean and not errored
         found += [Violation("content", m, k) for m, k in content_problems(run, text, whole)]
+    found += _framing(run, oracles)
     found += _differential(run, response, oracles, clean and not errored)
     if "key-pool" in oracles:
         found += [
             Violation("key-pool", p, masked(p)) for p in key_pool_problems(scenario, plan, world)
         ]
+    found += _key_consistency(run, oracles)
     if "tool-results" in oracles:
         found += [Violation("tool-results", p, _LOST_RESULT) for p in world.lost_tool_results]
     if (
@@ -521,6 +540,22 @@ def judge(
         if differences and this["keys"] == canonical.shape["keys"]:
             found.append(_schedule_dependence(differences, canonical, bool(problems), shape))
     return found
+
+
+def _key_consistency(run: Run, oracles: Collection[str]) -> list[Violation]:
+    scenario, world = run.scenario, run.world
+    if "key-consistency" not in oracles or not scenario.keys or run.plan.disconnects:
+        return []  # a client that left may leave a 429 unread: the pool never learned of it
+    problems = key_consistency_problems(scenario.keys, world.attempts, world.pool, world.end_time)
+    return [Violation("key-consistency", p, masked(p)) for p in problems]
+
+
+def _framing(run: Run, oracles: Collection[str]) -> list[Violation]:
+    if "framing" not in oracles:
+        return []
+    clients = run.world.clients or [run.world.client]  # a black-box run has its one client
+    framed = framing_problems(run.scenario.api, run.scenario.transport, run.served, clients)
+    return [Violation("framing", str(p), p.kind) for p in framed]
 
 
 def _load_problems(run: Run, oracles: Collection[str]) -> list[Violation]:
@@ -563,29 +598,32 @@ def _differential(
     run: Run, response: Response, oracles: Collection[str], whole: bool
 ) -> list[Violation]:
     """The oracles that compare the client's answer with what the upstream sent."""
-    scenario, world = run.scenario, run.world
-    if run.plan.disconnects or not world.live or not run.served:
+    scenario, world, served = run.scenario, run.world, run.served
+    if run.plan.disconnects or not world.live or not served:
         return []  # a client that left sees a prefix; a hung run is liveness's
-    if scenario.transport == "websocket":
-        return []  # the upstream's messages are not an event stream (not modelled yet)
+    socket = scenario.transport == "websocket"
+    if socket:
+        # judged in the SSE view the client's messages get (``ws_view.py``)
+        served = [as_event_stream(reply) for reply in served]
     found: list[Violation] = []
     api, injected = scenario.api, {tool.name for tool in scenario.tools}
     shape = body_shape(response)
     if "differential" in oracles:
         # Any of aibridge's own rules judged: hold it to its documented relay, data equal.
         exact = run.strict or bool(set(oracles) & _AIBRIDGE_RULES)
-        exchange = Exchange(api, injected, run.served, response)
+        exchange = Exchange(api, injected, served, response)
         problems_of = stream_problems if scenario.streaming else body_problems
         problems = problems_of(exchange, exact)
         found += [Violation("differential", p, f"{shape}: {problem_kind(p)}") for p in problems]
     if "usage" in oracles and whole:
-        problems = usage_problems(api, scenario.streaming, run.served, response.body)
+        problems = usage_problems(api, scenario.streaming, served, response.body)
         found += [Violation("usage", p, "usage not summed") for p in problems]
     if (
         "continuation-sse" in oracles
+        and not socket  # its status (101) went out before the first response.create
         and run.stream_initiation == "eager"
         and scenario.streaming
-        and continued(run.served)
+        and continued(served)
         and (response.status != 200 or media_type(response.headers) != "text/event-stream")
     ):
         message = f"an agentic continuation began, then the client got {shape}"

@@ -116,6 +116,7 @@ class Plan:
     line_ending: str = "\n"  # of the upstream's event streams
     retry_after: str | None = None  # every 429's Retry-After, the scenario's own included
     start_after: float = 0.0  # virtual seconds before the client sends its request
+    starts: tuple[float, ...] = ()  # a load's clients: seconds each starts later than planned
 
     def canonical(self) -> Plan:
         return replace(self._world(), faults=self.faults)
@@ -175,7 +176,10 @@ class Plan:
         return any(f.kind is FaultKind.CLIENT_DISCONNECT for f in self.faults)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.starts:
+            del data["starts"]  # only then: repro files of one-request scenarios keep their bytes
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Plan:
@@ -194,7 +198,11 @@ class Plan:
             line_ending=data.get("line_ending", "\n"),
             retry_after=data.get("retry_after"),
             start_after=data.get("start_after", 0.0),
+            starts=tuple(data.get("starts", ())),
         )
+
+
+LOAD_STARTS = (0.0, 0.0, 0.001, 0.5, 2.0, 31.0)
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -304,6 +312,11 @@ def draw_rare(
         e = rng.choice(ok)
         at = rng.randrange(len(scenario.exchanges[e].chunks))
         plan = replace(plan, faults=(*plan.faults, Fault(FaultKind.EARLY_END, e, at)))
+    if scenario.requests > 1 and rng.random() < 0.5:
+        # A load's overlap, drawn last (other scenarios' plans stay as they were): each
+        # client starts a moment, a while or past a 30 s cooldown later than its turn.
+        starts = tuple(rng.choice(LOAD_STARTS) for _ in range(scenario.requests))
+        plan = replace(plan, starts=starts)
     return plan
 
 
@@ -509,6 +522,18 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
     return replies
 
 
+def _starts(scenario: Scenario, plan: Plan) -> tuple[float, ...]:
+    """How much later than ``gap`` apart each client starts: its own start time, if the
+    scenario gives one, plus the plan's drawn lateness."""
+    own, late = scenario.starts, plan.starts
+    if not own and not late:
+        return ()
+    return tuple(
+        (own[i] if i < len(own) else 0.0) + (late[i] if i < len(late) else 0.0)
+        for i in range(scenario.requests)
+    )
+
+
 def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiation) -> WorldSpec:
     disconnect = next((f.at for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT), None)
     bound = 300.0 + plan.start_after + sum(d.seconds for d in plan.delays)
@@ -517,7 +542,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
     tool_faults = {f.at: f.kind for f in plan.faults if f.kind.mcp}
     slow = FaultKind.MCP_SLOW in tool_faults.values()
     bound += sum(t.timeout for t in scenario.tools) if slow else 0
-    bound += scenario.requests * scenario.gap
+    bound += scenario.requests * scenario.gap + sum(_starts(scenario, plan))
     return WorldSpec(
         path=scenario.path,
         body=scenario.body,
@@ -536,6 +561,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         bound=bound,
         requests=scenario.requests,
         gap=scenario.gap,
+        starts=_starts(scenario, plan),
         breaker=scenario.breaker,
     )
 

@@ -137,6 +137,7 @@ class Scenario:
     requests: int = 1
     gap: float = 0.0
     breaker: BreakerConfig | None = None
+    starts: tuple[float, ...] = ()  # a load: each client's start time, instead of the gap
 
     # Every iteration asks these; a scenario never changes, so each is worked out once.
     @cached_property
@@ -157,6 +158,8 @@ class Scenario:
         tools = f", injected {', '.join(t.name for t in self.tools)}" if self.tools else ""
         kind = "streaming" if self.streaming else "blocking"
         load = f"{self.requests} requests {self.gap:g} s apart, " if self.requests > 1 else ""
+        if self.starts:
+            load = f"{self.requests} requests at {', '.join(f'{t:g}' for t in self.starts)} s, "
         b = self.breaker
         if b is not None:
             load += f"breaker {b.threshold}/{b.interval:g}s/{b.open_time:g}s/{b.probes}, "
@@ -209,6 +212,7 @@ class Scenario:
             # only when set: repro files of other scenarios keep their bytes
             **({"requests": self.requests, "gap": self.gap} if self.requests > 1 else {}),
             **({"breaker": dataclasses.asdict(self.breaker)} if self.breaker else {}),
+            **({"starts": list(self.starts)} if self.starts else {}),
         }
 
     @classmethod
@@ -234,4 +238,5 @@ class Scenario:
             data.get("requests", 1),
             data.get("gap", 0.0),
             BreakerConfig(**data["breaker"]) if data.get("breaker") else None,
+            tuple(data.get("starts", ())),
         )

@@ -36,7 +36,7 @@ def candidates(plan: Plan) -> Iterator[Plan]:
         yield replace(plan, faults=_without(plan.faults, i))
     if plan.schedule_budget:
         yield replace(plan, schedule_budget=0)
-    groups = ("checkpoints", "delays", "read_delays", "tool_latency", "cuts")
+    groups = ("checkpoints", "delays", "read_delays", "tool_latency", "cuts", "starts")
     fields: dict[str, Any]
     for name in groups:
         if getattr(plan, name):

@@ -18,6 +18,7 @@
 
     requests = 8                 # a load: 8 clients send the request, gap seconds apart
     gap = 0.5                    # (the turns answer the upstream requests as they come)
+    starts = [0, 0, 3]           # or: when each client starts (seconds), instead of a gap
     [breaker]                    # the proxy runs with `serve --breaker` and these settings
     threshold = 3                # interval, open_time (seconds), probes: coder's defaults
 
@@ -47,7 +48,7 @@ APIS = {
     "openai-chat": "/openai/v1/chat/completions",
     "openai-responses": "/openai/v1/responses",
 }
-_TOP = {"api", "stream", "keys", "prompt", "tool", "turn", "requests", "gap", "breaker"}
+_TOP = {"api", "stream", "keys", "prompt", "tool", "turn", "requests", "gap", "starts", "breaker"}
 _BREAKER = {"threshold", "interval", "open_time", "probes"}
 _TURN = {"text", "tool_call", "status", "retry_after", "reset_after", "stall_after"}
 _FRAMING = {"content-length", "transfer-encoding"}
@@ -83,6 +84,7 @@ def scenario_from_toml(name: str, data: Mapping[str, Any], where: str) -> Scenar
         raise ConfigError(f"{where}: requests must be a number of requests (1 to 64)")
     if not isinstance(gap, int | float) or isinstance(gap, bool) or not 0 <= gap <= 60:
         raise ConfigError(f"{where}: gap must be seconds between requests (0 to 60)")
+    starts = _starts(data.get("starts"), requests, gap, where)
     return Scenario(
         name,
         api,
@@ -94,7 +96,27 @@ def scenario_from_toml(name: str, data: Mapping[str, Any], where: str) -> Scenar
         requests=requests,
         gap=float(gap),
         breaker=_breaker(data.get("breaker"), f"{where}: [breaker]"),
+        starts=starts,
     )
+
+
+def _starts(value: Any, requests: int, gap: float, where: str) -> tuple[float, ...]:
+    """Each client's start time: one number (seconds, 0 to 600) per request; not with a gap."""
+    if value is None:
+        return ()
+    numbers = value if isinstance(value, list) else []
+    if (
+        len(numbers) != requests
+        or any(not isinstance(n, int | float) or isinstance(n, bool) for n in numbers)
+        or not all(0 <= n <= 600 for n in numbers)
+    ):
+        raise ConfigError(
+            f"{where}: starts must give each of the {requests} requests its start time "
+            f"(seconds, 0 to 600), not {value!r}"
+        )
+    if gap:
+        raise ConfigError(f"{where}: give either starts or gap, not both")
+    return tuple(float(n) for n in numbers)
 
 
 def _breaker(table: Any, where: str) -> BreakerConfig | None:

@@ -47,6 +47,7 @@ class ClientResult:
     complete: bool = False
     protocol_error: str | None = None
     disconnected: bool = False
+    messages: list[str] = field(default_factory=list)  # WebSocket mode: as they came
 
 
 async def exchange(
@@ -200,6 +201,7 @@ async def websocket_exchange(
     if refused or result.status is not None:
         result.body = b"".join(refused)
         return result
+    result.messages = messages
     status, headers, view = sse_view(messages)
     if opened:
         result.status, result.headers, result.body = status, headers, view

@@ -9,7 +9,9 @@ inside the body closes the stream, a stall sleeps until the proxy gives up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from http import HTTPStatus
 
 import trio
@@ -26,6 +28,16 @@ Peek = Callable[[int], Reply | None]
 BodySeen = Callable[[int, bytes], None]  # request index, request body
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One upstream answer's life in virtual time: when it was asked for and when it was
+    closed, however it ended (the release oracle judges how long it outlived its client)."""
+
+    index: int
+    opened: float
+    closed: float
+
+
 class RawUpstream:
     def __init__(
         self,
@@ -38,6 +50,18 @@ class RawUpstream:
         self.body_seen = body_seen
         self.requests = 0
         self.open_responses = 0
+        self.answers: list[Answer] = []  # closed ones, in the order they closed
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """One answer being played: counted while open, its life kept when it closes."""
+        index, opened = self.requests - 1, trio.current_time()
+        self.open_responses += 1
+        try:
+            yield
+        finally:
+            self.open_responses -= 1
+            self.answers.append(Answer(index, opened, trio.current_time()))
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         buffer = b""
@@ -65,12 +89,9 @@ class RawUpstream:
                 buffer = buffer[length:]
                 reply = self.script(headers, self.requests)
                 self.requests += 1
-                self.open_responses += 1
-                try:
+                with self._answering():
                     if not await self._play(stream, reply):
                         return
-                finally:
-                    self.open_responses -= 1
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the proxy hung up: nothing left to answer
         finally:
@@ -103,12 +124,9 @@ class RawUpstream:
                     self.body_seen(self.requests, message.encode())
                 reply = self.script(headers, self.requests)
                 self.requests += 1
-                self.open_responses += 1
-                try:
+                with self._answering():
                     if not await play_messages(socket, reply):
                         return  # a reset: the connection drops without a close
-                finally:
-                    self.open_responses -= 1
         except WebSocketClosed:
             pass  # the proxy closed its socket (answered by receive)
 

@@ -46,7 +46,7 @@ from .client import ClientResult, Pace, exchange, websocket_exchange
 from .marks import Lane, Mark, MarkKind, lane_of
 from .network import MemoryNetwork
 from .pipes import CheckpointPlan, Yields, stream_pair
-from .raw_upstream import RawUpstream
+from .raw_upstream import Answer, RawUpstream
 from .sched import Scheduler, deterministic, rewind, settle
 
 # A fixed wall clock: Retry-After dates and records never read the real time.
@@ -107,6 +107,7 @@ class WorldSpec:
     # apart, to a proxy with this circuit breaker (None: none).
     requests: int = 1
     gap: float = 0.0
+    starts: Sequence[float] = ()  # a load: how much later than its gap-spaced turn each starts
     breaker: BreakerConfig | None = None
 
 
@@ -135,6 +136,7 @@ class WorldResult:
     lost_tool_results: list[str] = field(default_factory=list)
     clients: list[ClientResult] = field(default_factory=list)  # every client, in start order
     breaker_events: list[BreakerEvent] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)  # the upstream's, once closed
 
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
@@ -528,6 +530,7 @@ class _World:
             lost_tool_results=self.lost,
             clients=clients,
             breaker_events=self.breaker_events,
+            answers=upstream.answers,
         )
 
     async def _client(self, proxy: Server, services: trio.Nursery, name: str = "") -> ClientResult:
@@ -556,5 +559,6 @@ class _World:
     async def _load_client(
         self, proxy: Server, services: trio.Nursery, results: list[ClientResult], index: int
     ) -> None:
-        await trio.sleep(index * self.spec.gap)
+        starts = self.spec.starts
+        await trio.sleep(index * self.spec.gap + (starts[index] if index < len(starts) else 0.0))
         results[index] = await self._client(proxy, services, f"-{index}")

@@ -1,0 +1,168 @@
+"""Several clients in one world: the key-consistency oracle (the pool's own timeline across
+requests) and the overlap a plan draws for them."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from aibridge_cli.errors import ConfigError
+from aibridge_cli.fuzz.campaign import Settings, run_campaign
+from aibridge_cli.fuzz.catalog import builtin
+from aibridge_cli.fuzz.plan import Plan
+from aibridge_cli.fuzz.pool_timeline import key_consistency_problems
+from aibridge_cli.fuzz.runner import Judge, draw_iteration
+from aibridge_cli.fuzz.scenario import Scenario
+from aibridge_cli.fuzz.toml_scenario import load_toml_scenario, scenario_from_toml
+from aibridge_cli.proxy import keypool
+from aibridge_cli.sim.world import Attempt
+
+TWO_CLIENTS = Path(__file__).parent / "scenarios" / "cooling-key-two-clients.toml"
+
+
+def cooling(until: float) -> dict[str, object]:
+    return {"state": "cooling", "cooldown_remaining": until}
+
+
+def test_a_key_is_not_used_after_its_429_until_the_cooldown_passed() -> None:
+    rate_limited = Attempt(0.0, 0, 429, "30")
+    # the same instant: that request took the key before the 429 was read
+    assert key_consistency_problems(2, [rate_limited, Attempt(0.0, 0, 200, None)], [], 1) == []
+    assert key_consistency_problems(2, [rate_limited, Attempt(1.0, 0, 200, None)], [], 1) == [
+        "attempt 1 at 1 s used key 0, cooling from 0 s until 30 s"
+    ]
+    assert key_consistency_problems(2, [rate_limited, Attempt(30.0, 0, 200, None)], [], 31) == []
+    disabled = [Attempt(0.0, 1, 401, None), Attempt(5.0, 1, 200, None)]
+    assert key_consistency_problems(2, disabled, [], 6) == [
+        "attempt 1 at 5 s used key 1, disabled at 0 s"
+    ]
+
+
+def test_a_later_shorter_retry_after_must_not_shorten_the_cooldown() -> None:
+    both = [Attempt(0.0, 0, 429, "30"), Attempt(0.0, 0, 429, "2")]
+    valid = {"state": "valid", "cooldown_remaining": 0}
+    assert key_consistency_problems(2, both, [cooling(29.0), valid], 1.0) == []
+    assert key_consistency_problems(2, both, [cooling(1.0), valid], 1.0) == [
+        "key 0 has 1.0 s of cooldown left at 1 s; its longest Retry-After asks 29.0 s"
+    ]
+
+
+def judged() -> tuple[set[str], list[int | None]]:
+    violations, world = Judge("eager").evaluate(load_toml_scenario(TWO_CLIENTS), Plan())
+    return {v.oracle for v in violations}, [a.key for a in world.attempts]
+
+
+def campaign() -> set[str]:
+    found = run_campaign(Settings((load_toml_scenario(TWO_CLIENTS),), 1, 20), investigate=False)
+    return {v.oracle for outcome in found.failures for v in outcome.violations}
+
+
+def test_two_clients_share_the_pool_and_the_second_skips_the_cooling_key() -> None:
+    assert judged() == (set(), [0, 1, 1])
+    assert campaign() == set()
+
+
+def test_a_cooling_key_used_by_the_next_request_is_a_key_consistency_finding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The plant: a key's state ignores its cooldown; one request still never takes a key
+    # twice (``tried``), so only the next request shows it, and only this oracle sees it
+    # (a load is not judged by the key-pool oracle, which predicts one request's keys).
+    def state(self: keypool.PoolKey, now: float) -> keypool.KeyState:
+        return keypool.KeyState.DISABLED if self.disabled else keypool.KeyState.VALID
+
+    monkeypatch.setattr(keypool.PoolKey, "state", state)
+    oracles, keys = judged()
+    assert keys == [0, 1, 0]
+    assert oracles == {"key-consistency"}
+    assert "key-consistency" in campaign()
+
+
+SHORTER = Path(__file__).parent / "scenarios" / "shorter-cooldown-two-clients.toml"
+
+
+def shorter() -> tuple[set[str], set[str]]:
+    """The oracles a plain run of SHORTER fails, and those a small campaign fails."""
+    scenario = load_toml_scenario(SHORTER)
+    violations, _ = Judge("eager").evaluate(scenario, Plan())
+    found = run_campaign(Settings((scenario,), 1, 20), investigate=False)
+    return {v.oracle for v in violations}, {
+        v.oracle for outcome in found.failures for v in outcome.violations
+    }
+
+
+def test_two_429s_at_once_keep_the_longer_cooldown() -> None:
+    assert shorter() == (set(), set())
+
+
+def test_a_cooldown_overwritten_by_a_shorter_one_is_a_key_consistency_finding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = keypool.KeyPool.report
+
+    def report(
+        self: keypool.KeyPool,
+        key: keypool.PoolKey,
+        status: int,
+        retry_after: str | None,
+        now: float,
+        wall_now: float,
+    ) -> bool:
+        if status == 429:
+            key.cooling_until = 0.0  # the plant: the last 429 sets the cooldown, not the longest
+        return original(self, key, status, retry_after, now, wall_now)
+
+    monkeypatch.setattr(keypool.KeyPool, "report", report)
+    plain, campaign_found = shorter()
+    assert plain == {"key-consistency"}
+    assert "key-consistency" in campaign_found
+
+
+def test_a_plan_may_start_a_load_s_clients_later() -> None:
+    # 31 s later than its turn (1 s), the second client finds key 0 cooled down.
+    plan = Plan(starts=(0.0, 31.0))
+    violations, world = Judge("eager").evaluate(load_toml_scenario(TWO_CLIENTS), plan)
+    assert violations == []
+    assert [(a.time, a.key) for a in world.attempts] == [(0.0, 0), (0.0, 1), (32.0, 0)]
+    assert Plan.from_json(plan.to_json()) == plan
+    assert "starts" not in Plan().to_json()  # one-request repro files keep their bytes
+
+
+def test_loads_draw_their_overlap_and_other_scenarios_do_not() -> None:
+    settings = Settings((load_toml_scenario(TWO_CLIENTS),), 1, 20)
+    drawn = [draw_iteration(settings.draw, i)[1].starts for i in range(20)]
+    assert any(drawn)
+    assert not all(drawn)
+    assert all(len(starts) in (0, 2) for starts in drawn)
+    one = Settings(tuple(builtin("anthropic/simple#streaming")), 1, 20)
+    assert not any(draw_iteration(one.draw, i)[1].starts for i in range(20))
+
+
+def with_starts(starts: str, gap: float = 0.0) -> Scenario:
+    text = TWO_CLIENTS.read_text().replace("gap = 1", f"gap = {gap:g}\nstarts = {starts}")
+    return scenario_from_toml("starts", tomllib.loads(text), "starts.toml")
+
+
+def test_a_scenario_gives_each_client_its_start_time() -> None:
+    scenario = with_starts("[0, 31]")
+    assert scenario.describe().startswith("2 requests at 0, 31 s, ")
+    assert Scenario.from_json(scenario.to_json()) == scenario
+    # the plan's lateness adds to the scenario's own start time
+    violations, world = Judge("eager").evaluate(scenario, Plan(starts=(0.0, 0.5)))
+    assert violations == []
+    assert [(a.time, a.key) for a in world.attempts] == [(0.0, 0), (0.0, 1), (31.5, 0)]
+
+
+@pytest.mark.parametrize(
+    ("starts", "gap", "error"),
+    [
+        ("[0]", 0.0, "starts must give each of the 2 requests its start time"),
+        ("[0, -1]", 0.0, "starts must give each of the 2 requests its start time"),
+        ("[0, 1]", 1.0, "give either starts or gap, not both"),
+    ],
+)
+def test_start_times_are_checked(starts: str, gap: float, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        with_starts(starts, gap)
