@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -380,3 +381,23 @@ async def test_shutdown_closes_idle_sockets_with_going_away(stack: StackFactory)
         await trio.sleep(0.2)  # the upgrade is through
         s.proxy_server.shutdown()
     assert codes == [1001]
+
+
+async def test_an_error_event_mid_response_is_logged_as_an_error_with_its_cause(
+    stack: StackFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As on HTTP (tests/test_error_event_logged.py): a response that ended in the
+    upstream's error event is no ``info`` success in the socket's log line."""
+    caplog.set_level(logging.INFO, logger="aibridge")
+    failing = Reply.sse(
+        [
+            ("response.created", {"type": "response.created", "response": {"id": "resp_1"}}),
+            ("error", {"type": "error", "code": "server_error", "message": "stream broke"}),
+        ]
+    )
+    s = await stack([failing], openai_keys=KEYS, tools=ToolSet())
+    (events,) = await converse(s, _run_async, create())
+    assert events[-1]["type"] == "error"
+    (line,) = [r for r in caplog.records if "response.create" in r.getMessage()]
+    assert line.levelno == logging.ERROR
+    assert 'error="upstream error event: server_error: stream broke"' in line.getMessage()

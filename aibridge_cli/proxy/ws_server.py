@@ -43,6 +43,7 @@ from ..providers.openai_responses_ws import (
 )
 from ..tools import ToolSet
 from .bridge import Environment, ProviderUpstream, recorded, write_error_response
+from .outcome import Outcome
 from .server import Request, Upgrade
 from .websocket import (
     GOING_AWAY,
@@ -275,13 +276,17 @@ class ResponsesSocket:
             if interceptor is not None and interceptor.chaos_facts is not None:
                 self.env.chaos.observe(interceptor.chaos_facts, record, trio.current_time())
             keys = ",".join(record.keys_used)
-            log.info(
-                "WS %s response.create %.0fms messages=%d attempts=%d%s",
+            outcome = Outcome()  # an error event names its cause, at its level, as on HTTP
+            outcome.of(record.outcome, record.error_status)
+            log.log(
+                outcome.level(),
+                "WS %s response.create %.0fms messages=%d attempts=%d%s%s",
                 self.request.path,
                 (trio.current_time() - started) * 1000,
                 response.messages,
                 len(record.upstream),
                 f" keys={keys}" if keys else "",
+                outcome.suffix(),
             )
 
 
