@@ -8,7 +8,7 @@ provider's prefix is passed through (``passthrough.py``); ``/healthz`` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
