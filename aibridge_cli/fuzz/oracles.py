@@ -5,6 +5,7 @@
 * ``schedule-dependence``: the normalized response equals the canonical run's (same
   scenario and faults, no perturbation, FIFO scheduling).
 * ``key-consistency``: across requests, the pool's own timeline (``pool_timeline.py``).
+* ``recording``: a load's every interception recorded once, whole (``recording_oracle.py``).
 * ``key-pool``: replaying the upstream's log through the documented key rules predicts
   each attempt's key, the client's status and Retry-After, and the pool afterwards.
 * ``liveness``: the client was done within the virtual-time bound.
@@ -50,6 +51,7 @@ from .grammar import Response, response_problems
 from .plan import Plan
 from .pool_timeline import cooldown as _cooldown
 from .pool_timeline import key_consistency_problems
+from .recording_oracle import recording_problems
 from .release import RELEASE, release_problems
 from .release import SHAPE as RELEASE_SHAPE
 from .scenario import Scenario
@@ -138,6 +140,13 @@ _ORACLE_LIST = (
         "timeline; a cooldown never shortened by a later, shorter Retry-After",
         Profile.AIBRIDGE,
         simulation_only=True,  # reads the proxy's pool
+    ),
+    Oracle(
+        "recording",
+        "across a load's requests, every interception served is recorded exactly once, "
+        "whole: the recording parses back through the fixture format",
+        Profile.AIBRIDGE,
+        simulation_only=True,  # reads the recorder the world gives the proxy
     ),
     Oracle(
         "usage",
@@ -493,7 +502,7 @@ def judge(
         ]
     if scenario.requests > 1:
         load = _load_problems(run, oracles) + _framing(run, oracles)
-        return found + load + _key_consistency(run, oracles)
+        return found + load + _key_consistency(run, oracles) + _recording(run, oracles)
     response = client_response(world, plan)
     shape = body_shape(response)
     injected = {tool.name for tool in scenario.tools}
@@ -548,6 +557,16 @@ def _key_consistency(run: Run, oracles: Collection[str]) -> list[Violation]:
         return []  # a client that left may leave a 429 unread: the pool never learned of it
     problems = key_consistency_problems(scenario.keys, world.attempts, world.pool, world.end_time)
     return [Violation("key-consistency", p, masked(p)) for p in problems]
+
+
+def _recording(run: Run, oracles: Collection[str]) -> list[Violation]:
+    world = run.world
+    if "recording" not in oracles or world.recording is None:
+        return []
+    answered = sum(client.status is not None for client in world.clients)
+    recording = world.recording
+    found = recording_problems(world.handed, recording.lines, recording.text, answered)
+    return [Violation("recording", message, shape) for message, shape in found]
 
 
 def _framing(run: Run, oracles: Collection[str]) -> list[Violation]:

@@ -35,7 +35,7 @@ from ..config import (
 from ..fakes.scripted_upstream import Reply
 from ..fakes.scripted_websocket import answered_status
 from ..headers import presented_key
-from ..interception import Transport
+from ..interception import Interception, Transport
 from ..mcp_tools.results import fault_outcome
 from ..providers.base import dumps
 from ..proxy.breaker import BreakerEvent
@@ -47,6 +47,7 @@ from .marks import Lane, Mark, MarkKind, lane_of
 from .network import MemoryNetwork
 from .pipes import CheckpointPlan, Yields, stream_pair
 from .raw_upstream import Answer, RawUpstream
+from .recorder import MemoryRecorder
 from .sched import Scheduler, deterministic, rewind, settle
 
 # A fixed wall clock: Retry-After dates and records never read the real time.
@@ -137,6 +138,9 @@ class WorldResult:
     clients: list[ClientResult] = field(default_factory=list)  # every client, in start order
     breaker_events: list[BreakerEvent] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)  # the upstream's, once closed
+    # a load's recording: what the proxy handed its recorder, and the file it made
+    handed: list[Interception] = field(default_factory=list)
+    recording: MemoryRecorder | None = None
 
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
@@ -338,6 +342,15 @@ class _World:
         self.upstream_serving = 0
         self.upstream_idle = trio.Event()
         self.upstream_idle.set()
+        self.handed: list[Interception] = []
+        # only a load records: one-request worlds run as they always have
+        self.recording = MemoryRecorder() if spec.requests > 1 else None
+
+    def _record(self, record: Interception) -> None:
+        """The proxy's recorder: note what it was handed, then hand it on."""
+        self.handed.append(record)
+        if self.recording is not None:
+            self.recording(record)
 
     def note(self, text: str) -> None:
         if self.timeline is not None:
@@ -480,6 +493,7 @@ class _World:
                 wall_clock=lambda: WALL_EPOCH + trio.current_time(),
                 trace=self._trace if self.timeline else None,
                 breaker_listeners=(self.breaker_events.append,),
+                recorder=self._record if self.recording is not None else None,
             )
             proxy = Server(app, ServerConfig())
             clients = [ClientResult() for _ in range(spec.requests)]
@@ -531,6 +545,8 @@ class _World:
             clients=clients,
             breaker_events=self.breaker_events,
             answers=upstream.answers,
+            handed=self.handed,
+            recording=self.recording,
         )
 
     async def _client(self, proxy: Server, services: trio.Nursery, name: str = "") -> ClientResult:

@@ -1,0 +1,102 @@
+"""A load records through one recorder: the recording oracle (every interception served
+recorded exactly once, whole), beside a recorder that loses a line when two end at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from aibridge_cli.fuzz import recording_oracle
+from aibridge_cli.fuzz.campaign import Settings, run_campaign
+from aibridge_cli.fuzz.catalog import builtin
+from aibridge_cli.fuzz.plan import Plan
+from aibridge_cli.fuzz.recording_oracle import recording_problems
+from aibridge_cli.fuzz.runner import Judge
+from aibridge_cli.fuzz.toml_scenario import load_toml_scenario
+from aibridge_cli.interception import ClientRequest, Interception
+from aibridge_cli.sim.recorder import MemoryRecorder
+
+TOGETHER = Path(__file__).parent / "scenarios" / "two-clients-end-together.toml"
+
+
+def interception(path: str) -> Interception:
+    return Interception("anthropic", ClientRequest("POST", path, [], {"n": path}), 0.0)
+
+
+def recorded(*records: Interception) -> MemoryRecorder:
+    recorder = MemoryRecorder()
+    for record in records:
+        recorder(record)
+    return recorder
+
+
+def problems(handed: list[Interception], recorder: MemoryRecorder, answered: int) -> list[str]:
+    found = recording_problems(handed, recorder.lines, recorder.text, answered)
+    return [shape for _, shape in found]
+
+
+def test_every_interception_once_whole_is_clean_and_each_failure_has_its_shape() -> None:
+    a, b = interception("/a"), interception("/b")
+    assert problems([a, b], recorded(b, a), 2) == []  # any order
+    assert problems([a, b], recorded(b), 2) == [recording_oracle.LOST]
+    assert problems([a, b], recorded(a, b, b), 2) == [recording_oracle.DOUBLED]
+    assert problems([a], recorded(a, b), 1) == [recording_oracle.FOREIGN]
+    assert problems([a], recorded(a), 2) == [recording_oracle.UNHANDED]
+    # two interceptions alike are two lines alike: each must be there
+    assert problems([a, a], recorded(a, a), 2) == []
+    assert problems([a, a], recorded(a), 2) == [recording_oracle.LOST]
+
+
+def test_a_line_cut_or_glued_to_another_does_not_parse_back() -> None:
+    a, b = interception("/a"), interception("/b")
+    glued = recorded(a, b)
+    glued.lines[:] = [glued.lines[0] + glued.lines[1]]
+    assert recording_oracle.UNREADABLE in problems([a, b], glued, 2)
+    cut = recorded(a)
+    cut.lines[0] = cut.lines[0][:-5]
+    assert recording_oracle.UNREADABLE in problems([a], cut, 1)
+
+
+def judged() -> tuple[list[str], int, int]:
+    violations, world = Judge("eager").evaluate(load_toml_scenario(TOGETHER), Plan())
+    assert world.recording is not None
+    return [v.shape for v in violations], len(world.handed), len(world.recording.lines)
+
+
+def campaign() -> set[tuple[str, str]]:
+    found = run_campaign(Settings((load_toml_scenario(TOGETHER),), 1, 20), investigate=False)
+    return {(v.oracle, v.shape) for outcome in found.failures for v in outcome.violations}
+
+
+def test_two_clients_ending_together_are_both_recorded() -> None:
+    assert judged() == ([], 2, 2)
+    assert campaign() == set()
+
+
+def test_a_recorder_losing_a_line_when_two_end_together_is_a_recording_finding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The plant: a recorder wrapper with one shared "pending" slot, written out once the
+    # handing task yields; a second interception handed before that overwrites the first.
+    pending: list[Interception] = []
+
+    def flush(recorder: MemoryRecorder) -> None:
+        if pending:
+            recorder.write(pending.pop())
+
+    def handed(self: MemoryRecorder, record: Interception) -> None:
+        pending[:] = [record]
+        trio.lowlevel.current_trio_token().run_sync_soon(flush, self)
+
+    monkeypatch.setattr(MemoryRecorder, "__call__", handed)
+    assert judged() == ([recording_oracle.LOST], 2, 1)
+    assert campaign() == {("recording", recording_oracle.LOST)}
+
+
+def test_one_request_worlds_record_nothing() -> None:
+    scenario = builtin("anthropic/simple#streaming")[0]
+    _, world = Judge("eager").evaluate(scenario, Plan())
+    assert world.recording is None
+    assert world.handed == []
