@@ -57,6 +57,9 @@ from .websocket import (
 from .ws_bridge import UpstreamSession, WebSocketInterceptor, WebSocketResponse
 
 log = logging.getLogger("aibridge.websocket")
+# Each response's own line goes where HTTP requests' lines go: an error there is an upstream
+# failure the proxy answered (log filters, and the fuzzer's world, read them alike).
+requests_log = logging.getLogger("aibridge.requests")
 
 
 def wants_websocket(request: Request) -> bool:
@@ -278,7 +281,7 @@ class ResponsesSocket:
             keys = ",".join(record.keys_used)
             outcome = Outcome()  # an error event names its cause, at its level, as on HTTP
             outcome.of(record.outcome, record.error_status)
-            log.log(
+            requests_log.log(
                 outcome.level(),
                 "WS %s response.create %.0fms messages=%d attempts=%d%s%s",
                 self.request.path,
