@@ -34,7 +34,7 @@ from ..providers.openai_responses_ws import message_type, status_error_event
 from ..sse import SSEDecoder, SSEEvent
 from ..tools import InjectedTool, ToolOutcome
 from .chaos import TOOL_ARGS, Strike
-from .upstream_client import body_chunks
+from .upstream_client import body_chunks, send_streaming
 from .websocket import ABNORMAL_CLOSURE, NORMAL_CLOSURE, WebSocket, WebSocketClosed
 
 log = logging.getLogger("aibridge.chaos")
@@ -75,7 +75,7 @@ async def send(
         if strike.kind is FaultKind.RESET_BEFORE_BODY:
             raise httpx.RemoteProtocolError("chaos: connection reset before the status line")
         return status_answer(strike, api, request)
-    response = await client.send(request, stream=True)
+    response = await send_streaming(client, request)  # the relay's own path
     if strike.kind.in_body and response.status_code < 400:
         exchange.chaos = strike.note()
         read_timeout = client.timeout.read if client.timeout.read is not None else 300.0
