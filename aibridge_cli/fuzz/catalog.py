@@ -68,7 +68,7 @@ def from_file(path: Path, allow_commands: bool = False) -> list[Scenario]:
     if path.suffix == ".toml":
         from .toml_scenario import load_toml_scenario
 
-        scenario = load_toml_scenario(path)
+        scenario = load_toml_scenario(path, builtin)
         if not allow_commands:
             refuse_commands(scenario.tools, str(path))
         return [scenario]

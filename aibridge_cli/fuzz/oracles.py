@@ -15,6 +15,9 @@
   upstream sent and aibridge's documented changes to it (see ``differential.py``).
 * ``framing``: every frame in its API's wire format, line by line (``framing.py``).
 * ``tool-results``: the upstream request after an injected tool ran carries its result.
+* ``ws-isolation``: on a socket with several responses, each one's events are its own
+  (``ws_isolation.py``); the other oracles judge each response alone, as a one-response
+  socket, except those of the whole socket (key rules, tool results, the schedule).
 
 The key-pool model here is written from the rules in BEHAVIOR.md, not from ``keypool.py``,
 so a bug planted there shows as a disagreement.
@@ -25,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -56,6 +59,7 @@ from .release import RELEASE, release_problems
 from .release import SHAPE as RELEASE_SHAPE
 from .scenario import Scenario
 from .signature import body_shape, masked, problem_kind
+from .ws_isolation import isolation_problems
 from .ws_view import as_event_stream
 
 
@@ -117,6 +121,13 @@ _ORACLE_LIST = (
         "where required and absent where not, one data: line, blank-line ends, [DONE]; "
         "one JSON event per WebSocket message",
         Profile.GENERIC,
+    ),
+    Oracle(
+        "ws-isolation",
+        "on a socket with several responses, each response's events are its own: begun by "
+        "its response.created, nothing after its end, no event of another's upstream answer",
+        Profile.GENERIC,
+        simulation_only=True,  # black-box mode drives no socket
     ),
     Oracle(
         "schedule-dependence",
@@ -308,6 +319,8 @@ def key_pool_problems(scenario: Scenario, plan: Plan, world: WorldResult) -> lis
     problems: list[str] = []
     tried: set[int] = set()
     for n, attempt in enumerate(attempts):
+        if n and attempt.response != attempts[n - 1].response:
+            tried = set()  # a socket's next response.create: its turn starts afresh
         due = next(
             (i for i, k in enumerate(keys) if i not in tried and k.usable(attempt.time)), None
         )
@@ -332,9 +345,12 @@ def key_pool_problems(scenario: Scenario, plan: Plan, world: WorldResult) -> lis
             tried = set()  # the turn is over: the next one starts from the first key
     if plan.disconnects or not world.live:
         return problems  # a client that left may have cut the last attempt short
-    if attempts and attempts[-1].status in (401, 403, 429):
+    responses = world.client.responses  # a socket of several: the last one's answer
+    last = len(responses) - 1 if responses else 0
+    if attempts and attempts[-1].status in (401, 403, 429) and attempts[-1].response == last:
         status, retry = _expected_outcome(keys, tried, attempts[-1].time)
-        problems += _final_error_problems(scenario, world, plan, status, retry)
+        answered = replace(world, client=responses[-1]) if responses else world
+        problems += _final_error_problems(scenario, answered, plan, status, retry)
     # An empty snapshot: a black-box target whose pool we cannot see.
     for i, (key, row) in enumerate(zip(keys, world.pool, strict=True) if world.pool else ()):
         state = "disabled" if key.disabled else "cooling" if world.end_time < key.until else "valid"
@@ -464,7 +480,14 @@ def shape_of(
     key recover, the proxy rightly takes another path (the key-pool oracle checks that
     path), so such a run is not compared with the canonical one.
     """
-    if normalized is None:
+    responses = world.client.responses
+    if responses:  # a socket of several: each response's meaning, in order
+        normalized = {
+            "responses": [
+                normalize_response(scenario.api, r.status, r.headers, r.body) for r in responses
+            ]
+        }
+    elif normalized is None:
         normalized = normalize_response(
             scenario.api, response.status, response.headers, response.body
         )
@@ -485,7 +508,7 @@ def judge(
 
     ``canonical``: the canonical run's (None: this run is the canonical one).
     """
-    scenario, plan, world = run.scenario, run.plan, run.world
+    scenario, world = run.scenario, run.world
     found: list[Violation] = []
     if "hygiene" in oracles:
         found += [Violation("hygiene", h, masked(h)) for h in world.hygiene]
@@ -503,6 +526,69 @@ def judge(
     if scenario.requests > 1:
         load = _load_problems(run, oracles) + _framing(run, oracles)
         return found + load + _key_consistency(run, oracles) + _recording(run, oracles)
+    if world.client.responses:
+        return found + _socket(run, canonical, oracles)
+    return found + _one_response(run, canonical, oracles)
+
+
+# What a socket of several responses judges once, for the whole socket: the pool's and
+# the tools' rules run across responses, and the schedule changes the socket as a whole.
+_WHOLE_SOCKET = frozenset({"key-pool", "key-consistency", "tool-results", "schedule-dependence"})
+
+
+def _socket(run: Run, canonical: CanonicalRun | None, oracles: Collection[str]) -> list[Violation]:
+    """A socket with several responses: ws-isolation across them, each response judged
+    alone with the upstream answers given to it, and the whole-socket oracles once."""
+    world = run.world
+    responses = world.client.responses
+    owners = [attempt.response for attempt in world.attempts]
+    found: list[Violation] = []
+    if "ws-isolation" in oracles:
+        split = [r.messages for r in responses]
+        served = list(zip(owners, run.served, strict=True))
+        found += [
+            Violation("ws-isolation", message, shape)
+            for message, shape in isolation_problems(split, served)
+        ]
+    each = set(oracles) - _WHOLE_SOCKET
+    for k, response in enumerate(responses):
+        if not response.messages:
+            continue  # the socket ended before an answer came
+        mine = [i for i, owner in enumerate(owners) if owner == k]
+        alone = replace(
+            world,
+            client=response,
+            clients=[response],
+            attempts=[world.attempts[i] for i in mine],
+        )
+        one = replace(run, world=alone, served=[run.served[i] for i in mine])
+        found += [
+            replace(v, message=f"response {k}: {v.message}") for v in _one_response(one, None, each)
+        ]
+    if "key-pool" in oracles:
+        problems = key_pool_problems(run.scenario, run.plan, world)
+        found += [Violation("key-pool", p, masked(p)) for p in problems]
+    found += _key_consistency(run, oracles)
+    if "tool-results" in oracles:
+        found += [Violation("tool-results", p, _LOST_RESULT) for p in world.lost_tool_results]
+    answered = replace(world, clients=responses)  # each response.create is one interception
+    found += _recording(replace(run, world=answered), oracles)
+    if "schedule-dependence" in oracles and canonical is not None:
+        malformed = any(v.oracle == "malformed-body" for v in found)
+        found += _schedule(run, canonical, malformed, shape_of(run.scenario, _whole(run), world))
+    return found
+
+
+def _whole(run: Run) -> Response:
+    return client_response(run.world, run.plan)
+
+
+def _one_response(
+    run: Run, canonical: CanonicalRun | None, oracles: Collection[str]
+) -> list[Violation]:
+    """The oracles of one client's response (a one-request world's, a socket's each)."""
+    scenario, plan, world = run.scenario, run.plan, run.world
+    found: list[Violation] = []
     response = client_response(world, plan)
     shape = body_shape(response)
     injected = {tool.name for tool in scenario.tools}
@@ -538,17 +624,22 @@ def judge(
     found += _key_consistency(run, oracles)
     if "tool-results" in oracles:
         found += [Violation("tool-results", p, _LOST_RESULT) for p in world.lost_tool_results]
-    if (
-        "schedule-dependence" in oracles
-        and canonical is not None
-        and not plan.disconnects
-        and world.live
-    ):
-        this = shape_of(scenario, response, world, got)
-        differences = diff_normalized(canonical.shape, this)
-        if differences and this["keys"] == canonical.shape["keys"]:
-            found.append(_schedule_dependence(differences, canonical, bool(problems), shape))
+    if "schedule-dependence" in oracles and canonical is not None:
+        found += _schedule(run, canonical, bool(problems), shape_of(scenario, response, world, got))
     return found
+
+
+def _schedule(
+    run: Run, canonical: CanonicalRun, malformed: bool, this: dict[str, Any]
+) -> list[Violation]:
+    """schedule-dependence: ``this`` (the run's ``shape_of``) against the canonical run's."""
+    if run.plan.disconnects or not run.world.live:
+        return []  # a client that left sees a prefix; a hung run is liveness's
+    differences = diff_normalized(canonical.shape, this)
+    if not differences or this["keys"] != canonical.shape["keys"]:
+        return []
+    shape = body_shape(_whole(run))
+    return [_schedule_dependence(differences, canonical, malformed, shape)]
 
 
 def _key_consistency(run: Run, oracles: Collection[str]) -> list[Violation]:

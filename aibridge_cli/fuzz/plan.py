@@ -453,8 +453,9 @@ def _message_reply(exchange: Exchange, e: int, plan: Plan, faults: list[Fault]) 
     into reads is wsproto's business), so cuts and padding do not apply.
     """
     messages = list(exchange.chunks)
-    fault_kind: WireFault | None = None
-    fault_at = 0
+    # a cut the scenario asks for (a TOML turn's reset_after): after that many messages
+    fault_kind: WireFault | None = exchange.fault
+    fault_at = exchange.fault_after if exchange.fault else 0
     for fault in faults:
         at = min(fault.at, len(messages))
         if fault.kind is FaultKind.MALFORMED_SSE and at < len(messages):
@@ -563,6 +564,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         gap=scenario.gap,
         starts=_starts(scenario, plan),
         breaker=scenario.breaker,
+        creates=scenario.creates,
     )
 
 

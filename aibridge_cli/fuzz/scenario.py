@@ -138,6 +138,10 @@ class Scenario:
     gap: float = 0.0
     breaker: BreakerConfig | None = None
     starts: tuple[float, ...] = ()  # a load: each client's start time, instead of the gap
+    # websocket: the later response.create messages on the same socket (``body`` is the
+    # first), each sent once the previous response ended; the exchanges answer the upstream
+    # requests in order, whichever response they come to
+    creates: tuple[bytes, ...] = ()
 
     # Every iteration asks these; a scenario never changes, so each is worked out once.
     @cached_property
@@ -163,6 +167,8 @@ class Scenario:
         b = self.breaker
         if b is not None:
             load += f"breaker {b.threshold}/{b.interval:g}s/{b.open_time:g}s/{b.probes}, "
+        if self.creates:
+            load += f"{len(self.creates) + 1} responses on one socket, "
         return f"{load}{kind}, {self.keys} key(s){tools}; upstream: {turns}"
 
     @property
@@ -213,6 +219,7 @@ class Scenario:
             **({"requests": self.requests, "gap": self.gap} if self.requests > 1 else {}),
             **({"breaker": dataclasses.asdict(self.breaker)} if self.breaker else {}),
             **({"starts": list(self.starts)} if self.starts else {}),
+            **({"creates": [c.decode() for c in self.creates]} if self.creates else {}),
         }
 
     @classmethod
@@ -239,4 +246,5 @@ class Scenario:
             data.get("gap", 0.0),
             BreakerConfig(**data["breaker"]) if data.get("breaker") else None,
             tuple(data.get("starts", ())),
+            tuple(c.encode() for c in data.get("creates", ())),
         )

@@ -22,6 +22,12 @@
     [breaker]                    # the proxy runs with `serve --breaker` and these settings
     threshold = 3                # interval, open_time (seconds), probes: coder's defaults
 
+    transport = "websocket"      # the Responses API's WebSocket mode: one socket, on which
+    responses = 3                # the client sends 3 response.create, each once the previous
+                                 # response ended; the turns answer the upstream in order
+    fixtures = ["openai-responses-ws/simple", "openai-responses-ws/mid-stream-error"]
+                                 # or: built-in WebSocket scenarios played one after another
+
 Each turn is exactly one of ``text``, ``tool_call`` or ``status``; a text or tool-call turn
 may add ``reset_after`` or ``stall_after``. The scenario's name is the file's stem.
 """
@@ -29,7 +35,8 @@ may add ``reset_after`` or ``stall_after``. The scenario's name is the file's st
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,10 @@ from ..fakes.scripted_upstream import Reply
 from ..tools import read_toml, tool_from_mapping
 from .plan import error_body
 from .scenario import Exchange, Scenario
+from .socket_scenario import as_messages, distinct_ids, responses_setting, socket_of
+
+# The built-in scenarios called a name (``catalog.builtin``), for a socket of fixtures.
+Builtins = Callable[[str], list[Scenario]]
 
 APIS = {
     "anthropic": "/anthropic/v1/messages",
@@ -49,17 +60,23 @@ APIS = {
     "openai-responses": "/openai/v1/responses",
 }
 _TOP = {"api", "stream", "keys", "prompt", "tool", "turn", "requests", "gap", "starts", "breaker"}
+_SOCKET = {"api", "keys", "prompt", "tool", "turn", "transport", "responses", "fixtures"}
 _BREAKER = {"threshold", "interval", "open_time", "probes"}
 _TURN = {"text", "tool_call", "status", "retry_after", "reset_after", "stall_after"}
 _FRAMING = {"content-length", "transfer-encoding"}
 
 
-def load_toml_scenario(path: Path) -> Scenario:
-    """The scenario in ``path``; every mistake is a ``ConfigError`` naming the file."""
-    return scenario_from_toml(path.stem, read_toml(path, "scenario"), str(path))
+def load_toml_scenario(path: Path, builtins: Builtins | None = None) -> Scenario:
+    """The scenario in ``path``; every mistake is a ``ConfigError`` naming the file.
+    ``builtins``: where a socket's ``fixtures`` are looked up (the catalog)."""
+    return scenario_from_toml(path.stem, read_toml(path, "scenario"), str(path), builtins)
 
 
-def scenario_from_toml(name: str, data: Mapping[str, Any], where: str) -> Scenario:
+def scenario_from_toml(
+    name: str, data: Mapping[str, Any], where: str, builtins: Builtins | None = None
+) -> Scenario:
+    if "transport" in data:
+        return _socket(name, data, where, builtins)
     _no_unknown(data, _TOP, where)
     api = data.get("api")
     if api not in APIS:
@@ -97,6 +114,46 @@ def scenario_from_toml(name: str, data: Mapping[str, Any], where: str) -> Scenar
         gap=float(gap),
         breaker=_breaker(data.get("breaker"), f"{where}: [breaker]"),
         starts=starts,
+    )
+
+
+def _socket(name: str, data: Mapping[str, Any], where: str, builtins: Builtins | None) -> Scenario:
+    """A WebSocket scenario: one socket, ``responses`` response.create sent one after
+    another, answered by the turns in order; or the built-in ``fixtures`` in sequence."""
+    _no_unknown(data, _SOCKET, where)
+    if (
+        data["transport"] != "websocket"
+        or data.get("api", "openai-responses") != "openai-responses"
+    ):
+        raise ConfigError(
+            f'{where}: transport = "websocket" (the only other transport) is the Responses '
+            f'API\'s: api = "openai-responses", not {data.get("api")!r}'
+        )
+    count = responses_setting(data, where)
+    fixtures = data.get("fixtures")
+    if fixtures is not None:
+        if {"turn", "responses", "tool", "prompt"} & set(data):
+            raise ConfigError(f"{where}: give either fixtures or turns (with responses), not both")
+        if not isinstance(fixtures, list) or not all(isinstance(f, str) for f in fixtures):
+            raise ConfigError(f"{where}: fixtures must be a list of built-in scenario names")
+        if builtins is None:
+            raise ConfigError(f"{where}: fixtures name built-in scenarios; load it as a scenario")
+        socket = socket_of(name, [s for fixture in fixtures for s in builtins(fixture)])
+        keys = data.get("keys", socket.keys)
+        if not isinstance(keys, int) or isinstance(keys, bool) or keys < 0:
+            raise ConfigError(f"{where}: keys must be a number of keys (0 or more)")
+        return replace(socket, keys=keys)
+    plain = {k: v for k, v in data.items() if k not in ("transport", "responses")}
+    plain["api"] = "openai-responses"
+    http = scenario_from_toml(name, plain, where)
+    body = {"type": "response.create", "model": "gpt-x", "input": str(data.get("prompt", "Hello."))}
+    create = json.dumps(body).encode()
+    return replace(
+        http,
+        body=create,
+        exchanges=distinct_ids([as_messages(x) for x in http.exchanges]),
+        transport="websocket",
+        creates=(create,) * (count - 1),
     )
 
 

@@ -7,7 +7,7 @@ instead of interpreting it, so the oracles can judge a response no SDK would acc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import h11
@@ -48,6 +48,9 @@ class ClientResult:
     protocol_error: str | None = None
     disconnected: bool = False
     messages: list[str] = field(default_factory=list)  # WebSocket mode: as they came
+    # A socket with several responses: each one's own result, its messages from its
+    # response.create to the one that ends it (empty for a socket with one response)
+    responses: list[ClientResult] = field(default_factory=list)
 
 
 async def exchange(
@@ -137,18 +140,25 @@ async def websocket_exchange(
     body: bytes,
     pace: Pace,
     note: Callable[[str, bytes], None] | None = None,
+    creates: Sequence[bytes] = (),
+    on_create: Callable[[int], None] | None = None,
 ) -> ClientResult:
     """Open a WebSocket on ``target``, send ``body`` as one message and read the messages
-    that answer it (to the response's end) at the given pace.
+    that answer it (to the response's end) at the given pace; then each of ``creates`` in
+    turn, as Codex sends its next turn once the previous response ended (its terminal
+    event or an error). ``on_create(k)`` is called before response ``k``'s message goes out.
 
     The result is the messages' SSE view (``openai_responses_ws.sse_view``): the oracles
     judge it with the grammar and normalization of an HTTP stream. A refused upgrade is
-    kept as the HTTP answer it is.
+    kept as the HTTP answer it is. With ``creates``, ``responses`` holds each response's
+    own view; a message after a response's end belongs to the next one, as a client
+    would take it.
     """
     result = ClientResult()
     conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
     await stream.send_all(conn.send(WSRequest(host="proxy.sim", target=target)))
     messages: list[str] = []
+    responses: list[list[str]] = [[]]
     parts: list[str] = []
     received = 0
     reads = 0
@@ -167,6 +177,8 @@ async def websocket_exchange(
                     if pace.disconnect_after == 0:
                         result.disconnected = True
                         return result
+                    if on_create is not None:
+                        on_create(0)
                     await stream.send_all(conn.send(Message(data=body.decode())))
                 elif isinstance(event, RejectConnection):
                     result.status = event.status_code
@@ -180,9 +192,18 @@ async def websocket_exchange(
                     received += len(event.data.encode())
                     if event.message_finished:
                         messages.append("".join(parts))
+                        responses[-1].append(messages[-1])
                         parts = []
-                        if is_last_message(messages[-1]) and not result.complete:
-                            # The response is over: close, and keep what still comes
+                        ended = is_last_message(messages[-1]) and not result.complete
+                        if ended and len(responses) <= len(creates):
+                            # the next turn, on the same socket
+                            if on_create is not None:
+                                on_create(len(responses))
+                            message = creates[len(responses) - 1].decode()
+                            responses.append([])
+                            await stream.send_all(conn.send(Message(data=message)))
+                        elif ended:
+                            # The last response is over: close, and keep what still comes
                             # before the proxy's close (nothing should: the oracles see it).
                             result.complete = True
                             await stream.send_all(conn.send(CloseConnection(code=1000)))
@@ -207,4 +228,24 @@ async def websocket_exchange(
         result.status, result.headers, result.body = status, headers, view
     if pace.disconnect_after is not None and not result.complete:
         result.disconnected = True
+    if creates and opened:
+        result.responses = [
+            _response_view(own, k < len(responses) - 1 or result.complete, result.disconnected)
+            for k, own in enumerate(responses)
+        ]
     return result
+
+
+def _response_view(messages: list[str], complete: bool, disconnected: bool) -> ClientResult:
+    """One response of a socket as a result of its own: its messages' SSE view."""
+    if not messages:
+        return ClientResult(disconnected=disconnected)  # no answer came
+    status, headers, view = sse_view(messages)
+    return ClientResult(
+        status,
+        headers,
+        view,
+        complete,
+        disconnected=disconnected and not complete,
+        messages=messages,
+    )

@@ -110,6 +110,9 @@ class WorldSpec:
     gap: float = 0.0
     starts: Sequence[float] = ()  # a load: how much later than its gap-spaced turn each starts
     breaker: BreakerConfig | None = None
+    # websocket: the later response.create messages on the same socket, each sent once
+    # the previous response ended (a socket with several responses)
+    creates: Sequence[bytes] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class Attempt:
     key: int | None  # index into the configured keys; None: no or unknown key
     status: int | None  # None: the connection was dropped before a status line
     retry_after: str | None
+    response: int = 0  # on a socket with several responses: the one the client was in
 
 
 @dataclass
@@ -343,8 +347,11 @@ class _World:
         self.upstream_idle = trio.Event()
         self.upstream_idle.set()
         self.handed: list[Interception] = []
-        # only a load records: one-request worlds run as they always have
-        self.recording = MemoryRecorder() if spec.requests > 1 else None
+        # only a load or a socket of several responses records: one-request worlds run
+        # as they always have
+        several = spec.requests > 1 or bool(spec.creates)
+        self.recording = MemoryRecorder() if several else None
+        self.response = 0  # the response the client is in (a socket of several)
 
     def _record(self, record: Interception) -> None:
         """The proxy's recorder: note what it was handed, then hand it on."""
@@ -390,7 +397,7 @@ class _World:
         status, retry = answered_status(reply)
         if reply.fault == "reset-before-body":
             status = None
-        self.attempts.append(Attempt(trio.current_time(), key, status, retry))
+        self.attempts.append(Attempt(trio.current_time(), key, status, retry, self.response))
         if self.timeline is not None:
             self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
             fault = f", then {reply.fault}" if reply.fault else ""
@@ -567,10 +574,26 @@ class _World:
         note = self._client_read if self.timeline else None
         try:
             if spec.transport == "websocket":
-                return await websocket_exchange(near, spec.path, spec.body, spec.pace, note)
+                return await websocket_exchange(
+                    near,
+                    spec.path,
+                    spec.body,
+                    spec.pace,
+                    note,
+                    spec.creates,
+                    self._create if spec.creates else None,
+                )
             return await exchange(near, "POST", spec.path, spec.body, spec.pace, note)
         finally:
             await near.aclose()
+
+    def _create(self, response: int) -> None:
+        """The client sends response ``response``'s ``response.create``: the upstream
+        requests from now on are made for it."""
+        self.response = response
+        if response:  # the first is the world's request mark
+            self.note(f"client sends response.create #{response}")
+            self.mark("request", f"response.create #{response}", "client")
 
     async def _load_client(
         self, proxy: Server, services: trio.Nursery, results: list[ClientResult], index: int
