@@ -6,7 +6,9 @@ socket, opened on the first ``response.create`` and kept for the next ones. Ever
 upstream request of the loop (the client's, then each continuation after injected tools)
 takes its key from the pool exactly as an HTTP request does, so the pool's rules and
 counts do not depend on the transport; the socket is kept while the pool hands out the
-key it was opened with, and reopened with the new one otherwise.
+key it was opened with, and reopened with the new one otherwise. A response that failed
+(an error event, a cut, a timeout) closes it: the upstream may not be done with that
+answer, and whatever it still sends would reach the next ``response.create``.
 
 Key failover happens where the upstream can say no:
 
@@ -280,7 +282,13 @@ class WebSocketInterceptor(Interceptor):
                 first = False
                 frames = conversation.on_event(SSEEvent(kind, text, message_frame(text)))
                 await client.put(self.shown(frames, conversation))
-                if conversation.failed or kind in TERMINAL:
+                if conversation.failed:
+                    # An answer that failed may go on on the upstream's side (more events
+                    # after its error): on this socket they would answer the next
+                    # response.create, so the socket goes, as after a cut.
+                    await self.session.close()
+                    return True
+                if kind in TERMINAL:
                     return True
         except WebSocketClosed as closed:
             await self.session.close()
