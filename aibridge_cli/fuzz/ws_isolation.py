@@ -60,26 +60,30 @@ def isolation_problems(
     for k, messages in enumerate(responses):
         if not messages:
             continue  # the socket ended before an answer: liveness and hygiene judge it
+        foreign = _foreign(k, messages, owners)
+        if foreign is not None:
+            problems.append((foreign, OTHERS))  # which answer it came from says most
         first, _ = message_type(messages[0])
-        if first not in ("response.created", "error"):
+        if foreign is None and first not in ("response.created", "error"):
             problems.append((f"response {k} began with {first!r}, not response.created", BEGUN))
         ends = [n for n, message in enumerate(messages) if is_last_message(message)]
         if ends and ends[0] < len(messages) - 1:
             kind, _ = message_type(messages[ends[0] + 1])
             message = f"response {k} went on after its end: {kind!r} came after it"
             problems.append((message, AFTER_END))
-        for n, message in enumerate(messages):
-            foreign = [(name, owners.get(name, k)) for name in message_ids(message)]
-            foreign = [(name, j) for name, j in foreign if j != k]
-            if foreign:
-                name, j = foreign[0]
-                kind, _ = message_type(message)
-                problems.append(
-                    (
-                        f"response {k} got {kind!r} (message {n}) naming {name!r}, from the "
-                        f"upstream's answer to response {j}",
-                        OTHERS,
-                    )
-                )
-                break  # one per response: the rest of a leak says the same
     return problems
+
+
+def _foreign(k: int, messages: Sequence[str], owners: dict[str, int]) -> str | None:
+    """The first of response ``k``'s messages naming an id of another response's answer
+    (the rest of a leak says the same)."""
+    for n, message in enumerate(messages):
+        for name in message_ids(message):
+            j = owners.get(name, k)
+            if j != k:
+                kind, _ = message_type(message)
+                return (
+                    f"response {k} got {kind!r} (message {n}) naming {name!r}, from the "
+                    f"upstream's answer to response {j}"
+                )
+    return None
