@@ -149,8 +149,8 @@ def test_another_response_s_event_a_late_start_and_an_event_after_the_end_are_fi
 
 
 def test_an_answer_played_twice_gets_ids_of_its_own() -> None:
-    a = Exchange(101, (), answer("resp_a", "msg_a").chunks)
-    b = Exchange(101, (), answer("resp_b", "msg_b").chunks)
+    a = Exchange(101, (), tuple(answer("resp_a", "msg_a").chunks))
+    b = Exchange(101, (), tuple(answer("resp_b", "msg_b").chunks))
     first, other, again = distinct_ids([a, b, a])
     assert (first, other) == (a, b)
     assert {i for m in again.chunks for i in message_ids(m)} == {"resp_a-2", "msg_a-2"}
