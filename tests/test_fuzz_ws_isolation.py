@@ -143,6 +143,10 @@ def test_another_response_s_event_a_late_start_and_an_event_after_the_end_are_fi
     late = event("response.output_text.delta", delta="x")
     assert shapes([[event("error")], [late, *second]], [(0, a), (1, b)]) == [BEGUN]
     assert shapes([first, [*second, late]], [(0, a), (1, b)]) == [AFTER_END]
+    # an upstream's error event names no id: word for word, it is still its answer's
+    failure = event("error", code="server_error", message="The server had an error")
+    failed = Reply(101, [], [a.chunks[0], failure.encode()])
+    assert shapes([[first[0]], [failure]], [(0, failed), (1, b)]) == [OTHERS]
     # an id both responses' answers carry tells nothing
     same = [[m.decode() for m in a.chunks]] * 2
     assert shapes(same, [(0, a), (1, a)]) == []

@@ -16,7 +16,8 @@ each response's end, ``ClientResult.responses``):
 * no message names an id (response, item) of an upstream answer that was given to
   another response: the world notes which response the client was in when the upstream
   was asked (``Attempt.response``), and the scenario made every answer's ids its own
-  (``socket_scenario.distinct_ids``).
+  (``socket_scenario.distinct_ids``); a message that names no id (an upstream's own
+  ``error`` event) must not be, word for word, a message of another response's answer.
 """
 
 from __future__ import annotations
@@ -34,17 +35,18 @@ AFTER_END = "an event after the response's end"
 
 
 def answer_owners(served: Sequence[tuple[int, Reply]]) -> dict[str, int]:
-    """Each id the upstream's answers named, and the response its answer was given to
-    (``served``: (response, reply) per upstream request). An id two responses' answers
-    share tells nothing and is left out."""
+    """Each id the upstream's answers named, and each of their messages that names none
+    (by its text), with the response its answer was given to (``served``: (response,
+    reply) per upstream request). What two responses' answers share tells nothing and is
+    left out."""
     owners: dict[str, int] = {}
     shared: set[str] = set()
     for response, reply in served:
         if reply.status >= 400:
-            continue  # a refusal names no id
+            continue  # a refusal: the proxy answers it in its own words
         for messages in reply_messages(reply):
             for message in messages:
-                for name in message_ids(message):
+                for name in message_ids(message) or [message]:
                     if owners.setdefault(name, response) != response:
                         shared.add(name)
     return {name: k for name, k in owners.items() if name not in shared}
@@ -78,12 +80,14 @@ def _foreign(k: int, messages: Sequence[str], owners: dict[str, int]) -> str | N
     """The first of response ``k``'s messages naming an id of another response's answer
     (the rest of a leak says the same)."""
     for n, message in enumerate(messages):
-        for name in message_ids(message):
+        names = message_ids(message)
+        for name in names or [message]:
             j = owners.get(name, k)
             if j != k:
                 kind, _ = message_type(message)
+                which = f"naming {name!r}" if names else "word for word"
                 return (
-                    f"response {k} got {kind!r} (message {n}) naming {name!r}, from the "
+                    f"response {k} got {kind!r} (message {n}) {which}, from the "
                     f"upstream's answer to response {j}"
                 )
     return None
