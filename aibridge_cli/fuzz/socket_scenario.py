@@ -59,7 +59,7 @@ def distinct_ids(exchanges: Sequence[Exchange]) -> tuple[Exchange, ...]:
     out = []
     for n, exchange in enumerate(exchanges):
         ids = _ids(exchange)
-        clash = sorted(ids & seen, key=len, reverse=True)  # a longer id first: no prefix clash
+        clash = sorted(ids & seen)  # replaced quoted, whole: no id is cut inside another
         seen |= ids
         if not clash:
             out.append(exchange)
