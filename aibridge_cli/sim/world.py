@@ -141,6 +141,8 @@ class WorldResult:
     # a load's recording: what the proxy handed its recorder, and the file it made
     handed: list[Interception] = field(default_factory=list)
     recording: MemoryRecorder | None = None
+    # each client's span, from its turn to start to its last read: the proxy answered it then
+    spans: list[tuple[float, float]] = field(default_factory=list)
 
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
@@ -345,6 +347,7 @@ class _World:
         self.handed: list[Interception] = []
         # only a load records: one-request worlds run as they always have
         self.recording = MemoryRecorder() if spec.requests > 1 else None
+        self.spans = [(0.0, 0.0)] * spec.requests
 
     def _record(self, record: Interception) -> None:
         """The proxy's recorder: note what it was handed, then hand it on."""
@@ -501,6 +504,7 @@ class _World:
             with trio.move_on_after(spec.bound) as bound:
                 if spec.requests == 1:
                     clients[0] = await self._client(proxy, services)
+                    self.spans[0] = (0.0, trio.current_time())
                 else:
                     async with trio.open_nursery() as load:
                         for i in range(spec.requests):
@@ -547,6 +551,7 @@ class _World:
             answers=upstream.answers,
             handed=self.handed,
             recording=self.recording,
+            spans=self.spans,
         )
 
     async def _client(self, proxy: Server, services: trio.Nursery, name: str = "") -> ClientResult:
@@ -577,4 +582,6 @@ class _World:
     ) -> None:
         starts = self.spec.starts
         await trio.sleep(index * self.spec.gap + (starts[index] if index < len(starts) else 0.0))
+        started = trio.current_time()
         results[index] = await self._client(proxy, services, f"-{index}")
+        self.spans[index] = (started, trio.current_time())
