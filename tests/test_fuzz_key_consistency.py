@@ -198,7 +198,7 @@ def test_a_relayed_429_keeps_the_upstream_s_retry_after() -> None:
     ]
 
 
-def all_cooling() -> tuple[list[tuple[str | None, str | None]], set[str]]:
+def all_cooling() -> tuple[list[tuple[str, str | None]], set[str]]:
     """Each client's status and Retry-After in a plain run, and the shapes of its
     violations and of a small campaign's."""
     scenario = load_toml_scenario(ALL_COOLING)
