@@ -14,6 +14,8 @@ import pytest
 import trio
 
 from aibridge_cli.errors import AllKeysRateLimited
+from aibridge_cli.fuzz.campaign import Campaign, Settings, run_campaign
+from aibridge_cli.fuzz.toml_scenario import load_toml_scenario
 from aibridge_cli.interception import Interception
 from aibridge_cli.proxy import keypool
 from aibridge_cli.sim.recorder import MemoryRecorder
@@ -106,3 +108,11 @@ PLANTS: dict[str, tuple[Plant, Path, str]] = {
         "key-consistency",
     ),
 }
+
+
+def planted_campaign(name: str, monkeypatch: pytest.MonkeyPatch, iterations: int = 30) -> Campaign:
+    """Plant ``name`` (it stays planted for the test) and run a campaign over its scenario,
+    shrinking what failed."""
+    plant, path, _ = PLANTS[name]
+    plant(monkeypatch)
+    return run_campaign(Settings((load_toml_scenario(path),), 1, iterations))
