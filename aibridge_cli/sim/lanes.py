@@ -12,7 +12,6 @@ run recorded with a timeline: it adds no checkpoint, so the run is the same run.
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterable
 from contextvars import ContextVar
 
 import httpcore
@@ -25,6 +24,8 @@ REQUEST: ContextVar[int | None] = ContextVar("aibridge_sim_request", default=Non
 
 
 class _NotedStream(httpcore.AsyncNetworkStream):
+    """One upstream connection as httpcore sees it; a write notes the writer's request."""
+
     def __init__(
         self, inner: httpcore.AsyncNetworkStream, senders: dict[str, int | None], name: str
     ) -> None:
@@ -54,14 +55,9 @@ class SenderNetwork(MemoryNetwork):
         self.senders: dict[str, int | None] = {}  # connection task name -> request
 
     async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[typing.Any] | None = None,
+        self, *args: typing.Any, **kwargs: typing.Any
     ) -> httpcore.AsyncNetworkStream:
-        stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        stream = await super().connect_tcp(*args, **kwargs)
         return _NotedStream(stream, self.senders, f"upstream-conn-{self.connections}")
 
     def sender(self) -> int | None:
