@@ -56,7 +56,7 @@ def test_the_seed_race_marks_show_the_json_error_before_the_relays_first_frame()
     writes = list(parse_writes(marks).values())
     first, second, last = writes
     assert (first.mark.lane, first.status, first.is_error) == ("loop", 429, True)
-    assert first.describe() == "HTTP 429 head + JSON error (201 B)"
+    assert first.describe() == "HTTP 429 head (Retry-After 20) + JSON error (201 B)"
     # the relay's superfluous start: no head on the wire, its frames join the 429's body
     assert (second.mark.lane, second.status) == ("relay", None)
     assert second.body.startswith(b"event: message_start")
@@ -121,9 +121,10 @@ def test_the_seed_race_page_draws_every_mark_in_its_lane() -> None:
     assert page.count('<section class="run"') == 1
 
 
-def load_evidence() -> Evidence:
-    """A load's page, unplanted: two clients share two keys, the first cools key 0."""
-    scenario = load_toml_scenario(PLANTS["cooling key used"][1])
+def load_evidence(plant: str = "cooling key used") -> Evidence:
+    """A load's run, unplanted, with its marks: by default two clients share two keys, and
+    the first cools key 0."""
+    scenario = load_toml_scenario(PLANTS[plant][1])
     case = Case(scenario, Plan(), Signature(scenario.name, "key-consistency", ""))
     return gather(replay(Judge("eager"), case, Origin(1, 0, 0)))
 
@@ -174,3 +175,12 @@ def test_a_load_s_page_groups_each_request_s_lanes_then_the_shared_ones() -> Non
     # each client's body on its own
     assert "Request 0&#x27;s body (200)" in page
     assert "Hello again." in page.split("Request 1&#x27;s body (200)", 1)[1]
+
+
+def test_each_client_s_429_head_shows_the_retry_after_it_was_told() -> None:
+    evidence = load_evidence("Retry-After from the longest cooldown")
+    writes = parse_writes(evidence.run.marks or []).values()
+    assert [(w.mark.request, w.describe()) for w in writes] == [
+        (0, "HTTP 429 head (Retry-After 10) + JSON error (188 B)"),
+        (1, "HTTP 429 head (Retry-After 9) + JSON error (187 B)"),
+    ]

@@ -110,6 +110,7 @@ class Write:
 
     mark: Mark
     status: int | None = None  # the status line this write carried
+    retry_after: str | None = None  # and the Retry-After it told the client
     body: bytes = b""
     end: bool = False
 
@@ -126,7 +127,8 @@ class Write:
         return self.body.lstrip().startswith(b"{") and b'"error"' in self.body
 
     def describe(self) -> str:
-        parts = [f"HTTP {self.status} head"] if self.status is not None else []
+        told = f" (Retry-After {self.retry_after})" if self.retry_after is not None else ""
+        parts = [f"HTTP {self.status} head{told}"] if self.status is not None else []
         events = self.events
         if events:
             names = ", ".join(
@@ -169,6 +171,8 @@ def parse_writes(marks: Sequence[Mark]) -> dict[int, Write]:
                 event = conn.next_event()
                 if isinstance(event, h11.Response):
                     write.status = event.status_code
+                    told = dict(event.headers).get(b"retry-after")
+                    write.retry_after = told.decode("latin-1") if told is not None else None
                 elif isinstance(event, h11.Data):
                     write.body += bytes(event.data)
                 elif isinstance(event, h11.EndOfMessage):
