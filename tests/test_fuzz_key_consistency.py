@@ -4,10 +4,12 @@ requests) and the overlap a plan draws for them."""
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from aibridge_cli import headers
 from aibridge_cli.errors import ConfigError
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
@@ -21,7 +23,8 @@ from aibridge_cli.fuzz.pool_timeline import (
 from aibridge_cli.fuzz.runner import Judge, draw_iteration
 from aibridge_cli.fuzz.scenario import Scenario
 from aibridge_cli.fuzz.toml_scenario import load_toml_scenario, scenario_from_toml
-from aibridge_cli.headers import header
+from aibridge_cli.headers import Headers, header
+from aibridge_cli.proxy import bridge
 from aibridge_cli.sim.world import Attempt
 
 from .cross_request_plants import (
@@ -223,3 +226,26 @@ def test_a_retry_after_from_the_longest_cooldown_is_a_key_consistency_finding(
         [("429", "30"), ("429", "29")],
         {TOLD_WRONG, f"campaign: {TOLD_WRONG}"},
     )
+
+
+RELAYED = Path(__file__).parent / "scenarios" / "relayed-429-two-clients.toml"
+
+
+def relayed() -> tuple[list[str | None], set[str]]:
+    """Each client's Retry-After in a plain run, and the violations' shapes."""
+    violations, world = Judge("eager").evaluate(load_toml_scenario(RELAYED), Plan())
+    return [header(c.headers, "retry-after") for c in world.clients], {v.shape for v in violations}
+
+
+def test_without_a_pool_each_client_gets_the_upstream_s_own_retry_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert relayed() == (["7", "3"], set())
+    # the plant: a relayed answer loses its Retry-After
+    original = headers.forwarded_response_headers
+
+    def forwarded(received: Iterable[tuple[str, str]], *, head: bool = False) -> Headers:
+        return [(k, v) for k, v in original(received, head=head) if k.lower() != "retry-after"]
+
+    monkeypatch.setattr(bridge, "forwarded_response_headers", forwarded)
+    assert relayed() == ([None, None], {RELAYED_WRONG})
