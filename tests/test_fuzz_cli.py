@@ -246,3 +246,30 @@ def test_repro_show_body_prints_the_whole_client_body(tmp_path: Path) -> None:
     assert "client response: status" in shown.output
     for line in body["client"]["body"].splitlines():
         assert line in shown.output
+
+
+def test_loads_give_byte_identical_reports_across_processes_and_job_counts(
+    tmp_path: Path,
+) -> None:
+    # Every load scenario in one campaign, lazy (so it finds things: findings, repros,
+    # pages), in two processes with different hash seeds, one job against two.
+    scenarios = sorted((Path(__file__).parent / "scenarios").glob("*.toml"))
+    argv = [arg for path in scenarios for arg in ("--scenario", str(path))]
+    argv += ["--allow-commands", "--stream-initiation", "lazy", "--iterations", "40", "--json"]
+    processes = (
+        _fuzz(tmp_path, "1", [*argv, "--jobs", "1"]),
+        _fuzz(tmp_path, "4242", [*argv, "--jobs", "2"]),
+    )
+    one, two = (_wait(p) for p in processes)
+    assert one.returncode == two.returncode == 1, one.stderr
+    report = json.loads(one.stdout)
+    assert len(report["scenarios"]) == len(scenarios)
+    assert report["findings"]
+    assert one.stdout.replace(str(tmp_path / "1"), "OUT") == two.stdout.replace(
+        str(tmp_path / "4242"), "OUT"
+    )
+    written = sorted(p.name for p in (tmp_path / "1").iterdir())
+    assert written == sorted(p.name for p in (tmp_path / "4242").iterdir())
+    assert {name.rsplit(".", 1)[1] for name in written} == {"jsonl", "html"}
+    for name in written:
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "4242" / name).read_bytes()

@@ -4,20 +4,34 @@ requests) and the overlap a plan draws for them."""
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from aibridge_cli import headers
 from aibridge_cli.errors import ConfigError
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.plan import Plan
-from aibridge_cli.fuzz.pool_timeline import key_consistency_problems
+from aibridge_cli.fuzz.pool_timeline import (
+    RELAYED_WRONG,
+    TOLD_WRONG,
+    key_consistency_problems,
+    retry_after_problems,
+)
 from aibridge_cli.fuzz.runner import Judge, draw_iteration
 from aibridge_cli.fuzz.scenario import Scenario
 from aibridge_cli.fuzz.toml_scenario import load_toml_scenario, scenario_from_toml
-from aibridge_cli.proxy import keypool
+from aibridge_cli.headers import Headers, header
+from aibridge_cli.proxy import bridge
 from aibridge_cli.sim.world import Attempt
+
+from .cross_request_plants import (
+    cooling_key_used,
+    retry_after_from_the_longest,
+    shorter_cooldown_wins,
+)
 
 TWO_CLIENTS = Path(__file__).parent / "scenarios" / "cooling-key-two-clients.toml"
 
@@ -67,13 +81,9 @@ def test_two_clients_share_the_pool_and_the_second_skips_the_cooling_key() -> No
 def test_a_cooling_key_used_by_the_next_request_is_a_key_consistency_finding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The plant: a key's state ignores its cooldown; one request still never takes a key
-    # twice (``tried``), so only the next request shows it, and only this oracle sees it
-    # (a load is not judged by the key-pool oracle, which predicts one request's keys).
-    def state(self: keypool.PoolKey, now: float) -> keypool.KeyState:
-        return keypool.KeyState.DISABLED if self.disabled else keypool.KeyState.VALID
-
-    monkeypatch.setattr(keypool.PoolKey, "state", state)
+    # Only this oracle sees it (a load is not judged by the key-pool oracle, which
+    # predicts one request's keys).
+    cooling_key_used(monkeypatch)
     oracles, keys = judged()
     assert keys == [0, 1, 0]
     assert oracles == {"key-consistency"}
@@ -100,21 +110,7 @@ def test_two_429s_at_once_keep_the_longer_cooldown() -> None:
 def test_a_cooldown_overwritten_by_a_shorter_one_is_a_key_consistency_finding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = keypool.KeyPool.report
-
-    def report(
-        self: keypool.KeyPool,
-        key: keypool.PoolKey,
-        status: int,
-        retry_after: str | None,
-        now: float,
-        wall_now: float,
-    ) -> bool:
-        if status == 429:
-            key.cooling_until = 0.0  # the plant: the last 429 sets the cooldown, not the longest
-        return original(self, key, status, retry_after, now, wall_now)
-
-    monkeypatch.setattr(keypool.KeyPool, "report", report)
+    shorter_cooldown_wins(monkeypatch)
     plain, campaign_found = shorter()
     assert plain == {"key-consistency"}
     assert "key-consistency" in campaign_found
@@ -166,3 +162,90 @@ def test_a_scenario_gives_each_client_its_start_time() -> None:
 def test_start_times_are_checked(starts: str, gap: float, error: str) -> None:
     with pytest.raises(ConfigError, match=error):
         with_starts(starts, gap)
+
+
+ALL_COOLING = Path(__file__).parent / "scenarios" / "all-keys-cooling-two-clients.toml"
+
+
+def told(keys: int, attempts: list[Attempt], *spans: tuple[float, float, str | None]) -> list[str]:
+    return [message for message, _ in retry_after_problems(keys, attempts, spans)]
+
+
+def test_a_pool_s_own_429_tells_the_smallest_remaining_cooldown_at_its_instant() -> None:
+    both = [Attempt(0.0, 0, 429, "30"), Attempt(0.0, 1, 429, "10")]
+    assert told(2, both, (0.0, 0.0, "10"), (1.0, 1.0, "9")) == []
+    assert told(2, both, (1.0, 1.0, "29")) == [
+        "client 0 was told Retry-After 29 at 1 s; the pool's timeline gives 9"
+    ]
+    # rounded up, at least 1: 0.5 s left is 1, and so is a key its request just tried
+    assert told(1, [Attempt(0.0, 0, 429, "2.5")], (2.0, 2.0, "1"), (0.5, 0.5, "2")) == []
+    assert told(1, [Attempt(0.0, 0, 429, "0")], (0.0, 0.0, "1")) == []
+    # the proxy decided somewhere between the request and the answer: any value of the span
+    assert told(2, both, (1.0, 4.5, "6"), (1.0, 4.5, "9")) == []
+    assert told(2, both, (1.0, 4.5, "5")) == [
+        "client 0 was told Retry-After 5 at 1-4.5 s; the pool's timeline gives 6-9"
+    ]
+    assert told(2, [], (0.0, 0.0, "1")) == [
+        "client 0 was told Retry-After 1 at 0 s; the pool's timeline gives no key cooling"
+    ]
+    assert told(2, both, (0.0, 0.0, None)) == [
+        "client 0 was told Retry-After None at 0 s; the pool's timeline gives 10"
+    ]
+
+
+def test_a_relayed_429_keeps_the_upstream_s_retry_after() -> None:
+    upstream = [Attempt(0.0, None, 429, "7")]
+    assert told(0, upstream, (0.0, 0.0, "7")) == []
+    assert retry_after_problems(0, upstream, [(0.0, 0.0, "60")]) == [
+        ("client 0 was relayed Retry-After 60 at 0 s; the upstream gave 7", RELAYED_WRONG)
+    ]
+
+
+def all_cooling() -> tuple[list[tuple[str, str | None]], set[str]]:
+    """Each client's status and Retry-After in a plain run, and the shapes of its
+    violations and of a small campaign's."""
+    scenario = load_toml_scenario(ALL_COOLING)
+    violations, world = Judge("eager").evaluate(scenario, Plan())
+    answers = [(str(c.status), header(c.headers, "retry-after")) for c in world.clients]
+    found = run_campaign(Settings((scenario,), 1, 20), investigate=False)
+    shapes = {v.shape for v in violations} | {
+        f"campaign: {v.shape}" for outcome in found.failures for v in outcome.violations
+    }
+    return answers, shapes
+
+
+def test_every_client_of_an_all_cooling_pool_is_told_what_the_pool_says() -> None:
+    assert all_cooling() == ([("429", "10"), ("429", "9")], set())
+
+
+def test_a_retry_after_from_the_longest_cooldown_is_a_key_consistency_finding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    retry_after_from_the_longest(monkeypatch)
+    assert all_cooling() == (
+        [("429", "30"), ("429", "29")],
+        {TOLD_WRONG, f"campaign: {TOLD_WRONG}"},
+    )
+
+
+RELAYED = Path(__file__).parent / "scenarios" / "relayed-429-two-clients.toml"
+
+
+def relayed() -> tuple[list[str | None], set[str]]:
+    """Each client's Retry-After in a plain run, and the violations' shapes."""
+    violations, world = Judge("eager").evaluate(load_toml_scenario(RELAYED), Plan())
+    return [header(c.headers, "retry-after") for c in world.clients], {v.shape for v in violations}
+
+
+def test_without_a_pool_each_client_gets_the_upstream_s_own_retry_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert relayed() == (["7", "3"], set())
+    # the plant: a relayed answer loses its Retry-After
+    original = headers.forwarded_response_headers
+
+    def forwarded(received: Iterable[tuple[str, str]], *, head: bool = False) -> Headers:
+        return [(k, v) for k, v in original(received, head=head) if k.lower() != "retry-after"]
+
+    monkeypatch.setattr(bridge, "forwarded_response_headers", forwarded)
+    assert relayed() == ([None, None], {RELAYED_WRONG})

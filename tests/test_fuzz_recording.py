@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import trio
 
 from aibridge_cli.fuzz import recording_oracle
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
@@ -17,6 +16,8 @@ from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.fuzz.toml_scenario import load_toml_scenario
 from aibridge_cli.interception import ClientRequest, Interception
 from aibridge_cli.sim.recorder import MemoryRecorder
+
+from .cross_request_plants import recording_line_lost
 
 TOGETHER = Path(__file__).parent / "scenarios" / "two-clients-end-together.toml"
 
@@ -78,19 +79,7 @@ def test_two_clients_ending_together_are_both_recorded() -> None:
 def test_a_recorder_losing_a_line_when_two_end_together_is_a_recording_finding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The plant: a recorder wrapper with one shared "pending" slot, written out once the
-    # handing task yields; a second interception handed before that overwrites the first.
-    pending: list[Interception] = []
-
-    def flush(recorder: MemoryRecorder) -> None:
-        if pending:
-            recorder.write(pending.pop())
-
-    def handed(self: MemoryRecorder, record: Interception) -> None:
-        pending[:] = [record]
-        trio.lowlevel.current_trio_token().run_sync_soon(flush, self)
-
-    monkeypatch.setattr(MemoryRecorder, "__call__", handed)
+    recording_line_lost(monkeypatch)
     assert judged() == ([recording_oracle.LOST], 2, 1)
     assert campaign() == {("recording", recording_oracle.LOST)}
 

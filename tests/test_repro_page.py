@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aibridge_cli.config import StreamInitiation
 from aibridge_cli.fuzz.campaign import Case, Finding, Origin, replay
 from aibridge_cli.fuzz.catalog import builtin
@@ -9,8 +11,11 @@ from aibridge_cli.fuzz.evidence import Evidence, gather
 from aibridge_cli.fuzz.plan import Cut, Fault, FaultKind, Plan, ReadDelay, world_spec
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.fuzz.signature import Signature
+from aibridge_cli.fuzz.toml_scenario import load_toml_scenario
 from aibridge_cli.sim.world import run_world
 from aibridge_cli.views.repro import offending_range, parse_writes, repro_page
+
+from .cross_request_plants import PLANTS
 
 SEED_CASE = "anthropic/rate-limit-after-tool-turn"
 # The seed race, shrunk: the client waits 1 ms before its first read, so the relay holds
@@ -51,7 +56,7 @@ def test_the_seed_race_marks_show_the_json_error_before_the_relays_first_frame()
     writes = list(parse_writes(marks).values())
     first, second, last = writes
     assert (first.mark.lane, first.status, first.is_error) == ("loop", 429, True)
-    assert first.describe() == "HTTP 429 head + JSON error (201 B)"
+    assert first.describe() == "HTTP 429 head (Retry-After 20) + JSON error (201 B)"
     # the relay's superfluous start: no head on the wire, its frames join the 429's body
     assert (second.mark.lane, second.status) == ("relay", None)
     assert second.body.startswith(b"event: message_start")
@@ -114,3 +119,68 @@ def test_the_seed_race_page_draws_every_mark_in_its_lane() -> None:
         assert f'class="lane" data-lane="{lane}" data-marks="{count}"' in page
     assert page.count('<g class="mark"') == len(marks) == 14
     assert page.count('<section class="run"') == 1
+
+
+def load_evidence(plant: str = "cooling key used") -> Evidence:
+    """A load's run, unplanted, with its marks: by default two clients share two keys, and
+    the first cools key 0."""
+    scenario = load_toml_scenario(PLANTS[plant][1])
+    case = Case(scenario, Plan(), Signature(scenario.name, "key-consistency", ""))
+    return gather(replay(Judge("eager"), case, Origin(1, 0, 0)))
+
+
+def test_a_load_s_marks_say_which_request_each_one_is_about() -> None:
+    marks = load_evidence().run.marks or []
+    story = [(m.request, m.lane, m.label) for m in marks if m.kind not in ("read", "write")]
+    assert story == [
+        (0, "client", "POST /anthropic/v1/messages at 0 s"),
+        (0, "upstream", "request #0 with key 0: 429"),
+        (0, "pool", "key 0 cooling (Retry-After 30)"),
+        (0, "upstream", "request #1 with key 1: 200"),
+        (0, "relay", "initiated set"),
+        (0, "recorder", "recorded"),
+        (0, "client", "done: 200, 733 body bytes, complete"),
+        # the second client's attempt goes over the first one's upstream connection: it is
+        # still drawn as the second request's
+        (1, "client", "POST /anthropic/v1/messages at 1 s"),
+        (1, "upstream", "request #2 with key 1: 200"),
+        (1, "relay", "initiated set"),
+        (1, "recorder", "recorded"),
+        (1, "client", "done: 200, 739 body bytes, complete"),
+    ]
+    # each request's writes are read by a client of its own: both heads are heads
+    heads = [(w.mark.request, w.status) for w in parse_writes(marks).values() if w.status]
+    assert heads == [(0, 200), (1, 200)]
+
+
+def test_a_load_s_page_groups_each_request_s_lanes_then_the_shared_ones() -> None:
+    evidence = load_evidence()
+    marks = evidence.run.marks or []
+    page = repro_page(evidence)
+    lanes = re.findall(
+        r'<g class="lane" data-lane="(\w+)" data-marks="(\d+)"(?: data-request="(\d)")?', page
+    )
+    expected = [
+        (lane, str(sum(1 for m in marks if m.lane == lane and m.request == r)), str(r))
+        for r in (0, 1)
+        for lane in ("client", "relay", "loop")
+    ] + [
+        (lane, str(sum(1 for m in marks if m.lane == lane)), "")
+        for lane in ("upstream", "pool", "recorder", "tool")
+    ]
+    assert lanes == expected
+    assert ">request 0, starts at 0</text>" in page
+    assert ">request 1, starts at 1 s</text>" in page
+    assert page.count('<g class="mark"') == len(marks)
+    # each client's body on its own
+    assert "Request 0&#x27;s body (200)" in page
+    assert "Hello again." in page.split("Request 1&#x27;s body (200)", 1)[1]
+
+
+def test_each_client_s_429_head_shows_the_retry_after_it_was_told() -> None:
+    evidence = load_evidence("Retry-After from the longest cooldown")
+    writes = parse_writes(evidence.run.marks or []).values()
+    assert [(w.mark.request, w.describe()) for w in writes] == [
+        (0, "HTTP 429 head (Retry-After 10) + JSON error (188 B)"),
+        (1, "HTTP 429 head (Retry-After 9) + JSON error (187 B)"),
+    ]

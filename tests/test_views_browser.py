@@ -23,6 +23,7 @@ from aibridge_cli.views.repro import repro_page
 from aibridge_cli.views.session import BINS, session_page
 
 from .chromium import Chromium, find_chromium
+from .cross_request_plants import PLANTS, planted_campaign
 from .test_repro_page import BAD_FRAME, finding, seed_race
 from .test_show import large_fixture
 
@@ -184,3 +185,45 @@ def test_the_pages_read_the_same_without_javascript(browser: Chromium, tmp_path:
         # the script only adds the crosshair
         assert without.count("line.cursor") == 0
         assert with_js.count("line.cursor") == with_js.count("svg.chart[data-t1]")
+
+
+@pytest.mark.parametrize("name", sorted(PLANTS))
+def test_a_planted_cross_request_bug_s_page_draws_each_request_s_lanes(
+    browser: Chromium, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    campaign = planted_campaign(name, monkeypatch)
+    (finding,) = [f for f in campaign.findings if f.oracle == PLANTS[name][2]]
+    evidence = gather(finding)
+    marks = evidence.run.marks or []
+    path = tmp_path / "load.html"
+    path.write_text(repro_page(evidence), encoding="utf-8")
+    page = browser.open_page(path)
+    assert page.report.console_errors == []
+    assert page.report.requests == [path.as_uri()]
+    # each lane: its request, its title as drawn, its count, and the marks drawn in it
+    lanes = page.evaluate(
+        "[...document.querySelectorAll('g.lane')].map(g => { const r = g.dataset.request;"
+        " const own = r === undefined ? '' : `[data-request='${r}']`;"
+        " return [r ?? null, g.querySelector('text').textContent, +g.dataset.marks,"
+        " document.querySelectorAll(`g.mark[data-lane=${g.dataset.lane}]${own}`).length]; })"
+    )
+    requests = range(finding.scenario.requests)
+    titles = {"upstream": "upstream", "pool": "key pool", "recorder": "recorder", "tool": "tool"}
+    assert lanes == [
+        [str(r), f"{lane} {r}", *[sum(1 for m in marks if (m.request, m.lane) == (r, lane))] * 2]
+        for r in requests
+        for lane in ("client", "relay", "loop")
+    ] + [
+        [None, title, *[sum(1 for m in marks if m.lane == lane)] * 2]
+        for lane, title in titles.items()
+    ]
+    # which request took which key: every attempt's arrow leaves its request's loop lane
+    drawn = page.evaluate(
+        "[...document.querySelectorAll('g.mark[data-kind=attempt]')].map(g =>"
+        " [g.dataset.request, g.querySelector('line').getBoundingClientRect().left,"
+        " document.querySelector(`g.lane[data-lane=loop][data-request='${g.dataset.request}']"
+        " line`).getBoundingClientRect().left])"
+    )
+    assert len(drawn) == sum(1 for m in marks if m.kind == "attempt") > 0
+    for _, arrow, lane in drawn:
+        assert abs(arrow - lane) < 2

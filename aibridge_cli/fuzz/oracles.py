@@ -53,7 +53,7 @@ from .framing import framing_problems
 from .grammar import Response, response_problems
 from .plan import Plan
 from .pool_timeline import cooldown as _cooldown
-from .pool_timeline import key_consistency_problems
+from .pool_timeline import key_consistency_problems, retry_after_problems
 from .recording_oracle import recording_problems
 from .release import RELEASE, release_problems
 from .release import SHAPE as RELEASE_SHAPE
@@ -644,10 +644,30 @@ def _schedule(
 
 def _key_consistency(run: Run, oracles: Collection[str]) -> list[Violation]:
     scenario, world = run.scenario, run.world
-    if "key-consistency" not in oracles or not scenario.keys or run.plan.disconnects:
+    if "key-consistency" not in oracles or run.plan.disconnects:
         return []  # a client that left may leave a 429 unread: the pool never learned of it
-    problems = key_consistency_problems(scenario.keys, world.attempts, world.pool, world.end_time)
-    return [Violation("key-consistency", p, masked(p)) for p in problems]
+    found = []
+    if scenario.keys:
+        problems = key_consistency_problems(
+            scenario.keys, world.attempts, world.pool, world.end_time
+        )
+        found = [Violation("key-consistency", p, masked(p)) for p in problems]
+    told = retry_after_problems(scenario.keys, world.attempts, _told(world))
+    return found + [Violation("key-consistency", message, shape) for message, shape in told]
+
+
+def _told(world: WorldResult) -> list[tuple[float, float, str | None]]:
+    """Each client told to come back later: its span and the Retry-After it got, from a
+    429's header or (a stream already begun) its error event's."""
+    told = []
+    for client, span in zip(world.clients, world.spans, strict=False):
+        if client.status == 429:
+            told.append((*span, header(client.headers, "retry-after")))
+        elif client.status == 200 and b"retry-after" in client.body:
+            value = _event_retry_after(client.body)
+            if value is not None:
+                told.append((*span, value))
+    return told
 
 
 def _recording(run: Run, oracles: Collection[str]) -> list[Violation]:

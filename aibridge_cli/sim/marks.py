@@ -7,6 +7,11 @@ reads, every write to the client (and its bytes) by the relay task or the loop t
 upstream's answer to each attempt and the key it was tried with, tool runs, the engine's
 decisions (stream initiation, the lazy check). The marks are plain data; the page draws
 them. Recording is deterministic: the same spec gives the same marks.
+
+A load's marks also say which of its requests each one is about (``request``: the client
+of that index, the proxy's tasks serving it, the upstream attempt it sent), and two more
+lanes, shared by its requests, show the key pool (a key cooling or disabled by an answer)
+and the recorder (an interception handed to it).
 """
 
 from __future__ import annotations
@@ -14,9 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Lane = Literal["client", "relay", "loop", "upstream", "tool"]
+Lane = Literal["client", "relay", "loop", "upstream", "tool", "pool", "recorder"]
 LANES: tuple[Lane, ...] = ("client", "relay", "loop", "upstream", "tool")
-MarkKind = Literal["request", "write", "read", "attempt", "decision", "tool", "done"]
+# a load: each request's lanes, then the lanes its requests share
+REQUEST_LANES: tuple[Lane, ...] = ("client", "relay", "loop")
+SHARED_LANES: tuple[Lane, ...] = ("upstream", "pool", "recorder", "tool")
+MarkKind = Literal[
+    "request", "write", "read", "attempt", "decision", "tool", "done", "pool", "record"
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class Mark:
     status: int | None = None  # an attempt's answer (None: the connection was dropped)
     key: int | None = None  # an attempt's key, as an index into the configured keys
     exchange: int | None = None  # an attempt's scripted reply: the plan's exchange number
+    request: int | None = None  # a load's request (its client's index); None: one-request
 
 
 # The world's task names (see ``world.TASK_NAMES``) by lane; any other task is the loop's

@@ -43,6 +43,7 @@ from ..proxy.run import build_app
 from ..proxy.server import Server
 from ..tools import InjectedTool, ToolOutcome, ToolSet
 from .client import ClientResult, Pace, exchange, websocket_exchange
+from .lanes import REQUEST, SenderNetwork
 from .marks import Lane, Mark, MarkKind, lane_of
 from .network import MemoryNetwork
 from .pipes import CheckpointPlan, Yields, stream_pair
@@ -145,6 +146,8 @@ class WorldResult:
     # a load's recording: what the proxy handed its recorder, and the file it made
     handed: list[Interception] = field(default_factory=list)
     recording: MemoryRecorder | None = None
+    # each client's span, from its turn to start to its last read: the proxy answered it then
+    spans: list[tuple[float, float]] = field(default_factory=list)
 
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
@@ -223,6 +226,7 @@ class Timeline(trio.abc.Instrument):
         if lane is None:
             lane = lane_of(self._who(trio.lowlevel.current_task()))
         when = trio.current_time()
+        fields.setdefault("request", REQUEST.get())
         self.marks.append(Mark(len(self.marks), when, lane, kind, label, **fields))
 
     def render(self) -> list[str]:
@@ -352,10 +356,13 @@ class _World:
         several = spec.requests > 1 or bool(spec.creates)
         self.recording = MemoryRecorder() if several else None
         self.response = 0  # the response the client is in (a socket of several)
+        self.spans = [(0.0, 0.0)] * spec.requests
+        self.network: MemoryNetwork | None = None
 
     def _record(self, record: Interception) -> None:
         """The proxy's recorder: note what it was handed, then hand it on."""
         self.handed.append(record)
+        self.mark("record", "recorded", "recorder")
         if self.recording is not None:
             self.recording(record)
 
@@ -401,6 +408,8 @@ class _World:
         if self.timeline is not None:
             self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
             fault = f", then {reply.fault}" if reply.fault else ""
+            network = self.network
+            sender = network.sender() if isinstance(network, SenderNetwork) else None
             self.mark(
                 "attempt",
                 f"request #{index} with key {key}: {reply.status}{fault}",
@@ -409,7 +418,12 @@ class _World:
                 status=status,
                 key=key,
                 exchange=index,
+                request=sender,
             )
+            if self.spec.requests > 1 and status in (401, 403, 429):
+                change = f"cooling (Retry-After {retry})" if status == 429 else "disabled"
+                label = f"key {key} {change}"
+                self.mark("pool", label, "pool", status=status, key=key, request=sender)
         return reply
 
     def _guard(
@@ -479,7 +493,9 @@ class _World:
         upstream = RawUpstream(self._script, self._due, self._body_seen)
         hygiene: list[str] = []
         async with trio.open_nursery() as services:
-            network = MemoryNetwork(
+            # a load's page draws each request's lanes: note who sends on each connection
+            lanes = self.timeline is not None and spec.requests > 1
+            network = self.network = (SenderNetwork if lanes else MemoryNetwork)(
                 services,
                 self._guard(upstream.serve_stream, "the upstream", upstream=True),
                 self.yields,
@@ -504,10 +520,12 @@ class _World:
             )
             proxy = Server(app, ServerConfig())
             clients = [ClientResult() for _ in range(spec.requests)]
-            self.mark("request", f"POST {spec.path} ({len(spec.body)} bytes)", "client")
+            if spec.requests == 1:
+                self.mark("request", f"POST {spec.path} ({len(spec.body)} bytes)", "client")
             with trio.move_on_after(spec.bound) as bound:
                 if spec.requests == 1:
                     clients[0] = await self._client(proxy, services)
+                    self.spans[0] = (0.0, trio.current_time())
                 else:
                     async with trio.open_nursery() as load:
                         for i in range(spec.requests):
@@ -518,10 +536,8 @@ class _World:
             provider = "openai" if spec.path.startswith("/openai") else "anthropic"
             pool = app.upstreams[provider].pool.snapshot(end_time)
             self.note("client done")
-            ending = "complete" if client.complete else "incomplete"
-            self.mark(
-                "done", f"done: {client.status}, {len(client.body)} body bytes, {ending}", "client"
-            )
+            if spec.requests == 1:
+                self._done(client)
             with trio.move_on_after(GRACE):
                 await self.proxy_done.wait()
             if proxy.connections:
@@ -554,7 +570,13 @@ class _World:
             answers=upstream.answers,
             handed=self.handed,
             recording=self.recording,
+            spans=self.spans,
         )
+
+    def _done(self, client: ClientResult) -> None:
+        ending = "complete" if client.complete else "incomplete"
+        label = f"done: {client.status}, {len(client.body)} body bytes, {ending}"
+        self.mark("done", label, "client")
 
     async def _client(self, proxy: Server, services: trio.Nursery, name: str = "") -> ClientResult:
         """One client's request on a connection of its own; the connection is closed when
@@ -600,4 +622,9 @@ class _World:
     ) -> None:
         starts = self.spec.starts
         await trio.sleep(index * self.spec.gap + (starts[index] if index < len(starts) else 0.0))
+        started = trio.current_time()
+        REQUEST.set(index)  # this task's context, copied into the proxy's tasks for it
+        self.mark("request", f"POST {self.spec.path} at {started:g} s", "client")
         results[index] = await self._client(proxy, services, f"-{index}")
+        self.spans[index] = (started, trio.current_time())
+        self._done(results[index])
