@@ -88,6 +88,9 @@ class Exchange:
     # the upstream resets or goes silent after ``fault_after`` body bytes.
     fault: WireFault | None = None
     fault_after: int = 0
+    # A session's exchange: the seconds its recorded answer took, played before its first
+    # byte, so that the session's requests overlap as they did when recorded
+    after: float = 0.0
 
     @property
     def body(self) -> bytes:
@@ -106,6 +109,8 @@ def _exchange_json(e: Exchange) -> dict[str, Any]:
     }
     if e.fault is not None:  # only then: repro files of other scenarios keep their bytes
         data.update(fault=e.fault, fault_after=e.fault_after)
+    if e.after:
+        data["after"] = e.after
     return data
 
 
@@ -138,6 +143,10 @@ class Scenario:
     gap: float = 0.0
     breaker: BreakerConfig | None = None
     starts: tuple[float, ...] = ()  # a load: each client's start time, instead of the gap
+    # A session (``session.py``): its requests, each a one-request scenario, started at
+    # ``starts``; the session's exchanges are theirs one after the other, so a plan's
+    # faults strike each request's own
+    parts: tuple[Scenario, ...] = ()
 
     # Every iteration asks these; a scenario never changes, so each is worked out once.
     @cached_property
@@ -160,6 +169,10 @@ class Scenario:
         load = f"{self.requests} requests {self.gap:g} s apart, " if self.requests > 1 else ""
         if self.starts:
             load = f"{self.requests} requests at {', '.join(f'{t:g}' for t in self.starts)} s, "
+        if self.parts:
+            at = ", ".join(f"{t:g}" for t in self.starts)
+            lines = "; ".join(f"#{i} {p.describe()}" for i, p in enumerate(self.parts))
+            return f"session of {len(self.parts)} requests at {at} s, {self.keys} key(s): {lines}"
         b = self.breaker
         if b is not None:
             load += f"breaker {b.threshold}/{b.interval:g}s/{b.open_time:g}s/{b.probes}, "
@@ -213,6 +226,7 @@ class Scenario:
             **({"requests": self.requests, "gap": self.gap} if self.requests > 1 else {}),
             **({"breaker": dataclasses.asdict(self.breaker)} if self.breaker else {}),
             **({"starts": list(self.starts)} if self.starts else {}),
+            **({"parts": [part.to_json() for part in self.parts]} if self.parts else {}),
         }
 
     @classmethod
@@ -229,6 +243,7 @@ class Scenario:
                     tuple(c.encode() for c in e["chunks"]),
                     e.get("fault"),
                     e.get("fault_after", 0),
+                    e.get("after", 0.0),
                 )
                 for e in data["exchanges"]
             ),
@@ -239,4 +254,5 @@ class Scenario:
             data.get("gap", 0.0),
             BreakerConfig(**data["breaker"]) if data.get("breaker") else None,
             tuple(data.get("starts", ())),
+            tuple(cls.from_json(part) for part in data.get("parts", ())),
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextvars import ContextVar
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from .pipes import CheckpointPlan, Yields, stream_pair
 from .raw_upstream import Answer, RawUpstream
 from .recorder import MemoryRecorder
 from .sched import Scheduler, deterministic, rewind, settle
+from .session import Session
 
 # A fixed wall clock: Retry-After dates and records never read the real time.
 WALL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -57,6 +59,8 @@ READ_TIMEOUT = 30.0
 GRACE = 5.0
 
 _scheduler = Scheduler()
+# A session: the client request the running task serves (the proxy's tasks inherit it)
+_REQUEST: ContextVar[int] = ContextVar("request", default=0)
 
 
 class CommandResults:
@@ -110,6 +114,9 @@ class WorldSpec:
     gap: float = 0.0
     starts: Sequence[float] = ()  # a load: how much later than its gap-spaced turn each starts
     breaker: BreakerConfig | None = None
+    # A session: each of the ``requests`` clients sends its own request, and the upstream
+    # answers each upstream request with the answers of the request it was made for
+    session: Session | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,7 @@ class Attempt:
     key: int | None  # index into the configured keys; None: no or unknown key
     status: int | None  # None: the connection was dropped before a status line
     retry_after: str | None
+    request: int = 0  # a session: the client request it was made for
 
 
 @dataclass
@@ -141,6 +149,7 @@ class WorldResult:
     # a load's recording: what the proxy handed its recorder, and the file it made
     handed: list[Interception] = field(default_factory=list)
     recording: MemoryRecorder | None = None
+    lost_requests: list[int] = field(default_factory=list)  # a session: whose result was lost
 
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
@@ -333,8 +342,11 @@ class _World:
         self.attempts: list[Attempt] = []
         self.errors: list[str] = []
         self.tool_calls = 0
-        self.unsent: list[tuple[str, str]] = []  # (tool, result) not yet seen upstream
+        self.unsent: list[tuple[int, str, str]] = []  # (request, tool, result) not yet seen
         self.lost: list[str] = []
+        self.lost_requests: list[int] = []
+        self.owners: list[int] = []  # a session: the request of each upstream request
+        self.taken = [0] * spec.requests  # a session: answers each request has had
         self.yields = Yields(spec.checkpoints)
         self.proxy_done = trio.Event()
         self.proxy_serving = 0
@@ -370,15 +382,26 @@ class _World:
         self.mark("read", f"read {len(data)} bytes", "client", data=data)
 
     def _body_seen(self, index: int, body: bytes) -> None:
-        """The request after tool calls must carry their results (the tool-results oracle)."""
-        for tool, text in self.unsent:
+        """The request after tool calls must carry their results (the tool-results oracle);
+        in a session, the next upstream request of the same client request."""
+        session = self.spec.session
+        owner = session.owner(body, self.taken) if session is not None else 0
+        self.owners.append(owner)
+        for entry in [u for u in self.unsent if u[0] == owner]:
+            _, tool, text = entry
             if dumps(text)[1:-1].encode() not in body:
                 self.lost.append(f"upstream request #{index} lacks {tool}'s result {text!r}")
-        self.unsent.clear()
+                self.lost_requests.append(owner)
+            self.unsent.remove(entry)
 
     def _script(self, headers: list[tuple[str, str]], index: int) -> Reply:
-        if index < len(self.spec.replies):
-            reply = self.spec.replies[index]
+        replies, owner, at = self.spec.replies, 0, index
+        if self.spec.session is not None:
+            owner = self.owners[index] if index < len(self.owners) else 0
+            replies, at = self.spec.session.requests[owner].replies, self.taken[owner]
+            self.taken[owner] += 1
+        if at < len(replies):
+            reply = replies[at]
         else:
             reply = Reply.json(
                 {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}},
@@ -390,9 +413,12 @@ class _World:
         status, retry = answered_status(reply)
         if reply.fault == "reset-before-body":
             status = None
-        self.attempts.append(Attempt(trio.current_time(), key, status, retry))
+        self.attempts.append(Attempt(trio.current_time(), key, status, retry, owner))
         if self.timeline is not None:
-            self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
+            of = f" (request {owner})" if self.spec.session is not None else ""
+            self.note(
+                f"upstream request #{index}{of} key={key} -> {reply.status} {reply.fault or ''}"
+            )
             fault = f", then {reply.fault}" if reply.fault else ""
             self.mark(
                 "attempt",
@@ -434,7 +460,7 @@ class _World:
         return guarded
 
     def _due(self, index: int) -> Reply | None:
-        replies = self.spec.replies
+        replies = self.spec.replies  # a session's requests are HTTP: never asked
         return replies[index] if index < len(replies) else None
 
     def _trace(self, decision: str) -> None:
@@ -452,7 +478,7 @@ class _World:
         outcome = await self._tool_outcome(tool, arguments, self.spec.tool_faults.get(index))
         self.note(f"tool {tool.name} ran")
         self.mark("tool", f"{tool.name} runs", "tool")
-        self.unsent.append((tool.name, outcome.text))
+        self.unsent.append((_REQUEST.get(), tool.name, outcome.text))
         return outcome
 
     async def _tool_outcome(
@@ -542,6 +568,7 @@ class _World:
             hygiene,
             0,
             lost_tool_results=self.lost,
+            lost_requests=self.lost_requests,
             clients=clients,
             breaker_events=self.breaker_events,
             answers=upstream.answers,
@@ -549,10 +576,17 @@ class _World:
             recording=self.recording,
         )
 
-    async def _client(self, proxy: Server, services: trio.Nursery, name: str = "") -> ClientResult:
-        """One client's request on a connection of its own; the connection is closed when
-        the client is done, however it ended."""
+    async def _client(
+        self, proxy: Server, services: trio.Nursery, name: str = "", index: int = 0
+    ) -> ClientResult:
+        """One client's request (a session's ``index``-th) on a connection of its own; the
+        connection is closed when the client is done, however it ended."""
         spec = self.spec
+        path, body, pace = spec.path, spec.body, spec.pace
+        if spec.session is not None:
+            own = spec.session.requests[index]
+            path, body, pace = own.path, own.body, own.pace
+            _REQUEST.set(index)  # before the proxy's task starts: it inherits it
         near, far = stream_pair(
             lockstep=True,
             yields=self.yields,
@@ -567,8 +601,8 @@ class _World:
         note = self._client_read if self.timeline else None
         try:
             if spec.transport == "websocket":
-                return await websocket_exchange(near, spec.path, spec.body, spec.pace, note)
-            return await exchange(near, "POST", spec.path, spec.body, spec.pace, note)
+                return await websocket_exchange(near, path, body, pace, note)
+            return await exchange(near, "POST", path, body, pace, note)
         finally:
             await near.aclose()
 
@@ -577,4 +611,4 @@ class _World:
     ) -> None:
         starts = self.spec.starts
         await trio.sleep(index * self.spec.gap + (starts[index] if index < len(starts) else 0.0))
-        results[index] = await self._client(proxy, services, f"-{index}")
+        results[index] = await self._client(proxy, services, f"-{index}", index)
