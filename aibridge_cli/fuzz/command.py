@@ -181,7 +181,9 @@ def fuzz(
 
     try:
         if list_:
-            listed = select(scenario or [], fixtures or [], each=each) if scenario or fixtures else None
+            listed = (
+                select(scenario or [], fixtures or [], each=each) if scenario or fixtures else None
+            )
             stdout.print(report.listing(listed or builtin_scenarios()))
             return
         if show_scenario is not None:

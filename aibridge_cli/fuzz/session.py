@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from .oracles import CanonicalRun, Run, Violation
 
 # Judged once for the whole world, not per request.
-CROSS_REQUEST = frozenset({"hygiene", "liveness", "release", "breaker", "key-consistency", "recording"})
+CROSS_REQUEST = frozenset(
+    {"hygiene", "liveness", "release", "breaker", "key-consistency", "recording"}
+)
 # What holds for a response alone, whichever answers it got (requests that cannot be told apart).
 ALONE = frozenset({"malformed-body", "error-shape"})
 _STRIKES = (401, 403, 429)
@@ -93,7 +95,11 @@ def part_plan(plan: Plan, scenario: Scenario, r: int) -> Plan:
             if f.exchange in mine and not f.kind.mcp
         ),
         cuts=tuple(Cut(e - first, c) for e, c in plan.cuts if e in mine),
-        delays=tuple(ChunkDelay(d.exchange - first, d.chunk, d.seconds) for d in plan.delays if d.exchange in mine),
+        delays=tuple(
+            ChunkDelay(d.exchange - first, d.chunk, d.seconds)
+            for d in plan.delays
+            if d.exchange in mine
+        ),
         pad=plan.pad if r == 0 else 0,
         starts=(),
         drop=(),
@@ -120,9 +126,7 @@ def session_spec(spec: WorldSpec, scenario: Scenario, plan: Plan) -> WorldSpec:
         pace = replace(spec.pace, disconnect_after=leave)
         requests.append(SessionRequest(part.path, part.body, replies, pace))
     starts = [spec.starts[r] if r < len(spec.starts) else 0.0 for r in sent]
-    return replace(
-        spec, replies=(), requests=len(sent), starts=starts, session=Session(requests)
-    )
+    return replace(spec, replies=(), requests=len(sent), starts=starts, session=Session(requests))
 
 
 def _sub_runs(run: Run) -> list[tuple[int, Run, bool]]:
@@ -139,7 +143,9 @@ def _sub_runs(run: Run) -> list[tuple[int, Run, bool]]:
     for w, (r, replies) in enumerate(zip(sent, session_replies(scenario, plan), strict=True)):
         attempts = [a for a in world.attempts if a.request == w]
         client = world.clients[w] if w < len(world.clients) else world.client
-        lost = [m for m, o in zip(world.lost_tool_results, world.lost_requests, strict=True) if o == w]
+        lost = [
+            m for m, o in zip(world.lost_tool_results, world.lost_requests, strict=True) if o == w
+        ]
         own = WorldResult(
             client, attempts, [], world.end_time, world.live, [], world.deviations,
             lost_tool_results=lost, clients=[client],
@@ -156,9 +162,7 @@ def _alone_on_the_pool(run: Run, request: int) -> bool:
     """Only this request's attempts struck a key: the pool it saw was its own doing, so
     the key-pool rules can say which key was due at each of its attempts, and a
     perturbation cannot change what it saw by moving another request's strike."""
-    return not any(
-        a.request != request and a.status in _STRIKES for a in run.world.attempts
-    )
+    return not any(a.request != request and a.status in _STRIKES for a in run.world.attempts)
 
 
 def session_problems(

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-from contextvars import ContextVar
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar

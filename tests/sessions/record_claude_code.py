@@ -25,31 +25,18 @@ import trio
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from aibridge_cli.fakes.anthropic_replies import (  # noqa: E402
-    message,
-    message_end,
-    message_start,
-    stream,
-    text_block,
-    tool_block,
-)
+from aibridge_cli.fakes import anthropic_replies as replies  # noqa: E402
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest  # noqa: E402
 from aibridge_cli.proxy.server import Server  # noqa: E402
+from tests.test_real_clients import TOOLS_TOML  # noqa: E402  (bmcp_weather, "sunny, 21 C")
 
 OUT = REPO / "tests" / "sessions" / "claude-code-session.jsonl"
 CLAUDE = REPO / ".clients" / "node_modules" / ".bin" / "claude"
 PROMPT = "What is the weather in Paris?"
 POOL_KEYS = ("sk-ant-session-pool-key-0-0000000000", "sk-ant-session-pool-key-1-1111111111")
 CLIENT_KEY = "sk-ant-session-client-key-0123456789"
-TOOLS = """
-[[tool]]
-name = "bmcp_weather"
-description = "Current weather for a city"
-input_schema = { type = "object", properties = { city = { type = "string" } } }
-result = "sunny, 21 C"
-"""
 SUBAGENT = "Find the weather in"
-SLOW = 0.3  # seconds between the main answer's events: the side requests overlap it
+SLOW = 0.3  # seconds between a subagent's report events: the two subagents overlap
 QUIET = {
     "DISABLE_TELEMETRY": "1",
     "DISABLE_ERROR_REPORTING": "1",
@@ -84,7 +71,7 @@ def _results(body: dict[str, Any]) -> int:
 def _agents() -> list[list[tuple[str, Any]]]:
     """Two subagents at once: Claude Code runs both, each its own request."""
     return [
-        tool_block(
+        replies.tool_block(
             i,
             "Agent",
             {
@@ -102,8 +89,8 @@ def _agents() -> list[list[tuple[str, Any]]]:
 def _text(index: int, model: str, text: str) -> Reply:
     words = text.split(" ")
     parts = [word + " " for word in words[:-1]] + words[-1:]
-    return stream(message_start(f"msg_{index}", model=model), text_block(0, *parts),
-                  message_end("end_turn", 4))  # fmt: skip
+    start = replies.message_start(f"msg_{index}", model=model)
+    return replies.stream(start, replies.text_block(0, *parts), replies.message_end("end_turn", 4))
 
 
 def play(seen: SeenRequest, index: int) -> Reply:
@@ -116,19 +103,21 @@ def play(seen: SeenRequest, index: int) -> Reply:
     model = body.get("model", "claude-test")
     texts, results = _texts(body), _results(body)
     if not body.get("stream"):
-        return message([{"type": "text", "text": "Paris weather"}], "end_turn", 3, model=model)
-    start = message_start(f"msg_{index}", model=model)
-    weather = tool_block(0, "bmcp_weather", {"city": "Paris"}, f"toolu_w_{index}")
+        return replies.message(
+            [{"type": "text", "text": "Paris weather"}], "end_turn", 3, model=model
+        )
+    start = replies.message_start(f"msg_{index}", model=model)
+    weather = replies.tool_block(0, "bmcp_weather", {"city": "Paris"}, f"toolu_w_{index}")
     if SUBAGENT in texts and PROMPT not in texts:
         if not results:
-            return stream(start, weather, message_end("tool_use", 9))
+            return replies.stream(start, weather, replies.message_end("tool_use", 9))
         reply = _text(index, model, "Sunny, 21 C.")
         return Reply(reply.status, reply.headers, reply.chunks, [SLOW] * len(reply.chunks))
     if PROMPT in texts:
         if results == 0:
-            return stream(start, weather, message_end("tool_use", 9))
+            return replies.stream(start, weather, replies.message_end("tool_use", 9))
         if results == 1:
-            return stream(start, *_agents(), message_end("tool_use", 12))
+            return replies.stream(start, *_agents(), replies.message_end("tool_use", 12))
         return _text(index, model, "It is sunny in Paris and in Lyon, 21 C.")
     return _text(index, model, "Paris weather")
 
@@ -143,7 +132,7 @@ async def record(out: Path) -> None:
             home.mkdir()
             (home / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
             tools = Path(tmp) / "tools.toml"
-            tools.write_text(TOOLS)
+            tools.write_text(TOOLS_TOML)
             proxies = {n: CLOSED for n in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")}
             env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TERM")}
             env |= proxies | {k.lower(): v for k, v in proxies.items()} | QUIET
@@ -170,4 +159,3 @@ async def record(out: Path) -> None:
 
 if __name__ == "__main__":
     trio.run(record, Path(sys.argv[1]) if len(sys.argv) > 1 else OUT)
-
