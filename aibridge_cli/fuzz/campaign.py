@@ -360,5 +360,5 @@ def load_repro(path: Path, allow_commands: bool = False) -> tuple[dict[str, Any]
     except (KeyError, TypeError, ValueError) as exc:
         raise FixtureError(f"{path}: malformed scenario or plan: {exc}") from None
     if not allow_commands:
-        refuse_commands(scenario.tools, str(path))
+        refuse_commands(scenario.every_tool, str(path))
     return header, scenario, plan

@@ -55,7 +55,8 @@ def with_outcomes(scenario: Scenario, outcome: Callable[[str], ToolOutcome | Non
             error, result = (known.text, None) if known.is_error else (None, known.text)
             tool = replace(tool, command=None, env={}, result=result, error=error)
         tools.append(tool)
-    return replace(scenario, tools=tuple(tools))
+    parts = tuple(with_outcomes(part, outcome) for part in scenario.parts)
+    return replace(scenario, tools=tuple(tools), parts=parts)
 
 
 def refuse_commands(tools: Iterable[InjectedTool], where: str) -> None:
@@ -177,6 +178,11 @@ class Scenario:
         if b is not None:
             load += f"breaker {b.threshold}/{b.interval:g}s/{b.open_time:g}s/{b.probes}, "
         return f"{load}{kind}, {self.keys} key(s){tools}; upstream: {turns}"
+
+    @property
+    def every_tool(self) -> tuple[InjectedTool, ...]:
+        """Its tools and its session requests' (what a file could make run)."""
+        return self.tools + tuple(t for part in self.parts for t in part.every_tool)
 
     @property
     def provider(self) -> str:
