@@ -16,8 +16,15 @@ from pathlib import Path
 import pytest
 
 from aibridge_cli.errors import ConfigError
-from aibridge_cli.fuzz.campaign import Case, Origin, Settings, load_repro, replay, run_campaign
-from aibridge_cli.fuzz.campaign import write_repro
+from aibridge_cli.fuzz.campaign import (
+    Case,
+    Origin,
+    Settings,
+    load_repro,
+    replay,
+    run_campaign,
+    write_repro,
+)
 from aibridge_cli.fuzz.catalog import from_file
 from aibridge_cli.fuzz.plan import Fault, FaultKind, Plan, world_spec
 from aibridge_cli.fuzz.runner import Judge
@@ -55,7 +62,8 @@ def test_a_recording_is_one_session_at_its_recorded_offsets(session: Scenario) -
 
 def test_the_session_runs_in_one_world_each_request_at_its_offset(session: Scenario) -> None:
     spec = world_spec(session, Plan(), "eager")
-    assert spec.session is not None and spec.requests == 4
+    assert spec.session is not None
+    assert spec.requests == 4
     violations, world = Judge("eager").evaluate(session, Plan())
     assert violations == []
     assert [a.request for a in world.attempts] == [0, 0, 1, 1, 2, 2, 3]
@@ -65,8 +73,10 @@ def test_the_session_runs_in_one_world_each_request_at_its_offset(session: Scena
     first_sub = [a for a in world.answers if world.attempts[a.index].request == 1]
     second_start = min(a.time for a in world.attempts if a.request == 2)
     assert max(a.closed for a in first_sub) > second_start
-    assert len(world.clients) == 4 and all(c.status == 200 and c.complete for c in world.clients)
-    assert world.recording is not None and len(world.recording.lines) == 4
+    assert len(world.clients) == 4
+    assert all(c.status == 200 and c.complete for c in world.clients)
+    assert world.recording is not None
+    assert len(world.recording.lines) == 4
 
 
 def test_each_request_gets_its_own_answers(session: Scenario) -> None:
@@ -136,9 +146,11 @@ def test_a_session_finding_replays_from_its_repro_file(session: Scenario, tmp_pa
     )
     path = write_repro(finding, tmp_path)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert len(lines[1]["parts"]) == 4 and lines[1]["starts"] == list(session.starts)
+    assert len(lines[1]["parts"]) == 4
+    assert lines[1]["starts"] == list(session.starts)
     header, scenario, plan = load_repro(path)
-    assert scenario == session and plan == outcome.plan
+    assert scenario == session
+    assert plan == outcome.plan
     again = replay(Judge(header["stream_initiation"]), Case(scenario, plan, signature), origin)
     assert again.violation == finding.violation
 
