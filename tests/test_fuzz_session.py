@@ -180,3 +180,19 @@ def test_a_dropped_request_is_not_sent(session: Scenario) -> None:
     _, world = Judge("eager").evaluate(session, Plan(drop=(1, 2)))
     assert len(world.clients) == 2
     assert len(world.attempts) == 3  # request 0's two, request 3's one
+
+
+def test_fuzz_file_is_a_session_and_each_keeps_one_by_one() -> None:
+    from typer.testing import CliRunner
+
+    from aibridge_cli.cli import app
+
+    runner = CliRunner()
+    whole = runner.invoke(app, ["fuzz", str(SESSION), "--list"], terminal_width=400)
+    assert whole.exit_code == 0
+    assert "session of 4 requests at 0, 0.166, 0.181, 2.727 s" in whole.output
+    each = runner.invoke(app, ["fuzz", str(SESSION), "--list", "--each"], terminal_width=400)
+    assert each.exit_code == 0
+    assert "session of" not in each.output
+    assert all(f"claude-code-session##{i}" in each.output for i in range(1, 5))  # labels #N
+    assert "--each" in runner.invoke(app, ["fuzz", "--help"], terminal_width=400).output
