@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from ..fakes.scripted_upstream import Reply
@@ -48,6 +48,15 @@ def fingerprint(body: bytes) -> Fingerprint:
     return (conversation if isinstance(conversation, list) else []), system, data.get("model")
 
 
+@lru_cache(maxsize=16)
+def _prints(bodies: tuple[bytes, ...]) -> tuple[list[Fingerprint], frozenset[int]]:
+    """Each body's fingerprint, and the requests another says exactly the same as: once
+    per session, not once per world (the bodies of a recorded session are large)."""
+    prints = [fingerprint(body) for body in bodies]
+    keys = [json.dumps(p, sort_keys=True) for p in prints]
+    return prints, frozenset(i for i, k in enumerate(keys) if keys.count(k) > 1)
+
+
 def _common(a: list[Any], b: list[Any]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
@@ -63,13 +72,12 @@ class Session:
 
     @cached_property
     def fingerprints(self) -> list[Fingerprint]:
-        return [fingerprint(r.body) for r in self.requests]
+        return _prints(tuple(r.body for r in self.requests))[0]
 
     @cached_property
     def twins(self) -> frozenset[int]:
         """Requests another request says exactly the same as: their answers are shared."""
-        prints = [json.dumps(p, sort_keys=True) for p in self.fingerprints]
-        return frozenset(i for i, p in enumerate(prints) if prints.count(p) > 1)
+        return _prints(tuple(r.body for r in self.requests))[1]
 
     def owner(self, body: bytes, taken: Sequence[int]) -> int:
         """The request an upstream ``body`` was made for: the one whose conversation it
