@@ -127,6 +127,7 @@ def test_fixture_files_are_scenarios_and_junit_lists_every_oracle(tmp_path: Path
             str(junit),
             "--out",
             str(tmp_path),
+            "--each",  # one scenario per interception (without: the file is one session)
         ],
     )
     assert result.exit_code == 0, result.output

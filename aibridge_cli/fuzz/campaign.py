@@ -276,7 +276,8 @@ def minimize(judge: Judge, case: Case, origin: Origin) -> Finding:
         return case.shows(judge.evaluate(scenario, candidate)[0])
 
     original = plan
-    small, runs = shrink(plan, fails) if fails(plan) else (plan, 0)
+    sent = len(scenario.parts)  # a session's requests: the shrinker may leave some unsent
+    small, runs = shrink(plan, fails, requests=sent) if fails(plan) else (plan, 0)
     return replay(judge, replace(case, plan=small), origin, original=original, shrink_runs=runs)
 
 
@@ -359,5 +360,5 @@ def load_repro(path: Path, allow_commands: bool = False) -> tuple[dict[str, Any]
     except (KeyError, TypeError, ValueError) as exc:
         raise FixtureError(f"{path}: malformed scenario or plan: {exc}") from None
     if not allow_commands:
-        refuse_commands(scenario.tools, str(path))
+        refuse_commands(scenario.every_tool, str(path))
     return header, scenario, plan

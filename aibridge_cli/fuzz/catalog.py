@@ -1,9 +1,11 @@
 """Where scenarios come from: the built-in fixtures, and fixture files named on the command line.
 
-Every interception of a fixture is one scenario, named after the fixture
+Every interception of a built-in fixture is one scenario, named after the fixture
 (``anthropic/simple``), with ``#label`` when the file holds several
 (``anthropic/simple#blocking``). ``--scenario`` takes either form, or a provider
-(``anthropic``) for all of its scenarios.
+(``anthropic``) for all of its scenarios. A fixture file named on the command line is one
+session (``session.py``): its HTTP interceptions of one provider in one world, at their
+recorded offsets; ``--each`` makes it one scenario per interception, as the built-ins.
 """
 
 from __future__ import annotations
@@ -20,13 +22,31 @@ from ..sessions.recording import read_text
 from .scenario import Scenario, refuse_commands
 
 
-def fixture_scenarios(name: str, fixture: Fixture, allow_commands: bool = False) -> list[Scenario]:
+def fixture_scenarios(
+    name: str, fixture: Fixture, allow_commands: bool = False, session: bool = False
+) -> list[Scenario]:
+    """The fixture's scenarios: one per interception, or (``session``) one session of its
+    HTTP interceptions of the first one's provider, then one per interception left."""
     records = fixture.interceptions
-    out = []
+    chosen = []
     for i, record in enumerate(records):
         if is_pass_through(record.api):
             continue  # the fuzzer drives intercepted APIs; a pass-through has no grammar
         label = fixture.labels[i] if i < len(fixture.labels) and fixture.labels[i] else str(i)
+        chosen.append((label, record))
+    together = [
+        (label, record)
+        for label, record in chosen
+        if record.transport == "http" and provider_of(record.api) == provider_of(chosen[0][1].api)
+    ] if session and chosen else []  # fmt: skip
+    out = []
+    if len(together) > 1:
+        from .session import session_scenario
+
+        keys = fixture.keys_count(provider_of(together[0][1].api))
+        out.append(session_scenario(name, together, keys, allow_commands))
+        chosen = [c for c in chosen if c not in together]
+    for label, record in chosen:
         full = name if len(records) == 1 else f"{name}#{label}"
         out.append(
             Scenario.from_interception(
@@ -61,10 +81,11 @@ def builtin(name: str) -> list[Scenario]:
     return chosen
 
 
-def from_file(path: Path, allow_commands: bool = False) -> list[Scenario]:
-    """The scenarios of a fixture file; the one scenario of a TOML or a repro file. A
-    fixture's command tools answer from its records, a TOML or repro file's are refused,
-    unless ``allow_commands`` (the command line's ``--allow-commands``)."""
+def from_file(path: Path, allow_commands: bool = False, each: bool = False) -> list[Scenario]:
+    """The scenarios of a fixture file (one session, or with ``each`` one per
+    interception); the one scenario of a TOML or a repro file. A fixture's command tools
+    answer from its records, a TOML or repro file's are refused, unless ``allow_commands``
+    (the command line's ``--allow-commands``)."""
     if path.suffix == ".toml":
         from .toml_scenario import load_toml_scenario
 
@@ -83,7 +104,7 @@ def from_file(path: Path, allow_commands: bool = False) -> list[Scenario]:
 
         return [load_repro(path, allow_commands)[1]]
     fixture = parse_fixture(text, str(path))
-    return fixture_scenarios(path.stem, fixture, allow_commands)
+    return fixture_scenarios(path.stem, fixture, allow_commands, session=not each)
 
 
 def _is_file_name(name: str) -> bool:
@@ -92,14 +113,17 @@ def _is_file_name(name: str) -> bool:
 
 
 def select(
-    names: Sequence[str], files: Sequence[Path], allow_commands: bool = False
+    names: Sequence[str], files: Sequence[Path], allow_commands: bool = False, each: bool = False
 ) -> tuple[Scenario, ...]:
-    """The named built-ins or scenario files, and the files' scenarios; every built-in when
-    neither is given."""
+    """The named built-ins or scenario files, and the files' scenarios (``each``: a
+    fixture's interceptions one by one, not as a session); every built-in when neither
+    is given."""
     chosen = [
         s
         for name in names
-        for s in (from_file(Path(name), allow_commands) if _is_file_name(name) else builtin(name))
+        for s in (
+            from_file(Path(name), allow_commands, each) if _is_file_name(name) else builtin(name)
+        )
     ]
-    chosen += [s for path in files for s in from_file(path, allow_commands)]
+    chosen += [s for path in files for s in from_file(path, allow_commands, each)]
     return tuple(chosen) if chosen else builtin_scenarios()

@@ -156,6 +156,15 @@ def fuzz(
         str | None,
         typer.Option(help="Print a scenario's request and its upstream exchanges' bytes."),
     ] = None,
+    each: Annotated[
+        bool,
+        typer.Option(
+            "--each",
+            help="A fixture's interceptions one by one, each its own world (default: the "
+            "file is one session, its requests at their recorded offsets in one world; "
+            "black-box mode always goes one by one).",
+        ),
+    ] = False,
 ) -> None:
     """Fuzz the proxy in a simulated world (or a running proxy, with --target).
 
@@ -172,7 +181,9 @@ def fuzz(
 
     try:
         if list_:
-            listed = select(scenario or [], fixtures or []) if scenario or fixtures else None
+            listed = (
+                select(scenario or [], fixtures or [], each=each) if scenario or fixtures else None
+            )
             stdout.print(report.listing(listed or builtin_scenarios()))
             return
         if show_scenario is not None:
@@ -207,7 +218,8 @@ def fuzz(
         profile = Profile(oracles or ("generic" if target is not None else "aibridge"))
         judged = profile_oracles(profile, skip_oracle or (), black_box=target is not None)
         kinds = parse_faults(fault or (), no_fault or ())
-        chosen = select(scenario or [], fixtures or [], allow_commands)
+        # black-box mode drives one request at a time
+        chosen = select(scenario or [], fixtures or [], allow_commands, each or target is not None)
         if seed is None:
             seed = random.SystemRandom().randrange(2**32)
         if target is not None:

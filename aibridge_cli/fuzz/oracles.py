@@ -495,6 +495,10 @@ def shape_of(
 
 
 def canonical_run(run: Run) -> CanonicalRun:
+    if run.scenario.parts:
+        from .session import session_canonical
+
+        return session_canonical(run)
     response = client_response(run.world, run.plan)
     malformed = bool(judge(run, None, {"malformed-body"}))
     meaning = shape_of(run.scenario, response, run.world)
@@ -523,6 +527,11 @@ def judge(
             Violation("breaker", p, masked(p))
             for p in breaker_problems(scenario.breaker, world.breaker_events)
         ]
+    if scenario.parts:
+        from .session import session_problems
+
+        each = session_problems(run, canonical, oracles)
+        return found + each + _key_consistency(run, oracles) + _recording(run, oracles)
     if scenario.requests > 1:
         load = _load_problems(run, oracles) + _framing(run, oracles)
         return found + load + _key_consistency(run, oracles) + _recording(run, oracles)

@@ -117,6 +117,7 @@ class Plan:
     retry_after: str | None = None  # every 429's Retry-After, the scenario's own included
     start_after: float = 0.0  # virtual seconds before the client sends its request
     starts: tuple[float, ...] = ()  # a load's clients: seconds each starts later than planned
+    drop: tuple[int, ...] = ()  # a session's requests not sent (the shrinker's)
 
     def canonical(self) -> Plan:
         return replace(self._world(), faults=self.faults)
@@ -163,6 +164,7 @@ class Plan:
             line_ending=self.line_ending,
             retry_after=self.retry_after,
             start_after=self.start_after,
+            drop=self.drop,
         )
 
     @property
@@ -177,8 +179,9 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if not self.starts:
-            del data["starts"]  # only then: repro files of one-request scenarios keep their bytes
+        for name in ("starts", "drop"):  # only when set: repro files of other scenarios
+            if not data[name]:  # keep their bytes
+                del data[name]
         return data
 
     @classmethod
@@ -199,6 +202,7 @@ class Plan:
             retry_after=data.get("retry_after"),
             start_after=data.get("start_after", 0.0),
             starts=tuple(data.get("starts", ())),
+            drop=tuple(data.get("drop", ())),
         )
 
 
@@ -429,6 +433,8 @@ def _exchange_reply(api: str, exchange: Exchange, e: int, plan: Plan, faults: li
         chunks, cuts, fault_offset = _line_endings(chunks, cuts, fault_offset, plan.line_ending)
     pieces = _rechunk(tuple(chunks), cuts, fault_offset)
     delays = [0.0] * len(pieces)
+    if pieces and exchange.status < 400:
+        delays[0] = exchange.after  # a session's recorded pace
     for delay in plan.delays:
         # Error bodies come at once: the key pool's clock starts when the body is read.
         if delay.exchange == e and delay.chunk < len(pieces) and exchange.status < 400:
@@ -544,10 +550,10 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
     slow = FaultKind.MCP_SLOW in tool_faults.values()
     bound += sum(t.timeout for t in scenario.tools) if slow else 0
     bound += scenario.requests * scenario.gap + sum(_starts(scenario, plan))
-    return WorldSpec(
+    spec = WorldSpec(
         path=scenario.path,
         body=scenario.body,
-        replies=upstream_replies(scenario, plan),
+        replies=() if scenario.parts else upstream_replies(scenario, plan),
         keys=scenario.key_secrets,
         tools=scenario.toolset,
         stream_initiation=stream_initiation,
@@ -566,6 +572,11 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         breaker=scenario.breaker,
         creates=scenario.creates,
     )
+    if scenario.parts:
+        from .session import session_spec
+
+        return session_spec(spec, scenario, plan)
+    return spec
 
 
 __all__ = [

@@ -51,6 +51,8 @@ def describe_plan(plan: Plan) -> list[str]:
         lines.append(f"the first event of exchange 0 padded by {plan.pad} bytes")
     for c in plan.checkpoints:
         lines.append(f"{c.extra} extra checkpoint(s) before {c.point} #{c.operation}")
+    lines += [f"request {i} starts {late:g} s later" for i, late in enumerate(plan.starts) if late]
+    lines += [f"request {i} not sent" for i in plan.drop]
     return lines
 
 

@@ -84,7 +84,8 @@ class Judge:
             "schedule-dependence" in self.oracles
             and plan != plan.canonical()
             and not plan.disconnects
-            and scenario.requests == 1  # a load's answers are shared as the schedule says
+            # a load's answers are shared as the schedule says; a session's are each request's
+            and (scenario.requests == 1 or bool(scenario.parts))
         )
         canonical = None
         if compare:

@@ -55,7 +55,8 @@ def with_outcomes(scenario: Scenario, outcome: Callable[[str], ToolOutcome | Non
             error, result = (known.text, None) if known.is_error else (None, known.text)
             tool = replace(tool, command=None, env={}, result=result, error=error)
         tools.append(tool)
-    return replace(scenario, tools=tuple(tools))
+    parts = tuple(with_outcomes(part, outcome) for part in scenario.parts)
+    return replace(scenario, tools=tuple(tools), parts=parts)
 
 
 def refuse_commands(tools: Iterable[InjectedTool], where: str) -> None:
@@ -88,6 +89,9 @@ class Exchange:
     # the upstream resets or goes silent after ``fault_after`` body bytes.
     fault: WireFault | None = None
     fault_after: int = 0
+    # A session's exchange: the seconds its recorded answer took, played before its first
+    # byte, so that the session's requests overlap as they did when recorded
+    after: float = 0.0
 
     @property
     def body(self) -> bytes:
@@ -106,6 +110,8 @@ def _exchange_json(e: Exchange) -> dict[str, Any]:
     }
     if e.fault is not None:  # only then: repro files of other scenarios keep their bytes
         data.update(fault=e.fault, fault_after=e.fault_after)
+    if e.after:
+        data["after"] = e.after
     return data
 
 
@@ -142,6 +148,10 @@ class Scenario:
     # first), each sent once the previous response ended; the exchanges answer the upstream
     # requests in order, whichever response they come to
     creates: tuple[bytes, ...] = ()
+    # A session (``session.py``): its requests, each a one-request scenario, started at
+    # ``starts``; the session's exchanges are theirs one after the other, so a plan's
+    # faults strike each request's own
+    parts: tuple[Scenario, ...] = ()
 
     # Every iteration asks these; a scenario never changes, so each is worked out once.
     @cached_property
@@ -164,12 +174,21 @@ class Scenario:
         load = f"{self.requests} requests {self.gap:g} s apart, " if self.requests > 1 else ""
         if self.starts:
             load = f"{self.requests} requests at {', '.join(f'{t:g}' for t in self.starts)} s, "
+        if self.parts:
+            at = ", ".join(f"{t:g}" for t in self.starts)
+            lines = "; ".join(f"#{i} {p.describe()}" for i, p in enumerate(self.parts))
+            return f"session of {len(self.parts)} requests at {at} s, {self.keys} key(s): {lines}"
         b = self.breaker
         if b is not None:
             load += f"breaker {b.threshold}/{b.interval:g}s/{b.open_time:g}s/{b.probes}, "
         if self.creates:
             load += f"{len(self.creates) + 1} responses on one socket, "
         return f"{load}{kind}, {self.keys} key(s){tools}; upstream: {turns}"
+
+    @property
+    def every_tool(self) -> tuple[InjectedTool, ...]:
+        """Its tools and its session requests' (what a file could make run)."""
+        return self.tools + tuple(t for part in self.parts for t in part.every_tool)
 
     @property
     def provider(self) -> str:
@@ -220,6 +239,7 @@ class Scenario:
             **({"breaker": dataclasses.asdict(self.breaker)} if self.breaker else {}),
             **({"starts": list(self.starts)} if self.starts else {}),
             **({"creates": [c.decode() for c in self.creates]} if self.creates else {}),
+            **({"parts": [part.to_json() for part in self.parts]} if self.parts else {}),
         }
 
     @classmethod
@@ -236,6 +256,7 @@ class Scenario:
                     tuple(c.encode() for c in e["chunks"]),
                     e.get("fault"),
                     e.get("fault_after", 0),
+                    e.get("after", 0.0),
                 )
                 for e in data["exchanges"]
             ),
@@ -247,4 +268,5 @@ class Scenario:
             BreakerConfig(**data["breaker"]) if data.get("breaker") else None,
             tuple(data.get("starts", ())),
             tuple(c.encode() for c in data.get("creates", ())),
+            tuple(cls.from_json(part) for part in data.get("parts", ())),
         )

@@ -2,8 +2,9 @@
 
 Greedy and deterministic: try each simplification of the current plan in a fixed order,
 keep the first that still violates the same oracle, start over; stop when none does or
-the run budget is spent. Faults go first, then whole perturbation groups, then single
-entries, then smaller values, and the schedule budget last.
+the run budget is spent. Faults go first, then a session's requests (``Plan.drop``), then
+whole perturbation groups, then single entries, then smaller values, and the schedule
+budget last.
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ def _with(items: tuple[T, ...], i: int, item: T) -> tuple[T, ...]:
     return (*items[:i], item, *items[i + 1 :])
 
 
-def candidates(plan: Plan) -> Iterator[Plan]:
-    """Simpler plans than ``plan``, most aggressive first."""
+def candidates(plan: Plan, requests: int = 1) -> Iterator[Plan]:
+    """Simpler plans than ``plan``, most aggressive first; ``requests``: a session's."""
     for i in range(len(plan.faults)):
         yield replace(plan, faults=_without(plan.faults, i))
+    sent = [r for r in range(requests) if r not in plan.drop]
+    for r in sent if len(sent) > 1 else ():
+        yield replace(plan, drop=tuple(sorted((*plan.drop, r))))
     if plan.schedule_budget:
         yield replace(plan, schedule_budget=0)
     groups = ("checkpoints", "delays", "read_delays", "tool_latency", "cuts", "starts")
@@ -85,13 +89,14 @@ def _simpler_faults(fault: Fault) -> Iterator[Fault]:
         yield replace(fault, retry_after="1")
 
 
-def shrink(plan: Plan, fails: Fails, *, budget: int = 300) -> tuple[Plan, int]:
-    """The simplest plan reachable from ``plan`` that still fails; and the runs it took."""
+def shrink(plan: Plan, fails: Fails, *, budget: int = 300, requests: int = 1) -> tuple[Plan, int]:
+    """The simplest plan reachable from ``plan`` that still fails, and the runs it took;
+    ``requests``: a session's, which it may leave unsent."""
     runs = 0
     improved = True
     while improved and runs < budget:
         improved = False
-        for candidate in candidates(plan):
+        for candidate in candidates(plan, requests):
             if runs >= budget:
                 break
             runs += 1

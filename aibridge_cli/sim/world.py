@@ -50,6 +50,7 @@ from .pipes import CheckpointPlan, Yields, stream_pair
 from .raw_upstream import Answer, RawUpstream
 from .recorder import MemoryRecorder
 from .sched import Scheduler, deterministic, rewind, settle
+from .session import Session
 
 # A fixed wall clock: Retry-After dates and records never read the real time.
 WALL_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -58,6 +59,7 @@ READ_TIMEOUT = 30.0
 GRACE = 5.0
 
 _scheduler = Scheduler()
+# A session: the client request the running task serves (the proxy's tasks inherit it)
 
 
 class CommandResults:
@@ -114,6 +116,9 @@ class WorldSpec:
     # websocket: the later response.create messages on the same socket, each sent once
     # the previous response ended (a socket with several responses)
     creates: Sequence[bytes] = ()
+    # A session: each of the ``requests`` clients sends its own request, and the upstream
+    # answers each upstream request with the answers of the request it was made for
+    session: Session | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,7 @@ class Attempt:
     status: int | None  # None: the connection was dropped before a status line
     retry_after: str | None
     response: int = 0  # on a socket with several responses: the one the client was in
+    request: int = 0  # a session: the client request it was made for
 
 
 @dataclass
@@ -148,6 +154,7 @@ class WorldResult:
     recording: MemoryRecorder | None = None
     # each client's span, from its turn to start to its last read: the proxy answered it then
     spans: list[tuple[float, float]] = field(default_factory=list)
+    lost_requests: list[int] = field(default_factory=list)  # a session: whose result was lost
 
 
 # Display names for the tasks a timeline shows; trio's internal tasks are left out.
@@ -341,8 +348,11 @@ class _World:
         self.attempts: list[Attempt] = []
         self.errors: list[str] = []
         self.tool_calls = 0
-        self.unsent: list[tuple[str, str]] = []  # (tool, result) not yet seen upstream
+        self.unsent: list[tuple[int, str, str]] = []  # (request, tool, result) not yet seen
         self.lost: list[str] = []
+        self.lost_requests: list[int] = []
+        self.owners: list[int] = []  # a session: the request of each upstream request
+        self.taken = [0] * spec.requests  # a session: answers each request has had
         self.yields = Yields(spec.checkpoints)
         self.proxy_done = trio.Event()
         self.proxy_serving = 0
@@ -384,15 +394,26 @@ class _World:
         self.mark("read", f"read {len(data)} bytes", "client", data=data)
 
     def _body_seen(self, index: int, body: bytes) -> None:
-        """The request after tool calls must carry their results (the tool-results oracle)."""
-        for tool, text in self.unsent:
+        """The request after tool calls must carry their results (the tool-results oracle);
+        in a session, the next upstream request of the same client request."""
+        session = self.spec.session
+        owner = session.owner(body, self.taken) if session is not None else 0
+        self.owners.append(owner)
+        for entry in [u for u in self.unsent if u[0] == owner]:
+            _, tool, text = entry
             if dumps(text)[1:-1].encode() not in body:
                 self.lost.append(f"upstream request #{index} lacks {tool}'s result {text!r}")
-        self.unsent.clear()
+                self.lost_requests.append(owner)
+            self.unsent.remove(entry)
 
     def _script(self, headers: list[tuple[str, str]], index: int) -> Reply:
-        if index < len(self.spec.replies):
-            reply = self.spec.replies[index]
+        replies, owner, at = self.spec.replies, 0, index
+        if self.spec.session is not None:
+            owner = self.owners[index] if index < len(self.owners) else 0
+            replies, at = self.spec.session.requests[owner].replies, self.taken[owner]
+            self.taken[owner] += 1
+        if at < len(replies):
+            reply = replies[at]
         else:
             reply = Reply.json(
                 {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}},
@@ -404,9 +425,12 @@ class _World:
         status, retry = answered_status(reply)
         if reply.fault == "reset-before-body":
             status = None
-        self.attempts.append(Attempt(trio.current_time(), key, status, retry, self.response))
+        self.attempts.append(Attempt(trio.current_time(), key, status, retry, self.response, owner))
         if self.timeline is not None:
-            self.note(f"upstream request #{index} key={key} -> {reply.status} {reply.fault or ''}")
+            of = f" (request {owner})" if self.spec.session is not None else ""
+            self.note(
+                f"upstream request #{index}{of} key={key} -> {reply.status} {reply.fault or ''}"
+            )
             fault = f", then {reply.fault}" if reply.fault else ""
             network = self.network
             sender = network.sender() if isinstance(network, SenderNetwork) else None
@@ -455,7 +479,7 @@ class _World:
         return guarded
 
     def _due(self, index: int) -> Reply | None:
-        replies = self.spec.replies
+        replies = self.spec.replies  # a session's requests are HTTP: never asked
         return replies[index] if index < len(replies) else None
 
     def _trace(self, decision: str) -> None:
@@ -473,7 +497,9 @@ class _World:
         outcome = await self._tool_outcome(tool, arguments, self.spec.tool_faults.get(index))
         self.note(f"tool {tool.name} ran")
         self.mark("tool", f"{tool.name} runs", "tool")
-        self.unsent.append((tool.name, outcome.text))
+        # a session's tool results are its requests' own; a load's clients share one list
+        request = (REQUEST.get() or 0) if self.spec.session is not None else 0
+        self.unsent.append((request, tool.name, outcome.text))
         return outcome
 
     async def _tool_outcome(
@@ -565,6 +591,7 @@ class _World:
             hygiene,
             0,
             lost_tool_results=self.lost,
+            lost_requests=self.lost_requests,
             clients=clients,
             breaker_events=self.breaker_events,
             answers=upstream.answers,
@@ -578,10 +605,16 @@ class _World:
         label = f"done: {client.status}, {len(client.body)} body bytes, {ending}"
         self.mark("done", label, "client")
 
-    async def _client(self, proxy: Server, services: trio.Nursery, name: str = "") -> ClientResult:
-        """One client's request on a connection of its own; the connection is closed when
-        the client is done, however it ended."""
+    async def _client(
+        self, proxy: Server, services: trio.Nursery, name: str = "", index: int = 0
+    ) -> ClientResult:
+        """One client's request (a session's ``index``-th) on a connection of its own; the
+        connection is closed when the client is done, however it ended."""
         spec = self.spec
+        path, body, pace = spec.path, spec.body, spec.pace
+        if spec.session is not None:
+            own = spec.session.requests[index]
+            path, body, pace = own.path, own.body, own.pace
         near, far = stream_pair(
             lockstep=True,
             yields=self.yields,
@@ -598,14 +631,14 @@ class _World:
             if spec.transport == "websocket":
                 return await websocket_exchange(
                     near,
-                    spec.path,
-                    spec.body,
-                    spec.pace,
+                    path,
+                    body,
+                    pace,
                     note,
                     spec.creates,
                     self._create if spec.creates else None,
                 )
-            return await exchange(near, "POST", spec.path, spec.body, spec.pace, note)
+            return await exchange(near, "POST", path, body, pace, note)
         finally:
             await near.aclose()
 
@@ -624,7 +657,9 @@ class _World:
         await trio.sleep(index * self.spec.gap + (starts[index] if index < len(starts) else 0.0))
         started = trio.current_time()
         REQUEST.set(index)  # this task's context, copied into the proxy's tasks for it
-        self.mark("request", f"POST {self.spec.path} at {started:g} s", "client")
-        results[index] = await self._client(proxy, services, f"-{index}")
+        session = self.spec.session
+        path = session.requests[index].path if session is not None else self.spec.path
+        self.mark("request", f"POST {path} at {started:g} s", "client")
+        results[index] = await self._client(proxy, services, f"-{index}", index)
         self.spans[index] = (started, trio.current_time())
         self._done(results[index])
