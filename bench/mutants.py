@@ -394,6 +394,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if False:\n            pass\n        elif",
         "an upstream error event does not end the stream",
         "the proxy adds its own error after the upstream's",
+        elsewhere=(
+            (
+                '        if kind == "error":\n            self.failed = True\n            self.failure',
+                "        if False:\n            self.failure",
+            ),
+        ),
     ),
     # -- cross-request (#28): what concurrent requests share -------------------------------
     # The key pool under concurrency: judged by key-consistency on the built-in loads.
@@ -495,8 +501,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "proxy/breaker.py",
         "        if ticket.probe and ticket.generation == self.generation:\n"
         "            self.probes -= 1\n",
-        "        if ticket.probe and ticket.generation == self.generation:\n"
-        "            pass\n",
+        "        if ticket.probe and ticket.generation == self.generation:\n            pass\n",
         "a probe that got no answer does not give its slot back",
         "a probe whose client left holds its half-open slot for good: every request is "
         "rejected until the state changes",
@@ -505,11 +510,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "ws-socket-kept-after-cut",
         "proxy/ws_bridge.py",
-        "        except BaseException:\n"
-        "            # Cut mid-response (a timeout, a bad event, the client gone): what is left of\n"
         "            # the answer would reach the next request, so the socket goes.\n"
         "            await self.session.close()\n            raise\n",
-        "",
+        "            raise\n",
         "the upstream socket is kept after a response was cut (timeout, bad event)",
         "the socket reused for the next response.create while the cut answer's remaining "
         "events are still in it: the next response starts with the last one's events",
@@ -535,10 +538,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "ws-close-no-cancel",
         "proxy/ws_server.py",
-        "                except WebSocketClosed:\n"
-        "                    scope.cancel()  # the client left: stop its response and its upstream\n"
-        "                    return\n",
-        "                except WebSocketClosed:\n                    return\n",
+        "                    scope.cancel()  # the client left: stop its response and its "
+        "upstream\n",
+        "",
         "a client's close does not stop its response",
         "the upstream socket and its answer run on after the client left (WebSocket's "
         "server-no-cancel)",
@@ -547,7 +549,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "mcp-late-failure-ends-new-connection",
         "mcp_tools/servers.py",
-        "            if exc.error.code == mcp_types.CONNECTION_CLOSED:\n                lost.set()\n",
+        "            if exc.error.code == mcp_types.CONNECTION_CLOSED:\n"
+        "                lost.set()\n",
         "            if exc.error.code == mcp_types.CONNECTION_CLOSED:\n"
         "                self._lost.set()\n",
         "a call that fails on a closed connection marks the server's current connection lost",
