@@ -396,7 +396,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "the proxy adds its own error after the upstream's",
         elsewhere=(
             (
-                '        if kind == "error":\n            self.failed = True\n            self.failure',
+                '        if kind == "error":\n            self.failed = True\n'
+                "            self.failure",
                 "        if False:\n            self.failure",
             ),
         ),
