@@ -468,6 +468,18 @@ MUTANTS: tuple[Mutant, ...] = (
         "a mutable record handed to the writer's queue before it is finished: the line says "
         "what was known when the writer got to it, often the request alone",
     ),
+    Mutant(
+        "record-interrupted-twice",
+        "proxy/bridge.py",
+        "            yield record\n    finally:\n",
+        "            yield record\n    except BaseException:\n"
+        "        if recorder is not None:\n"
+        "            recorder(record)  # what was cut is recorded too\n"
+        "        raise\n    finally:\n",
+        "an interception that ends in an exception is handed to the recorder twice",
+        "an except clause added to record interrupted interceptions, beside the finally that "
+        "already does: a client that left or a cancelled request is recorded twice",
+    ),
     # The circuit breaker under concurrency: judged by the breaker oracle (breaker loads).
     Mutant(
         "breaker-stale-report",
@@ -535,6 +547,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "after an upstream error event the response keeps reading its socket",
         "a response that ended on an error is not taken as ended: the next messages on the "
         "socket (the next response's) are read as this one's",
+        elsewhere=(
+            (
+                "                if conversation.failed:\n"
+                "                    # An answer that failed may go on",
+                "                if False:\n                    # An answer that failed may go on",
+            ),
+        ),
     ),
     Mutant(
         "ws-close-no-cancel",

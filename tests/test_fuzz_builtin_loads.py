@@ -22,8 +22,8 @@ def test_the_loads_are_built_in_and_one_request_scenarios_keep_nine_draws_in_ten
     loads = builtin("loads")
     assert [s.name for s in loads] == [s.name for s in builtin_loads()]
     assert {s.name for s in loads} == {
+        "loads/breaker-529-agentic",
         "loads/breaker-burst",
-        "loads/cooling-key-two-clients",
         REVOKED,
         "loads/shorter-cooldown-two-clients",
     }
@@ -55,7 +55,7 @@ def test_each_load_is_clean_on_the_unplanted_proxy(name: str) -> None:
 
 
 def test_black_box_mode_skips_a_load() -> None:
-    (scenario,) = builtin("loads/cooling-key-two-clients")
+    (scenario,) = builtin("loads/shorter-cooldown-two-clients")
     reason = skip_reason(scenario, None)
     assert reason is not None
     assert "a load" in reason
