@@ -2,9 +2,12 @@
 ``aibridge fuzz`` alone find?
 
 ``MUTANTS`` is a written set of small bugs, each one a change a reviewer could miss,
-over the bridge, the providers, the SSE codec, the key pool and the server. Each is
-applied alone to a temporary copy of the package, and the only test is one fuzz campaign
-of the copy (all built-in scenarios, eager, a fixed seed)::
+over the bridge, the providers, the SSE codec, the key pool and the server, and over
+what concurrent requests share (the key pool under concurrency, the recorder, the
+circuit breaker, a client connection's upstream WebSocket, a shared MCP server: the
+built-in loads are what judge most of them). Each is applied alone to a temporary copy
+of the package, and the only test is one fuzz campaign of the copy (all built-in
+scenarios, eager, a fixed seed)::
 
     aibridge fuzz --iterations 1000 --jobs 2 --seed SEED --max-findings 1
 
