@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,17 +78,11 @@ def test_a_401_dropped_for_a_cooling_key_is_found_in_the_revoked_load(
     # the third client comes after the cooldown and takes the revoked key.
     report = keypool.KeyPool.report
 
-    def planted(
-        self: keypool.KeyPool,
-        key: keypool.PoolKey,
-        status: int,
-        retry_after: str | None,
-        now: float,
-        wall_now: float,
-    ) -> bool:
+    def planted(self: keypool.KeyPool, key: keypool.PoolKey, status: int, *rest: Any) -> bool:
+        now = rest[1]  # after retry_after
         if status in (401, 403) and key.state(now) is keypool.KeyState.COOLING:
             return True
-        return report(self, key, status, retry_after, now, wall_now)
+        return report(self, key, status, *rest)
 
     monkeypatch.setattr(keypool.KeyPool, "report", planted)
     violations, world = Judge("eager").evaluate(scenario, Plan())
