@@ -2,9 +2,12 @@
 ``aibridge fuzz`` alone find?
 
 ``MUTANTS`` is a written set of small bugs, each one a change a reviewer could miss,
-over the bridge, the providers, the SSE codec, the key pool and the server. Each is
-applied alone to a temporary copy of the package, and the only test is one fuzz campaign
-of the copy (all built-in scenarios, eager, a fixed seed)::
+over the bridge, the providers, the SSE codec, the key pool and the server, and over
+what concurrent requests share (the key pool under concurrency, the recorder, the
+circuit breaker, a client connection's upstream WebSocket, a shared MCP server: the
+built-in loads are what judge most of them). Each is applied alone to a temporary copy
+of the package, and the only test is one fuzz campaign of the copy (all built-in
+scenarios, eager, a fixed seed)::
 
     aibridge fuzz --iterations 1000 --jobs 2 --seed SEED --max-findings 1
 
@@ -394,6 +397,188 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if False:\n            pass\n        elif",
         "an upstream error event does not end the stream",
         "the proxy adds its own error after the upstream's",
+        elsewhere=(
+            (
+                '        if kind == "error":\n            self.failed = True\n'
+                "            self.failure",
+                "        if False:\n            self.failure",
+            ),
+        ),
+    ),
+    # -- cross-request (#28): what concurrent requests share -------------------------------
+    # The key pool under concurrency: judged by key-consistency on the built-in loads.
+    Mutant(
+        "pool-shorter-cooldown-wins",
+        "proxy/keypool.py",
+        "            key.cooling_until = max(\n"
+        "                key.cooling_until, now + parse_retry_after(retry_after, wall_now)\n"
+        "            )\n",
+        "            key.cooling_until = now + parse_retry_after(retry_after, wall_now)\n",
+        "a 429 sets its key's cooldown even when a longer one is in force",
+        "two requests on one key both get 429s; the later, shorter Retry-After overwrites the "
+        "longer one and the key is back in rotation before the upstream said",
+    ),
+    Mutant(
+        "pool-cooling-key-shared",
+        "proxy/keypool.py",
+        "            if state is KeyState.VALID:\n                key.attempts += 1\n",
+        "            if state is not KeyState.DISABLED:\n                key.attempts += 1\n",
+        "a cooling key is handed to any request that has not tried it yet",
+        "per-request failover memory (tried) taken for the pool's state: a key another "
+        "request's 429 cooled is used again at once",
+    ),
+    Mutant(
+        "pool-401-while-cooling",
+        "proxy/keypool.py",
+        "        if status in (401, 403):\n            key.disabled = True\n",
+        "        if status in (401, 403) and key.state(now) is KeyState.VALID:\n"
+        "            key.disabled = True\n",
+        "a 401/403 does not disable a key that is cooling",
+        "a key another request cooled is out of rotation anyway, so its 401 (from a request "
+        "that took it before the 429 was read) is dropped: the revoked key is back when the "
+        "cooldown ends",
+    ),
+    Mutant(
+        "pool-success-clears-cooldown",
+        "proxy/keypool.py",
+        "            return True\n        return False\n",
+        "            return True\n        key.cooling_until = 0.0  # it answered: usable again\n"
+        "        return False\n",
+        "any success ends its key's cooldown",
+        "a reset meant for one request's own retries: a 200 that was in flight on a key when "
+        "another request's 429 cooled it puts the key back in rotation",
+    ),
+    # The recorder: judged by the recording oracle on every load (each load records).
+    Mutant(
+        "record-ok-only",
+        "proxy/bridge.py",
+        "    try:\n        with interruptions_noted(record):\n            yield record\n"
+        "    finally:\n        if recorder is not None:\n            recorder(record)\n",
+        "    with interruptions_noted(record):\n        yield record\n"
+        "    if recorder is not None:\n        recorder(record)\n",
+        "an interception that ends in an exception is not handed to the recorder",
+        "a recorder called after the with block instead of in a finally: a client that "
+        "leaves, or a cancelled request, is missing from the recording",
+    ),
+    Mutant(
+        "record-handed-early",
+        "proxy/bridge.py",
+        "    try:\n        with interruptions_noted(record):\n            yield record\n"
+        "    finally:\n        if recorder is not None:\n            recorder(record)\n",
+        "    if recorder is not None:\n        recorder(record)  # encoded when its turn comes\n"
+        "    with interruptions_noted(record):\n        yield record\n",
+        "the record is handed over when the interception starts",
+        "a mutable record handed to the writer's queue before it is finished: the line says "
+        "what was known when the writer got to it, often the request alone",
+    ),
+    Mutant(
+        "record-interrupted-twice",
+        "proxy/bridge.py",
+        "            yield record\n    finally:\n",
+        "            yield record\n    except BaseException:\n"
+        "        if recorder is not None:\n"
+        "            recorder(record)  # what was cut is recorded too\n"
+        "        raise\n    finally:\n",
+        "an interception that ends in an exception is handed to the recorder twice",
+        "an except clause added to record interrupted interceptions, beside the finally that "
+        "already does: a client that left or a cancelled request is recorded twice",
+    ),
+    # The circuit breaker under concurrency: judged by the breaker oracle (breaker loads).
+    Mutant(
+        "breaker-stale-report",
+        "proxy/breaker.py",
+        "        if ticket.generation != self.generation:\n"
+        "            return  # admitted under a state that has ended since\n",
+        "",
+        "an answer counts in the state it arrives in, not the one it was admitted in",
+        "a request admitted while closed that fails after the breaker opened (or a probe "
+        "that outlives its half-open period) counts twice: it reopens or closes the breaker",
+    ),
+    Mutant(
+        "breaker-extra-probe",
+        "proxy/breaker.py",
+        "self.state is BreakerState.HALF_OPEN and self.probes < self.config.probes",
+        "self.state is BreakerState.HALF_OPEN and self.probes <= self.config.probes",
+        "half-open admits one probe more than configured",
+        "an off-by-one in the probe count: a burst sends one more request to an upstream "
+        "that is still overloaded",
+    ),
+    Mutant(
+        "breaker-run-survives-success",
+        "proxy/breaker.py",
+        "            if not failed:\n                self.failures = 0\n                return\n",
+        "            if not failed:\n                return\n",
+        "a success does not end a run of failures",
+        "failures counted, not failures in a row: interleaved requests that mostly succeed "
+        "open the breaker",
+    ),
+    Mutant(
+        "breaker-probe-kept",
+        "proxy/breaker.py",
+        "        if ticket.probe and ticket.generation == self.generation:\n"
+        "            self.probes -= 1\n",
+        "        if ticket.probe and ticket.generation == self.generation:\n            pass\n",
+        "a probe that got no answer does not give its slot back",
+        "a probe whose client left holds its half-open slot for good: every request is "
+        "rejected until the state changes",
+    ),
+    # The upstream WebSocket one client connection keeps for its responses.
+    Mutant(
+        "ws-socket-kept-after-cut",
+        "proxy/ws_bridge.py",
+        "            # the answer would reach the next request, so the socket goes.\n"
+        "            await self.session.close()\n            raise\n",
+        "            raise\n",
+        "the upstream socket is kept after a response was cut (timeout, bad event)",
+        "the socket reused for the next response.create while the cut answer's remaining "
+        "events are still in it: the next response starts with the last one's events",
+    ),
+    Mutant(
+        "ws-socket-any-key",
+        "proxy/ws_bridge.py",
+        "if self.socket is not None and self.socket.open and key is self.key:",
+        "if self.socket is not None and self.socket.open:",
+        "the open upstream socket is reused whatever key the pool handed out",
+        "the socket outlives its key: a response goes upstream on the key the socket was "
+        "opened with (cooling, or disabled) while the pool counts another",
+    ),
+    Mutant(
+        "ws-failed-reads-on",
+        "proxy/ws_bridge.py",
+        "                if conversation.failed or kind in TERMINAL:\n",
+        "                if kind in TERMINAL:\n",
+        "after an upstream error event the response keeps reading its socket",
+        "a response that ended on an error is not taken as ended: the next messages on the "
+        "socket (the next response's) are read as this one's",
+        elsewhere=(
+            (
+                "                if conversation.failed:\n"
+                "                    # An answer that failed may go on",
+                "                if False:\n                    # An answer that failed may go on",
+            ),
+        ),
+    ),
+    Mutant(
+        "ws-close-no-cancel",
+        "proxy/ws_server.py",
+        "                    scope.cancel()  # the client left: stop its response and its "
+        "upstream\n",
+        "",
+        "a client's close does not stop its response",
+        "the upstream socket and its answer run on after the client left (WebSocket's "
+        "server-no-cancel)",
+    ),
+    # A shared MCP server's connection, across the calls of concurrent requests.
+    Mutant(
+        "mcp-late-failure-ends-new-connection",
+        "mcp_tools/servers.py",
+        "            if exc.error.code == mcp_types.CONNECTION_CLOSED:\n"
+        "                lost.set()\n",
+        "            if exc.error.code == mcp_types.CONNECTION_CLOSED:\n"
+        "                self._lost.set()\n",
+        "a call that fails on a closed connection marks the server's current connection lost",
+        "a call from one request, started on a connection that died, ends as the server is "
+        "restarted: the new connection another request is using is torn down",
     ),
     # -- server ----------------------------------------------------------------------------
     Mutant(

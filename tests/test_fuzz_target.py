@@ -140,6 +140,8 @@ async def test_one_configuration_passes_every_scenario_that_applies_and_skips_th
     for scenario in builtin_scenarios():
         if scenario.transport == "websocket":
             assert "WebSocket" in skipped[scenario.name]
+        elif scenario.requests > 1:
+            assert "a load" in skipped[scenario.name]
         elif called_tools(scenario) and offered is None:
             assert "which the target does not offer" in skipped[scenario.name]
         else:

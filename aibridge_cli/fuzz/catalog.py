@@ -6,13 +6,20 @@ Every interception of a built-in fixture is one scenario, named after the fixtur
 (``anthropic``) for all of its scenarios. A fixture file named on the command line is one
 session (``session.py``): its HTTP interceptions of one provider in one world, at their
 recorded offsets; ``--each`` makes it one scenario per interception, as the built-ins.
+
+The built-in loads (``fixtures/loads/*.toml``, named ``loads/NAME``; ``loads`` selects them
+all) are TOML scenarios with several clients in one world: without them the default
+campaign holds one request per world, and what requests share (the key pool under
+concurrency, the recorder, the circuit breaker) is never judged by it.
 """
 
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Sequence
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -58,10 +65,27 @@ def fixture_scenarios(
 
 @cache
 def builtin_scenarios() -> tuple[Scenario, ...]:
-    return tuple(
+    fixtures = tuple(
         scenario
         for name, fixture in zip(list_builtin(), load_builtin(), strict=True)
         for scenario in fixture_scenarios(name, fixture)
+    )
+    return fixtures + builtin_loads()
+
+
+def builtin_loads() -> tuple[Scenario, ...]:
+    """The shipped loads, ``loads/NAME`` each, sorted by name."""
+    from .toml_scenario import scenario_from_toml
+
+    folder = resources.files("aibridge_cli") / "fixtures" / "loads"
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
+    return tuple(
+        scenario_from_toml(
+            f"loads/{f.name[: -len('.toml')]}",
+            tomllib.loads(f.read_text(encoding="utf-8")),
+            f"builtin:loads/{f.name}",
+        )
+        for f in files
     )
 
 

@@ -164,6 +164,8 @@ def skip_reason(scenario: Scenario, target_tools: frozenset[str] | None) -> str 
     """Why ``scenario`` does not apply to a target with ``target_tools``; None: it does."""
     if scenario.transport == "websocket":
         return "a WebSocket scenario (black-box mode drives HTTP requests)"
+    if scenario.requests > 1:
+        return "a load (its clients share one simulated world; black-box mode sends one request)"
     if any(x.status in (401, 403) for x in scenario.exchanges):
         return "an upstream 401/403 turn would disable the target's key for the rest of the run"
     wanted = called_tools(scenario)
