@@ -44,3 +44,13 @@ def test_help_imports_no_fuzzer_no_simulation_no_test_framework(args: tuple[str,
         or (name.startswith("aibridge_cli.fuzz") and name not in ALLOWED_FUZZ)
     )
     assert heavy == []
+
+
+def test_the_fuzz_workers_module_loads_no_test_framework() -> None:
+    # trio.testing imports pytest when it is installed: a tenth of a second more in the
+    # command and in the workers' fork server, before the first iteration.
+    probe = "import sys, aibridge_cli.fuzz.campaign; print('\\n'.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    modules = set(done.stdout.split())
+    assert "aibridge_cli.sim.world" in modules
+    assert sorted(m for m in modules if m.startswith(("pytest", "_pytest", "trio.testing"))) == []
