@@ -14,8 +14,8 @@ world abandoned (what trio does at the end of a run) and waits for the system ta
 
 ``check_hook`` fails loudly when a trio release moves these names
 (``tests/test_sim_sched.py`` runs it). ``MockClock`` and ``wait_all_tasks_blocked`` are
-taken from ``trio._core`` too, not ``trio.testing``: that package imports pytest when it
-is installed, a tenth of a second of every fuzz process's start.
+taken from ``trio._core``'s modules too, not ``trio.testing``: that package imports
+pytest when it is installed, a tenth of a second of every fuzz process's start.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import trio
-from trio._core import MockClock, wait_all_tasks_blocked
 from trio._core import _run as _trio_run
+from trio._core._generated_run import wait_all_tasks_blocked
+from trio._core._mock_clock import MockClock
 
 __all__ = ["MockClock", "Scheduler", "check_hook", "deterministic", "rewind", "settle"]
 
