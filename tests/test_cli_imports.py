@@ -47,14 +47,15 @@ def test_help_imports_no_fuzzer_no_simulation_no_test_framework(args: tuple[str,
     assert heavy == []
 
 
-def test_the_fuzz_workers_module_loads_no_test_framework() -> None:
-    # trio.testing imports pytest when it is installed: a tenth of a second more in the
-    # command and in the workers' fork server, before the first iteration.
+def test_the_fuzz_workers_module_loads_no_test_framework_and_no_httpx_command_line() -> None:
+    # trio.testing imports pytest when it is installed, httpx its command line (click,
+    # pygments): a tenth of a second each, in the command before the first iteration.
     probe = "import sys, aibridge_cli.fuzz.campaign; print('\\n'.join(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     modules = set(done.stdout.split())
-    assert "aibridge_cli.sim.world" in modules
-    assert sorted(m for m in modules if m.startswith(("pytest", "_pytest", "trio.testing"))) == []
+    assert {"aibridge_cli.sim.world", "httpx"} <= modules
+    unwanted = ("pytest", "_pytest", "trio.testing", "httpx._main", "pygments")
+    assert sorted(m for m in modules if m.startswith(unwanted)) == []
 
 
 @pytest.mark.parametrize("args", [(), ("--help",), ("fuzz", "--help"), ("serve", "-h")])
