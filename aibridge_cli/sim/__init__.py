@@ -7,9 +7,9 @@ network backend over in-memory streams, ``world`` wires one run together.
 import sys
 
 if "httpx" not in sys.modules:
-    # httpx imports its own command line (click, pygments, rich's syntax: 0.7 billion
-    # instructions, a seventh of a second) unless that import fails, then offers a stub
-    # in its place; nothing here runs it. A None in sys.modules makes the import fail.
+    # httpx imports its own command line (click, pygments, rich's syntax: 0.2 billion
+    # instructions, 40 ms) unless that import fails, then offers a stub in its place;
+    # nothing here runs it. A None in sys.modules makes the import fail.
     sys.modules["httpx._main"] = None  # type: ignore[assignment]
     try:
         import httpx  # noqa: F401
