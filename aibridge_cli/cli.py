@@ -8,6 +8,9 @@ mistake (a bad value, a port in use, an unreadable file), a traceback only with 
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from typing import Annotated, Any
 
 import typer
@@ -41,6 +44,9 @@ class AibridgeGroup(typer.core.TyperGroup):
             _readable(command.params)
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        given = args[1] if len(args) > 1 else kwargs.get("args", [])
+        if not given or {"-h", "--help"} & set(given):
+            _load_rich_help()
         # typer adds the completion options after building the group: fixed up here
         for param in self.params:
             if isinstance(param, typer.core.TyperOption):
@@ -51,7 +57,6 @@ class AibridgeGroup(typer.core.TyperGroup):
             return super().make_context(*args, **kwargs)
         except _UsageError as exc:
             # a bad AIBRIDGE_DEBUG fails here, before ``invoke`` could make it one line
-            given = args[1] if len(args) > 1 else kwargs.get("args", [])
             bad = getattr(exc, "param", None)
             source = ""
             if bad is not None and not set(bad.opts) & set(given):
@@ -126,6 +131,52 @@ def _placeholder(option: typer.core.TyperOption) -> str:
 
 
 _PLACEHOLDERS = {"int": "N", "integer": "N", "float": "NUMBER", "path": "PATH"}
+
+
+class _Later(type):
+    """A class of a module not imported yet (its ``__module__``): the module is imported
+    when the class is first called or looked into."""
+
+    def _real(cls) -> Any:
+        return getattr(importlib.import_module(cls.__module__), cls.__name__)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return cls._real()(*args, **kwargs)
+
+    def __getattr__(cls, name: str) -> Any:
+        return getattr(cls._real(), name)
+
+
+# What typer's rich help imports and uses only for markdown help and pretty tracebacks,
+# neither of which aibridge shows: 0.1 s of ``aibridge --help``'s 0.3 (markdown-it, pygments).
+_HELP_UNUSED = ("rich.markdown", "rich.traceback")
+
+
+def _load_rich_help() -> None:
+    """Import typer's rich help with ``_HELP_UNUSED`` standing in as modules of ``_Later``
+    classes, then take the stand-ins away: whoever imports those modules later gets them."""
+    if "typer.rich_utils" in sys.modules or any(name in sys.modules for name in _HELP_UNUSED):
+        return
+    for name in _HELP_UNUSED:
+        sys.modules[name] = _stand_in(name)
+    try:
+        importlib.import_module("typer.rich_utils")
+    finally:
+        for name in _HELP_UNUSED:
+            del sys.modules[name]
+
+
+def _stand_in(module: str) -> types.ModuleType:
+    """A module whose every public name is a ``_Later`` class of ``module``."""
+
+    def later(name: str) -> _Later:
+        if name.startswith("_"):
+            raise AttributeError(name)  # the import system's own questions (__path__...)
+        return _Later(name, (), {"__module__": module})
+
+    stand_in = types.ModuleType(module)
+    stand_in.__getattr__ = later  # type: ignore[method-assign]
+    return stand_in
 
 
 def _usage_line(exc: Any, source: str = "") -> str:

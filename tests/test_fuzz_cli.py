@@ -111,6 +111,17 @@ def test_shards_together_run_and_find_exactly_what_one_run_does() -> None:
     assert whole.failures
 
 
+def test_workers_run_and_find_exactly_what_one_process_does() -> None:
+    # two batches, one per worker (forked from this process on Linux, which has run
+    # worlds already: each worker's must still be the runs one process gives)
+    scenarios = (*builtin(SEED_CASE), *builtin("anthropic/simple#streaming"))
+    alone = run_campaign(Settings(scenarios, 3, 30, "lazy"), investigate=False)
+    workers = run_campaign(Settings(scenarios, 3, 30, "lazy", jobs=2), investigate=False)
+    assert workers.outcomes == alone.outcomes
+    assert [o.iteration for o in workers.outcomes] == list(range(30))
+    assert alone.failures
+
+
 def test_fixture_files_are_scenarios_and_junit_lists_every_oracle(tmp_path: Path) -> None:
     fixture = Path(__file__).resolve().parents[1] / "aibridge_cli/fixtures/anthropic/simple.jsonl"
     junit = tmp_path / "fuzz.xml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
+from aibridge_cli.sim import sched
 from aibridge_cli.sim.sched import Scheduler, check_hook, deterministic
 
 
@@ -50,3 +51,8 @@ def test_the_hook_is_restored_after_the_block() -> None:
     with deterministic(Scheduler()):
         assert _run._r is not before
     assert _run._r is before
+
+
+def test_the_clock_is_trios_mock_clock() -> None:
+    # taken from trio._core (trio.testing imports pytest): the same class
+    assert sched.MockClock is trio.testing.MockClock

@@ -2,7 +2,8 @@
 
 Iteration ``i`` depends only on the seed and ``i``. ``--shard K/N`` runs the indexes
 ``i`` with ``i % N == K - 1``, so N shards together run exactly the iterations one
-unsharded run would. Workers live for the whole campaign and keep their canonical runs.
+unsharded run would. Workers live for the whole campaign and keep their canonical runs;
+on Linux they are forked from the campaign's process, which has imported the fuzzer.
 For every (scenario, oracle) that failed, the first failing iteration is shrunk and run
 once more with a timeline: that is a finding, written as ``repro-SEED.jsonl``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import multiprocessing.context
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -22,6 +24,7 @@ from ..config import StreamInitiation
 from ..errors import FixtureError
 from ..files import write_private
 from ..sim.client import ClientResult
+from . import FORK_WORKERS
 from .oracles import ALL_ORACLES, Violation
 from .plan import ALL_FAULTS, FaultKind, Plan
 from .runner import Draw, Judge, Outcome, draw_iteration
@@ -164,6 +167,19 @@ def _run_batch(indexes: Sequence[int]) -> list[Outcome]:
     return judge.iterations(draw, indexes)
 
 
+def workers_context() -> multiprocessing.context.BaseContext:
+    """Where the workers come from: forked from this process (``FORK_WORKERS``: the fuzzer
+    is imported once, not again by a fork server, half a second of CPU on a campaign's two
+    cores; ``ProcessPoolExecutor`` forks them all before its own threads start, and the
+    command's progress bar runs none), or from a fork server that imports this module
+    (started early by the command)."""
+    if FORK_WORKERS:
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 def _batches(indexes: list[int]) -> Iterator[list[int]]:
     for start in range(0, len(indexes), BATCH):
         yield indexes[start : start + BATCH]
@@ -194,11 +210,9 @@ def run_campaign(
                 break
             collect(_run_batch(batch))
     else:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])  # started early by the command, if run
         with ProcessPoolExecutor(
             settings.jobs,
-            mp_context=context,
+            mp_context=workers_context(),
             initializer=_init_worker,
             initargs=(settings,),
         ) as pool:

@@ -15,6 +15,7 @@ from ..config import StreamInitiation
 from ..console import print_error, stderr
 from ..console import report_out as stdout
 from ..errors import AibridgeError, ConfigError
+from . import FORK_WORKERS
 
 if TYPE_CHECKING:
     from .blackbox import BlackBoxRun, BlackBoxSettings
@@ -172,7 +173,7 @@ def fuzz(
 
     Example: aibridge fuzz --iterations 10000 --jobs 2 --seed 7 (aibridge fuzz --list: what)
     """
-    if jobs > 1 and target is None and repro is None and not list_:
+    if jobs > 1 and target is None and repro is None and not list_ and not FORK_WORKERS:
         _start_workers_server()
     from . import report
     from .campaign import Settings
@@ -282,6 +283,8 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
     from .campaign import run_campaign, write_repro
 
     total = len(settings.indexes())
+    # Redrawn after each batch, not by a thread of its own: workers may be forked from
+    # this process, which is only safe with no other thread running.
     with Progress(
         TextColumn("fuzz"),
         BarColumn(),
@@ -291,6 +294,7 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
         TimeElapsedColumn(),
         console=stderr,
         transient=True,
+        auto_refresh=False,
         disable=not stderr.is_terminal,
     ) as progress:
         task = progress.add_task("fuzz", total=total, speed="-", failures=0)
@@ -298,7 +302,7 @@ def _campaign(settings: Settings, junit: Path | None, as_json: bool, out: Path) 
         def update(done: int, failures: int) -> None:
             elapsed = progress.tasks[0].elapsed or 0.0
             speed = f"{done / elapsed:.0f}" if elapsed else "-"
-            progress.update(task, completed=done, failures=failures, speed=speed)
+            progress.update(task, completed=done, failures=failures, speed=speed, refresh=True)
 
         campaign = run_campaign(settings, update)
     taken: set[Path] = set()

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -18,12 +18,14 @@ from rich.text import Text
 
 from ..files import write_private
 from ..sim.client import ClientResult
-from .blackbox import BlackBoxOutcome, BlackBoxRun
 from .campaign import Campaign, Finding
 from .oracles import ORACLES
 from .plan import FaultKind, Plan
 from .scenario import Scenario
 from .signature import Signature, signature_counts
+
+if TYPE_CHECKING:  # a simulated campaign's report loads no black-box machinery
+    from .blackbox import BlackBoxOutcome, BlackBoxRun
 
 
 def describe_plan(plan: Plan) -> list[str]:

@@ -23,7 +23,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 import trio
-import trio.testing
 
 from ..config import (
     BreakerConfig,
@@ -49,7 +48,7 @@ from .network import MemoryNetwork
 from .pipes import CheckpointPlan, Yields, stream_pair
 from .raw_upstream import Answer, RawUpstream
 from .recorder import MemoryRecorder
-from .sched import Scheduler, deterministic, rewind, settle
+from .sched import MockClock, Scheduler, deterministic, rewind, settle
 from .session import Session
 
 # A fixed wall clock: Retry-After dates and records never read the real time.
@@ -280,7 +279,7 @@ def _quiet_logs() -> None:
 
 
 T = TypeVar("T")
-_clock: trio.testing.MockClock | None = None  # the running session's
+_clock: MockClock | None = None  # the running session's
 
 
 def session(fn: Callable[[], Awaitable[T]]) -> T:
@@ -293,7 +292,7 @@ def session(fn: Callable[[], Awaitable[T]]) -> T:
     global _clock
     assert _clock is None, "sessions do not nest"
     _quiet_logs()
-    _clock = trio.testing.MockClock(autojump_threshold=0)
+    _clock = MockClock(autojump_threshold=0)
     try:
         with deterministic(_scheduler), warnings.catch_warnings():
             # Breaking out of a streamed httpx body leaves httpx's and httpcore's async
