@@ -12,8 +12,8 @@ body in one write, read the head, hand the body up one part per socket read, and
 ``aclose`` put the connection back when its response ended cleanly, else close it.
 
 * **Fair**: an idle connection goes to one request (a list popped, not scanned); when
-  every connection is taken, requests wait for a slot in arrival order (a FIFO
-  semaphore), within the pool timeout.
+  every connection is taken, requests wait in arrival order, within the pool timeout,
+  for a connection of their origin that a response gives back, or for a slot.
 * **Pluggable**: connections come from ``network_backend.connect_tcp`` (and
   ``start_tls``), so the simulation's in-memory network serves it as it serves httpx.
 * **Same wire**: the request head holds the headers httpx would send (``Host`` first,
@@ -25,6 +25,7 @@ body in one write, read the head, hand the body up one part per socket read, and
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ssl
 import zlib
@@ -263,7 +264,9 @@ class Http11Pool:
         self.defaults = defaults
         self.max_keepalive = max_keepalive_connections
         self.keepalive_expiry = keepalive_expiry
-        self.slots = trio.Semaphore(max_connections)  # FIFO: waiters go in arrival order
+        self.max_connections = max_connections
+        self.open = 0  # connections open or opening, idle ones included
+        self.waiting: collections.deque[_Waiter] = collections.deque()  # arrival order
         self.idle: dict[Origin, list[_Connection]] = {}
         self.idle_count = 0
         self._ssl_context: ssl.SSLContext | None = None
@@ -298,30 +301,54 @@ class Http11Pool:
     async def _connection(self, origin: Origin) -> _Connection:
         """An idle connection of ``origin``, else a new one once a slot is free."""
         idle = self.idle.get(origin)
-        now = trio.current_time()
         while idle:
             connection = idle.pop()
             self.idle_count -= 1
-            # Expired, or readable while idle (the upstream closed it, or says why it will).
-            if now < connection.expires_at and not connection.stream.get_extra_info("is_readable"):
+            if self._fresh(connection):
                 return connection
             await self.discard(connection)
-        try:
-            self.slots.acquire_nowait()
-        except trio.WouldBlock:
-            if not await self._close_an_idle_connection():
-                await self._wait_for_slot()
+        if self.open < self.max_connections:
+            self.open += 1
+        elif not await self._close_an_idle_connection():  # else its slot is reused
+            waiter = await self._wait(origin)
+            if waiter.connection is not None:
+                return waiter.connection
         try:
             return await self._open(origin)
         except BaseException:
-            self.slots.release()
+            self._free_slot()
             raise
 
-    async def _wait_for_slot(self) -> None:
-        with trio.move_on_after(self.timeouts.pool) as waited:
-            await self.slots.acquire()
-        if waited.cancelled_caught:
+    def _fresh(self, connection: _Connection) -> bool:
+        """Not expired, and not readable while idle (the upstream closed it, or is about
+        to say why it will)."""
+        if trio.current_time() >= connection.expires_at:
+            return False
+        return not connection.stream.get_extra_info("is_readable")
+
+    async def _wait(self, origin: Origin) -> _Waiter:
+        """Wait, in arrival order, for a connection of ``origin`` or a slot to open one."""
+        waiter = _Waiter(origin)
+        self.waiting.append(waiter)
+        try:
+            with trio.move_on_after(self.timeouts.pool):
+                await waiter.served.wait()
+        except BaseException:
+            await self._unwait(waiter)
+            raise
+        if not waiter.served.is_set():
+            await self._unwait(waiter)
             raise httpx.PoolTimeout(f"no upstream connection free in {self.timeouts.pool:g} s")
+        return waiter
+
+    async def _unwait(self, waiter: _Waiter) -> None:
+        """A waiter that gave up: out of the queue, and what it was given passed on."""
+        if waiter in self.waiting:
+            self.waiting.remove(waiter)
+        elif waiter.connection is not None:
+            await self.release(waiter.connection)
+        elif waiter.served.is_set():
+            self._free_slot()
 
     async def _close_an_idle_connection(self) -> bool:
         """Make room for another origin: close an idle connection (its slot is reused)."""
@@ -329,7 +356,7 @@ class Http11Pool:
             if connections:
                 connection = connections.pop(0)
                 self.idle_count -= 1
-                await connection.aclose()
+                await self._close(connection)
                 return True
         return False
 
@@ -356,9 +383,16 @@ class Http11Pool:
         return self._ssl_context
 
     async def release(self, connection: _Connection) -> None:
-        """A connection whose response ended: idle again, unless the pool holds enough."""
-        if self.idle_count >= self.max_keepalive or self.closed:
-            await self.discard(connection)
+        """A connection whose response ended: to the first request waiting for its
+        origin, else idle (unless the pool holds enough), else closed."""
+        for waiter in self.waiting:
+            if waiter.origin == connection.origin:
+                self.waiting.remove(waiter)
+                waiter.connection = connection
+                waiter.served.set()
+                return
+        if self.waiting or self.closed or self.idle_count >= self.max_keepalive:
+            await self.discard(connection)  # its slot goes to a request for another origin
             return
         connection.expires_at = trio.current_time() + self.keepalive_expiry
         self.idle.setdefault(connection.origin, []).append(connection)
@@ -366,7 +400,17 @@ class Http11Pool:
 
     async def discard(self, connection: _Connection) -> None:
         """Close a connection that cannot serve another request, and free its slot."""
-        self.slots.release()
+        self._free_slot()
+        await self._close(connection)
+
+    def _free_slot(self) -> None:
+        if self.waiting:
+            self.waiting.popleft().served.set()  # it opens a connection in this slot
+        else:
+            self.open -= 1
+
+    @staticmethod
+    async def _close(connection: _Connection) -> None:
         await connection.aclose()
 
     async def aclose(self) -> None:
@@ -377,6 +421,15 @@ class Http11Pool:
         self.idle_count = 0
         for connection in idle:
             await self.discard(connection)
+
+
+class _Waiter:
+    """A request waiting for a connection: given one of its origin, or a slot."""
+
+    def __init__(self, origin: Origin) -> None:
+        self.origin = origin
+        self.served = trio.Event()
+        self.connection: _Connection | None = None
 
 
 # httpcore's exceptions and the httpx ones they become; most specific first.
