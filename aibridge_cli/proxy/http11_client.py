@@ -191,11 +191,7 @@ class Http11Response:
         except BaseException:
             await self._drop()
             raise
-        if len(parts) == 1:
-            return bytes(parts[0])
-        joined = BodyPart(b"".join(parts))
-        joined.sizes = tuple(map(len, parts))
-        return joined
+        return BodyPart.of(parts)
 
     async def aclose(self) -> None:
         """Give the connection back when the body ended cleanly; close it otherwise."""

@@ -1,9 +1,11 @@
-"""The upstream HTTP client: httpx over a pluggable httpcore network backend.
+"""The upstream HTTP client: httpx over a pluggable httpcore network backend, and the
+lean HTTP/1.1 pool (``http11_client``) that intercepted requests take, on the same backend.
 
 Real runs use httpcore's trio backend; the simulation passes a backend whose streams are
-in-memory pipes. Everything above this module only sees an ``httpx.AsyncClient``. The
-connection pool comes from ``httpcore_fence``, the one module that reaches into
-httpcore's private names.
+in-memory pipes. Everything above this module sees an ``httpx.AsyncClient``: pass-through
+requests (their bodies stream up) go through httpx, intercepted ones through
+``send_upstream``. httpx's connection pool comes from ``httpcore_fence``, the one module
+that reaches into httpcore's private names.
 """
 
 from __future__ import annotations
