@@ -199,3 +199,38 @@ async def test_the_proxy_client_sends_intercepted_requests_on_the_lean_pool() ->
         assert await response.aread() == b"{}"
         await response.aclose()
     assert peer.streams[0].closed  # closing the client closed its idle connection
+
+
+async def test_a_connection_the_upstream_will_close_or_kept_past_its_expiry_is_not_reused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    closing = OK.replace(b"content-length: 2", b"connection: close\r\ncontent-length: 2")
+    peer = Peer([closing, OK, OK])
+    upstream = pool(peer)
+    for _ in range(2):
+        response = await upstream.send(request())
+        await response.aread()
+        await response.aclose()
+    assert len(peer.streams) == 2  # the first said it would close
+    assert peer.streams[0].closed
+    assert not peer.streams[1].closed
+    await trio.sleep(30.0)  # the keep-alive expiry
+    await (await upstream.send(request())).aclose()
+    assert len(peer.streams) == 3
+    assert peer.streams[1].closed
+
+
+async def test_an_answer_sent_before_the_request_was_read_whole_still_comes_up() -> None:
+    class Refusing(Peer):
+        async def connect_tcp(self, *args: typing.Any, **kwargs: typing.Any) -> _Stream:
+            stream = await super().connect_tcp()
+
+            async def write(buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+                raise httpcore.WriteError("connection reset by peer")
+
+            stream.write = write  # type: ignore[method-assign]
+            return stream
+
+    too_large = b"HTTP/1.1 413 Payload Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+    response = await pool(Refusing([too_large])).send(request())
+    assert response.status_code == 413

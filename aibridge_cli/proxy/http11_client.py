@@ -277,8 +277,11 @@ class Http11Pool:
             data = h.send(h11.Request(method=method, target=target, headers=headers)) or b""
             data += h.send(h11.Data(data=request.content)) or b""
             data += h.send(h11.EndOfMessage()) or b""
-            with httpx_errors():
-                await connection.stream.write(data, timeout=self.timeouts.write)
+            try:
+                with httpx_errors():
+                    await connection.stream.write(data, timeout=self.timeouts.write)
+            except httpx.WriteError:
+                pass  # an upstream may answer (a 413) and close before reading it all
             while True:
                 event = await connection.next_event(self.timeouts.read)
                 if isinstance(event, h11.Response):
