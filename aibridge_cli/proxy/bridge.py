@@ -72,10 +72,11 @@ from ..tools import InjectedTool, ToolOutcome, ToolServers, ToolSet
 from . import chaos_wire
 from .breaker import Breaker, Breakers, Gate, gated
 from .chaos import Chaos, Facts, Strike, request_facts
+from .http11_client import UpstreamRequest, UpstreamResponse
 from .keypool import KeyPool
 from .metrics import Metrics, Spent
 from .server import Request, ResponseWriter
-from .upstream_client import body_chunks, send_streaming
+from .upstream_client import body_chunks, send_upstream
 from .ws_upstream import WebSocketDialer
 
 log = logging.getLogger("aibridge.bridge")
@@ -418,7 +419,7 @@ class Interceptor:
     @asynccontextmanager
     async def open_upstream(
         self, body: dict[str, Any]
-    ) -> AsyncIterator[tuple[httpx.Response, UpstreamExchange]]:
+    ) -> AsyncIterator[tuple[UpstreamResponse, UpstreamExchange]]:
         """An upstream response with a 2xx status, after failing over keys as needed; the
         circuit breaker, when on, admits the request first and hears its answer."""
         pool = self.upstream.pool
@@ -447,7 +448,7 @@ class Interceptor:
     @asynccontextmanager
     async def _attempts(
         self, body: dict[str, Any], content: bytes, base: WireHeaders, tried: set[int], gate: Gate
-    ) -> AsyncIterator[tuple[httpx.Response, UpstreamExchange]]:
+    ) -> AsyncIterator[tuple[UpstreamResponse, UpstreamExchange]]:
         pool = self.upstream.pool
         # One attribute read when no chaos rule is set: the relay's cost stays what it was.
         strike = self._chaos_strike() if self.env.chaos.states else None
@@ -462,12 +463,10 @@ class Interceptor:
             exchange = self.record.new_exchange(
                 "POST", self.target, body, key.masked if key else None
             )
-            request = self.env.client.build_request(
-                "POST", self.upstream.url(self.target), content=content, headers=headers
-            )
+            request = UpstreamRequest("POST", self.upstream.url(self.target), headers, content)
             with translate_upstream_errors(exchange):
                 if strike is None:
-                    response = await send_streaming(self.env.client, request)
+                    response = await send_upstream(self.env.client, request)
                 else:
                     response = await chaos_wire.send(
                         self.env.client, request, strike, attempt, self.api.name, exchange
@@ -679,7 +678,7 @@ class Interceptor:
 
     async def _pump(
         self,
-        response: httpx.Response,
+        response: UpstreamResponse,
         exchange: UpstreamExchange,
         conversation: Conversation,
         client: ClientStream,

@@ -34,7 +34,8 @@ from ..providers.openai_responses_ws import message_type, status_error_event
 from ..sse import SSEDecoder, SSEEvent
 from ..tools import InjectedTool, ToolOutcome
 from .chaos import TOOL_ARGS, Strike
-from .upstream_client import body_chunks, send_streaming
+from .http11_client import UpstreamRequest, UpstreamResponse
+from .upstream_client import body_chunks, send_upstream
 from .websocket import ABNORMAL_CLOSURE, NORMAL_CLOSURE, WebSocket, WebSocketClosed
 
 log = logging.getLogger("aibridge.chaos")
@@ -63,25 +64,25 @@ _STREAM_MESSAGES = {
 
 async def send(
     client: httpx.AsyncClient,
-    request: httpx.Request,
+    request: UpstreamRequest,
     strike: Strike,
     attempt: int,
     api: str,
     exchange: UpstreamExchange,
-) -> httpx.Response:
+) -> UpstreamResponse:
     """The response to one upstream attempt of a struck request."""
     if strike.answers(attempt):
         exchange.chaos = strike.note()
         if strike.kind is FaultKind.RESET_BEFORE_BODY:
             raise httpx.RemoteProtocolError("chaos: connection reset before the status line")
-        return status_answer(strike, api, request)
-    response = await send_streaming(client, request)  # the relay's own path
+        return status_answer(strike, api)
+    response = await send_upstream(client, request)  # the relay's own path
     if strike.kind.in_body and response.status_code < 400:
         exchange.chaos = strike.note()
         read_timeout = client.timeout.read if client.timeout.read is not None else 300.0
         body = _Faulted(response, strike, api, read_timeout)
         return httpx.Response(
-            response.status_code, headers=response.headers, stream=body, request=request
+            response.status_code, headers=response.headers.multi_items(), stream=body
         )
     return response
 
@@ -95,7 +96,7 @@ async def tool_call(tool: InjectedTool, strike: Strike) -> ToolOutcome:
     return fault_outcome(tool.mcp.server, tool.mcp.tool, strike.kind, tool.timeout)
 
 
-def status_answer(strike: Strike, api: str, request: httpx.Request) -> httpx.Response:
+def status_answer(strike: Strike, api: str) -> httpx.Response:
     """The fault's error status as ``api``'s provider sends it: status, JSON body, the
     request id header, ``Retry-After`` and ``x-should-retry`` when the rule gives them."""
     rule = strike.rule
@@ -114,7 +115,7 @@ def status_answer(strike: Strike, api: str, request: httpx.Request) -> httpx.Res
         headers.append(("retry-after", rule.retry_after))
     if rule.should_retry is not None:
         headers.append(("x-should-retry", "true" if rule.should_retry else "false"))
-    return httpx.Response(status, headers=headers, content=dumps(body).encode(), request=request)
+    return httpx.Response(status, headers=headers, content=dumps(body).encode())
 
 
 def is_tool_arguments(event: SSEEvent) -> bool:
@@ -131,7 +132,7 @@ class _Faulted(httpx.AsyncByteStream):
     """The upstream's body, broken where the strike says."""
 
     def __init__(
-        self, response: httpx.Response, strike: Strike, api: str, read_timeout: float
+        self, response: UpstreamResponse, strike: Strike, api: str, read_timeout: float
     ) -> None:
         self._response = response
         self._strike = strike
@@ -284,7 +285,7 @@ class StruckSocket:
     def _status_message(self) -> str:
         """The status fault as OpenAI's socket answers it: an ``error`` message carrying the
         status, its ``Retry-After`` among the error's headers."""
-        answer = status_answer(self._strike, "openai-responses", httpx.Request("POST", "/"))
+        answer = status_answer(self._strike, "openai-responses")
         status = answer.status_code
         text = status_error_event(status, answer.content, kind_for_status(status), "")
         retry = answer.headers.get("retry-after")

@@ -101,6 +101,15 @@ class BodyPart(bytes):
 
     sizes: tuple[int, ...] = ()
 
+    @classmethod
+    def of(cls, parts: list[bytes]) -> bytes:
+        """One read's body bytes: the single chunk as it is, several joined."""
+        if len(parts) == 1:
+            return bytes(parts[0])
+        joined = cls(b"".join(parts))
+        joined.sizes = tuple(map(len, parts))
+        return joined
+
     @property
     def chunks(self) -> tuple[bytes, ...]:
         out = []
@@ -163,12 +172,7 @@ class _HTTP11Connection(httpcore.AsyncHTTP11Connection):
                     parts.append(event.data)
             except h11.RemoteProtocolError as exc:
                 broken = exc  # the body before the bad framing still goes up first
-            if len(parts) == 1:
-                yield bytes(parts[0])
-            else:
-                joined = BodyPart(b"".join(parts))
-                joined.sizes = tuple(map(len, parts))
-                yield joined
+            yield BodyPart.of(parts)
             if broken is not None:
                 raise httpcore.RemoteProtocolError(str(broken)) from broken
             if isinstance(event, (h11.EndOfMessage, h11.PAUSED)):

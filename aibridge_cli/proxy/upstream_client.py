@@ -1,15 +1,18 @@
-"""The upstream HTTP client: httpx over a pluggable httpcore network backend.
+"""The upstream HTTP client: httpx over a pluggable httpcore network backend, and the
+lean HTTP/1.1 pool (``http11_client``) that intercepted requests take, on the same backend.
 
 Real runs use httpcore's trio backend; the simulation passes a backend whose streams are
-in-memory pipes. Everything above this module only sees an ``httpx.AsyncClient``. The
-connection pool comes from ``httpcore_fence``, the one module that reaches into
-httpcore's private names.
+in-memory pipes. Everything above this module sees an ``httpx.AsyncClient``: pass-through
+requests (their bodies stream up) go through httpx, intercepted ones through
+``send_upstream``. httpx's connection pool comes from ``httpcore_fence``, the one module
+that reaches into httpcore's private names.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+import inspect
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpcore
@@ -17,59 +20,40 @@ import httpx
 import trio
 
 from ..config import UpstreamTimeouts
+from .http11_client import Http11Pool, UpstreamRequest, UpstreamResponse, httpx_errors
 from .httpcore_fence import make_pool
 
-# httpcore's exceptions and the httpx ones they become; most specific first.
-_EXCEPTIONS: list[tuple[type[Exception], type[httpx.TransportError]]] = [
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-]
-
-
-@contextlib.contextmanager
-def _httpx_errors() -> Iterator[None]:
-    """Re-raise httpcore's exceptions as httpx's, so callers catch one family."""
-    try:
-        yield
-    except Exception as exc:
-        for core, mapped in _EXCEPTIONS:
-            if isinstance(exc, core):
-                raise mapped(str(exc)) from exc
-        raise
+KEEPALIVE_CONNECTIONS = 64  # idle connections kept per pool
+KEEPALIVE_EXPIRY = 30.0  # seconds an idle connection is kept
 
 
 @contextlib.asynccontextmanager
-async def body_chunks(response: httpx.Response) -> AsyncIterator[AsyncIterator[bytes]]:
+async def body_chunks(response: UpstreamResponse) -> AsyncIterator[AsyncIterator[bytes]]:
     """The raw body of a streamed response, to ``async for`` over and leave at will.
 
     httpx and httpcore read a body through nested async generators. Leaving the loop by
     ``break``, an error or a cancellation from outside leaves them suspended at a
     ``yield``, for the garbage collector to find (and trio to warn about). On the way out
     this resumes them under a cancelled scope: the innermost read raises ``Cancelled``,
-    and every generator above it finishes.
+    and every generator above it finishes. ``Http11Response``'s body is no generator:
+    nothing to finish.
     """
     chunks = response.aiter_raw()
     try:
         yield chunks
     finally:
-        with trio.CancelScope(shield=True) as unwind:
-            unwind.cancel()
-            try:
-                async for _ in chunks:
-                    pass
-            except (httpx.StreamError, httpx.TransportError):
-                pass  # the body was already closed or broken: nothing is left to finish
+        if inspect.isasyncgen(chunks):
+            await _finish(chunks)
+
+
+async def _finish(chunks: AsyncIterator[Any]) -> None:
+    with trio.CancelScope(shield=True) as unwind:
+        unwind.cancel()
+        try:
+            async for _ in chunks:
+                pass
+        except (httpx.StreamError, httpx.TransportError):
+            pass  # the body was already closed or broken: nothing is left to finish
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -77,12 +61,12 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._stream = stream
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors():
+        with httpx_errors():
             async for part in self._stream:
                 yield part
 
     async def aclose(self) -> None:
-        with _httpx_errors():
+        with httpx_errors():
             await self._stream.aclose()
 
 
@@ -105,7 +89,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        with _httpx_errors():
+        with httpx_errors():
             response = await self._pool.handle_async_request(core_request)
         return httpx.Response(
             status_code=response.status,
@@ -131,6 +115,19 @@ async def send_streaming(client: httpx.AsyncClient, request: httpx.Request) -> h
     return await client.send(request, stream=True)
 
 
+async def send_upstream(client: httpx.AsyncClient, request: UpstreamRequest) -> UpstreamResponse:
+    """Send an intercepted request (its body whole) and return its response, body unread.
+
+    The proxy's own client sends it on its lean HTTP/1.1 pool (``http11_client``); any
+    other client through httpx."""
+    if isinstance(client, _CookielessClient):
+        return await client.http11.send(request)
+    built = client.build_request(
+        request.method, request.url, headers=request.headers, content=request.content
+    )
+    return await client.send(built, stream=True)
+
+
 def httpx_timeout(timeouts: UpstreamTimeouts) -> httpx.Timeout:
     return httpx.Timeout(
         connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=timeouts.pool
@@ -144,18 +141,29 @@ def make_client(
 ) -> httpx.AsyncClient:
     """The one upstream client of a proxy; the simulation passes its own backend."""
     timeouts = timeouts or UpstreamTimeouts()
+    backend = network_backend or httpcore.TrioBackend()
     pool = make_pool(
         max_connections=max_connections,
-        max_keepalive_connections=64,
-        keepalive_expiry=30.0,
-        network_backend=network_backend or httpcore.TrioBackend(),
+        max_keepalive_connections=KEEPALIVE_CONNECTIONS,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+        network_backend=backend,
     )
-    return _CookielessClient(
+    client = _CookielessClient(
         transport=PoolTransport(pool),
         timeout=httpx_timeout(timeouts),
         follow_redirects=False,
         trust_env=False,
     )
+    # Intercepted requests' own pool: the same backend, limits and default headers.
+    client.http11 = Http11Pool(
+        backend,
+        timeouts,
+        defaults=[(k, v) for k, v in client.headers.raw],
+        max_connections=max_connections,
+        max_keepalive_connections=KEEPALIVE_CONNECTIONS,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+    )
+    return client
 
 
 class _NoCookies(httpx.Cookies):
@@ -172,9 +180,20 @@ class _NoCookies(httpx.Cookies):
 
 
 class _CookielessClient(httpx.AsyncClient):
+    http11: Http11Pool
+
     def __init__(self, *, transport: PoolTransport, **settings: Any) -> None:
         super().__init__(transport=transport, **settings)
         self.pool_transport = transport
+
+    async def aclose(self) -> None:
+        await self.http11.aclose()
+        await super().aclose()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        # httpx's own exit closes the transport, not through ``aclose``
+        await self.http11.aclose()
+        await super().__aexit__(*exc_info)
 
     @property
     def cookies(self) -> httpx.Cookies:
