@@ -22,6 +22,7 @@ from aibridge_cli.fakes.anthropic_replies import (
     text_block,
 )
 from aibridge_cli.fakes.scripted_upstream import Reply, ScriptedUpstream, SeenRequest
+from aibridge_cli.fuzz.catalog import from_file
 from aibridge_cli.sessions.recording import load_fixture
 
 from .cli_process import run_cli, start_cli, stop_cli
@@ -103,12 +104,17 @@ async def test_faults_are_logged_counted_recorded_replayed_fuzzed_and_reported(
     replayed = await run_cli("replay", str(fixture))
     assert replayed.returncode == 0, replayed.stdout.decode()[-3000:]
     assert "1/1 fixtures match" in replayed.stdout.decode()
-    fuzzed = await run_cli(
-        "fuzz", str(fixture), "--iterations", "60", "--seed", "1", "--json", cwd=str(tmp_path)
-    )
-    assert fuzzed.returncode == 0, fuzzed.stdout.decode()[-3000:]
-    scenarios = json.loads(fuzzed.stdout)["scenarios"]
-    assert sum(1 for s in scenarios if s.startswith("chaos")) == 4
+    # fuzzed as one session (its four interceptions in one world), then one by one
+    (session,) = from_file(fixture)
+    assert len(session.parts) == 4
+    for each, count in (((), 1), (("--each",), 4)):
+        fuzzed = await run_cli(
+            "fuzz", str(fixture), *each, "--iterations", "60", "--seed", "1", "--json",
+            cwd=str(tmp_path),
+        )  # fmt: skip
+        assert fuzzed.returncode == 0, fuzzed.stdout.decode()[-3000:]
+        scenarios = json.loads(fuzzed.stdout)["scenarios"]
+        assert sum(1 for s in scenarios if s.startswith("chaos")) == count
 
 
 async def test_rules_switched_at_runtime_with_aibridge_chaos(
