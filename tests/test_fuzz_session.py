@@ -26,10 +26,10 @@ from aibridge_cli.fuzz.campaign import (
     write_repro,
 )
 from aibridge_cli.fuzz.catalog import from_file
-from aibridge_cli.fuzz.plan import Fault, FaultKind, Plan, world_spec
+from aibridge_cli.fuzz.plan import Fault, FaultKind, Plan
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.fuzz.scenario import Scenario
-from aibridge_cli.fuzz.session import session_problems
+from aibridge_cli.fuzz.session import session_problems, world_spec_of
 from aibridge_cli.fuzz.shrink import candidates
 from aibridge_cli.fuzz.signature import Signature
 from aibridge_cli.sessions.normalize import normalize_response
@@ -61,7 +61,7 @@ def test_a_recording_is_one_session_at_its_recorded_offsets(session: Scenario) -
 
 
 def test_the_session_runs_in_one_world_each_request_at_its_offset(session: Scenario) -> None:
-    spec = world_spec(session, Plan(), "eager")
+    spec = world_spec_of(session, Plan(), "eager")
     assert spec.session is not None
     assert spec.requests == 4
     violations, world = Judge("eager").evaluate(session, Plan())
@@ -116,7 +116,7 @@ def test_a_crossed_answer_is_a_per_request_finding(session: Scenario) -> None:
 
     plan = Plan()
     judge = Judge("eager")
-    spec = world_spec(session, plan, "eager")
+    spec = world_spec_of(session, plan, "eager")
     _, world = judge.evaluate(session, plan)
     world.clients[1], world.clients[3] = world.clients[3], world.clients[1]
     run = Run(session, plan, world, spec.replies, "eager")

@@ -103,7 +103,8 @@ def test_schedule_dependence_sets_the_canonical_run_beside_the_failing_one() -> 
     assert evidence.canonical.marks
     page = repro_page(evidence)
     assert page.count('<section class="run"') == 2
-    assert page.index("canonical run") < page.index("this run")
+    # the canonical run's panel first (the verdict above them may name either run)
+    assert page.index("<h2>canonical run") < page.index("<h2>this run")
     assert '<mark class="offending">' in page
     # the plan's fault is drawn on the attempt that played exchange 0, in both runs
     assert [m.exchange for m in evidence.run.marks or [] if m.kind == "attempt"] == [0]

@@ -495,10 +495,8 @@ def shape_of(
 
 
 def canonical_run(run: Run) -> CanonicalRun:
-    if run.scenario.parts:
-        from .session import session_canonical
-
-        return session_canonical(run)
+    """The canonical run of a one-request world, a load or a socket (a session's is
+    ``session.canonical_of``)."""
     response = client_response(run.world, run.plan)
     malformed = bool(judge(run, None, {"malformed-body"}))
     meaning = shape_of(run.scenario, response, run.world)
@@ -512,6 +510,18 @@ def judge(
 
     ``canonical``: the canonical run's (None: this run is the canonical one).
     """
+    scenario, world = run.scenario, run.world
+    found = world_problems(run, oracles)
+    if scenario.requests > 1:
+        load = _load_problems(run, oracles) + _framing(run, oracles)
+        return found + load + shared_problems(run, oracles)
+    if world.client.responses:
+        return found + _socket(run, canonical, oracles)
+    return found + _one_response(run, canonical, oracles)
+
+
+def world_problems(run: Run, oracles: Collection[str]) -> list[Violation]:
+    """What the world as a whole broke: its hygiene, liveness, release and breakers."""
     scenario, world = run.scenario, run.world
     found: list[Violation] = []
     if "hygiene" in oracles:
@@ -527,17 +537,12 @@ def judge(
             Violation("breaker", p, masked(p))
             for p in breaker_problems(scenario.breaker, world.breaker_events)
         ]
-    if scenario.parts:
-        from .session import session_problems
+    return found
 
-        each = session_problems(run, canonical, oracles)
-        return found + each + _key_consistency(run, oracles) + _recording(run, oracles)
-    if scenario.requests > 1:
-        load = _load_problems(run, oracles) + _framing(run, oracles)
-        return found + load + _key_consistency(run, oracles) + _recording(run, oracles)
-    if world.client.responses:
-        return found + _socket(run, canonical, oracles)
-    return found + _one_response(run, canonical, oracles)
+
+def shared_problems(run: Run, oracles: Collection[str]) -> list[Violation]:
+    """What the requests of one world share: the key pool's timeline and the recording."""
+    return _key_consistency(run, oracles) + _recording(run, oracles)
 
 
 # What a socket of several responses judges once, for the whole socket: the pool's and

@@ -572,11 +572,7 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         breaker=scenario.breaker,
         creates=scenario.creates,
     )
-    if scenario.parts:
-        from .session import session_spec
-
-        return session_spec(spec, scenario, plan)
-    return spec
+    return spec  # a session's: ``session.world_spec_of`` makes one from it
 
 
 __all__ = [

@@ -15,9 +15,10 @@ from functools import partial
 
 from ..config import StreamInitiation
 from ..sim.world import CommandResults, WorldResult, session, simulate
-from .oracles import ALL_ORACLES, CanonicalRun, Run, Violation, canonical_run, judge
-from .plan import ALL_FAULTS, FaultKind, Plan, draw_plan, iteration_seed, world_spec
+from .oracles import ALL_ORACLES, CanonicalRun, Run, Violation
+from .plan import ALL_FAULTS, FaultKind, Plan, draw_plan, iteration_seed
 from .scenario import Scenario
+from .session import canonical_of, judged, world_spec_of
 from .signature import Signature, first_signatures
 
 
@@ -60,7 +61,7 @@ class Judge:
     simulate: Callable[..., Awaitable[WorldResult]] = field(default=simulate, repr=False)
 
     async def _run(self, scenario: Scenario, plan: Plan, *, timeline: bool = False) -> Run:
-        spec = world_spec(scenario, plan, self.stream_initiation)
+        spec = world_spec_of(scenario, plan, self.stream_initiation)
         world = await self.simulate(spec, timeline=timeline, commands=self.commands)
         served = spec.replies[: len(world.attempts)]
         return Run(scenario, plan, world, served, self.stream_initiation)
@@ -72,7 +73,7 @@ class Judge:
         """The canonical run of ``base`` (an essential canonical plan), run once."""
         key = (scenario.name, base)
         if key not in self.canonical:
-            self.canonical[key] = canonical_run(await self._run(scenario, base))
+            self.canonical[key] = canonical_of(await self._run(scenario, base))
         return self.canonical[key]
 
     async def judge_plan(
@@ -98,9 +99,9 @@ class Judge:
             ):
                 # The scheduler never deviated from FIFO and nothing else was perturbed: this
                 # was the canonical run, byte for byte.
-                self.canonical[key] = canonical_run(run)
+                self.canonical[key] = canonical_of(run)
             canonical = await self._canonical(scenario, base)
-        return judge(run, canonical, self.oracles), run.world
+        return judged(run, canonical, self.oracles), run.world
 
     async def judge_iteration(self, draw: Draw, index: int) -> Outcome:
         scenario, plan, this_seed = draw_iteration(draw, index)

@@ -14,18 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
+from ..config import StreamInitiation
 from ..fakes.scripted_upstream import Reply
 from ..interception import Interception
 from ..sim.client import Pace
 from ..sim.session import Session, SessionRequest
 from ..sim.world import WorldResult, WorldSpec
-from .plan import ChunkDelay, Cut, FaultKind, Plan, upstream_replies
+from .oracles import (
+    CanonicalRun,
+    Run,
+    Violation,
+    canonical_run,
+    judge,
+    shared_problems,
+    world_problems,
+)
+from .plan import ChunkDelay, Cut, FaultKind, Plan, upstream_replies, world_spec
 from .scenario import Scenario
-
-if TYPE_CHECKING:
-    from .oracles import CanonicalRun, Run, Violation
 
 # Judged once for the whole world, not per request.
 CROSS_REQUEST = frozenset(
@@ -132,8 +138,6 @@ def session_spec(spec: WorldSpec, scenario: Scenario, plan: Plan) -> WorldSpec:
 def _sub_runs(run: Run) -> list[tuple[int, Run, bool]]:
     """Each sent request's own run (its client, attempts, answers, lost tool results), and
     whether it can be told apart from the others (not a twin)."""
-    from .oracles import Run
-
     scenario, plan, world = run.scenario, run.plan, run.world
     sent = kept(scenario, plan)
     twins = Session(
@@ -169,8 +173,6 @@ def session_problems(
     run: Run, canonical: CanonicalRun | None, oracles: Collection[str]
 ) -> list[Violation]:
     """Every one-request oracle on each request's own run, named by its request."""
-    from .oracles import judge
-
     per_request = frozenset(oracles) - CROSS_REQUEST
     theirs = canonical.shape["requests"] if canonical is not None else None
     found: list[Violation] = []
@@ -188,8 +190,26 @@ def session_problems(
 
 def session_canonical(run: Run) -> CanonicalRun:
     """The canonical run of a session: each request's, in order."""
-    from .oracles import CanonicalRun, canonical_run
-
     each = [canonical_run(sub) for _, sub, _ in _sub_runs(run)]
     body = "; ".join(c.body for c in each)
     return CanonicalRun({"requests": each}, any(c.malformed for c in each), body)
+
+
+# What the runner calls for any scenario: a session's world, canonical run and judging
+# are made here from the one-request ones, which know nothing of sessions.
+def world_spec_of(scenario: Scenario, plan: Plan, initiation: StreamInitiation) -> WorldSpec:
+    spec = world_spec(scenario, plan, initiation)
+    return session_spec(spec, scenario, plan) if scenario.parts else spec
+
+
+def canonical_of(run: Run) -> CanonicalRun:
+    return session_canonical(run) if run.scenario.parts else canonical_run(run)
+
+
+def judged(run: Run, canonical: CanonicalRun | None, oracles: Collection[str]) -> list[Violation]:
+    """``oracles.judge``, or for a session: the world's problems, each request's, then
+    what its requests share."""
+    if not run.scenario.parts:
+        return judge(run, canonical, oracles)
+    each = session_problems(run, canonical, oracles)
+    return world_problems(run, oracles) + each + shared_problems(run, oracles)
