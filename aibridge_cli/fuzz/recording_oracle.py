@@ -41,8 +41,8 @@ def recording_problems(
         problems.append(
             (f"{answered} clients got an answer, the recorder was handed {len(handed)}", UNHANDED)
         )
-    times = Counter(id(record) for record in handed)
-    twice = [n for n, record in enumerate(handed) if times.pop(id(record), 1) > 1]
+    handings = Counter(id(record) for record in handed)
+    twice = [n for n, record in enumerate(handed) if handings.pop(id(record), 1) > 1]
     if twice:
         message = f"interception(s) {', '.join(map(str, twice))} handed to the recorder again"
         problems.append((message, HANDED_TWICE))
