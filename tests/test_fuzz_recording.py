@@ -10,12 +10,14 @@ import pytest
 from aibridge_cli.fuzz import recording_oracle
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
+from aibridge_cli.fuzz.evidence import gather
 from aibridge_cli.fuzz.plan import Plan
 from aibridge_cli.fuzz.recording_oracle import recording_problems
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.fuzz.toml_scenario import load_toml_scenario
 from aibridge_cli.interception import ClientRequest, Interception
 from aibridge_cli.sim.recorder import MemoryRecorder
+from aibridge_cli.views.repro import repro_page
 
 from .cross_request_plants import interrupted_recorded_twice, recording_line_lost
 
@@ -108,6 +110,20 @@ def test_an_interrupted_interception_handed_over_twice_is_found_in_a_load_and_a_
     assert {(oracle, shape) for _, oracle, shape in shapes} == {
         ("recording", recording_oracle.HANDED_TWICE)
     }
+
+
+def test_a_recording_finding_on_a_socket_has_a_page_with_the_recorder_lane(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a socket of several responses is one request that records: its page's lanes are
+    # the one-request row and the recorder (its page used to fail on the record mark)
+    interrupted_recorded_twice(monkeypatch)
+    found = run_campaign(Settings(tuple(builtin("loads/socket-turns")), 1, 40))
+    (finding,) = [f for f in found.findings if f.oracle == "recording"]
+    page = repro_page(gather(finding))
+    assert 'data-lane="recorder" data-marks=' in page
+    assert 'data-kind="record"' in page
+    assert 'class="request"' not in page
 
 
 def test_one_request_worlds_record_nothing() -> None:
