@@ -321,7 +321,28 @@ def draw_rare(
         # client starts a moment, a while or past a 30 s cooldown later than its turn.
         starts = tuple(rng.choice(LOAD_STARTS) for _ in range(scenario.requests))
         plan = replace(plan, starts=starts)
-    return plan
+    return _slow_after_hang_up(scenario, plan)
+
+
+# Each chunk of the answer a client hangs up on comes this late: past the
+# release oracle's bound, so a handler left running holds the answer open where it shows.
+HANG_UP_PACE = 1.5
+
+
+def _slow_after_hang_up(scenario: Scenario, plan: Plan) -> Plan:
+    """Half the plans with a client that hangs up (a bit of the schedule's seed, so the
+    random stream and every other plan stay as they were) slow the answers it may leave
+    open: a handler not cancelled when its client left shows only when the upstream's
+    answer goes on long enough after."""
+    hang_ups = {f.exchange for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT}
+    if not hang_ups or plan.schedule_seed & 1:
+        return plan
+    paced = {(d.exchange, d.chunk): d for d in plan.delays}
+    for e in sorted(hang_ups):
+        if scenario.exchanges[e].status < 400:
+            for chunk in range(8):
+                paced.setdefault((e, chunk), ChunkDelay(e, chunk, HANG_UP_PACE))
+    return replace(plan, delays=tuple(sorted(paced.values())))
 
 
 # -- from plan to world ------------------------------------------------------------------
