@@ -7,7 +7,8 @@ test); the tests of each oracle and the reproducer pages' tests plant the same b
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,8 @@ import trio
 from aibridge_cli.errors import AllKeysRateLimited
 from aibridge_cli.fuzz.campaign import Campaign, Settings, run_campaign
 from aibridge_cli.fuzz.toml_scenario import load_toml_scenario
-from aibridge_cli.interception import Interception
-from aibridge_cli.proxy import keypool
+from aibridge_cli.interception import Interception, Recorder
+from aibridge_cli.proxy import bridge, keypool, routes, ws_server
 from aibridge_cli.sim.recorder import MemoryRecorder
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -66,6 +67,26 @@ def recording_line_lost(monkeypatch: pytest.MonkeyPatch) -> None:
         trio.lowlevel.current_trio_token().run_sync_soon(flush, self)
 
     monkeypatch.setattr(MemoryRecorder, "__call__", handed)
+
+
+def interrupted_recorded_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``record-interrupted-twice`` mutant: an interception that ends in an exception
+    (its client left, it was cancelled) is handed over by an added ``except`` clause and
+    again by the ``finally`` that already did."""
+    original = bridge.recorded
+
+    @contextmanager
+    def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interception]:
+        with original(record, recorder):
+            try:
+                yield record
+            except BaseException:
+                if recorder is not None:
+                    recorder(record)
+                raise
+
+    monkeypatch.setattr(routes, "recorded", recorded)
+    monkeypatch.setattr(ws_server, "recorded", recorded)
 
 
 def retry_after_from_the_longest(monkeypatch: pytest.MonkeyPatch) -> None:

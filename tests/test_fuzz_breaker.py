@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from aibridge_cli.config import BreakerConfig
 from aibridge_cli.errors import ConfigError
+from aibridge_cli.fuzz import plan as plan_module
 from aibridge_cli.fuzz.campaign import Settings, load_repro, run_campaign, write_repro
-from aibridge_cli.fuzz.plan import Plan
+from aibridge_cli.fuzz.catalog import builtin, builtin_scenarios
+from aibridge_cli.fuzz.plan import HEAD_LATENESS, HeadDelay, Plan, draw_plan
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.fuzz.scenario import Scenario
 from aibridge_cli.fuzz.toml_scenario import load_toml_scenario, scenario_from_toml
@@ -125,3 +129,53 @@ def test_bad_load_settings_are_one_error(extra: dict[str, object], message: str)
     data = {"api": "anthropic", "turn": [{"text": "hi"}], **extra}
     with pytest.raises(ConfigError, match=message):
         scenario_from_toml("bad", data, "bad.toml")
+
+
+def stale_reports_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plant (bench/mutants.py's breaker-stale-report): an answer counts in the state
+    it arrives in, not the one its request was admitted in."""
+    original = Breaker.report
+
+    def report(self: Breaker, ticket: Ticket, status: int, now: float) -> None:
+        self._tick(now)
+        original(self, replace(ticket, generation=self.generation), status, now)
+
+    monkeypatch.setattr(Breaker, "report", report)
+
+
+def burst_campaign_oracles() -> set[str]:
+    settings = Settings(tuple(builtin("loads/breaker-burst")), 1, 40)
+    return {
+        v.oracle for o in run_campaign(settings, investigate=False).failures for v in o.violations
+    }
+
+
+def test_answers_slow_to_start_show_a_report_counted_in_the_wrong_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert burst_campaign_oracles() == set()
+    stale_reports_count(monkeypatch)
+    assert burst_campaign_oracles() == {"breaker"}
+    # what shows it is a status line later than open_time: without one the burst passes
+    monkeypatch.setattr(plan_module, "HEAD_LATENESS", (0.0,))
+    assert burst_campaign_oracles() == set()
+
+
+def test_only_a_breaker_load_draws_answers_slow_to_start() -> None:
+    (burst,) = builtin("loads/breaker-burst")
+    assert burst.breaker is not None
+    heads = [draw_plan(random.Random(i), burst).heads for i in range(100)]
+    assert 30 < sum(bool(h) for h in heads) < 70
+    quick = {i for i, x in enumerate(burst.exchanges) if x.status in (401, 403, 429)}
+    for head in (h for drawn in heads for h in drawn):
+        assert head.exchange not in quick
+        assert head.seconds in {round(k * burst.breaker.open_time, 6) for k in HEAD_LATENESS}
+    assert not any(
+        draw_plan(random.Random(i), s).heads
+        for i, s in enumerate(builtin_scenarios())
+        if s.breaker is None
+    )
+    # a repro file keeps them, and only when there are some
+    plan = Plan(heads=(HeadDelay(3, 0.3),))
+    assert Plan.from_json(plan.to_json()) == plan
+    assert "heads" not in Plan().to_json()

@@ -19,20 +19,23 @@ TEST_SCENARIOS = Path(__file__).parent / "scenarios"
 REVOKED = "loads/revoked-while-cooling"
 
 
-def test_the_loads_are_built_in_and_one_request_scenarios_keep_nine_draws_in_ten() -> None:
+def test_the_loads_are_built_in_and_one_request_scenarios_keep_most_draws() -> None:
     loads = builtin("loads")
     assert [s.name for s in loads] == [s.name for s in builtin_loads()]
     assert {s.name for s in loads} == {
         "loads/breaker-529-agentic",
         "loads/breaker-burst",
+        "loads/codex-session-socket",
         REVOKED,
         "loads/shorter-cooldown-two-clients",
+        "loads/socket-turns",
     }
-    assert all(s.requests > 1 for s in loads)
+    assert all(s.requests > 1 or len(s.creates) > 1 for s in loads)
     every = builtin_scenarios()
     assert every[-len(loads) :] == tuple(loads)
     # the campaign draws a scenario uniformly: a load costs one-request scenarios a draw
-    assert sum(s.requests == 1 for s in every) / len(every) >= 0.9
+    # (41 of 47 scenarios, 87%)
+    assert sum(s.requests == 1 and not s.creates for s in every) / len(every) >= 0.85
 
 
 def test_a_shipped_load_is_the_same_file_as_the_test_scenario_of_its_name() -> None:
@@ -43,7 +46,7 @@ def test_a_shipped_load_is_the_same_file_as_the_test_scenario_of_its_name() -> N
         if twin.exists():
             assert entry.read_text(encoding="utf-8") == twin.read_text(), entry.name
             shared += 1
-    assert shared == 3
+    assert shared == 5
 
 
 @pytest.mark.parametrize("name", [s.name for s in builtin_loads()])
@@ -60,6 +63,13 @@ def test_black_box_mode_skips_a_load() -> None:
     reason = skip_reason(scenario, None)
     assert reason is not None
     assert "a load" in reason
+
+
+def test_black_box_mode_skips_a_shipped_socket() -> None:
+    (scenario,) = builtin("loads/socket-turns")
+    reason = skip_reason(scenario, None)
+    assert reason is not None
+    assert "WebSocket" in reason
 
 
 def test_a_401_dropped_for_a_cooling_key_is_found_in_the_revoked_load(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 import trio
 
+from aibridge_cli.fuzz import plan as plan_module
 from aibridge_cli.fuzz.campaign import Settings, run_campaign
-from aibridge_cli.fuzz.catalog import builtin
-from aibridge_cli.fuzz.plan import ChunkDelay, Cut, Fault, FaultKind, Plan
+from aibridge_cli.fuzz.catalog import builtin, builtin_scenarios
+from aibridge_cli.fuzz.plan import HANG_UP_PACE, ChunkDelay, Cut, Fault, FaultKind, Plan, draw_plan
 from aibridge_cli.fuzz.release import release_problems
 from aibridge_cli.fuzz.runner import Judge
 from aibridge_cli.proxy.server import HTTPConnection
@@ -58,21 +60,62 @@ def test_a_cancelled_handler_lets_the_answer_go_at_once() -> None:
     assert found_in_campaign(CHAT) == set()
 
 
-def test_a_handler_not_cancelled_when_its_client_leaves_is_a_release_finding(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The plant (bench/mutants.py's server-no-cancel): the watcher sees the client go and
-    # cancels nothing, so the handler reads the upstream's answer to its end.
+def no_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plant (bench/mutants.py's server-no-cancel): the watcher sees the client go and
+    cancels nothing, so the handler reads the upstream's answer to its end."""
     original = HTTPConnection._watch_peer
 
     async def watch_peer(self: HTTPConnection, handler_scope: trio.CancelScope) -> None:
         await original(self, trio.CancelScope())
 
     monkeypatch.setattr(HTTPConnection, "_watch_peer", watch_peer)
+
+
+def test_a_handler_not_cancelled_when_its_client_leaves_is_a_release_finding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    no_cancel(monkeypatch)
     oracles, answers = run(SIMPLE, hang_up_mid_answer())
     assert oracles == {"release"}  # nothing else sees it: the world closes all at teardown
     assert [(a.opened, a.closed) for a in answers] == [(0.0, 3.0)]
     assert "release" in found_in_campaign(CHAT)
+
+
+def released_in_default_campaign() -> set[str]:
+    """A campaign with every fault kind, as ``aibridge fuzz`` draws them."""
+    settings = Settings(tuple(builtin("openai-responses")), 1, 40)
+    campaign = run_campaign(settings, investigate=False)
+    return {v.oracle for outcome in campaign.failures for v in outcome.violations}
+
+
+def test_plans_with_a_hang_up_pace_its_answer_so_a_default_campaign_finds_no_cancel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert released_in_default_campaign() == set()
+    no_cancel(monkeypatch)
+    assert released_in_default_campaign() == {"release"}
+    # the pacing is what shows it: without it the same campaign passes
+    monkeypatch.setattr(plan_module, "_slow_after_hang_up", lambda scenario, plan: plan)
+    assert released_in_default_campaign() == set()
+
+
+def test_only_half_the_plans_with_a_hang_up_are_paced_and_no_other() -> None:
+    scenarios = builtin_scenarios()
+    paced = hung_up = 0
+    for i in range(600):
+        scenario = scenarios[i % len(scenarios)]
+        plan = draw_plan(random.Random(i), scenario)
+        slow = {(d.exchange, d.chunk) for d in plan.delays if d.seconds == HANG_UP_PACE}
+        hang_ups = {f.exchange for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT}
+        if not hang_ups or plan.schedule_seed & 1:
+            assert not slow
+            continue
+        hung_up += 1
+        due = {e for e in hang_ups if scenario.exchanges[e].status < 400}
+        assert {e for e, _ in slow} == due
+        paced += bool(due)
+    assert hung_up > 10
+    assert paced > 5
 
 
 def test_a_socket_that_leaves_its_response_running_is_a_release_finding(

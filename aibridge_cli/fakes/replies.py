@@ -24,6 +24,7 @@ class Reply:
     delays: Sequence[float] = ()
     fault: Fault | None = None
     fault_at: int = 0
+    head_delay: float = 0.0  # seconds before the status line (an answer slow to start)
 
     @classmethod
     def json(cls, body: Any, status: int = 200, headers: Headers | None = None) -> Reply:

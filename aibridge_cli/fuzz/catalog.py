@@ -8,9 +8,10 @@ session (``session.py``): its HTTP interceptions of one provider in one world, a
 recorded offsets; ``--each`` makes it one scenario per interception, as the built-ins.
 
 The built-in loads (``fixtures/loads/*.toml``, named ``loads/NAME``; ``loads`` selects them
-all) are TOML scenarios with several clients in one world: without them the default
-campaign holds one request per world, and what requests share (the key pool under
-concurrency, the recorder, the circuit breaker) is never judged by it.
+all) are TOML scenarios with several clients in one world, or several responses on one
+socket: without them the default campaign holds one request per world, and what requests
+share (the key pool under concurrency, the recorder, the circuit breaker, a client
+connection's upstream socket) is never judged by it.
 """
 
 from __future__ import annotations
@@ -65,12 +66,22 @@ def fixture_scenarios(
 
 @cache
 def builtin_scenarios() -> tuple[Scenario, ...]:
-    fixtures = tuple(
+    return _builtin_fixtures() + builtin_loads()
+
+
+@cache
+def _builtin_fixtures() -> tuple[Scenario, ...]:
+    return tuple(
         scenario
         for name, fixture in zip(list_builtin(), load_builtin(), strict=True)
         for scenario in fixture_scenarios(name, fixture)
     )
-    return fixtures + builtin_loads()
+
+
+def _fixture_named(name: str) -> list[Scenario]:
+    """A built-in fixture's scenarios, for a shipped socket's ``fixtures``: the loads are
+    not yet built when they are read, and a load names fixtures only."""
+    return _named(name, _builtin_fixtures())
 
 
 def builtin_loads() -> tuple[Scenario, ...]:
@@ -84,6 +95,7 @@ def builtin_loads() -> tuple[Scenario, ...]:
             f"loads/{f.name[: -len('.toml')]}",
             tomllib.loads(f.read_text(encoding="utf-8")),
             f"builtin:loads/{f.name}",
+            _fixture_named,
         )
         for f in files
     )
@@ -95,11 +107,11 @@ def builtin_names() -> list[str]:
 
 def builtin(name: str) -> list[Scenario]:
     """The built-in scenarios called ``name``: a fixture or a provider selects all of its own."""
-    chosen = [
-        s
-        for s in builtin_scenarios()
-        if name in (s.name, s.name.split("#")[0], s.name.split("/")[0])
-    ]
+    return _named(name, builtin_scenarios())
+
+
+def _named(name: str, scenarios: Sequence[Scenario]) -> list[Scenario]:
+    chosen = [s for s in scenarios if name in (s.name, s.name.split("#")[0], s.name.split("/")[0])]
     if not chosen:
         raise ConfigError(f"no built-in scenario {name!r} (see aibridge fuzz --list)")
     return chosen

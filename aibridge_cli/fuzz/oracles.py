@@ -689,8 +689,9 @@ def _recording(run: Run, oracles: Collection[str]) -> list[Violation]:
     if "recording" not in oracles or world.recording is None:
         return []
     answered = sum(client.status is not None for client in world.clients)
+    requests = len(world.clients)  # a socket's are its responses (``_socket``)
     recording = world.recording
-    found = recording_problems(world.handed, recording.lines, recording.text, answered)
+    found = recording_problems(world.handed, recording.lines, recording.text, answered, requests)
     return [Violation("recording", message, shape) for message, shape in found]
 
 

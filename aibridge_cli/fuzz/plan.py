@@ -76,6 +76,13 @@ class Cut(NamedTuple):
     offsets: tuple[int, ...]
 
 
+class HeadDelay(NamedTuple):
+    """The upstream waits ``seconds`` before the status line of exchange ``exchange``."""
+
+    exchange: int
+    seconds: float
+
+
 class ChunkDelay(NamedTuple):
     """The upstream waits ``seconds`` before chunk ``chunk`` of exchange ``exchange``."""
 
@@ -117,6 +124,7 @@ class Plan:
     retry_after: str | None = None  # every 429's Retry-After, the scenario's own included
     start_after: float = 0.0  # virtual seconds before the client sends its request
     starts: tuple[float, ...] = ()  # a load's clients: seconds each starts later than planned
+    heads: tuple[HeadDelay, ...] = ()  # a breaker load's answers slow to start
     drop: tuple[int, ...] = ()  # a session's requests not sent (the shrinker's)
 
     def canonical(self) -> Plan:
@@ -179,7 +187,7 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("starts", "drop"):  # only when set: repro files of other scenarios
+        for name in ("starts", "heads", "drop"):  # only when set: repro files of others
             if not data[name]:  # keep their bytes
                 del data[name]
         return data
@@ -202,6 +210,7 @@ class Plan:
             retry_after=data.get("retry_after"),
             start_after=data.get("start_after", 0.0),
             starts=tuple(data.get("starts", ())),
+            heads=tuple(HeadDelay(*h) for h in data.get("heads", ())),
             drop=tuple(data.get("drop", ())),
         )
 
@@ -321,7 +330,43 @@ def draw_rare(
         # client starts a moment, a while or past a 30 s cooldown later than its turn.
         starts = tuple(rng.choice(LOAD_STARTS) for _ in range(scenario.requests))
         plan = replace(plan, starts=starts)
-    return plan
+    # Answers the key pool does not read (a 429's or a 401's time is its cooldown's start)
+    slow = [i for i, x in enumerate(scenario.exchanges) if x.status not in (401, 403, 429)]
+    if scenario.breaker is not None and slow and rng.random() < 0.5:
+        # Drawn last, for breaker loads only: an answer admitted in one state of the
+        # breaker and given in the next (its status line later than the breaker's
+        # open_time) is what a stale report or a kept probe slot needs.
+        open_time = scenario.breaker.open_time
+        heads = {
+            rng.choice(slow): round(rng.choice(HEAD_LATENESS) * open_time, 6)
+            for _ in range(rng.randint(1, 3))
+        }
+        plan = replace(plan, heads=tuple(HeadDelay(*h) for h in sorted(heads.items())))
+    return _slow_after_hang_up(scenario, plan)
+
+
+HEAD_LATENESS = (0.5, 1.5, 3.0)  # times the breaker's open_time
+
+
+# Each chunk of the answer a client hangs up on comes this late: past the
+# release oracle's bound, so a handler left running holds the answer open where it shows.
+HANG_UP_PACE = 1.5
+
+
+def _slow_after_hang_up(scenario: Scenario, plan: Plan) -> Plan:
+    """Half the plans with a client that hangs up (a bit of the schedule's seed, so the
+    random stream and every other plan stay as they were) slow the answers it may leave
+    open: a handler not cancelled when its client left shows only when the upstream's
+    answer goes on long enough after."""
+    hang_ups = {f.exchange for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT}
+    if not hang_ups or plan.schedule_seed & 1:
+        return plan
+    paced = {(d.exchange, d.chunk): d for d in plan.delays}
+    for e in sorted(hang_ups):
+        if scenario.exchanges[e].status < 400:
+            for chunk in range(8):
+                paced.setdefault((e, chunk), ChunkDelay(e, chunk, HANG_UP_PACE))
+    return replace(plan, delays=tuple(sorted(paced.values())))
 
 
 # -- from plan to world ------------------------------------------------------------------
@@ -525,7 +570,9 @@ def upstream_replies(scenario: Scenario, plan: Plan) -> list[Reply]:
         if scenario.transport == "websocket" and exchange.status < 400:
             replies.append(_message_reply(exchange, e, plan, here))
         else:
-            replies.append(_exchange_reply(scenario.api, exchange, e, plan, here))
+            reply = _exchange_reply(scenario.api, exchange, e, plan, here)
+            late = sum(h.seconds for h in plan.heads if h.exchange == e)
+            replies.append(replace(reply, head_delay=late) if late else reply)
     return replies
 
 
@@ -544,6 +591,7 @@ def _starts(scenario: Scenario, plan: Plan) -> tuple[float, ...]:
 def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiation) -> WorldSpec:
     disconnect = next((f.at for f in plan.faults if f.kind is FaultKind.CLIENT_DISCONNECT), None)
     bound = 300.0 + plan.start_after + sum(d.seconds for d in plan.delays)
+    bound += sum(h.seconds for h in plan.heads)
     bound += sum(r.seconds for r in plan.read_delays)
     bound += sum(plan.tool_latency)
     tool_faults = {f.at: f.kind for f in plan.faults if f.kind.mcp}

@@ -6,7 +6,10 @@ of them exactly once, as the line the fixture format makes of it, and the whole 
 parse back through that format (``parse_fixture``) into as many interceptions: a line
 lost or doubled when two interceptions end at once, or one cut or glued to another, is a
 finding. Every client that got a status line was served by an interception, so the proxy
-must have handed over at least that many.
+must have handed over at least that many; and each interception answers one client
+request (a load's client, a socket's ``response.create``), so no more than there were
+requests, and never the same one twice. Comparing the recording with what was handed
+over alone would take an interception handed over twice for two served alike.
 """
 
 from __future__ import annotations
@@ -23,18 +26,29 @@ DOUBLED = "an interception recorded more than once"
 FOREIGN = "a recorded line that is no interception served"
 UNREADABLE = "a recording that does not parse back"
 UNHANDED = "an interception never handed to the recorder"
+HANDED_TWICE = "an interception handed to the recorder more than once"
+SURPLUS = "more interceptions handed to the recorder than client requests"
 
 
 def recording_problems(
-    handed: Sequence[Interception], lines: Sequence[str], text: str, answered: int
+    handed: Sequence[Interception], lines: Sequence[str], text: str, answered: int, requests: int
 ) -> list[tuple[str, str]]:
     """(message, shape) for each way the recording ``lines`` (the file ``text``) fails
-    the interceptions ``handed`` over, ``answered`` clients having got a status line."""
+    the interceptions ``handed`` over, ``answered`` of the ``requests`` clients' requests
+    having got a status line."""
     problems: list[tuple[str, str]] = []
     if len(handed) < answered:
         problems.append(
             (f"{answered} clients got an answer, the recorder was handed {len(handed)}", UNHANDED)
         )
+    handings = Counter(id(record) for record in handed)
+    twice = [n for n, record in enumerate(handed) if handings.pop(id(record), 1) > 1]
+    if twice:
+        message = f"interception(s) {', '.join(map(str, twice))} handed to the recorder again"
+        problems.append((message, HANDED_TWICE))
+    elif len(handed) > requests:
+        message = f"{len(handed)} interceptions handed to the recorder for {requests} request(s)"
+        problems.append((message, SURPLUS))
     try:
         parsed = parse_fixture(text, "<recording>")
     except FixtureError as exc:

@@ -40,7 +40,7 @@ def candidates(plan: Plan, requests: int = 1) -> Iterator[Plan]:
         yield replace(plan, drop=tuple(sorted((*plan.drop, r))))
     if plan.schedule_budget:
         yield replace(plan, schedule_budget=0)
-    groups = ("checkpoints", "delays", "read_delays", "tool_latency", "cuts", "starts")
+    groups = ("checkpoints", "delays", "read_delays", "tool_latency", "cuts", "starts", "heads")
     fields: dict[str, Any]
     for name in groups:
         if getattr(plan, name):

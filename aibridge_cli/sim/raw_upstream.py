@@ -134,6 +134,8 @@ class RawUpstream:
         """Write one reply; False when a fault or the proxy ended the connection."""
         if reply.fault == "reset-before-body":
             return False
+        if reply.head_delay and await _hung_up_within(stream, reply.head_delay):
+            return False
         reason = (
             HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else ""
         )

@@ -78,7 +78,10 @@ class Layout:
     def of(cls, marks: Sequence[Mark]) -> Layout:
         requests = sorted({m.request for m in marks if m.request is not None})
         if not requests:
-            return cls(tuple((None, lane) for lane in LANES), False)
+            # a socket of several responses also records: its recorder gets a lane
+            used = {m.lane for m in marks}
+            lanes = (*LANES, *(lane for lane in SHARED_LANES if lane in used - set(LANES)))
+            return cls(tuple((None, lane) for lane in lanes), False)
         own = [(r, lane) for r in requests for lane in REQUEST_LANES]
         return cls((*own, *((None, lane) for lane in SHARED_LANES)), True)
 
