@@ -193,6 +193,19 @@ def test_a_pool_s_own_429_tells_the_smallest_remaining_cooldown_at_its_instant()
     ]
 
 
+def test_answers_of_one_instant_may_reach_the_pool_in_any_order() -> None:
+    # loads/revoked-while-cooling, seed 1: key 0 answered 429 and 401 at one instant, key
+    # 1 a 403; the proxy read the 429 and the 403 first and told its client key 0's 2 s
+    revoked = [Attempt(0.0, 0, 429, "2"), Attempt(0.0, 0, 401, None), Attempt(0.0, 1, 403, None)]
+    assert told(2, revoked, (0.0, 0.0, "2")) == []
+    assert told(2, revoked, (0.0, 0.0, "5")) == [
+        "client 0 was told Retry-After 5 at 0 s; the pool's timeline gives 2"
+    ]
+    # a pool with a key free to try answers no client itself: key 0's 30 alone is no answer
+    both = [Attempt(0.0, 0, 429, "30"), Attempt(0.0, 1, 429, "10")]
+    assert told(2, both, (0.0, 0.0, "30")) != []
+
+
 def test_a_relayed_429_keeps_the_upstream_s_retry_after() -> None:
     upstream = [Attempt(0.0, None, 429, "7")]
     assert told(0, upstream, (0.0, 0.0, "7")) == []

@@ -23,7 +23,7 @@ from __future__ import annotations
 import email.utils
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,15 +64,39 @@ class _Key:
             self.disabled_at = now
 
 
-def _pool_at(keys: int, attempts: Sequence[Attempt], now: float, inclusive: bool) -> list[_Key]:
-    """The pool once the answers before ``now`` (and at it, if ``inclusive``) were read."""
+def _model(keys: int, answered: Iterable[Attempt]) -> list[_Key]:
+    """The pool once these answers were read, in this order."""
     model = [_Key() for _ in range(keys)]
-    for attempt in attempts:
-        if attempt.time > now or (attempt.time == now and not inclusive):
-            break
+    for attempt in answered:
         if attempt.key is not None and attempt.key < keys:
             model[attempt.key].answered(attempt)
     return model
+
+
+def _pool_at(keys: int, attempts: Sequence[Attempt], now: float, inclusive: bool) -> list[_Key]:
+    """The pool once the answers before ``now`` (and at it, if ``inclusive``) were read."""
+    return _model(keys, (a for a in attempts if a.time < now or (inclusive and a.time == now)))
+
+
+# Past this many answers at one instant, the pools of their subsets are not worked out
+# (2**n of them): a world with so many is judged on the whole and the empty set only.
+_SUBSETS_UP_TO = 8
+
+
+def _partial_pools(keys: int, attempts: Sequence[Attempt], now: float) -> Iterator[list[_Key]]:
+    """The pool once some of the answers at ``now`` were read, not all: answers given at
+    one virtual instant on several connections reach the pool in whatever order the
+    proxy reads them, so a client may be answered from a pool that has read only some;
+    only a pool with no key free to try answers a client itself."""
+    before = [a for a in attempts if a.time < now]
+    at = [a for a in attempts if a.time == now]
+    if len(at) > _SUBSETS_UP_TO:
+        return
+    for size in range(1, len(at)):
+        for chosen in itertools.combinations(at, size):
+            pool = _model(keys, (*before, *chosen))
+            if all(k.disabled_at is not None or k.until > now for k in pool):
+                yield pool
 
 
 def key_consistency_problems(
@@ -160,6 +184,8 @@ def retry_after_problems(
         for i, now in enumerate(instants):
             later = instants[i + 1] if i + 1 < len(instants) else now
             right |= _told(_pool_at(keys, attempts, now, inclusive=False), now, now)
+            for partial in _partial_pools(keys, attempts, now):
+                right |= _told(partial, now, now)
             right |= _told(_pool_at(keys, attempts, now, inclusive=True), now, later)
         if value is None or not value.isdigit() or int(value) not in right:
             says = _values(right) or "no key cooling"
