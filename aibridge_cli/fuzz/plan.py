@@ -598,7 +598,8 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
     slow = FaultKind.MCP_SLOW in tool_faults.values()
     bound += sum(t.timeout for t in scenario.tools) if slow else 0
     bound += scenario.requests * scenario.gap + sum(_starts(scenario, plan))
-    spec = WorldSpec(
+    # a session's replies are its requests' own: ``session.world_spec_of`` sets them
+    return WorldSpec(
         path=scenario.path,
         body=scenario.body,
         replies=() if scenario.parts else upstream_replies(scenario, plan),
@@ -620,7 +621,6 @@ def world_spec(scenario: Scenario, plan: Plan, stream_initiation: StreamInitiati
         breaker=scenario.breaker,
         creates=scenario.creates,
     )
-    return spec  # a session's: ``session.world_spec_of`` makes one from it
 
 
 __all__ = [
