@@ -12,12 +12,13 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import pytest
 import trio
 
 from aibridge_cli.config import GuardConfig, ServeOptions, UpstreamTimeouts
-from aibridge_cli.fuzz.blackbox import BlackBoxRun, BlackBoxSettings, mark, run_campaign
+from aibridge_cli.fuzz.blackbox import BlackBoxRun, BlackBoxSettings, _set_up, mark, run_campaign
 from aibridge_cli.fuzz.catalog import builtin
 from aibridge_cli.fuzz.oracles import ALL_ORACLES, Profile, profile_oracles
 from aibridge_cli.fuzz.plan import ALL_FAULTS, FaultKind
@@ -247,3 +248,26 @@ async def test_a_retry_gets_the_same_failure_again_and_a_key_failover_the_next_r
     ids = [r.reply.headers[-1] for r in script.requests]
     assert ids[0] == ("request-id", "req_0a0b0c0d_3_0")
     assert ids[2] == ids[1]
+
+
+async def test_a_target_that_forwards_even_the_setup_probe_is_taken_for_a_proxy(
+    nursery: trio.Nursery,
+) -> None:
+    # mitmproxy in reverse mode forwards a request without a host too, and answers only
+    # once the upstream does: during setup the mock upstream does not serve yet
+    upstream_port = free_port()
+
+    async def forward_and_wait(client: trio.SocketStream) -> None:
+        async with client, await trio.open_tcp_stream("127.0.0.1", upstream_port) as upstream:
+            await upstream.send_all(await client.receive_some())
+            await trio.sleep_forever()  # no answer until the upstream's, which never comes
+
+    serve = partial(trio.serve_tcp, forward_and_wait, 0, host="127.0.0.1")
+    (listener,) = await nursery.start(serve)
+    url = f"http://127.0.0.1:{listener.socket.getsockname()[1]}"
+    settings = BlackBoxSettings(url, upstream_port, scenarios(RELAYED), 7, 1, BLACK_BOX_GENERIC)
+    with trio.fail_after(4):  # under the probe's 5 s: the forwarded request decides
+        target, listeners = await _set_up(settings)
+    assert target.port == listener.socket.getsockname()[1]
+    for upstream in listeners:
+        await upstream.aclose()

@@ -476,6 +476,30 @@ async def _connect(host: str, port: int) -> trio.SocketStream:
     return trio.SocketStream(sock)
 
 
+async def _probe_or_forwarded(
+    probe: trio.SocketStream, listeners: Sequence[trio.SocketListener]
+) -> str | None:
+    """``probe_http`` with the unforwardable request, or None as soon as the target
+    forwards it to the mock upstream: a reverse proxy that forwards even a request
+    without a host (mitmproxy does) waits on an upstream that is not serving yet, and
+    never answers; that it forwarded is proof enough that an HTTP proxy is there."""
+    problem: str | None = None
+
+    async def forwarded(listener: trio.SocketListener) -> None:
+        nonlocal problem
+        stream = await listener.accept()
+        await stream.aclose()
+        problem = None
+        nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(forwarded, listener)
+        problem = await probe_http(probe, UNFORWARDABLE_REQUEST, CONNECT_TIMEOUT, allow_close=True)
+        nursery.cancel_scope.cancel()
+    return problem
+
+
 async def _set_up(settings: BlackBoxSettings) -> tuple[Target, list[trio.SocketListener]]:
     """Bind the mock upstream and reach the target once: both are setup errors (exit 2)."""
     target = parse_target(settings.url)
@@ -494,7 +518,7 @@ async def _set_up(settings: BlackBoxSettings) -> tuple[Target, list[trio.SocketL
         reason = getattr(exc, "strerror", None) or f"no answer in {CONNECT_TIMEOUT:g} s"
         raise ConfigError(f"--target {settings.url}: cannot connect: {reason}") from None
     async with probe:
-        problem = await probe_http(probe, UNFORWARDABLE_REQUEST, CONNECT_TIMEOUT, allow_close=True)
+        problem = await _probe_or_forwarded(probe, listeners)
     if problem is not None:
         for listener in listeners:
             await listener.aclose()
