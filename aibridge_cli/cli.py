@@ -18,11 +18,9 @@ import typer.core
 import typer.main
 
 from . import __version__
+from .commands import LazyCommands
 from .console import print_error
 from .failures import explain, interrupted
-from .fuzz.command import register as register_fuzz
-from .proxy.command import register as register_proxy
-from .sessions.command import register as register_sessions
 
 ENV_PREFIX = "AIBRIDGE"
 
@@ -36,12 +34,35 @@ _UsageError: type[Exception] = next(
 
 
 class AibridgeGroup(typer.core.TyperGroup):
-    """The root command: the conventions above, applied to every subcommand."""
+    """The root command: the conventions above, applied to every subcommand. The
+    subcommands are ``commands.COMMANDS``, each built when it is first looked up; the
+    root help lists them by their summaries."""
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
-        for command in self.commands.values():
-            _readable(command.params)
+        lazy = LazyCommands(self.rich_markup_mode, made=lambda c: _readable(c.params))
+        lazy.update(self.commands)
+        self.commands = self._lazy = lazy
+        self._listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)  # typer's reads every command, which builds it
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if self._listing:
+            return self._lazy.summary(cmd_name)
+        command = self.commands.get(cmd_name)
+        if command is not None:
+            # created on first use, with a ``<bool>`` placeholder: made before it is shown
+            _quiet_flag(command.get_help_option(ctx))
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True  # the command list needs no command built
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         given = args[1] if len(args) > 1 else kwargs.get("args", [])
@@ -68,9 +89,6 @@ class AibridgeGroup(typer.core.TyperGroup):
         return _quiet_flag(super().get_help_option(ctx))
 
     def invoke(self, ctx: Any) -> Any:
-        for command in self.commands.values():
-            # created on first use, with a ``<bool>`` placeholder: made before it is shown
-            _quiet_flag(command.get_help_option(ctx))
         try:
             return super().invoke(ctx)
         except typer.Exit:
@@ -241,10 +259,3 @@ def environment_variables() -> dict[str, list[str]]:
                 if variable not in table.setdefault(option, []):
                     table[option].append(variable)
     return dict(sorted(table.items()))
-
-
-# Each area registers its commands; a command imports its machinery only when it runs, so
-# ``aibridge --help`` loads no proxy, fuzzer or simulation.
-register_proxy(app)
-register_sessions(app)
-register_fuzz(app)

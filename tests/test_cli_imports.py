@@ -3,11 +3,16 @@ test framework."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
 
 import pytest
+import typer.main
+
+from aibridge_cli.cli import app
+from aibridge_cli.commands import COMMANDS, callback_of
 
 PROBE = """
 import sys
@@ -80,3 +85,52 @@ def test_help_is_typers_rich_help_without_its_markdown_and_traceback_modules(
     assert "─" in lean.stdout  # rich's panels
     assert lean.stdout == full.stdout
     assert not {"rich.markdown", "rich.traceback", "markdown_it"} & set(lean.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "built"),
+    [
+        (("--help",), set()),
+        ((), set()),
+        (("--version",), set()),
+        # serve's --chaos options are chaos_command's
+        (("serve", "--help"), {"aibridge_cli.proxy.command", "aibridge_cli.proxy.chaos_command"}),
+        (("show", "-h"), {"aibridge_cli.sessions.command"}),
+        (("fuzz", "-h"), {"aibridge_cli.fuzz.command"}),
+    ],
+)
+def test_a_commands_module_is_imported_only_for_that_command(
+    args: tuple[str, ...], built: set[str]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True
+    )
+    modules = set(done.stderr.split())
+    assert "aibridge_cli.cli" in modules
+    assert {entry.module for entry in COMMANDS.values()} & modules == built
+    if not built:  # nor what the commands' options need
+        assert not {"aibridge_cli.config", "aibridge_cli.options"} & modules
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_tables_summary_is_the_first_paragraph_of_the_commands_docstring(name: str) -> None:
+    entry = COMMANDS[name]
+    doc = callback_of(entry).__doc__ or ""
+    assert entry.summary == inspect.cleandoc(doc).split("\n\n")[0]
+
+
+def test_the_root_help_is_the_same_with_every_command_built(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    ctx = group.context_class(group, info_name="aibridge")
+    group.get_help(ctx)
+    lean = capsys.readouterr().out
+    built = [group.commands[name] for name in group.list_commands(ctx)]
+    assert [c.name for c in built] == list(COMMANDS)
+    assert all(c.params for c in built)  # the real commands, options and all
+    group.get_help(ctx)
+    assert capsys.readouterr().out == lean
+    for name in COMMANDS:
+        assert f" {name} " in lean

@@ -476,7 +476,3 @@ def _rerun(
         _write_page(Evidence(found, outcome.world, None, settings.url), html)
         stderr.print(f"wrote {html}", highlight=False)
     return 1 if outcome.violations else 0
-
-
-def register(app: typer.Typer) -> None:
-    app.command("fuzz")(fuzz)

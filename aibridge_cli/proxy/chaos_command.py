@@ -163,7 +163,3 @@ def chaos(
         params = {"name": name} if name else None
         cleared = _call("DELETE", url, auth_token, params=params)["cleared"]
         typer.echo(f"cleared {cleared} rule(s)")
-
-
-def register(root: typer.Typer) -> None:
-    root.command()(chaos)

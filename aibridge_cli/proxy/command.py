@@ -49,7 +49,6 @@ from .chaos_command import (
     load_chaos,
     report_on_shutdown,
 )
-from .chaos_command import register as register_chaos
 
 
 def serve(
@@ -182,8 +181,3 @@ def serve(
     finally:
         if recorder is not None:
             recorder.close()
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(serve)
-    register_chaos(app)

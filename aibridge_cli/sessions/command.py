@@ -706,11 +706,3 @@ def show(
         report_out.print(format_summary(fixture, summaries))
         if html is not None:
             stderr.print(f"wrote {html}", highlight=False, soft_wrap=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(record)
-    app.command()(mock)
-    app.command()(replay)
-    app.command("import")(import_)
-    app.command()(show)
