@@ -19,7 +19,6 @@ import typer.main
 
 from . import __version__
 from .commands import LazyCommands
-from .console import print_error
 from .failures import explain, interrupted
 
 ENV_PREFIX = "AIBRIDGE"
@@ -82,7 +81,7 @@ class AibridgeGroup(typer.core.TyperGroup):
             source = ""
             if bad is not None and not set(bad.opts) & set(given):
                 source = f" (from {ENV_PREFIX}_{str(bad.name).upper()})"
-            print_error(_usage_line(exc, source))
+            _print_error(_usage_line(exc, source))
             raise typer.Exit(2) from None
 
     def get_help_option(self, ctx: Any) -> Any:
@@ -94,7 +93,7 @@ class AibridgeGroup(typer.core.TyperGroup):
         except typer.Exit:
             raise  # a command's own exit code
         except _UsageError as exc:
-            print_error(_usage_line(exc))
+            _print_error(_usage_line(exc))
             raise typer.Exit(2) from None
         except BaseException as exc:
             if interrupted(exc):
@@ -104,7 +103,7 @@ class AibridgeGroup(typer.core.TyperGroup):
             failure = explain(exc)
             if failure is None:
                 raise
-            print_error(failure.line())
+            _print_error(failure.line())
             raise typer.Exit(failure.exit_code) from None
 
 
@@ -195,6 +194,13 @@ def _stand_in(module: str) -> types.ModuleType:
     stand_in = types.ModuleType(module)
     stand_in.__getattr__ = later  # type: ignore[method-assign]
     return stand_in
+
+
+def _print_error(line: str) -> None:
+    # the console module brings rich's console, json and logging: not for a help page
+    from .console import print_error
+
+    print_error(line)
 
 
 def _usage_line(exc: Any, source: str = "") -> str:
