@@ -20,6 +20,7 @@ import typer.main
 from . import __version__
 from .commands import LazyCommands
 from .failures import explain, interrupted
+from .typer_fence import defer_coercion
 
 ENV_PREFIX = "AIBRIDGE"
 
@@ -117,6 +118,7 @@ class _NamedArgument(typer.core.TyperArgument):
 
 def _readable(params: list[Any]) -> None:
     for param in params:
+        defer_coercion(param)
         if isinstance(param, typer.core.TyperOption) and param.metavar is None:
             param.metavar = _placeholder(param)
         elif isinstance(param, typer.core.TyperArgument):
@@ -126,6 +128,7 @@ def _readable(params: list[Any]) -> None:
 def _quiet_flag(option: Any) -> Any:
     if option is not None:
         option.metavar = ""
+        defer_coercion(option)
     return option
 
 

@@ -1,0 +1,82 @@
+"""typer's value conversion, deferred: a help page imports no pydantic, a value is still
+converted by typer's own runtime param."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import typer.core
+import typer.main
+from typer._coercion import build_runtime_param
+
+from aibridge_cli import typer_fence
+from aibridge_cli.cli import app
+
+
+def test_typers_internals_are_where_the_fence_expects_them() -> None:
+    # if this fails, typer moved them: the fence falls back to typer's path (pydantic
+    # imported by every help page, 0.4 billion instructions): update typer_fence.py
+    assert typer_fence.FENCED
+
+
+def option(command: str, name: str) -> tuple[Any, Any]:
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    built = group.commands[command]
+    param = next(p for p in built.params if p.name == name)
+    return param, built.context_class(built, info_name=command)
+
+
+def deferred(param: Any) -> bool:
+    return type(param.get_runtime_param()).__name__ == "_Deferred"
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "given", "converted"),
+    [
+        ("serve", "port", "9000", 9000),
+        ("serve", "stream_initiation", "lazy", "lazy"),
+        ("serve", "max_body_size", "64KiB", 65536),
+        ("serve", "chaos", ["529,first=1"], ["529,first=1"]),
+        ("fuzz", "iterations", "12", 12),
+    ],
+)
+def test_none_is_answered_without_typers_runtime_param_a_value_is_converted_by_it(
+    command: str, name: str, given: Any, converted: Any
+) -> None:
+    param, ctx = option(command, name)
+    assert deferred(param)
+    empty = () if param.multiple or param.nargs == -1 else None
+    assert param.get_runtime_param().coerce(None, param, ctx) == empty
+    assert deferred(param)  # nothing built for None
+    typers = build_runtime_param(param.type_descriptor).coerce(given, param, ctx)
+    assert param.get_runtime_param().coerce(given, param, ctx) == typers == converted
+    assert not deferred(param)  # typer's own from now on
+
+
+def test_a_bad_value_is_typers_error() -> None:
+    param, ctx = option("serve", "port")
+    with pytest.raises(typer.BadParameter) as deferred_error:
+        param.get_runtime_param().coerce("x", param, ctx)
+    with pytest.raises(typer.BadParameter) as typers_error:
+        build_runtime_param(param.type_descriptor).coerce("x", param, ctx)
+    assert deferred_error.value.format_message() == typers_error.value.format_message()
+
+
+@pytest.mark.parametrize("args", [("serve", "--help"), ("fuzz", "-h"), ("show", "-h")])
+def test_a_help_page_imports_no_pydantic(args: tuple[str, ...]) -> None:
+    probe = (
+        "import sys\nfrom aibridge_cli.cli import main\nsys.argv = ['aibridge', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True
+    )
+    modules = set(done.stderr.split())
+    assert "Usage" in done.stdout
+    assert "typer._coercion" in modules  # the probe saw typer's conversion layer load
+    assert sorted(m for m in modules if m.startswith(("pydantic", "typer._adapters"))) == []
