@@ -114,6 +114,15 @@ def test_a_commands_module_is_imported_only_for_that_command(
         assert "aibridge_cli.console" not in modules
 
 
+@pytest.mark.parametrize("args", [("serve", "--help"), ("chaos", "-h")])
+def test_the_chaos_engine_is_imported_by_what_runs_it_not_by_the_help(
+    args: tuple[str, ...],
+) -> None:
+    modules = loaded_by(*args)
+    assert "aibridge_cli.proxy.chaos_command" in modules
+    assert "aibridge_cli.proxy.chaos" not in modules
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_the_tables_summary_is_the_first_paragraph_of_the_commands_docstring(name: str) -> None:
     entry = COMMANDS[name]
