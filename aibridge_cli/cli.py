@@ -249,6 +249,12 @@ def _main(
 
 
 def main() -> None:
+    if "httpx" not in sys.modules:
+        # httpx imports its own command line (click, pygments, rich's syntax and progress:
+        # 0.2 billion instructions of serve's start) unless that import fails, then puts a
+        # stub in its place; no command runs it. A None in sys.modules makes it fail
+        # (sim/__init__.py does the same for the fuzzer used as a library).
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]
     app()
 
 

@@ -123,6 +123,17 @@ def test_the_chaos_engine_is_imported_by_what_runs_it_not_by_the_help(
     assert "aibridge_cli.proxy.chaos" not in modules
 
 
+def test_a_command_that_uses_httpx_runs_without_httpxs_command_line() -> None:
+    # chaos list reaches for the proxy with httpx (nothing listens on port 9: an error)
+    args = ("chaos", "list", "--url", "http://127.0.0.1:9")
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True)
+    assert "cannot reach http://127.0.0.1:9" in done.stderr
+    modules = set(done.stderr.split())
+    assert "httpx" in modules
+    # (a None under httpx._main is what keeps it out)
+    assert sorted(m for m in modules if m.startswith(("click", "pygments", "rich.syntax"))) == []
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_the_tables_summary_is_the_first_paragraph_of_the_commands_docstring(name: str) -> None:
     entry = COMMANDS[name]
