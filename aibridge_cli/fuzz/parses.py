@@ -68,12 +68,7 @@ def normalized(
 
 
 def problems(
-    api: str,
-    response: Response,
-    *,
-    streaming: bool,
-    injected: Collection[str],
-    strict: bool = True,
+    api: str, response: Response, streaming: bool, injected: Collection[str], strict: bool = True
 ) -> list[str]:
     """``response_problems`` (a list of the caller's own)."""
     key = (api, _response_key(response), streaming, frozenset(injected), strict)
