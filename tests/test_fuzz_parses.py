@@ -1,12 +1,19 @@
-"""The oracles' parses, kept per process, give what parsing afresh gives."""
+"""What a campaign computes once and keeps (``fuzz/memo.py``): the oracles' parses of a
+response give what parsing afresh gives, a session's replies are built once per plan."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aibridge_cli.fuzz import parses
-from aibridge_cli.fuzz.catalog import builtin_scenarios
+from aibridge_cli.fuzz import session as fuzz_session
+from aibridge_cli.fuzz.catalog import builtin_scenarios, from_file
 from aibridge_cli.fuzz.grammar import Response, response_problems
+from aibridge_cli.fuzz.memo import Memo
+from aibridge_cli.fuzz.plan import Fault, FaultKind, Plan
 from aibridge_cli.fuzz.runner import Draw, Judge
 from aibridge_cli.fuzz.signature import body_shape
 from aibridge_cli.sessions.normalize import normalize_response
@@ -66,7 +73,7 @@ def test_a_caller_may_change_the_problems_it_got() -> None:
 
 
 def test_a_memo_drops_its_oldest_entry_when_full() -> None:
-    memo: parses.Memo[int, int] = parses.Memo(size=2)
+    memo: Memo[int, int] = Memo(size=2)
     made: list[int] = []
 
     def get(n: int) -> int:
@@ -92,3 +99,19 @@ def test_a_campaign_judges_as_it_would_parsing_afresh(monkeypatch: pytest.Monkey
     assert fresh.iterations(draw, indexes) == outcomes
     assert fresh.canonical == kept.canonical  # the meanings schedule-dependence compares
     assert len(kept.canonical) > 10
+
+
+def test_a_session_world_builds_its_replies_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    (scenario,) = from_file(Path(__file__).parent / "sessions" / "claude-code-session.jsonl")
+    built: list[Any] = []
+    real = fuzz_session.upstream_replies  # type: ignore[attr-defined]
+
+    def counted(part: Any, plan: Plan) -> Any:
+        built.append(part.name)
+        return real(part, plan)
+
+    monkeypatch.setattr(fuzz_session, "upstream_replies", counted)
+    plan = Plan(faults=(Fault(FaultKind.SERVER_ERROR, 0),), read_size=64)  # a canonical run too
+    Judge("eager").evaluate(scenario, plan)
+    # two worlds (the plan's and its canonical run), each request's answers built once each
+    assert len(built) == 2 * len(scenario.parts)

@@ -4,40 +4,18 @@ A campaign's clients get the same bytes over and over: over 1,000 iterations of 
 built-in scenarios the oracles normalized 3,444 responses of 353 distinct ones, checked
 the grammar of 3,554 of 764 and named the body shape of 4,101 of 296. The parses are pure
 functions of the bytes, so each is kept by value (a bytes object hashes once) and shared:
-callers must not change what they get. The memos are bounded, oldest out first.
+callers must not change what they get.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
 
 from ..sessions.normalize import normalize_response
 from .grammar import Response, response_problems
+from .memo import Memo
 from .signature import body_shape
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-SIZE = 4096  # distinct entries kept per memo; a thousand iterations need a few hundred
-
-
-class Memo(Generic[K, V]):
-    """A bounded map from a key to the value ``make`` gave for it first."""
-
-    def __init__(self, size: int = SIZE) -> None:
-        self.size = size
-        self._values: dict[K, V] = {}
-
-    def get(self, key: K, make: Callable[[], V]) -> V:
-        values = self._values
-        if key in values:
-            return values[key]
-        value = make()
-        if len(values) >= self.size:
-            del values[next(iter(values))]
-        values[key] = value
-        return value
 
 
 def _headers_key(headers: Iterable[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
