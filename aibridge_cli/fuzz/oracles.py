@@ -36,9 +36,10 @@ from ..config import StreamInitiation
 from ..errors import ConfigError
 from ..fakes.scripted_upstream import Reply
 from ..headers import header, media_type
-from ..sessions.normalize import diff_normalized, normalize_response
+from ..sessions.normalize import diff_normalized
 from ..sim.world import Attempt, WorldResult
 from ..sse import SSEDecoder
+from . import parses
 from .breaker_oracle import breaker_problems
 from .differential import (
     Exchange,
@@ -50,7 +51,7 @@ from .differential import (
     usage_problems,
 )
 from .framing import framing_problems
-from .grammar import Response, response_problems
+from .grammar import Response
 from .plan import Plan
 from .pool_timeline import cooldown as _cooldown
 from .pool_timeline import key_consistency_problems, retry_after_problems
@@ -58,7 +59,7 @@ from .recording_oracle import recording_problems
 from .release import RELEASE, release_problems
 from .release import SHAPE as RELEASE_SHAPE
 from .scenario import Scenario
-from .signature import body_shape, masked, problem_kind
+from .signature import masked, problem_kind
 from .ws_isolation import isolation_problems
 from .ws_view import as_event_stream
 
@@ -371,7 +372,7 @@ def _final_error_problems(
     response = client_response(world, plan)
     wanted = "rate_limit" if status == 429 else None
     if response.status == 200:
-        shape = normalize_response(scenario.api, response.status, response.headers, response.body)
+        shape = parses.normalized(scenario.api, response.status, response.headers, response.body)
         error = str(shape["error_type"] or "")
         if not error or (wanted is not None and wanted not in error):
             want = wanted or "an"
@@ -409,7 +410,7 @@ def _upstream_text(scenario: Scenario, served: Sequence[Reply]) -> str:
             continue
         if scenario.transport == "websocket":
             reply = as_event_stream(reply)  # the SSE view the client's messages get
-        shape = normalize_response(scenario.api, reply.status, reply.headers, played(reply))
+        shape = parses.normalized(scenario.api, reply.status, reply.headers, played(reply))
         text += str(shape["text"] or "")
     return text
 
@@ -427,7 +428,7 @@ def _upstream_problems(run: Run, reply: Reply) -> set[str]:
         reply = as_event_stream(reply)
     sent = Response(reply.status, reply.headers, played(reply), complete=reply.fault is None)
     api, streaming = run.scenario.api, run.scenario.streaming
-    return set(response_problems(api, sent, streaming=streaming, injected=(), strict=False))
+    return set(parses.problems(api, sent, streaming=streaming, injected=(), strict=False))
 
 
 def content_problems(run: Run, text: str, whole: bool) -> list[tuple[str, str]]:
@@ -484,11 +485,11 @@ def shape_of(
     if responses:  # a socket of several: each response's meaning, in order
         normalized = {
             "responses": [
-                normalize_response(scenario.api, r.status, r.headers, r.body) for r in responses
+                parses.normalized(scenario.api, r.status, r.headers, r.body) for r in responses
             ]
         }
     elif normalized is None:
-        normalized = normalize_response(
+        normalized = parses.normalized(
             scenario.api, response.status, response.headers, response.body
         )
     return {**normalized, "complete": response.complete, "keys": [a.key for a in world.attempts]}
@@ -500,7 +501,7 @@ def canonical_run(run: Run) -> CanonicalRun:
     response = client_response(run.world, run.plan)
     malformed = bool(judge(run, None, {"malformed-body"}))
     meaning = shape_of(run.scenario, response, run.world)
-    return CanonicalRun(meaning, malformed, body_shape(response))
+    return CanonicalRun(meaning, malformed, parses.shape(response))
 
 
 def judge(
@@ -604,9 +605,9 @@ def _one_response(
     scenario, plan, world = run.scenario, run.plan, run.world
     found: list[Violation] = []
     response = client_response(world, plan)
-    shape = body_shape(response)
+    shape = parses.shape(response)
     injected = {tool.name for tool in scenario.tools}
-    lenient = response_problems(
+    lenient = parses.problems(
         scenario.api, response, streaming=scenario.streaming, injected=injected, strict=False
     )
     # Generic: what the proxy added. A problem the upstream's own answer has (a malformed
@@ -615,12 +616,12 @@ def _one_response(
     if "malformed-body" in oracles:
         found += [Violation("malformed-body", p, _body_label(shape, p)) for p in problems]
     if "error-shape" in oracles and (lenient or b"error" in response.body):
-        strict = response_problems(
+        strict = parses.problems(
             scenario.api, response, streaming=scenario.streaming, injected=injected
         )
         found += [Violation("error-shape", p, problem_kind(p)) for p in strict if p not in problems]
     clean = world.live and response.complete and not response.truncated and not problems
-    got = normalize_response(scenario.api, response.status, response.headers, response.body)
+    got = parses.normalized(scenario.api, response.status, response.headers, response.body)
     errored = (response.status or 0) >= 400 or bool(got["error_type"])
     if "error-surfaced" in oracles and run.served and broken(run.served[-1]) and clean:
         if not errored and not _verbatim(run.served[-1], response):
@@ -652,7 +653,7 @@ def _schedule(
     differences = diff_normalized(canonical.shape, this)
     if not differences or this["keys"] != canonical.shape["keys"]:
         return []
-    shape = body_shape(_whole(run))
+    shape = parses.shape(_whole(run))
     return [_schedule_dependence(differences, canonical, malformed, shape)]
 
 
@@ -722,14 +723,14 @@ def _load_problems(run: Run, oracles: Collection[str]) -> list[Violation]:
         )
         if response.status is None and not response.body:
             continue  # never answered: liveness says so when it matters
-        strict = response_problems(
+        strict = parses.problems(
             scenario.api, response, streaming=scenario.streaming, injected=injected
         )
-        lenient = response_problems(
+        lenient = parses.problems(
             scenario.api, response, streaming=scenario.streaming, injected=injected, strict=False
         )
         lenient = [p for p in lenient if p not in theirs]
-        shape = body_shape(response)
+        shape = parses.shape(response)
         if "malformed-body" in oracles:
             found += [Violation("malformed-body", p, _body_label(shape, p)) for p in lenient]
         if "error-shape" in oracles:
@@ -752,7 +753,7 @@ def _differential(
         served = [as_event_stream(reply) for reply in served]
     found: list[Violation] = []
     api, injected = scenario.api, {tool.name for tool in scenario.tools}
-    shape = body_shape(response)
+    shape = parses.shape(response)
     if "differential" in oracles:
         # Any of aibridge's own rules judged: hold it to its documented relay, data equal.
         exact = run.strict or bool(set(oracles) & _AIBRIDGE_RULES)

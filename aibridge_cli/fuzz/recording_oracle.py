@@ -68,9 +68,9 @@ def recording_problems(
                     message = f"recorded line {n + 1} does not parse back into what it says"
                     problems.append((message, UNREADABLE))
     recorded = Counter(lines)
-    expected = Counter(encode_interception(record) for record in handed)
-    for n, record in enumerate(handed):
-        line = encode_interception(record)
+    encoded = [encode_interception(record) for record in handed]  # once each
+    expected = Counter(encoded)
+    for n, (record, line) in enumerate(zip(handed, encoded, strict=True)):
         times = recorded[line]
         if times == expected[line]:
             continue

@@ -21,6 +21,7 @@ from ..interception import Interception
 from ..sim.client import Pace
 from ..sim.session import Session, SessionRequest
 from ..sim.world import WorldResult, WorldSpec
+from .memo import Memo
 from .oracles import (
     CanonicalRun,
     Run,
@@ -112,12 +113,23 @@ def part_plan(plan: Plan, scenario: Scenario, r: int) -> Plan:
     )
 
 
+# (the scenario's id, plan) -> (the scenario, its replies): a world's spec and its judging
+# both need them, with a canonical run's between; the entry holds the scenario, so its id
+# is not reused while the entry lives
+_replies: Memo[tuple[int, Plan], tuple[Scenario, list[list[Reply]]]] = Memo(size=8)
+
+
 def session_replies(scenario: Scenario, plan: Plan) -> list[list[Reply]]:
-    """Each sent request's upstream answers for this plan."""
-    return [
-        upstream_replies(scenario.parts[r], part_plan(plan, scenario, r))
-        for r in kept(scenario, plan)
-    ]
+    """Each sent request's upstream answers for this plan (shared: read them only)."""
+
+    def make() -> tuple[Scenario, list[list[Reply]]]:
+        each = [
+            upstream_replies(scenario.parts[r], part_plan(plan, scenario, r))
+            for r in kept(scenario, plan)
+        ]
+        return scenario, each
+
+    return _replies.get((id(scenario), plan), make)[1]
 
 
 def session_spec(spec: WorldSpec, scenario: Scenario, plan: Plan) -> WorldSpec:
