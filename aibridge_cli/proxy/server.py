@@ -594,12 +594,17 @@ class HTTPConnection:
 
     async def next_event(self, deadline: float) -> h11.Event | type[h11.PAUSED] | None:
         """The next h11 event, reading as needed; None when the deadline passed."""
+        event = self.h11.next_event()
+        if event is not h11.NEED_DATA:
+            # Read already (a small request's head and body come in one read): no wait
+            # to bound, and a cancel scope costs more than parsing the event.
+            return event  # type: ignore[return-value]  # NEED_DATA is excluded
         with trio.move_on_at(deadline):
             while True:
+                await self._receive()
                 event = self.h11.next_event()
                 if event is not h11.NEED_DATA:
-                    return event  # type: ignore[return-value]  # NEED_DATA is excluded
-                await self._receive()
+                    return event  # type: ignore[return-value]
         return None
 
     async def _read_request(self) -> Request | None:
