@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -34,6 +33,7 @@ from ..errors import ClientDisconnected, ListenError
 from ..headers import Headers, header, media_type
 from .guard import Address, Admit, Guard, Preflight, Refuse
 from .http11_response import Body, Peer, request_keep_alive, response_head
+from .socket_now import socket_of, writable_now, write_now
 
 log = logging.getLogger("aibridge.server")
 # ": b'...'" or ": bytearray(b'...')" at the end of an h11 message
@@ -331,24 +331,6 @@ class RequestBody:
                 raise ClientDisconnected("client closed the connection mid-body")
 
 
-def _writable_now(stream: trio.abc.Stream) -> bool:
-    """True when ``stream`` is a socket the kernel would take bytes on right now.
-
-    Asking costs one syscall; trio's wait for writability always parks the task until the
-    next readiness report, a trip through the scheduler before every write. Other streams
-    (the simulation's) are never asked: they wait as they always did.
-    """
-    if not isinstance(stream, trio.SocketStream):
-        return False
-    try:
-        poller = select.poll()
-        poller.register(stream.socket.fileno(), select.POLLOUT)
-        ready = poller.poll(0)
-    except (OSError, ValueError):
-        return False  # closed: the wait reports it
-    return bool(ready) and bool(ready[0][1] & select.POLLOUT)
-
-
 class _Writing:
     """Bounds a write by the write timeout; a gone or stalled peer is ClientDisconnected.
 
@@ -402,6 +384,7 @@ class HTTPConnection:
         # Asked once per connection, for the guard's Host check.
         self.local = _local_address(stream) if server.guard is not None else None
         self.received = 0  # bytes fed to h11 since the current request began
+        self._socket = socket_of(stream)  # a plain socket: written without a trip
         self.request: Request | None = None
         self.writer: ResponseWriter | None = None
         self.torn = False  # a send was cancelled part-way: the byte stream is not whole
@@ -459,16 +442,36 @@ class HTTPConnection:
             await self._write(data or b"")
 
     async def _write(self, data: bytes) -> None:
-        if data:
-            with _Writing(self):
-                try:
-                    await self.stream.send_all(data)
-                except trio.Cancelled:
-                    self.torn = True  # part of ``data`` may be out: nothing may follow it
-                    raise
+        if not data:
+            return
+        if self._socket is not None:
+            data = await self._write_now(self._socket, data)
+            if not data:
+                return
+        with _Writing(self):
+            try:
+                await self.stream.send_all(data)
+            except trio.Cancelled:
+                self.torn = True  # part of ``data`` may be out: nothing may follow it
+                raise
+
+    async def _write_now(self, sock: trio.socket.SocketType, data: bytes) -> bytes:
+        """Write what the socket takes at once (socket_now.py); the bytes left over."""
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        except trio.Cancelled:
+            self.torn = True  # as trio's send would say: nothing may follow
+            raise
+        try:
+            sent = write_now(sock, data)
+        except OSError as exc:
+            # The peer reset or closed the socket: nothing more can be said to it.
+            self.peer_gone = True
+            raise ClientDisconnected("client connection closed") from exc
+        return data[sent:]
 
     async def wait_writable(self) -> None:
-        if _writable_now(self.stream):
+        if self._socket is not None and writable_now(self._socket):
             return
         with _Writing(self):
             await self.stream.wait_send_all_might_not_block()
