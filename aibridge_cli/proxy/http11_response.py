@@ -30,22 +30,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from h11 import LocalProtocolError
 
-# h11's grammar (h11/_abnf.py): a token for a name, field-content or nothing for a value.
-_NAMES = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+(?:\n[-!#$%&'*+.^_`|~0-9a-zA-Z]+)*")
-_VALUE = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"
-_VALUES = re.compile(_VALUE + rb"(?:\n" + _VALUE + rb")*")
-_DIGITS = re.compile(rb"[0-9]+")
+# h11's grammar (h11/_abnf.py): a name is a token; a value is field-content or nothing,
+# that is no NUL, no white space but spaces and tabs, and those not at either end. Here
+# for names and values joined by line breaks, which neither may hold (counted apart).
+_NAMES = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+(?:\n[-!#$%&'*+.^_`|~0-9a-zA-Z]+)*")
+_NOT_IN_VALUES = ("\x00", "\r", "\f", "\v", "\n ", "\n\t", " \n", "\t\n")
+_DIGITS = re.compile(r"[0-9]+")
 
-_LENGTHS = ("content-length", "transfer-encoding")
-_FRAMING = frozenset({*_LENGTHS, "connection", "host"})
+_LENGTHS = frozenset({"content-length", "transfer-encoding"})
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
+class Peer(NamedTuple):
     """What the request said that shapes the answer's framing."""
 
     method: bytes | None  # None: no request was read (a 400 for a broken head)
@@ -109,8 +108,7 @@ class Body:
         return b"0\r\n\r\n" if self.chunked else b""
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
+class Head(NamedTuple):
     """A response head's bytes, its body's framing, and whether the connection stays."""
 
     data: bytes
@@ -124,28 +122,29 @@ def response_head(status: int, headers: Sequence[tuple[str, str]], peer: Peer) -
         raise LocalProtocolError(f"a response's status is in [200, 1000), not {status}")
     if headers:
         _check(headers)
-    lines = [(name, value) for name, value in headers]
-    special = [(name.lower(), value) for name, value in lines if name.lower() in _FRAMING]
-    length = None
-    if special:
-        length, lines = _normalised(lines)
+    lines = list(headers)
+    keys = [name.lower() for name, _ in lines]  # once: each pass below asks
+    length, coded = None, False
+    if not _LENGTHS.isdisjoint(keys):
+        length, coded, lines = _normalised(lines, keys)
+        keys = [name.lower() for name, _ in lines]
     no_body = status in (204, 304) or (peer.method == b"CONNECT" and status < 300)
-    chunked = False
-    need_close = False
-    if not no_body:
-        transfer_encoding = any(name == "transfer-encoding" for name, _ in special)
-        if transfer_encoding or length is None:
-            lines = [(n, v) for n, v in lines if n.lower() not in _LENGTHS]
-            length = None
-            if peer.http_version is None or peer.http_version < b"1.1":
-                need_close = peer.method != b"HEAD"
-            else:
-                lines.append(("Transfer-Encoding", "chunked"))
-                chunked = True
-    connection = _comma_values(lines, "connection") if special else []
+    chunked = need_close = False
+    if not no_body and (coded or length is None):
+        length = None
+        if coded or "content-length" in keys:
+            lines = [line for line, key in zip(lines, keys, strict=True) if key not in _LENGTHS]
+            keys = [key for key in keys if key not in _LENGTHS]
+        if peer.http_version is None or peer.http_version < b"1.1":
+            need_close = peer.method != b"HEAD"
+        else:
+            lines.append(("Transfer-Encoding", "chunked"))
+            keys.append("transfer-encoding")
+            chunked = True
+    connection = _comma_values(lines, "connection") if "connection" in keys else []
     if not peer.keep_alive or need_close:
         kept = sorted({*connection, "close"} - {"keep-alive"})
-        lines = [(n, v) for n, v in lines if n.lower() != "connection"]
+        lines = [line for line, key in zip(lines, keys, strict=True) if key != "connection"]
         lines.extend(("Connection", value) for value in kept)
         connection = kept
     # No request read: the answer to a broken one, after which nothing is understood.
@@ -156,27 +155,33 @@ def response_head(status: int, headers: Sequence[tuple[str, str]], peer: Peer) -
         body = Body(length=0)
     else:
         body = Body(chunked=chunked, length=length)
-    if any(name.lower() == "host" for name, _ in special):
+    if "host" in keys:
         lines.sort(key=lambda line: line[0].lower() != "host")  # h11 writes Host first
-    text = "".join(f"{name}: {value}\r\n" for name, value in lines)
+    text = "".join([f"{name}: {value}\r\n" for name, value in lines])
     return Head(b"HTTP/1.1 %d \r\n%s\r\n" % (status, text.encode("ascii")), body, keep_alive)
 
 
-def _normalised(lines: list[tuple[str, str]]) -> tuple[int | None, list[tuple[str, str]]]:
-    """The declared length and the lines with ``Content-Length`` and ``Transfer-Encoding``
-    as h11 normalises them: one length kept (repeats that agree dropped), the coding
-    lower-cased; conflicts and codings other than chunked refused."""
+def _normalised(
+    lines: list[tuple[str, str]], keys: list[str]
+) -> tuple[int | None, bool, list[tuple[str, str]]]:
+    """The declared length, whether a coding is declared, and the lines with
+    ``Content-Length`` and ``Transfer-Encoding`` as h11 normalises them: one length kept
+    (repeats that agree dropped), the coding lower-cased; conflicts and codings other
+    than chunked refused."""
+    if keys.count("content-length") == 1 and "transfer-encoding" not in keys:
+        value = lines[keys.index("content-length")][1]
+        if value.isdigit():  # ASCII (checked): 0-9 only; the usual case, kept as it is
+            return int(value), False, lines
     out: list[tuple[str, str]] = []
     length: str | None = None
     coding = False
-    for name, value in lines:
-        key = name.lower()
+    for (name, value), key in zip(lines, keys, strict=True):
         if key == "content-length":
             lengths = {part.strip() for part in value.split(",")}
             if len(lengths) != 1:
                 raise LocalProtocolError("conflicting Content-Length headers")
             value = lengths.pop()
-            if not _DIGITS.fullmatch(value.encode("ascii")):
+            if not _DIGITS.fullmatch(value):
                 raise LocalProtocolError("bad Content-Length")
             if length is not None:
                 if length != value:
@@ -195,25 +200,37 @@ def _normalised(lines: list[tuple[str, str]]) -> tuple[int | None, list[tuple[st
                 )
             coding = True
         out.append((name, value))
-    return (None if length is None else int(length)), out
+    return (None if length is None else int(length)), coding, out
 
 
 def _check(headers: Sequence[tuple[str, str]]) -> None:
     """Refuse a header h11 would refuse: a name not a token, a value not field-content
     (a line break, a NUL, white space at either end), anything not ASCII."""
-    names = "\n".join(name for name, _ in headers).encode("ascii")
-    values = "\n".join(value for _, value in headers).encode("ascii")
+    names = "\n".join([name for name, _ in headers])
+    values = "\n".join([value for _, value in headers])
+    if not (names.isascii() and values.isascii()):
+        names.encode("ascii")  # UnicodeEncodeError, as from h11
+        values.encode("ascii")
     breaks = len(headers) - 1  # the joins' own: one more is a line break in a header
     if (
         _NAMES.fullmatch(names)
-        and _VALUES.fullmatch(values)
-        and names.count(b"\n") == breaks
-        and values.count(b"\n") == breaks
+        and names.count("\n") == breaks
+        and values.count("\n") == breaks
+        and not _bad_values(values)
     ):
         return
     for name, value in headers:
-        if "\n" in name or not _NAMES.fullmatch(name.encode("ascii")):
+        if "\n" in name or not _NAMES.fullmatch(name):
             raise LocalProtocolError(f"illegal header name {name!r}")
-        if "\n" in value or not _VALUES.fullmatch(value.encode("ascii")):
+        if "\n" in value or _bad_values(value):
             raise LocalProtocolError(f"illegal value of header {name!r}")
     raise AssertionError("every header is legal alone")
+
+
+def _bad_values(values: str) -> bool:
+    """True when values joined by line breaks hold one h11 refuses: a NUL, a white space
+    other than spaces and tabs, or those at either end of a value. (Substring searches in
+    C: cheaper than a regular expression trying three alternatives at each character.)"""
+    if values[:1] in (" ", "\t") or values[-1:] in (" ", "\t"):
+        return True
+    return any(bad in values for bad in _NOT_IN_VALUES)
