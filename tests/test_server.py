@@ -16,7 +16,8 @@ from aibridge_cli.config import ServeOptions, ServerConfig
 from aibridge_cli.headers import Headers
 from aibridge_cli.proxy.routes import BridgeApp
 from aibridge_cli.proxy.run import build_app
-from aibridge_cli.proxy.server import Request, ResponseWriter, Server, _writable_now
+from aibridge_cli.proxy.server import Request, ResponseWriter, Server
+from aibridge_cli.proxy.socket_now import socket_of, writable_now, write_now
 from aibridge_cli.tools import ToolSet
 
 from .rawhttp import RawClient
@@ -374,14 +375,31 @@ async def test_a_socket_counts_as_writable_exactly_while_the_kernel_takes_bytes(
     (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
     async with listener, await trio.testing.open_stream_to_socket_listener(listener) as peer:
         async with await listener.accept() as stream:
-            assert isinstance(stream, trio.SocketStream)
-            assert _writable_now(stream)
-            sent = fill(stream.socket.fileno())  # the peer reads nothing meanwhile
-            assert not _writable_now(stream)
+            sock = socket_of(stream)
+            assert sock is not None
+            assert writable_now(sock)
+            sent = fill(sock.fileno())  # the peer reads nothing meanwhile
+            assert not writable_now(sock)
             while sent:
                 sent -= len(await peer.receive_some(sent))
-            assert _writable_now(stream)
+            assert writable_now(sock)
             await stream.aclose()
-            assert not _writable_now(stream)
+            assert not writable_now(sock)
     left, _ = trio.testing.memory_stream_pair()
-    assert not _writable_now(left)  # other streams always wait as they did
+    assert socket_of(left) is None  # other streams always wait as they did
+
+
+async def test_a_write_now_takes_what_the_kernel_takes_and_no_more() -> None:
+    """The server writes without a trip through the scheduler what fits the socket."""
+    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with listener, await trio.testing.open_stream_to_socket_listener(listener) as peer:
+        async with await listener.accept() as stream:
+            sock = socket_of(stream)
+            assert sock is not None
+            assert write_now(sock, b"hello") == 5
+            assert await peer.receive_some(5) == b"hello"
+            fill(sock.fileno())
+            assert write_now(sock, b"more") == 0  # full: the caller waits as trio would
+            await stream.aclose()
+            with pytest.raises(OSError, match="Bad file descriptor"):
+                write_now(sock, b"closed")  # descriptor -1: never another socket's

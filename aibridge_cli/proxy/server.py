@@ -20,10 +20,9 @@ from __future__ import annotations
 import logging
 import math
 import re
-import select
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 import h11
@@ -33,6 +32,8 @@ from ..config import ServerConfig
 from ..errors import ClientDisconnected, ListenError
 from ..headers import Headers, header, media_type
 from .guard import Address, Admit, Guard, Preflight, Refuse
+from .http11_response import Body, Peer, request_keep_alive, response_head
+from .socket_now import socket_of, writable_now, write_now
 
 log = logging.getLogger("aibridge.server")
 # ": b'...'" or ": bytearray(b'...')" at the end of an h11 message
@@ -44,6 +45,11 @@ LOGGED_TARGET_LIMIT = 200
 # How long a stream cut at the end of the grace period gets to take its error event.
 SHUTDOWN_NOTICE_TIMEOUT = 1.0
 SHUTDOWN_MESSAGE = "proxy shutting down"
+# Before a request is read: h11 assumes the worst of the client's version.
+_NO_REQUEST = Peer(None, None, keep_alive=True)
+# What h11 is told a response was, so its state machine reaches the next cycle: one of
+# the same framing as any kept-alive response, with no body to count.
+_ENDED = h11.Response(status_code=200, headers=[("content-length", "0")])
 
 
 def _h11_reason(exc: h11.RemoteProtocolError) -> str:
@@ -151,6 +157,27 @@ class Upgrader(Protocol):
     def upgrade_handler(self, request: Request) -> UpgradeHandler | None: ...
 
 
+class _WriteLock:
+    """A response's write lock, taken at once when free, without the checkpoint
+    ``acquire`` makes (a trip through the scheduler): a relay writes once per batch, and
+    the first byte of a stream went through three such trips. A class, not a generator
+    context manager: it is taken on every write."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = trio.StrictFIFOLock()
+
+    async def __aenter__(self) -> None:
+        try:
+            self._lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._lock.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+
 class ResponseWriter:
     """Writes one response. Safe to use from two tasks at once.
 
@@ -170,7 +197,7 @@ class ResponseWriter:
         self._connection = connection
         self._head = head  # the answer to a HEAD: a head and never a body
         self.cors = cors
-        self._lock = trio.StrictFIFOLock()
+        self._lock = _WriteLock()
         self.observer = observer
         self.status: int | None = None
         self.headers: Headers = []
@@ -188,7 +215,7 @@ class ResponseWriter:
         ``data``, the first body bytes, goes out in the same write as the headers (one
         wake-up of the client instead of two); after an ignored start it is still sent.
         """
-        async with self._held():
+        async with self._lock:
             if self.status is not None:
                 self.superfluous_starts += 1
                 log.warning("superfluous response start %d after %d", status, self.status)
@@ -209,16 +236,15 @@ class ResponseWriter:
         if self.cors:
             # After the observer: a recording is the same whether a browser asked or not.
             headers = [*headers, *self.cors]
-        events: list[h11.Event] = [h11.Response(status_code=status, headers=headers)]
         if data and not self._head:
             if self.observer is not None:
                 self.observer.wrote(data)
             self.bytes_sent += len(data)
-            events.append(h11.Data(data=data))
+        else:
+            data = b""
         if end:
             self.finished = True
-            events.append(h11.EndOfMessage())
-        await self._connection.send_event(*events)
+        await self._connection.send_head(status, headers, data, end=end)
 
     async def wait_writable(self) -> None:
         """Wait until the client can take bytes without blocking (it is reading).
@@ -226,26 +252,12 @@ class ResponseWriter:
         Held under the write lock, since a trio stream allows one sender at a time; a
         writer that queues meanwhile goes first once the client reads.
         """
-        async with self._held():
+        async with self._lock:
             await self._connection.wait_writable()
-
-    @asynccontextmanager
-    async def _held(self) -> AsyncIterator[None]:
-        """The write lock. Taken at once when free, without the checkpoint ``acquire``
-        makes (a trip through the scheduler): a relay writes once per batch, and the first
-        byte of a stream went through three such trips."""
-        try:
-            self._lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._lock.acquire()
-        try:
-            yield
-        finally:
-            self._lock.release()
 
     async def send(self, data: bytes) -> None:
         """Send body bytes, starting a 200 response first if nothing was started."""
-        async with self._held():
+        async with self._lock:
             if self.status is None:
                 await self._start(200, [], data)
             elif data:
@@ -257,11 +269,11 @@ class ResponseWriter:
         if self.observer is not None:
             self.observer.wrote(data)
         self.bytes_sent += len(data)
-        await self._connection.send_event(h11.Data(data=data))
+        await self._connection.send_data(data)
 
     async def respond(self, status: int, headers: Headers, body: bytes) -> None:
         """A whole response with a ``Content-Length``, ended at once."""
-        async with self._held():
+        async with self._lock:
             if self.status is not None:
                 self.superfluous_starts += 1
                 log.warning("superfluous response %d after %d", status, self.status)
@@ -272,13 +284,13 @@ class ResponseWriter:
 
     async def finish(self) -> None:
         """End the response (idempotent)."""
-        async with self._held():
+        async with self._lock:
             await self._finish()
 
     async def _finish(self) -> None:
         if not self.finished and self.status is not None:
             self.finished = True
-            await self._connection.send_event(h11.EndOfMessage())
+            await self._connection.send_end()
 
 
 class RequestBody:
@@ -299,8 +311,7 @@ class RequestBody:
         connection = self._connection
         if self.ended.is_set():
             return
-        if connection.h11.they_are_waiting_for_100_continue:
-            await connection.send_event(h11.InformationalResponse(status_code=100, headers=[]))
+        await connection._send_continue()
         timeout = connection.config.body_timeout
         while True:
             try:
@@ -320,22 +331,40 @@ class RequestBody:
                 raise ClientDisconnected("client closed the connection mid-body")
 
 
-def _writable_now(stream: trio.abc.Stream) -> bool:
-    """True when ``stream`` is a socket the kernel would take bytes on right now.
+class _Writing:
+    """Bounds a write by the write timeout; a gone or stalled peer is ClientDisconnected.
 
-    Asking costs one syscall; trio's wait for writability always parks the task until the
-    next readiness report, a trip through the scheduler before every write. Other streams
-    (the simulation's) are never asked: they wait as they always did.
-    """
-    if not isinstance(stream, trio.SocketStream):
-        return False
-    try:
-        poller = select.poll()
-        poller.register(stream.socket.fileno(), select.POLLOUT)
-        ready = poller.poll(0)
-    except (OSError, ValueError):
-        return False  # closed: the wait reports it
-    return bool(ready) and bool(ready[0][1] & select.POLLOUT)
+    A class around a bare cancel scope rather than ``trio.fail_after``: that is two
+    generator context managers, and every write enters one."""
+
+    __slots__ = ("_connection", "_scope")
+
+    def __init__(self, connection: HTTPConnection) -> None:
+        self._connection = connection
+        self._scope = trio.CancelScope(
+            deadline=trio.current_time() + connection.config.write_timeout
+        )
+
+    def __enter__(self) -> None:
+        self._scope.__enter__()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection = self._connection
+        self._scope.__exit__(kind, exc, traceback)  # swallows its own Cancelled only
+        if self._scope.cancelled_caught:  # the deadline passed (trio's ``fail_at``)
+            connection.peer_gone = True
+            raise ClientDisconnected(
+                f"client read nothing for {connection.config.write_timeout:g} s"
+            ) from None
+        if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
+            # The peer reset or closed the socket: nothing more can be said to it.
+            connection.peer_gone = True
+            raise ClientDisconnected("client connection closed") from exc
 
 
 class HTTPConnection:
@@ -355,46 +384,97 @@ class HTTPConnection:
         # Asked once per connection, for the guard's Host check.
         self.local = _local_address(stream) if server.guard is not None else None
         self.received = 0  # bytes fed to h11 since the current request began
+        self._socket = socket_of(stream)  # a plain socket: written without a trip
         self.request: Request | None = None
         self.writer: ResponseWriter | None = None
         self.torn = False  # a send was cancelled part-way: the byte stream is not whole
+        # The cycle's response, written here rather than through h11 (http11_response.py):
+        self.peer = _NO_REQUEST  # what the request said that shapes the answer
+        self.body: Body | None = None  # the body's framing, once the head is out
+        self.keep_alive = True  # the connection may serve another request after it
+        self.broken = False  # a response h11 would have refused: nothing more is sent
 
     @property
     def closing(self) -> bool:
         return self.server.shutting_down
 
-    async def send_event(self, *events: h11.Event) -> None:
-        """Send events in one write."""
-        data = b"".join(self.h11.send(event) or b"" for event in events)
-        if data:
-            with self._writing():
-                try:
-                    await self.stream.send_all(data)
-                except trio.Cancelled:
-                    self.torn = True  # part of ``data`` may be out: nothing may follow it
-                    raise
-
-    async def wait_writable(self) -> None:
-        if _writable_now(self.stream):
-            return
-        with self._writing():
-            await self.stream.wait_send_all_might_not_block()
-
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Bound a write by the write timeout; a gone or stalled peer is ClientDisconnected."""
+    async def send_head(
+        self, status: int, headers: Headers, data: bytes = b"", *, end: bool = False
+    ) -> None:
+        """Send a response's head, with its first body bytes and its end if given, in one
+        write."""
+        if self.body is not None or self.broken:
+            raise h11.LocalProtocolError("a response was started already")
         try:
-            with trio.fail_after(self.config.write_timeout):
-                yield
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            head = response_head(status, headers, self.peer)
+            out = head.data + head.body.data(data) if data else head.data
+            if end:
+                out += head.body.end()
+        except (h11.LocalProtocolError, UnicodeEncodeError):
+            self.broken = True
+            raise
+        self.body, self.keep_alive = head.body, head.keep_alive
+        await self._write(out)
+
+    async def send_data(self, data: bytes) -> None:
+        """Send body bytes, framed."""
+        await self._write(self._framed(data, end=False))
+
+    async def send_end(self, data: bytes = b"") -> None:
+        """End the body, after ``data`` if given."""
+        await self._write(self._framed(data, end=True))
+
+    def _framed(self, data: bytes, *, end: bool) -> bytes:
+        body = self.body
+        if body is None or self.broken:
+            raise h11.LocalProtocolError("no response to send body bytes in")
+        try:
+            out = body.data(data) if data else b""
+            return out + body.end() if end else out
+        except h11.LocalProtocolError:
+            self.broken = True
+            raise
+
+    async def _send_continue(self) -> None:
+        """Tell a client that waits for it to send its body (``Expect: 100-continue``)."""
+        if self.body is None and self.h11.they_are_waiting_for_100_continue:
+            data = self.h11.send(h11.InformationalResponse(status_code=100, headers=[]))
+            await self._write(data or b"")
+
+    async def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._socket is not None:
+            data = await self._write_now(self._socket, data)
+            if not data:
+                return
+        with _Writing(self):
+            try:
+                await self.stream.send_all(data)
+            except trio.Cancelled:
+                self.torn = True  # part of ``data`` may be out: nothing may follow it
+                raise
+
+    async def _write_now(self, sock: trio.socket.SocketType, data: bytes) -> bytes:
+        """Write what the socket takes at once (socket_now.py); the bytes left over."""
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        except trio.Cancelled:
+            self.torn = True  # as trio's send would say: nothing may follow
+            raise
+        try:
+            sent = write_now(sock, data)
+        except OSError as exc:
             # The peer reset or closed the socket: nothing more can be said to it.
             self.peer_gone = True
             raise ClientDisconnected("client connection closed") from exc
-        except trio.TooSlowError:
-            self.peer_gone = True
-            raise ClientDisconnected(
-                f"client read nothing for {self.config.write_timeout:g} s"
-            ) from None
+        return data[sent:]
+
+    async def wait_writable(self) -> None:
+        if self._socket is not None and writable_now(self._socket):
+            return
+        with _Writing(self):
+            await self.stream.wait_send_all_might_not_block()
 
     async def run(self) -> None:
         """Serve requests until the peer closes, a timeout fires or shutdown."""
@@ -415,14 +495,8 @@ class HTTPConnection:
                             await self._handle(*admitted)
                         self.idle = True
                         self.cycles += 1
-                        if (
-                            self.peer_gone
-                            or self.closing
-                            or self.h11.our_state is not h11.DONE
-                            or self.h11.their_state is not h11.DONE
-                        ):
+                        if self.peer_gone or self.closing or not self._next_cycle():
                             break
-                        self.h11.start_next_cycle()
                 # The handler's nursery wraps what it raises in an ExceptionGroup.
                 except* (ClientDisconnected, AbortConnection):
                     pass  # the peer went away, or the app dropped it: nobody to answer
@@ -433,6 +507,25 @@ class HTTPConnection:
             await self._end_cut_stream()
             # Also when the grace period's deadline cuts us: the socket must not leak.
             await self._close()
+
+    def _next_cycle(self) -> bool:
+        """Make ready for the next request on this connection; False when it must close.
+
+        h11 still reads the requests but no longer writes the responses: it learns that
+        one ended from a stand-in of the same framing (keep-alive, no body) sent through
+        it here, so its state machine moves on as before."""
+        body = self.body
+        if body is None or not body.ended or not self.keep_alive or self.broken:
+            return False
+        state = self.h11.their_state
+        # h11 exports the state but leaves it out of __all__, which mypy reads as private
+        if state is not h11.DONE and state is not h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
+            return False
+        self.h11.send(_ENDED)
+        self.h11.send(h11.EndOfMessage())
+        self.h11.start_next_cycle()
+        self.peer, self.body = _NO_REQUEST, None
+        return True
 
     async def _upgraded(self, request: Request) -> bool:
         """Hand the connection to the app's upgrade handler, if it takes this upgrade."""
@@ -470,7 +563,7 @@ class HTTPConnection:
             return
         with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_NOTICE_TIMEOUT):
             try:
-                await self.send_event(h11.Data(data=frame), h11.EndOfMessage())
+                await self.send_end(frame)
             except (ClientDisconnected, h11.LocalProtocolError):
                 return  # gone, or h11 will not send: the cut says the rest
             writer.finished = True
@@ -504,12 +597,17 @@ class HTTPConnection:
 
     async def next_event(self, deadline: float) -> h11.Event | type[h11.PAUSED] | None:
         """The next h11 event, reading as needed; None when the deadline passed."""
+        event = self.h11.next_event()
+        if event is not h11.NEED_DATA:
+            # Read already (a small request's head and body come in one read): no wait
+            # to bound, and a cancel scope costs more than parsing the event.
+            return event  # type: ignore[return-value]  # NEED_DATA is excluded
         with trio.move_on_at(deadline):
             while True:
+                await self._receive()
                 event = self.h11.next_event()
                 if event is not h11.NEED_DATA:
-                    return event  # type: ignore[return-value]  # NEED_DATA is excluded
-                await self._receive()
+                    return event  # type: ignore[return-value]
         return None
 
     async def _read_request(self) -> Request | None:
@@ -545,6 +643,9 @@ class HTTPConnection:
                 return None
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
             method = head.method.decode("ascii")
+            self.peer = Peer(
+                head.method, head.http_version, request_keep_alive(head.http_version, headers)
+            )
             # A request that asks to upgrade is read whole (it has no body), so h11 reaches
             # the state where the app may take the connection over.
             streams = self._streams_body is not None and self._streams_body(method, target)
@@ -558,7 +659,7 @@ class HTTPConnection:
             if body is None:
                 return None
         except h11.RemoteProtocolError as exc:
-            if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            if self.body is None and not self.broken:
                 await self._reject(
                     exc.error_status_hint, f"bad request: {_h11_reason(exc)}", target="/"
                 )
@@ -569,8 +670,7 @@ class HTTPConnection:
         return f"request body is larger than the limit of {self.config.max_body_size} bytes"
 
     async def _read_body(self, target: str) -> bytes | None:
-        if self.h11.they_are_waiting_for_100_continue:
-            await self.send_event(h11.InformationalResponse(status_code=100, headers=[]))
+        await self._send_continue()
         parts: list[bytes] = []
         size = 0
         # One deadline for the whole body: a client sending a byte now and then must not
@@ -594,7 +694,7 @@ class HTTPConnection:
 
     async def _reject(self, status: int, message: str, *, target: str, head: bool = False) -> None:
         """Answer an error the server found itself, then the connection closes."""
-        if self.h11.our_state is not h11.SEND_RESPONSE and self.h11.our_state is not h11.IDLE:
+        if self.body is not None or self.broken:
             return
         headers, body = self.app.error_response(target, status, message)
         try:
