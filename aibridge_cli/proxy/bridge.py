@@ -28,8 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -385,6 +385,46 @@ class ClientStream:
         return failure is not None
 
 
+class _Measured:
+    """``Interceptor.measured``: a class, not a generator, since it runs on every request."""
+
+    __slots__ = ("conversation", "interceptor", "model", "started")
+
+    def __init__(self, interceptor: Interceptor, conversation: Spent) -> None:
+        self.interceptor = interceptor
+        self.conversation = conversation
+        self.model = ""
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        interceptor = self.interceptor
+        metrics = interceptor.env.metrics
+        if metrics is None:
+            return
+        body = interceptor.record.request.body
+        model = body.get("model") if isinstance(body, dict) else None
+        self.model = model if isinstance(model, str) else ""
+        self.started = trio.current_time()
+        metrics.started(interceptor.api.provider, interceptor.record, self.model)
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        interceptor = self.interceptor
+        metrics = interceptor.env.metrics
+        if metrics is None:
+            return
+        if error is not None:  # so it is counted as what it was
+            note_interruption(interceptor.record, error)
+        now = trio.current_time()
+        metrics.finished(
+            interceptor.api.provider,
+            interceptor.record,
+            self.model,
+            now - self.started,
+            self.conversation,
+            now,
+        )
+
+
 class Interceptor:
     """Runs one intercepted request: the agentic loop, streaming or blocking."""
 
@@ -572,24 +612,9 @@ class Interceptor:
             outcomes.append(outcome)
         return outcomes
 
-    @contextmanager
-    def measured(self, conversation: Spent) -> Iterator[None]:
+    def measured(self, conversation: Spent) -> _Measured:
         """Count this interception in flight while it runs, and its facts when it ends."""
-        metrics = self.env.metrics
-        if metrics is None:
-            yield
-            return
-        body = self.record.request.body
-        model = body.get("model") if isinstance(body, dict) else None
-        model = model if isinstance(model, str) else ""
-        provider, started = self.api.provider, trio.current_time()
-        metrics.started(provider, self.record, model)
-        try:
-            with interruptions_noted(self.record):  # so it is counted as what it was
-                yield
-        finally:
-            now = trio.current_time()
-            metrics.finished(provider, self.record, model, now - started, conversation, now)
+        return _Measured(self, conversation)
 
     async def run_blocking(self, conversation: Conversation, writer: ResponseWriter) -> None:
         with self.measured(conversation):
@@ -707,41 +732,61 @@ class Interceptor:
             raise broken
 
 
-@contextmanager
-def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interception]:
+class recorded:
     """Note how an interception ended when the client left or it was cancelled, and hand
     the record to ``recorder`` however it ended.
 
     A client that leaves once it has its whole answer (``record.delivered``: the SDKs and
     Codex hang up on the final event, while the proxy may still be reading the upstream's
     end or closing the stream) cut nothing: its interception stays ``ok``, so a replay
-    checks it."""
-    try:
-        with interruptions_noted(record):
-            yield record
-    finally:
-        if recorder is not None:
-            recorder(record)
+    checks it. A class, not a generator: it runs on every request."""
+
+    __slots__ = ("record", "recorder")
+
+    def __init__(self, record: Interception, recorder: Recorder | None) -> None:
+        self.record = record
+        self.recorder = recorder
+
+    def __enter__(self) -> Interception:
+        return self.record
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        try:
+            if error is not None:
+                note_interruption(self.record, error)
+        finally:
+            if self.recorder is not None:
+                self.recorder(self.record)
 
 
-@contextmanager
-def interruptions_noted(record: Interception) -> Iterator[None]:
+class interruptions_noted:
     """Set the record's outcome when the client left or the interception was cancelled."""
-    try:
-        yield
-    except ClientDisconnected:
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: Interception) -> None:
+        self.record = record
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        if error is not None:
+            note_interruption(self.record, error)
+
+
+def note_interruption(record: Interception, error: BaseException) -> None:
+    """What ``error``, ending an interception, says of how it ended: a client that left,
+    or a cancellation (what the streaming nursery's tasks raise arrives in a group)."""
+    if isinstance(error, ClientDisconnected):
         _cut(record, "client disconnected")
-        raise
-    except trio.Cancelled:
+    elif isinstance(error, trio.Cancelled):
         _cut(record, "cancelled")
-        raise
-    except BaseExceptionGroup as group:
-        # What the streaming nursery's tasks raise arrives wrapped.
-        if group.subgroup(ClientDisconnected) is not None:
+    elif isinstance(error, BaseExceptionGroup):
+        if error.subgroup(ClientDisconnected) is not None:
             _cut(record, "client disconnected")
-        elif group.subgroup(trio.Cancelled) is not None:
+        elif error.subgroup(trio.Cancelled) is not None:
             _cut(record, "cancelled")
-        raise
 
 
 def _cut(record: Interception, how: str) -> None:
@@ -749,18 +794,30 @@ def _cut(record: Interception, how: str) -> None:
         record.outcome = how
 
 
-@contextmanager
-def translate_upstream_errors(exchange: UpstreamExchange | None = None) -> Iterator[None]:
-    """Turn httpx's transport errors into the client-facing upstream errors."""
-    try:
-        yield
-    except httpx.TransportError as exc:
-        if exchange is not None:
-            exchange.error = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, httpx.ConnectTimeout):
-            raise UpstreamTimeout("upstream did not accept a connection in time") from exc
-        if isinstance(exc, httpx.TimeoutException):
-            raise UpstreamTimeout(f"upstream timed out: {type(exc).__name__}") from exc
-        if isinstance(exc, httpx.ConnectError):
-            raise UpstreamUnreachable(f"upstream unreachable: {exc}") from exc
-        raise UpstreamBroken(f"upstream connection lost: {type(exc).__name__}") from exc
+class translate_upstream_errors:
+    """Turn httpx's transport errors into the client-facing upstream errors (a class, not
+    a generator: it wraps every upstream send and read)."""
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: UpstreamExchange | None = None) -> None:
+        self.exchange = exchange
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, httpx.TransportError):
+            raise _translated(exc, self.exchange) from exc
+
+
+def _translated(exc: httpx.TransportError, exchange: UpstreamExchange | None) -> ClientFacingError:
+    if exchange is not None:
+        exchange.error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamTimeout("upstream did not accept a connection in time")
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"upstream timed out: {type(exc).__name__}")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamUnreachable(f"upstream unreachable: {exc}")
+    return UpstreamBroken(f"upstream connection lost: {type(exc).__name__}")

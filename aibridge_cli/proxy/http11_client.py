@@ -26,10 +26,9 @@ body in one write, read the head, hand the body up one part per socket read, and
 from __future__ import annotations
 
 import collections
-import contextlib
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -449,14 +448,17 @@ _EXCEPTIONS: Sequence[tuple[type[Exception], type[httpx.TransportError]]] = (
 )
 
 
-@contextlib.contextmanager
-def httpx_errors() -> Iterator[None]:
+class httpx_errors:
     """Re-raise httpcore's exceptions (a network backend's) as httpx's, so callers catch
-    one family."""
-    try:
-        yield
-    except Exception as exc:
-        for core, mapped in _EXCEPTIONS:
-            if isinstance(exc, core):
-                raise mapped(str(exc)) from exc
-        raise
+    one family. A class, not a generator: it wraps every socket read."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, Exception):
+            for core, mapped in _EXCEPTIONS:
+                if isinstance(exc, core):
+                    raise mapped(str(exc)) from exc
