@@ -1,5 +1,5 @@
-"""The intercepted requests' upstream client: HTTP/1.1 on h11, over an httpcore network
-backend, with a pool of warm keep-alive connections.
+"""The intercepted requests' upstream client: HTTP/1.1 (its bytes in ``http11_wire``), over
+an httpcore network backend, with a pool of warm keep-alive connections.
 
 Theory of operation. An intercepted request is always one ``POST`` with its whole body
 in hand, to one of a few origins, answered over HTTP/1.1. httpx and httpcore carry it
@@ -32,13 +32,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import h11
 import httpcore
 import httpx
 import trio
 
 from ..config import UpstreamTimeouts
 from ..headers import WireHeaders
+from .http11_wire import ProtocolError, ResponseReader, encode_request
 from .httpcore_fence import BodyPart
 
 READ_SIZE = 64 * 1024  # httpcore's read size
@@ -115,26 +115,29 @@ def request_head(
 
 
 class _Connection:
-    """One upstream connection: its stream and h11 state, one request at a time."""
+    """One upstream connection: its stream and response reader, one request at a time."""
 
     def __init__(self, origin: Origin, stream: httpcore.AsyncNetworkStream) -> None:
         self.origin = origin
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.reader = ResponseReader(MAX_HEAD_SIZE)
         self.expires_at = 0.0
 
-    async def next_event(self, read_timeout: float) -> Any:
-        """The next h11 event, reading as needed; h11's framing errors become httpx's."""
+    async def read(self, read_timeout: float) -> None:
+        """One socket read into the reader."""
+        with httpx_errors():
+            data = await self.stream.read(READ_SIZE, timeout=read_timeout)
+        self.reader.receive(data)
+
+    async def head(self, read_timeout: float) -> tuple[int, list[tuple[str, str]]]:
+        """The response's status and headers, reading as needed."""
+        reader = self.reader
         try:
-            while (event := self.h11.next_event()) is h11.NEED_DATA:
-                with httpx_errors():
-                    data = await self.stream.read(READ_SIZE, timeout=read_timeout)
-                self.h11.receive_data(data)
-                if not data and self.h11.their_state is h11.SEND_RESPONSE:
-                    raise httpx.RemoteProtocolError("upstream closed without a response")
-        except h11.RemoteProtocolError as exc:
+            while (head := reader.head()) is None:
+                await self.read(read_timeout)
+        except ProtocolError as exc:
             raise httpx.RemoteProtocolError(str(exc)) from exc
-        return event
+        return head
 
     async def aclose(self) -> None:
         # Shielded: a cancelled request closes its connection on the way out.
@@ -154,7 +157,6 @@ class Http11Response:
         self._pool = pool
         self._connection: _Connection | None = connection
         self._ended = False
-        self._broken: httpx.RemoteProtocolError | None = None  # raised after the good bytes
 
     def aiter_raw(self) -> _BodyParts:
         """The body as it arrives, one part per socket read (``BodyPart`` when a read
@@ -167,39 +169,30 @@ class Http11Response:
 
     async def next_part(self) -> bytes | None:
         """What the next socket read brought of the body; None at its end."""
-        if self._broken is not None:
-            await self._drop()
-            raise self._broken
         connection = self._connection
         if connection is None or self._ended:
             return None
+        reader = connection.reader
         try:
-            event = await connection.next_event(self._pool.timeouts.read)
-            if not isinstance(event, h11.Data):
-                if isinstance(event, h11.EndOfMessage):
-                    self._ended = True
-                    return None
-                raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__} in a body")
-            parts = [event.data]
-            try:
-                while isinstance(event := connection.h11.next_event(), h11.Data):
-                    parts.append(event.data)
-            except h11.RemoteProtocolError as exc:
-                self._broken = httpx.RemoteProtocolError(str(exc))
-            self._ended = isinstance(event, h11.EndOfMessage)
+            # a bad framing after good parts is raised at the next call, after them
+            while not (parts := reader.body()) and not reader.ended:
+                await connection.read(self._pool.timeouts.read)
+        except ProtocolError as exc:
+            await self._drop()
+            raise httpx.RemoteProtocolError(str(exc)) from exc
         except BaseException:
             await self._drop()
             raise
-        return BodyPart.of(parts)
+        self._ended = reader.ended
+        return BodyPart.of(parts) if parts else None
 
     async def aclose(self) -> None:
         """Give the connection back when the body ended cleanly; close it otherwise."""
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        h = connection.h11
-        if self._ended and h.our_state is h11.DONE and h.their_state is h11.DONE:
-            h.start_next_cycle()
+        if self._ended and connection.reader.keep_alive:
+            connection.reader.next_cycle()
             await self._pool.release(connection)
         else:
             await self._pool.discard(connection)
@@ -270,31 +263,22 @@ class Http11Pool:
     async def send(self, request: UpstreamRequest) -> Http11Response:
         """Send ``request`` and read its response's head; the body is left to read."""
         method, target, headers = request_head(request, self.defaults)
+        try:
+            data = encode_request(method, target, headers, request.content)
+        except ProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc)) from exc
         connection = await self._connection(_origin(request.url))
         try:
-            h = connection.h11
-            data = h.send(h11.Request(method=method, target=target, headers=headers)) or b""
-            data += h.send(h11.Data(data=request.content)) or b""
-            data += h.send(h11.EndOfMessage()) or b""
             try:
                 with httpx_errors():
                     await connection.stream.write(data, timeout=self.timeouts.write)
             except httpx.WriteError:
                 pass  # an upstream may answer (a 413) and close before reading it all
-            while True:
-                event = await connection.next_event(self.timeouts.read)
-                if isinstance(event, h11.Response):
-                    break
-                if not isinstance(event, h11.InformationalResponse):
-                    raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__}")
-        except h11.LocalProtocolError as exc:
-            await self.discard(connection)
-            raise httpx.LocalProtocolError(str(exc)) from exc
+            status, items = await connection.head(self.timeouts.read)
         except BaseException:
             await self.discard(connection)
             raise
-        items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
-        return Http11Response(self, connection, event.status_code, Headers(items))
+        return Http11Response(self, connection, status, Headers(items))
 
     async def _connection(self, origin: Origin) -> _Connection:
         """An idle connection of ``origin``, else a new one once a slot is free."""
