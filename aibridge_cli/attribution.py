@@ -116,6 +116,14 @@ def identify(headers: Iterable[tuple[str, str]], body: Any = None) -> Attributio
         session = _get(by_name, name)
         if session is not None:
             break
-    if session is None and client in ("claude-code", UNKNOWN, OTHER):
-        session = _session_from_metadata(body)
-    return Attribution(client, session[:_MAX_SESSION] if session else None)
+    if session is None:
+        return Attribution(client, session_in_body(client, body))
+    return Attribution(client, session[:_MAX_SESSION])
+
+
+def session_in_body(client: str, body: Any) -> str | None:
+    """The session a request's JSON body names, for a client whose headers name none."""
+    if client not in ("claude-code", UNKNOWN, OTHER):
+        return None
+    session = _session_from_metadata(body)
+    return session[:_MAX_SESSION] if session else None

@@ -28,15 +28,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import httpx
 import trio
 
-from ..attribution import identify
+from ..attribution import identify, session_in_body
 from ..config import BridgeConfig
 from ..errors import (
     ClientDisconnected,
@@ -425,6 +424,37 @@ class _Measured:
         )
 
 
+class _OpenUpstream:
+    """``Interceptor.open_upstream``, as ``async with``: the breaker's gate and the 2xx
+    answer on the way in, the response closed and the gate told how it ended on the way
+    out. A class, not a generator: it runs for every upstream request."""
+
+    __slots__ = ("body", "gate", "interceptor", "response")
+
+    def __init__(self, interceptor: Interceptor, body: dict[str, Any]) -> None:
+        self.interceptor = interceptor
+        self.body = body
+
+    async def __aenter__(self) -> tuple[UpstreamResponse, UpstreamExchange]:
+        interceptor, body = self.interceptor, self.body
+        content, base = interceptor.wire_body(body)
+        self.gate = gate = gated(interceptor.breaker(body), trio.current_time)
+        try:
+            self.response, exchange = await interceptor.answer(body, content, base, gate)
+        except BaseException as error:
+            gate.__exit__(type(error), error, error.__traceback__)
+            raise
+        return self.response, exchange
+
+    async def __aexit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        try:
+            await self.response.aclose()
+        except BaseException as closing:
+            self.gate.__exit__(type(closing), closing, closing.__traceback__)
+            raise
+        self.gate.__exit__(kind, error, tb)
+
+
 class Interceptor:
     """Runs one intercepted request: the agentic loop, streaming or blocking."""
 
@@ -447,7 +477,7 @@ class Interceptor:
         self.target = api.upstream_path + ("?" + query if query else "")
         self.record = record
         if record.session is None:  # Claude Code's metadata.user_id: known once validated
-            record.session = identify(record.request.headers, record.request.body).session
+            record.session = session_in_body(record.client, record.request.body)
         self.first_headers: Headers | None = None  # relayed: the first answer's headers
         # What chaos rules read of the request, taken before the loop grows its body.
         self.chaos_facts = self._facts() if env.chaos.watching else None
@@ -456,25 +486,21 @@ class Interceptor:
         self.client_body: tuple[Any, bytes] = (record.request.body, request.body)
 
     # -- upstream attempts ---------------------------------------------------------------
-    @asynccontextmanager
-    async def open_upstream(
-        self, body: dict[str, Any]
-    ) -> AsyncIterator[tuple[UpstreamResponse, UpstreamExchange]]:
+    def open_upstream(self, body: dict[str, Any]) -> _OpenUpstream:
         """An upstream response with a 2xx status, after failing over keys as needed; the
         circuit breaker, when on, admits the request first and hears its answer."""
-        pool = self.upstream.pool
-        tried: set[int] = set()
+        return _OpenUpstream(self, body)
+
+    def wire_body(self, body: dict[str, Any]) -> tuple[bytes, WireHeaders]:
+        """The upstream request's body and the headers every attempt sends."""
         parsed, raw = self.client_body
         # Unchanged (no tools injected, first iteration): the client's own bytes, not a
         # second serialization. json.dumps of a coding agent's 100 KB request costs about
         # a millisecond, and the upstream gets the body byte for byte.
         content = raw if raw and body == parsed else dumps(body).encode()
-        base_headers = forwarded_request_headers(self.request_headers, byok=not pool)
+        base_headers = forwarded_request_headers(self.request_headers, byok=not self.upstream.pool)
         base_headers.append(("content-type", "application/json"))
-        base = wire(base_headers)
-        with gated(self.breaker(body), trio.current_time) as gate:
-            async with self._attempts(body, content, base, tried, gate) as answer:
-                yield answer
+        return content, wire(base_headers)
 
     def breaker(self, body: dict[str, Any]) -> Breaker | None:
         """The breaker of this request's provider, endpoint and model (None: none is on)."""
@@ -485,11 +511,13 @@ class Interceptor:
             self.api.provider, self.api.name, model if isinstance(model, str) else ""
         )
 
-    @asynccontextmanager
-    async def _attempts(
-        self, body: dict[str, Any], content: bytes, base: WireHeaders, tried: set[int], gate: Gate
-    ) -> AsyncIterator[tuple[UpstreamResponse, UpstreamExchange]]:
+    async def answer(
+        self, body: dict[str, Any], content: bytes, base: WireHeaders, gate: Gate
+    ) -> tuple[UpstreamResponse, UpstreamExchange]:
+        """The first 2xx answer, its body still to read; key by key while the pool says
+        fail over, else an error answer raised."""
         pool = self.upstream.pool
+        tried: set[int] = set()
         # One attribute read when no chaos rule is set: the relay's cost stays what it was.
         strike = self._chaos_strike() if self.env.chaos.states else None
         attempt = 0
@@ -523,27 +551,26 @@ class Interceptor:
                     trio.current_time(),
                     self.env.wall_clock(),
                 )
-                if response.status_code >= 400:
-                    with translate_upstream_errors(exchange):
-                        data = await response.aread()
-                    exchange.response.wrote(data)
-                    if failover:
-                        assert key is not None
-                        log.info(
-                            "key %s answered %d: failing over", key.masked, response.status_code
-                        )
-                        continue
-                    # An upstream may echo the key it was sent: never to the client.
-                    raise UpstreamStatusError(
-                        response.status_code, pool.masked_headers(received), pool.masked_bytes(data)
-                    )
-                gate.answered(response.status_code)
-                if self.first_headers is None:
-                    self.first_headers = pool.masked_headers(received)
-                yield response, exchange
-            finally:
+                if response.status_code < 400:
+                    gate.answered(response.status_code)
+                    if self.first_headers is None:
+                        self.first_headers = pool.masked_headers(received)
+                    return response, exchange  # the caller closes it
+                with translate_upstream_errors(exchange):
+                    data = await response.aread()
+                exchange.response.wrote(data)
+            except BaseException:
                 await response.aclose()
-            return
+                raise
+            await response.aclose()
+            if failover:
+                assert key is not None
+                log.info("key %s answered %d: failing over", key.masked, response.status_code)
+                continue
+            # An upstream may echo the key it was sent: never to the client.
+            raise UpstreamStatusError(
+                response.status_code, pool.masked_headers(received), pool.masked_bytes(data)
+            )
 
     def shown(self, frames: list[bytes], conversation: Conversation) -> list[bytes]:
         """Frames as the client may see them: an upstream error event may echo the key it
