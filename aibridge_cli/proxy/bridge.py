@@ -319,7 +319,7 @@ class ClientStream:
 
     async def relay(self) -> None:
         """Write frames as they come; initiate on the first; ping while idle."""
-        async with self.receiver:
+        with self.receiver:  # closed without a checkpoint: a stream's end costs none more
             while True:
                 with trio.move_on_after(self.config.ping_interval) as idle:
                     try:
@@ -689,7 +689,7 @@ class Interceptor:
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.relay)
-            async with client.sender:
+            with client.sender:  # closed at once: the relay sees the end (no checkpoint)
                 try:
                     await self._loop(conversation, client)
                 except ClientFacingError as error:
