@@ -44,6 +44,7 @@ from .httpcore_fence import BodyPart
 READ_SIZE = 64 * 1024  # httpcore's read size
 MAX_HEAD_SIZE = 100 * 1024  # httpcore's limit on a response head
 Origin = tuple[bytes, bytes, int]  # scheme, host, port
+_URLS_KEPT = 64
 
 
 class HeaderView(Protocol):
@@ -98,20 +99,18 @@ def _origin(url: httpx.URL) -> Origin:
     return url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80)
 
 
-def request_head(
-    request: UpstreamRequest, defaults: WireHeaders
-) -> tuple[bytes, bytes, WireHeaders]:
-    """Method, target and headers as httpx sends them: ``Host``, the client's defaults
-    the request does not override, the request's own in their order, ``Content-Length``."""
+def request_head(request: UpstreamRequest, defaults: WireHeaders, netloc: bytes) -> WireHeaders:
+    """The headers as httpx sends them: ``Host`` (``netloc``), the client's defaults the
+    request does not override, the request's own in their order, ``Content-Length``."""
     given = {name.lower() for name, _ in request.headers}
     headers: WireHeaders = []
     if b"host" not in given:
-        headers.append((b"Host", request.url.netloc))
+        headers.append((b"Host", netloc))
     headers += [(name, value) for name, value in defaults if name.lower() not in given]
     headers += request.headers
     if b"content-length" not in given:
         headers.append((b"Content-Length", str(len(request.content)).encode()))
-    return request.method.encode(), request.url.raw_path, headers
+    return headers
 
 
 class _Connection:
@@ -258,16 +257,18 @@ class Http11Pool:
         self.idle: dict[Origin, list[_Connection]] = {}
         self.idle_count = 0
         self._ssl_context: ssl.SSLContext | None = None
+        self._urls: dict[int, tuple[httpx.URL, Origin, bytes, bytes]] = {}
         self.closed = False
 
     async def send(self, request: UpstreamRequest) -> Http11Response:
         """Send ``request`` and read its response's head; the body is left to read."""
-        method, target, headers = request_head(request, self.defaults)
+        origin, netloc, target = self._parts(request.url)
+        headers = request_head(request, self.defaults, netloc)
         try:
-            data = encode_request(method, target, headers, request.content)
+            data = encode_request(request.method.encode(), target, headers, request.content)
         except ProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc)) from exc
-        connection = await self._connection(_origin(request.url))
+        connection = await self._connection(origin)
         try:
             try:
                 with httpx_errors():
@@ -279,6 +280,17 @@ class Http11Pool:
             await self.discard(connection)
             raise
         return Http11Response(self, connection, status, Headers(items))
+
+    def _parts(self, url: httpx.URL) -> tuple[Origin, bytes, bytes]:
+        """``url``'s origin, ``Host`` and target: httpx works each out anew at every access,
+        and the proxy sends to a few URL objects (``ProviderUpstream.url`` keeps them), so
+        they are kept by identity, the URL held so that its id is not reused."""
+        kept = self._urls.get(id(url))
+        if kept is None or kept[0] is not url:
+            kept = (url, _origin(url), url.netloc, url.raw_path)
+            if len(self._urls) < _URLS_KEPT:
+                self._urls[id(url)] = kept
+        return kept[1], kept[2], kept[3]
 
     async def _connection(self, origin: Origin) -> _Connection:
         """An idle connection of ``origin``, else a new one once a slot is free."""
