@@ -452,38 +452,65 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "record-ok-only",
         "proxy/bridge.py",
-        "    try:\n        with interruptions_noted(record):\n            yield record\n"
-        "    finally:\n        if recorder is not None:\n            recorder(record)\n",
-        "    with interruptions_noted(record):\n        yield record\n"
-        "    if recorder is not None:\n        recorder(record)\n",
+        "        try:\n            if error is not None:\n"
+        "                note_interruption(self.record, error)\n"
+        "        finally:\n            if self.recorder is not None:\n"
+        "                self.recorder(self.record)\n",
+        "        if error is not None:\n            note_interruption(self.record, error)\n"
+        "        elif self.recorder is not None:\n            self.recorder(self.record)\n",
         "an interception that ends in an exception is not handed to the recorder",
         "a recorder called after the with block instead of in a finally: a client that "
         "leaves, or a cancelled request, is missing from the recording",
+        elsewhere=(
+            (
+                "    try:\n        with interruptions_noted(record):\n            yield record\n"
+                "    finally:\n        if recorder is not None:\n            recorder(record)\n",
+                "    with interruptions_noted(record):\n        yield record\n"
+                "    if recorder is not None:\n        recorder(record)\n",
+            ),
+        ),
     ),
     Mutant(
         "record-handed-early",
         "proxy/bridge.py",
-        "    try:\n        with interruptions_noted(record):\n            yield record\n"
-        "    finally:\n        if recorder is not None:\n            recorder(record)\n",
-        "    if recorder is not None:\n        recorder(record)  # encoded when its turn comes\n"
-        "    with interruptions_noted(record):\n        yield record\n",
+        "    def __enter__(self) -> Interception:\n        return self.record\n",
+        "    def __enter__(self) -> Interception:\n        if self.recorder is not None:\n"
+        "            self.recorder(self.record)  # encoded when its turn comes\n"
+        "            self.recorder = None\n        return self.record\n",
         "the record is handed over when the interception starts",
         "a mutable record handed to the writer's queue before it is finished: the line says "
         "what was known when the writer got to it, often the request alone",
+        elsewhere=(
+            (
+                "    try:\n        with interruptions_noted(record):\n            yield record\n"
+                "    finally:\n        if recorder is not None:\n            recorder(record)\n",
+                "    if recorder is not None:\n"
+                "        recorder(record)  # encoded when its turn comes\n"
+                "    with interruptions_noted(record):\n        yield record\n",
+            ),
+        ),
     ),
     Mutant(
         "record-interrupted-twice",
         "proxy/bridge.py",
-        "            yield record\n    finally:\n",
-        "            yield record\n    except BaseException:\n"
-        "        if recorder is not None:\n"
-        "            recorder(record)  # what was cut is recorded too\n"
-        "        raise\n    finally:\n",
+        "                note_interruption(self.record, error)\n        finally:\n",
+        "                note_interruption(self.record, error)\n"
+        "                if self.recorder is not None:\n"
+        "                    self.recorder(self.record)  # what was cut is recorded too\n"
+        "        finally:\n",
         "an interception that ends in an exception is handed to the recorder twice",
         "an except clause added to record interrupted interceptions, beside the finally that "
         "already does: a client that left or a cancelled request is recorded twice",
+        elsewhere=(
+            (
+                "            yield record\n    finally:\n",
+                "            yield record\n    except BaseException:\n"
+                "        if recorder is not None:\n"
+                "            recorder(record)  # what was cut is recorded too\n"
+                "        raise\n    finally:\n",
+            ),
+        ),
     ),
-    # The circuit breaker under concurrency: judged by the breaker oracle (breaker loads).
     Mutant(
         "breaker-stale-report",
         "proxy/breaker.py",

@@ -172,6 +172,10 @@ def is_streaming(body: dict[str, Any]) -> bool:
     return body.get("stream") is True
 
 
+# json.dumps with any setting builds an encoder per call; the proxy writes JSON per request.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(data: Any) -> str:
     """Compact JSON, the way the providers write it."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(data)

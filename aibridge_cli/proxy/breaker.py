@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from ..config import BreakerConfig
 from ..errors import AllKeysRateLimited, CircuitOpen, UpstreamStatusError
@@ -264,7 +263,9 @@ class Breakers:
 
 
 class Gate:
-    """One upstream request's passage through its breaker (``gated``)."""
+    """One upstream request's passage through its breaker (``gated``); a context manager
+    whose exit hands the breaker the request's answer. A class, not a generator: it runs
+    on every upstream request."""
 
     def __init__(self, breaker: Breaker | None, clock: Callable[[], float]) -> None:
         self.breaker = breaker
@@ -276,6 +277,12 @@ class Gate:
         if self.breaker is not None and self.ticket is not None:
             self.breaker.report(self.ticket, status, self.clock())
             self.ticket = None
+
+    def __enter__(self) -> Gate:
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        self._close(error)
 
     def _close(self, error: BaseException | None) -> None:
         if self.breaker is None or self.ticket is None:
@@ -289,14 +296,7 @@ class Gate:
             self.ticket = None
 
 
-@contextmanager
-def gated(breaker: Breaker | None, clock: Callable[[], float]) -> Iterator[Gate]:
+def gated(breaker: Breaker | None, clock: Callable[[], float]) -> Gate:
     """Admit one upstream request (or raise ``CircuitOpen``); on the way out, an error
     status or a rate-limited pool is its answer, and no answer at all releases it."""
-    gate = Gate(breaker, clock)
-    try:
-        yield gate
-    except BaseException as error:
-        gate._close(error)
-        raise
-    gate._close(None)
+    return Gate(breaker, clock)

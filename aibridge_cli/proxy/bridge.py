@@ -28,15 +28,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import httpx
 import trio
 
-from ..attribution import identify
+from ..attribution import identify, session_in_body
 from ..config import BridgeConfig
 from ..errors import (
     ClientDisconnected,
@@ -320,14 +319,13 @@ class ClientStream:
 
     async def relay(self) -> None:
         """Write frames as they come; initiate on the first; ping while idle."""
-        async with self.receiver:
+        with self.receiver:  # closed without a checkpoint: a stream's end costs none more
             while True:
-                with trio.move_on_after(self.config.ping_interval) as idle:
-                    try:
-                        first = await self.receiver.receive()
-                    except trio.EndOfChannel:
-                        return
-                if idle.cancelled_caught:
+                try:
+                    first = await self._next_item()
+                except trio.EndOfChannel:
+                    return
+                if first is None:  # a ping interval without one
                     if self.initiated.is_set():
                         await self.writer.send(self.api.ping_frame)
                     continue
@@ -337,6 +335,20 @@ class ClientStream:
                 await self.writer.wait_writable()
                 if await self._write_batch(self._drain(first)):
                     return
+
+    async def _next_item(self) -> _Item | None:
+        """The next item, None after ``ping_interval`` without one: what ``receive``
+        does, its checkpoints included, with the ping's cancel scope (some 60,000
+        instructions) entered only when there is a wait."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            item = self.receiver.receive_nowait()
+        except trio.WouldBlock:
+            with trio.move_on_after(self.config.ping_interval):
+                return await self.receiver.receive()
+            return None
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
 
     def _drain(self, first: _Item) -> list[_Item]:
         batch = [first]
@@ -385,6 +397,77 @@ class ClientStream:
         return failure is not None
 
 
+class _Measured:
+    """``Interceptor.measured``: a class, not a generator, since it runs on every request."""
+
+    __slots__ = ("conversation", "interceptor", "model", "started")
+
+    def __init__(self, interceptor: Interceptor, conversation: Spent) -> None:
+        self.interceptor = interceptor
+        self.conversation = conversation
+        self.model = ""
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        interceptor = self.interceptor
+        metrics = interceptor.env.metrics
+        if metrics is None:
+            return
+        body = interceptor.record.request.body
+        model = body.get("model") if isinstance(body, dict) else None
+        self.model = model if isinstance(model, str) else ""
+        self.started = trio.current_time()
+        metrics.started(interceptor.api.provider, interceptor.record, self.model)
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        interceptor = self.interceptor
+        metrics = interceptor.env.metrics
+        if metrics is None:
+            return
+        if error is not None:  # so it is counted as what it was
+            note_interruption(interceptor.record, error)
+        now = trio.current_time()
+        metrics.finished(
+            interceptor.api.provider,
+            interceptor.record,
+            self.model,
+            now - self.started,
+            self.conversation,
+            now,
+        )
+
+
+class _OpenUpstream:
+    """``Interceptor.open_upstream``, as ``async with``: the breaker's gate and the 2xx
+    answer on the way in, the response closed and the gate told how it ended on the way
+    out. A class, not a generator: it runs for every upstream request."""
+
+    __slots__ = ("body", "gate", "interceptor", "response")
+
+    def __init__(self, interceptor: Interceptor, body: dict[str, Any]) -> None:
+        self.interceptor = interceptor
+        self.body = body
+
+    async def __aenter__(self) -> tuple[UpstreamResponse, UpstreamExchange]:
+        interceptor, body = self.interceptor, self.body
+        content, base = interceptor.wire_body(body)
+        self.gate = gate = gated(interceptor.breaker(body), trio.current_time)
+        try:
+            self.response, exchange = await interceptor.answer(body, content, base, gate)
+        except BaseException as error:
+            gate.__exit__(type(error), error, error.__traceback__)
+            raise
+        return self.response, exchange
+
+    async def __aexit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        try:
+            await self.response.aclose()
+        except BaseException as closing:
+            self.gate.__exit__(type(closing), closing, closing.__traceback__)
+            raise
+        self.gate.__exit__(kind, error, tb)
+
+
 class Interceptor:
     """Runs one intercepted request: the agentic loop, streaming or blocking."""
 
@@ -407,7 +490,7 @@ class Interceptor:
         self.target = api.upstream_path + ("?" + query if query else "")
         self.record = record
         if record.session is None:  # Claude Code's metadata.user_id: known once validated
-            record.session = identify(record.request.headers, record.request.body).session
+            record.session = session_in_body(record.client, record.request.body)
         self.first_headers: Headers | None = None  # relayed: the first answer's headers
         # What chaos rules read of the request, taken before the loop grows its body.
         self.chaos_facts = self._facts() if env.chaos.watching else None
@@ -416,25 +499,21 @@ class Interceptor:
         self.client_body: tuple[Any, bytes] = (record.request.body, request.body)
 
     # -- upstream attempts ---------------------------------------------------------------
-    @asynccontextmanager
-    async def open_upstream(
-        self, body: dict[str, Any]
-    ) -> AsyncIterator[tuple[UpstreamResponse, UpstreamExchange]]:
+    def open_upstream(self, body: dict[str, Any]) -> _OpenUpstream:
         """An upstream response with a 2xx status, after failing over keys as needed; the
         circuit breaker, when on, admits the request first and hears its answer."""
-        pool = self.upstream.pool
-        tried: set[int] = set()
+        return _OpenUpstream(self, body)
+
+    def wire_body(self, body: dict[str, Any]) -> tuple[bytes, WireHeaders]:
+        """The upstream request's body and the headers every attempt sends."""
         parsed, raw = self.client_body
         # Unchanged (no tools injected, first iteration): the client's own bytes, not a
         # second serialization. json.dumps of a coding agent's 100 KB request costs about
         # a millisecond, and the upstream gets the body byte for byte.
         content = raw if raw and body == parsed else dumps(body).encode()
-        base_headers = forwarded_request_headers(self.request_headers, byok=not pool)
+        base_headers = forwarded_request_headers(self.request_headers, byok=not self.upstream.pool)
         base_headers.append(("content-type", "application/json"))
-        base = wire(base_headers)
-        with gated(self.breaker(body), trio.current_time) as gate:
-            async with self._attempts(body, content, base, tried, gate) as answer:
-                yield answer
+        return content, wire(base_headers)
 
     def breaker(self, body: dict[str, Any]) -> Breaker | None:
         """The breaker of this request's provider, endpoint and model (None: none is on)."""
@@ -445,11 +524,13 @@ class Interceptor:
             self.api.provider, self.api.name, model if isinstance(model, str) else ""
         )
 
-    @asynccontextmanager
-    async def _attempts(
-        self, body: dict[str, Any], content: bytes, base: WireHeaders, tried: set[int], gate: Gate
-    ) -> AsyncIterator[tuple[UpstreamResponse, UpstreamExchange]]:
+    async def answer(
+        self, body: dict[str, Any], content: bytes, base: WireHeaders, gate: Gate
+    ) -> tuple[UpstreamResponse, UpstreamExchange]:
+        """The first 2xx answer, its body still to read; key by key while the pool says
+        fail over, else an error answer raised."""
         pool = self.upstream.pool
+        tried: set[int] = set()
         # One attribute read when no chaos rule is set: the relay's cost stays what it was.
         strike = self._chaos_strike() if self.env.chaos.states else None
         attempt = 0
@@ -483,27 +564,26 @@ class Interceptor:
                     trio.current_time(),
                     self.env.wall_clock(),
                 )
-                if response.status_code >= 400:
-                    with translate_upstream_errors(exchange):
-                        data = await response.aread()
-                    exchange.response.wrote(data)
-                    if failover:
-                        assert key is not None
-                        log.info(
-                            "key %s answered %d: failing over", key.masked, response.status_code
-                        )
-                        continue
-                    # An upstream may echo the key it was sent: never to the client.
-                    raise UpstreamStatusError(
-                        response.status_code, pool.masked_headers(received), pool.masked_bytes(data)
-                    )
-                gate.answered(response.status_code)
-                if self.first_headers is None:
-                    self.first_headers = pool.masked_headers(received)
-                yield response, exchange
-            finally:
+                if response.status_code < 400:
+                    gate.answered(response.status_code)
+                    if self.first_headers is None:
+                        self.first_headers = pool.masked_headers(received)
+                    return response, exchange  # the caller closes it
+                with translate_upstream_errors(exchange):
+                    data = await response.aread()
+                exchange.response.wrote(data)
+            except BaseException:
                 await response.aclose()
-            return
+                raise
+            await response.aclose()
+            if failover:
+                assert key is not None
+                log.info("key %s answered %d: failing over", key.masked, response.status_code)
+                continue
+            # An upstream may echo the key it was sent: never to the client.
+            raise UpstreamStatusError(
+                response.status_code, pool.masked_headers(received), pool.masked_bytes(data)
+            )
 
     def shown(self, frames: list[bytes], conversation: Conversation) -> list[bytes]:
         """Frames as the client may see them: an upstream error event may echo the key it
@@ -572,24 +652,9 @@ class Interceptor:
             outcomes.append(outcome)
         return outcomes
 
-    @contextmanager
-    def measured(self, conversation: Spent) -> Iterator[None]:
+    def measured(self, conversation: Spent) -> _Measured:
         """Count this interception in flight while it runs, and its facts when it ends."""
-        metrics = self.env.metrics
-        if metrics is None:
-            yield
-            return
-        body = self.record.request.body
-        model = body.get("model") if isinstance(body, dict) else None
-        model = model if isinstance(model, str) else ""
-        provider, started = self.api.provider, trio.current_time()
-        metrics.started(provider, self.record, model)
-        try:
-            with interruptions_noted(self.record):  # so it is counted as what it was
-                yield
-        finally:
-            now = trio.current_time()
-            metrics.finished(provider, self.record, model, now - started, conversation, now)
+        return _Measured(self, conversation)
 
     async def run_blocking(self, conversation: Conversation, writer: ResponseWriter) -> None:
         with self.measured(conversation):
@@ -637,7 +702,7 @@ class Interceptor:
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.relay)
-            async with client.sender:
+            with client.sender:  # closed at once: the relay sees the end (no checkpoint)
                 try:
                     await self._loop(conversation, client)
                 except ClientFacingError as error:
@@ -707,41 +772,61 @@ class Interceptor:
             raise broken
 
 
-@contextmanager
-def recorded(record: Interception, recorder: Recorder | None) -> Iterator[Interception]:
+class recorded:
     """Note how an interception ended when the client left or it was cancelled, and hand
     the record to ``recorder`` however it ended.
 
     A client that leaves once it has its whole answer (``record.delivered``: the SDKs and
     Codex hang up on the final event, while the proxy may still be reading the upstream's
     end or closing the stream) cut nothing: its interception stays ``ok``, so a replay
-    checks it."""
-    try:
-        with interruptions_noted(record):
-            yield record
-    finally:
-        if recorder is not None:
-            recorder(record)
+    checks it. A class, not a generator: it runs on every request."""
+
+    __slots__ = ("record", "recorder")
+
+    def __init__(self, record: Interception, recorder: Recorder | None) -> None:
+        self.record = record
+        self.recorder = recorder
+
+    def __enter__(self) -> Interception:
+        return self.record
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        try:
+            if error is not None:
+                note_interruption(self.record, error)
+        finally:
+            if self.recorder is not None:
+                self.recorder(self.record)
 
 
-@contextmanager
-def interruptions_noted(record: Interception) -> Iterator[None]:
+class interruptions_noted:
     """Set the record's outcome when the client left or the interception was cancelled."""
-    try:
-        yield
-    except ClientDisconnected:
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: Interception) -> None:
+        self.record = record
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        if error is not None:
+            note_interruption(self.record, error)
+
+
+def note_interruption(record: Interception, error: BaseException) -> None:
+    """What ``error``, ending an interception, says of how it ended: a client that left,
+    or a cancellation (what the streaming nursery's tasks raise arrives in a group)."""
+    if isinstance(error, ClientDisconnected):
         _cut(record, "client disconnected")
-        raise
-    except trio.Cancelled:
+    elif isinstance(error, trio.Cancelled):
         _cut(record, "cancelled")
-        raise
-    except BaseExceptionGroup as group:
-        # What the streaming nursery's tasks raise arrives wrapped.
-        if group.subgroup(ClientDisconnected) is not None:
+    elif isinstance(error, BaseExceptionGroup):
+        if error.subgroup(ClientDisconnected) is not None:
             _cut(record, "client disconnected")
-        elif group.subgroup(trio.Cancelled) is not None:
+        elif error.subgroup(trio.Cancelled) is not None:
             _cut(record, "cancelled")
-        raise
 
 
 def _cut(record: Interception, how: str) -> None:
@@ -749,18 +834,30 @@ def _cut(record: Interception, how: str) -> None:
         record.outcome = how
 
 
-@contextmanager
-def translate_upstream_errors(exchange: UpstreamExchange | None = None) -> Iterator[None]:
-    """Turn httpx's transport errors into the client-facing upstream errors."""
-    try:
-        yield
-    except httpx.TransportError as exc:
-        if exchange is not None:
-            exchange.error = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, httpx.ConnectTimeout):
-            raise UpstreamTimeout("upstream did not accept a connection in time") from exc
-        if isinstance(exc, httpx.TimeoutException):
-            raise UpstreamTimeout(f"upstream timed out: {type(exc).__name__}") from exc
-        if isinstance(exc, httpx.ConnectError):
-            raise UpstreamUnreachable(f"upstream unreachable: {exc}") from exc
-        raise UpstreamBroken(f"upstream connection lost: {type(exc).__name__}") from exc
+class translate_upstream_errors:
+    """Turn httpx's transport errors into the client-facing upstream errors (a class, not
+    a generator: it wraps every upstream send and read)."""
+
+    __slots__ = ("exchange",)
+
+    def __init__(self, exchange: UpstreamExchange | None = None) -> None:
+        self.exchange = exchange
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, httpx.TransportError):
+            raise _translated(exc, self.exchange) from exc
+
+
+def _translated(exc: httpx.TransportError, exchange: UpstreamExchange | None) -> ClientFacingError:
+    if exchange is not None:
+        exchange.error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamTimeout("upstream did not accept a connection in time")
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"upstream timed out: {type(exc).__name__}")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamUnreachable(f"upstream unreachable: {exc}")
+    return UpstreamBroken(f"upstream connection lost: {type(exc).__name__}")

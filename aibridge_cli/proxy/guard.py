@@ -178,12 +178,14 @@ class Guard:
     def check(self, method: str, path: str, headers: Headers, local: Address | None) -> Verdict:
         """The verdict on one request; ``local`` is the address it came in on (None for a
         stream that is not a socket, which no browser can reach)."""
-        host = header(headers, "host")
+        # the first value of each name, found in one pass (four names are looked up)
+        named = {name.lower(): value for name, value in reversed(headers)}
+        host = named.get("host")
         if not self._host_allowed(host, local):
             return Refuse(403, f"host {host!r} is not served here; allow it with --allowed-host")
-        origin = header(headers, "origin")
+        origin = named.get("origin")
         cors: Headers = []
-        if origin is None and header(headers, "sec-fetch-site") in FOREIGN_PAGE:
+        if origin is None and named.get("sec-fetch-site") in FOREIGN_PAGE:
             return Refuse(403, "a request from another site's web page may not use this server")
         if origin is not None:
             if not (self._any_origin or origin.lower() in self._origins):
@@ -196,7 +198,7 @@ class Guard:
                 ("access-control-expose-headers", "*"),
                 ("vary", "origin"),
             ]
-            asked = header(headers, "access-control-request-method")
+            asked = named.get("access-control-request-method")
             if method == "OPTIONS" and asked:
                 return Preflight(_preflight_headers(origin, asked, headers))
         if self._token is not None:
@@ -208,8 +210,8 @@ class Guard:
                     "or as a bearer token",
                 )
             headers = kept
-        if (method, path) in self._json_routes and not is_json(media_type(headers)):
-            media = media_type(headers) or "none"
+        if (method, path) in self._json_routes and not is_json(media := media_type(headers)):
+            media = media or "none"
             return Refuse(
                 415, f"the body must be JSON (content-type application/json), not {media}"
             )

@@ -1,5 +1,5 @@
-"""The intercepted requests' upstream client: HTTP/1.1 on h11, over an httpcore network
-backend, with a pool of warm keep-alive connections.
+"""The intercepted requests' upstream client: HTTP/1.1 (its bytes in ``http11_wire``), over
+an httpcore network backend, with a pool of warm keep-alive connections.
 
 Theory of operation. An intercepted request is always one ``POST`` with its whole body
 in hand, to one of a few origins, answered over HTTP/1.1. httpx and httpcore carry it
@@ -26,25 +26,25 @@ body in one write, read the head, hand the body up one part per socket read, and
 from __future__ import annotations
 
 import collections
-import contextlib
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import h11
 import httpcore
 import httpx
 import trio
 
 from ..config import UpstreamTimeouts
 from ..headers import WireHeaders
+from .http11_wire import ProtocolError, ResponseReader, encode_request
 from .httpcore_fence import BodyPart
 
 READ_SIZE = 64 * 1024  # httpcore's read size
 MAX_HEAD_SIZE = 100 * 1024  # httpcore's limit on a response head
 Origin = tuple[bytes, bytes, int]  # scheme, host, port
+_URLS_KEPT = 64
 
 
 class HeaderView(Protocol):
@@ -99,43 +99,44 @@ def _origin(url: httpx.URL) -> Origin:
     return url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80)
 
 
-def request_head(
-    request: UpstreamRequest, defaults: WireHeaders
-) -> tuple[bytes, bytes, WireHeaders]:
-    """Method, target and headers as httpx sends them: ``Host``, the client's defaults
-    the request does not override, the request's own in their order, ``Content-Length``."""
+def request_head(request: UpstreamRequest, defaults: WireHeaders, netloc: bytes) -> WireHeaders:
+    """The headers as httpx sends them: ``Host`` (``netloc``), the client's defaults the
+    request does not override, the request's own in their order, ``Content-Length``."""
     given = {name.lower() for name, _ in request.headers}
     headers: WireHeaders = []
     if b"host" not in given:
-        headers.append((b"Host", request.url.netloc))
+        headers.append((b"Host", netloc))
     headers += [(name, value) for name, value in defaults if name.lower() not in given]
     headers += request.headers
     if b"content-length" not in given:
         headers.append((b"Content-Length", str(len(request.content)).encode()))
-    return request.method.encode(), request.url.raw_path, headers
+    return headers
 
 
 class _Connection:
-    """One upstream connection: its stream and h11 state, one request at a time."""
+    """One upstream connection: its stream and response reader, one request at a time."""
 
     def __init__(self, origin: Origin, stream: httpcore.AsyncNetworkStream) -> None:
         self.origin = origin
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self.reader = ResponseReader(MAX_HEAD_SIZE)
         self.expires_at = 0.0
 
-    async def next_event(self, read_timeout: float) -> Any:
-        """The next h11 event, reading as needed; h11's framing errors become httpx's."""
+    async def read(self, read_timeout: float) -> None:
+        """One socket read into the reader."""
+        with httpx_errors():
+            data = await self.stream.read(READ_SIZE, timeout=read_timeout)
+        self.reader.receive(data)
+
+    async def head(self, read_timeout: float) -> tuple[int, list[tuple[str, str]]]:
+        """The response's status and headers, reading as needed."""
+        reader = self.reader
         try:
-            while (event := self.h11.next_event()) is h11.NEED_DATA:
-                with httpx_errors():
-                    data = await self.stream.read(READ_SIZE, timeout=read_timeout)
-                self.h11.receive_data(data)
-                if not data and self.h11.their_state is h11.SEND_RESPONSE:
-                    raise httpx.RemoteProtocolError("upstream closed without a response")
-        except h11.RemoteProtocolError as exc:
+            while (head := reader.head()) is None:
+                await self.read(read_timeout)
+        except ProtocolError as exc:
             raise httpx.RemoteProtocolError(str(exc)) from exc
-        return event
+        return head
 
     async def aclose(self) -> None:
         # Shielded: a cancelled request closes its connection on the way out.
@@ -155,7 +156,6 @@ class Http11Response:
         self._pool = pool
         self._connection: _Connection | None = connection
         self._ended = False
-        self._broken: httpx.RemoteProtocolError | None = None  # raised after the good bytes
 
     def aiter_raw(self) -> _BodyParts:
         """The body as it arrives, one part per socket read (``BodyPart`` when a read
@@ -168,39 +168,30 @@ class Http11Response:
 
     async def next_part(self) -> bytes | None:
         """What the next socket read brought of the body; None at its end."""
-        if self._broken is not None:
-            await self._drop()
-            raise self._broken
         connection = self._connection
         if connection is None or self._ended:
             return None
+        reader = connection.reader
         try:
-            event = await connection.next_event(self._pool.timeouts.read)
-            if not isinstance(event, h11.Data):
-                if isinstance(event, h11.EndOfMessage):
-                    self._ended = True
-                    return None
-                raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__} in a body")
-            parts = [event.data]
-            try:
-                while isinstance(event := connection.h11.next_event(), h11.Data):
-                    parts.append(event.data)
-            except h11.RemoteProtocolError as exc:
-                self._broken = httpx.RemoteProtocolError(str(exc))
-            self._ended = isinstance(event, h11.EndOfMessage)
+            # a bad framing after good parts is raised at the next call, after them
+            while not (parts := reader.body()) and not reader.ended:
+                await connection.read(self._pool.timeouts.read)
+        except ProtocolError as exc:
+            await self._drop()
+            raise httpx.RemoteProtocolError(str(exc)) from exc
         except BaseException:
             await self._drop()
             raise
-        return BodyPart.of(parts)
+        self._ended = reader.ended
+        return BodyPart.of(parts) if parts else None
 
     async def aclose(self) -> None:
         """Give the connection back when the body ended cleanly; close it otherwise."""
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        h = connection.h11
-        if self._ended and h.our_state is h11.DONE and h.their_state is h11.DONE:
-            h.start_next_cycle()
+        if self._ended and connection.reader.keep_alive:
+            connection.reader.next_cycle()
             await self._pool.release(connection)
         else:
             await self._pool.discard(connection)
@@ -266,36 +257,40 @@ class Http11Pool:
         self.idle: dict[Origin, list[_Connection]] = {}
         self.idle_count = 0
         self._ssl_context: ssl.SSLContext | None = None
+        self._urls: dict[int, tuple[httpx.URL, Origin, bytes, bytes]] = {}
         self.closed = False
 
     async def send(self, request: UpstreamRequest) -> Http11Response:
         """Send ``request`` and read its response's head; the body is left to read."""
-        method, target, headers = request_head(request, self.defaults)
-        connection = await self._connection(_origin(request.url))
+        origin, netloc, target = self._parts(request.url)
+        headers = request_head(request, self.defaults, netloc)
         try:
-            h = connection.h11
-            data = h.send(h11.Request(method=method, target=target, headers=headers)) or b""
-            data += h.send(h11.Data(data=request.content)) or b""
-            data += h.send(h11.EndOfMessage()) or b""
+            data = encode_request(request.method.encode(), target, headers, request.content)
+        except ProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc)) from exc
+        connection = await self._connection(origin)
+        try:
             try:
                 with httpx_errors():
                     await connection.stream.write(data, timeout=self.timeouts.write)
             except httpx.WriteError:
                 pass  # an upstream may answer (a 413) and close before reading it all
-            while True:
-                event = await connection.next_event(self.timeouts.read)
-                if isinstance(event, h11.Response):
-                    break
-                if not isinstance(event, h11.InformationalResponse):
-                    raise httpx.RemoteProtocolError(f"unexpected {type(event).__name__}")
-        except h11.LocalProtocolError as exc:
-            await self.discard(connection)
-            raise httpx.LocalProtocolError(str(exc)) from exc
+            status, items = await connection.head(self.timeouts.read)
         except BaseException:
             await self.discard(connection)
             raise
-        items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
-        return Http11Response(self, connection, event.status_code, Headers(items))
+        return Http11Response(self, connection, status, Headers(items))
+
+    def _parts(self, url: httpx.URL) -> tuple[Origin, bytes, bytes]:
+        """``url``'s origin, ``Host`` and target: httpx works each out anew at every access,
+        and the proxy sends to a few URL objects (``ProviderUpstream.url`` keeps them), so
+        they are kept by identity, the URL held so that its id is not reused."""
+        kept = self._urls.get(id(url))
+        if kept is None or kept[0] is not url:
+            kept = (url, _origin(url), url.netloc, url.raw_path)
+            if len(self._urls) < _URLS_KEPT:
+                self._urls[id(url)] = kept
+        return kept[1], kept[2], kept[3]
 
     async def _connection(self, origin: Origin) -> _Connection:
         """An idle connection of ``origin``, else a new one once a slot is free."""
@@ -449,14 +444,17 @@ _EXCEPTIONS: Sequence[tuple[type[Exception], type[httpx.TransportError]]] = (
 )
 
 
-@contextlib.contextmanager
-def httpx_errors() -> Iterator[None]:
+class httpx_errors:
     """Re-raise httpcore's exceptions (a network backend's) as httpx's, so callers catch
-    one family."""
-    try:
-        yield
-    except Exception as exc:
-        for core, mapped in _EXCEPTIONS:
-            if isinstance(exc, core):
-                raise mapped(str(exc)) from exc
-        raise
+    one family. A class, not a generator: it wraps every socket read."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, Exception):
+            for core, mapped in _EXCEPTIONS:
+                if isinstance(exc, core):
+                    raise mapped(str(exc)) from exc

@@ -19,6 +19,7 @@ remaining cooldown, rounded up to whole seconds) if any key is cooling, otherwis
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,8 +91,9 @@ class PoolKey:
     attempts: int = 0
     last_status: int | None = None
 
-    @property
+    @functools.cached_property
     def masked(self) -> str:
+        """Read for every request (its record, the metrics): worked out once."""
         return mask_key(self.secret)
 
     def state(self, now: float) -> KeyState:

@@ -72,7 +72,8 @@ def tokens(usage: Mapping[str, Any]) -> dict[str, int]:
         for path in paths:
             value: Any = usage
             for part in path:
-                value = value.get(part) if isinstance(value, Mapping) else None
+                # dict, not Mapping: an ABC's isinstance costs ten times more, per field
+                value = value.get(part) if isinstance(value, dict) else None
             if isinstance(value, int | float) and not isinstance(value, bool):
                 out[kind] = int(value)
                 break
@@ -242,7 +243,7 @@ class Metrics:
         reason = _EXHAUSTED.get(record.outcome)
         if reason is not None:
             self.exhaustions.inc((provider, reason))
-        self.observe_pools(now)
+        self._observe_states(now)
 
     def passed_through(self, provider: str, record: Interception) -> None:
         self.passthrough.inc((provider, record.client))
@@ -260,13 +261,19 @@ class Metrics:
             self.breaker_state.set(key, 0.0)
 
     def observe_pools(self, now: float) -> None:
-        """Count the key-state changes since the last look; set each key's state gauge."""
+        """Count the key-state changes since the last look; set each key's state gauge
+        (read at a scrape only: it is set then, not at every request)."""
+        self._observe_states(now)
+        for (provider, key), state in self._key_states.items():
+            for each in ("valid", "cooling", "disabled"):
+                self.key_state.set((provider, key, each), float(each == state))
+
+    def _observe_states(self, now: float) -> None:
+        """Count the key-state changes since the last look (a cooling key turns valid by
+        the clock alone: this is where that is seen)."""
         for provider, upstream in self.upstreams.items():
             for key in upstream.pool.keys:
-                state = key.state(now).value
-                self._move(provider, key.masked, state)
-                for each in ("valid", "cooling", "disabled"):
-                    self.key_state.set((provider, key.masked, each), float(each == state))
+                self._move(provider, key.masked, key.state(now).value)
 
     def _move(self, provider: str, key: str, state: str) -> None:
         seen = self._key_states.get((provider, key))

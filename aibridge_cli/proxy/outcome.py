@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import CircuitOpen
@@ -29,13 +27,9 @@ class Outcome:
                 self.cause = recorded.removeprefix(prefix).lstrip(":").strip()
                 return
 
-    @contextmanager
-    def noting(self, record: Interception) -> Iterator[None]:
+    def noting(self, record: Interception) -> _Noting:
         """Read the record's outcome once the request is over, however it ended."""
-        try:
-            yield
-        finally:
-            self.of(record.outcome, record.error_status)
+        return _Noting(self, record)
 
     def suffix(self) -> str:
         """What the log line adds: `` error="upstream connection lost: ..."``."""
@@ -54,6 +48,22 @@ class Outcome:
         if self.problem in ("cancelled", "disconnected"):
             return logging.WARNING
         return logging.INFO
+
+
+class _Noting:
+    """``Outcome.noting``: a class, not a generator, since it runs on every request."""
+
+    __slots__ = ("outcome", "record")
+
+    def __init__(self, outcome: Outcome, record: Interception) -> None:
+        self.outcome = outcome
+        self.record = record
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.outcome.of(self.record.outcome, self.record.error_status)
 
 
 _PROBLEMS = (

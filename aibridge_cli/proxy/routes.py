@@ -148,17 +148,18 @@ class BridgeApp:
             note = await self._dispatch(request, writer, outcome)
         finally:
             self.requests_served += 1
-            elapsed = (trio.current_time() - started) * 1000
-            log.log(
-                outcome.level(),
-                "%s %s %s %.0fms%s%s",
-                request.method,
-                loggable(request.path),
-                writer.status if writer.status is not None else "-",
-                elapsed,
-                note,
-                outcome.suffix(),
-            )
+            level = outcome.level()
+            if log.isEnabledFor(level):  # its arguments cost more than the check
+                log.log(
+                    level,
+                    "%s %s %s %.0fms%s%s",
+                    request.method,
+                    loggable(request.path),
+                    writer.status if writer.status is not None else "-",
+                    (trio.current_time() - started) * 1000,
+                    note,
+                    outcome.suffix(),
+                )
         if self.settle is not None and writer.observer is not None:  # a recorded request
             await writer.finish()  # the client has its whole response first
             await self.settle()

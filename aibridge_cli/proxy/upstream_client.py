@@ -10,7 +10,6 @@ that reaches into httpcore's private names.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,8 +26,7 @@ KEEPALIVE_CONNECTIONS = 64  # idle connections kept per pool
 KEEPALIVE_EXPIRY = 30.0  # seconds an idle connection is kept
 
 
-@contextlib.asynccontextmanager
-async def body_chunks(response: UpstreamResponse) -> AsyncIterator[AsyncIterator[bytes]]:
+class body_chunks:
     """The raw body of a streamed response, to ``async for`` over and leave at will.
 
     httpx and httpcore read a body through nested async generators. Leaving the loop by
@@ -36,14 +34,20 @@ async def body_chunks(response: UpstreamResponse) -> AsyncIterator[AsyncIterator
     ``yield``, for the garbage collector to find (and trio to warn about). On the way out
     this resumes them under a cancelled scope: the innermost read raises ``Cancelled``,
     and every generator above it finishes. ``Http11Response``'s body is no generator:
-    nothing to finish.
+    nothing to finish. (A class, not a generator itself: it runs on every stream.)
     """
-    chunks = response.aiter_raw()
-    try:
-        yield chunks
-    finally:
-        if inspect.isasyncgen(chunks):
-            await _finish(chunks)
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, response: UpstreamResponse) -> None:
+        self.chunks = response.aiter_raw()
+
+    async def __aenter__(self) -> AsyncIterator[bytes]:
+        return self.chunks
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if inspect.isasyncgen(self.chunks):
+            await _finish(self.chunks)
 
 
 async def _finish(chunks: AsyncIterator[Any]) -> None:
