@@ -4,6 +4,7 @@ What every command shares lives in ``AibridgeGroup``, so a command added later g
 without asking: ``-h``, an ``AIBRIDGE_<COMMAND>_<OPTION>`` environment variable for each
 option, readable placeholders, and one line on stderr with exit 2 for every operator
 mistake (a bad value, a port in use, an unreadable file), a traceback only with --debug.
+A command is added as a row of ``commands.COMMANDS``: built only when it is looked up.
 """
 
 from __future__ import annotations
