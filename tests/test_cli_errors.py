@@ -564,3 +564,11 @@ def test_a_target_that_does_not_speak_http_is_blamed_at_once(
         (f"--target {target} answered something that is not HTTP: b'SSH-2.0-OpenSSH_9.6",),
     )
     run(row, workspace, in_process)
+
+
+def test_no_arguments_is_the_help_and_no_error_line() -> None:
+    code, out, err = in_a_subprocess([])
+    assert code == 2  # no command given: the help, as a usage answer
+    assert "Usage:" in out
+    assert "Commands" in out
+    assert err == ""  # was "error: ; see 'aibridge -h'": a mistake with no words
