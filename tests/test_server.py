@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import h11
@@ -370,36 +371,41 @@ def fill(fd: int) -> int:
             return sent
 
 
-async def test_a_socket_counts_as_writable_exactly_while_the_kernel_takes_bytes() -> None:
-    """The relay asks the kernel instead of parking until trio's next readiness report."""
+@asynccontextmanager
+async def accepted_socket() -> AsyncIterator[
+    tuple[trio.abc.Stream, trio.socket.SocketType, trio.abc.Stream]
+]:
+    """A server's end of a loopback connection, its socket, and the client's end."""
     (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
     async with listener, await trio.testing.open_stream_to_socket_listener(listener) as peer:
         async with await listener.accept() as stream:
             sock = socket_of(stream)
             assert sock is not None
-            assert writable_now(sock)
-            sent = fill(sock.fileno())  # the peer reads nothing meanwhile
-            assert not writable_now(sock)
-            while sent:
-                sent -= len(await peer.receive_some(sent))
-            assert writable_now(sock)
-            await stream.aclose()
-            assert not writable_now(sock)
+            yield stream, sock, peer
+
+
+async def test_a_socket_counts_as_writable_exactly_while_the_kernel_takes_bytes() -> None:
+    """The relay asks the kernel instead of parking until trio's next readiness report."""
+    async with accepted_socket() as (stream, sock, peer):
+        assert writable_now(sock)
+        sent = fill(sock.fileno())  # the peer reads nothing meanwhile
+        assert not writable_now(sock)
+        while sent:
+            sent -= len(await peer.receive_some(sent))
+        assert writable_now(sock)
+        await stream.aclose()
+        assert not writable_now(sock)
     left, _ = trio.testing.memory_stream_pair()
     assert socket_of(left) is None  # other streams always wait as they did
 
 
 async def test_a_write_now_takes_what_the_kernel_takes_and_no_more() -> None:
     """The server writes without a trip through the scheduler what fits the socket."""
-    (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    async with listener, await trio.testing.open_stream_to_socket_listener(listener) as peer:
-        async with await listener.accept() as stream:
-            sock = socket_of(stream)
-            assert sock is not None
-            assert write_now(sock, b"hello") == 5
-            assert await peer.receive_some(5) == b"hello"
-            fill(sock.fileno())
-            assert write_now(sock, b"more") == 0  # full: the caller waits as trio would
-            await stream.aclose()
-            with pytest.raises(OSError, match="Bad file descriptor"):
-                write_now(sock, b"closed")  # descriptor -1: never another socket's
+    async with accepted_socket() as (stream, sock, peer):
+        assert write_now(sock, b"hello") == 5
+        assert await peer.receive_some(5) == b"hello"
+        fill(sock.fileno())
+        assert write_now(sock, b"more") == 0  # full: the caller waits as trio would
+        await stream.aclose()
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            write_now(sock, b"closed")  # descriptor -1: never another socket's
