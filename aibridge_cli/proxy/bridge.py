@@ -319,7 +319,7 @@ class ClientStream:
 
     async def relay(self) -> None:
         """Write frames as they come; initiate on the first; ping while idle."""
-        with self.receiver:  # closed without a checkpoint: a stream's end costs none more
+        async with self.receiver:
             while True:
                 try:
                     first = await self._next_item()
@@ -702,7 +702,7 @@ class Interceptor:
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.relay)
-            with client.sender:  # closed at once: the relay sees the end (no checkpoint)
+            async with client.sender:
                 try:
                     await self._loop(conversation, client)
                 except ClientFacingError as error:
