@@ -19,8 +19,12 @@ import trio
 
 
 def socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    """The socket under ``stream``, or None for a stream that is not a plain socket."""
-    return stream.socket if isinstance(stream, trio.SocketStream) else None
+    """The socket under ``stream``, or None for a stream that is not a plain socket.
+
+    None on Windows too: a socket there is no file descriptor ``os.write`` can take."""
+    if os.name != "posix" or not isinstance(stream, trio.SocketStream):
+        return None
+    return stream.socket
 
 
 def write_now(sock: trio.socket.SocketType, data: bytes) -> int:
