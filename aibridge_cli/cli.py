@@ -83,7 +83,7 @@ class AibridgeGroup(typer.core.TyperGroup):
             source = ""
             if bad is not None and not set(bad.opts) & set(given):
                 source = f" (from {ENV_PREFIX}_{str(bad.name).upper()})"
-            if exc.format_message():  # none when no arguments: the help is the answer
+            if getattr(exc, "message", True):  # none when no arguments: the help is the answer
                 _print_error(_usage_line(exc, source))
             raise typer.Exit(2) from None
 
