@@ -30,12 +30,11 @@ async def slow_streams(
     """Run the streams; return their results and the peak RSS sampled meanwhile (KiB)."""
     results: list[Result] = []
     peak = 0
-    headers = {"x-bench-events": str(events)}
 
     async def one() -> None:
         results.append(
             await one_request(
-                service, messages_body(True), headers, read_delay=delay, receive_size=read_size
+                service, messages_body(True, events), read_delay=delay, receive_size=read_size
             )
         )
 
@@ -68,7 +67,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     with harness.bench_upstream(args.write_size) as upstream, harness.aibridge(upstream) as proxy:
-        trio.run(one_request, proxy, messages_body(True), {"x-bench-events": "1000"})  # warm-up
+        trio.run(one_request, proxy, messages_body(True, 1000))  # warm-up
         before = proxy.rss_kib()
         started = time.perf_counter()
         results, peak = trio.run(

@@ -2,16 +2,20 @@
 
 Every request is a Messages stream of ``--events`` events that the bench upstream paces
 (``--delay-ms`` between frames), so all of them are in flight together. Reported per
-target (direct and aibridge): latency p50/p99 of whole streams, time to first byte p50/p99,
-errors, and the process's peak RSS over the run.
+target (direct, aibridge, and LiteLLM's proxy and mitmdump when installed, one after the
+other in one run): latency p50/p99 of whole streams, time to first byte p50/p99, errors,
+and the process's peak RSS over the run.
 
     python bench/concurrency.py [--concurrency 200] [--events 100] [--delay-ms 5]
+        [--only aibridge] [--baseline TREE]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import trio
@@ -29,16 +33,17 @@ from harness import (
     percentile,
     print_table,
 )
+from peers import litellm, mitmdump
 
 
 async def burst(service: Service, concurrency: int, events: int, delay_ms: float) -> list[Result]:
     results: list[Result] = []
-    headers = {"x-bench-events": str(events), "x-bench-delay-ms": str(delay_ms)}
+    body = messages_body(True, events, delay_ms)
     ready = trio.Event()
 
     async def one() -> None:
         await ready.wait()
-        results.append(await one_request(service, messages_body(True), headers))
+        results.append(await one_request(service, body))
 
     async with trio.open_nursery() as nursery:
         for _ in range(concurrency):
@@ -73,12 +78,42 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100)
     parser.add_argument("--delay-ms", type=float, default=5.0, help="upstream pause per frame")
     parser.add_argument("--tree", type=Path, help="run the aibridge_cli found in this directory")
+    parser.add_argument(
+        "--baseline", type=Path, help="also run the aibridge_cli found in this directory"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=("aibridge", "litellm", "mitmdump"),
+        help="targets besides direct (default: all)",
+    )
     args = parser.parse_args()
+    wanted = set(args.only or ["aibridge", "litellm", "mitmdump"])
     rows = []
     tree = {"tree": args.tree} if args.tree else {}
-    with bench_upstream(write_size=1) as upstream, aibridge(upstream, **tree) as proxy:
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        upstream = stack.enter_context(bench_upstream(write_size=1))
         upstream.name = "direct"
-        for service in (upstream, proxy):
+        services: list[Service] = [upstream]
+        if "aibridge" in wanted:
+            services.append(stack.enter_context(aibridge(upstream, **tree)))
+            if args.baseline:
+                baseline = aibridge(
+                    upstream, name="aibridge baseline", tree=args.baseline.resolve()
+                )
+                services.append(stack.enter_context(baseline))
+        peers = {
+            "litellm": lambda: litellm(upstream, Path(tmp)),
+            "mitmdump": lambda: mitmdump(upstream),
+        }
+        for name, peer in peers.items():
+            if name in wanted:
+                started = stack.enter_context(peer())
+                if isinstance(started, str):
+                    print(started)  # not installed: said, and the run goes on
+                else:
+                    services.append(started)
+        for service in services:
             trio.run(burst, service, 4, args.events, 0.0)  # warm-up
             base = service.rss_kib()
             service.reset_peak()

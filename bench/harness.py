@@ -303,13 +303,15 @@ class ResponseReader:
                 yield data
 
 
-def messages_body(stream: bool) -> bytes:
+def messages_body(stream: bool, events: int | None = None, delay_ms: float = 0) -> bytes:
+    """A Messages request; a stream's shape (``bench/upstream.py``) goes in its prompt."""
+    prompt = "hi" if events is None else f"hi events={events} delay-ms={delay_ms:g}"
     return json.dumps(
         {
             "model": "claude-bench",
             "max_tokens": 64,
             "stream": stream,
-            "messages": [{"role": "user", "content": "hi"}],
+            "messages": [{"role": "user", "content": prompt}],
         }
     ).encode()
 

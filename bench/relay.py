@@ -23,8 +23,7 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import trio
@@ -36,88 +35,17 @@ from harness import (
     Service,
     aibridge,
     bench_upstream,
-    find_tool,
-    free_port,
     machine,
     median,
     messages_body,
     one_request,
     print_table,
-    spawn,
 )
-
-LITELLM_CONFIG = """\
-model_list:
-  - model_name: claude-bench
-    litellm_params:
-      model: anthropic/claude-bench
-      api_base: {base}
-      api_key: sk-ant-bench-0000000000000000
-"""
-# No phoning home for a price list or telemetry: every byte stays on loopback.
-LITELLM_ENV = {
-    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-    "LITELLM_TELEMETRY": "False",
-    "LITELLM_LOG": "ERROR",
-    "DISABLE_SCHEMA_UPDATE": "True",
-    # made up: it refuses to start without one
-    "LITELLM_MASTER_KEY": "sk-bench-master-0000000000000000",
-}
-
-
-@contextmanager
-def litellm(upstream: Service, workdir: Path) -> Iterator[Service | str]:
-    """LiteLLM's proxy with the bench upstream as its Anthropic model, or why not."""
-    exe = find_tool("litellm")
-    if exe is None:
-        yield "litellm not installed (pip install -e '.[bench]')"
-        return
-    config = workdir / "litellm.yaml"
-    config.write_text(LITELLM_CONFIG.format(base=f"http://{upstream.host}:{upstream.port}"))
-    port = free_port()
-    argv = [
-        exe,
-        "--config",
-        str(config),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--num_workers",
-        "1",
-    ]
-    with spawn("litellm", argv, "/v1/messages", port=port, timeout=120, env=LITELLM_ENV) as svc:
-        svc.headers = {"x-api-key": LITELLM_ENV["LITELLM_MASTER_KEY"]}
-        yield svc
-
-
-@contextmanager
-def mitmdump(upstream: Service) -> Iterator[Service | str]:
-    """mitmproxy in reverse-proxy mode in front of the bench upstream, or why not."""
-    exe = find_tool("mitmdump")
-    if exe is None:
-        yield "mitmdump not installed (pip install -e '.[bench]')"
-        return
-    port = free_port()
-    argv = [
-        exe,
-        "--mode",
-        f"reverse:http://{upstream.host}:{upstream.port}",
-        "--listen-host",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-q",
-        # without it mitmproxy holds an SSE response until it ends (its issue 4469)
-        "--set",
-        "stream_large_bodies=1",
-    ]
-    with spawn("mitmdump", argv, "/v1/messages", port=port, timeout=60) as svc:
-        yield svc
+from peers import litellm, mitmdump
 
 
 async def stream_once(service: Service, events: int) -> tuple[float, int, str | None]:
-    result = await one_request(service, messages_body(True), {"x-bench-events": str(events)})
+    result = await one_request(service, messages_body(True, events))
     error = result.error or (None if result.status == 200 else f"status {result.status}")
     return result.elapsed, result.events, error
 
@@ -138,7 +66,7 @@ async def measure(
         for s in services
     }
     clients = {s.name: Client(s) for s in services}
-    small = messages_body(True)
+    small = messages_body(True, 6)
     blocking = messages_body(False)
     for s in services:  # warm-up: connections, imports, caches
         await stream_once(s, 100)
@@ -156,7 +84,7 @@ async def measure(
         for s in services:
             client = clients[s.name]
             for _ in range(ttfb_n // rounds):
-                result = await client.request(small, {"x-bench-events": "6"})
+                result = await client.request(small)
                 out[s.name]["ttfb"].append(result.ttfb)  # type: ignore[union-attr]
                 if result.error or result.status != 200:
                     out[s.name]["errors"].append(result.error or result.status)  # type: ignore[union-attr]

@@ -40,11 +40,10 @@ def proxy_argv(upstream: Service, out: Path) -> list[str]:
 
 async def drive(service: Service, kind: str, n: int) -> None:
     client = Client(service)
-    body = messages_body(kind == "stream")
-    headers = {"x-bench-events": "6"} if kind == "stream" else None
+    body = messages_body(True, 6) if kind == "stream" else messages_body(False)
     try:
         for _ in range(20 + n):  # 20 to warm up: imports, connections, caches
-            result = await client.request(body, headers)
+            result = await client.request(body)
             if result.status != 200 or result.error:
                 raise SystemExit(f"request failed: {result.status} {result.error}")
     finally:

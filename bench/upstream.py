@@ -6,9 +6,11 @@ blocks of whole frames (``--write-size`` bytes, chunked encoding), so what is me
 whoever sits between it and the client. Every benchmark target, the direct baseline
 included, talks to the same instance.
 
-A request picks its reply: a JSON body with ``"stream": true`` gets a Messages stream of
-``x-bench-events`` events (default 10,000), otherwise a small blocking message.
-``x-bench-delay-ms`` delays each block (slow-producer runs).
+A request picks its reply: a JSON body with ``"stream": true`` gets a Messages stream,
+otherwise a small blocking message. The stream's shape is in the prompt, the one part of a
+request every proxy passes on (LiteLLM drops headers it does not know): ``events=N`` events
+(default 10,000) and ``delay-ms=D`` before each block (slow-producer runs); see
+``harness.messages_body``.
 
     python bench/upstream.py --port 0        # prints "listening on http://127.0.0.1:PORT"
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aibridge_cli.sse import encode_event
 
 TEXT = "lorem ipsum "
+SHAPE = re.compile(r"\b(events|delay-ms)=([0-9.]+)")
+
+
+def stream_shape(request: dict[str, object]) -> tuple[int, float]:
+    """The events and the delay before each block (seconds) a request's prompt asks for."""
+    messages = request.get("messages")
+    prompt = messages[0].get("content") if isinstance(messages, list) and messages else ""
+    asked = dict(SHAPE.findall(prompt if isinstance(prompt, str) else ""))
+    return int(asked.get("events", "10000")), float(asked.get("delay-ms", "0")) / 1000
 
 
 def stream_events(events: int) -> list[tuple[str, dict[str, object]]]:
@@ -150,16 +162,15 @@ async def serve_connection(stream: trio.SocketStream, write_size: int) -> None:
     async with stream:
         try:
             while (request := await read_request(stream, buffer)) is not None:
-                headers, body = request
+                _, body = request
                 try:
-                    streaming = json.loads(body).get("stream") is True
+                    asked = json.loads(body)
                 except ValueError:
-                    streaming = False
-                if not streaming:
+                    asked = {}
+                if not isinstance(asked, dict) or asked.get("stream") is not True:
                     await stream.send_all(JSON_REPLY)
                     continue
-                events = int(headers.get("x-bench-events", "10000"))
-                delay = float(headers.get("x-bench-delay-ms", "0")) / 1000
+                events, delay = stream_shape(asked)
                 await stream.send_all(SSE_HEAD)
                 for block in stream_blocks(events, write_size):
                     if delay:
