@@ -18,6 +18,10 @@ FrozenHeaders = tuple[tuple[str, str], ...]
 WireHeaders = list[tuple[bytes, bytes]]
 """Header pairs as bytes, for httpx."""
 
+TOKEN = r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+"""A header name (RFC 9110 token), as h11 checks it: the pattern the server's head writer
+and the lean client's request and response share."""
+
 SSE_HEADERS: Headers = [
     ("content-type", "text/event-stream"),
     ("cache-control", "no-cache"),

@@ -34,10 +34,12 @@ from typing import NamedTuple
 
 from h11 import LocalProtocolError
 
+from ..headers import TOKEN
+
 # h11's grammar (h11/_abnf.py): a name is a token; a value is field-content or nothing,
 # that is no NUL, no white space but spaces and tabs, and those not at either end. Here
 # for names and values joined by line breaks, which neither may hold (counted apart).
-_NAMES = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+(?:\n[-!#$%&'*+.^_`|~0-9a-zA-Z]+)*")
+_NAMES = re.compile(rf"{TOKEN}(?:\n{TOKEN})*")
 _NOT_IN_VALUES = ("\x00", "\r", "\f", "\v", "\n ", "\n\t", " \n", "\t\n")
 _DIGITS = re.compile(r"[0-9]+")
 

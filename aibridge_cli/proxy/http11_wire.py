@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import re
 
-from ..headers import WireHeaders
+from ..headers import TOKEN, WireHeaders
 
-_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
+_TOKEN = TOKEN.encode()
 _VCHAR = rb"[^\x00\s]"  # h11's field_vchar: any byte but NUL and whitespace
 _VALUE = rb"(?:%s+(?:[ \t]+%s+)*)?" % (_VCHAR, _VCHAR)
 # A request head as h11 would accept it for writing, in one match.
