@@ -21,6 +21,7 @@ import typer.main
 from . import __version__
 from .commands import LazyCommands
 from .failures import explain, interrupted
+from .httpx_fence import leave_out_command_line
 from .typer_fence import defer_coercion
 
 ENV_PREFIX = "AIBRIDGE"
@@ -251,12 +252,7 @@ def _main(
 
 
 def main() -> None:
-    if "httpx" not in sys.modules:
-        # httpx imports its own command line (click, pygments, rich's syntax and progress:
-        # 0.2 billion instructions of serve's start) unless that import fails, then puts a
-        # stub in its place; no command runs it. A None in sys.modules makes it fail
-        # (sim/__init__.py does the same for the fuzzer used as a library).
-        sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    leave_out_command_line()  # no command runs httpx's own (httpx_fence.py)
     app()
 
 
